@@ -1,0 +1,215 @@
+//! A dot store paired with its causal context: a whole CRDT state
+//! ([`Causal`]) or a delta ([`Delta`]).
+
+use crate::{CausalContext, DotStore, InvalidState, JoinMode};
+use serde::{Deserialize, Serialize};
+
+/// A CRDT state: a dot store and the context of every dot it has seen.
+///
+/// ```
+/// use crdt_types::{Causal, OrSet, ReplicaId};
+/// let (a, b) = (ReplicaId(1), ReplicaId(2));
+/// let mut x: Causal<OrSet> = Causal::new();
+/// let mut y = x.clone();
+/// let add = x.mutate(|s, c| s.add(c, a, "milk".into()));
+/// y.apply(&add);
+/// // Concurrently: b removes milk while a adds it again. Add wins.
+/// let rm = y.mutate(|s, _| s.remove(b"milk"));
+/// let readd = x.mutate(|s, c| s.add(c, a, "milk".into()));
+/// x.apply(&rm);
+/// y.apply(&readd);
+/// assert_eq!(x, y);
+/// assert!(x.store().contains(b"milk"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "Parts<S>", into = "Parts<S>")]
+#[serde(bound(serialize = "S: DotStore + Serialize", deserialize = "S: DotStore + Deserialize<'de>"))]
+pub struct Causal<S> {
+    store: S,
+    ctx: CausalContext,
+}
+
+/// A delta: what one or more mutations changed, small enough to ship.
+///
+/// A delta lists every key its context touches (removals list their keys
+/// with bottom stores), so joining it into a state visits only those keys.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "Parts<S>", into = "Parts<S>")]
+#[serde(bound(serialize = "S: DotStore + Serialize", deserialize = "S: DotStore + Deserialize<'de>"))]
+pub struct Delta<S> {
+    store: S,
+    ctx: CausalContext,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Parts<S> {
+    store: S,
+    ctx: CausalContext,
+}
+
+fn check<S: DotStore>(store: &S, ctx: &CausalContext) -> Result<(), InvalidState> {
+    let mut ok = true;
+    store.for_each_dot(&mut |d| ok &= ctx.contains(d));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidState("store holds a dot its context has not seen"))
+    }
+}
+
+impl<S: DotStore> TryFrom<Parts<S>> for Causal<S> {
+    type Error = InvalidState;
+    fn try_from(p: Parts<S>) -> Result<Self, InvalidState> {
+        check(&p.store, &p.ctx)?;
+        Ok(Causal { store: p.store, ctx: p.ctx })
+    }
+}
+
+impl<S: DotStore> TryFrom<Parts<S>> for Delta<S> {
+    type Error = InvalidState;
+    fn try_from(p: Parts<S>) -> Result<Self, InvalidState> {
+        check(&p.store, &p.ctx)?;
+        Ok(Delta { store: p.store, ctx: p.ctx })
+    }
+}
+
+impl<S> From<Causal<S>> for Parts<S> {
+    fn from(c: Causal<S>) -> Self {
+        Parts { store: c.store, ctx: c.ctx }
+    }
+}
+
+impl<S> From<Delta<S>> for Parts<S> {
+    fn from(c: Delta<S>) -> Self {
+        Parts { store: c.store, ctx: c.ctx }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Causal<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} @ {:?}", self.store, self.ctx)
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Delta<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Δ {:?} @ {:?}", self.store, self.ctx)
+    }
+}
+
+impl<S: DotStore> Causal<S> {
+    /// The bottom state: nothing seen.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The dot store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Every dot seen.
+    pub fn context(&self) -> &CausalContext {
+        &self.ctx
+    }
+
+    /// True when nothing is present (the context may remember removals).
+    pub fn is_bottom(&self) -> bool {
+        self.store.is_bottom()
+    }
+
+    /// Joins a whole state into this one.
+    pub fn join(&mut self, other: &Causal<S>) {
+        self.store.join(&self.ctx, &other.store, &other.ctx, JoinMode::FULL);
+        self.ctx.join(&other.ctx);
+    }
+
+    /// Joins a delta into this state, visiting only the keys it lists.
+    pub fn apply(&mut self, delta: &Delta<S>) {
+        self.store.join(&self.ctx, &delta.store, &delta.ctx, JoinMode::DELTA);
+        self.ctx.join(&delta.ctx);
+    }
+
+    /// Runs a delta-mutator on this state, applies its delta and returns it.
+    pub fn mutate(&mut self, f: impl FnOnce(&S, &CausalContext) -> Delta<S>) -> Delta<S> {
+        let delta = f(&self.store, &self.ctx);
+        self.apply(&delta);
+        delta
+    }
+
+    /// A delta that removes everything this state holds (observed-remove).
+    pub fn clear(&self) -> Delta<S> {
+        Delta::new(self.store.removal(), CausalContext::from_dots(self.store.dots()))
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.store.heap_bytes() + self.ctx.heap_bytes()
+    }
+
+    /// Splits into store and context.
+    pub fn into_parts(self) -> (S, CausalContext) {
+        (self.store, self.ctx)
+    }
+
+    /// Builds a state from a store and a context that has seen all its dots.
+    pub fn from_parts(store: S, ctx: CausalContext) -> Result<Self, InvalidState> {
+        check(&store, &ctx)?;
+        Ok(Causal { store, ctx })
+    }
+}
+
+impl<S: DotStore> Delta<S> {
+    /// A delta from its parts. Mutators are expected to list every key whose
+    /// dots `ctx` holds; the dots of `store` must be in `ctx`.
+    pub fn new(store: S, ctx: CausalContext) -> Self {
+        debug_assert!(check(&store, &ctx).is_ok(), "delta store dot missing from its context");
+        Delta { store, ctx }
+    }
+
+    /// The store part.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The context part.
+    pub fn context(&self) -> &CausalContext {
+        &self.ctx
+    }
+
+    /// True when the delta neither adds nor removes anything.
+    pub fn is_noop(&self) -> bool {
+        self.ctx.is_empty()
+    }
+
+    /// Joins another delta into this one, making a delta group.
+    pub fn join(&mut self, other: &Delta<S>) {
+        self.store.join(&self.ctx, &other.store, &other.ctx, JoinMode::GROUP);
+        self.ctx.join(&other.ctx);
+    }
+
+    /// Rewraps the store (for lifting a nested delta into its container).
+    pub fn map<T: DotStore>(self, f: impl FnOnce(S) -> T) -> Delta<T> {
+        Delta { store: f(self.store), ctx: self.ctx }
+    }
+
+    /// Splits into store and context.
+    pub fn into_parts(self) -> (S, CausalContext) {
+        (self.store, self.ctx)
+    }
+
+    /// The delta as a state: joined into bottom.
+    pub fn to_state(&self) -> Causal<S> {
+        let mut c = Causal::new();
+        c.apply(self);
+        c
+    }
+
+    /// Encoded size in bytes (postcard), for shipping estimates.
+    pub fn encoded_len(&self) -> usize
+    where
+        S: Serialize,
+    {
+        postcard::experimental::serialized_size(self).unwrap_or(0)
+    }
+}

@@ -1,0 +1,57 @@
+//! A causal counter: increments add up, and a reset removes only the
+//! increments it observed.
+//!
+//! Each replica keeps one live entry holding its contribution since the
+//! last reset it observed; an increment replaces the replica's entry with a
+//! new dot. A reset removes the entries (dots) it saw, so a deleted and then
+//! reused counter starts from zero everywhere instead of bringing old counts
+//! back, while increments concurrent with the reset survive it.
+
+use crate::register::delegate_dot_store;
+use crate::{CausalContext, Delta, Dot, DotFun, DotStore, JoinMode, ReplicaId};
+use serde::{Deserialize, Serialize};
+
+/// A counter of `i64` (wrapping on overflow).
+///
+/// ```
+/// use crdt_types::{Causal, Counter, ReplicaId};
+/// let mut x: Causal<Counter> = Causal::new();
+/// let mut y = x.clone();
+/// let d1 = x.mutate(|s, c| s.add(c, ReplicaId(1), 5));
+/// let d2 = y.mutate(|s, c| s.add(c, ReplicaId(2), -2));
+/// x.apply(&d2);
+/// y.apply(&d1);
+/// assert_eq!(x.store().value(), 3);
+/// assert_eq!(x, y);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Counter(DotFun<i64>);
+
+impl Counter {
+    /// A delta that adds `n` (negative to decrement) at `replica`.
+    pub fn add(&self, ctx: &CausalContext, replica: ReplicaId, n: i64) -> Delta<Self> {
+        let dot = ctx.next_dot(replica);
+        let mut seen = vec![dot];
+        let mut base = 0i64;
+        for (d, v) in self.0.entries() {
+            if d.replica == replica {
+                base = base.wrapping_add(*v);
+                seen.push(*d);
+            }
+        }
+        Delta::new(Counter(DotFun::single(dot, base.wrapping_add(n))), CausalContext::from_dots(seen))
+    }
+
+    /// The sum of every live contribution.
+    pub fn value(&self) -> i64 {
+        self.0.entries().iter().fold(0i64, |acc, (_, v)| acc.wrapping_add(*v))
+    }
+
+    /// The live contributions, one per replica in a replica's own state.
+    pub fn entries(&self) -> &[(Dot, i64)] {
+        self.0.entries()
+    }
+}
+
+delegate_dot_store!(Counter);
