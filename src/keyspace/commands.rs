@@ -1,0 +1,568 @@
+//! The typed operations users call, one method each, in the manner of Redis
+//! commands: registers (`get`/`set`), counters (`incr_by`), sets (`sadd`...),
+//! maps (`hset`...), multi-value registers (`mvset`/`mvget`), and the
+//! operations of every key (`del`, `expire`, `ttl`, `persist`).
+
+use super::{is_expired, packed, Keyspace, KeyspaceError, Txn, Written};
+use crdt_types::{
+    Bytes, CausalContext, Counter, Delta, Hlc, Kind, LwwRegister, MvRegister, OrMap, OrSet, Record,
+    ReplicaId, TypedStore, WrongType, MAP_NESTING_MAX,
+};
+
+/// The remaining time to live of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// No such key (Redis answers -2).
+    Missing,
+    /// The key never expires (Redis answers -1).
+    Persistent,
+    /// Milliseconds left.
+    Ms(u64),
+}
+
+/// The visible value of a map field (or of any key), by type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    /// A register's value.
+    Register(Bytes),
+    /// A counter's value.
+    Counter(i64),
+    /// A set's members, in byte order.
+    Set(Vec<Bytes>),
+    /// A map's fields, in field order.
+    Map(Vec<(Bytes, FieldValue)>),
+    /// A multi-value register's concurrent values.
+    MvRegister(Vec<Bytes>),
+}
+
+impl FieldValue {
+    /// The visible value of a typed store (`None` when empty).
+    pub fn of(store: &TypedStore) -> Option<FieldValue> {
+        let kind = store.kind()?;
+        // The visible kind's part exists by construction; read() cannot fail.
+        Some(match kind {
+            Kind::Register => {
+                FieldValue::Register(store.read::<LwwRegister>().ok()??.get()?.clone())
+            }
+            Kind::Counter => FieldValue::Counter(store.read::<Counter>().ok()??.value()),
+            Kind::Set => FieldValue::Set(store.read::<OrSet>().ok()??.members().cloned().collect()),
+            Kind::MvRegister => FieldValue::MvRegister(
+                store
+                    .read::<MvRegister>()
+                    .ok()??
+                    .values()
+                    .cloned()
+                    .collect(),
+            ),
+            Kind::Map => FieldValue::Map(
+                store
+                    .read::<OrMap>()
+                    .ok()??
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), Self::of(v)?)))
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// An operation on a (possibly nested) map field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldOp {
+    /// Write the field as a register.
+    Set(Bytes),
+    /// Add to the field as a counter.
+    Incr(i64),
+    /// Add a member to the field as a set.
+    SetAdd(Bytes),
+    /// Remove a member from the field as a set.
+    SetRemove(Bytes),
+    /// Write the field as a multi-value register.
+    MvSet(Bytes),
+    /// Remove the field (observed-remove).
+    Remove,
+}
+
+/// Builds the delta of `op` on the field at `path` inside `map`.
+fn field_delta(
+    map: &OrMap,
+    ctx: &CausalContext,
+    path: &[Bytes],
+    op: &FieldOp,
+    replica: ReplicaId,
+    hlc: Hlc,
+) -> Result<Delta<OrMap>, KeyspaceError> {
+    let Some((field, rest)) = path.split_first() else {
+        return Err(KeyspaceError::NestingTooDeep {
+            max: MAP_NESTING_MAX,
+        });
+    };
+    let current = map.get(field).cloned().unwrap_or_default();
+    if !rest.is_empty() {
+        let inner = current.read::<OrMap>()?.cloned().unwrap_or_default();
+        let d = field_delta(&inner, ctx, rest, op, replica, hlc)?;
+        return Ok(map.update::<OrMap>(ctx, field, |_, _| d)?);
+    }
+    Ok(match op {
+        FieldOp::Set(v) => {
+            map.update::<LwwRegister>(ctx, field, |r, c| r.set(c, replica, hlc, v.clone()))?
+        }
+        FieldOp::Incr(n) => {
+            let now = current.read::<Counter>()?.map_or(0, Counter::value);
+            now.checked_add(*n).ok_or(KeyspaceError::Overflow)?;
+            map.update::<Counter>(ctx, field, |r, c| r.add(c, replica, *n))?
+        }
+        FieldOp::SetAdd(m) => {
+            map.update::<OrSet>(ctx, field, |s, c| s.add(c, replica, m.clone()))?
+        }
+        FieldOp::SetRemove(m) => map.update::<OrSet>(ctx, field, |s, _| s.remove(m))?,
+        FieldOp::MvSet(v) => {
+            map.update::<MvRegister>(ctx, field, |r, c| r.set(c, replica, v.clone()))?
+        }
+        FieldOp::Remove => map.remove(field),
+    })
+}
+
+impl Txn<'_> {
+    fn expiry_ctx(&self) -> (&crdt_types::Expiry, &CausalContext) {
+        (&self.record().expiry, self.state.context())
+    }
+}
+
+impl Keyspace {
+    fn read_value<T>(
+        &self,
+        key: &[u8],
+        now_ms: u64,
+        f: impl FnOnce(&TypedStore) -> Result<T, WrongType>,
+    ) -> Result<Option<T>, KeyspaceError> {
+        match self.visible(key, now_ms) {
+            Some(s) => Ok(Some(f(&s.store().data)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The value of a register (or a counter's value in decimal, as Redis
+    /// shows `INCR`ed keys); `None` when absent.
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, KeyspaceError> {
+        if let Some(e) = self.find_compact(key) {
+            let v = packed::view(e);
+            if is_expired(v.deadline_ms, now_ms) {
+                return Ok(None);
+            }
+            if let Some(value) = v.register_value() {
+                return Ok(Some(Bytes::from(value)));
+            }
+        }
+        let v = self.read_value(key, now_ms, |d| match d.kind() {
+            Some(Kind::Counter) => Ok(d
+                .read::<Counter>()?
+                .map(|c| Bytes::from(c.value().to_string().as_str()))),
+            _ => Ok(d.read::<LwwRegister>()?.and_then(|r| r.get().cloned())),
+        })?;
+        Ok(v.flatten())
+    }
+
+    /// Writes a register. Like Redis `SET`, it replaces the key's deadline:
+    /// with `deadline_ms` the key expires then, without it the key persists.
+    pub fn set(
+        &mut self,
+        key: &[u8],
+        value: Bytes,
+        deadline_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Written<()>, KeyspaceError> {
+        self.check_value(&value)?;
+        let hlc = self.clock.now(now_ms);
+        self.update(key, now_ms, |t| {
+            let replica = t.replica;
+            t.write_data::<LwwRegister>(|r, c| r.set(c, replica, hlc, value))?;
+            let (expiry, ctx) = t.expiry_ctx();
+            let d = match deadline_ms {
+                Some(ms) => expiry.expire_at(ctx, replica, ms),
+                None => Delta::new(
+                    Default::default(),
+                    CausalContext::from_dots(crdt_types::DotStore::dots(expiry)),
+                ),
+            };
+            t.push(Record::expiry_delta(d));
+            Ok(())
+        })
+    }
+
+    /// Deletes the key: removes everything this replica observed of it.
+    /// Answers whether a visible key was removed.
+    pub fn del(&mut self, key: &[u8], now_ms: u64) -> Result<Written<bool>, KeyspaceError> {
+        let existed = self.visible(key, now_ms).is_some();
+        self.update(key, now_ms, |t| {
+            let clear = t.state.clear();
+            t.push(clear);
+            Ok(existed)
+        })
+    }
+
+    /// Adds `n` to a counter (created at 0), answering the new value.
+    pub fn incr_by(
+        &mut self,
+        key: &[u8],
+        n: i64,
+        now_ms: u64,
+    ) -> Result<Written<i64>, KeyspaceError> {
+        self.update(key, now_ms, |t| {
+            let now = t.record().data.read::<Counter>()?.map_or(0, Counter::value);
+            let next = now.checked_add(n).ok_or(KeyspaceError::Overflow)?;
+            let replica = t.replica;
+            t.write_data::<Counter>(|c, ctx| c.add(ctx, replica, n))?;
+            Ok(next)
+        })
+    }
+
+    /// A counter's value.
+    pub fn counter(&self, key: &[u8], now_ms: u64) -> Result<Option<i64>, KeyspaceError> {
+        Ok(self
+            .read_value(key, now_ms, |d| {
+                Ok(d.read::<Counter>()?.map(Counter::value))
+            })?
+            .flatten())
+    }
+
+    /// Adds members to a set, answering how many were not present.
+    pub fn sadd(
+        &mut self,
+        key: &[u8],
+        members: &[Bytes],
+        now_ms: u64,
+    ) -> Result<Written<usize>, KeyspaceError> {
+        for m in members {
+            self.check_value(m)?;
+        }
+        self.update(key, now_ms, |t| {
+            t.record().data.read::<OrSet>()?;
+            let mut added = 0;
+            for m in members {
+                let set = t.record().data.read::<OrSet>()?;
+                added += usize::from(!set.is_some_and(|s| s.contains(m)));
+                let replica = t.replica;
+                t.write_data::<OrSet>(|s, c| s.add(c, replica, m.clone()))?;
+            }
+            Ok(added)
+        })
+    }
+
+    /// Removes members from a set, answering how many were present.
+    pub fn srem(
+        &mut self,
+        key: &[u8],
+        members: &[Bytes],
+        now_ms: u64,
+    ) -> Result<Written<usize>, KeyspaceError> {
+        self.update(key, now_ms, |t| {
+            t.record().data.read::<OrSet>()?;
+            let mut removed = 0;
+            for m in members {
+                let present = t
+                    .record()
+                    .data
+                    .read::<OrSet>()?
+                    .is_some_and(|s| s.contains(m));
+                if present {
+                    removed += 1;
+                    t.write_data::<OrSet>(|s, _| s.remove(m))?;
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    /// A set's members, in byte order (empty when absent).
+    pub fn smembers(&self, key: &[u8], now_ms: u64) -> Result<Vec<Bytes>, KeyspaceError> {
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrSet>()?.map(|s| s.members().cloned().collect()))
+        })?;
+        Ok(v.flatten().unwrap_or_default())
+    }
+
+    /// Whether `member` is in the set.
+    pub fn sismember(&self, key: &[u8], member: &[u8], now_ms: u64) -> Result<bool, KeyspaceError> {
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrSet>()?.is_some_and(|s| s.contains(member)))
+        })?;
+        Ok(v.unwrap_or(false))
+    }
+
+    /// The number of members of a set.
+    pub fn scard(&self, key: &[u8], now_ms: u64) -> Result<usize, KeyspaceError> {
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrSet>()?.map_or(0, |s| s.len()))
+        })?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Applies `op` to the map field at `path` (nested maps are created as
+    /// needed); answers the field's counter value after `FieldOp::Incr`.
+    pub fn map_apply(
+        &mut self,
+        key: &[u8],
+        path: &[Bytes],
+        op: FieldOp,
+        now_ms: u64,
+    ) -> Result<Written<Option<i64>>, KeyspaceError> {
+        if path.is_empty() || path.len() >= MAP_NESTING_MAX {
+            return Err(KeyspaceError::NestingTooDeep {
+                max: MAP_NESTING_MAX,
+            });
+        }
+        for p in path {
+            self.check_value(p)?;
+        }
+        if let FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::MvSet(v) | FieldOp::SetRemove(v) =
+            &op
+        {
+            self.check_value(v)?;
+        }
+        let hlc = self.clock.now(now_ms);
+        self.update(key, now_ms, |t| {
+            let replica = t.replica;
+            let map = t
+                .record()
+                .data
+                .read::<OrMap>()?
+                .cloned()
+                .unwrap_or_default();
+            let d = field_delta(&map, t.state.context(), path, &op, replica, hlc)?;
+            if matches!(op, FieldOp::Remove) && d.is_noop() {
+                return Ok(None);
+            }
+            t.write_data::<OrMap>(|_, _| d)?;
+            if let FieldOp::Incr(_) = op {
+                let map = t.record().data.read::<OrMap>()?;
+                return Ok(map
+                    .and_then(|m| field_at(m, path))
+                    .and_then(|f| f.read::<Counter>().ok()?)
+                    .map(Counter::value));
+            }
+            Ok(None)
+        })
+    }
+
+    /// Writes a map field as a register; answers whether the field is new.
+    pub fn hset(
+        &mut self,
+        key: &[u8],
+        field: &[u8],
+        value: Bytes,
+        now_ms: u64,
+    ) -> Result<Written<bool>, KeyspaceError> {
+        let existed = self
+            .map_field(key, &[Bytes::from(field)], now_ms)?
+            .is_some();
+        let w = self.map_apply(key, &[Bytes::from(field)], FieldOp::Set(value), now_ms)?;
+        Ok(Written {
+            reply: !existed,
+            delta: w.delta,
+        })
+    }
+
+    /// Adds to a map field as a counter; answers its new value.
+    pub fn hincrby(
+        &mut self,
+        key: &[u8],
+        field: &[u8],
+        n: i64,
+        now_ms: u64,
+    ) -> Result<Written<i64>, KeyspaceError> {
+        let w = self.map_apply(key, &[Bytes::from(field)], FieldOp::Incr(n), now_ms)?;
+        Ok(Written {
+            reply: w.reply.unwrap_or(0),
+            delta: w.delta,
+        })
+    }
+
+    /// Removes map fields; answers how many were present.
+    pub fn hdel(
+        &mut self,
+        key: &[u8],
+        fields: &[Bytes],
+        now_ms: u64,
+    ) -> Result<Written<usize>, KeyspaceError> {
+        let mut removed = 0;
+        let mut group: Option<Delta<Record>> = None;
+        for f in fields {
+            if self
+                .map_field(key, std::slice::from_ref(f), now_ms)?
+                .is_none()
+            {
+                continue;
+            }
+            removed += 1;
+            if let Some(d) = self
+                .map_apply(key, std::slice::from_ref(f), FieldOp::Remove, now_ms)?
+                .delta
+            {
+                match &mut group {
+                    Some(g) => g.join(&d),
+                    None => group = Some(d),
+                }
+            }
+        }
+        Ok(Written {
+            reply: removed,
+            delta: group,
+        })
+    }
+
+    /// The visible value of the map field at `path`.
+    pub fn map_field(
+        &self,
+        key: &[u8],
+        path: &[Bytes],
+        now_ms: u64,
+    ) -> Result<Option<FieldValue>, KeyspaceError> {
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrMap>()?
+                .and_then(|m| field_at(m, path))
+                .and_then(FieldValue::of))
+        })?;
+        Ok(v.flatten())
+    }
+
+    /// A map field's value as bytes: a register's value or a counter in
+    /// decimal; other types are `WrongType`.
+    pub fn hget(
+        &self,
+        key: &[u8],
+        field: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<Bytes>, KeyspaceError> {
+        match self.map_field(key, &[Bytes::from(field)], now_ms)? {
+            None => Ok(None),
+            Some(FieldValue::Register(v)) => Ok(Some(v)),
+            Some(FieldValue::Counter(n)) => Ok(Some(Bytes::from(n.to_string().as_str()))),
+            Some(other) => Err(WrongType {
+                wanted: Kind::Register,
+                found: kind_of(&other),
+            }
+            .into()),
+        }
+    }
+
+    /// Every field of a map with its value, in field order.
+    pub fn hgetall(
+        &self,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Vec<(Bytes, FieldValue)>, KeyspaceError> {
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrMap>()?.map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), FieldValue::of(v)?)))
+                    .collect()
+            }))
+        })?;
+        Ok(v.flatten().unwrap_or_default())
+    }
+
+    /// The number of fields of a map.
+    pub fn hlen(&self, key: &[u8], now_ms: u64) -> Result<usize, KeyspaceError> {
+        Ok(self
+            .read_value(key, now_ms, |d| {
+                Ok(d.read::<OrMap>()?.map_or(0, |m| m.len()))
+            })?
+            .unwrap_or(0))
+    }
+
+    /// Writes a multi-value register, superseding every value observed.
+    pub fn mvset(
+        &mut self,
+        key: &[u8],
+        value: Bytes,
+        now_ms: u64,
+    ) -> Result<Written<()>, KeyspaceError> {
+        self.check_value(&value)?;
+        self.update(key, now_ms, |t| {
+            let replica = t.replica;
+            t.write_data::<MvRegister>(|r, c| r.set(c, replica, value))
+        })
+    }
+
+    /// Every concurrent value of a multi-value register (empty when absent).
+    pub fn mvget(&self, key: &[u8], now_ms: u64) -> Result<Vec<Bytes>, KeyspaceError> {
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<MvRegister>()?
+                .map(|r| r.values().cloned().collect()))
+        })?;
+        Ok(v.flatten().unwrap_or_default())
+    }
+
+    /// Sets the key's deadline; answers false (and changes nothing) when the key is absent.
+    pub fn expire_at(
+        &mut self,
+        key: &[u8],
+        deadline_ms: u64,
+        now_ms: u64,
+    ) -> Result<Written<bool>, KeyspaceError> {
+        if self.visible(key, now_ms).is_none() {
+            return Ok(Written {
+                reply: false,
+                delta: None,
+            });
+        }
+        self.update(key, now_ms, |t| {
+            let (expiry, ctx) = t.expiry_ctx();
+            let d = expiry.expire_at(ctx, t.replica, deadline_ms);
+            t.push(Record::expiry_delta(d));
+            Ok(true)
+        })
+    }
+
+    /// Removes the key's deadline; answers whether it had one.
+    pub fn persist(&mut self, key: &[u8], now_ms: u64) -> Result<Written<bool>, KeyspaceError> {
+        if self.ttl(key, now_ms) == Ttl::Missing {
+            return Ok(Written {
+                reply: false,
+                delta: None,
+            });
+        }
+        self.update(key, now_ms, |t| {
+            let (expiry, ctx) = t.expiry_ctx();
+            match expiry.persist(ctx, t.replica) {
+                Some(d) => {
+                    t.push(Record::expiry_delta(d));
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
+    /// The key's remaining time to live.
+    pub fn ttl(&self, key: &[u8], now_ms: u64) -> Ttl {
+        match self.visible(key, now_ms) {
+            None => Ttl::Missing,
+            Some(s) => match s.store().expiry.deadline_ms() {
+                None => Ttl::Persistent,
+                Some(ms) => Ttl::Ms(ms.saturating_sub(now_ms)),
+            },
+        }
+    }
+}
+
+fn field_at<'a>(map: &'a OrMap, path: &[Bytes]) -> Option<&'a TypedStore> {
+    let (first, rest) = path.split_first()?;
+    let store = map.get(first)?;
+    if rest.is_empty() {
+        Some(store)
+    } else {
+        field_at(store.read::<OrMap>().ok()??, rest)
+    }
+}
+
+fn kind_of(v: &FieldValue) -> Kind {
+    match v {
+        FieldValue::Register(_) => Kind::Register,
+        FieldValue::Counter(_) => Kind::Counter,
+        FieldValue::Set(_) => Kind::Set,
+        FieldValue::Map(_) => Kind::Map,
+        FieldValue::MvRegister(_) => Kind::MvRegister,
+    }
+}

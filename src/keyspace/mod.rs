@@ -1,0 +1,536 @@
+//! The keyspace: keys → typed CRDT values with expiry, on one replica.
+//!
+//! Every write returns the [`Delta`] it made, for the caller to replicate;
+//! remote deltas and states are joined in with [`Keyspace::apply_delta`] and
+//! [`Keyspace::join_state`]. A key's type is chosen by the first operation
+//! that creates it; an operation of another type fails with
+//! [`KeyspaceError::WrongType`] and changes nothing. `del` removes what this
+//! replica observed. Expired keys read as absent at once (lazy expiry) and
+//! are deleted by [`Keyspace::sweep_expired`] (active expiry).
+//!
+//! The keyspace never reads a clock: every call takes `now_ms`, the caller's
+//! physical time in milliseconds since the Unix epoch. It does no I/O.
+
+mod commands;
+mod packed;
+
+pub use commands::{FieldOp, FieldValue, Ttl};
+
+use crate::keyhash::key_hash;
+use crdt_types::{
+    Bytes, Causal, ClockSkew, Delta, DotStore, Hlc, HlcClock, Kind, Record, ReplicaId, TypedStore,
+    WrongType,
+};
+use foldhash::fast::FixedState;
+use hashbrown::{HashMap, HashTable};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+use std::ops::RangeInclusive;
+
+/// Limits and settings of a keyspace.
+#[derive(Debug, Clone)]
+pub struct KeyspaceConfig {
+    /// The largest key accepted, in bytes.
+    pub key_bytes_max: usize,
+    /// The largest register value, set member or map field accepted, in bytes.
+    pub value_bytes_max: usize,
+    /// How far ahead of local time a remote HLC stamp may be.
+    pub max_skew_ms: u64,
+    /// Seed of the in-memory hash tables (fixed seeds make runs reproducible).
+    pub hash_seed: u64,
+}
+
+impl Default for KeyspaceConfig {
+    fn default() -> Self {
+        KeyspaceConfig {
+            key_bytes_max: 16 * 1024,
+            value_bytes_max: 1024 * 1024,
+            max_skew_ms: 500,
+            hash_seed: 0,
+        }
+    }
+}
+
+/// Why an operation was refused. A refused operation changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyspaceError {
+    /// The key holds another type.
+    #[error(transparent)]
+    WrongType(#[from] WrongType),
+    /// The key is longer than the limit.
+    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
+    KeyTooLarge {
+        /// The key's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A value, member or field is longer than the limit.
+    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
+    ValueTooLarge {
+        /// The value's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A counter would leave the i64 range.
+    #[error("increment or decrement would overflow")]
+    Overflow,
+    /// Maps nested deeper than allowed.
+    #[error("maps nested deeper than {max} levels")]
+    NestingTooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// A remote delta carried a timestamp too far in the future.
+    #[error("rejected remote update: {0}")]
+    ClockSkew(#[from] ClockSkew),
+}
+
+/// The result of a write: what to answer, and the delta to replicate
+/// (`None` when the write changed nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written<T> {
+    /// The operation's answer.
+    pub reply: T,
+    /// What changed, to ship to the key's other replicas.
+    pub delta: Option<Delta<Record>>,
+}
+
+/// A key and the delta of its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDelta {
+    /// The key.
+    pub key: Bytes,
+    /// The delta.
+    pub delta: Delta<Record>,
+}
+
+/// Memory use, as reported to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryStats {
+    /// Keys held, tombstones included.
+    pub keys: usize,
+    /// Keys kept in the compact form.
+    pub keys_compact: usize,
+    /// Estimated bytes held by keys and values (allocator rounding included).
+    pub bytes: usize,
+}
+
+/// One replica's keys and values. See the module docs.
+pub struct Keyspace {
+    replica: ReplicaId,
+    config: KeyspaceConfig,
+    clock: HlcClock,
+    hasher: FixedState,
+    /// Simple states, each one allocation holding key and state.
+    compact: HashTable<Box<[u8]>>,
+    /// Every other state, decoded. A key is in exactly one of the two tables.
+    live: HashMap<Bytes, Live, FixedState>,
+    /// Keys with a deadline, by deadline, for the active sweep.
+    deadlines: BTreeSet<(u64, Bytes)>,
+    bytes: usize,
+}
+
+/// Bytes the allocator hands out for a request of `n` (glibc-like: 8 bytes
+/// of header, 16-byte granules, 32 at least).
+fn alloc_size(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8).div_ceil(16) * 16).max(32)
+    }
+}
+
+/// Hash-table bytes charged per key: the slot and its control byte at a
+/// typical load factor of 7/8 · 3/4.
+fn slot_bytes(slot: usize) -> usize {
+    (slot + 1) * 3 / 2
+}
+
+fn compact_bytes(entry: &[u8]) -> usize {
+    alloc_size(entry.len()) + slot_bytes(std::mem::size_of::<Box<[u8]>>())
+}
+
+/// A decoded state and the heap bytes it holds (kept up to date per delta,
+/// so accounting a write to a large collection costs O(delta)).
+struct Live {
+    state: Causal<Record>,
+    heap: usize,
+}
+
+fn live_bytes(key: &[u8], heap: usize) -> usize {
+    alloc_size(key.len()) + heap + slot_bytes(std::mem::size_of::<(Bytes, Live)>())
+}
+
+/// Joins `d` into `state`, keeping `heap` (its heap bytes) up to date.
+fn apply_accounted(state: &mut Causal<Record>, heap: &mut usize, d: &Delta<Record>) {
+    let before = state.store().heap_bytes_within(d.store()) + state.context().heap_bytes();
+    state.apply(d);
+    let after = state.store().heap_bytes_within(d.store()) + state.context().heap_bytes();
+    *heap = (*heap + after).saturating_sub(before);
+}
+
+fn deadline_of(state: &Causal<Record>) -> Option<u64> {
+    state.store().expiry.deadline_ms()
+}
+
+fn is_expired(deadline: Option<u64>, now_ms: u64) -> bool {
+    deadline.is_some_and(|d| d <= now_ms)
+}
+
+/// The greatest HLC stamp in a value (register entries, at any depth).
+fn max_hlc(store: &TypedStore) -> Option<Hlc> {
+    match store {
+        TypedStore::Register(r) => r.entries().iter().map(|(_, s)| s.hlc).max(),
+        TypedStore::Map(m) => m.iter().filter_map(|(_, s)| max_hlc(s)).max(),
+        TypedStore::Mixed(m) => {
+            let reg = m.register.entries().iter().map(|(_, s)| s.hlc).max();
+            reg.max(m.map.iter().filter_map(|(_, s)| max_hlc(s)).max())
+        }
+        _ => None,
+    }
+}
+
+impl Keyspace {
+    /// An empty keyspace for `replica`.
+    pub fn new(replica: ReplicaId, config: KeyspaceConfig) -> Self {
+        let hasher = FixedState::with_seed(config.hash_seed);
+        Keyspace {
+            replica,
+            clock: HlcClock::new(config.max_skew_ms),
+            hasher,
+            compact: HashTable::new(),
+            live: HashMap::with_hasher(hasher),
+            deadlines: BTreeSet::new(),
+            bytes: 0,
+            config,
+        }
+    }
+
+    /// The replica this keyspace writes as.
+    pub fn replica(&self) -> ReplicaId {
+        self.replica
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &KeyspaceConfig {
+        &self.config
+    }
+
+    /// The hybrid logical clock (for stamping and checking other messages).
+    pub fn clock(&mut self) -> &mut HlcClock {
+        &mut self.clock
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find_compact(&self, key: &[u8]) -> Option<&[u8]> {
+        self.compact
+            .find(self.hash(key), |e| packed::key(e) == key)
+            .map(|e| &e[..])
+    }
+
+    /// The stored state of `key`, expired or not, tombstone or not.
+    fn stored(&self, key: &[u8]) -> Option<Cow<'_, Causal<Record>>> {
+        if let Some(e) = self.find_compact(key) {
+            return Some(Cow::Owned(packed::view(e).to_state()));
+        }
+        self.live.get(key).map(|l| Cow::Borrowed(&l.state))
+    }
+
+    /// The state of `key` if it is present and not expired at `now_ms`.
+    pub fn visible(&self, key: &[u8], now_ms: u64) -> Option<Cow<'_, Causal<Record>>> {
+        if let Some(e) = self.find_compact(key) {
+            let v = packed::view(e);
+            return (!is_expired(v.deadline_ms, now_ms)).then(|| Cow::Owned(v.to_state()));
+        }
+        let s = &self.live.get(key)?.state;
+        (!s.is_bottom() && !is_expired(deadline_of(s), now_ms)).then_some(Cow::Borrowed(s))
+    }
+
+    /// The whole state of `key` (tombstones included), for read repair and
+    /// full-state transfer. Expired keys are returned as stored.
+    pub fn state(&self, key: &[u8]) -> Option<Causal<Record>> {
+        self.stored(key).map(Cow::into_owned)
+    }
+
+    /// The visible type of `key`.
+    pub fn type_of(&self, key: &[u8], now_ms: u64) -> Option<Kind> {
+        self.visible(key, now_ms)
+            .and_then(|s| s.store().data.kind())
+    }
+
+    /// Removes `key` from the tables, returning its state and heap bytes
+    /// (a bottom state with nothing seen when the key is absent).
+    fn take(&mut self, key: &[u8]) -> (Causal<Record>, usize) {
+        let hash = self.hash(key);
+        if let Ok(entry) = self.compact.find_entry(hash, |e| packed::key(e) == key) {
+            let (e, _) = entry.remove();
+            self.bytes -= compact_bytes(&e);
+            let state = packed::view(&e).to_state();
+            self.unindex_deadline(key, deadline_of(&state));
+            let heap = state.heap_bytes();
+            return (state, heap);
+        }
+        match self.live.remove_entry(key) {
+            Some((k, live)) => {
+                self.bytes -= live_bytes(&k, live.heap);
+                self.unindex_deadline(key, deadline_of(&live.state));
+                (live.state, live.heap)
+            }
+            None => (Causal::new(), 0),
+        }
+    }
+
+    /// Stores `state` for `key` in the form that fits it; a key that has
+    /// seen nothing is not stored.
+    fn put(&mut self, key: &[u8], state: Causal<Record>, heap: usize) {
+        if state.context().is_empty() {
+            return;
+        }
+        if let Some(ms) = deadline_of(&state) {
+            self.deadlines.insert((ms, Bytes::from(key)));
+        }
+        if let Some(entry) = packed::pack(key, &state) {
+            self.bytes += compact_bytes(&entry);
+            let hasher = self.hasher;
+            self.compact
+                .insert_unique(self.hash(key), entry, |e| hasher.hash_one(packed::key(e)));
+        } else {
+            self.bytes += live_bytes(key, heap);
+            self.live.insert(Bytes::from(key), Live { state, heap });
+        }
+    }
+
+    fn unindex_deadline(&mut self, key: &[u8], deadline: Option<u64>) {
+        if let Some(ms) = deadline {
+            self.deadlines.remove(&(ms, Bytes::from(key)));
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), KeyspaceError> {
+        if key.len() > self.config.key_bytes_max {
+            return Err(KeyspaceError::KeyTooLarge {
+                len: key.len(),
+                max: self.config.key_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), KeyspaceError> {
+        if value.len() > self.config.value_bytes_max {
+            return Err(KeyspaceError::ValueTooLarge {
+                len: value.len(),
+                max: self.config.value_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a write on `key`. An expired key is first deleted (that deletion
+    /// is part of the returned delta). `f` must validate before it mutates.
+    fn update<T>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T, KeyspaceError>,
+    ) -> Result<Written<T>, KeyspaceError> {
+        self.check_key(key)?;
+        let (mut state, mut heap) = self.take(key);
+        let mut txn = Txn {
+            state: &mut state,
+            heap: &mut heap,
+            delta: None,
+            replica: self.replica,
+        };
+        if is_expired(deadline_of(txn.state), now_ms) {
+            let clear = txn.state.clear();
+            txn.push(clear);
+        }
+        let result = f(&mut txn);
+        let delta = txn.delta.take();
+        self.put(key, state, heap);
+        result.map(|reply| Written { reply, delta })
+    }
+
+    /// Joins a delta from another replica into `key`. Refused (and nothing
+    /// changes) when it carries an HLC stamp beyond the skew bound.
+    pub fn apply_delta(
+        &mut self,
+        key: &[u8],
+        delta: &Delta<Record>,
+        now_ms: u64,
+    ) -> Result<(), KeyspaceError> {
+        self.check_key(key)?;
+        self.observe_stamps(&delta.store().data, now_ms)?;
+        let (mut state, mut heap) = self.take(key);
+        apply_accounted(&mut state, &mut heap, delta);
+        self.put(key, state, heap);
+        Ok(())
+    }
+
+    /// Joins a whole state from another replica into `key` (anti-entropy,
+    /// read repair, rebalancing). Refused like [`Keyspace::apply_delta`].
+    pub fn join_state(
+        &mut self,
+        key: &[u8],
+        other: &Causal<Record>,
+        now_ms: u64,
+    ) -> Result<(), KeyspaceError> {
+        self.check_key(key)?;
+        self.observe_stamps(&other.store().data, now_ms)?;
+        let (mut state, _) = self.take(key);
+        state.join(other);
+        let heap = state.heap_bytes();
+        self.put(key, state, heap);
+        Ok(())
+    }
+
+    fn observe_stamps(&mut self, data: &TypedStore, now_ms: u64) -> Result<(), KeyspaceError> {
+        if let Some(hlc) = max_hlc(data) {
+            self.clock.observe(hlc, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes up to `limit` keys whose deadline has passed, returning the
+    /// deletions to replicate (every replica also expires keys by itself,
+    /// so a lost deletion is harmless).
+    pub fn sweep_expired(&mut self, now_ms: u64, limit: usize) -> Vec<KeyDelta> {
+        let due: Vec<Bytes> = self
+            .deadlines
+            .iter()
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .take(limit)
+            .map(|(_, k)| k.clone())
+            .collect();
+        let mut out = Vec::with_capacity(due.len());
+        for key in due {
+            if let Ok(Written {
+                delta: Some(delta), ..
+            }) = self.update(&key, now_ms, |_| Ok(()))
+            {
+                out.push(KeyDelta { key, delta });
+            }
+        }
+        out
+    }
+
+    /// The deadline of the next key due to expire.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.deadlines.first().map(|(ms, _)| *ms)
+    }
+
+    /// Memory use: keys held and estimated bytes.
+    pub fn memory(&self) -> MemoryStats {
+        MemoryStats {
+            keys: self.compact.len() + self.live.len(),
+            keys_compact: self.compact.len(),
+            bytes: self.bytes + self.deadlines.len() * 64,
+        }
+    }
+
+    /// Estimated bytes held by one key (its entry, state and table slot).
+    pub fn key_bytes(&self, key: &[u8]) -> Option<usize> {
+        if let Some(e) = self.find_compact(key) {
+            return Some(compact_bytes(e));
+        }
+        self.live
+            .get_key_value(key)
+            .map(|(k, l)| live_bytes(k, l.heap))
+    }
+
+    /// Keys held (tombstones included).
+    pub fn len(&self) -> usize {
+        self.compact.len() + self.live.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` on every key whose [`key_hash`] lies in `range`, with its
+    /// stored state (tombstones and expired keys included), in no particular order.
+    pub fn for_each_in_range(
+        &self,
+        range: RangeInclusive<u64>,
+        mut f: impl FnMut(&[u8], &Causal<Record>),
+    ) {
+        for e in &self.compact {
+            let key = packed::key(e);
+            if range.contains(&key_hash(key)) {
+                f(key, &packed::view(e).to_state());
+            }
+        }
+        for (k, l) in &self.live {
+            if range.contains(&key_hash(k)) {
+                f(k, &l.state);
+            }
+        }
+    }
+
+    /// A digest of every key in `range` and its state: the XOR of a hash of
+    /// each key with its encoded state, so equal contents give equal digests
+    /// whatever the order, and digests of disjoint ranges combine by XOR.
+    pub fn digest(&self, range: RangeInclusive<u64>) -> u64 {
+        let mut acc = 0u64;
+        let mut buf = Vec::new();
+        self.for_each_in_range(range, |k, s| {
+            buf.clear();
+            buf.extend_from_slice(&(k.len() as u64).to_le_bytes());
+            buf.extend_from_slice(k);
+            buf.extend_from_slice(&crdt_types::encode(s));
+            acc ^= xxhash_rust::xxh3::xxh3_64(&buf);
+        });
+        acc
+    }
+}
+
+/// One write in progress on one key's state: mutations applied so far and
+/// the delta group they make.
+pub(crate) struct Txn<'a> {
+    state: &'a mut Causal<Record>,
+    heap: &'a mut usize,
+    delta: Option<Delta<Record>>,
+    replica: ReplicaId,
+}
+
+impl Txn<'_> {
+    fn push(&mut self, d: Delta<Record>) {
+        if d.is_noop() {
+            return;
+        }
+        apply_accounted(self.state, self.heap, &d);
+        match &mut self.delta {
+            Some(group) => group.join(&d),
+            None => self.delta = Some(d),
+        }
+    }
+
+    /// Runs a mutator of the key's value and records its delta.
+    fn write_data<S: crdt_types::Component>(
+        &mut self,
+        f: impl FnOnce(&S, &crdt_types::CausalContext) -> Delta<S>,
+    ) -> Result<(), KeyspaceError> {
+        let d = self
+            .state
+            .store()
+            .data
+            .write::<S>(self.state.context(), f)?;
+        self.push(Record::data_delta(d));
+        Ok(())
+    }
+
+    fn record(&self) -> &Record {
+        self.state.store()
+    }
+}
+
+#[cfg(test)]
+mod tests;

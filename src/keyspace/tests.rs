@@ -1,0 +1,422 @@
+use super::*;
+use crate::keyspace::{FieldOp, FieldValue, Ttl};
+use crdt_types::{Kind, ReplicaId};
+
+const T0: u64 = 1_800_000_000_000;
+
+fn ks(r: u32) -> Keyspace {
+    Keyspace::new(ReplicaId(r), KeyspaceConfig::default())
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::from(s)
+}
+
+/// Ships a write's delta to another keyspace.
+fn ship<T>(w: &Written<T>, key: &str, to: &mut Keyspace) {
+    if let Some(d) = &w.delta {
+        to.apply_delta(key.as_bytes(), d, T0).unwrap();
+    }
+}
+
+impl Keyspace {
+    /// Recomputes the memory estimate from scratch.
+    fn recount_bytes(&self) -> usize {
+        let mut total = 0;
+        for e in &self.compact {
+            total += compact_bytes(e);
+        }
+        for (k, l) in &self.live {
+            assert_eq!(
+                l.heap,
+                l.state.heap_bytes(),
+                "cached heap bytes of {k:?} drifted"
+            );
+            total += live_bytes(k, l.heap);
+        }
+        total
+    }
+}
+
+#[test]
+fn operation_of_another_type_is_refused_and_changes_nothing() {
+    let mut k = ks(1);
+    k.set(b"k", b("v"), None, T0).unwrap();
+    let before = k.state(b"k");
+    let err = k.incr_by(b"k", 1, T0).unwrap_err();
+    assert_eq!(
+        err,
+        KeyspaceError::WrongType(WrongType {
+            wanted: Kind::Counter,
+            found: Kind::Register
+        })
+    );
+    assert!(matches!(
+        k.sadd(b"k", &[b("m")], T0),
+        Err(KeyspaceError::WrongType(_))
+    ));
+    assert!(matches!(
+        k.hset(b"k", b"f", b("v"), T0),
+        Err(KeyspaceError::WrongType(_))
+    ));
+    assert!(matches!(
+        k.smembers(b"k", T0),
+        Err(KeyspaceError::WrongType(_))
+    ));
+    assert_eq!(k.state(b"k"), before);
+    assert_eq!(k.get(b"k", T0).unwrap(), Some(b("v")));
+}
+
+#[test]
+fn every_type_round_trips_its_operations() {
+    let mut k = ks(1);
+    k.set(b"reg", b("hello"), None, T0).unwrap();
+    assert_eq!(k.get(b"reg", T0).unwrap(), Some(b("hello")));
+    assert_eq!(k.incr_by(b"ctr", 5, T0).unwrap().reply, 5);
+    assert_eq!(k.incr_by(b"ctr", -7, T0).unwrap().reply, -2);
+    assert_eq!(
+        k.get(b"ctr", T0).unwrap(),
+        Some(b("-2")),
+        "GET shows a counter in decimal"
+    );
+    assert_eq!(
+        k.sadd(b"set", &[b("a"), b("b"), b("a")], T0).unwrap().reply,
+        2
+    );
+    assert_eq!(k.srem(b"set", &[b("a"), b("zz")], T0).unwrap().reply, 1);
+    assert_eq!(k.smembers(b"set", T0).unwrap(), vec![b("b")]);
+    assert!(k.sismember(b"set", b"b", T0).unwrap());
+    assert_eq!(k.scard(b"set", T0).unwrap(), 1);
+    assert!(k.hset(b"map", b"f1", b("x"), T0).unwrap().reply);
+    assert!(!k.hset(b"map", b"f1", b("y"), T0).unwrap().reply);
+    assert_eq!(k.hincrby(b"map", b"n", 3, T0).unwrap().reply, 3);
+    assert_eq!(k.hget(b"map", b"f1", T0).unwrap(), Some(b("y")));
+    assert_eq!(k.hget(b"map", b"n", T0).unwrap(), Some(b("3")));
+    assert_eq!(k.hlen(b"map", T0).unwrap(), 2);
+    assert_eq!(
+        k.hgetall(b"map", T0).unwrap(),
+        vec![
+            (b("f1"), FieldValue::Register(b("y"))),
+            (b("n"), FieldValue::Counter(3))
+        ]
+    );
+    assert_eq!(k.hdel(b"map", &[b("f1"), b("nope")], T0).unwrap().reply, 1);
+    assert_eq!(k.hlen(b"map", T0).unwrap(), 1);
+    k.mvset(b"mv", b("one"), T0).unwrap();
+    assert_eq!(k.mvget(b"mv", T0).unwrap(), vec![b("one")]);
+    for (key, kind) in [
+        ("reg", Kind::Register),
+        ("ctr", Kind::Counter),
+        ("set", Kind::Set),
+        ("map", Kind::Map),
+        ("mv", Kind::MvRegister),
+    ] {
+        assert_eq!(k.type_of(key.as_bytes(), T0), Some(kind));
+        assert!(k.del(key.as_bytes(), T0).unwrap().reply);
+        assert_eq!(k.type_of(key.as_bytes(), T0), None);
+        assert!(!k.del(key.as_bytes(), T0).unwrap().reply);
+    }
+    assert_eq!(k.recount_bytes(), k.memory().bytes);
+}
+
+#[test]
+fn nested_map_fields_take_every_type_and_depth_is_bounded() {
+    let mut k = ks(1);
+    let path = [b("profile"), b("tags")];
+    k.map_apply(b"user", &path, FieldOp::SetAdd(b("rust")), T0)
+        .unwrap();
+    k.map_apply(b"user", &[b("profile"), b("visits")], FieldOp::Incr(2), T0)
+        .unwrap();
+    assert_eq!(
+        k.map_field(b"user", &path, T0).unwrap(),
+        Some(FieldValue::Set(vec![b("rust")]))
+    );
+    let err = k
+        .map_apply(b"user", &[b("profile")], FieldOp::Incr(1), T0)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        KeyspaceError::WrongType(WrongType {
+            wanted: Kind::Counter,
+            found: Kind::Map
+        })
+    ));
+    let deep: Vec<Bytes> = (0..MAP_NESTING_MAX).map(|i| b(&i.to_string())).collect();
+    assert_eq!(
+        k.map_apply(b"user", &deep, FieldOp::Set(b("x")), T0)
+            .unwrap_err(),
+        KeyspaceError::NestingTooDeep {
+            max: MAP_NESTING_MAX
+        }
+    );
+}
+
+use crdt_types::MAP_NESTING_MAX;
+
+#[test]
+fn concurrent_creation_with_different_types_resolves_the_same_everywhere() {
+    let (mut a, mut c) = (ks(1), ks(2));
+    let wa = a.set(b"k", b("text"), None, T0).unwrap();
+    let wc = c.sadd(b"k", &[b("m")], T0).unwrap();
+    ship(&wa, "k", &mut c);
+    ship(&wc, "k", &mut a);
+    assert_eq!(a.state(b"k"), c.state(b"k"));
+    // set > register in the precedence rule.
+    assert_eq!(a.type_of(b"k", T0), Some(Kind::Set));
+    assert_eq!(c.smembers(b"k", T0).unwrap(), vec![b("m")]);
+    assert!(matches!(a.get(b"k", T0), Err(KeyspaceError::WrongType(_))));
+    // The next write of the visible type drops the hidden register everywhere.
+    let w = a.sadd(b"k", &[b("n")], T0).unwrap();
+    ship(&w, "k", &mut c);
+    assert_eq!(a.state(b"k"), c.state(b"k"));
+    let state = a.state(b"k").unwrap();
+    assert!(matches!(state.store().data, crdt_types::TypedStore::Set(_)));
+}
+
+#[test]
+fn delete_removes_only_what_it_observed() {
+    let (mut a, mut c) = (ks(1), ks(2));
+    let w = a.sadd(b"s", &[b("x")], T0).unwrap();
+    ship(&w, "s", &mut c);
+    let del = c.del(b"s", T0).unwrap();
+    let add = a.sadd(b"s", &[b("y")], T0).unwrap();
+    ship(&del, "s", &mut a);
+    ship(&add, "s", &mut c);
+    assert_eq!(a.smembers(b"s", T0).unwrap(), vec![b("y")]);
+    assert_eq!(a.state(b"s"), c.state(b"s"));
+}
+
+#[test]
+fn deleted_then_reused_counter_does_not_bring_back_old_counts() {
+    let (mut a, mut c) = (ks(1), ks(2));
+    let w1 = a.incr_by(b"n", 5, T0).unwrap();
+    let w2 = c.incr_by(b"n", 2, T0).unwrap();
+    ship(&w1, "n", &mut c);
+    ship(&w2, "n", &mut a);
+    assert_eq!(a.counter(b"n", T0).unwrap(), Some(7));
+    let del = a.del(b"n", T0).unwrap();
+    let w3 = a.incr_by(b"n", 1, T0).unwrap();
+    assert_eq!(w3.reply, 1);
+    ship(&del, "n", &mut c);
+    ship(&w3, "n", &mut c);
+    assert_eq!(
+        c.counter(b"n", T0).unwrap(),
+        Some(1),
+        "old counts stay deleted everywhere"
+    );
+    assert_eq!(a.state(b"n"), c.state(b"n"));
+}
+
+#[test]
+fn increment_concurrent_with_delete_keeps_that_replicas_whole_contribution() {
+    // A causal counter keeps one cumulative entry per replica. A delete
+    // removes the entries it saw; a replica that increments concurrently
+    // replaces its entry with one the delete did not see, so its whole
+    // contribution since the last delete *it* saw survives.
+    let (mut a, mut c) = (ks(1), ks(2));
+    let w1 = a.incr_by(b"n", 5, T0).unwrap();
+    let w2 = c.incr_by(b"n", 2, T0).unwrap();
+    ship(&w1, "n", &mut c);
+    ship(&w2, "n", &mut a);
+    let del = a.del(b"n", T0).unwrap();
+    let w3 = c.incr_by(b"n", 10, T0).unwrap();
+    ship(&del, "n", &mut c);
+    ship(&w3, "n", &mut a);
+    assert_eq!(
+        a.counter(b"n", T0).unwrap(),
+        Some(12),
+        "a's 5 is gone; c's 2 + 10 survive"
+    );
+    assert_eq!(a.state(b"n"), c.state(b"n"));
+}
+
+#[test]
+fn counter_overflow_is_refused() {
+    let mut k = ks(1);
+    k.incr_by(b"n", i64::MAX, T0).unwrap();
+    assert_eq!(k.incr_by(b"n", 1, T0).unwrap_err(), KeyspaceError::Overflow);
+    assert_eq!(k.counter(b"n", T0).unwrap(), Some(i64::MAX));
+}
+
+#[test]
+fn expired_keys_read_as_absent_and_the_sweep_deletes_them() {
+    let mut k = ks(1);
+    k.set(b"a", b("1"), Some(T0 + 1_000), T0).unwrap();
+    k.set(b"b", b("2"), None, T0).unwrap();
+    k.sadd(b"c", &[b("x")], T0).unwrap();
+    k.expire_at(b"c", T0 + 2_000, T0).unwrap();
+    assert_eq!(k.ttl(b"a", T0), Ttl::Ms(1_000));
+    assert_eq!(k.ttl(b"b", T0), Ttl::Persistent);
+    assert_eq!(k.ttl(b"zz", T0), Ttl::Missing);
+    assert_eq!(k.get(b"a", T0 + 999).unwrap(), Some(b("1")));
+    assert_eq!(k.get(b"a", T0 + 1_000).unwrap(), None);
+    assert_eq!(k.ttl(b"a", T0 + 1_000), Ttl::Missing);
+    assert_eq!(k.next_deadline_ms(), Some(T0 + 1_000));
+    let swept = k.sweep_expired(T0 + 1_500, 100);
+    assert_eq!(swept.len(), 1);
+    assert_eq!(swept[0].key, b("a"));
+    assert_eq!(k.next_deadline_ms(), Some(T0 + 2_000));
+    let swept = k.sweep_expired(T0 + 5_000, 100);
+    assert_eq!(swept.len(), 1);
+    assert_eq!(k.scard(b"c", T0 + 5_000).unwrap(), 0);
+    assert_eq!(k.get(b"b", T0 + 5_000).unwrap(), Some(b("2")));
+    assert_eq!(k.next_deadline_ms(), None);
+    assert_eq!(k.recount_bytes(), k.memory().bytes);
+}
+
+#[test]
+fn set_replaces_the_deadline_like_redis() {
+    let mut k = ks(1);
+    k.set(b"a", b("1"), Some(T0 + 1_000), T0).unwrap();
+    k.set(b"a", b("2"), None, T0).unwrap();
+    assert_eq!(k.ttl(b"a", T0), Ttl::Persistent);
+    k.incr_by(b"n", 1, T0).unwrap();
+    k.expire_at(b"n", T0 + 1_000, T0).unwrap();
+    k.incr_by(b"n", 1, T0).unwrap();
+    assert_eq!(
+        k.ttl(b"n", T0),
+        Ttl::Ms(1_000),
+        "other writes keep the deadline"
+    );
+}
+
+#[test]
+fn writing_to_an_expired_key_starts_it_afresh() {
+    let mut k = ks(1);
+    k.sadd(b"s", &[b("old")], T0).unwrap();
+    k.expire_at(b"s", T0 + 10, T0).unwrap();
+    k.sadd(b"s", &[b("new")], T0 + 20).unwrap();
+    assert_eq!(k.smembers(b"s", T0 + 20).unwrap(), vec![b("new")]);
+    assert_eq!(k.ttl(b"s", T0 + 20), Ttl::Persistent);
+}
+
+#[test]
+fn longest_deadline_wins_and_persist_beats_deadlines_across_replicas() {
+    let (mut a, mut c) = (ks(1), ks(2));
+    let w = a.set(b"k", b("v"), None, T0).unwrap();
+    ship(&w, "k", &mut c);
+    let e1 = a.expire_at(b"k", T0 + 5_000, T0).unwrap();
+    let e2 = c.expire_at(b"k", T0 + 9_000, T0).unwrap();
+    ship(&e1, "k", &mut c);
+    ship(&e2, "k", &mut a);
+    assert_eq!(a.ttl(b"k", T0), Ttl::Ms(9_000));
+    assert_eq!(c.ttl(b"k", T0), Ttl::Ms(9_000));
+    let p = a.persist(b"k", T0).unwrap();
+    let e3 = c.expire_at(b"k", T0 + 20_000, T0).unwrap();
+    ship(&p, "k", &mut c);
+    ship(&e3, "k", &mut a);
+    assert_eq!(a.ttl(b"k", T0), Ttl::Persistent);
+    assert_eq!(a.state(b"k"), c.state(b"k"));
+}
+
+#[test]
+fn remote_stamp_beyond_the_skew_bound_is_refused() {
+    let (mut a, mut c) = (ks(1), ks(2));
+    let w = a
+        .set(b"k", b("from the future"), None, T0 + 60_000)
+        .unwrap();
+    let err = c
+        .apply_delta(b"k", w.delta.as_ref().unwrap(), T0)
+        .unwrap_err();
+    assert!(matches!(err, KeyspaceError::ClockSkew(_)));
+    assert_eq!(c.get(b"k", T0).unwrap(), None);
+    c.apply_delta(b"k", w.delta.as_ref().unwrap(), T0 + 60_000)
+        .unwrap();
+    assert_eq!(c.get(b"k", T0).unwrap(), Some(b("from the future")));
+}
+
+#[test]
+fn oversized_keys_and_values_are_refused() {
+    let cfg = KeyspaceConfig {
+        key_bytes_max: 8,
+        value_bytes_max: 16,
+        ..Default::default()
+    };
+    let mut k = Keyspace::new(ReplicaId(1), cfg);
+    assert_eq!(
+        k.set(b"123456789", b("v"), None, T0).unwrap_err(),
+        KeyspaceError::KeyTooLarge { len: 9, max: 8 }
+    );
+    assert_eq!(
+        k.set(b"k", Bytes::from(vec![0u8; 17]), None, T0)
+            .unwrap_err(),
+        KeyspaceError::ValueTooLarge { len: 17, max: 16 }
+    );
+    assert!(k.is_empty());
+}
+
+#[test]
+fn simple_registers_use_the_compact_form_and_memory_is_accounted() {
+    let mut k = ks(1);
+    for i in 0..1_000u32 {
+        k.set(
+            format!("key:{i:012}").as_bytes(),
+            Bytes::from(vec![7u8; 64]),
+            None,
+            T0,
+        )
+        .unwrap();
+    }
+    let m = k.memory();
+    assert_eq!(m.keys, 1_000);
+    assert_eq!(m.keys_compact, 1_000);
+    assert!(
+        m.bytes / m.keys < 150,
+        "compact register costs {} bytes",
+        m.bytes / m.keys
+    );
+    for i in 0..1_000 {
+        k.sadd(b"big", &[Bytes::from(format!("member-{i}").as_str())], T0)
+            .unwrap();
+    }
+    let with_set = k.memory().bytes;
+    assert!(k.key_bytes(b"big").unwrap() > 1_000 * 8);
+    assert_eq!(k.recount_bytes(), with_set);
+    for i in 0..500 {
+        k.srem(b"big", &[Bytes::from(format!("member-{i}").as_str())], T0)
+            .unwrap();
+    }
+    assert!(k.memory().bytes < with_set);
+    assert_eq!(k.recount_bytes(), k.memory().bytes);
+}
+
+#[test]
+fn digests_agree_for_equal_contents_and_combine_over_ranges() {
+    let (mut a, mut c) = (ks(1), ks(2));
+    for i in 0..200 {
+        let key = format!("k{i}");
+        let w = a.set(key.as_bytes(), b("v"), None, T0).unwrap();
+        ship(&w, &key, &mut c);
+    }
+    let all = 0..=u64::MAX;
+    assert_eq!(a.digest(all.clone()), c.digest(all.clone()));
+    let mid = u64::MAX / 2;
+    assert_eq!(
+        a.digest(0..=mid) ^ a.digest(mid + 1..=u64::MAX),
+        a.digest(all.clone())
+    );
+    c.set(b"k7", b("changed"), None, T0).unwrap();
+    assert_ne!(a.digest(all.clone()), c.digest(all));
+    let h = crate::keyhash::key_hash(b"k7");
+    assert_ne!(a.digest(h..=h), c.digest(h..=h));
+    let mut n = 0;
+    a.for_each_in_range(0..=mid, |k, _| {
+        assert!(crate::keyhash::key_hash(k) <= mid);
+        n += 1;
+    });
+    assert!(n > 50 && n < 150);
+}
+
+#[test]
+fn full_state_join_converges_replicas() {
+    let (mut a, mut c) = (ks(1), ks(2));
+    a.sadd(b"s", &[b("x"), b("y")], T0).unwrap();
+    c.sadd(b"s", &[b("z")], T0).unwrap();
+    let sa = a.state(b"s").unwrap();
+    let sc = c.state(b"s").unwrap();
+    a.join_state(b"s", &sc, T0).unwrap();
+    c.join_state(b"s", &sa, T0).unwrap();
+    assert_eq!(a.smembers(b"s", T0).unwrap(), vec![b("x"), b("y"), b("z")]);
+    assert_eq!(a.state(b"s"), c.state(b"s"));
+    assert_eq!(a.recount_bytes(), a.memory().bytes);
+}
