@@ -1,1 +1,3 @@
 //! Meridian
+
+pub mod tls;
