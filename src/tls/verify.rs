@@ -1,27 +1,125 @@
-//! Certificate checks run ahead of time on files.
+//! Certificate checks: the one a server runs on every client certificate
+//! during the handshake, and the same check run ahead of time on files.
 //!
-//! They go through rustls' WebPKI verifiers, so a certificate that passes
+//! Both go through rustls' WebPKI verifiers, so a certificate that passes
 //! `check_issued_by` at load time is one that peers will accept.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::ServerCertVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::CertificateError;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use time::OffsetDateTime;
 
 use super::ca::{CaCertificate, Validity};
 use super::error::TlsError;
 use super::identity::Identity;
-use super::peer::Role;
+use super::peer::{PeerIdentity, Role};
 
 /// The only crypto provider Meridian uses: ring.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Which certificate holders a server endpoint lets in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Admit {
+    /// The node-to-node endpoint: node certificates only, so a client
+    /// cannot pose as a node.
+    Nodes,
+    /// The client-facing endpoint: client and node certificates.
+    NodesAndClients,
+}
+
+impl Admit {
+    /// Whether a certificate holder of `role` may connect.
+    pub fn admits(self, role: Role) -> bool {
+        match self {
+            Admit::Nodes => role == Role::Node,
+            Admit::NodesAndClients => true,
+        }
+    }
+}
+
+/// A client certificate verifier: the cluster CA's WebPKI check, then the
+/// role check of [`Admit`]. A certificate with no Meridian identity is
+/// refused even if the CA signed it.
+#[derive(Debug)]
+pub(crate) struct RoleVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+    admit: Admit,
+}
+
+impl RoleVerifier {
+    pub(crate) fn new(ca: &CaCertificate, admit: Admit) -> Result<Self, TlsError> {
+        let webpki =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(ca.root_store()?), provider())
+                .build()?;
+        Ok(RoleVerifier { webpki, admit })
+    }
+}
+
+impl ClientCertVerifier for RoleVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .webpki
+            .verify_client_cert(end_entity, intermediates, now)?;
+        match PeerIdentity::from_certificate(end_entity) {
+            Ok(peer) if self.admit.admits(peer.role()) => Ok(verified),
+            Ok(peer) => {
+                tracing::debug!(%peer, admit = ?self.admit, "refused a peer of a role this endpoint does not admit");
+                Err(CertificateError::ApplicationVerificationFailure.into())
+            }
+            Err(error) => {
+                tracing::debug!(%error, "refused a certificate without a Meridian identity");
+                Err(CertificateError::ApplicationVerificationFailure.into())
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Checks that now is within `validity`, the validity period of the
