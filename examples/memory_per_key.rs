@@ -11,7 +11,11 @@ use meridian::keyspace::{Keyspace, KeyspaceConfig};
 
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -27,7 +31,10 @@ fn heap_in_use() -> usize {
 }
 
 fn main() {
-    let keys: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let keys: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let now_ms = 1_800_000_000_000;
     let value = Bytes::from(vec![b'x'; 64]);
     let mut ks = Keyspace::new(ReplicaId(1), KeyspaceConfig::default());
@@ -35,13 +42,23 @@ fn main() {
     for i in 0..keys {
         let key = format!("key:{i:012}");
         debug_assert_eq!(key.len(), 16);
-        ks.set(key.as_bytes(), value.clone(), None, now_ms).expect("set within limits");
+        ks.set(key.as_bytes(), value.clone(), None, now_ms)
+            .expect("set within limits");
     }
     let (rss1, heap1) = (rss_bytes(), heap_in_use());
     let per = |b: usize| b as f64 / keys as f64;
     println!("keys                         {keys}");
-    println!("rss growth per key           {:.1} bytes", per(rss1.saturating_sub(rss0)));
-    println!("allocator in-use per key     {:.1} bytes", per(heap1.saturating_sub(heap0)));
-    println!("keyspace estimate per key    {:.1} bytes", per(ks.memory().bytes));
+    println!(
+        "rss growth per key           {:.1} bytes",
+        per(rss1.saturating_sub(rss0))
+    );
+    println!(
+        "allocator in-use per key     {:.1} bytes",
+        per(heap1.saturating_sub(heap0))
+    );
+    println!(
+        "keyspace estimate per key    {:.1} bytes",
+        per(ks.memory().bytes)
+    );
     println!("keys in compact form         {}", ks.memory().keys_compact);
 }
