@@ -10,7 +10,7 @@ use crdt_types::{
 };
 
 /// The remaining time to live of a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ttl {
     /// No such key (Redis answers -2).
     Missing,
@@ -21,7 +21,7 @@ pub enum Ttl {
 }
 
 /// The visible value of a map field (or of any key), by type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FieldValue {
     /// A register's value.
     Register(Bytes),
@@ -67,7 +67,7 @@ impl FieldValue {
 }
 
 /// An operation on a (possibly nested) map field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FieldOp {
     /// Write the field as a register.
     Set(Bytes),

@@ -1,0 +1,195 @@
+//! Framing: how messages travel on QUIC streams.
+//!
+//! A stream opens with a 6-byte preamble (`MRDN` and the protocol version,
+//! u16 little-endian), then carries frames: a u32 little-endian length and
+//! that many bytes of a postcard-encoded message. Frames are small and
+//! written in batches, so one long-lived stream carries many requests.
+//!
+//! Decoding never trusts a length: a frame longer than the limit is refused
+//! before anything is allocated for it.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The bytes every stream starts with.
+pub const MAGIC: [u8; 4] = *b"MRDN";
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Bytes of the stream preamble.
+pub const PREAMBLE_LEN: usize = 6;
+/// Bytes of a frame's length prefix.
+pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// What went wrong reading or writing frames.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The stream did not start with the Meridian preamble.
+    #[error("not a Meridian stream (bad preamble)")]
+    BadMagic,
+    /// The peer speaks another protocol version.
+    #[error("protocol version {theirs} is not supported (this node speaks {ours})")]
+    VersionMismatch {
+        /// The peer's version.
+        theirs: u16,
+        /// Ours.
+        ours: u16,
+    },
+    /// A frame was longer than the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A frame's bytes were not a valid message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// The stream preamble for this build.
+pub fn preamble() -> [u8; PREAMBLE_LEN] {
+    let v = PROTOCOL_VERSION.to_le_bytes();
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1]]
+}
+
+/// Checks a peer's preamble.
+pub fn check_preamble(bytes: &[u8; PREAMBLE_LEN]) -> Result<(), FrameError> {
+    if bytes[..4] != MAGIC {
+        return Err(FrameError::BadMagic);
+    }
+    let theirs = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if theirs != PROTOCOL_VERSION {
+        return Err(FrameError::VersionMismatch { theirs, ours: PROTOCOL_VERSION });
+    }
+    Ok(())
+}
+
+/// Appends one frame holding `msg` to `out`. Refuses a message larger than `max`
+/// (leaving `out` as it was).
+pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>, max: usize) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LENGTH_PREFIX_LEN]);
+    let encoded = postcard::to_extend(msg, std::mem::take(out));
+    *out = match encoded {
+        Ok(buf) => buf,
+        Err(e) => return Err(FrameError::Malformed(e.to_string())),
+    };
+    let len = out.len() - start - LENGTH_PREFIX_LEN;
+    if len > max {
+        out.truncate(start);
+        return Err(FrameError::TooLarge { len, max });
+    }
+    out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Reads the length prefix of a frame, refusing one over `max`.
+pub fn frame_len(prefix: [u8; LENGTH_PREFIX_LEN], max: usize) -> Result<usize, FrameError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Decodes a frame's body.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    postcard::from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Splits complete frames off the front of a receive buffer.
+///
+/// ```
+/// use meridian::protocol::frame::{encode_into, FrameReader};
+/// let mut wire = Vec::new();
+/// encode_into(&"hello".to_string(), &mut wire, 1024).unwrap();
+/// encode_into(&"world".to_string(), &mut wire, 1024).unwrap();
+/// let mut reader = FrameReader::new(1024);
+/// reader.extend(&wire[..7]); // a partial frame yields nothing yet
+/// assert_eq!(reader.next_frame::<String>().unwrap(), None);
+/// reader.extend(&wire[7..]);
+/// assert_eq!(reader.next_frame::<String>().unwrap().as_deref(), Some("hello"));
+/// assert_eq!(reader.next_frame::<String>().unwrap().as_deref(), Some("world"));
+/// ```
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    pos: usize,
+    max: usize,
+}
+
+impl FrameReader {
+    /// A reader refusing frames over `max` bytes.
+    pub fn new(max: usize) -> Self {
+        FrameReader { buf: Vec::new(), pos: 0, max }
+    }
+
+    /// Adds received bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 64 * 1024 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, decoded; `None` until one has fully arrived.
+    /// After an error the stream must be closed: framing is lost.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        let avail = &self.buf[self.pos..];
+        let Some(prefix) = avail.first_chunk::<LENGTH_PREFIX_LEN>() else { return Ok(None) };
+        let len = frame_len(*prefix, self.max)?;
+        if avail.len() < LENGTH_PREFIX_LEN + len {
+            return Ok(None);
+        }
+        let body = &avail[LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + len];
+        let msg = decode(body)?;
+        self.pos += LENGTH_PREFIX_LEN + len;
+        Ok(Some(msg))
+    }
+
+    /// Bytes buffered but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_frame_is_refused_before_allocation() {
+        let mut r = FrameReader::new(16);
+        r.extend(&u32::MAX.to_le_bytes());
+        assert_eq!(r.next_frame::<u8>(), Err(FrameError::TooLarge { len: u32::MAX as usize, max: 16 }));
+    }
+
+    #[test]
+    fn garbage_frame_is_a_typed_error() {
+        let mut r = FrameReader::new(64);
+        r.extend(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
+        assert!(matches!(r.next_frame::<(u64, String)>(), Err(FrameError::Malformed(_))));
+    }
+
+    #[test]
+    fn encoder_refuses_messages_over_the_limit_and_leaves_the_buffer() {
+        let mut out = vec![9];
+        let big = vec![0u8; 100];
+        assert!(matches!(encode_into(&big, &mut out, 50), Err(FrameError::TooLarge { .. })));
+        assert_eq!(out, vec![9]);
+    }
+
+    #[test]
+    fn preamble_checks_magic_and_version() {
+        assert_eq!(check_preamble(&preamble()), Ok(()));
+        assert_eq!(check_preamble(b"HTTP/1"), Err(FrameError::BadMagic));
+        let mut p = preamble();
+        p[4] = 9;
+        assert_eq!(check_preamble(&p), Err(FrameError::VersionMismatch { theirs: 9, ours: PROTOCOL_VERSION }));
+    }
+}

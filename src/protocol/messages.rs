@@ -1,0 +1,251 @@
+//! The messages of the wire protocol: client requests and responses, and
+//! the messages nodes exchange.
+
+use crate::keyspace::{FieldOp, FieldValue, KeyspaceError, Ttl};
+use crate::topology::{ReadConsistency, WriteConsistency};
+use crdt_types::{Bytes, Causal, Delta, Kind, Record};
+use serde::{Deserialize, Serialize};
+
+/// One operation a client asks for. Writes name one key; so do reads,
+/// except `Ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Liveness check.
+    Ping,
+    /// Read a register (or a counter in decimal).
+    Get { key: Bytes },
+    /// Write a register; with `ttl_ms` the key expires that long after the write.
+    Set { key: Bytes, value: Bytes, ttl_ms: Option<u64> },
+    /// Delete a key (observed-remove).
+    Del { key: Bytes },
+    /// Add to a counter.
+    IncrBy { key: Bytes, by: i64 },
+    /// Read a counter.
+    CounterGet { key: Bytes },
+    /// Add set members.
+    SAdd { key: Bytes, members: Vec<Bytes> },
+    /// Remove set members.
+    SRem { key: Bytes, members: Vec<Bytes> },
+    /// A set's members.
+    SMembers { key: Bytes },
+    /// Whether a member is in a set.
+    SIsMember { key: Bytes, member: Bytes },
+    /// A set's size.
+    SCard { key: Bytes },
+    /// Write a map field as a register.
+    HSet { key: Bytes, field: Bytes, value: Bytes },
+    /// Read a map field (register or counter).
+    HGet { key: Bytes, field: Bytes },
+    /// Remove map fields.
+    HDel { key: Bytes, fields: Vec<Bytes> },
+    /// Every field of a map.
+    HGetAll { key: Bytes },
+    /// Add to a map field as a counter.
+    HIncrBy { key: Bytes, field: Bytes, by: i64 },
+    /// A map's number of fields.
+    HLen { key: Bytes },
+    /// Apply an operation to a nested map field.
+    MapApply { key: Bytes, path: Vec<Bytes>, op: FieldOp },
+    /// Read a nested map field.
+    MapGet { key: Bytes, path: Vec<Bytes> },
+    /// Write a multi-value register.
+    MvSet { key: Bytes, value: Bytes },
+    /// Read every concurrent value of a multi-value register.
+    MvGet { key: Bytes },
+    /// Expire the key `ttl_ms` from now.
+    Expire { key: Bytes, ttl_ms: u64 },
+    /// Remaining time to live.
+    Ttl { key: Bytes },
+    /// Remove the deadline.
+    Persist { key: Bytes },
+    /// The key's visible type.
+    Type { key: Bytes },
+}
+
+impl Command {
+    /// The key the command acts on (`None` for `Ping`).
+    pub fn key(&self) -> Option<&Bytes> {
+        use Command::*;
+        match self {
+            Ping => None,
+            Get { key }
+            | Set { key, .. }
+            | Del { key }
+            | IncrBy { key, .. }
+            | CounterGet { key }
+            | SAdd { key, .. }
+            | SRem { key, .. }
+            | SMembers { key }
+            | SIsMember { key, .. }
+            | SCard { key }
+            | HSet { key, .. }
+            | HGet { key, .. }
+            | HDel { key, .. }
+            | HGetAll { key }
+            | HIncrBy { key, .. }
+            | HLen { key }
+            | MapApply { key, .. }
+            | MapGet { key, .. }
+            | MvSet { key, .. }
+            | MvGet { key }
+            | Expire { key, .. }
+            | Ttl { key }
+            | Persist { key }
+            | Type { key } => Some(key),
+        }
+    }
+
+    /// Whether the command changes data (and so is replicated with W acks).
+    pub fn is_write(&self) -> bool {
+        use Command::*;
+        matches!(
+            self,
+            Set { .. }
+                | Del { .. }
+                | IncrBy { .. }
+                | SAdd { .. }
+                | SRem { .. }
+                | HSet { .. }
+                | HDel { .. }
+                | HIncrBy { .. }
+                | MapApply { .. }
+                | MvSet { .. }
+                | Expire { .. }
+                | Persist { .. }
+        )
+    }
+}
+
+/// A client request. The id is the client's, echoed in the response, so one
+/// stream carries many requests in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client; unique among its requests in flight on a stream.
+    pub id: u64,
+    /// What to do.
+    pub command: Command,
+    /// Write consistency; the topology's default when `None`.
+    pub write: Option<WriteConsistency>,
+    /// Read consistency; the topology's default when `None`.
+    pub read: Option<ReadConsistency>,
+}
+
+/// A successful answer's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Done.
+    Ok,
+    /// Answer to `Ping`.
+    Pong,
+    /// No such key or field.
+    Nil,
+    /// A number.
+    Int(i64),
+    /// A yes or no.
+    Bool(bool),
+    /// One value.
+    Value(Bytes),
+    /// Several values (set members, MV-register values).
+    Values(Vec<Bytes>),
+    /// Map fields and their values.
+    Fields(Vec<(Bytes, FieldValue)>),
+    /// A nested field's value.
+    Field(Option<FieldValue>),
+    /// A key's type.
+    Type(Option<Kind>),
+    /// A key's time to live.
+    Ttl(Ttl),
+}
+
+/// A successful answer, with how many replicas acknowledged a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The value.
+    pub reply: Reply,
+    /// Replicas that applied the write (1 for reads).
+    pub replicas_acked: u8,
+    /// Acknowledgements the request asked for.
+    pub replicas_needed: u8,
+}
+
+/// Why a request failed. Every variant is something a caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ErrorReply {
+    /// The key holds another type.
+    #[error("WRONGTYPE operation against a key holding a {found}, wanted a {wanted}")]
+    WrongType { wanted: Kind, found: Kind },
+    /// The key is over the size limit.
+    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
+    KeyTooLarge { len: u64, max: u64 },
+    /// A value, member or field is over the size limit.
+    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
+    ValueTooLarge { len: u64, max: u64 },
+    /// A counter would overflow.
+    #[error("increment or decrement would overflow")]
+    Overflow,
+    /// Maps nested too deeply.
+    #[error("maps nested deeper than {max} levels")]
+    NestingTooDeep { max: u64 },
+    /// The write was applied and kept (and will be handed off), but fewer
+    /// replicas than asked acknowledged it in time.
+    #[error("write reached {acked} of the {needed} replicas needed (kept, and replicated later)")]
+    QuorumNotReached { acked: u8, needed: u8 },
+    /// Too few replicas answered a read in time.
+    #[error("read reached {replied} of the {needed} replicas needed")]
+    ReadQuorumNotReached { replied: u8, needed: u8 },
+    /// The request could not be served in time.
+    #[error("timed out")]
+    Timeout,
+    /// No replica of the key could be reached.
+    #[error("unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// The request was malformed or not allowed.
+    #[error("bad request: {reason}")]
+    BadRequest { reason: String },
+    /// A clock-skew refusal from a replica.
+    #[error("refused: {reason}")]
+    Refused { reason: String },
+}
+
+impl From<KeyspaceError> for ErrorReply {
+    fn from(e: KeyspaceError) -> Self {
+        match e {
+            KeyspaceError::WrongType(w) => ErrorReply::WrongType { wanted: w.wanted, found: w.found },
+            KeyspaceError::KeyTooLarge { len, max } => ErrorReply::KeyTooLarge { len: len as u64, max: max as u64 },
+            KeyspaceError::ValueTooLarge { len, max } => {
+                ErrorReply::ValueTooLarge { len: len as u64, max: max as u64 }
+            }
+            KeyspaceError::Overflow => ErrorReply::Overflow,
+            KeyspaceError::NestingTooDeep { max } => ErrorReply::NestingTooDeep { max: max as u64 },
+            e @ KeyspaceError::ClockSkew(_) => ErrorReply::Refused { reason: e.to_string() },
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's id.
+    pub id: u64,
+    /// The answer or the error.
+    pub result: Result<Answer, ErrorReply>,
+}
+
+/// What nodes of a region say to each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// Apply this delta of `key` and acknowledge operation `op`.
+    Replicate { op: u64, key: Bytes, delta: Delta<Record> },
+    /// Operation `op` was applied (`ok`) or refused.
+    Ack { op: u64, ok: bool },
+    /// Serve this client request as a replica of its key; answer with `ForwardReply`.
+    Forward { op: u64, request: Request },
+    /// The answer to a forwarded request.
+    ForwardReply { op: u64, response: Response },
+    /// Send your state of `key` (quorum reads).
+    Read { op: u64, key: Bytes },
+    /// A state for a `Read` (`None` when the key is unknown).
+    ReadReply { op: u64, state: Option<Causal<Record>> },
+    /// Join this state of `key` (read repair, hinted handoff).
+    Repair { key: Bytes, state: Causal<Record> },
+}

@@ -1,0 +1,9 @@
+//! The wire protocol shared by clients and nodes: messages (serde +
+//! postcard), the stream preamble with its version check, and framing with
+//! enforced size limits. Bad bytes become a [`frame::FrameError`], never a panic.
+
+pub mod frame;
+mod messages;
+
+pub use frame::{FrameError, FrameReader, PROTOCOL_VERSION};
+pub use messages::{Answer, Command, ErrorReply, PeerMsg, Reply, Request, Response};
