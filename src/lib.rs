@@ -2,7 +2,12 @@
 //! delta-state CRDTs.
 //!
 //! - [`keyspace`]: keys → typed CRDT values with expiry on one replica.
-//! - [`keyhash`]: the stable hash that places keys.
+//! - [`keyhash`]: the stable hash that positions keys on rings and ranges.
+//! - [`topology`]: the cluster's regions, nodes, limits and WAN links, read
+//!   from a `regions/*.toml` file and validated.
+//! - [`placement`]: the consistent-hash ring of each region, which gives
+//!   every key its preference list of replicas; shared by clients and nodes.
+//! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
 //!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
@@ -12,4 +17,7 @@ pub use crdt_types as crdt;
 
 pub mod keyhash;
 pub mod keyspace;
+pub mod placement;
+pub mod protocol;
 pub mod tls;
+pub mod topology;
