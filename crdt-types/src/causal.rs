@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 /// ```
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "Parts<S>", into = "Parts<S>")]
-#[serde(bound(serialize = "S: DotStore + Serialize", deserialize = "S: DotStore + Deserialize<'de>"))]
+#[serde(bound(
+    serialize = "S: DotStore + Serialize",
+    deserialize = "S: DotStore + Deserialize<'de>"
+))]
 pub struct Causal<S> {
     store: S,
     ctx: CausalContext,
@@ -35,7 +38,10 @@ pub struct Causal<S> {
 /// with bottom stores), so joining it into a state visits only those keys.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "Parts<S>", into = "Parts<S>")]
-#[serde(bound(serialize = "S: DotStore + Serialize", deserialize = "S: DotStore + Deserialize<'de>"))]
+#[serde(bound(
+    serialize = "S: DotStore + Serialize",
+    deserialize = "S: DotStore + Deserialize<'de>"
+))]
 pub struct Delta<S> {
     store: S,
     ctx: CausalContext,
@@ -61,7 +67,10 @@ impl<S: DotStore> TryFrom<Parts<S>> for Causal<S> {
     type Error = InvalidState;
     fn try_from(p: Parts<S>) -> Result<Self, InvalidState> {
         check(&p.store, &p.ctx)?;
-        Ok(Causal { store: p.store, ctx: p.ctx })
+        Ok(Causal {
+            store: p.store,
+            ctx: p.ctx,
+        })
     }
 }
 
@@ -69,19 +78,28 @@ impl<S: DotStore> TryFrom<Parts<S>> for Delta<S> {
     type Error = InvalidState;
     fn try_from(p: Parts<S>) -> Result<Self, InvalidState> {
         check(&p.store, &p.ctx)?;
-        Ok(Delta { store: p.store, ctx: p.ctx })
+        Ok(Delta {
+            store: p.store,
+            ctx: p.ctx,
+        })
     }
 }
 
 impl<S> From<Causal<S>> for Parts<S> {
     fn from(c: Causal<S>) -> Self {
-        Parts { store: c.store, ctx: c.ctx }
+        Parts {
+            store: c.store,
+            ctx: c.ctx,
+        }
     }
 }
 
 impl<S> From<Delta<S>> for Parts<S> {
     fn from(c: Delta<S>) -> Self {
-        Parts { store: c.store, ctx: c.ctx }
+        Parts {
+            store: c.store,
+            ctx: c.ctx,
+        }
     }
 }
 
@@ -120,13 +138,15 @@ impl<S: DotStore> Causal<S> {
 
     /// Joins a whole state into this one.
     pub fn join(&mut self, other: &Causal<S>) {
-        self.store.join(&self.ctx, &other.store, &other.ctx, JoinMode::FULL);
+        self.store
+            .join(&self.ctx, &other.store, &other.ctx, JoinMode::FULL);
         self.ctx.join(&other.ctx);
     }
 
     /// Joins a delta into this state, visiting only the keys it lists.
     pub fn apply(&mut self, delta: &Delta<S>) {
-        self.store.join(&self.ctx, &delta.store, &delta.ctx, JoinMode::DELTA);
+        self.store
+            .join(&self.ctx, &delta.store, &delta.ctx, JoinMode::DELTA);
         self.ctx.join(&delta.ctx);
     }
 
@@ -139,7 +159,10 @@ impl<S: DotStore> Causal<S> {
 
     /// A delta that removes everything this state holds (observed-remove).
     pub fn clear(&self) -> Delta<S> {
-        Delta::new(self.store.removal(), CausalContext::from_dots(self.store.dots()))
+        Delta::new(
+            self.store.removal(),
+            CausalContext::from_dots(self.store.dots()),
+        )
     }
 
     /// Heap bytes held, for memory accounting.
@@ -163,7 +186,10 @@ impl<S: DotStore> Delta<S> {
     /// A delta from its parts. Mutators are expected to list every key whose
     /// dots `ctx` holds; the dots of `store` must be in `ctx`.
     pub fn new(store: S, ctx: CausalContext) -> Self {
-        debug_assert!(check(&store, &ctx).is_ok(), "delta store dot missing from its context");
+        debug_assert!(
+            check(&store, &ctx).is_ok(),
+            "delta store dot missing from its context"
+        );
         Delta { store, ctx }
     }
 
@@ -184,13 +210,17 @@ impl<S: DotStore> Delta<S> {
 
     /// Joins another delta into this one, making a delta group.
     pub fn join(&mut self, other: &Delta<S>) {
-        self.store.join(&self.ctx, &other.store, &other.ctx, JoinMode::GROUP);
+        self.store
+            .join(&self.ctx, &other.store, &other.ctx, JoinMode::GROUP);
         self.ctx.join(&other.ctx);
     }
 
     /// Rewraps the store (for lifting a nested delta into its container).
     pub fn map<T: DotStore>(self, f: impl FnOnce(S) -> T) -> Delta<T> {
-        Delta { store: f(self.store), ctx: self.ctx }
+        Delta {
+            store: f(self.store),
+            ctx: self.ctx,
+        }
     }
 
     /// Splits into store and context.

@@ -43,7 +43,10 @@ impl TryFrom<RawContext> for CausalContext {
         if raw.cloud.windows(2).any(|w| w[0] >= w[1]) {
             return Err(InvalidState("dot cloud not sorted"));
         }
-        let ctx = CausalContext { vv: raw.vv, cloud: raw.cloud };
+        let ctx = CausalContext {
+            vv: raw.vv,
+            cloud: raw.cloud,
+        };
         for d in &ctx.cloud {
             if d.seq <= ctx.vv_get(d.replica) + 1 {
                 return Err(InvalidState("dot cloud not compacted"));
@@ -77,7 +80,10 @@ impl CausalContext {
         let mut cloud: Vec<Dot> = dots.into_iter().collect();
         cloud.sort_unstable();
         cloud.dedup();
-        let mut ctx = CausalContext { vv: Vec::new(), cloud };
+        let mut ctx = CausalContext {
+            vv: Vec::new(),
+            cloud,
+        };
         ctx.compact();
         ctx
     }
@@ -269,7 +275,10 @@ mod tests {
 
     #[test]
     fn decode_rejects_uncompacted_cloud() {
-        let bad = RawContext { vv: vec![(ReplicaId(1), 1)], cloud: vec![d(1, 2)] };
+        let bad = RawContext {
+            vv: vec![(ReplicaId(1), 1)],
+            cloud: vec![d(1, 2)],
+        };
         assert!(CausalContext::try_from(bad).is_err());
     }
 }

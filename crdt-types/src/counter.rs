@@ -40,12 +40,18 @@ impl Counter {
                 seen.push(*d);
             }
         }
-        Delta::new(Counter(DotFun::single(dot, base.wrapping_add(n))), CausalContext::from_dots(seen))
+        Delta::new(
+            Counter(DotFun::single(dot, base.wrapping_add(n))),
+            CausalContext::from_dots(seen),
+        )
     }
 
     /// The sum of every live contribution.
     pub fn value(&self) -> i64 {
-        self.0.entries().iter().fold(0i64, |acc, (_, v)| acc.wrapping_add(*v))
+        self.0
+            .entries()
+            .iter()
+            .fold(0i64, |acc, (_, v)| acc.wrapping_add(*v))
     }
 
     /// The live contributions, one per replica in a replica's own state.

@@ -32,11 +32,20 @@ pub struct JoinMode {
 
 impl JoinMode {
     /// Joining a whole state into a state.
-    pub const FULL: JoinMode = JoinMode { sparse: false, keep_bottom: false };
+    pub const FULL: JoinMode = JoinMode {
+        sparse: false,
+        keep_bottom: false,
+    };
     /// Joining a delta into a state.
-    pub const DELTA: JoinMode = JoinMode { sparse: true, keep_bottom: false };
+    pub const DELTA: JoinMode = JoinMode {
+        sparse: true,
+        keep_bottom: false,
+    };
     /// Joining a delta into a delta group.
-    pub const GROUP: JoinMode = JoinMode { sparse: true, keep_bottom: true };
+    pub const GROUP: JoinMode = JoinMode {
+        sparse: true,
+        keep_bottom: true,
+    };
 }
 
 /// A store of dots. `join` must be commutative, associative and idempotent
@@ -48,7 +57,13 @@ pub trait DotStore: Clone + Default + PartialEq + Debug {
     /// Calls `f` on every dot in the store.
     fn for_each_dot(&self, f: &mut dyn FnMut(Dot));
     /// Joins `(other, other_ctx)` into `(self, ctx)`; the caller joins the contexts afterwards.
-    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext, mode: JoinMode);
+    fn join(
+        &mut self,
+        ctx: &CausalContext,
+        other: &Self,
+        other_ctx: &CausalContext,
+        mode: JoinMode,
+    );
     /// The same keys as `self` with bottom stores: the store part of a delta
     /// that removes everything in `self` and lists what it removes.
     fn removal(&self) -> Self;
@@ -179,7 +194,9 @@ impl<V> TryFrom<Vec<(Dot, V)>> for DotFun<V> {
     type Error = crate::InvalidState;
     fn try_from(v: Vec<(Dot, V)>) -> Result<Self, Self::Error> {
         if v.windows(2).any(|w| w[0].0 >= w[1].0) || v.iter().any(|(d, _)| d.seq == 0) {
-            return Err(crate::InvalidState("dot function not sorted, unique and from 1"));
+            return Err(crate::InvalidState(
+                "dot function not sorted, unique and from 1",
+            ));
         }
         Ok(DotFun(v))
     }
@@ -187,7 +204,9 @@ impl<V> TryFrom<Vec<(Dot, V)>> for DotFun<V> {
 
 impl<V: Debug> Debug for DotFun<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.0.iter().map(|(d, v)| (d, v))).finish()
+        f.debug_map()
+            .entries(self.0.iter().map(|(d, v)| (d, v)))
+            .finish()
     }
 }
 
@@ -325,7 +344,13 @@ impl<K: DotKey, S: DotStore> DotStore for DotMap<K, S> {
     fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
         self.0.values().for_each(|s| s.for_each_dot(f))
     }
-    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext, mode: JoinMode) {
+    fn join(
+        &mut self,
+        ctx: &CausalContext,
+        other: &Self,
+        other_ctx: &CausalContext,
+        mode: JoinMode,
+    ) {
         if !mode.sparse {
             // Keys only we have lose the dots the other side has seen.
             let bottom = S::default();
@@ -355,13 +380,21 @@ impl<K: DotKey, S: DotStore> DotStore for DotMap<K, S> {
         }
     }
     fn removal(&self) -> Self {
-        DotMap(self.0.iter().map(|(k, s)| (k.clone(), s.removal())).collect())
+        DotMap(
+            self.0
+                .iter()
+                .map(|(k, s)| (k.clone(), s.removal()))
+                .collect(),
+        )
     }
     fn heap_bytes(&self) -> usize {
         self.0
             .iter()
             .map(|(k, s)| {
-                std::mem::size_of::<(K, S)>() + BTREE_ENTRY_OVERHEAD + k.heap_bytes() + s.heap_bytes()
+                std::mem::size_of::<(K, S)>()
+                    + BTREE_ENTRY_OVERHEAD
+                    + k.heap_bytes()
+                    + s.heap_bytes()
             })
             .sum()
     }

@@ -43,18 +43,27 @@ impl Expiry {
         let dot = ctx.next_dot(replica);
         let mut seen = self.0.dots();
         seen.push(dot);
-        Delta::new(Expiry(DotFun::single(dot, entry)), CausalContext::from_dots(seen))
+        Delta::new(
+            Expiry(DotFun::single(dot, entry)),
+            CausalContext::from_dots(seen),
+        )
     }
 
     /// A delta that sets the deadline (ms since the Unix epoch).
-    pub fn expire_at(&self, ctx: &CausalContext, replica: ReplicaId, deadline_ms: u64) -> Delta<Self> {
+    pub fn expire_at(
+        &self,
+        ctx: &CausalContext,
+        replica: ReplicaId,
+        deadline_ms: u64,
+    ) -> Delta<Self> {
         self.write(ctx, replica, ExpiryEntry::Deadline(deadline_ms))
     }
 
     /// A delta that removes the deadline and beats concurrent deadlines.
     /// `None` when there is no deadline to remove.
     pub fn persist(&self, ctx: &CausalContext, replica: ReplicaId) -> Option<Delta<Self>> {
-        self.deadline_ms().map(|_| self.write(ctx, replica, ExpiryEntry::Persist))
+        self.deadline_ms()
+            .map(|_| self.write(ctx, replica, ExpiryEntry::Persist))
     }
 
     /// The deadline in force, if any.

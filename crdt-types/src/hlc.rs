@@ -93,7 +93,10 @@ pub struct HlcClock {
 impl HlcClock {
     /// A clock that rejects remote stamps more than `max_skew_ms` ahead of local time.
     pub fn new(max_skew_ms: u64) -> Self {
-        HlcClock { last: Hlc::ZERO, max_skew_ms }
+        HlcClock {
+            last: Hlc::ZERO,
+            max_skew_ms,
+        }
     }
 
     /// The bound on accepted remote skew.
@@ -110,7 +113,11 @@ impl HlcClock {
     /// greater than every timestamp this clock issued or accepted before.
     pub fn now(&mut self, physical_ms: u64) -> Hlc {
         let wall = Hlc::new(physical_ms, 0);
-        self.last = if wall > self.last { wall } else { self.last.successor() };
+        self.last = if wall > self.last {
+            wall
+        } else {
+            self.last.successor()
+        };
         self.last
     }
 
@@ -120,7 +127,10 @@ impl HlcClock {
     pub fn observe(&mut self, remote: Hlc, physical_ms: u64) -> Result<(), ClockSkew> {
         let ahead_ms = remote.physical_ms().saturating_sub(physical_ms);
         if ahead_ms > self.max_skew_ms {
-            return Err(ClockSkew { ahead_ms, max_skew_ms: self.max_skew_ms });
+            return Err(ClockSkew {
+                ahead_ms,
+                max_skew_ms: self.max_skew_ms,
+            });
         }
         if remote > self.last {
             self.last = remote;
@@ -154,7 +164,13 @@ mod tests {
     fn stamp_beyond_skew_bound_is_reported_and_not_adopted() {
         let mut c = HlcClock::new(500);
         let err = c.observe(Hlc::new(2_000, 0), 1_000).unwrap_err();
-        assert_eq!(err, ClockSkew { ahead_ms: 1_000, max_skew_ms: 500 });
+        assert_eq!(
+            err,
+            ClockSkew {
+                ahead_ms: 1_000,
+                max_skew_ms: 500
+            }
+        );
         assert_eq!(c.now(1_000), Hlc::new(1_000, 0));
     }
 

@@ -17,7 +17,8 @@
 
 use crate::register::delegate_dot_store;
 use crate::{
-    Bytes, CausalContext, Counter, Delta, Dot, DotMap, DotStore, JoinMode, LwwRegister, MvRegister, OrSet,
+    Bytes, CausalContext, Counter, Delta, Dot, DotMap, DotStore, JoinMode, LwwRegister, MvRegister,
+    OrSet,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::Cell;
@@ -184,7 +185,10 @@ impl TypedStore {
         match self.kind() {
             None => Ok(None),
             Some(k) if k == S::KIND => Ok(S::part(self)),
-            Some(found) => Err(WrongType { wanted: S::KIND, found }),
+            Some(found) => Err(WrongType {
+                wanted: S::KIND,
+                found,
+            }),
         }
     }
 
@@ -198,7 +202,10 @@ impl TypedStore {
     ) -> Result<Delta<TypedStore>, WrongType> {
         if let Some(found) = self.kind() {
             if found != S::KIND {
-                return Err(WrongType { wanted: S::KIND, found });
+                return Err(WrongType {
+                    wanted: S::KIND,
+                    found,
+                });
             }
         }
         let bottom = S::default();
@@ -242,7 +249,12 @@ impl TypedStore {
             return;
         }
         if let TypedStore::Mixed(m) = self {
-            let live: Vec<Kind> = m.parts_bottom().iter().filter(|(_, b)| !b).map(|(k, _)| *k).collect();
+            let live: Vec<Kind> = m
+                .parts_bottom()
+                .iter()
+                .filter(|(_, b)| !b)
+                .map(|(k, _)| *k)
+                .collect();
             if let [only] = live[..] {
                 let m = std::mem::take(&mut **m);
                 *self = match only {
@@ -288,7 +300,13 @@ impl DotStore for TypedStore {
         }
     }
 
-    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext, mode: JoinMode) {
+    fn join(
+        &mut self,
+        ctx: &CausalContext,
+        other: &Self,
+        other_ctx: &CausalContext,
+        mode: JoinMode,
+    ) {
         use TypedStore::*;
         if let Empty = self {
             *self = other.same_kind_bottom();
@@ -356,9 +374,16 @@ impl DotStore for Mixed {
         self.set.for_each_dot(f);
         self.map.for_each_dot(f);
     }
-    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext, mode: JoinMode) {
+    fn join(
+        &mut self,
+        ctx: &CausalContext,
+        other: &Self,
+        other_ctx: &CausalContext,
+        mode: JoinMode,
+    ) {
         self.register.join(ctx, &other.register, other_ctx, mode);
-        self.mvregister.join(ctx, &other.mvregister, other_ctx, mode);
+        self.mvregister
+            .join(ctx, &other.mvregister, other_ctx, mode);
         self.counter.join(ctx, &other.counter, other_ctx, mode);
         self.set.join(ctx, &other.set, other_ctx, mode);
         self.map.join(ctx, &other.map, other_ctx, mode);

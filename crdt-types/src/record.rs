@@ -16,12 +16,18 @@ pub struct Record {
 impl Record {
     /// Lifts a delta of the value into a delta of the record.
     pub fn data_delta(d: Delta<TypedStore>) -> Delta<Record> {
-        d.map(|data| Record { data, expiry: Expiry::default() })
+        d.map(|data| Record {
+            data,
+            expiry: Expiry::default(),
+        })
     }
 
     /// Lifts a delta of the expiry into a delta of the record.
     pub fn expiry_delta(d: Delta<Expiry>) -> Delta<Record> {
-        d.map(|expiry| Record { data: TypedStore::Empty, expiry })
+        d.map(|expiry| Record {
+            data: TypedStore::Empty,
+            expiry,
+        })
     }
 }
 
@@ -33,12 +39,21 @@ impl DotStore for Record {
         self.data.for_each_dot(f);
         self.expiry.for_each_dot(f);
     }
-    fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext, mode: JoinMode) {
+    fn join(
+        &mut self,
+        ctx: &CausalContext,
+        other: &Self,
+        other_ctx: &CausalContext,
+        mode: JoinMode,
+    ) {
         self.data.join(ctx, &other.data, other_ctx, mode);
         self.expiry.join(ctx, &other.expiry, other_ctx, mode);
     }
     fn removal(&self) -> Self {
-        Record { data: self.data.removal(), expiry: self.expiry.removal() }
+        Record {
+            data: self.data.removal(),
+            expiry: self.expiry.removal(),
+        }
     }
     fn heap_bytes(&self) -> usize {
         self.data.heap_bytes() + self.expiry.heap_bytes()

@@ -5,7 +5,9 @@
 //! the entry with the greatest `(HLC, replica id)`; the multi-value register
 //! shows every concurrent entry.
 
-use crate::{Bytes, CausalContext, Delta, Dot, DotFun, DotStore, DotValue, Hlc, JoinMode, ReplicaId};
+use crate::{
+    Bytes, CausalContext, Delta, Dot, DotFun, DotStore, DotValue, Hlc, JoinMode, ReplicaId,
+};
 use serde::{Deserialize, Serialize};
 
 /// A value stamped with the HLC of its write.
@@ -42,11 +44,20 @@ pub struct LwwRegister(DotFun<Stamped>);
 
 impl LwwRegister {
     /// A delta that writes `value` at `hlc`, superseding every entry observed.
-    pub fn set(&self, ctx: &CausalContext, replica: ReplicaId, hlc: Hlc, value: Bytes) -> Delta<Self> {
+    pub fn set(
+        &self,
+        ctx: &CausalContext,
+        replica: ReplicaId,
+        hlc: Hlc,
+        value: Bytes,
+    ) -> Delta<Self> {
         let dot = ctx.next_dot(replica);
         let mut seen = self.0.dots();
         seen.push(dot);
-        Delta::new(LwwRegister(DotFun::single(dot, Stamped { hlc, value })), CausalContext::from_dots(seen))
+        Delta::new(
+            LwwRegister(DotFun::single(dot, Stamped { hlc, value })),
+            CausalContext::from_dots(seen),
+        )
     }
 
     /// The winning entry: greatest `(HLC, replica id, seq)`.
@@ -95,7 +106,10 @@ impl MvRegister {
         let dot = ctx.next_dot(replica);
         let mut seen = self.0.dots();
         seen.push(dot);
-        Delta::new(MvRegister(DotFun::single(dot, value)), CausalContext::from_dots(seen))
+        Delta::new(
+            MvRegister(DotFun::single(dot, value)),
+            CausalContext::from_dots(seen),
+        )
     }
 
     /// The concurrent values, in dot order.
@@ -118,7 +132,13 @@ macro_rules! delegate_dot_store {
             fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
                 self.0.for_each_dot(f)
             }
-            fn join(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext, mode: JoinMode) {
+            fn join(
+                &mut self,
+                ctx: &CausalContext,
+                other: &Self,
+                other_ctx: &CausalContext,
+                mode: JoinMode,
+            ) {
                 self.0.join(ctx, &other.0, other_ctx, mode)
             }
             fn removal(&self) -> Self {

@@ -21,13 +21,23 @@ impl OrSet {
         if let Some(dots) = self.0.get(&member) {
             seen.extend_from_slice(dots.as_slice());
         }
-        Delta::new(OrSet(DotMap::single(member, DotSet::single(dot))), CausalContext::from_dots(seen))
+        Delta::new(
+            OrSet(DotMap::single(member, DotSet::single(dot))),
+            CausalContext::from_dots(seen),
+        )
     }
 
     /// A delta that removes `member` as observed here (a no-op delta if absent).
     pub fn remove(&self, member: &[u8]) -> Delta<Self> {
-        let seen = self.0.get(member).map(|d| d.as_slice().to_vec()).unwrap_or_default();
-        Delta::new(OrSet(DotMap::single(member.into(), DotSet::default())), CausalContext::from_dots(seen))
+        let seen = self
+            .0
+            .get(member)
+            .map(|d| d.as_slice().to_vec())
+            .unwrap_or_default();
+        Delta::new(
+            OrSet(DotMap::single(member.into(), DotSet::default())),
+            CausalContext::from_dots(seen),
+        )
     }
 
     /// Whether `member` is present.
@@ -37,7 +47,10 @@ impl OrSet {
 
     /// The members, in byte order.
     pub fn members(&self) -> impl Iterator<Item = &Bytes> {
-        self.0.iter().filter(|(_, d)| !d.is_bottom()).map(|(k, _)| k)
+        self.0
+            .iter()
+            .filter(|(_, d)| !d.is_bottom())
+            .map(|(k, _)| k)
     }
 
     /// The number of members.
