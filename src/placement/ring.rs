@@ -262,9 +262,7 @@ impl Ring {
         let unranked: Vec<Point> = self
             .nodes
             .iter()
-            .flat_map(|&node| {
-                (0..vnodes).map(move |vnode| Point { node, vnode })
-            })
+            .flat_map(|&node| (0..vnodes).map(move |vnode| Point { node, vnode }))
             .collect();
         let mut staging = HashRing::new();
         staging.batch_add(unranked);

@@ -60,7 +60,10 @@ pub fn check_preamble(bytes: &[u8; PREAMBLE_LEN]) -> Result<(), FrameError> {
     }
     let theirs = u16::from_le_bytes([bytes[4], bytes[5]]);
     if theirs != PROTOCOL_VERSION {
-        return Err(FrameError::VersionMismatch { theirs, ours: PROTOCOL_VERSION });
+        return Err(FrameError::VersionMismatch {
+            theirs,
+            ours: PROTOCOL_VERSION,
+        });
     }
     Ok(())
 }
@@ -122,7 +125,11 @@ pub struct FrameReader {
 impl FrameReader {
     /// A reader refusing frames over `max` bytes.
     pub fn new(max: usize) -> Self {
-        FrameReader { buf: Vec::new(), pos: 0, max }
+        FrameReader {
+            buf: Vec::new(),
+            pos: 0,
+            max,
+        }
     }
 
     /// Adds received bytes.
@@ -141,7 +148,9 @@ impl FrameReader {
     /// After an error the stream must be closed: framing is lost.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         let avail = &self.buf[self.pos..];
-        let Some(prefix) = avail.first_chunk::<LENGTH_PREFIX_LEN>() else { return Ok(None) };
+        let Some(prefix) = avail.first_chunk::<LENGTH_PREFIX_LEN>() else {
+            return Ok(None);
+        };
         let len = frame_len(*prefix, self.max)?;
         if avail.len() < LENGTH_PREFIX_LEN + len {
             return Ok(None);
@@ -166,21 +175,33 @@ mod tests {
     fn oversized_frame_is_refused_before_allocation() {
         let mut r = FrameReader::new(16);
         r.extend(&u32::MAX.to_le_bytes());
-        assert_eq!(r.next_frame::<u8>(), Err(FrameError::TooLarge { len: u32::MAX as usize, max: 16 }));
+        assert_eq!(
+            r.next_frame::<u8>(),
+            Err(FrameError::TooLarge {
+                len: u32::MAX as usize,
+                max: 16
+            })
+        );
     }
 
     #[test]
     fn garbage_frame_is_a_typed_error() {
         let mut r = FrameReader::new(64);
         r.extend(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
-        assert!(matches!(r.next_frame::<(u64, String)>(), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            r.next_frame::<(u64, String)>(),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]
     fn encoder_refuses_messages_over_the_limit_and_leaves_the_buffer() {
         let mut out = vec![9];
         let big = vec![0u8; 100];
-        assert!(matches!(encode_into(&big, &mut out, 50), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            encode_into(&big, &mut out, 50),
+            Err(FrameError::TooLarge { .. })
+        ));
         assert_eq!(out, vec![9]);
     }
 
@@ -190,6 +211,12 @@ mod tests {
         assert_eq!(check_preamble(b"HTTP/1"), Err(FrameError::BadMagic));
         let mut p = preamble();
         p[4] = 9;
-        assert_eq!(check_preamble(&p), Err(FrameError::VersionMismatch { theirs: 9, ours: PROTOCOL_VERSION }));
+        assert_eq!(
+            check_preamble(&p),
+            Err(FrameError::VersionMismatch {
+                theirs: 9,
+                ours: PROTOCOL_VERSION
+            })
+        );
     }
 }

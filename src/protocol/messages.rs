@@ -15,7 +15,11 @@ pub enum Command {
     /// Read a register (or a counter in decimal).
     Get { key: Bytes },
     /// Write a register; with `ttl_ms` the key expires that long after the write.
-    Set { key: Bytes, value: Bytes, ttl_ms: Option<u64> },
+    Set {
+        key: Bytes,
+        value: Bytes,
+        ttl_ms: Option<u64>,
+    },
     /// Delete a key (observed-remove).
     Del { key: Bytes },
     /// Add to a counter.
@@ -33,7 +37,11 @@ pub enum Command {
     /// A set's size.
     SCard { key: Bytes },
     /// Write a map field as a register.
-    HSet { key: Bytes, field: Bytes, value: Bytes },
+    HSet {
+        key: Bytes,
+        field: Bytes,
+        value: Bytes,
+    },
     /// Read a map field (register or counter).
     HGet { key: Bytes, field: Bytes },
     /// Remove map fields.
@@ -45,7 +53,11 @@ pub enum Command {
     /// A map's number of fields.
     HLen { key: Bytes },
     /// Apply an operation to a nested map field.
-    MapApply { key: Bytes, path: Vec<Bytes>, op: FieldOp },
+    MapApply {
+        key: Bytes,
+        path: Vec<Bytes>,
+        op: FieldOp,
+    },
     /// Read a nested map field.
     MapGet { key: Bytes, path: Vec<Bytes> },
     /// Write a multi-value register.
@@ -210,14 +222,23 @@ pub enum ErrorReply {
 impl From<KeyspaceError> for ErrorReply {
     fn from(e: KeyspaceError) -> Self {
         match e {
-            KeyspaceError::WrongType(w) => ErrorReply::WrongType { wanted: w.wanted, found: w.found },
-            KeyspaceError::KeyTooLarge { len, max } => ErrorReply::KeyTooLarge { len: len as u64, max: max as u64 },
-            KeyspaceError::ValueTooLarge { len, max } => {
-                ErrorReply::ValueTooLarge { len: len as u64, max: max as u64 }
-            }
+            KeyspaceError::WrongType(w) => ErrorReply::WrongType {
+                wanted: w.wanted,
+                found: w.found,
+            },
+            KeyspaceError::KeyTooLarge { len, max } => ErrorReply::KeyTooLarge {
+                len: len as u64,
+                max: max as u64,
+            },
+            KeyspaceError::ValueTooLarge { len, max } => ErrorReply::ValueTooLarge {
+                len: len as u64,
+                max: max as u64,
+            },
             KeyspaceError::Overflow => ErrorReply::Overflow,
             KeyspaceError::NestingTooDeep { max } => ErrorReply::NestingTooDeep { max: max as u64 },
-            e @ KeyspaceError::ClockSkew(_) => ErrorReply::Refused { reason: e.to_string() },
+            e @ KeyspaceError::ClockSkew(_) => ErrorReply::Refused {
+                reason: e.to_string(),
+            },
         }
     }
 }
@@ -235,7 +256,11 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PeerMsg {
     /// Apply this delta of `key` and acknowledge operation `op`.
-    Replicate { op: u64, key: Bytes, delta: Delta<Record> },
+    Replicate {
+        op: u64,
+        key: Bytes,
+        delta: Delta<Record>,
+    },
     /// Operation `op` was applied (`ok`) or refused.
     Ack { op: u64, ok: bool },
     /// Serve this client request as a replica of its key; answer with `ForwardReply`.
@@ -245,7 +270,10 @@ pub enum PeerMsg {
     /// Send your state of `key` (quorum reads).
     Read { op: u64, key: Bytes },
     /// A state for a `Read` (`None` when the key is unknown).
-    ReadReply { op: u64, state: Option<Causal<Record>> },
+    ReadReply {
+        op: u64,
+        state: Option<Causal<Record>>,
+    },
     /// Join this state of `key` (read repair, hinted handoff).
     Repair { key: Bytes, state: Causal<Record> },
 }
