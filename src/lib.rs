@@ -7,6 +7,7 @@
 //!   from a `regions/*.toml` file and validated.
 //! - [`placement`]: the consistent-hash ring of each region, which gives
 //!   every key its preference list of replicas; shared by clients and nodes.
+//! - [`node`]: the replica's logic as a sans-IO state machine.
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
 //!
@@ -17,6 +18,7 @@ pub use crdt_types as crdt;
 
 pub mod keyhash;
 pub mod keyspace;
+pub mod node;
 pub mod placement;
 pub mod protocol;
 pub mod tls;

@@ -274,6 +274,13 @@ pub enum PeerMsg {
         op: u64,
         state: Option<Causal<Record>>,
     },
-    /// Join this state of `key` (read repair, hinted handoff).
+    /// Join this state of `key` (read repair); no answer.
     Repair { key: Bytes, state: Causal<Record> },
+    /// Join this state of `key`, which you missed writes of (hinted
+    /// handoff), and acknowledge operation `op`.
+    Handoff {
+        op: u64,
+        key: Bytes,
+        state: Causal<Record>,
+    },
 }

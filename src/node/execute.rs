@@ -1,0 +1,84 @@
+//! Runs one client command against the local keyspace.
+
+use crate::keyspace::{Keyspace, KeyspaceError};
+use crate::protocol::{Command, Reply};
+use crdt_types::{Delta, Record};
+
+/// Executes `command` on `ks` at `now_ms`: the reply, and the delta to
+/// replicate when the command wrote something.
+pub(crate) fn execute(
+    ks: &mut Keyspace,
+    command: &Command,
+    now_ms: u64,
+) -> Result<(Reply, Option<Delta<Record>>), KeyspaceError> {
+    use Command::*;
+    let read = |r: Reply| Ok((r, None));
+    let int = |n: usize| Reply::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    match command {
+        Ping => read(Reply::Pong),
+        Get { key } => read(ks.get(key, now_ms)?.map_or(Reply::Nil, Reply::Value)),
+        CounterGet { key } => read(ks.counter(key, now_ms)?.map_or(Reply::Nil, Reply::Int)),
+        SMembers { key } => read(Reply::Values(ks.smembers(key, now_ms)?)),
+        SIsMember { key, member } => read(Reply::Bool(ks.sismember(key, member, now_ms)?)),
+        SCard { key } => read(int(ks.scard(key, now_ms)?)),
+        HGet { key, field } => read(
+            ks.hget(key, field, now_ms)?
+                .map_or(Reply::Nil, Reply::Value),
+        ),
+        HGetAll { key } => read(Reply::Fields(ks.hgetall(key, now_ms)?)),
+        HLen { key } => read(int(ks.hlen(key, now_ms)?)),
+        MapGet { key, path } => read(Reply::Field(ks.map_field(key, path, now_ms)?)),
+        MvGet { key } => read(Reply::Values(ks.mvget(key, now_ms)?)),
+        Ttl { key } => read(Reply::Ttl(ks.ttl(key, now_ms))),
+        Type { key } => read(Reply::Type(ks.type_of(key, now_ms))),
+        Set { key, value, ttl_ms } => {
+            let deadline = ttl_ms.map(|t| now_ms.saturating_add(t));
+            let w = ks.set(key, value.clone(), deadline, now_ms)?;
+            Ok((Reply::Ok, w.delta))
+        }
+        Del { key } => {
+            let w = ks.del(key, now_ms)?;
+            Ok((Reply::Int(i64::from(w.reply)), w.delta))
+        }
+        IncrBy { key, by } => {
+            let w = ks.incr_by(key, *by, now_ms)?;
+            Ok((Reply::Int(w.reply), w.delta))
+        }
+        SAdd { key, members } => {
+            let w = ks.sadd(key, members, now_ms)?;
+            Ok((int(w.reply), w.delta))
+        }
+        SRem { key, members } => {
+            let w = ks.srem(key, members, now_ms)?;
+            Ok((int(w.reply), w.delta))
+        }
+        HSet { key, field, value } => {
+            let w = ks.hset(key, field, value.clone(), now_ms)?;
+            Ok((Reply::Int(i64::from(w.reply)), w.delta))
+        }
+        HDel { key, fields } => {
+            let w = ks.hdel(key, fields, now_ms)?;
+            Ok((int(w.reply), w.delta))
+        }
+        HIncrBy { key, field, by } => {
+            let w = ks.hincrby(key, field, *by, now_ms)?;
+            Ok((Reply::Int(w.reply), w.delta))
+        }
+        MapApply { key, path, op } => {
+            let w = ks.map_apply(key, path, op.clone(), now_ms)?;
+            Ok((w.reply.map_or(Reply::Ok, Reply::Int), w.delta))
+        }
+        MvSet { key, value } => {
+            let w = ks.mvset(key, value.clone(), now_ms)?;
+            Ok((Reply::Ok, w.delta))
+        }
+        Expire { key, ttl_ms } => {
+            let w = ks.expire_at(key, now_ms.saturating_add(*ttl_ms), now_ms)?;
+            Ok((Reply::Int(i64::from(w.reply)), w.delta))
+        }
+        Persist { key } => {
+            let w = ks.persist(key, now_ms)?;
+            Ok((Reply::Int(i64::from(w.reply)), w.delta))
+        }
+    }
+}

@@ -1,0 +1,800 @@
+//! The replica's logic as a deterministic state machine (sans-IO).
+//!
+//! A [`Node`] takes events — a client request, a peer message, the passage
+//! of time — and returns [`Action`]s: reply to this client, send this to that
+//! peer. It coordinates writes (apply locally, replicate the delta to the
+//! key's other replicas, answer after W acknowledgements), forwards requests
+//! for keys it does not hold, serves quorum reads with read repair, keeps
+//! hints for replicas that missed a write and hands them off later, and
+//! sweeps expired keys.
+//!
+//! It never does I/O, never reads a clock and never draws random numbers:
+//! time comes in as `now_ms`, so the same code runs under tokio and quinn in
+//! production and under a seeded simulator in tests.
+
+mod execute;
+
+use crate::keyspace::{Keyspace, KeyspaceConfig};
+use crate::placement::Placement;
+use crate::protocol::{Answer, ErrorReply, PeerMsg, Reply, Request, Response};
+use crate::topology::{ReadConsistency, Topology, WriteConsistency};
+use crdt_types::{Bytes, Causal, Delta, Record, ReplicaId};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// A client connection or stream, as numbered by the driver.
+pub type ClientId = u64;
+
+/// Timeouts and bounds of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// How long a write waits for W acknowledgements.
+    pub write_timeout_ms: u64,
+    /// How long a quorum read waits for replies.
+    pub read_timeout_ms: u64,
+    /// How long a forwarded request waits for its answer.
+    pub forward_timeout_ms: u64,
+    /// How often hints are retried.
+    pub hint_retry_ms: u64,
+    /// Hints sent per retry round.
+    pub hint_batch_max: usize,
+    /// Most hints kept; past it the oldest is dropped (anti-entropy repairs it).
+    pub hints_max: usize,
+    /// How often expired keys are swept.
+    pub sweep_interval_ms: u64,
+    /// Keys expired per sweep.
+    pub sweep_batch_max: usize,
+    /// Most operations in flight (writes, reads, forwards); past it requests are refused.
+    pub inflight_max: usize,
+    /// The keyspace's limits.
+    pub keyspace: KeyspaceConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            write_timeout_ms: 1_000,
+            read_timeout_ms: 1_000,
+            forward_timeout_ms: 2_000,
+            hint_retry_ms: 500,
+            hint_batch_max: 256,
+            hints_max: 100_000,
+            sweep_interval_ms: 100,
+            sweep_batch_max: 1_000,
+            inflight_max: 100_000,
+            keyspace: KeyspaceConfig::default(),
+        }
+    }
+}
+
+/// Something that happened to the node.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A request from a client.
+    Client { client: ClientId, request: Request },
+    /// A message from another node of the region.
+    Peer { from: ReplicaId, msg: PeerMsg },
+}
+
+/// Something the node wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send this response to a client.
+    Reply {
+        client: ClientId,
+        response: Response,
+    },
+    /// Send this message to a peer.
+    Send { to: ReplicaId, msg: PeerMsg },
+}
+
+/// Counters an operator can read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Client requests received (including forwarded ones).
+    pub requests: u64,
+    /// Writes that reached their W.
+    pub writes_acked: u64,
+    /// Writes answered with `QuorumNotReached`.
+    pub writes_short: u64,
+    /// Requests forwarded to a replica of their key.
+    pub forwarded: u64,
+    /// Hints delivered to a replica that had missed writes.
+    pub hints_delivered: u64,
+    /// Hints dropped because the bound was hit.
+    pub hints_dropped: u64,
+    /// Replicas repaired by quorum reads.
+    pub read_repairs: u64,
+    /// Remote updates refused (clock skew, bad key).
+    pub refused: u64,
+}
+
+/// Where an answer goes.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Client(ClientId),
+    Forwarded { from: ReplicaId, op: u64 },
+}
+
+#[derive(Debug)]
+struct PendingWrite {
+    origin: Origin,
+    request_id: u64,
+    reply: Reply,
+    key: Bytes,
+    waiting: Vec<ReplicaId>,
+    acked: usize,
+    needed: usize,
+    /// The client has its answer (W reached); the rest is for hints.
+    answered: bool,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    origin: Origin,
+    request: Request,
+    key: Bytes,
+    replied: Vec<ReplicaId>,
+    needed: usize,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+struct PendingForward {
+    origin: Origin,
+    request_id: u64,
+    deadline_ms: u64,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Write(PendingWrite),
+    Read(PendingRead),
+    Forward(PendingForward),
+    Handoff { to: ReplicaId, key: Bytes },
+}
+
+impl Pending {
+    fn deadline_ms(&self) -> Option<u64> {
+        match self {
+            Pending::Write(w) => Some(w.deadline_ms),
+            Pending::Read(r) => Some(r.deadline_ms),
+            Pending::Forward(f) => Some(f.deadline_ms),
+            Pending::Handoff { .. } => None,
+        }
+    }
+}
+
+/// One replica of a region. See the module docs.
+pub struct Node {
+    id: ReplicaId,
+    region: String,
+    placement: Placement,
+    write_default: WriteConsistency,
+    read_default: ReadConsistency,
+    config: NodeConfig,
+    keyspace: Keyspace,
+    next_op: u64,
+    pending: HashMap<u64, Pending>,
+    /// Operations by deadline, for timeouts.
+    deadlines: BTreeMap<(u64, u64), ()>,
+    /// Replicas that missed writes of these keys, oldest first.
+    hints: VecDeque<(ReplicaId, Bytes)>,
+    hint_due_ms: u64,
+    sweep_due_ms: u64,
+    actions: VecDeque<Action>,
+    stats: NodeStats,
+}
+
+/// Why a node could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The replica is not in the topology.
+    #[error("replica {0} is not in the topology")]
+    UnknownReplica(ReplicaId),
+}
+
+impl Node {
+    /// The node `id` of `topology`.
+    pub fn new(
+        topology: &Topology,
+        id: ReplicaId,
+        mut config: NodeConfig,
+    ) -> Result<Node, NodeError> {
+        let node = topology
+            .node_by_replica(id)
+            .ok_or(NodeError::UnknownReplica(id))?;
+        let region = topology
+            .region_of(&node.id)
+            .ok_or(NodeError::UnknownReplica(id))?
+            .name
+            .clone();
+        let limits = topology.limits();
+        config.keyspace.key_bytes_max = limits.key_bytes_max as usize;
+        config.keyspace.value_bytes_max = limits.value_bytes_max as usize;
+        Ok(Node {
+            id,
+            region,
+            placement: Placement::new(topology),
+            write_default: topology.write_consistency(),
+            read_default: topology.read_consistency(),
+            keyspace: Keyspace::new(id, config.keyspace.clone()),
+            config,
+            next_op: 1,
+            pending: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            hints: VecDeque::new(),
+            hint_due_ms: 0,
+            sweep_due_ms: 0,
+            actions: VecDeque::new(),
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// This node's replica id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The local keyspace (for inspection and status).
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    /// Operator counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Hints waiting for delivery.
+    pub fn hints_pending(&self) -> usize {
+        self.hints.len()
+    }
+
+    /// The next action to carry out, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Node::tick`] next has work to do.
+    pub fn next_timeout_ms(&self) -> u64 {
+        let op = self.deadlines.keys().next().map_or(u64::MAX, |(ms, _)| *ms);
+        let hints = if self.hints.is_empty() {
+            u64::MAX
+        } else {
+            self.hint_due_ms
+        };
+        op.min(hints).min(self.sweep_due_ms)
+    }
+
+    /// Handles one event at time `now_ms`.
+    pub fn handle(&mut self, now_ms: u64, input: Input) {
+        match input {
+            Input::Client { client, request } => {
+                self.on_request(now_ms, Origin::Client(client), request)
+            }
+            Input::Peer { from, msg } => self.on_peer(now_ms, from, msg),
+        }
+    }
+
+    /// Lets time pass: times out operations, retries hints, sweeps expired keys.
+    pub fn tick(&mut self, now_ms: u64) {
+        while let Some((&(ms, op), _)) = self.deadlines.first_key_value() {
+            if ms > now_ms {
+                break;
+            }
+            self.deadlines.remove(&(ms, op));
+            if let Some(p) = self.pending.remove(&op) {
+                self.on_timeout(now_ms, p);
+            }
+        }
+        if now_ms >= self.hint_due_ms {
+            self.hint_due_ms = now_ms + self.config.hint_retry_ms;
+            self.retry_hints();
+        }
+        if now_ms >= self.sweep_due_ms {
+            self.sweep_due_ms = now_ms + self.config.sweep_interval_ms;
+            for kd in self
+                .keyspace
+                .sweep_expired(now_ms, self.config.sweep_batch_max)
+            {
+                self.replicate_quietly(&kd.key, &kd.delta);
+            }
+        }
+    }
+
+    fn reply(&mut self, origin: Origin, response: Response) {
+        match origin {
+            Origin::Client(client) => self.actions.push_back(Action::Reply { client, response }),
+            Origin::Forwarded { from, op } => self.actions.push_back(Action::Send {
+                to: from,
+                msg: PeerMsg::ForwardReply { op, response },
+            }),
+        }
+    }
+
+    fn fail(&mut self, origin: Origin, id: u64, err: ErrorReply) {
+        self.reply(
+            origin,
+            Response {
+                id,
+                result: Err(err),
+            },
+        );
+    }
+
+    fn add_pending(&mut self, p: Pending) -> u64 {
+        let op = self.next_op;
+        self.next_op += 1;
+        if let Some(ms) = p.deadline_ms() {
+            self.deadlines.insert((ms, op), ());
+        }
+        self.pending.insert(op, p);
+        op
+    }
+
+    fn take_pending(&mut self, op: u64) -> Option<Pending> {
+        let p = self.pending.remove(&op)?;
+        if let Some(ms) = p.deadline_ms() {
+            self.deadlines.remove(&(ms, op));
+        }
+        Some(p)
+    }
+
+    fn replicas(&self, key: &[u8]) -> Vec<ReplicaId> {
+        self.placement
+            .preference_list(&self.region, key)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    fn on_request(&mut self, now_ms: u64, origin: Origin, request: Request) {
+        self.stats.requests += 1;
+        let id = request.id;
+        let Some(key) = request.command.key().cloned() else {
+            let answer = Answer {
+                reply: Reply::Pong,
+                replicas_acked: 1,
+                replicas_needed: 1,
+            };
+            return self.reply(
+                origin,
+                Response {
+                    id,
+                    result: Ok(answer),
+                },
+            );
+        };
+        if self.pending.len() >= self.config.inflight_max {
+            return self.fail(
+                origin,
+                id,
+                ErrorReply::Unavailable {
+                    reason: "node overloaded".into(),
+                },
+            );
+        }
+        let replicas = self.replicas(&key);
+        if !replicas.contains(&self.id) {
+            if let Origin::Forwarded { .. } = origin {
+                let reason = format!("node {} is not a replica of the key", self.id);
+                return self.fail(origin, id, ErrorReply::Unavailable { reason });
+            }
+            let Some(&target) = replicas.first() else {
+                return self.fail(
+                    origin,
+                    id,
+                    ErrorReply::Unavailable {
+                        reason: "region has no nodes".into(),
+                    },
+                );
+            };
+            self.stats.forwarded += 1;
+            let deadline_ms = now_ms + self.config.forward_timeout_ms;
+            let op = self.add_pending(Pending::Forward(PendingForward {
+                origin,
+                request_id: id,
+                deadline_ms,
+            }));
+            self.actions.push_back(Action::Send {
+                to: target,
+                msg: PeerMsg::Forward { op, request },
+            });
+            return;
+        }
+        if request.command.is_write() {
+            self.coordinate_write(now_ms, origin, request, key, replicas);
+        } else if request.read.unwrap_or(self.read_default) == ReadConsistency::Quorum
+            && replicas.len() > 1
+        {
+            self.start_quorum_read(now_ms, origin, request, key, replicas);
+        } else {
+            self.read_locally(now_ms, origin, &request, 1, 1);
+        }
+    }
+
+    fn read_locally(
+        &mut self,
+        now_ms: u64,
+        origin: Origin,
+        request: &Request,
+        replied: usize,
+        needed: usize,
+    ) {
+        let result = execute::execute(&mut self.keyspace, &request.command, now_ms)
+            .map(|(reply, _)| Answer {
+                reply,
+                replicas_acked: clamp_u8(replied),
+                replicas_needed: clamp_u8(needed),
+            })
+            .map_err(ErrorReply::from);
+        self.reply(
+            origin,
+            Response {
+                id: request.id,
+                result,
+            },
+        );
+    }
+
+    fn coordinate_write(
+        &mut self,
+        now_ms: u64,
+        origin: Origin,
+        request: Request,
+        key: Bytes,
+        replicas: Vec<ReplicaId>,
+    ) {
+        let needed = request
+            .write
+            .unwrap_or(self.write_default)
+            .acks_needed(replicas.len())
+            .max(1);
+        let (reply, delta) = match execute::execute(&mut self.keyspace, &request.command, now_ms) {
+            Ok(r) => r,
+            Err(e) => return self.fail(origin, request.id, e.into()),
+        };
+        let others: Vec<ReplicaId> = replicas.iter().copied().filter(|r| *r != self.id).collect();
+        let Some(delta) = delta else {
+            // Nothing changed: nothing to replicate, every replica agrees already.
+            let answer = Answer {
+                reply,
+                replicas_acked: clamp_u8(needed),
+                replicas_needed: clamp_u8(needed),
+            };
+            return self.reply(
+                origin,
+                Response {
+                    id: request.id,
+                    result: Ok(answer),
+                },
+            );
+        };
+        let answered = needed <= 1;
+        if answered {
+            self.stats.writes_acked += 1;
+            let answer = Answer {
+                reply: reply.clone(),
+                replicas_acked: 1,
+                replicas_needed: 1,
+            };
+            self.reply(
+                origin,
+                Response {
+                    id: request.id,
+                    result: Ok(answer),
+                },
+            );
+        }
+        if others.is_empty() {
+            return;
+        }
+        // Replicated either way; replicas that miss it get a hint.
+        let op = self.add_pending(Pending::Write(PendingWrite {
+            origin,
+            request_id: request.id,
+            reply,
+            key: key.clone(),
+            waiting: others.clone(),
+            acked: 1,
+            needed,
+            answered,
+            deadline_ms: now_ms + self.config.write_timeout_ms,
+        }));
+        for to in others {
+            let msg = PeerMsg::Replicate {
+                op,
+                key: key.clone(),
+                delta: delta.clone(),
+            };
+            self.actions.push_back(Action::Send { to, msg });
+        }
+    }
+
+    fn start_quorum_read(
+        &mut self,
+        now_ms: u64,
+        origin: Origin,
+        request: Request,
+        key: Bytes,
+        replicas: Vec<ReplicaId>,
+    ) {
+        let needed = ReadConsistency::Quorum.replies_needed(replicas.len());
+        let others: Vec<ReplicaId> = replicas.into_iter().filter(|r| *r != self.id).collect();
+        let op = self.add_pending(Pending::Read(PendingRead {
+            origin,
+            request,
+            key: key.clone(),
+            replied: vec![self.id],
+            needed,
+            deadline_ms: now_ms + self.config.read_timeout_ms,
+        }));
+        for to in others {
+            self.actions.push_back(Action::Send {
+                to,
+                msg: PeerMsg::Read {
+                    op,
+                    key: key.clone(),
+                },
+            });
+        }
+    }
+
+    fn on_peer(&mut self, now_ms: u64, from: ReplicaId, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Replicate { op, key, delta } => {
+                let ok = self.apply_remote(now_ms, &key, Remote::Delta(&delta));
+                self.actions.push_back(Action::Send {
+                    to: from,
+                    msg: PeerMsg::Ack { op, ok },
+                });
+            }
+            PeerMsg::Repair { key, state } => {
+                self.apply_remote(now_ms, &key, Remote::State(&state));
+            }
+            PeerMsg::Handoff { op, key, state } => {
+                let ok = self.apply_remote(now_ms, &key, Remote::State(&state));
+                self.actions.push_back(Action::Send {
+                    to: from,
+                    msg: PeerMsg::Ack { op, ok },
+                });
+            }
+            PeerMsg::Ack { op, ok } => self.on_ack(op, from, ok),
+            PeerMsg::Forward { op, request } => {
+                self.on_request(now_ms, Origin::Forwarded { from, op }, request)
+            }
+            PeerMsg::ForwardReply { op, response } => {
+                if let Some(Pending::Forward(f)) = self.take_pending(op) {
+                    self.reply(
+                        f.origin,
+                        Response {
+                            id: f.request_id,
+                            ..response
+                        },
+                    );
+                }
+            }
+            PeerMsg::Read { op, key } => {
+                let state = self.keyspace.state(&key);
+                self.actions.push_back(Action::Send {
+                    to: from,
+                    msg: PeerMsg::ReadReply { op, state },
+                });
+            }
+            PeerMsg::ReadReply { op, state } => self.on_read_reply(now_ms, op, from, state),
+        }
+    }
+
+    fn apply_remote(&mut self, now_ms: u64, key: &[u8], remote: Remote<'_>) -> bool {
+        let result = match remote {
+            Remote::Delta(d) => self.keyspace.apply_delta(key, d, now_ms),
+            Remote::State(s) => self.keyspace.join_state(key, s, now_ms),
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.stats.refused += 1;
+                tracing::warn!(node = %self.id, error = %e, "refused a remote update");
+                false
+            }
+        }
+    }
+
+    fn on_ack(&mut self, op: u64, from: ReplicaId, ok: bool) {
+        match self.pending.get_mut(&op) {
+            Some(Pending::Write(w)) => {
+                let Some(pos) = w.waiting.iter().position(|r| *r == from) else {
+                    return;
+                };
+                if !ok {
+                    return; // stays waiting: a hint retries it after the timeout
+                }
+                w.waiting.swap_remove(pos);
+                w.acked += 1;
+                let mut answer = None;
+                if !w.answered && w.acked >= w.needed {
+                    w.answered = true;
+                    let a = Answer {
+                        reply: w.reply.clone(),
+                        replicas_acked: clamp_u8(w.acked),
+                        replicas_needed: clamp_u8(w.needed),
+                    };
+                    answer = Some((
+                        w.origin,
+                        Response {
+                            id: w.request_id,
+                            result: Ok(a),
+                        },
+                    ));
+                }
+                let finished = w.waiting.is_empty();
+                if let Some((origin, response)) = answer {
+                    self.stats.writes_acked += 1;
+                    self.reply(origin, response);
+                }
+                if finished {
+                    self.take_pending(op);
+                }
+            }
+            Some(Pending::Handoff { to, .. }) if *to == from => {
+                let Some(Pending::Handoff { to, key }) = self.take_pending(op) else {
+                    return;
+                };
+                if ok {
+                    self.stats.hints_delivered += 1;
+                } else {
+                    self.add_hint(to, key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_read_reply(
+        &mut self,
+        now_ms: u64,
+        op: u64,
+        from: ReplicaId,
+        state: Option<Causal<Record>>,
+    ) {
+        // A reply after the read completed or timed out is dropped.
+        let Some(Pending::Read(r)) = self.pending.get_mut(&op) else {
+            return;
+        };
+        if r.replied.contains(&from) {
+            return;
+        }
+        r.replied.push(from);
+        let key = r.key.clone();
+        let done = r.replied.len() >= r.needed;
+        if let Some(s) = &state {
+            self.apply_remote(now_ms, &key, Remote::State(s));
+        }
+        if !done {
+            return;
+        }
+        let Some(Pending::Read(r)) = self.take_pending(op) else {
+            return;
+        };
+        self.read_locally(now_ms, r.origin, &r.request, r.replied.len(), r.needed);
+        // Read repair: send the merged state to the replicas that answered.
+        if let Some(merged) = self.keyspace.state(&key) {
+            for to in r.replied.into_iter().filter(|x| *x != self.id) {
+                self.stats.read_repairs += 1;
+                self.actions.push_back(Action::Send {
+                    to,
+                    msg: PeerMsg::Repair {
+                        key: key.clone(),
+                        state: merged.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now_ms: u64, p: Pending) {
+        match p {
+            Pending::Write(w) => {
+                if !w.answered {
+                    self.stats.writes_short += 1;
+                    let err = ErrorReply::QuorumNotReached {
+                        acked: clamp_u8(w.acked),
+                        needed: clamp_u8(w.needed),
+                    };
+                    self.fail(w.origin, w.request_id, err);
+                }
+                for to in w.waiting {
+                    self.add_hint(to, w.key.clone());
+                }
+            }
+            Pending::Read(r) => {
+                let err = ErrorReply::ReadQuorumNotReached {
+                    replied: clamp_u8(r.replied.len()),
+                    needed: clamp_u8(r.needed),
+                };
+                let _ = now_ms;
+                self.fail(r.origin, r.request.id, err);
+            }
+            Pending::Forward(f) => self.fail(f.origin, f.request_id, ErrorReply::Timeout),
+            Pending::Handoff { .. } => {}
+        }
+    }
+
+    fn add_hint(&mut self, to: ReplicaId, key: Bytes) {
+        if self.hints.iter().any(|(r, k)| *r == to && *k == key) {
+            return;
+        }
+        if self.hints.len() >= self.config.hints_max {
+            self.hints.pop_front();
+            self.stats.hints_dropped += 1;
+        }
+        self.hints.push_back((to, key));
+    }
+
+    fn retry_hints(&mut self) {
+        // Handoffs still unanswered from the previous round are retried too.
+        let stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Handoff { .. }))
+            .map(|(op, _)| *op)
+            .collect();
+        for op in stale {
+            if let Some(Pending::Handoff { to, key }) = self.take_pending(op) {
+                self.hints.push_back((to, key));
+            }
+        }
+        for _ in 0..self.config.hint_batch_max.min(self.hints.len()) {
+            let Some((to, key)) = self.hints.pop_front() else {
+                break;
+            };
+            let Some(state) = self.keyspace.state(&key) else {
+                continue;
+            };
+            let op = self.add_pending(Pending::Handoff {
+                to,
+                key: key.clone(),
+            });
+            self.actions.push_back(Action::Send {
+                to,
+                msg: PeerMsg::Handoff { op, key, state },
+            });
+        }
+    }
+
+    /// Sends a local change (an expiry sweep) to the key's other replicas
+    /// without waiting; a replica that misses it expires the key by itself.
+    fn replicate_quietly(&mut self, key: &Bytes, delta: &Delta<Record>) {
+        for to in self.replicas(key).into_iter().filter(|r| *r != self.id) {
+            self.actions.push_back(Action::Send {
+                to,
+                msg: PeerMsg::Replicate {
+                    op: 0,
+                    key: key.clone(),
+                    delta: delta.clone(),
+                },
+            });
+        }
+    }
+}
+
+enum Remote<'a> {
+    Delta(&'a Delta<Record>),
+    State(&'a Causal<Record>),
+}
+
+fn clamp_u8(n: usize) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
+}
+
+impl Node {
+    /// The region this node serves.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The placement this node routes by.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+}
