@@ -375,3 +375,44 @@ fn a_mixture_of_a_single_type_is_rejected_in_a_state() {
     );
     assert_eq!(decode::<Causal<TypedStore>>(&encode(&y)).unwrap(), y);
 }
+
+/// A context claiming `seq` for replica 1, with an empty counter.
+fn counter_state_seen_up_to(seq: u64) -> Vec<u8> {
+    let mut bytes = vec![0x00, 0x01, 0x01];
+    let mut n = seq;
+    while n >= 0x80 {
+        bytes.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    bytes.push(n as u8);
+    bytes.push(0x00);
+    bytes
+}
+
+#[test]
+fn a_replica_keeps_minting_fresh_dots_after_merging_any_decoded_state() {
+    let decoded_ok = counter_state_seen_up_to(41);
+    assert_eq!(
+        decode::<Causal<Counter>>(&decoded_ok)
+            .unwrap()
+            .context()
+            .max_seq(ReplicaId(1)),
+        41
+    );
+    for seq in [u64::MAX, u64::MAX - 1, 1 << 63] {
+        match decode::<Causal<Counter>>(&counter_state_seen_up_to(seq)) {
+            // Refusing a sequence number with no room left is fine ...
+            Err(_) => {}
+            // ... accepting it means replica 1 must still be able to write.
+            Ok(peer) => {
+                let mut mine: Causal<Counter> = Causal::new();
+                mine.join(&peer);
+                for _ in 0..3 {
+                    let d = mine.mutate(|s, c| s.add(c, ReplicaId(1), 1));
+                    assert!(!d.is_noop());
+                }
+                assert_eq!(mine.store().value(), 3, "writes after seq {seq} were lost");
+            }
+        }
+    }
+}
