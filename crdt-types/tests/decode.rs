@@ -84,6 +84,12 @@ fn check_decoded_state<S: Subject>(x: &Causal<S>, h: &History<S>) -> Result<(), 
         prop_assert_eq!(&xs, &sx, "join with a decoded state is not commutative");
         prop_assert_eq!(&join(&xs, x), &xs);
         let _ = S::view(&xs);
+        let shipped = decode::<Causal<S>>(&encode(&xs));
+        prop_assert_eq!(
+            shipped.as_ref().ok(),
+            Some(&xs),
+            "a merged state does not round-trip"
+        );
         // The replica keeps working after merging it.
         let mut merged = r.state.clone();
         merged.join(x);
@@ -115,6 +121,13 @@ fn check_decoded_delta<S: Subject>(d: &Delta<S>, h: &History<S>) -> Result<(), T
         let mut s = r.state.clone();
         s.apply(d);
         let _ = S::view(&s);
+        // Whatever it did, the replica can still ship and store its state.
+        let shipped = decode::<Causal<S>>(&encode(&s));
+        prop_assert_eq!(
+            shipped.as_ref().ok(),
+            Some(&s),
+            "a state after a decoded delta does not round-trip"
+        );
     }
     for other in h.deltas.iter().take(4) {
         let mut g = other.clone();
