@@ -191,7 +191,7 @@ fn equal_states_encode_equally<S: Subject>(h: &History<S>, seed: u64) -> Result<
 macro_rules! decode_tests_for {
     ($fuzz:ident, $equal:ident, $t:ty) => {
         proptest! {
-            #![proptest_config(config(160))]
+            #![proptest_config(config(512))]
             #[test]
             fn $fuzz((replicas, steps) in histories::<$t>(1..24), damages in prop::collection::vec(damage(), 1..16)) {
                 let h = run_history::<$t>(replicas, &steps)?;

@@ -335,7 +335,7 @@ impl Pair for MvVsMvReg {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn counter_without_resets_matches_crdts_pn_counter((replicas, steps) in steps::<CounterVsPnCounter>()) {

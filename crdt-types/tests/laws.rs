@@ -148,7 +148,7 @@ fn check_laws<S: Subject>(h: &History<S>, seed: u64) -> Result<(), TestCaseError
 macro_rules! laws_for {
     ($name:ident, $t:ty) => {
         proptest! {
-            #![proptest_config(config(96))]
+            #![proptest_config(config(512))]
             #[test]
             fn $name((replicas, steps) in histories::<$t>(1..36), seed in any::<u64>()) {
                 let h = run_history::<$t>(replicas, &steps)?;
@@ -188,7 +188,7 @@ fn converge<S: Subject>(h: &mut History<S>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(96))]
+    #![proptest_config(config(512))]
 
     /// After every replica has every delta, a counter equals the sum of the
     /// increments of each replica's *run* (its increments since its own
