@@ -67,10 +67,19 @@ impl<S: DotStore> TryFrom<Parts<S>> for Causal<S> {
     type Error = InvalidState;
     fn try_from(p: Parts<S>) -> Result<Self, InvalidState> {
         check(&p.store, &p.ctx)?;
-        Ok(Causal {
+        let state = Causal {
             store: p.store,
             ctx: p.ctx,
-        })
+        };
+        // Joins keep states in normal form (no key mapping to a bottom store,
+        // no mixture of a single type), which equality, encoding and the join
+        // laws rely on. Joining into bottom yields that form.
+        let mut normal = Causal::new();
+        normal.join(&state);
+        if normal.store != state.store {
+            return Err(InvalidState("state not in normal form"));
+        }
+        Ok(state)
     }
 }
 

@@ -7,7 +7,9 @@
 //!
 //! Invariants (checked on decode): vector entries sorted by replica, unique,
 //! each with `n >= 1`; cloud sorted, unique, and holding only dots the vector
-//! does not cover and that are not its immediate successor.
+//! does not cover and that are not its immediate successor; no sequence
+//! number above 2^63 - 1, so minting a replica's next dot after merging a
+//! decoded context can never overflow.
 
 use crate::{Dot, ReplicaId};
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,10 @@ struct RawContext {
     cloud: Vec<Dot>,
 }
 
+/// The largest sequence number a decoded context may hold: far beyond what
+/// a replica mints, and far enough below `u64::MAX` to leave room for more.
+const SEQ_MAX: u64 = u64::MAX >> 1;
+
 /// A decoded value broke an invariant of its type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid CRDT state: {0}")]
@@ -39,6 +45,9 @@ impl TryFrom<RawContext> for CausalContext {
         }
         if raw.vv.iter().any(|&(_, n)| n == 0) {
             return Err(InvalidState("version vector entry of zero"));
+        }
+        if raw.vv.iter().any(|&(_, n)| n > SEQ_MAX) || raw.cloud.iter().any(|d| d.seq > SEQ_MAX) {
+            return Err(InvalidState("sequence number out of range"));
         }
         if raw.cloud.windows(2).any(|w| w[0] >= w[1]) {
             return Err(InvalidState("dot cloud not sorted"));
