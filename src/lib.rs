@@ -9,6 +9,7 @@
 //!   every key its preference list of replicas; shared by clients and nodes.
 //! - [`node`]: the replica's logic as a sans-IO state machine.
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
+//! - [`sim`]: a deterministic simulator that runs nodes with no sockets and no real time.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
 //!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
@@ -21,5 +22,6 @@ pub mod keyspace;
 pub mod node;
 pub mod placement;
 pub mod protocol;
+pub mod sim;
 pub mod tls;
 pub mod topology;

@@ -45,6 +45,11 @@ pub struct NodeConfig {
     pub sweep_batch_max: usize,
     /// Most operations in flight (writes, reads, forwards); past it requests are refused.
     pub inflight_max: usize,
+    /// Which life of this node this is. A node that restarts without its
+    /// data must not mint dots it minted before (other replicas would take
+    /// them as already seen and drop the new writes), so each life writes
+    /// under its own writer id; 0 writes under the node's replica id.
+    pub incarnation: u32,
     /// The keyspace's limits.
     pub keyspace: KeyspaceConfig,
 }
@@ -61,6 +66,7 @@ impl Default for NodeConfig {
             sweep_interval_ms: 100,
             sweep_batch_max: 1_000,
             inflight_max: 100_000,
+            incarnation: 0,
             keyspace: KeyspaceConfig::default(),
         }
     }
@@ -218,7 +224,7 @@ impl Node {
             placement: Placement::new(topology),
             write_default: topology.write_consistency(),
             read_default: topology.read_consistency(),
-            keyspace: Keyspace::new(id, config.keyspace.clone()),
+            keyspace: Keyspace::new(writer_id(id, config.incarnation), config.keyspace.clone()),
             config,
             next_op: 1,
             pending: HashMap::new(),
@@ -246,9 +252,14 @@ impl Node {
         self.stats
     }
 
-    /// Hints waiting for delivery.
+    /// Hints not yet delivered (queued or sent and unacknowledged).
     pub fn hints_pending(&self) -> usize {
         self.hints.len()
+            + self
+                .pending
+                .values()
+                .filter(|p| matches!(p, Pending::Handoff { .. }))
+                .count()
     }
 
     /// The next action to carry out, if any.
@@ -781,6 +792,23 @@ impl Node {
 enum Remote<'a> {
     Delta(&'a Delta<Record>),
     State(&'a Causal<Record>),
+}
+
+/// The id a node's life writes under: its replica id for incarnation 0,
+/// else an FNV-1a mix of both (distinct per life with overwhelming odds).
+pub fn writer_id(id: ReplicaId, incarnation: u32) -> ReplicaId {
+    if incarnation == 0 {
+        return id;
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for b in
+        id.0.to_le_bytes()
+            .into_iter()
+            .chain(incarnation.to_le_bytes())
+    {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    ReplicaId(h)
 }
 
 fn clamp_u8(n: usize) -> u8 {

@@ -1,0 +1,316 @@
+//! A deterministic simulator of a Meridian region: real [`Node`]s, no
+//! sockets, no real time.
+//!
+//! Every message between nodes goes through a seeded network that delays
+//! (uniform latency), drops, duplicates and — through the random delays —
+//! reorders it, and that can partition nodes apart. Nodes can crash (losing
+//! everything; they restart as a new incarnation) and restart. Time advances
+//! from event to event, so a run from a seed replays exactly.
+
+use crate::node::{Action, ClientId, Input, Node, NodeConfig};
+use crate::protocol::{PeerMsg, Request, Response};
+use crate::topology::Topology;
+use crdt_types::ReplicaId;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+/// A small, fast, seedable generator (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// How the simulated network misbehaves.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Smallest one-way delay.
+    pub latency_ms_min: u64,
+    /// Largest one-way delay.
+    pub latency_ms_max: u64,
+    /// Probability a message is lost.
+    pub loss: f64,
+    /// Probability a message is delivered twice.
+    pub duplicate: f64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency_ms_min: 1,
+            latency_ms_max: 5,
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Peer {
+        to: ReplicaId,
+        from: ReplicaId,
+        msg: PeerMsg,
+    },
+    Client {
+        to: ReplicaId,
+        client: ClientId,
+        request: Request,
+    },
+}
+
+/// A whole region (or several) of simulated nodes. See the module docs.
+pub struct Sim {
+    now_ms: u64,
+    rng: Rng,
+    net: NetConfig,
+    topology: Topology,
+    config: NodeConfig,
+    nodes: BTreeMap<ReplicaId, Node>,
+    incarnations: BTreeMap<ReplicaId, u32>,
+    down: BTreeSet<ReplicaId>,
+    /// Pairs that cannot talk (both directions), stored with the lower id first.
+    cut: BTreeSet<(ReplicaId, ReplicaId)>,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Event>,
+    next_event: u64,
+    responses: Vec<(ClientId, Response)>,
+    /// Messages delivered, lost and duplicated so far.
+    pub delivered: u64,
+    /// Messages lost by the network or to a down node.
+    pub lost: u64,
+}
+
+impl Sim {
+    /// Every node of `topology`, started at `start_ms`.
+    pub fn new(
+        topology: Topology,
+        config: NodeConfig,
+        net: NetConfig,
+        seed: u64,
+        start_ms: u64,
+    ) -> Sim {
+        let mut sim = Sim {
+            now_ms: start_ms,
+            rng: Rng::new(seed),
+            net,
+            config,
+            nodes: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            down: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            next_event: 0,
+            responses: Vec::new(),
+            delivered: 0,
+            lost: 0,
+            topology,
+        };
+        let ids: Vec<ReplicaId> = sim.topology.nodes().map(|(_, n)| n.replica).collect();
+        for id in ids {
+            sim.boot(id);
+        }
+        sim
+    }
+
+    fn boot(&mut self, id: ReplicaId) {
+        let incarnation = self.incarnations.entry(id).or_insert(0);
+        let config = NodeConfig {
+            incarnation: *incarnation,
+            ..self.config.clone()
+        };
+        *incarnation += 1;
+        let node =
+            Node::new(&self.topology, id, config).expect("simulated nodes come from the topology");
+        self.nodes.insert(id, node);
+    }
+
+    /// Simulated time, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The random generator (for workloads, so one seed drives everything).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    /// The node `id`.
+    pub fn node(&self, id: ReplicaId) -> &Node {
+        &self.nodes[&id]
+    }
+
+    /// Every node id.
+    pub fn node_ids(&self) -> Vec<ReplicaId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Whether `id` is down.
+    pub fn is_down(&self, id: ReplicaId) -> bool {
+        self.down.contains(&id)
+    }
+
+    /// Crashes `id`: it loses its memory and drops every message until restarted.
+    pub fn crash(&mut self, id: ReplicaId) {
+        self.down.insert(id);
+    }
+
+    /// Restarts a crashed node as a new, empty incarnation.
+    pub fn restart(&mut self, id: ReplicaId) {
+        if self.down.remove(&id) {
+            self.boot(id);
+        }
+    }
+
+    /// Cuts the link between `a` and `b`.
+    pub fn partition(&mut self, a: ReplicaId, b: ReplicaId) {
+        self.cut.insert((a.min(b), a.max(b)));
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn schedule(&mut self, at_ms: u64, event: Event) {
+        let seq = self.next_event;
+        self.next_event += 1;
+        self.events.insert(seq, event);
+        self.queue.push(Reverse((at_ms, seq)));
+    }
+
+    /// Sends a client request to node `to`; it arrives after one network delay.
+    pub fn client_request(&mut self, to: ReplicaId, client: ClientId, request: Request) {
+        let at = self.now_ms + self.delay();
+        self.schedule(
+            at,
+            Event::Client {
+                to,
+                client,
+                request,
+            },
+        );
+    }
+
+    /// Responses received by clients so far (taken).
+    pub fn take_responses(&mut self) -> Vec<(ClientId, Response)> {
+        std::mem::take(&mut self.responses)
+    }
+
+    fn delay(&mut self) -> u64 {
+        let span = self
+            .net
+            .latency_ms_max
+            .saturating_sub(self.net.latency_ms_min)
+            + 1;
+        self.net.latency_ms_min + self.rng.below(span)
+    }
+
+    fn drain_actions(&mut self, id: ReplicaId) {
+        while let Some(action) = self.nodes.get_mut(&id).and_then(Node::poll_action) {
+            match action {
+                // Client replies travel back without loss (the client's link is not simulated).
+                Action::Reply { client, response } => self.responses.push((client, response)),
+                Action::Send { to, msg } => {
+                    if self.cut.contains(&(id.min(to), id.max(to)))
+                        || self.rng.chance(self.net.loss)
+                    {
+                        self.lost += 1;
+                        continue;
+                    }
+                    let copies = if self.rng.chance(self.net.duplicate) {
+                        2
+                    } else {
+                        1
+                    };
+                    for _ in 0..copies {
+                        let at = self.now_ms + self.delay();
+                        self.schedule(
+                            at,
+                            Event::Peer {
+                                to,
+                                from: id,
+                                msg: msg.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the next event (a delivery or a node's timer). False when nothing is left before `until_ms`.
+    pub fn step(&mut self, until_ms: u64) -> bool {
+        let next_msg = self.queue.peek().map_or(u64::MAX, |Reverse((at, _))| *at);
+        let (timer_at, timer_node) = self
+            .nodes
+            .iter()
+            .filter(|(id, _)| !self.down.contains(id))
+            .map(|(id, n)| (n.next_timeout_ms(), *id))
+            .min()
+            .unwrap_or((u64::MAX, ReplicaId(0)));
+        let at = next_msg.min(timer_at).max(self.now_ms);
+        if at > until_ms {
+            self.now_ms = until_ms;
+            return false;
+        }
+        self.now_ms = at;
+        if timer_at <= next_msg {
+            if let Some(n) = self.nodes.get_mut(&timer_node) {
+                n.tick(at);
+            }
+            self.drain_actions(timer_node);
+            return true;
+        }
+        let Some(Reverse((_, seq))) = self.queue.pop() else {
+            return false;
+        };
+        let Some(event) = self.events.remove(&seq) else {
+            return true;
+        };
+        let (to, input) = match event {
+            Event::Peer { to, from, msg } => (to, Input::Peer { from, msg }),
+            Event::Client {
+                to,
+                client,
+                request,
+            } => (to, Input::Client { client, request }),
+        };
+        if self.down.contains(&to) {
+            self.lost += 1;
+            return true;
+        }
+        self.delivered += 1;
+        if let Some(n) = self.nodes.get_mut(&to) {
+            n.handle(at, input);
+        }
+        self.drain_actions(to);
+        true
+    }
+
+    /// Runs every event up to `until_ms`.
+    pub fn run_until(&mut self, until_ms: u64) {
+        while self.step(until_ms) {}
+    }
+}
