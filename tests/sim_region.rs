@@ -61,6 +61,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         latency_ms_max: 30,
         loss: 0.05,
         duplicate: 0.05,
+        ..NetConfig::default()
     };
     let config = NodeConfig {
         write_timeout_ms: 200,
@@ -280,6 +281,7 @@ fn a_seed_replays_exactly() {
             latency_ms_max: 30,
             loss: 0.1,
             duplicate: 0.1,
+            ..NetConfig::default()
         };
         let mut sim = Sim::new(topology, NodeConfig::default(), net, seed, START_MS);
         for id in 1..200u64 {

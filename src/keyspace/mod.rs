@@ -172,6 +172,25 @@ fn apply_accounted(state: &mut Causal<Record>, heap: &mut usize, d: &Delta<Recor
     *heap = (*heap + after).saturating_sub(before);
 }
 
+/// The hash of one key and its state, as digests combine them.
+fn entry_hash(buf: &mut Vec<u8>, key: &[u8], state: &Causal<Record>) -> u64 {
+    buf.clear();
+    buf.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(&crdt_types::encode(state));
+    xxhash_rust::xxh3::xxh3_64(buf)
+}
+
+/// The bucket of `key` among `buckets` (a power of two) equal hash ranges.
+pub fn bucket_of(key: &[u8], buckets: usize) -> usize {
+    let bits = buckets.trailing_zeros();
+    if bits == 0 {
+        0
+    } else {
+        (key_hash(key) >> (64 - bits)) as usize
+    }
+}
+
 fn deadline_of(state: &Causal<Record>) -> Option<u64> {
     state.store().expiry.deadline_ms()
 }
@@ -481,14 +500,47 @@ impl Keyspace {
     pub fn digest(&self, range: RangeInclusive<u64>) -> u64 {
         let mut acc = 0u64;
         let mut buf = Vec::new();
-        self.for_each_in_range(range, |k, s| {
-            buf.clear();
-            buf.extend_from_slice(&(k.len() as u64).to_le_bytes());
-            buf.extend_from_slice(k);
-            buf.extend_from_slice(&crdt_types::encode(s));
-            acc ^= xxhash_rust::xxh3::xxh3_64(&buf);
-        });
+        self.for_each_in_range(range, |k, s| acc ^= entry_hash(&mut buf, k, s));
         acc
+    }
+
+    /// Digests of the keys `filter` accepts, in `buckets` equal hash ranges
+    /// (`buckets` a power of two): the bucket of a key is the top bits of
+    /// its [`key_hash`]. Two replicas holding the same keys and states give
+    /// the same digests.
+    pub fn bucket_digests(
+        &self,
+        buckets: usize,
+        mut filter: impl FnMut(&[u8]) -> bool,
+    ) -> Vec<u64> {
+        debug_assert!(buckets.is_power_of_two());
+        let mut out = vec![0u64; buckets];
+        let mut buf = Vec::new();
+        self.for_each_in_range(0..=u64::MAX, |k, s| {
+            if filter(k) {
+                out[bucket_of(k, buckets)] ^= entry_hash(&mut buf, k, s);
+            }
+        });
+        out
+    }
+
+    /// The states of the keys `filter` accepts whose bucket is in `wanted`
+    /// (see [`Keyspace::bucket_digests`]), at most `max` of them.
+    pub fn states_in_buckets(
+        &self,
+        buckets: usize,
+        wanted: &[u32],
+        max: usize,
+        mut filter: impl FnMut(&[u8]) -> bool,
+    ) -> Vec<(Bytes, Causal<Record>)> {
+        let wanted: std::collections::HashSet<u32> = wanted.iter().copied().collect();
+        let mut out = Vec::new();
+        self.for_each_in_range(0..=u64::MAX, |k, s| {
+            if out.len() < max && wanted.contains(&(bucket_of(k, buckets) as u32)) && filter(k) {
+                out.push((Bytes::from(k), s.clone()));
+            }
+        });
+        out
     }
 }
 

@@ -13,6 +13,9 @@
 //! production and under a seeded simulator in tests.
 
 mod execute;
+mod geo;
+
+pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
 
 use crate::keyspace::{Keyspace, KeyspaceConfig};
 use crate::placement::Placement;
@@ -45,6 +48,23 @@ pub struct NodeConfig {
     pub sweep_batch_max: usize,
     /// Most operations in flight (writes, reads, forwards); past it requests are refused.
     pub inflight_max: usize,
+    /// How often queued deltas are batched to other regions.
+    pub geo_batch_interval_ms: u64,
+    /// Most deltas in one batch to another region.
+    pub geo_batch_entries_max: usize,
+    /// Most encoded bytes in one batch to another region.
+    pub geo_batch_bytes_max: usize,
+    /// Deltas kept per remote region; past it the oldest are dropped and
+    /// digest repair takes over.
+    pub geo_buffer_max: usize,
+    /// How long a batch waits for its acknowledgement before it is resent.
+    pub geo_retransmit_ms: u64,
+    /// Sending nodes of other regions whose link position is remembered.
+    pub geo_senders_max: usize,
+    /// How often a digest comparison with another region starts.
+    pub digest_interval_ms: u64,
+    /// Most key states sent in one digest answer.
+    pub digest_states_max: usize,
     /// Which life of this node this is. A node that restarts without its
     /// data must not mint dots it minted before (other replicas would take
     /// them as already seen and drop the new writes), so each life writes
@@ -66,6 +86,14 @@ impl Default for NodeConfig {
             sweep_interval_ms: 100,
             sweep_batch_max: 1_000,
             inflight_max: 100_000,
+            geo_batch_interval_ms: 10,
+            geo_batch_entries_max: 1_024,
+            geo_batch_bytes_max: 512 * 1024,
+            geo_buffer_max: 100_000,
+            geo_retransmit_ms: 1_000,
+            geo_senders_max: 4_096,
+            digest_interval_ms: 5_000,
+            digest_states_max: 2_000,
             incarnation: 0,
             keyspace: KeyspaceConfig::default(),
         }
@@ -112,13 +140,20 @@ pub struct NodeStats {
     pub read_repairs: u64,
     /// Remote updates refused (clock skew, bad key).
     pub refused: u64,
+    /// Hash buckets found different by digest comparisons with other regions.
+    pub digest_buckets_repaired: u64,
 }
 
 /// Where an answer goes.
 #[derive(Debug, Clone, Copy)]
 enum Origin {
+    /// Nobody waits (replication of another region's writes).
+    Internal,
     Client(ClientId),
-    Forwarded { from: ReplicaId, op: u64 },
+    Forwarded {
+        from: ReplicaId,
+        op: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -190,6 +225,13 @@ pub struct Node {
     sweep_due_ms: u64,
     actions: VecDeque<Action>,
     stats: NodeStats,
+    /// One link per other region.
+    geo: Vec<geo::GeoLink>,
+    geo_due_ms: u64,
+    /// Per sending node of another region: the gap-free prefix taken in.
+    geo_received: HashMap<ReplicaId, u64>,
+    digest_due_ms: u64,
+    digest_rotation: usize,
 }
 
 /// Why a node could not be built.
@@ -216,6 +258,16 @@ impl Node {
             .name
             .clone();
         let limits = topology.limits();
+        let my_rank = topology
+            .nodes_in(&region)
+            .and_then(|ns| ns.iter().position(|n| n.replica == id))
+            .unwrap_or(0);
+        let geo = topology
+            .regions()
+            .iter()
+            .filter(|r| r.name != region)
+            .map(|r| geo::GeoLink::new(r.name.clone(), my_rank))
+            .collect();
         config.keyspace.key_bytes_max = limits.key_bytes_max as usize;
         config.keyspace.value_bytes_max = limits.value_bytes_max as usize;
         Ok(Node {
@@ -234,6 +286,11 @@ impl Node {
             sweep_due_ms: 0,
             actions: VecDeque::new(),
             stats: NodeStats::default(),
+            geo,
+            geo_due_ms: 0,
+            geo_received: HashMap::new(),
+            digest_due_ms: 0,
+            digest_rotation: id.0 as usize,
         })
     }
 
@@ -275,7 +332,12 @@ impl Node {
         } else {
             self.hint_due_ms
         };
-        op.min(hints).min(self.sweep_due_ms)
+        let geo = if self.geo.is_empty() {
+            u64::MAX
+        } else {
+            self.geo_due_ms.min(self.digest_due_ms)
+        };
+        op.min(hints).min(self.sweep_due_ms).min(geo)
     }
 
     /// Handles one event at time `now_ms`.
@@ -303,6 +365,14 @@ impl Node {
             self.hint_due_ms = now_ms + self.config.hint_retry_ms;
             self.retry_hints();
         }
+        if !self.geo.is_empty() && now_ms >= self.geo_due_ms {
+            self.geo_due_ms = now_ms + self.config.geo_batch_interval_ms;
+            self.flush_geo(now_ms);
+        }
+        if !self.geo.is_empty() && now_ms >= self.digest_due_ms {
+            self.digest_due_ms = now_ms + self.config.digest_interval_ms;
+            self.start_digest_round();
+        }
         if now_ms >= self.sweep_due_ms {
             self.sweep_due_ms = now_ms + self.config.sweep_interval_ms;
             for kd in self
@@ -316,6 +386,7 @@ impl Node {
 
     fn reply(&mut self, origin: Origin, response: Response) {
         match origin {
+            Origin::Internal => {}
             Origin::Client(client) => self.actions.push_back(Action::Reply { client, response }),
             Origin::Forwarded { from, op } => self.actions.push_back(Action::Send {
                 to: from,
@@ -466,6 +537,9 @@ impl Node {
             Err(e) => return self.fail(origin, request.id, e.into()),
         };
         let others: Vec<ReplicaId> = replicas.iter().copied().filter(|r| *r != self.id).collect();
+        if let Some(d) = &delta {
+            self.queue_geo(now_ms, &key, d);
+        }
         let Some(delta) = delta else {
             // Nothing changed: nothing to replicate, every replica agrees already.
             let answer = Answer {
@@ -593,6 +667,18 @@ impl Node {
                 });
             }
             PeerMsg::ReadReply { op, state } => self.on_read_reply(now_ms, op, from, state),
+            PeerMsg::GeoBatch {
+                acked_seq,
+                first_seq,
+                next_seq,
+                entries,
+            } => self.on_geo_batch(now_ms, from, (acked_seq, first_seq, next_seq), entries),
+            PeerMsg::GeoAck { next_seq } => self.on_geo_ack(now_ms, from, next_seq),
+            PeerMsg::DigestRequest { op, buckets } => self.on_digest_request(from, op, buckets),
+            PeerMsg::DigestReply {
+                mismatched, states, ..
+            } => self.on_digest_reply(now_ms, from, mismatched, states),
+            PeerMsg::DigestRepair { states } => self.on_digest_repair(now_ms, states),
         }
     }
 

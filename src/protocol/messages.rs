@@ -283,4 +283,31 @@ pub enum PeerMsg {
         key: Bytes,
         state: Causal<Record>,
     },
+    /// Deltas of writes made in another region, numbered `first_seq..next_seq`
+    /// on the sender's link to this region; apply them to their keys'
+    /// replicas here and answer `GeoAck`. Everything below `acked_seq` was
+    /// acknowledged before (by this node or another gateway).
+    GeoBatch {
+        acked_seq: u64,
+        first_seq: u64,
+        next_seq: u64,
+        entries: Vec<(Bytes, Delta<Record>)>,
+    },
+    /// Every delta numbered below `next_seq` on the link has been taken in
+    /// (the receiver acknowledges only a gap-free prefix).
+    GeoAck { next_seq: u64 },
+    /// Digests of the keys both nodes hold, by hash bucket (anti-entropy
+    /// between regions); answer `DigestReply`.
+    DigestRequest { op: u64, buckets: Vec<u64> },
+    /// The buckets whose digests differed, and this node's states of the
+    /// shared keys in them; the requester answers with its own (`DigestRepair`).
+    DigestReply {
+        op: u64,
+        mismatched: Vec<u32>,
+        states: Vec<(Bytes, Causal<Record>)>,
+    },
+    /// States to join after a digest comparison.
+    DigestRepair {
+        states: Vec<(Bytes, Causal<Record>)>,
+    },
 }

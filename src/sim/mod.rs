@@ -52,6 +52,10 @@ pub struct NetConfig {
     pub loss: f64,
     /// Probability a message is delivered twice.
     pub duplicate: f64,
+    /// Smallest one-way delay between nodes of different regions.
+    pub wan_latency_ms_min: u64,
+    /// Largest one-way delay between nodes of different regions.
+    pub wan_latency_ms_max: u64,
 }
 
 impl Default for NetConfig {
@@ -61,6 +65,8 @@ impl Default for NetConfig {
             latency_ms_max: 5,
             loss: 0.0,
             duplicate: 0.0,
+            wan_latency_ms_min: 40,
+            wan_latency_ms_max: 60,
         }
     }
 }
@@ -87,6 +93,7 @@ pub struct Sim {
     topology: Topology,
     config: NodeConfig,
     nodes: BTreeMap<ReplicaId, Node>,
+    region_of: BTreeMap<ReplicaId, String>,
     incarnations: BTreeMap<ReplicaId, u32>,
     down: BTreeSet<ReplicaId>,
     /// Pairs that cannot talk (both directions), stored with the lower id first.
@@ -116,6 +123,7 @@ impl Sim {
             net,
             config,
             nodes: BTreeMap::new(),
+            region_of: BTreeMap::new(),
             incarnations: BTreeMap::new(),
             down: BTreeSet::new(),
             cut: BTreeSet::new(),
@@ -127,8 +135,13 @@ impl Sim {
             lost: 0,
             topology,
         };
-        let ids: Vec<ReplicaId> = sim.topology.nodes().map(|(_, n)| n.replica).collect();
-        for id in ids {
+        let ids: Vec<(ReplicaId, String)> = sim
+            .topology
+            .nodes()
+            .map(|(r, n)| (n.replica, r.name.clone()))
+            .collect();
+        for (id, region) in ids {
+            sim.region_of.insert(id, region);
             sim.boot(id);
         }
         sim
@@ -188,6 +201,36 @@ impl Sim {
         self.cut.insert((a.min(b), a.max(b)));
     }
 
+    /// Cuts every link between `region` and the other regions.
+    pub fn partition_region(&mut self, region: &str) {
+        let inside: Vec<ReplicaId> = self
+            .region_of
+            .iter()
+            .filter(|(_, r)| *r == region)
+            .map(|(id, _)| *id)
+            .collect();
+        let outside: Vec<ReplicaId> = self
+            .region_of
+            .iter()
+            .filter(|(_, r)| *r != region)
+            .map(|(id, _)| *id)
+            .collect();
+        for a in &inside {
+            for b in &outside {
+                self.partition(*a, *b);
+            }
+        }
+    }
+
+    /// The nodes of `region`.
+    pub fn nodes_of(&self, region: &str) -> Vec<ReplicaId> {
+        self.region_of
+            .iter()
+            .filter(|(_, r)| *r == region)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
@@ -227,6 +270,18 @@ impl Sim {
         self.net.latency_ms_min + self.rng.below(span)
     }
 
+    fn delay_between(&mut self, a: ReplicaId, b: ReplicaId) -> u64 {
+        if self.region_of.get(&a) == self.region_of.get(&b) {
+            return self.delay();
+        }
+        let span = self
+            .net
+            .wan_latency_ms_max
+            .saturating_sub(self.net.wan_latency_ms_min)
+            + 1;
+        self.net.wan_latency_ms_min + self.rng.below(span)
+    }
+
     fn drain_actions(&mut self, id: ReplicaId) {
         while let Some(action) = self.nodes.get_mut(&id).and_then(Node::poll_action) {
             match action {
@@ -245,7 +300,7 @@ impl Sim {
                         1
                     };
                     for _ in 0..copies {
-                        let at = self.now_ms + self.delay();
+                        let at = self.now_ms + self.delay_between(id, to);
                         self.schedule(
                             at,
                             Event::Peer {

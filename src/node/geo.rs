@@ -1,0 +1,401 @@
+//! Replication between regions: delta-interval anti-entropy over one link
+//! per remote region, and digest comparison to repair what deltas missed.
+//!
+//! Every write this node coordinates is queued, numbered, on the link to each
+//! other region. Batches of queued deltas (joined per key) go to a gateway
+//! node of that region, which applies each to its key's replicas there and
+//! acknowledges the sequence number it has taken in; unacknowledged deltas
+//! are sent again after a timeout, to the next gateway if the first stays
+//! silent. Deltas that arrive from another region are never shipped on, so
+//! no region is sent back what it sent (regions form a full mesh).
+//!
+//! The buffer per link is bounded. When it overflows the oldest deltas are
+//! dropped, and the periodic digest comparison repairs what they carried:
+//! each node compares, with one node of another region at a time, digests of
+//! the keys both hold in 4,096 hash buckets, and the two exchange the states
+//! of the keys in the buckets that differ — traffic that grows with the
+//! divergence, not with the data.
+
+use super::{Node, Pending, PendingWrite, Remote};
+use crate::protocol::{PeerMsg, Reply};
+use crdt_types::{Bytes, Causal, Delta, Record, ReplicaId};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Hash buckets compared by digests.
+pub const DIGEST_BUCKETS: usize = 4096;
+
+/// One queued delta.
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    key: Bytes,
+    delta: Delta<Record>,
+    bytes: usize,
+    queued_ms: u64,
+}
+
+/// The link from this node to one remote region.
+#[derive(Debug)]
+pub(super) struct GeoLink {
+    region: String,
+    /// Which of the remote ring's nodes receives batches.
+    gateway_rank: usize,
+    next_seq: u64,
+    /// Every seq below this was acknowledged.
+    acked: u64,
+    /// Every seq below this was sent at least once.
+    sent: u64,
+    sent_ms: u64,
+    silent_rounds: u32,
+    buffer: VecDeque<Queued>,
+    buffer_bytes: usize,
+    dropped: u64,
+    /// When the last acknowledgement's newest delta was queued (for lag).
+    lag_ms_last: u64,
+}
+
+/// What an operator sees of one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoLinkStats {
+    /// The remote region.
+    pub region: String,
+    /// Deltas queued and not yet acknowledged.
+    pub backlog_deltas: usize,
+    /// Their encoded size.
+    pub backlog_bytes: usize,
+    /// Age of the oldest unacknowledged delta (0 when none).
+    pub oldest_unacked_ms: u64,
+    /// Time from queueing to acknowledgement of the last acknowledged delta.
+    pub lag_ms_last: u64,
+    /// Deltas dropped because the buffer was full (repaired by digests).
+    pub dropped: u64,
+}
+
+impl GeoLink {
+    pub(super) fn new(region: String, my_rank: usize) -> Self {
+        GeoLink {
+            region,
+            gateway_rank: my_rank,
+            next_seq: 0,
+            acked: 0,
+            sent: 0,
+            sent_ms: 0,
+            silent_rounds: 0,
+            buffer: VecDeque::new(),
+            buffer_bytes: 0,
+            dropped: 0,
+            lag_ms_last: 0,
+        }
+    }
+}
+
+impl Node {
+    /// Queues a delta this node coordinated for every other region.
+    pub(super) fn queue_geo(&mut self, now_ms: u64, key: &Bytes, delta: &Delta<Record>) {
+        if self.geo.is_empty() {
+            return;
+        }
+        let bytes = delta.encoded_len() + key.len();
+        let max = self.config.geo_buffer_max;
+        for link in &mut self.geo {
+            link.buffer.push_back(Queued {
+                seq: link.next_seq,
+                key: key.clone(),
+                delta: delta.clone(),
+                bytes,
+                queued_ms: now_ms,
+            });
+            link.next_seq += 1;
+            link.buffer_bytes += bytes;
+            while link.buffer.len() > max {
+                if let Some(q) = link.buffer.pop_front() {
+                    link.buffer_bytes -= q.bytes;
+                    link.dropped += 1;
+                    link.acked = link.acked.max(q.seq + 1);
+                    link.sent = link.sent.max(link.acked);
+                    self.digest_due_ms = now_ms; // repair soon
+                }
+            }
+        }
+    }
+
+    /// Sends what each link has to send: new deltas, or everything
+    /// unacknowledged after a silence.
+    pub(super) fn flush_geo(&mut self, now_ms: u64) {
+        for i in 0..self.geo.len() {
+            let link = &mut self.geo[i];
+            if link.sent > link.acked
+                && now_ms.saturating_sub(link.sent_ms) >= self.config.geo_retransmit_ms
+            {
+                // No answer: send everything again, from another gateway after two silences.
+                link.silent_rounds += 1;
+                if link.silent_rounds >= 2 {
+                    link.gateway_rank += 1;
+                    link.silent_rounds = 0;
+                }
+                link.sent = link.acked;
+            }
+            if link.sent >= link.next_seq {
+                continue;
+            }
+            let Some(ring) = self.placement.ring(&link.region) else {
+                continue;
+            };
+            let nodes = ring.nodes();
+            if nodes.is_empty() {
+                continue;
+            }
+            let gateway = nodes[link.gateway_rank % nodes.len()];
+            let first_seq = link.sent;
+            let mut entries: BTreeMap<Bytes, Delta<Record>> = BTreeMap::new();
+            let mut next_seq = first_seq;
+            let mut bytes = 0;
+            for q in link.buffer.iter().skip_while(|q| q.seq < first_seq) {
+                if entries.len() >= self.config.geo_batch_entries_max
+                    || bytes >= self.config.geo_batch_bytes_max
+                {
+                    break;
+                }
+                match entries.get_mut(&q.key) {
+                    Some(d) => d.join(&q.delta),
+                    None => {
+                        entries.insert(q.key.clone(), q.delta.clone());
+                    }
+                }
+                bytes += q.bytes;
+                next_seq = q.seq + 1;
+            }
+            if next_seq == first_seq {
+                continue;
+            }
+            link.sent = next_seq;
+            link.sent_ms = now_ms;
+            let entries = entries.into_iter().collect();
+            let acked_seq = link.acked;
+            self.actions.push_back(super::Action::Send {
+                to: gateway,
+                msg: PeerMsg::GeoBatch {
+                    acked_seq,
+                    first_seq,
+                    next_seq,
+                    entries,
+                },
+            });
+        }
+    }
+
+    pub(super) fn on_geo_batch(
+        &mut self,
+        now_ms: u64,
+        from: ReplicaId,
+        seqs: (u64, u64, u64),
+        entries: Vec<(Bytes, Delta<Record>)>,
+    ) {
+        let (acked_seq, first_seq, next_seq) = seqs;
+        for (key, delta) in entries {
+            self.spread_delta(now_ms, key, delta);
+        }
+        // Acknowledge only a gap-free prefix: a batch after a lost one is
+        // applied (joins are idempotent) but the sender must resend the gap.
+        let bound = self.config.geo_senders_max;
+        if !self.geo_received.contains_key(&from) && self.geo_received.len() >= bound {
+            self.geo_received.clear();
+        }
+        let received = self.geo_received.entry(from).or_insert(0);
+        *received = (*received).max(acked_seq);
+        if first_seq <= *received {
+            *received = (*received).max(next_seq);
+        }
+        let next_seq = *received;
+        self.actions.push_back(super::Action::Send {
+            to: from,
+            msg: PeerMsg::GeoAck { next_seq },
+        });
+    }
+
+    pub(super) fn on_geo_ack(&mut self, now_ms: u64, from: ReplicaId, next_seq: u64) {
+        let Some(region) = self.placement.region_of(from) else {
+            return;
+        };
+        let Some(link) = self.geo.iter_mut().find(|l| l.region == region) else {
+            return;
+        };
+        if next_seq <= link.acked || next_seq > link.next_seq {
+            return;
+        }
+        link.acked = next_seq;
+        link.sent = link.sent.max(next_seq);
+        link.silent_rounds = 0;
+        while link.buffer.front().is_some_and(|q| q.seq < next_seq) {
+            if let Some(q) = link.buffer.pop_front() {
+                link.buffer_bytes -= q.bytes;
+                link.lag_ms_last = now_ms.saturating_sub(q.queued_ms);
+            }
+        }
+    }
+
+    /// Applies a delta from another region to its key's replicas here: this
+    /// node keeps it (as a replica, or holding it for the replicas), and the
+    /// key's other replicas get it with hinted handoff if they miss it.
+    fn spread_delta(&mut self, now_ms: u64, key: Bytes, delta: Delta<Record>) {
+        if !self.apply_remote(now_ms, &key, Remote::Delta(&delta)) {
+            return;
+        }
+        let others: Vec<ReplicaId> = self
+            .replicas(&key)
+            .into_iter()
+            .filter(|r| *r != self.id)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let op = self.add_pending(Pending::Write(PendingWrite {
+            origin: super::Origin::Internal,
+            request_id: 0,
+            reply: Reply::Ok,
+            key: key.clone(),
+            waiting: others.clone(),
+            acked: 1,
+            needed: 1,
+            answered: true,
+            deadline_ms: now_ms + self.config.write_timeout_ms,
+        }));
+        for to in others {
+            let msg = PeerMsg::Replicate {
+                op,
+                key: key.clone(),
+                delta: delta.clone(),
+            };
+            self.actions.push_back(super::Action::Send { to, msg });
+        }
+    }
+
+    /// Joins a state from another region here and hands it to the key's
+    /// other replicas (through hints, which carry whole states).
+    fn spread_state(&mut self, now_ms: u64, key: Bytes, state: Causal<Record>) {
+        if !self.apply_remote(now_ms, &key, Remote::State(&state)) {
+            return;
+        }
+        let me = self.id;
+        for to in self.replicas(&key).into_iter().filter(|r| *r != me) {
+            self.add_hint(to, key.clone());
+        }
+    }
+
+    /// The link statistics, one per remote region.
+    pub fn geo_stats(&self, now_ms: u64) -> Vec<GeoLinkStats> {
+        self.geo
+            .iter()
+            .map(|l| GeoLinkStats {
+                region: l.region.clone(),
+                backlog_deltas: l.buffer.len(),
+                backlog_bytes: l.buffer_bytes,
+                oldest_unacked_ms: l
+                    .buffer
+                    .front()
+                    .map_or(0, |q| now_ms.saturating_sub(q.queued_ms)),
+                lag_ms_last: l.lag_ms_last,
+                dropped: l.dropped,
+            })
+            .collect()
+    }
+
+    /// Whether `key` is one this node and `peer` (of another region) both hold.
+    fn shared_with(&self, peer: ReplicaId, key: &[u8]) -> bool {
+        let Some(peer_region) = self.placement.region_of(peer) else {
+            return false;
+        };
+        let mine = self
+            .placement
+            .preference_list(&self.region, key)
+            .is_ok_and(|l| l.contains(&self.id));
+        mine && self
+            .placement
+            .preference_list(peer_region, key)
+            .is_ok_and(|l| l.contains(&peer))
+    }
+
+    /// Starts a digest comparison with the next node of another region.
+    pub(super) fn start_digest_round(&mut self) {
+        let peers: Vec<ReplicaId> = self
+            .geo
+            .iter()
+            .filter_map(|l| self.placement.ring(&l.region))
+            .flat_map(|r| r.nodes().iter().copied())
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let peer = peers[self.digest_rotation % peers.len()];
+        self.digest_rotation += 1;
+        let buckets = self
+            .keyspace
+            .bucket_digests(DIGEST_BUCKETS, |k| self.shared_with(peer, k));
+        self.actions.push_back(super::Action::Send {
+            to: peer,
+            msg: PeerMsg::DigestRequest { op: 0, buckets },
+        });
+    }
+
+    pub(super) fn on_digest_request(&mut self, from: ReplicaId, op: u64, theirs: Vec<u64>) {
+        if theirs.len() != DIGEST_BUCKETS {
+            self.stats.refused += 1;
+            return;
+        }
+        let ours = self
+            .keyspace
+            .bucket_digests(DIGEST_BUCKETS, |k| self.shared_with(from, k));
+        let mismatched: Vec<u32> = (0..DIGEST_BUCKETS)
+            .filter(|&i| ours[i] != theirs[i])
+            .map(|i| i as u32)
+            .collect();
+        if mismatched.is_empty() {
+            return;
+        }
+        let states = self.keyspace.states_in_buckets(
+            DIGEST_BUCKETS,
+            &mismatched,
+            self.config.digest_states_max,
+            |k| self.shared_with(from, k),
+        );
+        self.stats.digest_buckets_repaired += mismatched.len() as u64;
+        self.actions.push_back(super::Action::Send {
+            to: from,
+            msg: PeerMsg::DigestReply {
+                op,
+                mismatched,
+                states,
+            },
+        });
+    }
+
+    pub(super) fn on_digest_reply(
+        &mut self,
+        now_ms: u64,
+        from: ReplicaId,
+        mismatched: Vec<u32>,
+        states: Vec<(Bytes, Causal<Record>)>,
+    ) {
+        let mine = self.keyspace.states_in_buckets(
+            DIGEST_BUCKETS,
+            &mismatched,
+            self.config.digest_states_max,
+            |k| self.shared_with(from, k),
+        );
+        for (key, state) in states {
+            self.spread_state(now_ms, key, state);
+        }
+        if !mine.is_empty() {
+            self.actions.push_back(super::Action::Send {
+                to: from,
+                msg: PeerMsg::DigestRepair { states: mine },
+            });
+        }
+    }
+
+    pub(super) fn on_digest_repair(&mut self, now_ms: u64, states: Vec<(Bytes, Causal<Record>)>) {
+        for (key, state) in states {
+            self.spread_state(now_ms, key, state);
+        }
+    }
+}
