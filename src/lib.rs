@@ -12,6 +12,8 @@
 //! - [`sim`]: a deterministic simulator that runs nodes with no sockets and no real time.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
 //!
+//! - [`wan`]: the WAN emulator of the local geo lab (UDP relays with latency, loss, partitions).
+//!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
 //! [`crdt`].
 
@@ -25,3 +27,4 @@ pub mod protocol;
 pub mod sim;
 pub mod tls;
 pub mod topology;
+pub mod wan;
