@@ -16,6 +16,8 @@ pub(crate) fn execute(
     let int = |n: usize| Reply::Int(i64::try_from(n).unwrap_or(i64::MAX));
     match command {
         Ping => read(Reply::Pong),
+        // Answered by the node itself, which knows more than the keyspace.
+        Status => read(Reply::Ok),
         Get { key } => read(ks.get(key, now_ms)?.map_or(Reply::Nil, Reply::Value)),
         CounterGet { key } => read(ks.counter(key, now_ms)?.map_or(Reply::Nil, Reply::Int)),
         SMembers { key } => read(Reply::Values(ks.smembers(key, now_ms)?)),

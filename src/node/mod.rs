@@ -19,7 +19,9 @@ pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
 
 use crate::keyspace::{Keyspace, KeyspaceConfig};
 use crate::placement::Placement;
-use crate::protocol::{Answer, ErrorReply, PeerMsg, Reply, Request, Response};
+use crate::protocol::{
+    Answer, Command, ErrorReply, LinkStatus, NodeStatus, PeerMsg, Reply, Request, Response,
+};
 use crate::topology::{ReadConsistency, Topology, WriteConsistency};
 use crdt_types::{Bytes, Causal, Delta, Record, ReplicaId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -434,8 +436,12 @@ impl Node {
         self.stats.requests += 1;
         let id = request.id;
         let Some(key) = request.command.key().cloned() else {
+            let reply = match request.command {
+                Command::Status => Reply::Status(Box::new(self.status(now_ms))),
+                _ => Reply::Pong,
+            };
             let answer = Answer {
-                reply: Reply::Pong,
+                reply,
                 replicas_acked: 1,
                 replicas_needed: 1,
             };
@@ -905,6 +911,34 @@ impl Node {
     /// The region this node serves.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// What the node reports about itself.
+    pub fn status(&self, now_ms: u64) -> NodeStatus {
+        let memory = self.keyspace.memory();
+        NodeStatus {
+            replica: self.id.0,
+            region: self.region.clone(),
+            keys: memory.keys as u64,
+            memory_bytes: memory.bytes as u64,
+            hints_pending: self.hints_pending() as u64,
+            requests: self.stats.requests,
+            writes_acked: self.stats.writes_acked,
+            writes_short: self.stats.writes_short,
+            refused: self.stats.refused,
+            links: self
+                .geo_stats(now_ms)
+                .into_iter()
+                .map(|l| LinkStatus {
+                    region: l.region,
+                    backlog_deltas: l.backlog_deltas as u64,
+                    backlog_bytes: l.backlog_bytes as u64,
+                    lag_ms: l.oldest_unacked_ms,
+                    lag_ms_last: l.lag_ms_last,
+                    dropped: l.dropped,
+                })
+                .collect(),
+        }
     }
 
     /// The placement this node routes by.

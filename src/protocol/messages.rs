@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum Command {
     /// Liveness check.
     Ping,
+    /// The answering node's health, memory and replication state.
+    Status,
     /// Read a register (or a counter in decimal).
     Get { key: Bytes },
     /// Write a register; with `ttl_ms` the key expires that long after the write.
@@ -79,7 +81,7 @@ impl Command {
     pub fn key(&self) -> Option<&Bytes> {
         use Command::*;
         match self {
-            Ping => None,
+            Ping | Status => None,
             Get { key }
             | Set { key, .. }
             | Del { key }
@@ -167,6 +169,50 @@ pub enum Reply {
     Type(Option<Kind>),
     /// A key's time to live.
     Ttl(Ttl),
+    /// A node's status.
+    Status(Box<NodeStatus>),
+}
+
+/// What a node reports about itself (`meridian status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's replica id.
+    pub replica: u32,
+    /// Its region.
+    pub region: String,
+    /// Keys held (tombstones included).
+    pub keys: u64,
+    /// Estimated bytes held by keys and values.
+    pub memory_bytes: u64,
+    /// Hints waiting to be handed to replicas that missed writes.
+    pub hints_pending: u64,
+    /// Client requests served.
+    pub requests: u64,
+    /// Writes acknowledged at their W.
+    pub writes_acked: u64,
+    /// Writes answered with `QuorumNotReached`.
+    pub writes_short: u64,
+    /// Remote updates refused.
+    pub refused: u64,
+    /// Replication to each other region.
+    pub links: Vec<LinkStatus>,
+}
+
+/// Replication from a node to one other region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The remote region.
+    pub region: String,
+    /// Deltas queued and not yet acknowledged.
+    pub backlog_deltas: u64,
+    /// Their encoded size.
+    pub backlog_bytes: u64,
+    /// Age of the oldest unacknowledged delta, ms (the replication lag now).
+    pub lag_ms: u64,
+    /// Queue-to-acknowledgement time of the last acknowledged delta, ms.
+    pub lag_ms_last: u64,
+    /// Deltas dropped from a full buffer (repaired by digests).
+    pub dropped: u64,
 }
 
 /// A successful answer, with how many replicas acknowledged a write.

@@ -6,4 +6,6 @@ pub mod frame;
 mod messages;
 
 pub use frame::{FrameError, FrameReader, PROTOCOL_VERSION};
-pub use messages::{Answer, Command, ErrorReply, PeerMsg, Reply, Request, Response};
+pub use messages::{
+    Answer, Command, ErrorReply, LinkStatus, NodeStatus, PeerMsg, Reply, Request, Response,
+};
