@@ -239,6 +239,13 @@ impl CausalContext {
         &self.vv
     }
 
+    /// The same context without the out-of-order dots `drop` selects
+    /// (the contiguous version vector is kept whole).
+    pub fn without_cloud_dots(mut self, mut drop: impl FnMut(Dot) -> bool) -> CausalContext {
+        self.cloud.retain(|d| !drop(*d));
+        self
+    }
+
     /// The dots seen out of order.
     pub fn cloud(&self) -> &[Dot] {
         &self.cloud

@@ -18,8 +18,22 @@ const LOGICAL_MASK: u64 = (1 << LOGICAL_BITS) - 1;
 pub const PHYSICAL_MS_MAX: u64 = (1 << (64 - LOGICAL_BITS)) - 1;
 
 /// A hybrid logical timestamp: physical milliseconds and a logical counter.
+/// Encoded as 8 little-endian bytes (a varint of a current timestamp takes 9).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(from = "[u8; 8]", into = "[u8; 8]")]
 pub struct Hlc(u64);
+
+impl From<[u8; 8]> for Hlc {
+    fn from(b: [u8; 8]) -> Self {
+        Hlc(u64::from_le_bytes(b))
+    }
+}
+
+impl From<Hlc> for [u8; 8] {
+    fn from(h: Hlc) -> Self {
+        h.0.to_le_bytes()
+    }
+}
 
 impl Hlc {
     /// The smallest timestamp.

@@ -97,10 +97,12 @@ fn field_delta(
             max: MAP_NESTING_MAX,
         });
     };
-    let current = map.get(field).cloned().unwrap_or_default();
+    let empty_field = TypedStore::Empty;
+    let current = map.get(field).unwrap_or(&empty_field);
     if !rest.is_empty() {
-        let inner = current.read::<OrMap>()?.cloned().unwrap_or_default();
-        let d = field_delta(&inner, ctx, rest, op, replica, hlc)?;
+        let empty_map = OrMap::default();
+        let inner = current.read::<OrMap>()?.unwrap_or(&empty_map);
+        let d = field_delta(inner, ctx, rest, op, replica, hlc)?;
         return Ok(map.update::<OrMap>(ctx, field, |_, _| d)?);
     }
     Ok(match op {
@@ -323,13 +325,10 @@ impl Keyspace {
         let hlc = self.clock.now(now_ms);
         self.update(key, now_ms, |t| {
             let replica = t.replica;
-            let map = t
-                .record()
-                .data
-                .read::<OrMap>()?
-                .cloned()
-                .unwrap_or_default();
-            let d = field_delta(&map, t.state.context(), path, &op, replica, hlc)?;
+            // Borrow the map: a large map must not be copied per write.
+            let empty = OrMap::default();
+            let map = t.record().data.read::<OrMap>()?.unwrap_or(&empty);
+            let d = field_delta(map, t.state.context(), path, &op, replica, hlc)?;
             if matches!(op, FieldOp::Remove) && d.is_noop() {
                 return Ok(None);
             }
