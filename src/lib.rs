@@ -10,12 +10,15 @@
 //! - [`node`]: the replica's logic as a sans-IO state machine.
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
+//! - [`cli`]: the `meridian` command line: argument parsing, answer
+//!   formatting, certificates and the local cluster supervisor.
 //!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
 //! [`crdt`].
 
 pub use crdt_types as crdt;
 
+pub mod cli;
 pub mod keyhash;
 pub mod keyspace;
 pub mod node;

@@ -1,0 +1,9 @@
+//! The `meridian` command line, as a library so that every piece of it is
+//! tested: `src/main.rs` only wires these together and prints.
+//!
+//! - [`command`]: data command words (`set k v --ex 10`) → protocol
+//!   [`Command`](crate::protocol::Command); pure.
+//! - [`format`]: answers → redis-cli style text; pure.
+
+pub mod command;
+pub mod format;
