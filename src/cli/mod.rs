@@ -4,6 +4,8 @@
 //! - [`command`]: data command words (`set k v --ex 10`) → protocol
 //!   [`Command`](crate::protocol::Command); pure.
 //! - [`format`]: answers → redis-cli style text; pure.
+//! - [`cluster`]: the local cluster's processes and `cluster.json`.
 
+pub mod cluster;
 pub mod command;
 pub mod format;
