@@ -4,7 +4,7 @@
 //! - [`command`]: data command words (`set k v --ex 10`) → protocol
 //!   [`Command`](crate::protocol::Command); pure.
 //! - [`format`]: answers → redis-cli style text; pure.
-//! - [`cluster`]: the local cluster's processes and `cluster.json`.
+//! - [`cluster`]: `meridian cluster up | down | kill | status`.
 
 pub mod cluster;
 pub mod command;
