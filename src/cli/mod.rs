@@ -10,6 +10,12 @@
 //! - [`certs`]: `meridian certs ...`.
 //! - [`cluster`]: `meridian cluster up | down | kill | status`.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
+//! - `serve` and `data`: the only parts that need the network layer and
+//!   the client SDK.
+//!
+//! Exit codes of the binary: 0 on success, 1 when a command fails (an
+//! error from the cluster, a bad topology, a failed start), 2 for a
+//! command line that does not parse.
 
 pub mod args;
 pub mod certs;
@@ -18,3 +24,6 @@ pub mod command;
 pub mod format;
 pub mod shutdown;
 pub mod target;
+
+mod pending;
+pub use pending::{data, serve, NetworkUnavailable};
