@@ -67,7 +67,8 @@ impl Cli {
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Topology file [default: the running cluster's, else regions/local.toml]
+    /// Topology file [default: regions/local.toml; data commands first look
+    /// for the running cluster's]
     #[arg(long, global = true, value_name = "FILE")]
     pub topology: Option<PathBuf>,
 
@@ -154,17 +155,26 @@ pub struct ServeArgs {
     /// The node to run: an `id` of the topology
     #[arg(long, value_name = "ID")]
     pub node: String,
-    /// Directory holding ca.cert.pem and this node's certificate and key
-    /// [default: <state-dir>/certs]
-    #[arg(long, value_name = "DIR")]
+    /// The directory with `ca.cert.pem` and this node's certificate and key.
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Directory with ca.cert.pem and this node's certificate and key \
+                [default: <state-dir>/certs]"
+    )]
     pub cert_dir: Option<PathBuf>,
 }
 
 /// `meridian certs`.
 #[derive(Debug, Clone, Args)]
 pub struct CertsArgs {
-    /// Certificate directory [default: <state-dir>/certs]
-    #[arg(long, global = true, value_name = "DIR")]
+    /// The certificate directory.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help = "Certificate directory [default: <state-dir>/certs]"
+    )]
     pub dir: Option<PathBuf>,
     /// What to create.
     #[command(subcommand)]

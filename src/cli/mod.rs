@@ -4,7 +4,7 @@
 //! - [`args`]: the command line as clap types.
 //! - [`command`]: data command words (`set k v --ex 10`) → protocol
 //!   [`Command`](crate::protocol::Command); pure.
-//! - [`format`]: answers → redis-cli style text; pure.
+//! - [`format`](mod@format): answers → redis-cli style text; pure.
 //! - [`target`]: which topology, region and certificate a data command
 //!   uses.
 //! - [`certs`]: `meridian certs ...`.
