@@ -11,6 +11,8 @@
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`sim`]: a deterministic simulator that runs nodes with no sockets and no real time.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
+//! - [`cli`]: the `meridian` command line: argument parsing, answer
+//!   formatting, certificates and the local cluster supervisor.
 //!
 //! - [`wan`]: the WAN emulator of the local geo lab (UDP relays with latency, loss, partitions).
 //!
@@ -19,6 +21,7 @@
 
 pub use crdt_types as crdt;
 
+pub mod cli;
 pub mod keyhash;
 pub mod keyspace;
 pub mod node;

@@ -1,1 +1,263 @@
-fn main() {}
+//! The `meridian` binary: run a node, manage certificates, run a local
+//! cluster, and send data commands like redis-cli. The pieces live in
+//! [`meridian::cli`]; this file parses the command line, sets up logging
+//! and a runtime, and prints.
+
+use anyhow::{bail, Context};
+use meridian::cli::args::{CertsArgs, Cli, ClusterCmd, Cmd, GlobalArgs, ServeArgs};
+use meridian::cli::cluster::{self, ClusterFile, Event, Stopped, UpOptions};
+use meridian::cli::command::{self, UsageError};
+use meridian::cli::shutdown::shutdown_signal;
+use meridian::cli::target::Target;
+use meridian::cli::{certs, data, format, serve};
+use meridian::tls::CertStore;
+use meridian::topology::Topology;
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `println!` that ignores a closed stdout (`meridian smembers s | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Exit code of a command that failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit code of a command line that does not parse (as clap uses).
+const EXIT_USAGE: u8 = 2;
+/// How long nodes get to stop after SIGTERM before SIGKILL.
+const STOP_GRACE_MS: u64 = 5_000;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_args();
+    init_logging(&cli.command);
+    match cli.command {
+        Cmd::Data(words) => data_command(&cli.global, &words),
+        command => match admin_command(&cli.global, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                errln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG`; by default `info` for
+/// commands that run a while and `warn` for data commands, whose output is
+/// the answer.
+fn init_logging(command: &Cmd) {
+    let default = match command {
+        Cmd::Data(_) => "warn",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// `meridian get k` and the like: prints the answer, or `(error) ...` on
+/// stderr with exit code 1 (2 for a usage error).
+fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
+    let command = match command::parse(words) {
+        Ok(command) => command,
+        Err(help @ UsageError::HelpRequested { .. }) => {
+            out!("{help}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            errln!("{}", format::error(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let target = match Target::resolve(global) {
+        Ok(target) => target,
+        Err(e) => {
+            errln!("{}", format::error(&e));
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let answered = current_thread_runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            runtime
+                .block_on(data::execute(target, command.clone()))
+                .map_err(|e| e.to_string())
+        });
+    match answered {
+        Ok(answer) => {
+            out!("{}", format::answer(&command, &answer, global.verbose));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            errln!("{}", format::error(&message));
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
+    match command {
+        Cmd::Serve(args) => serve_node(global, args),
+        Cmd::Certs(args) => certs_command(global, args),
+        Cmd::Cluster(ClusterCmd::Up {
+            topology,
+            ready_timeout,
+        }) => cluster_up(global, topology, ready_timeout),
+        Cmd::Cluster(ClusterCmd::Down) => cluster_down(global),
+        Cmd::Cluster(ClusterCmd::Kill { node }) => {
+            let pid = cluster::kill(&global.state_dir, &node)?;
+            out!("killed {node} (pid {pid}) with SIGKILL");
+            Ok(())
+        }
+        Cmd::Cluster(ClusterCmd::Status) => {
+            let file = ClusterFile::load(&global.state_dir)?;
+            out!(
+                "{}",
+                cluster::status_text(&file, cluster::process::is_alive)
+            );
+            Ok(())
+        }
+        Cmd::Data(_) => unreachable!("data commands are handled by data_command"),
+    }
+}
+
+fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let path = global.topology_or(None);
+    let topology = load_topology(&path)?;
+    if topology.node(&args.node).is_none() {
+        let known: Vec<&str> = topology.nodes().map(|(_, n)| n.id.as_str()).collect();
+        bail!(
+            "no node {} in {} (nodes: {})",
+            args.node,
+            path.display(),
+            known.join(", ")
+        );
+    }
+    let cert_dir = args.cert_dir.unwrap_or_else(|| global.cert_dir());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+        tracing::info!(node = %args.node, topology = %path.display(), "starting node");
+        serve::run(topology, args.node.clone(), cert_dir, shutdown)
+            .await
+            .with_context(|| format!("node {} failed", args.node))
+    })
+}
+
+fn certs_command(global: &GlobalArgs, args: CertsArgs) -> anyhow::Result<()> {
+    let dir = args.dir.unwrap_or_else(|| global.cert_dir());
+    let store = CertStore::new(&dir);
+    let written = certs::execute(&store, &args.action)?;
+    out!(
+        "{}:\n  certificate {}\n  private key {}",
+        written.what,
+        written.cert.display(),
+        written.key.display()
+    );
+    Ok(())
+}
+
+fn cluster_up(
+    global: &GlobalArgs,
+    topology: Option<PathBuf>,
+    ready_timeout_s: u64,
+) -> anyhow::Result<()> {
+    let path = topology.unwrap_or_else(|| global.topology_or(None));
+    let loaded = load_topology(&path)?;
+    let program = std::env::current_exe().context("cannot find the meridian binary")?;
+    let mut options = UpOptions::new(&path, &global.state_dir, program);
+    options.ready_timeout_ms = ready_timeout_s.saturating_mul(1000);
+    options.stop_grace_ms = STOP_GRACE_MS;
+    let invocation = invocation(global);
+    let mut probe = data::PingProbe::new(loaded, global.cert_dir());
+    let mut on_event = |event: Event| match event {
+        Event::CertificatesReady { dir } => {
+            errln!("meridian: certificates ready in {}", dir.display());
+        }
+        Event::Started { nodes, logs_dir } => {
+            errln!(
+                "meridian: started {nodes} nodes (logs in {}); waiting until they listen...",
+                logs_dir.display()
+            );
+        }
+        Event::Ready(file) => out!("{}", cluster::banner(&file, &invocation)),
+        Event::NodeExited {
+            node,
+            pid,
+            how,
+            log,
+        } => errln!(
+            "meridian: node {node} (pid {pid}) {how}; it is not restarted (log: {})",
+            log.display()
+        ),
+        Event::Stopping { nodes } => errln!("meridian: stopping {nodes} nodes..."),
+        Event::ForceKilled { node, pid } => {
+            errln!("meridian: node {node} (pid {pid}) ignored SIGTERM; killed it")
+        }
+        Event::Stopped => errln!("meridian: cluster stopped"),
+    };
+    let runtime = current_thread_runtime()?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+        cluster::up(&options, &mut probe, shutdown, &mut on_event)
+            .await
+            .with_context(|| format!("cluster up {}", path.display()))
+    })
+}
+
+fn cluster_down(global: &GlobalArgs) -> anyhow::Result<()> {
+    match cluster::down(&global.state_dir, Duration::from_millis(STOP_GRACE_MS))? {
+        Stopped::BySupervisor { pid } => {
+            out!("cluster stopped (its cluster up process, pid {pid}, stopped the nodes)");
+        }
+        Stopped::Directly { terminated, killed } => {
+            out!(
+                "cluster stopped: its cluster up process was gone; {} nodes stopped, {} killed",
+                terminated.len(),
+                killed.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How to run the command line against the state directory in use.
+fn invocation(global: &GlobalArgs) -> String {
+    if global.state_dir == Path::new(meridian::cli::args::DEFAULT_STATE_DIR) {
+        "meridian".to_owned()
+    } else {
+        format!("meridian --state-dir {}", global.state_dir.display())
+    }
+}
+
+fn load_topology(path: &Path) -> anyhow::Result<Topology> {
+    Topology::load(path).context("cannot load the topology")
+}
+
+fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,356 @@
+//! The command line of the `meridian` binary, as clap types.
+//!
+//! Global options come first and apply to every subcommand; the data
+//! commands (`get`, `set`...) are not clap subcommands but free words that
+//! [`super::command::parse`] turns into protocol commands, so they read like
+//! redis-cli (`meridian set hello world`). This module only describes the
+//! command line; it reads no file and starts nothing.
+
+use crate::topology::{ReadConsistency, WriteConsistency};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The topology used when none is given and no cluster is running.
+pub const DEFAULT_TOPOLOGY: &str = "regions/local.toml";
+/// The state directory used when none is given.
+pub const DEFAULT_STATE_DIR: &str = ".meridian";
+
+/// Meridian: a geo-replicated cache and key-value store whose values are
+/// CRDTs.
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Options of every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+impl Cli {
+    /// Parses the process's arguments; prints help or a usage error and
+    /// exits (code 2) on a bad command line, as clap does.
+    pub fn parse_args() -> Cli {
+        Self::parse_from_args(std::env::args_os())
+    }
+
+    /// Parses `args` (the first is the program name), or prints help or a
+    /// usage error and exits.
+    pub fn parse_from_args<I, T>(args: I) -> Cli
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Self::clap_command().get_matches_from(args);
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` without exiting.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Self::clap_command().try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+
+    /// The clap command, with the data commands listed in the help.
+    pub fn clap_command() -> clap::Command {
+        Cli::command().after_help(super::command::help_text())
+    }
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Topology file [default: regions/local.toml; data commands first look
+    /// for the running cluster's]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+
+    /// Region that data commands talk to [default: the topology's first]
+    #[arg(long, global = true, value_name = "R")]
+    pub region: Option<String>,
+
+    /// Where certificates, logs and cluster.json are kept
+    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Replicas that must apply a write [default: the topology's]
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        value_parser = PossibleValuesParser::new(["one", "quorum", "all"]).map(|s| write_level(&s)),
+    )]
+    pub consistency: Option<WriteConsistency>,
+
+    /// Replicas a read merges (and repairs) [default: the topology's]
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        value_parser = PossibleValuesParser::new(["one", "quorum"]).map(|s| read_level(&s)),
+    )]
+    pub read: Option<ReadConsistency>,
+
+    /// Also print how many replicas acknowledged each write
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+impl GlobalArgs {
+    /// The certificate directory inside the state directory.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.state_dir.join("certs")
+    }
+
+    /// The topology file named by `--topology`, else `fallback` (such as
+    /// the running cluster's), else [`DEFAULT_TOPOLOGY`].
+    pub fn topology_or(&self, fallback: Option<&Path>) -> PathBuf {
+        self.topology
+            .clone()
+            .or_else(|| fallback.map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TOPOLOGY))
+    }
+}
+
+fn write_level(name: &str) -> WriteConsistency {
+    match name {
+        "one" => WriteConsistency::One,
+        "all" => WriteConsistency::All,
+        _ => WriteConsistency::Quorum,
+    }
+}
+
+fn read_level(name: &str) -> ReadConsistency {
+    match name {
+        "quorum" => ReadConsistency::Quorum,
+        _ => ReadConsistency::One,
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Cmd {
+    /// Run one node of the topology
+    Serve(ServeArgs),
+    /// Create the cluster CA and issue node and client certificates
+    Certs(CertsArgs),
+    /// Run a whole cluster locally, one process per node
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// A data command (`get`, `set`...; see the list below)
+    #[command(external_subcommand)]
+    Data(Vec<OsString>),
+}
+
+/// `meridian serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The node to run: an `id` of the topology
+    #[arg(long, value_name = "ID")]
+    pub node: String,
+    /// The directory with `ca.cert.pem` and this node's certificate and key.
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Directory with ca.cert.pem and this node's certificate and key \
+                [default: <state-dir>/certs]"
+    )]
+    pub cert_dir: Option<PathBuf>,
+}
+
+/// `meridian certs`.
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// The certificate directory.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help = "Certificate directory [default: <state-dir>/certs]"
+    )]
+    pub dir: Option<PathBuf>,
+    /// What to create.
+    #[command(subcommand)]
+    pub action: CertsAction,
+}
+
+/// What `meridian certs` creates.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum CertsAction {
+    /// Create the cluster CA (refuses to replace an existing one)
+    CreateCa,
+    /// Issue (or re-issue) the certificate of node ID
+    Node {
+        /// The node's id in the topology
+        id: String,
+    },
+    /// Issue (or re-issue) the certificate of client NAME
+    Client {
+        /// The client's name (the command line uses `cli`)
+        name: String,
+    },
+}
+
+/// `meridian cluster`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCmd {
+    /// Start every node of the topology as a child process and supervise
+    /// them until Ctrl-C
+    Up {
+        /// Topology file [default: --topology, else regions/local.toml]
+        #[arg(value_name = "TOPOLOGY")]
+        topology: Option<PathBuf>,
+        /// How long to wait for every node to listen
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        ready_timeout: u64,
+    },
+    /// Stop the cluster running in --state-dir
+    Down,
+    /// Kill one node with SIGKILL (for demos and failure tests)
+    Kill {
+        /// The node's id
+        node: String,
+    },
+    /// Show the nodes of the cluster running in --state-dir
+    Status,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut all = vec!["meridian"];
+        all.extend_from_slice(args);
+        Cli::try_parse_args(all).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::clap_command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_have_their_documented_defaults() {
+        let cli = parse(&["get", "k"]);
+        assert_eq!(cli.global.topology, None);
+        assert_eq!(
+            cli.global.topology_or(None),
+            PathBuf::from("regions/local.toml")
+        );
+        assert_eq!(cli.global.state_dir, PathBuf::from(".meridian"));
+        assert_eq!(cli.global.cert_dir(), PathBuf::from(".meridian/certs"));
+        assert_eq!(cli.global.region, None);
+        assert_eq!(cli.global.consistency, None);
+        assert_eq!(cli.global.read, None);
+        assert!(!cli.global.verbose);
+    }
+
+    #[test]
+    fn an_explicit_topology_wins_over_the_running_clusters() {
+        let cli = parse(&["--topology", "mine.toml", "get", "k"]);
+        assert_eq!(
+            cli.global.topology_or(Some(Path::new("running.toml"))),
+            PathBuf::from("mine.toml")
+        );
+        let cli = parse(&["get", "k"]);
+        assert_eq!(
+            cli.global.topology_or(Some(Path::new("running.toml"))),
+            PathBuf::from("running.toml")
+        );
+    }
+
+    #[test]
+    fn consistency_levels_parse_by_name() {
+        let cli = parse(&["--consistency", "all", "--read", "quorum", "get", "k"]);
+        assert_eq!(cli.global.consistency, Some(WriteConsistency::All));
+        assert_eq!(cli.global.read, Some(ReadConsistency::Quorum));
+        let cli = parse(&["--consistency", "one", "get", "k"]);
+        assert_eq!(cli.global.consistency, Some(WriteConsistency::One));
+        assert!(Cli::try_parse_args(["meridian", "--consistency", "most", "get", "k"]).is_err());
+        assert!(Cli::try_parse_args(["meridian", "--read", "all", "get", "k"]).is_err());
+    }
+
+    #[test]
+    fn data_commands_keep_their_words_including_negative_numbers() {
+        let cli = parse(&["-v", "--region", "eu-west", "incrby", "hits", "-5"]);
+        assert!(cli.global.verbose);
+        assert_eq!(cli.global.region.as_deref(), Some("eu-west"));
+        let Cmd::Data(words) = cli.command else {
+            panic!("not a data command: {:?}", cli.command)
+        };
+        assert_eq!(words, ["incrby", "hits", "-5"]);
+    }
+
+    #[test]
+    fn options_after_a_data_command_are_its_arguments() {
+        let Cmd::Data(words) = parse(&["set", "k", "v", "--ex", "10"]).command else {
+            panic!("not a data command")
+        };
+        assert_eq!(words, ["set", "k", "v", "--ex", "10"]);
+    }
+
+    #[test]
+    fn serve_takes_a_node_and_an_optional_cert_dir() {
+        let cli = parse(&["serve", "--node", "us-east-1", "--topology", "t.toml"]);
+        let Cmd::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(serve.node, "us-east-1");
+        assert_eq!(serve.cert_dir, None);
+        assert_eq!(cli.global.topology, Some(PathBuf::from("t.toml")));
+        assert!(Cli::try_parse_args(["meridian", "serve"]).is_err());
+    }
+
+    #[test]
+    fn certs_take_a_directory_before_or_after_the_action() {
+        for args in [
+            &["certs", "--dir", "d", "node", "n1"][..],
+            &["certs", "node", "n1", "--dir", "d"],
+        ] {
+            let Cmd::Certs(certs) = parse(args).command else {
+                panic!("not certs")
+            };
+            assert_eq!(certs.dir, Some(PathBuf::from("d")));
+            assert_eq!(certs.action, CertsAction::Node { id: "n1".into() });
+        }
+        let Cmd::Certs(certs) = parse(&["certs", "create-ca"]).command else {
+            panic!("not certs")
+        };
+        assert_eq!(certs.dir, None);
+        assert_eq!(certs.action, CertsAction::CreateCa);
+    }
+
+    #[test]
+    fn cluster_up_takes_an_optional_topology() {
+        let Cmd::Cluster(ClusterCmd::Up {
+            topology,
+            ready_timeout,
+        }) = parse(&["cluster", "up", "regions/single.toml"]).command
+        else {
+            panic!("not cluster up")
+        };
+        assert_eq!(topology, Some(PathBuf::from("regions/single.toml")));
+        assert_eq!(ready_timeout, 30);
+        let Cmd::Cluster(ClusterCmd::Kill { node }) =
+            parse(&["cluster", "kill", "us-east-2"]).command
+        else {
+            panic!("not cluster kill")
+        };
+        assert_eq!(node, "us-east-2");
+    }
+
+    #[test]
+    fn help_lists_the_data_commands() {
+        let help = Cli::clap_command().render_help().to_string();
+        assert!(help.contains("hgetall KEY"), "{help}");
+        assert!(help.contains("cluster"), "{help}");
+    }
+}

@@ -1,0 +1,137 @@
+//! `cluster down` and `cluster kill`: act on a cluster that another
+//! `meridian cluster up` runs, found through its `cluster.json`.
+//!
+//! `down` asks the supervisor to stop (SIGTERM), which stops its nodes in
+//! order and removes `cluster.json`. If the supervisor is gone (killed
+//! without cleaning up) or does not stop in time, `down` stops the
+//! recorded nodes itself. Every process is checked to still run the
+//! command recorded for it before it is signalled.
+
+use super::file::ClusterFile;
+use super::process::{self, Signal};
+use super::ClusterError;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const POLL_MS: u64 = 50;
+/// Time the supervisor gets beyond the nodes' grace period to clean up.
+const SUPERVISOR_SLACK_MS: u64 = 3_000;
+
+/// How `cluster down` stopped a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its `cluster up` process stopped it.
+    BySupervisor {
+        /// The supervisor's process id.
+        pid: u32,
+    },
+    /// Its supervisor was gone or stuck; the nodes were stopped directly.
+    Directly {
+        /// Nodes that stopped after SIGTERM.
+        terminated: Vec<String>,
+        /// Nodes that needed SIGKILL.
+        killed: Vec<String>,
+    },
+}
+
+/// Kills node `node_id` of the cluster running in `state_dir` with SIGKILL
+/// and returns its process id. The supervisor notices, reports it and
+/// records it in `cluster.json`; nothing restarts it.
+pub fn kill(state_dir: &Path, node_id: &str) -> Result<u32, ClusterError> {
+    let file = ClusterFile::load(state_dir)?;
+    let Some(node) = file.node(node_id) else {
+        return Err(ClusterError::UnknownNode {
+            node: node_id.to_owned(),
+            known: file.nodes.iter().map(|n| n.id.clone()).collect(),
+        });
+    };
+    let not_running = || ClusterError::NotRunning {
+        node: node_id.to_owned(),
+        how: node.exit.clone(),
+    };
+    let pid = node.pid.ok_or_else(not_running)?;
+    if !process::runs(pid, &["serve", node_id]) {
+        return Err(not_running());
+    }
+    process::send(pid, Signal::Kill).map_err(|source| ClusterError::Signal { pid, source })?;
+    Ok(pid)
+}
+
+/// Stops the cluster running in `state_dir`, waiting up to `grace` for its
+/// nodes to stop after SIGTERM before killing them.
+pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> {
+    let file = ClusterFile::load(state_dir)?;
+    let supervisor = file.supervisor_pid;
+    if process::runs(supervisor, &["cluster", "up"]) {
+        process::send(supervisor, Signal::Term).map_err(|source| ClusterError::Signal {
+            pid: supervisor,
+            source,
+        })?;
+        let stopped = wait_until(grace + Duration::from_millis(SUPERVISOR_SLACK_MS), || {
+            !process::is_alive(supervisor) && !ClusterFile::path_in(state_dir).exists()
+        });
+        if stopped {
+            return Ok(Stopped::BySupervisor { pid: supervisor });
+        }
+        tracing::warn!(
+            pid = supervisor,
+            "the supervisor did not stop in time; stopping its nodes directly"
+        );
+    }
+
+    // Only processes that still run `serve --node <id>` are ours.
+    let live: Vec<(String, u32)> = file
+        .running()
+        .filter_map(|node| {
+            let pid = node.pid?;
+            process::runs(pid, &["serve", &node.id]).then(|| (node.id.clone(), pid))
+        })
+        .collect();
+    for (_, pid) in &live {
+        // A process that exited meanwhile is fine.
+        let _ = process::send(*pid, Signal::Term);
+    }
+    wait_until(grace, || {
+        live.iter().all(|(_, pid)| !process::is_alive(*pid))
+    });
+    let mut terminated = Vec::new();
+    let mut killed = Vec::new();
+    for (node, pid) in live {
+        if process::is_alive(pid) {
+            let _ = process::send(pid, Signal::Kill);
+            killed.push((node, pid));
+        } else {
+            terminated.push(node);
+        }
+    }
+    wait_until(Duration::from_millis(1_000), || {
+        killed.iter().all(|(_, pid)| !process::is_alive(*pid))
+    });
+    let stuck: Vec<u32> = killed
+        .iter()
+        .map(|&(_, pid)| pid)
+        .filter(|&pid| process::is_alive(pid))
+        .collect();
+    if !stuck.is_empty() {
+        return Err(ClusterError::Unkillable { pids: stuck });
+    }
+    ClusterFile::remove(state_dir)?;
+    Ok(Stopped::Directly {
+        terminated,
+        killed: killed.into_iter().map(|(node, _)| node).collect(),
+    })
+}
+
+/// Polls `done` until it holds or `timeout` passes; returns whether it held.
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+}

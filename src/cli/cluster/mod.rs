@@ -1,0 +1,144 @@
+//! The local cluster: `meridian cluster up | down | kill | status`.
+//!
+//! `cluster up` runs every node of a topology as its own OS process, a
+//! child of the `cluster up` process, and supervises them: it waits until
+//! each serves, reports any that dies, restarts none, and stops them all
+//! cleanly on Ctrl-C or SIGTERM. Other commands find the running cluster
+//! through `<state-dir>/cluster.json`.
+//!
+//! - `supervisor.rs`: starting, watching and stopping the node processes.
+//! - `readiness.rs`: when a started node counts as serving.
+//! - `control.rs`: `down`, `kill` and `status`, from another process.
+//! - `file.rs`: `cluster.json`.
+//! - `process.rs`: signals and liveness of processes by id.
+//! - `banner.rs`: what `cluster up` prints once the cluster serves.
+//!
+//! Nothing here opens a socket: readiness is observed from the outside
+//! unless a probe that talks to the nodes is plugged in.
+
+mod banner;
+mod control;
+mod file;
+pub mod process;
+mod readiness;
+mod supervisor;
+
+pub use banner::{banner, status_text};
+pub use control::{down, kill, Stopped};
+pub use file::{
+    ClusterFile, ClusterFileError, NodeEntry, CLUSTER_FILE_BYTES_MAX, CLUSTER_FILE_NAME,
+    CLUSTER_FILE_VERSION,
+};
+pub use readiness::{
+    log_says_listening, udp_inodes_on_port, udp_port_bound_by, ListeningProbe, ReadinessProbe,
+    LOG_SCAN_BYTES_MAX,
+};
+pub use supervisor::{up, Event, UpOptions, CLIENT_NAME, LOG_TAIL_LINES_MAX};
+
+use crate::tls::TlsError;
+use crate::topology::TopologyError;
+use std::path::PathBuf;
+
+/// Why a cluster command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The topology could not be loaded.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The certificates could not be created or loaded.
+    #[error("certificates: {0}")]
+    Certificates(#[from] TlsError),
+    /// `cluster.json` could not be read or written.
+    #[error(transparent)]
+    File(#[from] ClusterFileError),
+    /// A cluster already runs in this state directory.
+    #[error(
+        "a cluster is already running in {state_dir} (cluster up, pid {pid}); \
+         stop it with `meridian cluster down`"
+    )]
+    AlreadyRunning {
+        /// The state directory.
+        state_dir: PathBuf,
+        /// The process of that `cluster up`.
+        pid: u32,
+    },
+    /// A file or directory could not be created or resolved.
+    #[error("cannot use {path}: {source}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A node process could not be started.
+    #[error("cannot start node {node} ({program}): {source}")]
+    Spawn {
+        /// The node.
+        node: String,
+        /// The program run.
+        program: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A node exited before it was ready.
+    #[error("node {node} {how} while starting; its log ({log}) ends with:\n{log_tail}")]
+    ExitedDuringStartup {
+        /// The node.
+        node: String,
+        /// How it exited.
+        how: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The last lines of its log.
+        log_tail: String,
+    },
+    /// Some nodes were not ready in time.
+    #[error(
+        "{} not ready after {} ms: {}; see their logs in {}",
+        if .nodes.len() == 1 { "node" } else { "nodes" },
+        .timeout_ms,
+        .nodes.join(", "),
+        .logs_dir.display()
+    )]
+    NotReady {
+        /// The nodes that were not ready.
+        nodes: Vec<String>,
+        /// How long the supervisor waited.
+        timeout_ms: u64,
+        /// Where the logs are.
+        logs_dir: PathBuf,
+    },
+    /// Every node has exited; nothing is left to supervise.
+    #[error("every node has exited; the cluster is down")]
+    AllExited,
+    /// No node of the running cluster has this id.
+    #[error("no node {node} in the running cluster (nodes: {})", .known.join(", "))]
+    UnknownNode {
+        /// The id asked for.
+        node: String,
+        /// The cluster's nodes.
+        known: Vec<String>,
+    },
+    /// The node is not running.
+    #[error("node {node} is not running{}", .how.as_ref().map(|how| format!(" (it {how})")).unwrap_or_default())]
+    NotRunning {
+        /// The node.
+        node: String,
+        /// How it exited, if known.
+        how: Option<String>,
+    },
+    /// A process could not be signalled.
+    #[error("cannot signal process {pid}: {source}")]
+    Signal {
+        /// The process.
+        pid: u32,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Processes of a cluster still ran after SIGKILL.
+    #[error("processes {pids:?} still run after SIGKILL")]
+    Unkillable {
+        /// Their ids.
+        pids: Vec<u32>,
+    },
+}

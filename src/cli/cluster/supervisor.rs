@@ -1,0 +1,507 @@
+//! `meridian cluster up`: start every node of a topology as a child
+//! process, wait until each serves, watch them, stop them all on request.
+//!
+//! The supervisor restarts nothing: a node that dies is reported (an
+//! [`Event::NodeExited`]) and recorded in `cluster.json`, and the others
+//! keep running, which is what failure demos and tests want. On shutdown,
+//! every live node gets SIGTERM, then SIGKILL after a grace period, and
+//! `cluster.json` is removed. If the supervisor itself fails or panics, its
+//! children are killed (and on Linux they also get SIGTERM if the
+//! supervisor dies without cleaning up).
+//!
+//! It reports through [`Event`]s instead of printing, so the binary decides
+//! what users see and tests can check what happened.
+
+use super::file::{ClusterFile, NodeEntry, CLUSTER_FILE_VERSION};
+use super::process::{self, Signal};
+use super::readiness::ReadinessProbe;
+use super::ClusterError;
+use crate::tls::CertStore;
+use crate::topology::Topology;
+use std::ffi::OsString;
+use std::fs::File;
+use std::future::Future;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The client certificate `cluster up` issues for the command line.
+pub const CLIENT_NAME: &str = "cli";
+/// Most log lines quoted when a node fails to start.
+pub const LOG_TAIL_LINES_MAX: usize = 12;
+/// Most bytes read from the end of a log to quote its last lines.
+const LOG_TAIL_BYTES_MAX: u64 = 8 << 10;
+/// Longest wait for one readiness probe.
+const PROBE_TIMEOUT_MS: u64 = 1_000;
+
+/// How `cluster up` runs.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// Where certificates, logs and `cluster.json` go.
+    pub state_dir: PathBuf,
+    /// The program each node runs: the `meridian` binary.
+    pub program: PathBuf,
+    /// Arguments put before `serve --node ID --topology FILE --cert-dir DIR`
+    /// (none for `meridian`; tests run a script through `sh -c`).
+    pub program_args: Vec<OsString>,
+    /// Client certificates to issue besides the nodes'.
+    pub client_names: Vec<String>,
+    /// How long nodes may take to be ready.
+    pub ready_timeout_ms: u64,
+    /// How long nodes may take to stop after SIGTERM before SIGKILL.
+    pub stop_grace_ms: u64,
+    /// How often children and readiness are checked.
+    pub poll_interval_ms: u64,
+}
+
+impl UpOptions {
+    /// Options that run `program serve ...` for every node of `topology`,
+    /// with state in `state_dir`, a `cli` client certificate, a 30 s
+    /// readiness timeout and a 5 s stop grace period.
+    pub fn new(
+        topology: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+        program: impl Into<PathBuf>,
+    ) -> Self {
+        UpOptions {
+            topology: topology.into(),
+            state_dir: state_dir.into(),
+            program: program.into(),
+            program_args: Vec::new(),
+            client_names: vec![CLIENT_NAME.to_owned()],
+            ready_timeout_ms: 30_000,
+            stop_grace_ms: 5_000,
+            poll_interval_ms: 100,
+        }
+    }
+}
+
+/// What happened while a cluster ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The CA, node and client certificates are in `dir`.
+    CertificatesReady {
+        /// The certificate directory.
+        dir: PathBuf,
+    },
+    /// Every node process was started; `cluster.json` lists them.
+    Started {
+        /// How many.
+        nodes: usize,
+        /// Where their logs are.
+        logs_dir: PathBuf,
+    },
+    /// Every node serves.
+    Ready(ClusterFile),
+    /// A node exited while the cluster ran (it is not restarted).
+    NodeExited {
+        /// The node.
+        node: String,
+        /// Its process id.
+        pid: u32,
+        /// How it exited.
+        how: String,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// Stopping: SIGTERM sent to this many nodes.
+    Stopping {
+        /// How many nodes were still running.
+        nodes: usize,
+    },
+    /// A node ignored SIGTERM for the grace period and was killed.
+    ForceKilled {
+        /// The node.
+        node: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Every node has stopped and `cluster.json` is removed.
+    Stopped,
+}
+
+/// Runs a cluster until `shutdown` completes: issues certificates, starts
+/// every node, waits for `probe` to find each ready, watches them, then
+/// stops them all. Returns `Ok` after a requested shutdown (also one during
+/// startup), and an error if the cluster could not start or every node
+/// exited.
+///
+/// Must run on a runtime with a time driver, and on a thread that outlives
+/// the children (on Linux each child gets SIGTERM when the thread that
+/// started it exits).
+pub async fn up<P, S>(
+    options: &UpOptions,
+    probe: &mut P,
+    shutdown: S,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<(), ClusterError>
+where
+    P: ReadinessProbe,
+    S: Future<Output = ()>,
+{
+    let topology = Topology::load(&options.topology)?;
+    let state_dir = create_dir(&options.state_dir)?;
+    if let Some(running) = ClusterFile::load_if_present(&state_dir)? {
+        if process::runs(running.supervisor_pid, &["cluster", "up"]) {
+            return Err(ClusterError::AlreadyRunning {
+                state_dir,
+                pid: running.supervisor_pid,
+            });
+        }
+        // A cluster that was killed without cleaning up: its file is stale.
+        ClusterFile::remove(&state_dir)?;
+    }
+    let topology_path =
+        std::fs::canonicalize(&options.topology).map_err(|source| ClusterError::Path {
+            path: options.topology.clone(),
+            source,
+        })?;
+
+    let cert_dir = state_dir.join("certs");
+    let node_ids: Vec<&str> = topology.nodes().map(|(_, node)| node.id.as_str()).collect();
+    let client_names: Vec<&str> = options.client_names.iter().map(String::as_str).collect();
+    CertStore::new(&cert_dir).ensure_cluster(&node_ids, &client_names)?;
+    on_event(Event::CertificatesReady {
+        dir: cert_dir.clone(),
+    });
+
+    let logs_dir = create_dir(&state_dir.join("logs"))?;
+    let mut fleet = Fleet {
+        state_dir: state_dir.clone(),
+        file: ClusterFile {
+            version: CLUSTER_FILE_VERSION,
+            cluster: topology.cluster().to_owned(),
+            topology: topology_path,
+            cert_dir,
+            supervisor_pid: std::process::id(),
+            ready: false,
+            nodes: Vec::with_capacity(node_ids.len()),
+        },
+        children: Vec::with_capacity(node_ids.len()),
+        pids: Vec::with_capacity(node_ids.len()),
+        saved: false,
+    };
+    for (region, node) in topology.nodes() {
+        let log = logs_dir.join(format!("{}.log", node.id));
+        let child = spawn_node(options, &fleet.file, &node.id, &log)?;
+        fleet.file.nodes.push(NodeEntry {
+            id: node.id.clone(),
+            region: region.name.clone(),
+            pid: Some(child.id()),
+            exit: None,
+            client_addr: node.client_addr,
+            peer_addr: node.peer_addr,
+            log,
+        });
+        fleet.pids.push(child.id());
+        fleet.children.push(Some(child));
+    }
+    fleet.save()?;
+    on_event(Event::Started {
+        nodes: fleet.children.len(),
+        logs_dir: logs_dir.clone(),
+    });
+
+    let poll = Duration::from_millis(options.poll_interval_ms.max(1));
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    // Startup: every node must become ready, and none may exit.
+    let deadline = Instant::now() + Duration::from_millis(options.ready_timeout_ms);
+    let mut ready = vec![false; fleet.children.len()];
+    loop {
+        if let Some((index, status)) = fleet.reap().into_iter().next() {
+            let node = &fleet.file.nodes[index];
+            let error = ClusterError::ExitedDuringStartup {
+                node: node.id.clone(),
+                how: process::describe(status),
+                log: node.log.clone(),
+                log_tail: log_tail(&node.log),
+            };
+            fleet.stop(options.stop_grace_ms, poll, on_event).await?;
+            return Err(error);
+        }
+        for (index, node) in fleet.file.nodes.iter().enumerate() {
+            if !ready[index] {
+                let probe_timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
+                ready[index] = tokio::time::timeout(probe_timeout, probe.is_ready(node))
+                    .await
+                    .unwrap_or(false);
+            }
+        }
+        if ready.iter().all(|&r| r) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let nodes = fleet
+                .file
+                .nodes
+                .iter()
+                .zip(&ready)
+                .filter(|(_, &r)| !r)
+                .map(|(node, _)| node.id.clone())
+                .collect();
+            fleet.stop(options.stop_grace_ms, poll, on_event).await?;
+            return Err(ClusterError::NotReady {
+                nodes,
+                timeout_ms: options.ready_timeout_ms,
+                logs_dir,
+            });
+        }
+        tokio::select! {
+            () = &mut shutdown => {
+                return fleet.stop(options.stop_grace_ms, poll, on_event).await;
+            }
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+    fleet.file.ready = true;
+    fleet.save()?;
+    on_event(Event::Ready(fleet.file.clone()));
+
+    // Watch: report exits, restart nothing.
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(poll) => {}
+        }
+        let exits = fleet.reap();
+        if exits.is_empty() {
+            continue;
+        }
+        for (index, status) in exits {
+            let node = &fleet.file.nodes[index];
+            on_event(Event::NodeExited {
+                node: node.id.clone(),
+                pid: fleet.pids[index],
+                how: process::describe(status),
+                log: node.log.clone(),
+            });
+        }
+        fleet.save()?;
+        if fleet.file.running().next().is_none() {
+            fleet.stop(options.stop_grace_ms, poll, on_event).await?;
+            return Err(ClusterError::AllExited);
+        }
+    }
+    fleet.stop(options.stop_grace_ms, poll, on_event).await
+}
+
+/// Starts `program [program_args] serve --node ID --topology FILE
+/// --cert-dir DIR` with its output written to `log`, in its own process
+/// group (so a Ctrl-C at the terminal reaches only the supervisor, which
+/// then stops the nodes in order).
+fn spawn_node(
+    options: &UpOptions,
+    file: &ClusterFile,
+    node_id: &str,
+    log: &Path,
+) -> Result<Child, ClusterError> {
+    let path_err = |source| ClusterError::Path {
+        path: log.to_owned(),
+        source,
+    };
+    let stdout = File::create(log).map_err(path_err)?;
+    let stderr = stdout.try_clone().map_err(path_err)?;
+    let mut command = Command::new(&options.program);
+    command
+        .args(&options.program_args)
+        .arg("serve")
+        .arg("--node")
+        .arg(node_id)
+        .arg("--topology")
+        .arg(&file.topology)
+        .arg("--cert-dir")
+        .arg(&file.cert_dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    #[cfg(target_os = "linux")]
+    {
+        let supervisor = std::process::id();
+        // SAFETY: the closure runs between fork and exec and only calls
+        // async-signal-safe functions (prctl, getppid).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The supervisor may have died before prctl took effect.
+                if u32::try_from(libc::getppid()).ok() != Some(supervisor) {
+                    return Err(std::io::Error::other("the supervisor has exited"));
+                }
+                Ok(())
+            });
+        }
+    }
+    command.spawn().map_err(|source| ClusterError::Spawn {
+        node: node_id.to_owned(),
+        program: options.program.clone(),
+        source,
+    })
+}
+
+/// The node processes of a cluster, in topology order, with their entries
+/// in `cluster.json`.
+struct Fleet {
+    state_dir: PathBuf,
+    file: ClusterFile,
+    /// `None` once reaped.
+    children: Vec<Option<Child>>,
+    /// The pid each node had, kept after it exits, for reports.
+    pids: Vec<u32>,
+    saved: bool,
+}
+
+impl Fleet {
+    fn save(&mut self) -> Result<(), ClusterError> {
+        self.file.save(&self.state_dir)?;
+        self.saved = true;
+        Ok(())
+    }
+
+    /// Reaps the children that have exited, records them in the file (not
+    /// saved) and returns their indices and statuses.
+    fn reap(&mut self) -> Vec<(usize, ExitStatus)> {
+        let mut exits = Vec::new();
+        for (index, slot) in self.children.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            let status = match child.try_wait() {
+                Ok(Some(status)) => status,
+                Ok(None) => continue,
+                // Not waitable any more: count it as gone.
+                Err(e) => {
+                    tracing::warn!(node = %self.file.nodes[index].id, error = %e, "cannot wait for node");
+                    *slot = None;
+                    self.file.nodes[index].pid = None;
+                    continue;
+                }
+            };
+            *slot = None;
+            let entry = &mut self.file.nodes[index];
+            entry.pid = None;
+            entry.exit = Some(process::describe(status));
+            exits.push((index, status));
+        }
+        exits
+    }
+
+    /// Sends SIGTERM to every live node, waits up to `grace_ms`, kills
+    /// the rest, and removes `cluster.json`.
+    async fn stop(
+        &mut self,
+        grace_ms: u64,
+        poll: Duration,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<(), ClusterError> {
+        let live: Vec<usize> = (0..self.children.len())
+            .filter(|&i| self.children[i].is_some())
+            .collect();
+        on_event(Event::Stopping { nodes: live.len() });
+        for &index in &live {
+            if let Some(child) = &self.children[index] {
+                // The child is not reaped yet, so its pid cannot be reused.
+                if let Err(e) = process::send(child.id(), Signal::Term) {
+                    tracing::warn!(node = %self.file.nodes[index].id, error = %e, "cannot send SIGTERM");
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(grace_ms);
+        loop {
+            self.reap();
+            if self.children.iter().all(Option::is_none) || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(poll.min(Duration::from_millis(50))).await;
+        }
+        for index in 0..self.children.len() {
+            if let Some(mut child) = self.children[index].take() {
+                on_event(Event::ForceKilled {
+                    node: self.file.nodes[index].id.clone(),
+                    pid: child.id(),
+                });
+                let _ = child.kill();
+                let _ = child.wait();
+                self.file.nodes[index].pid = None;
+            }
+        }
+        ClusterFile::remove(&self.state_dir)?;
+        self.saved = false;
+        on_event(Event::Stopped);
+        Ok(())
+    }
+}
+
+impl Drop for Fleet {
+    /// Kills whatever still runs (after an error or a panic) and removes
+    /// the cluster file this fleet wrote.
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.saved {
+            let _ = ClusterFile::remove(&self.state_dir);
+        }
+    }
+}
+
+fn create_dir(path: &Path) -> Result<PathBuf, ClusterError> {
+    let path_err = |source| ClusterError::Path {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(path_err)?;
+    std::fs::canonicalize(path).map_err(path_err)
+}
+
+/// The last lines of the log at `path` (at most [`LOG_TAIL_LINES_MAX`]),
+/// indented for quoting in an error.
+fn log_tail(path: &Path) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES_MAX)))?;
+        let mut bytes = Vec::new();
+        file.take(LOG_TAIL_BYTES_MAX).read_to_end(&mut bytes)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    match read() {
+        Ok(text) if !text.trim().is_empty() => {
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(LOG_TAIL_LINES_MAX);
+            lines[start..]
+                .iter()
+                .map(|line| format!("  | {line}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Ok(_) => "  | (empty)".to_owned(),
+        Err(e) => format!("  | (cannot read it: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tail_quotes_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("n.log");
+        let text: String = (1..=20).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&log, text).unwrap();
+        let tail = log_tail(&log);
+        assert!(tail.starts_with("  | line 9\n"), "{tail}");
+        assert!(tail.ends_with("  | line 20"), "{tail}");
+        assert_eq!(tail.lines().count(), LOG_TAIL_LINES_MAX);
+        std::fs::write(&log, "").unwrap();
+        assert_eq!(log_tail(&log), "  | (empty)");
+        assert!(log_tail(&dir.path().join("none.log")).contains("cannot read"));
+    }
+}

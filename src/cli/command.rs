@@ -1,0 +1,711 @@
+//! The data commands of the `meridian` binary, in the manner of redis-cli:
+//! the words after the global options (`set hello world --ex 60`) become
+//! one protocol [`Command`].
+//!
+//! Parsing is pure: no topology, no connection. Every mistake — unknown
+//! command, wrong number of arguments, an increment that is not an
+//! integer — is a [`UsageError`] that names the command and shows its
+//! usage line. Command names are case-insensitive; keys, values, members
+//! and fields are taken as raw bytes.
+
+use crate::protocol::Command;
+use crdt_types::Bytes;
+use std::ffi::OsStr;
+
+/// One data command: its name, its arguments and what it does. The table
+/// [`COMMANDS`] drives both parsing and the help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The lower-case name typed on the command line.
+    pub name: &'static str,
+    /// The arguments, as shown in the usage line.
+    pub args: &'static str,
+    /// One line saying what it does.
+    pub summary: &'static str,
+}
+
+impl CommandSpec {
+    /// `meridian <name> <args>`.
+    pub fn usage(&self) -> String {
+        if self.args.is_empty() {
+            format!("meridian {}", self.name)
+        } else {
+            format!("meridian {} {}", self.name, self.args)
+        }
+    }
+}
+
+const fn spec(name: &'static str, args: &'static str, summary: &'static str) -> CommandSpec {
+    CommandSpec {
+        name,
+        args,
+        summary,
+    }
+}
+
+/// Every data command, in the order the help lists them.
+pub const COMMANDS: &[CommandSpec] = &[
+    spec("ping", "", "check that the region answers"),
+    spec(
+        "set",
+        "KEY VALUE [--ex SECONDS | --px MS]",
+        "write a register, optionally expiring",
+    ),
+    spec("get", "KEY", "read a register (or a counter, in decimal)"),
+    spec("del", "KEY", "delete a key (what this replica has seen)"),
+    spec("incr", "KEY", "add 1 to a counter"),
+    spec("incrby", "KEY N", "add N to a counter"),
+    spec("decr", "KEY", "take 1 from a counter"),
+    spec("decrby", "KEY N", "take N from a counter"),
+    spec("sadd", "KEY MEMBER...", "add members to a set"),
+    spec("srem", "KEY MEMBER...", "remove members from a set"),
+    spec("smembers", "KEY", "list a set's members"),
+    spec("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
+    spec("scard", "KEY", "count a set's members"),
+    spec("hset", "KEY FIELD VALUE", "write a map field"),
+    spec("hget", "KEY FIELD", "read a map field"),
+    spec("hdel", "KEY FIELD...", "remove map fields"),
+    spec("hgetall", "KEY", "list a map's fields and values"),
+    spec("hincrby", "KEY FIELD N", "add N to a map field counter"),
+    spec("hlen", "KEY", "count a map's fields"),
+    spec(
+        "mvset",
+        "KEY VALUE",
+        "write a multi-value register (keeps concurrent writes)",
+    ),
+    spec(
+        "mvget",
+        "KEY",
+        "read every concurrent value of a multi-value register",
+    ),
+    spec("expire", "KEY SECONDS", "expire the key SECONDS from now"),
+    spec(
+        "ttl",
+        "KEY",
+        "seconds left to live (-1: never expires, -2: no such key)",
+    ),
+    spec("persist", "KEY", "remove the key's expiry"),
+    spec(
+        "type",
+        "KEY",
+        "the key's type (register, counter, set, map, mvregister, none)",
+    ),
+];
+
+/// The spec of command `name` (case-insensitive).
+pub fn find(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|spec| spec.name.eq_ignore_ascii_case(name))
+}
+
+/// The data commands as help text: one line each, usage then summary.
+pub fn help_text() -> String {
+    let width = COMMANDS
+        .iter()
+        .map(|spec| spec.name.len() + 1 + spec.args.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::from("Data commands (like redis-cli; options go before the command):\n");
+    for spec in COMMANDS {
+        let call = if spec.args.is_empty() {
+            spec.name.to_owned()
+        } else {
+            format!("{} {}", spec.name, spec.args)
+        };
+        text.push_str(&format!("  {call:<width$}  {}\n", spec.summary));
+    }
+    text
+}
+
+/// A data command line that does not make a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    /// No command was given.
+    #[error("no command given")]
+    Empty,
+    /// The first word is not a command.
+    #[error("unknown command '{name}' (see `meridian --help`)")]
+    UnknownCommand {
+        /// The word as typed.
+        name: String,
+    },
+    /// Too few or too many arguments.
+    #[error("wrong number of arguments for '{}'\nusage: {}", .spec.name, .spec.usage())]
+    WrongArity {
+        /// The command.
+        spec: &'static CommandSpec,
+    },
+    /// An argument that must be a number is not one, or is out of range.
+    #[error("{what} must be {expected}, not '{value}'\nusage: {}", .spec.usage())]
+    BadNumber {
+        /// The command.
+        spec: &'static CommandSpec,
+        /// Which argument (`N`, `SECONDS`...).
+        what: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// The argument as typed.
+        value: String,
+    },
+    /// An option the command does not take, or one given twice.
+    #[error("{problem} '{option}'\nusage: {}", .spec.usage())]
+    BadOption {
+        /// The command.
+        spec: &'static CommandSpec,
+        /// The option as typed.
+        option: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The user asked for the command's usage (`meridian get --help`).
+    #[error("usage: {}\n{}", .spec.usage(), .spec.summary)]
+    HelpRequested {
+        /// The command.
+        spec: &'static CommandSpec,
+    },
+}
+
+/// Parses a data command line (`["set", "k", "v"]`) into a [`Command`].
+///
+/// ```
+/// use meridian::cli::command::parse;
+/// use meridian::protocol::Command;
+///
+/// let command = parse(&["incrby", "hits", "-3"]).unwrap();
+/// assert_eq!(command, Command::IncrBy { key: "hits".into(), by: -3 });
+/// assert!(parse(&["incrby", "hits", "many"]).is_err());
+/// ```
+pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Command, UsageError> {
+    let Some((name, args)) = words.split_first() else {
+        return Err(UsageError::Empty);
+    };
+    let name = name.as_ref().to_string_lossy();
+    let spec = find(&name).ok_or_else(|| UsageError::UnknownCommand {
+        name: name.clone().into_owned(),
+    })?;
+    let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
+    if let [only] = args.as_slice() {
+        if *only == "--help" || *only == "-h" {
+            return Err(UsageError::HelpRequested { spec });
+        }
+    }
+    Parser { spec, args: &args }.command()
+}
+
+struct Parser<'a> {
+    spec: &'static CommandSpec,
+    args: &'a [&'a OsStr],
+}
+
+impl Parser<'_> {
+    fn command(&self) -> Result<Command, UsageError> {
+        let a = self.args;
+        Ok(match self.spec.name {
+            "ping" => {
+                self.arity(0)?;
+                Command::Ping
+            }
+            "set" => return self.set(),
+            "get" => Command::Get { key: self.key1()? },
+            "del" => Command::Del { key: self.key1()? },
+            "incr" => Command::IncrBy {
+                key: self.key1()?,
+                by: 1,
+            },
+            "decr" => Command::IncrBy {
+                key: self.key1()?,
+                by: -1,
+            },
+            "incrby" => {
+                self.arity(2)?;
+                Command::IncrBy {
+                    key: bytes(a[0]),
+                    by: self.int(a[1])?,
+                }
+            }
+            "decrby" => {
+                self.arity(2)?;
+                let by = self.int(a[1])?;
+                Command::IncrBy {
+                    key: bytes(a[0]),
+                    by: by.checked_neg().ok_or_else(|| self.bad_int(a[1]))?,
+                }
+            }
+            "sadd" => {
+                let (key, members) = self.key_and_many()?;
+                Command::SAdd { key, members }
+            }
+            "srem" => {
+                let (key, members) = self.key_and_many()?;
+                Command::SRem { key, members }
+            }
+            "smembers" => Command::SMembers { key: self.key1()? },
+            "sismember" => {
+                self.arity(2)?;
+                Command::SIsMember {
+                    key: bytes(a[0]),
+                    member: bytes(a[1]),
+                }
+            }
+            "scard" => Command::SCard { key: self.key1()? },
+            "hset" => {
+                self.arity(3)?;
+                Command::HSet {
+                    key: bytes(a[0]),
+                    field: bytes(a[1]),
+                    value: bytes(a[2]),
+                }
+            }
+            "hget" => {
+                self.arity(2)?;
+                Command::HGet {
+                    key: bytes(a[0]),
+                    field: bytes(a[1]),
+                }
+            }
+            "hdel" => {
+                let (key, fields) = self.key_and_many()?;
+                Command::HDel { key, fields }
+            }
+            "hgetall" => Command::HGetAll { key: self.key1()? },
+            "hincrby" => {
+                self.arity(3)?;
+                Command::HIncrBy {
+                    key: bytes(a[0]),
+                    field: bytes(a[1]),
+                    by: self.int(a[2])?,
+                }
+            }
+            "hlen" => Command::HLen { key: self.key1()? },
+            "mvset" => {
+                self.arity(2)?;
+                Command::MvSet {
+                    key: bytes(a[0]),
+                    value: bytes(a[1]),
+                }
+            }
+            "mvget" => Command::MvGet { key: self.key1()? },
+            "expire" => {
+                self.arity(2)?;
+                Command::Expire {
+                    key: bytes(a[0]),
+                    ttl_ms: self.duration_ms(a[1], "SECONDS", 1000, true)?,
+                }
+            }
+            "ttl" => Command::Ttl { key: self.key1()? },
+            "persist" => Command::Persist { key: self.key1()? },
+            "type" => Command::Type { key: self.key1()? },
+            other => unreachable!("command {other} is in COMMANDS but has no parser"),
+        })
+    }
+
+    /// `set KEY VALUE [--ex SECONDS | --px MS]` (also Redis's `EX`/`PX`).
+    fn set(&self) -> Result<Command, UsageError> {
+        let a = self.args;
+        if a.len() < 2 {
+            return Err(self.wrong_arity());
+        }
+        let mut ttl_ms = None;
+        let mut rest = &a[2..];
+        while let Some((option, tail)) = rest.split_first() {
+            let name = option.to_string_lossy().to_ascii_lowercase();
+            let (what, scale) = match name.strip_prefix("--").unwrap_or(&name) {
+                "ex" => ("SECONDS", 1000),
+                "px" => ("MS", 1),
+                _ => {
+                    return Err(self.bad_option(option, "unknown option"));
+                }
+            };
+            if ttl_ms.is_some() {
+                return Err(self.bad_option(option, "expiry given twice:"));
+            }
+            let Some((value, tail)) = tail.split_first() else {
+                return Err(self.wrong_arity());
+            };
+            ttl_ms = Some(self.duration_ms(value, what, scale, false)?);
+            rest = tail;
+        }
+        Ok(Command::Set {
+            key: bytes(a[0]),
+            value: bytes(a[1]),
+            ttl_ms,
+        })
+    }
+
+    fn arity(&self, n: usize) -> Result<(), UsageError> {
+        if self.args.len() == n {
+            Ok(())
+        } else {
+            Err(self.wrong_arity())
+        }
+    }
+
+    fn key1(&self) -> Result<Bytes, UsageError> {
+        self.arity(1)?;
+        Ok(bytes(self.args[0]))
+    }
+
+    fn key_and_many(&self) -> Result<(Bytes, Vec<Bytes>), UsageError> {
+        match self.args {
+            [key, items @ ..] if !items.is_empty() => {
+                Ok((bytes(key), items.iter().map(|item| bytes(item)).collect()))
+            }
+            _ => Err(self.wrong_arity()),
+        }
+    }
+
+    fn int(&self, arg: &OsStr) -> Result<i64, UsageError> {
+        arg.to_str()
+            .and_then(|text| text.parse::<i64>().ok())
+            .ok_or_else(|| self.bad_int(arg))
+    }
+
+    fn bad_int(&self, arg: &OsStr) -> UsageError {
+        UsageError::BadNumber {
+            spec: self.spec,
+            what: "N",
+            expected: "an integer in the 64-bit signed range",
+            value: arg.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// A time to live of `arg` units of `scale_ms`, in milliseconds.
+    fn duration_ms(
+        &self,
+        arg: &OsStr,
+        what: &'static str,
+        scale_ms: u64,
+        zero_allowed: bool,
+    ) -> Result<u64, UsageError> {
+        let bad = || UsageError::BadNumber {
+            spec: self.spec,
+            what,
+            expected: if zero_allowed {
+                "a non-negative integer"
+            } else {
+                "a positive integer"
+            },
+            value: arg.to_string_lossy().into_owned(),
+        };
+        let units: u64 = arg
+            .to_str()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(bad)?;
+        if units == 0 && !zero_allowed {
+            return Err(bad());
+        }
+        units.checked_mul(scale_ms).ok_or_else(bad)
+    }
+
+    fn wrong_arity(&self) -> UsageError {
+        UsageError::WrongArity { spec: self.spec }
+    }
+
+    fn bad_option(&self, option: &OsStr, problem: &'static str) -> UsageError {
+        UsageError::BadOption {
+            spec: self.spec,
+            option: option.to_string_lossy().into_owned(),
+            problem,
+        }
+    }
+}
+
+/// The raw bytes of a command-line argument.
+fn bytes(arg: &OsStr) -> Bytes {
+    #[cfg(unix)]
+    {
+        std::os::unix::ffi::OsStrExt::as_bytes(arg).into()
+    }
+    #[cfg(not(unix))]
+    {
+        arg.to_string_lossy().as_bytes().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(text: &str) -> Bytes {
+        text.into()
+    }
+
+    fn ok(words: &[&str]) -> Command {
+        parse(words).unwrap_or_else(|e| panic!("{words:?}: {e}"))
+    }
+
+    fn err(words: &[&str]) -> UsageError {
+        match parse(words) {
+            Ok(command) => panic!("{words:?} parsed as {command:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn every_listed_command_has_a_parser() {
+        for spec in COMMANDS {
+            // Arity errors, never the unreachable! arm.
+            let _ = parse(&[spec.name, "k", "a", "b", "c"]);
+        }
+    }
+
+    #[test]
+    fn register_commands_map_to_their_protocol_commands() {
+        assert_eq!(ok(&["ping"]), Command::Ping);
+        assert_eq!(ok(&["get", "k"]), Command::Get { key: b("k") });
+        assert_eq!(ok(&["del", "k"]), Command::Del { key: b("k") });
+        assert_eq!(
+            ok(&["set", "hello", "world"]),
+            Command::Set {
+                key: b("hello"),
+                value: b("world"),
+                ttl_ms: None
+            }
+        );
+    }
+
+    #[test]
+    fn command_names_are_case_insensitive() {
+        assert_eq!(ok(&["GET", "k"]), Command::Get { key: b("k") });
+        assert_eq!(ok(&["SMembers", "s"]), Command::SMembers { key: b("s") });
+    }
+
+    #[test]
+    fn set_takes_an_expiry_in_seconds_or_milliseconds() {
+        let with_ttl = |ttl_ms| Command::Set {
+            key: b("k"),
+            value: b("v"),
+            ttl_ms: Some(ttl_ms),
+        };
+        assert_eq!(ok(&["set", "k", "v", "--ex", "60"]), with_ttl(60_000));
+        assert_eq!(ok(&["set", "k", "v", "--px", "1500"]), with_ttl(1_500));
+        assert_eq!(ok(&["set", "k", "v", "EX", "2"]), with_ttl(2_000));
+        assert_eq!(ok(&["set", "k", "v", "px", "7"]), with_ttl(7));
+    }
+
+    #[test]
+    fn set_refuses_bad_expiries() {
+        assert!(matches!(
+            err(&["set", "k", "v", "--ex", "0"]),
+            UsageError::BadNumber {
+                what: "SECONDS",
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(&["set", "k", "v", "--px", "-5"]),
+            UsageError::BadNumber { what: "MS", .. }
+        ));
+        assert!(matches!(
+            err(&["set", "k", "v", "--ex", "18446744073709551615"]),
+            UsageError::BadNumber { .. }
+        ));
+        assert!(matches!(
+            err(&["set", "k", "v", "--ex"]),
+            UsageError::WrongArity { .. }
+        ));
+        assert!(matches!(
+            err(&["set", "k", "v", "--ex", "1", "--px", "5"]),
+            UsageError::BadOption { .. }
+        ));
+        let e = err(&["set", "k", "v", "--nx"]);
+        assert_eq!(
+            e.to_string(),
+            "unknown option '--nx'\nusage: meridian set KEY VALUE [--ex SECONDS | --px MS]"
+        );
+    }
+
+    #[test]
+    fn counters_increment_by_one_or_by_n() {
+        let incr = |by| Command::IncrBy { key: b("c"), by };
+        assert_eq!(ok(&["incr", "c"]), incr(1));
+        assert_eq!(ok(&["decr", "c"]), incr(-1));
+        assert_eq!(ok(&["incrby", "c", "5"]), incr(5));
+        assert_eq!(ok(&["incrby", "c", "-5"]), incr(-5));
+        assert_eq!(ok(&["decrby", "c", "5"]), incr(-5));
+        assert_eq!(ok(&["decrby", "c", "-5"]), incr(5));
+    }
+
+    #[test]
+    fn non_integer_increments_are_usage_errors_naming_the_argument() {
+        let e = err(&["incrby", "c", "ten"]);
+        assert_eq!(
+            e.to_string(),
+            "N must be an integer in the 64-bit signed range, not 'ten'\n\
+             usage: meridian incrby KEY N"
+        );
+        assert!(matches!(
+            err(&["hincrby", "h", "f", "1.5"]),
+            UsageError::BadNumber { what: "N", .. }
+        ));
+        assert!(matches!(
+            err(&["incrby", "c", "9223372036854775808"]),
+            UsageError::BadNumber { .. }
+        ));
+        // -i64::MIN does not fit in an i64.
+        assert!(matches!(
+            err(&["decrby", "c", "-9223372036854775808"]),
+            UsageError::BadNumber { .. }
+        ));
+    }
+
+    #[test]
+    fn wrong_arity_names_the_command_and_shows_its_usage() {
+        let e = err(&["get"]);
+        assert_eq!(
+            e.to_string(),
+            "wrong number of arguments for 'get'\nusage: meridian get KEY"
+        );
+        for words in [
+            &["get", "a", "b"][..],
+            &["set", "k"],
+            &["incr"],
+            &["incrby", "c"],
+            &["sadd", "s"],
+            &["hset", "h", "f"],
+            &["hget", "h"],
+            &["ping", "extra"],
+            &["type"],
+        ] {
+            assert!(
+                matches!(err(words), UsageError::WrongArity { .. }),
+                "{words:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_and_empty_commands_are_usage_errors() {
+        assert_eq!(
+            err(&["frobnicate", "k"]),
+            UsageError::UnknownCommand {
+                name: "frobnicate".into()
+            }
+        );
+        assert_eq!(parse::<&str>(&[]), Err(UsageError::Empty));
+    }
+
+    #[test]
+    fn help_as_the_only_argument_asks_for_the_usage() {
+        assert!(matches!(
+            err(&["hset", "--help"]),
+            UsageError::HelpRequested { spec } if spec.name == "hset"
+        ));
+    }
+
+    #[test]
+    fn set_and_map_commands_take_many_members_or_fields() {
+        assert_eq!(
+            ok(&["sadd", "s", "a", "b"]),
+            Command::SAdd {
+                key: b("s"),
+                members: vec![b("a"), b("b")]
+            }
+        );
+        assert_eq!(
+            ok(&["srem", "s", "a"]),
+            Command::SRem {
+                key: b("s"),
+                members: vec![b("a")]
+            }
+        );
+        assert_eq!(
+            ok(&["sismember", "s", "a"]),
+            Command::SIsMember {
+                key: b("s"),
+                member: b("a")
+            }
+        );
+        assert_eq!(ok(&["scard", "s"]), Command::SCard { key: b("s") });
+        assert_eq!(
+            ok(&["hset", "h", "f", "v"]),
+            Command::HSet {
+                key: b("h"),
+                field: b("f"),
+                value: b("v")
+            }
+        );
+        assert_eq!(
+            ok(&["hdel", "h", "f", "g"]),
+            Command::HDel {
+                key: b("h"),
+                fields: vec![b("f"), b("g")]
+            }
+        );
+        assert_eq!(
+            ok(&["hincrby", "h", "f", "-2"]),
+            Command::HIncrBy {
+                key: b("h"),
+                field: b("f"),
+                by: -2
+            }
+        );
+        assert_eq!(ok(&["hgetall", "h"]), Command::HGetAll { key: b("h") });
+        assert_eq!(ok(&["hlen", "h"]), Command::HLen { key: b("h") });
+    }
+
+    #[test]
+    fn expiry_and_multi_value_commands_map_to_their_protocol_commands() {
+        assert_eq!(
+            ok(&["expire", "k", "10"]),
+            Command::Expire {
+                key: b("k"),
+                ttl_ms: 10_000
+            }
+        );
+        assert_eq!(
+            ok(&["expire", "k", "0"]),
+            Command::Expire {
+                key: b("k"),
+                ttl_ms: 0
+            }
+        );
+        assert!(matches!(
+            err(&["expire", "k", "-1"]),
+            UsageError::BadNumber {
+                what: "SECONDS",
+                ..
+            }
+        ));
+        assert_eq!(ok(&["ttl", "k"]), Command::Ttl { key: b("k") });
+        assert_eq!(ok(&["persist", "k"]), Command::Persist { key: b("k") });
+        assert_eq!(ok(&["type", "k"]), Command::Type { key: b("k") });
+        assert_eq!(
+            ok(&["mvset", "k", "v"]),
+            Command::MvSet {
+                key: b("k"),
+                value: b("v")
+            }
+        );
+        assert_eq!(ok(&["mvget", "k"]), Command::MvGet { key: b("k") });
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn arguments_are_taken_as_raw_bytes() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let words = [
+            OsString::from("set"),
+            OsString::from_vec(vec![0xff, b'k']),
+            OsString::from("é"),
+        ];
+        assert_eq!(
+            parse(&words).unwrap(),
+            Command::Set {
+                key: Bytes::from(vec![0xff, b'k']),
+                value: Bytes::from("é".as_bytes()),
+                ttl_ms: None
+            }
+        );
+    }
+
+    #[test]
+    fn help_text_lists_every_command() {
+        let text = help_text();
+        for spec in COMMANDS {
+            assert!(text.contains(&format!("  {} ", spec.name)), "{}", spec.name);
+        }
+    }
+}

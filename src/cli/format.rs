@@ -1,0 +1,320 @@
+//! How the `meridian` binary prints answers, in the manner of redis-cli:
+//! `OK`, `(nil)`, `(integer) 5`, `"value"` quoted with escapes, numbered
+//! lists, `(empty array)`, and `(error) <message>` for failures.
+//!
+//! Formatting is pure: it turns an [`Answer`] into text and never prints.
+//! Values are shown exactly as redis-cli shows them (printable ASCII as is;
+//! `\n`, `\t`, `"`, `\\` and the like escaped; any other byte as `\xhh`), so
+//! what is printed always tells the bytes stored.
+
+use crate::keyspace::{FieldValue, Ttl};
+use crate::protocol::{Answer, Command, Reply};
+use std::fmt::{self, Write as _};
+
+/// The text of `answer` to `command`, one line per `\n`, without a final
+/// newline. With `verbose`, a write's answer is followed by the number of
+/// replicas that acknowledged it: `(acked by 2/3 replicas)`.
+///
+/// ```
+/// use meridian::cli::format::answer;
+/// use meridian::protocol::{Answer, Command, Reply};
+///
+/// let set = Command::Set { key: "k".into(), value: "v".into(), ttl_ms: None };
+/// let ok = Answer { reply: Reply::Ok, replicas_acked: 2, replicas_needed: 2 };
+/// assert_eq!(answer(&set, &ok, false), "OK");
+/// assert_eq!(answer(&set, &ok, true), "OK\n(acked by 2/2 replicas)");
+/// ```
+pub fn answer(command: &Command, answer: &Answer, verbose: bool) -> String {
+    let mut text = reply(&answer.reply);
+    if verbose && command.is_write() {
+        let _ = write!(
+            text,
+            "\n(acked by {}/{} replicas)",
+            answer.replicas_acked, answer.replicas_needed
+        );
+    }
+    text
+}
+
+/// The text of one reply, as redis-cli would print it.
+///
+/// ```
+/// use meridian::cli::format::reply;
+/// use meridian::protocol::Reply;
+///
+/// assert_eq!(reply(&Reply::Int(5)), "(integer) 5");
+/// assert_eq!(reply(&Reply::Values(vec!["a".into(), "b".into()])), "1) \"a\"\n2) \"b\"");
+/// ```
+pub fn reply(reply: &Reply) -> String {
+    let shape = match reply {
+        Reply::Ok => Shape::line("OK"),
+        Reply::Pong => Shape::line("PONG"),
+        Reply::Nil | Reply::Field(None) => Shape::line("(nil)"),
+        Reply::Int(n) => Shape::integer(*n),
+        Reply::Bool(b) => Shape::integer(i64::from(*b)),
+        Reply::Value(value) => Shape::Line(quote(value)),
+        Reply::Values(values) => Shape::values(values),
+        Reply::Fields(fields) => Shape::fields(fields),
+        Reply::Field(Some(value)) => Shape::field_value(value),
+        Reply::Type(Some(kind)) => Shape::line(kind.name()),
+        Reply::Type(None) => Shape::line("none"),
+        Reply::Ttl(ttl) => Shape::integer(ttl_seconds(*ttl)),
+    };
+    let mut lines = Vec::new();
+    shape.render(&mut lines);
+    lines.join("\n")
+}
+
+/// A time to live as redis-cli's `TTL` shows it: whole seconds, rounded to
+/// the nearest; -2 for a missing key, -1 for a key that never expires.
+pub fn ttl_seconds(ttl: Ttl) -> i64 {
+    match ttl {
+        Ttl::Missing => -2,
+        Ttl::Persistent => -1,
+        Ttl::Ms(ms) => i64::try_from(ms.saturating_add(500) / 1000).unwrap_or(i64::MAX),
+    }
+}
+
+/// The line printed for a failed command: `(error) <message>`.
+pub fn error(message: &dyn fmt::Display) -> String {
+    format!("(error) {message}")
+}
+
+/// `bytes` in double quotes, escaped as redis-cli escapes them.
+///
+/// ```
+/// use meridian::cli::format::quote;
+///
+/// assert_eq!(quote(b"hello"), r#""hello""#);
+/// assert_eq!(quote(b"a\"b\n\x00\xff"), r#""a\"b\n\x00\xff""#);
+/// ```
+pub fn quote(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() + 2);
+    text.push('"');
+    for &byte in bytes {
+        match byte {
+            b'\\' => text.push_str("\\\\"),
+            b'"' => text.push_str("\\\""),
+            b'\n' => text.push_str("\\n"),
+            b'\r' => text.push_str("\\r"),
+            b'\t' => text.push_str("\\t"),
+            0x07 => text.push_str("\\a"),
+            0x08 => text.push_str("\\b"),
+            0x20..=0x7e => text.push(char::from(byte)),
+            _ => {
+                let _ = write!(text, "\\x{byte:02x}");
+            }
+        }
+    }
+    text.push('"');
+    text
+}
+
+/// A reply laid out as redis-cli lays it out: a line, or a numbered list
+/// whose items may be lists themselves.
+enum Shape {
+    Line(String),
+    List(Vec<Shape>),
+}
+
+impl Shape {
+    fn line(text: &str) -> Shape {
+        Shape::Line(text.to_owned())
+    }
+
+    fn integer(n: i64) -> Shape {
+        Shape::Line(format!("(integer) {n}"))
+    }
+
+    fn values(values: &[crdt_types::Bytes]) -> Shape {
+        Shape::List(values.iter().map(|v| Shape::Line(quote(v))).collect())
+    }
+
+    /// Map fields as alternating field and value items, like `HGETALL`.
+    fn fields(fields: &[(crdt_types::Bytes, FieldValue)]) -> Shape {
+        Shape::List(
+            fields
+                .iter()
+                .flat_map(|(field, value)| [Shape::Line(quote(field)), Shape::field_value(value)])
+                .collect(),
+        )
+    }
+
+    fn field_value(value: &FieldValue) -> Shape {
+        match value {
+            FieldValue::Register(bytes) => Shape::Line(quote(bytes)),
+            FieldValue::Counter(n) => Shape::integer(*n),
+            FieldValue::Set(members) => Shape::values(members),
+            FieldValue::MvRegister(values) => Shape::values(values),
+            FieldValue::Map(fields) => Shape::fields(fields),
+        }
+    }
+
+    /// Appends the shape's lines. A list's items are numbered `1)`, `2)`...
+    /// right-aligned to the widest number; an item's further lines are
+    /// indented under its first.
+    fn render(&self, lines: &mut Vec<String>) {
+        match self {
+            Shape::Line(text) => lines.push(text.clone()),
+            Shape::List(items) if items.is_empty() => lines.push("(empty array)".to_owned()),
+            Shape::List(items) => {
+                let width = items.len().to_string().len();
+                for (index, item) in items.iter().enumerate() {
+                    let prefix = format!("{:>width$}) ", index + 1);
+                    let mut item_lines = Vec::new();
+                    item.render(&mut item_lines);
+                    for (n, line) in item_lines.into_iter().enumerate() {
+                        if n == 0 {
+                            lines.push(format!("{prefix}{line}"));
+                        } else {
+                            lines.push(format!("{:width$}{line}", "", width = prefix.len()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorReply;
+    use crdt_types::{Bytes, Kind};
+
+    fn b(text: &str) -> Bytes {
+        text.into()
+    }
+
+    fn read(reply: Reply) -> Answer {
+        Answer {
+            reply,
+            replicas_acked: 1,
+            replicas_needed: 1,
+        }
+    }
+
+    #[test]
+    fn simple_replies_print_like_redis_cli() {
+        assert_eq!(reply(&Reply::Ok), "OK");
+        assert_eq!(reply(&Reply::Pong), "PONG");
+        assert_eq!(reply(&Reply::Nil), "(nil)");
+        assert_eq!(reply(&Reply::Int(-7)), "(integer) -7");
+        assert_eq!(reply(&Reply::Bool(true)), "(integer) 1");
+        assert_eq!(reply(&Reply::Bool(false)), "(integer) 0");
+        assert_eq!(reply(&Reply::Value(b("world"))), "\"world\"");
+        assert_eq!(reply(&Reply::Field(None)), "(nil)");
+    }
+
+    #[test]
+    fn values_are_quoted_with_non_printable_bytes_escaped() {
+        assert_eq!(quote(b""), "\"\"");
+        assert_eq!(quote(b"tab\there"), r#""tab\there""#);
+        assert_eq!(quote(b"\r\x07\x08\\"), r#""\r\a\b\\""#);
+        assert_eq!(quote("é".as_bytes()), r#""\xc3\xa9""#);
+        assert_eq!(quote(b"\x7f \x1b"), r#""\x7f \x1b""#);
+    }
+
+    #[test]
+    fn lists_are_numbered_and_empty_lists_say_so() {
+        assert_eq!(
+            reply(&Reply::Values(vec![b("a"), b("b\n")])),
+            "1) \"a\"\n2) \"b\\n\""
+        );
+        assert_eq!(reply(&Reply::Values(vec![])), "(empty array)");
+        assert_eq!(reply(&Reply::Fields(vec![])), "(empty array)");
+    }
+
+    #[test]
+    fn list_numbers_are_right_aligned_to_the_widest() {
+        let values: Vec<Bytes> = (0..10)
+            .map(|i| Bytes::from(i.to_string().as_str()))
+            .collect();
+        let text = reply(&Reply::Values(values));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], " 1) \"0\"");
+        assert_eq!(lines[9], "10) \"9\"");
+    }
+
+    #[test]
+    fn hgetall_alternates_fields_and_values() {
+        let fields = vec![
+            (b("name"), FieldValue::Register(b("ada"))),
+            (b("visits"), FieldValue::Counter(3)),
+        ];
+        assert_eq!(
+            reply(&Reply::Fields(fields)),
+            "1) \"name\"\n2) \"ada\"\n3) \"visits\"\n4) (integer) 3"
+        );
+    }
+
+    #[test]
+    fn nested_values_are_indented_under_their_number() {
+        let fields = vec![
+            (b("tags"), FieldValue::Set(vec![b("red"), b("blue")])),
+            (b("empty"), FieldValue::Map(vec![])),
+        ];
+        assert_eq!(
+            reply(&Reply::Fields(fields)),
+            "1) \"tags\"\n\
+             2) 1) \"red\"\n   \
+                2) \"blue\"\n\
+             3) \"empty\"\n\
+             4) (empty array)"
+        );
+        assert_eq!(
+            reply(&Reply::Field(Some(FieldValue::Counter(4)))),
+            "(integer) 4"
+        );
+    }
+
+    #[test]
+    fn ttl_is_whole_seconds_with_minus_two_and_minus_one() {
+        assert_eq!(reply(&Reply::Ttl(Ttl::Missing)), "(integer) -2");
+        assert_eq!(reply(&Reply::Ttl(Ttl::Persistent)), "(integer) -1");
+        assert_eq!(reply(&Reply::Ttl(Ttl::Ms(59_600))), "(integer) 60");
+        assert_eq!(reply(&Reply::Ttl(Ttl::Ms(59_400))), "(integer) 59");
+        assert_eq!(ttl_seconds(Ttl::Ms(u64::MAX)), (u64::MAX / 1000) as i64);
+    }
+
+    #[test]
+    fn type_names_the_kind_or_none() {
+        assert_eq!(reply(&Reply::Type(Some(Kind::Register))), "register");
+        assert_eq!(reply(&Reply::Type(Some(Kind::Counter))), "counter");
+        assert_eq!(reply(&Reply::Type(Some(Kind::MvRegister))), "mvregister");
+        assert_eq!(reply(&Reply::Type(None)), "none");
+    }
+
+    #[test]
+    fn verbose_writes_show_the_replicas_that_acknowledged() {
+        let incr = Command::IncrBy { key: b("c"), by: 1 };
+        let answered = Answer {
+            reply: Reply::Int(5),
+            replicas_acked: 2,
+            replicas_needed: 2,
+        };
+        assert_eq!(answer(&incr, &answered, false), "(integer) 5");
+        assert_eq!(
+            answer(&incr, &answered, true),
+            "(integer) 5\n(acked by 2/2 replicas)"
+        );
+    }
+
+    #[test]
+    fn reads_show_no_acknowledgements_even_when_verbose() {
+        let get = Command::Get { key: b("k") };
+        assert_eq!(answer(&get, &read(Reply::Nil), true), "(nil)");
+    }
+
+    #[test]
+    fn errors_print_after_an_error_marker() {
+        let wrong = ErrorReply::WrongType {
+            wanted: Kind::Counter,
+            found: Kind::Set,
+        };
+        assert_eq!(
+            error(&wrong),
+            "(error) WRONGTYPE operation against a key holding a set, wanted a counter"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Which cluster, region and credentials a data command talks to, from the
+//! global options and the running local cluster.
+//!
+//! With no options, a data command finds the cluster that `meridian
+//! cluster up` runs in `.meridian`: its topology (from `cluster.json`,
+//! else `regions/local.toml`), the first region of that topology, and the
+//! `cli` client certificate in `.meridian/certs`. Resolving reads files
+//! only; it never connects.
+
+use super::args::GlobalArgs;
+use super::cluster::{ClusterFile, ClusterFileError, CLIENT_NAME};
+use crate::topology::{ReadConsistency, Topology, TopologyError, WriteConsistency};
+use std::path::PathBuf;
+
+/// Where and how a data command is sent.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The cluster's topology.
+    pub topology: Topology,
+    /// The region whose nodes serve the command.
+    pub region: String,
+    /// The directory with `ca.cert.pem` and the client's certificate.
+    pub cert_dir: PathBuf,
+    /// The client certificate's name.
+    pub client_name: String,
+    /// Write consistency; the topology's default when `None`.
+    pub write: Option<WriteConsistency>,
+    /// Read consistency; the topology's default when `None`.
+    pub read: Option<ReadConsistency>,
+}
+
+/// Why a data command has no target.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The topology could not be loaded.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The running cluster's file is unreadable.
+    #[error(transparent)]
+    ClusterFile(#[from] ClusterFileError),
+    /// `--region` names no region of the topology.
+    #[error("no region {region} in {topology} (regions: {})", .known.join(", "))]
+    UnknownRegion {
+        /// The region asked for.
+        region: String,
+        /// The topology file.
+        topology: String,
+        /// Its regions.
+        known: Vec<String>,
+    },
+}
+
+impl Target {
+    /// The target named by `global`: `--topology`, else the topology of the
+    /// cluster running in `--state-dir`, else `regions/local.toml`;
+    /// `--region`, else the topology's first region; the `cli` certificate
+    /// in `<state-dir>/certs`.
+    pub fn resolve(global: &GlobalArgs) -> Result<Target, TargetError> {
+        let running = match &global.topology {
+            Some(_) => None,
+            None => ClusterFile::load_if_present(&global.state_dir)?,
+        };
+        let path = global.topology_or(running.as_ref().map(|file| file.topology.as_path()));
+        let topology = Topology::load(&path)?;
+        let region = match &global.region {
+            Some(region) if topology.region(region).is_some() => region.clone(),
+            Some(region) => {
+                return Err(TargetError::UnknownRegion {
+                    region: region.clone(),
+                    topology: topology.origin().to_owned(),
+                    known: topology.regions().iter().map(|r| r.name.clone()).collect(),
+                })
+            }
+            None => topology
+                .regions()
+                .first()
+                .map(|r| r.name.clone())
+                .expect("a loaded topology has at least one region"),
+        };
+        Ok(Target {
+            topology,
+            region,
+            cert_dir: global.cert_dir(),
+            client_name: CLIENT_NAME.to_owned(),
+            write: global.consistency,
+            read: global.read,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::Cli;
+
+    fn repo_file(name: &str) -> String {
+        format!("{}/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn global(args: &[&str]) -> GlobalArgs {
+        let mut all = vec!["meridian"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["get", "k"]);
+        Cli::try_parse_args(all).unwrap().global
+    }
+
+    #[test]
+    fn defaults_to_the_first_region_and_the_cli_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_str().unwrap();
+        let local = repo_file("regions/local.toml");
+        let target = Target::resolve(&global(&[
+            "--topology",
+            &local,
+            "--state-dir",
+            state,
+            "--consistency",
+            "all",
+        ]))
+        .unwrap();
+        assert_eq!(target.region, "us-east");
+        assert_eq!(target.cert_dir, dir.path().join("certs"));
+        assert_eq!(target.client_name, "cli");
+        assert_eq!(target.write, Some(WriteConsistency::All));
+        assert_eq!(target.read, None);
+    }
+
+    #[test]
+    fn an_unknown_region_is_refused_with_the_known_ones() {
+        let local = repo_file("regions/local.toml");
+        let e = Target::resolve(&global(&["--topology", &local, "--region", "mars"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("no region mars in {local} (regions: us-east, eu-west, ap-south)")
+        );
+    }
+
+    #[test]
+    fn without_topology_the_running_clusters_topology_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let single = repo_file("regions/single.toml");
+        let file = ClusterFile {
+            version: crate::cli::cluster::CLUSTER_FILE_VERSION,
+            cluster: "single".into(),
+            topology: single.clone().into(),
+            cert_dir: dir.path().join("certs"),
+            supervisor_pid: 1,
+            ready: true,
+            nodes: vec![],
+        };
+        file.save(dir.path()).unwrap();
+        let target =
+            Target::resolve(&global(&["--state-dir", dir.path().to_str().unwrap()])).unwrap();
+        assert_eq!(target.topology.origin(), single);
+    }
+
+    #[test]
+    fn a_bad_topology_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[cluster]\nname = \"x\"\nreplication_factor = \"three\"\n",
+        )
+        .unwrap();
+        let e = Target::resolve(&global(&["--topology", bad.to_str().unwrap()])).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("{}:3: ", bad.display())),
+            "{e}"
+        );
+    }
+}

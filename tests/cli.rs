@@ -1,0 +1,284 @@
+//! The `meridian` binary as users run it: help, exit codes, certificate
+//! commands, usage errors and topology errors. Nothing here needs a running
+//! cluster.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn meridian(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the meridian binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+#[test]
+fn help_lists_the_subcommands_and_the_data_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["--help"]);
+    assert_exit(&output, 0);
+    let help = stdout(&output);
+    for word in [
+        "serve",
+        "certs",
+        "cluster",
+        "--topology <FILE>",
+        "--state-dir <DIR>",
+        "--consistency <LEVEL>",
+        "set KEY VALUE [--ex SECONDS | --px MS]",
+        "hincrby KEY FIELD N",
+        "ttl KEY",
+    ] {
+        assert!(help.contains(word), "{word:?} missing from:\n{help}");
+    }
+    let output = meridian(dir.path(), &["cluster", "--help"]);
+    assert_exit(&output, 0);
+    for word in ["up", "down", "kill", "status"] {
+        assert!(stdout(&output).contains(word), "{word}");
+    }
+}
+
+#[test]
+fn a_data_command_with_bad_arguments_is_a_usage_error_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["incrby", "hits", "ten"]);
+    assert_exit(&output, 2);
+    assert_eq!(
+        stderr(&output),
+        "(error) N must be an integer in the 64-bit signed range, not 'ten'\n\
+         usage: meridian incrby KEY N\n"
+    );
+    assert_eq!(stdout(&output), "");
+
+    let output = meridian(dir.path(), &["get"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).starts_with("(error) wrong number of arguments for 'get'"));
+
+    let output = meridian(dir.path(), &["frobnicate", "k"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("unknown command 'frobnicate'"));
+}
+
+#[test]
+fn a_bad_global_option_is_a_usage_error_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["--consistency", "most", "get", "k"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("possible values: one, quorum, all"));
+}
+
+#[test]
+fn a_data_commands_usage_is_shown_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["hset", "--help"]);
+    assert_exit(&output, 0);
+    assert!(stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE\n"));
+}
+
+#[test]
+fn certs_create_a_ca_then_node_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("pki");
+    let certs_arg = certs.to_str().unwrap();
+
+    let output = meridian(dir.path(), &["certs", "create-ca", "--dir", certs_arg]);
+    assert_exit(&output, 0);
+    assert!(stdout(&output).starts_with("cluster CA:\n"));
+    assert!(certs.join("ca.cert.pem").is_file());
+    assert!(certs.join("ca.key.pem").is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(certs.join("ca.key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the CA key is private");
+    }
+
+    let output = meridian(
+        dir.path(),
+        &["certs", "--dir", certs_arg, "node", "us-east-1"],
+    );
+    assert_exit(&output, 0);
+    assert!(certs.join("node-us-east-1.cert.pem").is_file());
+    assert!(certs.join("node-us-east-1.key.pem").is_file());
+
+    let output = meridian(
+        dir.path(),
+        &["certs", "client", "alice", "--dir", certs_arg],
+    );
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("client-alice.cert.pem"));
+    assert!(certs.join("client-alice.key.pem").is_file());
+
+    // The files are a working set: the library loads them back.
+    let store = meridian::tls::CertStore::new(&certs);
+    store.load_node_identity("us-east-1").unwrap();
+    store.load_client_identity("alice").unwrap();
+}
+
+#[test]
+fn certs_refuse_to_replace_a_ca_and_need_one_to_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["certs", "node", "n1"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("ca.cert.pem"),
+        "{}",
+        stderr(&output)
+    );
+
+    assert_exit(&meridian(dir.path(), &["certs", "create-ca"]), 0);
+    let before = std::fs::read(dir.path().join(".meridian/certs/ca.key.pem")).unwrap();
+    let output = meridian(dir.path(), &["certs", "create-ca"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).starts_with("error: "),
+        "{}",
+        stderr(&output)
+    );
+    let after = std::fs::read(dir.path().join(".meridian/certs/ca.key.pem")).unwrap();
+    assert_eq!(before, after, "the CA is left as it was");
+}
+
+#[test]
+fn certs_default_to_the_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_exit(
+        &meridian(dir.path(), &["--state-dir", "lab", "certs", "create-ca"]),
+        0,
+    );
+    assert!(dir.path().join("lab/certs/ca.cert.pem").is_file());
+    assert_exit(
+        &meridian(
+            dir.path(),
+            &["--state-dir", "lab", "certs", "client", "cli"],
+        ),
+        0,
+    );
+    assert!(dir.path().join("lab/certs/client-cli.cert.pem").is_file());
+}
+
+/// A topology whose line 8 has a port that cannot be dialled.
+const BAD_TOPOLOGY: &str = "[cluster]
+name = \"bad\"
+replication_factor = 1
+[[region]]
+name = \"r\"
+[[region.node]]
+id = \"r-1\"
+client_addr = \"127.0.0.1:0\"
+peer_addr = \"127.0.0.1:9001\"
+";
+
+#[test]
+fn a_bad_topology_is_reported_with_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), BAD_TOPOLOGY).unwrap();
+
+    let output = meridian(dir.path(), &["--topology", "bad.toml", "get", "k"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).starts_with("(error) bad.toml:8: "),
+        "{}",
+        stderr(&output)
+    );
+
+    for args in [
+        &["cluster", "up", "bad.toml"][..],
+        &["--topology", "bad.toml", "serve", "--node", "r-1"],
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(err.contains("bad.toml:8: "), "{args:?}: {err}");
+        assert!(err.contains("port 0 cannot be dialled"), "{args:?}: {err}");
+    }
+    // Nothing was started.
+    assert!(!dir.path().join(".meridian/cluster.json").exists());
+}
+
+#[test]
+fn a_missing_topology_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["--topology", "nowhere.toml", "ping"]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).starts_with("(error) nowhere.toml: cannot read"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn serve_refuses_a_node_that_is_not_in_the_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
+    let output = meridian(
+        dir.path(),
+        &["--topology", local, "serve", "--node", "mars-1"],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("no node mars-1 in"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn cluster_commands_without_a_running_cluster_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["cluster", "status"][..],
+        &["cluster", "down"],
+        &["cluster", "kill", "us-east-1"],
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains("no cluster is running in .meridian"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn an_unknown_region_is_refused_with_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
+    let output = meridian(
+        dir.path(),
+        &["--topology", local, "--region", "mars", "ping"],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("no region mars in")
+            && stderr(&output).contains("us-east, eu-west, ap-south"),
+        "{}",
+        stderr(&output)
+    );
+}
