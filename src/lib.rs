@@ -10,6 +10,7 @@
 //! - [`node`]: the replica's logic as a sans-IO state machine.
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
+//! - [`net`]: the only place with sockets: drives a node with tokio and quinn.
 //!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
 //! [`crdt`].
@@ -18,6 +19,7 @@ pub use crdt_types as crdt;
 
 pub mod keyhash;
 pub mod keyspace;
+pub mod net;
 pub mod node;
 pub mod placement;
 pub mod protocol;
