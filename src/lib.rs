@@ -11,12 +11,14 @@
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
 //! - [`net`]: the only place with sockets: drives a node with tokio and quinn.
+//! - [`client`]: the async Rust SDK.
 //!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
 //! [`crdt`].
 
 pub use crdt_types as crdt;
 
+pub mod client;
 pub mod keyhash;
 pub mod keyspace;
 pub mod net;
