@@ -24,7 +24,7 @@ pub const OVERLOADED: u32 = 7;
 ///
 /// ```
 /// use meridian::protocol::codes;
-/// assert!(codes::describe(codes::VERSION_MISMATCH).contains("version"));
+/// assert!(codes::describe(codes::VERSION_MISMATCH.into()).contains("version"));
 /// ```
 pub fn describe(code: u64) -> &'static str {
     match code {
