@@ -76,6 +76,7 @@ pub(crate) async fn run(
         if due_ms <= now_ms {
             node.tick(now_ms);
             route(&mut node, &mut clients, &mut links, &shared);
+            shared.set_node_stats(node.stats());
             continue;
         }
         let wait_ms = (due_ms - now_ms).min(IDLE_SLEEP_MS);

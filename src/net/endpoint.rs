@@ -58,3 +58,25 @@ pub(crate) fn endpoint(
     }
     Ok(endpoint)
 }
+
+/// Frees the UDP port of a closed endpoint at once.
+///
+/// A closed endpoint keeps its socket until every connection has drained,
+/// up to three probe timeouts (seconds for a dial still in its handshake),
+/// which would keep a restarted node from binding its address. The
+/// endpoint is moved to a throwaway socket on an ephemeral port instead.
+/// quinn keeps the previous socket of one move for stragglers, so it moves
+/// twice.
+pub(crate) fn release_port(endpoint: &quinn::Endpoint) {
+    let Ok(local) = endpoint.local_addr() else {
+        return;
+    };
+    for _ in 0..2 {
+        let moved = std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0))
+            .and_then(|socket| endpoint.rebind(socket));
+        if let Err(e) = moved {
+            tracing::debug!(addr = %local, error = %e, "could not release the port at once");
+            return;
+        }
+    }
+}

@@ -89,6 +89,9 @@ pub const PREAMBLE_TIMEOUT_MS: u64 = 10_000;
 pub const PEER_FRAME_BYTES_MIN: usize = 64 << 20;
 /// How long [`ServerHandle::shutdown`] waits for tasks and connections to end.
 pub const SHUTDOWN_WAIT_MS: u64 = 1_000;
+/// How long a closing node gives its close frames to leave before it
+/// releases its ports.
+pub const CLOSE_FLUSH_MS: u64 = 20;
 
 /// What [`serve`] and [`start`] need to run one node.
 #[derive(Debug, Clone)]
@@ -190,6 +193,7 @@ pub struct ServerHandle {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
+    stopped: bool,
 }
 
 impl ServerHandle {
@@ -230,7 +234,9 @@ impl ServerHandle {
     /// Stops the node: closes both endpoints (clients and peers see the
     /// connection closed with [`codes::SHUTDOWN`]), stops the node task and
     /// waits, up to [`SHUTDOWN_WAIT_MS`], for tasks and connections to end.
-    /// What the node held in memory is gone, as if the process had exited.
+    /// What the node held in memory is gone, as if the process had exited,
+    /// and its ports are free at once, so a node can be started again on
+    /// them.
     pub async fn shutdown(mut self) {
         self.signal_stop();
         let tasks = std::mem::take(&mut self.tasks);
@@ -238,9 +244,11 @@ impl ServerHandle {
             for task in tasks {
                 let _ = task.await;
             }
-            // Close frames are sent at once; this lets them be retransmitted
-            // if lost. A dial still in its handshake drains for up to three
-            // probe timeouts, so this wait is bounded.
+            // Let the close frames leave from the node's own ports before
+            // those are released; peers ignore packets from other ports.
+            tokio::time::sleep(Duration::from_millis(CLOSE_FLUSH_MS)).await;
+            endpoint::release_port(&self.client_endpoint);
+            endpoint::release_port(&self.peer_endpoint);
             tokio::join!(
                 self.client_endpoint.wait_idle(),
                 self.peer_endpoint.wait_idle()
@@ -255,7 +263,11 @@ impl ServerHandle {
         tracing::info!(node = %self.node_id, "node stopped");
     }
 
-    fn signal_stop(&self) {
+    fn signal_stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
         let _ = self.stop.send(true);
         let reason = b"node shutting down";
         self.client_endpoint.close(codes::SHUTDOWN.into(), reason);
@@ -350,6 +362,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         stop,
         tasks: vec![driver, clients, peers],
         shared,
+        stopped: false,
     };
     tracing::info!(
         node = %handle.node_id,
