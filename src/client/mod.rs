@@ -328,7 +328,10 @@ impl Client {
             .partition(|r| !self.inner.slots.get(r).is_some_and(|s| s.is_down(now)));
         let mut last_error = None;
         for replica in up.into_iter().chain(down) {
-            match self.attempt(replica, id, frame.clone()).await {
+            match self
+                .attempt(replica, id, frame.clone(), Dial::UnlessShutDown)
+                .await
+            {
                 Ok(answer) => return answer,
                 Err(CallError::NotSent(e)) if e.fails_over() => last_error = Some(e),
                 Err(CallError::Sent(e)) if e.fails_over() && resend_after_sent => {
@@ -350,7 +353,7 @@ impl Client {
             ClientError::BadRequest(format!("no node {node_id:?} in the topology"))
         })?;
         let (id, frame) = self.frame(command, self.write, self.read)?;
-        match self.attempt(node.replica, id, frame).await {
+        match self.attempt(node.replica, id, frame, Dial::Always).await {
             Ok(answer) => answer,
             Err(CallError::NotSent(e) | CallError::Sent(e)) => Err(e),
         }
@@ -463,13 +466,17 @@ impl Client {
         replica: ReplicaId,
         id: u64,
         frame: Vec<u8>,
+        dial: Dial,
     ) -> Result<Result<Answer, ClientError>, CallError> {
         let Some(slot) = self.inner.slots.get(&replica) else {
             return Err(CallError::NotSent(ClientError::Unavailable(format!(
                 "replica {replica} is not in the topology"
             ))));
         };
-        let connection = self.connection(slot).await.map_err(CallError::NotSent)?;
+        let connection = self
+            .connection(slot, dial)
+            .await
+            .map_err(CallError::NotSent)?;
         let called =
             tokio::time::timeout(self.inner.request_timeout, connection.call(id, frame)).await;
         match called {
@@ -485,7 +492,11 @@ impl Client {
     }
 
     /// The live connection to `slot`'s node, dialling if there is none.
-    async fn connection(&self, slot: &Slot) -> Result<Arc<NodeConnection>, ClientError> {
+    async fn connection(
+        &self,
+        slot: &Slot,
+        dial: Dial,
+    ) -> Result<Arc<NodeConnection>, ClientError> {
         if let Some(connection) = slot.live_connection() {
             return Ok(connection);
         }
@@ -494,7 +505,7 @@ impl Client {
             return Ok(connection);
         }
         let previous = lock(&slot.connection).take();
-        if previous.is_some_and(|p| p.node_shut_down()) {
+        if dial == Dial::UnlessShutDown && previous.is_some_and(|p| p.node_shut_down()) {
             // The node said it was going away: pass it over for a while
             // rather than wait on a dial that cannot succeed.
             slot.mark_down();
@@ -524,6 +535,16 @@ impl Client {
             }
         }
     }
+}
+
+/// When a node whose last connection it closed itself may be dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dial {
+    /// Only once it has been passed over for a while (when other replicas
+    /// can serve instead).
+    UnlessShutDown,
+    /// Now (when no other node will do).
+    Always,
 }
 
 /// Whether sending `command` twice has the effect of sending it once.
