@@ -133,6 +133,21 @@ impl Region {
         self.nodes[i].take().unwrap().shutdown().await;
     }
 
+    /// Starts a stopped node again on its addresses, with empty memory.
+    async fn restart(&mut self, id: &str) {
+        let i = self.ids.iter().position(|n| n == id).unwrap();
+        assert!(self.nodes[i].is_none(), "{id} is running");
+        let handle = start(ServeOptions {
+            topology: self.topology.clone(),
+            node_id: id.to_owned(),
+            cert_dir: self.dir.path().to_owned(),
+            node: node_config(),
+        })
+        .await
+        .unwrap();
+        self.nodes[i] = Some(handle);
+    }
+
     /// The key's replicas in the region, as node ids, coordinator first.
     fn replicas(&self, key: &[u8]) -> Vec<String> {
         let placement = Placement::new(&self.topology);
@@ -344,6 +359,79 @@ async fn quorum_write_survives_a_replica_shutdown_and_is_read_back_from_the_othe
     })
     .await;
     region.shutdown().await;
+}
+
+#[tokio::test]
+async fn restarted_replica_is_redialled_and_handed_the_writes_it_missed() {
+    let mut region = Region::start(3, 3).await;
+    let client = region.client().await;
+    let key = "missed";
+    let down = region.replicas(key.as_bytes())[2].clone();
+    client.register(key).set("before").await.unwrap();
+
+    region.stop(&down).await;
+    client.register(key).set("while-down").await.unwrap();
+    // Its ports are free at once; it comes back with nothing in memory.
+    region.restart(&down).await;
+
+    // The coordinator's hint reaches it once its peer link is back.
+    within("the handoff", async {
+        loop {
+            let answer = client
+                .execute_on(&down, Command::Get { key: b(key) })
+                .await
+                .unwrap();
+            if answer.reply == Reply::Value(b("while-down")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // The coordinator counts the handoff once its acknowledgement is back.
+    let coordinator = region.replicas(key.as_bytes())[0].clone();
+    within("the handoff's acknowledgement", async {
+        while region.node(&coordinator).node_stats().hints_delivered == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn serve_runs_until_its_shutdown_future_completes() {
+    let dir = TempDir::new().unwrap();
+    CertStore::new(dir.path())
+        .ensure_cluster(&["lab-1"], &["cli"])
+        .unwrap();
+    let ids = vec!["lab-1".to_owned()];
+    let topology = Topology::parse(&topology_text(&ids, &free_ports(2), 1), "one.toml").unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(meridian::net::serve(
+        ServeOptions {
+            topology: topology.clone(),
+            node_id: "lab-1".into(),
+            cert_dir: dir.path().to_owned(),
+            node: node_config(),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut opts = ClientOptions::new(topology, REGION, dir.path());
+    opts.request_timeout = Duration::from_secs(2);
+    let client = Client::connect(opts).await.unwrap();
+    within("the first ping", async {
+        // The node binds shortly after `serve` starts.
+        while client.ping().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    stop.send(()).unwrap();
+    within("serve to return", serving).await.unwrap().unwrap();
+    assert!(client.ping().await.is_err(), "the node is gone");
 }
 
 #[tokio::test]
