@@ -726,6 +726,40 @@ async fn client_certificate_not_signed_by_the_cluster_ca_is_refused() {
 }
 
 #[tokio::test]
+async fn peer_whose_certificate_names_no_node_of_the_topology_is_refused() {
+    let region = Region::start(3, 3).await;
+    // Signed by the cluster CA, but for a node the topology does not have.
+    let stranger = CertStore::new(region.dir.path())
+        .issue_node("lab-9")
+        .unwrap();
+    let ca = CertStore::new(region.dir.path())
+        .load_ca_certificate()
+        .unwrap();
+    let config = client_config(&stranger, &ca, &TransportLimits::default()).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let node = &region.ids[0];
+    let name = PeerIdentity::node(node).unwrap().dns_name();
+
+    within("the refusal", async {
+        let connection = endpoint
+            .connect(region.node(node).peer_addr(), &name)
+            .unwrap()
+            .await
+            .unwrap();
+        match connection.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code, codes::UNKNOWN_PEER.into());
+            }
+            other => panic!("expected an application close, got {other:?}"),
+        }
+        region.client().await.ping().await.unwrap();
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
 async fn many_concurrent_requests_from_one_client_all_complete() {
     let region = Region::start(3, 3).await;
     let client = region.client().await;
