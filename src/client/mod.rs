@@ -19,17 +19,30 @@
 //! never the node or the network layer: it must never assume anything about
 //! a node beyond the wire protocol.
 //!
-//! ```no_run
+//! ```
 //! use meridian::client::{Client, ClientOptions};
 //! use meridian::topology::Topology;
+//! # use meridian::{net, node::NodeConfig, tls::CertStore};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let topology = Topology::load("regions/local.toml")?;
-//! let client = Client::connect(ClientOptions::new(topology, "us-east", ".meridian/certs")).await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # CertStore::new(dir.path()).ensure_cluster(&["doc-1"], &["cli"])?;
+//! # let ports: Vec<u16> = {
+//! #     let s: Vec<_> = (0..2).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+//! #     s.iter().map(|s| s.local_addr().unwrap().port()).collect()
+//! # };
+//! # let text = format!("[cluster]\nname = \"doc\"\nreplication_factor = 1\n[[region]]\nname = \"us-east\"\n[[region.node]]\nid = \"doc-1\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n", ports[0], ports[1]);
+//! # let topology = Topology::parse(&text, "doc.toml")?;
+//! # let node = net::start(net::ServeOptions { topology: topology.clone(), node_id: "doc-1".into(), cert_dir: dir.path().into(), node: NodeConfig::default() }).await?;
+//! # let cert_dir = dir.path();
+//! // With the local lab: Topology::load("regions/local.toml")? and ".meridian/certs".
+//! let client = Client::connect(ClientOptions::new(topology, "us-east", cert_dir)).await?;
 //!
 //! client.register("greeting").set("hello").await?;
 //! assert_eq!(client.register("greeting").get().await?.as_deref(), Some(&b"hello"[..]));
 //! assert_eq!(client.counter("visits").incr(1).await?, 1);
+//! # node.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```
@@ -187,6 +200,18 @@ impl Client {
     /// `opts.cert_dir` and prepares to reach `opts.region`. Connections to
     /// nodes are made on first use, so this succeeds without a running
     /// cluster; [`Client::ping`] checks that one answers.
+    ///
+    /// ```no_run
+    /// use meridian::client::{Client, ClientOptions, WriteConsistency};
+    /// use meridian::topology::Topology;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut opts = ClientOptions::new(Topology::load("regions/local.toml")?, "eu-west", ".meridian/certs");
+    /// opts.write = Some(WriteConsistency::All);
+    /// let client = Client::connect(opts).await?;
+    /// client.ping().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
         let ClientOptions {
             topology,
@@ -295,6 +320,20 @@ impl Client {
     }
 
     /// Runs `command` with the given consistency (`None`: the topology's default).
+    ///
+    /// ```no_run
+    /// # use meridian::client::{Client, ClientError, Command, WriteConsistency};
+    /// # async fn run(client: Client) -> Result<(), ClientError> {
+    /// let set = Command::Set { key: "k".into(), value: "v".into(), ttl_ms: None };
+    /// match client.execute_with(set, Some(WriteConsistency::All), None).await {
+    ///     Ok(answer) => assert_eq!(answer.replicas_acked, answer.replicas_needed),
+    ///     // Kept on `acked` replicas and replicated later: do not resend.
+    ///     Err(ClientError::QuorumNotReached { acked, needed }) => println!("{acked}/{needed}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn execute_with(
         &self,
         command: Command,
@@ -348,6 +387,15 @@ impl Client {
     /// Runs `command` on node `node_id` only, without failover, with the
     /// client's consistency defaults. The node forwards it to a replica of
     /// the key if it holds none. For diagnostics and tests.
+    ///
+    /// ```no_run
+    /// # use meridian::client::{Client, Command, Reply};
+    /// # async fn run(client: Client) -> Result<(), meridian::client::ClientError> {
+    /// let answer = client.execute_on("us-east-2", Command::Get { key: "k".into() }).await?;
+    /// println!("us-east-2 says {:?}", answer.reply);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn execute_on(&self, node_id: &str, command: Command) -> Result<Answer, ClientError> {
         let node = self.inner.topology.node(node_id).ok_or_else(|| {
             ClientError::BadRequest(format!("no node {node_id:?} in the topology"))
@@ -393,6 +441,15 @@ impl Client {
     }
 
     /// Deletes `key` (whatever its type); whether a visible key was removed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// client.counter("tmp").incr(1).await?;
+    /// assert!(client.del("tmp").await?);
+    /// assert_eq!(client.type_of("tmp").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn del(&self, key: impl Into<Bytes>) -> Result<bool, ClientError> {
         let reply = self.execute(Command::Del { key: key.into() }).await?.reply;
         flag(reply, "DEL")
@@ -400,6 +457,19 @@ impl Client {
 
     /// Makes `key` expire `ttl` from now; false if the key does not exist.
     /// Concurrent deadlines resolve to the longest.
+    ///
+    /// ```no_run
+    /// use meridian::client::Ttl;
+    /// use std::time::Duration;
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// client.register("session").set("token").await?;
+    /// assert!(client.expire("session", Duration::from_secs(60)).await?);
+    /// assert!(matches!(client.ttl("session").await?, Ttl::Ms(ms) if ms <= 60_000));
+    /// assert!(client.persist("session").await?);
+    /// assert_eq!(client.ttl("session").await?, Ttl::Persistent);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn expire(&self, key: impl Into<Bytes>, ttl: Duration) -> Result<bool, ClientError> {
         let command = Command::Expire {
             key: key.into(),

@@ -287,6 +287,43 @@ impl Drop for ServerHandle {
 /// Starts the node `opts.node_id` of `opts.topology` on the current tokio
 /// runtime (a current-thread runtime is the fastest on small machines) and
 /// returns once both endpoints are bound.
+///
+/// ```
+/// use meridian::net::{start, ServeOptions};
+/// use meridian::node::NodeConfig;
+/// use meridian::tls::CertStore;
+/// use meridian::topology::Topology;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> anyhow::Result<()> {
+/// let dir = tempfile::tempdir()?;
+/// CertStore::new(dir.path()).ensure_cluster(&["solo-1"], &["cli"])?;
+/// # let ports: Vec<u16> = {
+/// #     let s: Vec<_> = (0..2).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+/// #     s.iter().map(|s| s.local_addr().unwrap().port()).collect()
+/// # };
+/// let topology = Topology::parse(
+///     &format!(
+///         "[cluster]\nname = \"solo\"\nreplication_factor = 1\n\
+///          [[region]]\nname = \"lab\"\n\
+///          [[region.node]]\nid = \"solo-1\"\n\
+///          client_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n",
+///         ports[0], ports[1]
+///     ),
+///     "solo.toml",
+/// )?;
+/// let node = start(ServeOptions {
+///     topology,
+///     node_id: "solo-1".into(),
+///     cert_dir: dir.path().into(),
+///     node: NodeConfig::default(),
+/// })
+/// .await?;
+/// assert_eq!(node.client_addr().port(), ports[0]);
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let ServeOptions {
         topology,
