@@ -11,9 +11,10 @@
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`sim`]: a deterministic simulator that runs nodes with no sockets and no real time.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
+//! - [`net`]: the only place with sockets: drives a node with tokio and quinn.
+//! - [`client`]: the async Rust SDK.
 //! - [`cli`]: the `meridian` command line: argument parsing, answer
 //!   formatting, certificates and the local cluster supervisor.
-//!
 //! - [`wan`]: the WAN emulator of the local geo lab (UDP relays with latency, loss, partitions).
 //!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
@@ -22,8 +23,10 @@
 pub use crdt_types as crdt;
 
 pub mod cli;
+pub mod client;
 pub mod keyhash;
 pub mod keyspace;
+pub mod net;
 pub mod node;
 pub mod placement;
 pub mod protocol;

@@ -209,7 +209,6 @@ fn eventually(lab: &Lab, args: &[&str], expected: &str) {
 }
 
 #[test]
-#[ignore = "needs meridian::net and meridian::client"]
 fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
     let lab = Lab::start();
     assert_eq!(lab.ok(&["ping"]), "PONG\n");
@@ -298,7 +297,6 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
 }
 
 #[test]
-#[ignore = "needs meridian::net and meridian::client"]
 fn a_killed_node_is_reported_not_restarted_and_down_stops_the_rest() {
     let mut lab = Lab::start();
     let victim = lab.cluster_file().node("east-2").unwrap().pid.unwrap();

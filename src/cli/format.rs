@@ -59,10 +59,27 @@ pub fn reply(reply: &Reply) -> String {
         Reply::Type(Some(kind)) => Shape::line(kind.name()),
         Reply::Type(None) => Shape::line("none"),
         Reply::Ttl(ttl) => Shape::integer(ttl_seconds(*ttl)),
+        Reply::Status(status) => Shape::Line(node_status(status)),
     };
     let mut lines = Vec::new();
     shape.render(&mut lines);
     lines.join("\n")
+}
+
+/// One node's status on one line, then one line per remote region.
+pub fn node_status(s: &crate::protocol::NodeStatus) -> String {
+    let mut text = format!(
+        "replica {} in {}: {} keys, {} bytes, {} hints pending, {} requests, {} writes acked, {} short, {} refused",
+        s.replica, s.region, s.keys, s.memory_bytes, s.hints_pending, s.requests, s.writes_acked, s.writes_short, s.refused
+    );
+    for l in &s.links {
+        let _ = write!(
+            text,
+            "\n  -> {}: lag {} ms (last acked {} ms), backlog {} deltas / {} bytes, dropped {}",
+            l.region, l.lag_ms, l.lag_ms_last, l.backlog_deltas, l.backlog_bytes, l.dropped
+        );
+    }
+    text
 }
 
 /// A time to live as redis-cli's `TTL` shows it: whole seconds, rounded to

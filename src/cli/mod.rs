@@ -25,5 +25,5 @@ pub mod format;
 pub mod shutdown;
 pub mod target;
 
-mod pending;
-pub use pending::{data, serve, NetworkUnavailable};
+pub mod data;
+pub mod serve;

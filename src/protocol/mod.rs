@@ -2,6 +2,7 @@
 //! postcard), the stream preamble with its version check, and framing with
 //! enforced size limits. Bad bytes become a [`frame::FrameError`], never a panic.
 
+pub mod codes;
 pub mod frame;
 mod messages;
 

@@ -1,0 +1,402 @@
+//! Typed handles: one per data type, each offering that type's operations
+//! on one key. A handle is a client and a key; making one costs a clone.
+//!
+//! Using an operation of one type on a key of another fails with
+//! [`ClientError::WrongType`].
+
+use std::time::Duration;
+
+use crdt_types::Bytes;
+
+use super::{duration_ms, flag, unexpected, Client, ClientError};
+use crate::keyspace::{FieldOp, FieldValue};
+use crate::protocol::{Command, Reply};
+
+fn count(reply: Reply, command: &str) -> Result<usize, ClientError> {
+    match reply {
+        Reply::Int(n) => Ok(usize::try_from(n).unwrap_or(0)),
+        other => Err(unexpected(other, command)),
+    }
+}
+
+fn int(reply: Reply, command: &str) -> Result<i64, ClientError> {
+    match reply {
+        Reply::Int(n) => Ok(n),
+        other => Err(unexpected(other, command)),
+    }
+}
+
+fn done(reply: Reply, command: &str) -> Result<(), ClientError> {
+    match reply {
+        Reply::Ok => Ok(()),
+        other => Err(unexpected(other, command)),
+    }
+}
+
+fn value(reply: Reply, command: &str) -> Result<Option<Bytes>, ClientError> {
+    match reply {
+        Reply::Value(v) => Ok(Some(v)),
+        Reply::Nil => Ok(None),
+        other => Err(unexpected(other, command)),
+    }
+}
+
+fn values(reply: Reply, command: &str) -> Result<Vec<Bytes>, ClientError> {
+    match reply {
+        Reply::Values(v) => Ok(v),
+        Reply::Nil => Ok(Vec::new()),
+        other => Err(unexpected(other, command)),
+    }
+}
+
+/// A last-writer-wins register of bytes.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+/// let session = client.register("session:42");
+/// session.set_with_ttl("alice", Duration::from_secs(60)).await?;
+/// assert_eq!(session.get().await?.as_deref(), Some(&b"alice"[..]));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Register {
+    client: Client,
+    key: Bytes,
+}
+
+impl Register {
+    pub(crate) fn new(client: Client, key: Bytes) -> Self {
+        Register { client, key }
+    }
+
+    /// The value, `None` if the key does not exist.
+    pub async fn get(&self) -> Result<Option<Bytes>, ClientError> {
+        let command = Command::Get {
+            key: self.key.clone(),
+        };
+        value(self.client.execute(command).await?.reply, "GET")
+    }
+
+    /// Writes the value (concurrent writes: the latest by HLC wins).
+    pub async fn set(&self, value: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.write(value.into(), None).await
+    }
+
+    /// Writes the value and makes the key expire `ttl` from now.
+    pub async fn set_with_ttl(
+        &self,
+        value: impl Into<Bytes>,
+        ttl: Duration,
+    ) -> Result<(), ClientError> {
+        self.write(value.into(), Some(duration_ms(ttl))).await
+    }
+
+    async fn write(&self, value: Bytes, ttl_ms: Option<u64>) -> Result<(), ClientError> {
+        let command = Command::Set {
+            key: self.key.clone(),
+            value,
+            ttl_ms,
+        };
+        done(self.client.execute(command).await?.reply, "SET")
+    }
+}
+
+/// A counter of i64: concurrent increments add up.
+///
+/// ```no_run
+/// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+/// let hits = client.counter("hits");
+/// hits.incr(3).await?;
+/// hits.decr(1).await?;
+/// assert_eq!(hits.get().await?, 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Counter {
+    client: Client,
+    key: Bytes,
+}
+
+impl Counter {
+    pub(crate) fn new(client: Client, key: Bytes) -> Self {
+        Counter { client, key }
+    }
+
+    /// Adds `n`; the new value.
+    pub async fn incr(&self, n: i64) -> Result<i64, ClientError> {
+        let command = Command::IncrBy {
+            key: self.key.clone(),
+            by: n,
+        };
+        int(self.client.execute(command).await?.reply, "INCRBY")
+    }
+
+    /// Subtracts `n`; the new value.
+    pub async fn decr(&self, n: i64) -> Result<i64, ClientError> {
+        self.incr(n.checked_neg().ok_or(ClientError::Overflow)?)
+            .await
+    }
+
+    /// The value; 0 if the key does not exist.
+    pub async fn get(&self) -> Result<i64, ClientError> {
+        let command = Command::CounterGet {
+            key: self.key.clone(),
+        };
+        match self.client.execute(command).await?.reply {
+            Reply::Int(n) => Ok(n),
+            Reply::Nil => Ok(0),
+            other => Err(unexpected(other, "COUNTER GET")),
+        }
+    }
+}
+
+/// A set of byte strings: an add wins over a concurrent remove.
+///
+/// ```no_run
+/// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+/// let tags = client.set("tags");
+/// tags.add_all(["red", "green"]).await?;
+/// assert!(tags.contains("red").await?);
+/// assert_eq!(tags.len().await?, 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Set {
+    client: Client,
+    key: Bytes,
+}
+
+impl Set {
+    pub(crate) fn new(client: Client, key: Bytes) -> Self {
+        Set { client, key }
+    }
+
+    /// Adds a member; whether it was new.
+    pub async fn add(&self, member: impl Into<Bytes>) -> Result<bool, ClientError> {
+        Ok(self.add_all([member]).await? > 0)
+    }
+
+    /// Adds members; how many were new.
+    pub async fn add_all<M: Into<Bytes>>(
+        &self,
+        members: impl IntoIterator<Item = M>,
+    ) -> Result<usize, ClientError> {
+        let command = Command::SAdd {
+            key: self.key.clone(),
+            members: members.into_iter().map(Into::into).collect(),
+        };
+        count(self.client.execute(command).await?.reply, "SADD")
+    }
+
+    /// Removes a member; whether it was there.
+    pub async fn remove(&self, member: impl Into<Bytes>) -> Result<bool, ClientError> {
+        let command = Command::SRem {
+            key: self.key.clone(),
+            members: vec![member.into()],
+        };
+        Ok(count(self.client.execute(command).await?.reply, "SREM")? > 0)
+    }
+
+    /// The members, in byte order.
+    pub async fn members(&self) -> Result<Vec<Bytes>, ClientError> {
+        let command = Command::SMembers {
+            key: self.key.clone(),
+        };
+        values(self.client.execute(command).await?.reply, "SMEMBERS")
+    }
+
+    /// Whether `member` is in the set.
+    pub async fn contains(&self, member: impl Into<Bytes>) -> Result<bool, ClientError> {
+        let command = Command::SIsMember {
+            key: self.key.clone(),
+            member: member.into(),
+        };
+        flag(self.client.execute(command).await?.reply, "SISMEMBER")
+    }
+
+    /// The number of members.
+    pub async fn len(&self) -> Result<usize, ClientError> {
+        let command = Command::SCard {
+            key: self.key.clone(),
+        };
+        count(self.client.execute(command).await?.reply, "SCARD")
+    }
+
+    /// Whether the set has no members.
+    pub async fn is_empty(&self) -> Result<bool, ClientError> {
+        Ok(self.len().await? == 0)
+    }
+}
+
+/// A map of fields to nested values; each field merges by its own type,
+/// and an update wins over a concurrent remove.
+///
+/// ```no_run
+/// use meridian::client::FieldOp;
+/// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+/// let user = client.map("user:7");
+/// user.put("name", "Ada").await?;
+/// user.incr("logins", 1).await?;
+/// user.apply(["prefs".into(), "theme".into()], FieldOp::Set("dark".into())).await?;
+/// assert_eq!(user.get("name").await?.as_deref(), Some(&b"Ada"[..]));
+/// assert_eq!(user.len().await?, 3);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Map {
+    client: Client,
+    key: Bytes,
+}
+
+impl Map {
+    pub(crate) fn new(client: Client, key: Bytes) -> Self {
+        Map { client, key }
+    }
+
+    /// Writes `field` as a register; whether the field is new.
+    pub async fn put(
+        &self,
+        field: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<bool, ClientError> {
+        let command = Command::HSet {
+            key: self.key.clone(),
+            field: field.into(),
+            value: value.into(),
+        };
+        flag(self.client.execute(command).await?.reply, "HSET")
+    }
+
+    /// A register field's value (a counter field's in decimal); `None` if absent.
+    pub async fn get(&self, field: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
+        let command = Command::HGet {
+            key: self.key.clone(),
+            field: field.into(),
+        };
+        value(self.client.execute(command).await?.reply, "HGET")
+    }
+
+    /// Removes `field`; whether it was there.
+    pub async fn remove(&self, field: impl Into<Bytes>) -> Result<bool, ClientError> {
+        let command = Command::HDel {
+            key: self.key.clone(),
+            fields: vec![field.into()],
+        };
+        Ok(count(self.client.execute(command).await?.reply, "HDEL")? > 0)
+    }
+
+    /// Adds `n` to `field` as a counter; the new value.
+    pub async fn incr(&self, field: impl Into<Bytes>, n: i64) -> Result<i64, ClientError> {
+        let command = Command::HIncrBy {
+            key: self.key.clone(),
+            field: field.into(),
+            by: n,
+        };
+        int(self.client.execute(command).await?.reply, "HINCRBY")
+    }
+
+    /// Every field with its value, in field order.
+    pub async fn get_all(&self) -> Result<Vec<(Bytes, FieldValue)>, ClientError> {
+        let command = Command::HGetAll {
+            key: self.key.clone(),
+        };
+        match self.client.execute(command).await?.reply {
+            Reply::Fields(fields) => Ok(fields),
+            Reply::Nil => Ok(Vec::new()),
+            other => Err(unexpected(other, "HGETALL")),
+        }
+    }
+
+    /// The number of fields.
+    pub async fn len(&self) -> Result<usize, ClientError> {
+        let command = Command::HLen {
+            key: self.key.clone(),
+        };
+        count(self.client.execute(command).await?.reply, "HLEN")
+    }
+
+    /// Whether the map has no fields.
+    pub async fn is_empty(&self) -> Result<bool, ClientError> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Applies `op` to the nested field at `path` (inner maps are created
+    /// as needed); the counter's new value after [`FieldOp::Incr`].
+    pub async fn apply(
+        &self,
+        path: impl IntoIterator<Item = Bytes>,
+        op: FieldOp,
+    ) -> Result<Option<i64>, ClientError> {
+        let command = Command::MapApply {
+            key: self.key.clone(),
+            path: path.into_iter().collect(),
+            op,
+        };
+        match self.client.execute(command).await?.reply {
+            Reply::Ok => Ok(None),
+            Reply::Int(n) => Ok(Some(n)),
+            other => Err(unexpected(other, "MAP APPLY")),
+        }
+    }
+
+    /// The nested field at `path`, `None` if absent.
+    pub async fn get_path(
+        &self,
+        path: impl IntoIterator<Item = Bytes>,
+    ) -> Result<Option<FieldValue>, ClientError> {
+        let command = Command::MapGet {
+            key: self.key.clone(),
+            path: path.into_iter().collect(),
+        };
+        match self.client.execute(command).await?.reply {
+            Reply::Field(field) => Ok(field),
+            Reply::Nil => Ok(None),
+            other => Err(unexpected(other, "MAP GET")),
+        }
+    }
+}
+
+/// A multi-value register: concurrent writes are all kept until a later
+/// write supersedes them.
+///
+/// ```no_run
+/// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+/// let doc = client.mvregister("doc:1");
+/// doc.set("draft").await?;
+/// assert_eq!(doc.get().await?.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MvRegister {
+    client: Client,
+    key: Bytes,
+}
+
+impl MvRegister {
+    pub(crate) fn new(client: Client, key: Bytes) -> Self {
+        MvRegister { client, key }
+    }
+
+    /// Writes the value, superseding every value this replica has seen.
+    pub async fn set(&self, value: impl Into<Bytes>) -> Result<(), ClientError> {
+        let command = Command::MvSet {
+            key: self.key.clone(),
+            value: value.into(),
+        };
+        done(self.client.execute(command).await?.reply, "MVSET")
+    }
+
+    /// Every concurrent value; empty if the key does not exist.
+    pub async fn get(&self) -> Result<Vec<Bytes>, ClientError> {
+        let command = Command::MvGet {
+            key: self.key.clone(),
+        };
+        values(self.client.execute(command).await?.reply, "MVGET")
+    }
+}

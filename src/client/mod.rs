@@ -1,0 +1,648 @@
+//! Meridian's async Rust SDK.
+//!
+//! A [`Client`] computes, with the same [`Placement`] code as the nodes,
+//! which replicas of its region hold a key, and sends each request straight
+//! to the first of them over QUIC. It keeps one connection per node, made on
+//! first use, with a few long-lived streams that multiplex many requests by
+//! id, so one client serves many concurrent callers. Typed handles
+//! ([`Register`], [`Counter`], [`Set`], [`Map`], [`MvRegister`]) give each
+//! data type its operations.
+//!
+//! Failover: when a replica cannot be reached or does not answer in time,
+//! the request goes to the key's next replica. An answer from a node is
+//! final, errors included: a `WrongType` would be the same elsewhere, and a
+//! `QuorumNotReached` write was kept and is replicated later, so resending it
+//! would only apply it twice. Counter increments are not idempotent, so
+//! they fail over only when they certainly never left the client.
+//!
+//! This module uses the protocol, placement, topology and TLS modules only,
+//! never the node or the network layer: it must never assume anything about
+//! a node beyond the wire protocol.
+//!
+//! ```
+//! use meridian::client::{Client, ClientOptions};
+//! use meridian::topology::Topology;
+//! # use meridian::{net, node::NodeConfig, tls::CertStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # CertStore::new(dir.path()).ensure_cluster(&["doc-1"], &["cli"])?;
+//! # let ports: Vec<u16> = {
+//! #     let s: Vec<_> = (0..2).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+//! #     s.iter().map(|s| s.local_addr().unwrap().port()).collect()
+//! # };
+//! # let text = format!("[cluster]\nname = \"doc\"\nreplication_factor = 1\n[[region]]\nname = \"us-east\"\n[[region.node]]\nid = \"doc-1\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n", ports[0], ports[1]);
+//! # let topology = Topology::parse(&text, "doc.toml")?;
+//! # let node = net::start(net::ServeOptions { topology: topology.clone(), node_id: "doc-1".into(), cert_dir: dir.path().into(), node: NodeConfig::default() }).await?;
+//! # let cert_dir = dir.path();
+//! // With the local lab: Topology::load("regions/local.toml")? and ".meridian/certs".
+//! let client = Client::connect(ClientOptions::new(topology, "us-east", cert_dir)).await?;
+//!
+//! client.register("greeting").set("hello").await?;
+//! assert_eq!(client.register("greeting").get().await?.as_deref(), Some(&b"hello"[..]));
+//! assert_eq!(client.counter("visits").incr(1).await?, 1);
+//! # node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod connection;
+mod error;
+mod handles;
+
+pub use crate::keyspace::{FieldOp, FieldValue, Ttl};
+pub use crate::protocol::{Answer, Command, Reply};
+pub use crate::topology::{ReadConsistency, WriteConsistency};
+pub use connection::{STREAMS_PER_CONNECTION, STREAM_INFLIGHT_MAX};
+pub use crdt_types::{Bytes, Kind};
+pub use error::ClientError;
+pub use handles::{Counter, Map, MvRegister, Register, Set};
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use connection::{CallError, NodeConnection};
+use crdt_types::ReplicaId;
+
+use crate::placement::Placement;
+use crate::protocol::frame::{encode_into, FrameError};
+use crate::protocol::Request;
+use crate::tls::{client_config, CertStore, PeerIdentity, TransportLimits};
+use crate::topology::{Node as NodeAddr, Topology};
+
+/// Longest wait for a node's handshake (shortened to the request timeout).
+pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// How long a node that could not be reached is tried only after the
+/// others; doubled on each further failure up to [`NODE_DOWN_MS_MAX`].
+pub const NODE_DOWN_MS_MIN: u64 = 1_000;
+/// Longest time a node is passed over after failures.
+pub const NODE_DOWN_MS_MAX: u64 = 30_000;
+
+/// How to reach a cluster, and the defaults of every request.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The cluster's topology (the same file the nodes run).
+    pub topology: Topology,
+    /// The region whose replicas serve this client.
+    pub region: String,
+    /// The certificate directory: the cluster CA and this client's identity.
+    pub cert_dir: PathBuf,
+    /// The client identity to load from `cert_dir`.
+    pub client_name: String,
+    /// How long one attempt at a request may take before the next replica is tried.
+    pub request_timeout: Duration,
+    /// Write consistency; the topology's default when `None`.
+    pub write: Option<WriteConsistency>,
+    /// Read consistency; the topology's default when `None`.
+    pub read: Option<ReadConsistency>,
+}
+
+impl ClientOptions {
+    /// Options for region `region` with certificates in `cert_dir`: client
+    /// name `cli`, 5 s request timeout, the topology's consistency defaults.
+    ///
+    /// ```
+    /// use meridian::client::ClientOptions;
+    /// use meridian::topology::Topology;
+    ///
+    /// let topology = Topology::load(concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml"))?;
+    /// let opts = ClientOptions::new(topology, "eu-west", ".meridian/certs");
+    /// assert_eq!(opts.client_name, "cli");
+    /// assert_eq!(opts.request_timeout, std::time::Duration::from_secs(5));
+    /// # Ok::<(), meridian::topology::TopologyError>(())
+    /// ```
+    pub fn new(
+        topology: Topology,
+        region: impl Into<String>,
+        cert_dir: impl Into<PathBuf>,
+    ) -> Self {
+        ClientOptions {
+            topology,
+            region: region.into(),
+            cert_dir: cert_dir.into(),
+            client_name: "cli".into(),
+            request_timeout: Duration::from_secs(5),
+            write: None,
+            read: None,
+        }
+    }
+}
+
+/// A handle on a Meridian cluster. Cheap to clone; clones share
+/// connections. See the [module docs](self).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    write: Option<WriteConsistency>,
+    read: Option<ReadConsistency>,
+}
+
+struct Inner {
+    topology: Topology,
+    placement: Placement,
+    region: String,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    frame_bytes_max: usize,
+    endpoint: quinn::Endpoint,
+    slots: HashMap<ReplicaId, Slot>,
+    next_id: AtomicU64,
+}
+
+/// What the client knows of one node.
+struct Slot {
+    node: NodeAddr,
+    server_name: String,
+    connection: Mutex<Option<Arc<NodeConnection>>>,
+    /// Held while dialling, so concurrent callers share one dial.
+    dialling: tokio::sync::Mutex<()>,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    down_until: Option<Instant>,
+    down_ms: u64,
+}
+
+impl Slot {
+    fn is_down(&self, now: Instant) -> bool {
+        lock(&self.health).down_until.is_some_and(|t| t > now)
+    }
+
+    fn mark_down(&self) {
+        let mut health = lock(&self.health);
+        health.down_ms = (health.down_ms * 2).clamp(NODE_DOWN_MS_MIN, NODE_DOWN_MS_MAX);
+        health.down_until = Some(Instant::now() + Duration::from_millis(health.down_ms));
+        tracing::debug!(node = %self.node.id, down_ms = health.down_ms, "node marked down");
+    }
+
+    fn mark_up(&self) {
+        *lock(&self.health) = Health::default();
+    }
+
+    fn live_connection(&self) -> Option<Arc<NodeConnection>> {
+        lock(&self.connection).clone().filter(|c| c.is_alive())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Client {
+    /// Loads the client's certificate and the cluster CA from
+    /// `opts.cert_dir` and prepares to reach `opts.region`. Connections to
+    /// nodes are made on first use, so this succeeds without a running
+    /// cluster; [`Client::ping`] checks that one answers.
+    ///
+    /// ```no_run
+    /// use meridian::client::{Client, ClientOptions, WriteConsistency};
+    /// use meridian::topology::Topology;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut opts = ClientOptions::new(Topology::load("regions/local.toml")?, "eu-west", ".meridian/certs");
+    /// opts.write = Some(WriteConsistency::All);
+    /// let client = Client::connect(opts).await?;
+    /// client.ping().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
+        let ClientOptions {
+            topology,
+            region,
+            cert_dir,
+            client_name,
+            request_timeout,
+            write,
+            read,
+        } = opts;
+        if topology.region(&region).is_none() {
+            return Err(ClientError::BadRequest(format!(
+                "region {region:?} is not in {}",
+                topology.origin()
+            )));
+        }
+        let store = CertStore::new(&cert_dir);
+        let identity = store.load_client_identity(&client_name)?;
+        let ca = store.load_ca_certificate()?;
+        let config = client_config(&identity, &ca, &TransportLimits::default())?;
+        let any_v6 = topology.nodes().any(|(_, n)| n.client_addr.is_ipv6());
+        let bind: SocketAddr = if any_v6 {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| ClientError::Connect(format!("cannot bind a UDP socket: {e}")))?;
+        endpoint.set_default_client_config(config);
+        let mut slots = HashMap::new();
+        for (_, node) in topology.nodes() {
+            let server_name = PeerIdentity::node(&node.id)?.dns_name();
+            slots.insert(
+                node.replica,
+                Slot {
+                    node: node.clone(),
+                    server_name,
+                    connection: Mutex::new(None),
+                    dialling: tokio::sync::Mutex::new(()),
+                    health: Mutex::new(Health::default()),
+                },
+            );
+        }
+        let inner = Inner {
+            placement: Placement::new(&topology),
+            frame_bytes_max: topology.limits().frame_bytes_max as usize,
+            region,
+            request_timeout,
+            connect_timeout: request_timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)),
+            endpoint,
+            slots,
+            next_id: AtomicU64::new(1),
+            topology,
+        };
+        Ok(Client {
+            inner: Arc::new(inner),
+            write,
+            read,
+        })
+    }
+
+    /// A client sharing this one's connections whose requests default to
+    /// write consistency `write`.
+    pub fn with_write(&self, write: WriteConsistency) -> Client {
+        Client {
+            write: Some(write),
+            ..self.clone()
+        }
+    }
+
+    /// A client sharing this one's connections whose requests default to
+    /// read consistency `read`.
+    ///
+    /// ```no_run
+    /// # use meridian::client::{Client, ReadConsistency};
+    /// # async fn run(client: Client) -> Result<(), meridian::client::ClientError> {
+    /// let value = client.with_read(ReadConsistency::Quorum).register("k").get().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_read(&self, read: ReadConsistency) -> Client {
+        Client {
+            read: Some(read),
+            ..self.clone()
+        }
+    }
+
+    /// The region this client is served by.
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    /// Runs `command` with this client's consistency defaults.
+    ///
+    /// ```no_run
+    /// # use meridian::client::{Client, Command, Reply};
+    /// # async fn run(client: Client) -> Result<(), meridian::client::ClientError> {
+    /// let answer = client.execute(Command::IncrBy { key: "hits".into(), by: 5 }).await?;
+    /// assert!(matches!(answer.reply, Reply::Int(_)));
+    /// println!("{} of {} replicas acknowledged", answer.replicas_acked, answer.replicas_needed);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute(&self, command: Command) -> Result<Answer, ClientError> {
+        self.execute_with(command, self.write, self.read).await
+    }
+
+    /// Runs `command` with the given consistency (`None`: the topology's default).
+    ///
+    /// ```no_run
+    /// # use meridian::client::{Client, ClientError, Command, WriteConsistency};
+    /// # async fn run(client: Client) -> Result<(), ClientError> {
+    /// let set = Command::Set { key: "k".into(), value: "v".into(), ttl_ms: None };
+    /// match client.execute_with(set, Some(WriteConsistency::All), None).await {
+    ///     Ok(answer) => assert_eq!(answer.replicas_acked, answer.replicas_needed),
+    ///     // Kept on `acked` replicas and replicated later: do not resend.
+    ///     Err(ClientError::QuorumNotReached { acked, needed }) => println!("{acked}/{needed}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute_with(
+        &self,
+        command: Command,
+        write: Option<WriteConsistency>,
+        read: Option<ReadConsistency>,
+    ) -> Result<Answer, ClientError> {
+        let replicas: Vec<ReplicaId> = match command.key() {
+            Some(key) => self
+                .inner
+                .placement
+                .preference_list(&self.inner.region, key)
+                .map_err(|e| ClientError::BadRequest(e.to_string()))?
+                .to_vec(),
+            None => self
+                .inner
+                .topology
+                .nodes_in(&self.inner.region)
+                .unwrap_or_default()
+                .iter()
+                .map(|n| n.replica)
+                .collect(),
+        };
+        let resend_after_sent = is_idempotent(&command);
+        let (id, frame) = self.frame(command, write, read)?;
+
+        // Reachable replicas first, in preference order; those recently
+        // unreachable last.
+        let now = Instant::now();
+        let (up, down): (Vec<_>, Vec<_>) = replicas
+            .into_iter()
+            .partition(|r| !self.inner.slots.get(r).is_some_and(|s| s.is_down(now)));
+        let mut last_error = None;
+        for replica in up.into_iter().chain(down) {
+            match self
+                .attempt(replica, id, frame.clone(), Dial::UnlessShutDown)
+                .await
+            {
+                Ok(answer) => return answer,
+                Err(CallError::NotSent(e)) if e.fails_over() => last_error = Some(e),
+                Err(CallError::Sent(e)) if e.fails_over() && resend_after_sent => {
+                    last_error = Some(e)
+                }
+                Err(CallError::NotSent(e) | CallError::Sent(e)) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            ClientError::Unavailable(format!("region {} has no nodes", self.inner.region))
+        }))
+    }
+
+    /// Runs `command` on node `node_id` only, without failover, with the
+    /// client's consistency defaults. The node forwards it to a replica of
+    /// the key if it holds none. For diagnostics and tests.
+    ///
+    /// ```no_run
+    /// # use meridian::client::{Client, Command, Reply};
+    /// # async fn run(client: Client) -> Result<(), meridian::client::ClientError> {
+    /// let answer = client.execute_on("us-east-2", Command::Get { key: "k".into() }).await?;
+    /// println!("us-east-2 says {:?}", answer.reply);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute_on(&self, node_id: &str, command: Command) -> Result<Answer, ClientError> {
+        let node = self.inner.topology.node(node_id).ok_or_else(|| {
+            ClientError::BadRequest(format!("no node {node_id:?} in the topology"))
+        })?;
+        let (id, frame) = self.frame(command, self.write, self.read)?;
+        match self.attempt(node.replica, id, frame, Dial::Always).await {
+            Ok(answer) => answer,
+            Err(CallError::NotSent(e) | CallError::Sent(e)) => Err(e),
+        }
+    }
+
+    /// Checks that a node of the client's region answers.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.execute(Command::Ping).await?.reply {
+            Reply::Pong => Ok(()),
+            other => Err(unexpected(other, "PING")),
+        }
+    }
+
+    /// The register at `key`.
+    pub fn register(&self, key: impl Into<Bytes>) -> Register {
+        Register::new(self.clone(), key.into())
+    }
+
+    /// The counter at `key`.
+    pub fn counter(&self, key: impl Into<Bytes>) -> Counter {
+        Counter::new(self.clone(), key.into())
+    }
+
+    /// The set at `key`.
+    pub fn set(&self, key: impl Into<Bytes>) -> Set {
+        Set::new(self.clone(), key.into())
+    }
+
+    /// The map at `key`.
+    pub fn map(&self, key: impl Into<Bytes>) -> Map {
+        Map::new(self.clone(), key.into())
+    }
+
+    /// The multi-value register at `key`.
+    pub fn mvregister(&self, key: impl Into<Bytes>) -> MvRegister {
+        MvRegister::new(self.clone(), key.into())
+    }
+
+    /// Deletes `key` (whatever its type); whether a visible key was removed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// client.counter("tmp").incr(1).await?;
+    /// assert!(client.del("tmp").await?);
+    /// assert_eq!(client.type_of("tmp").await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn del(&self, key: impl Into<Bytes>) -> Result<bool, ClientError> {
+        let reply = self.execute(Command::Del { key: key.into() }).await?.reply;
+        flag(reply, "DEL")
+    }
+
+    /// Makes `key` expire `ttl` from now; false if the key does not exist.
+    /// Concurrent deadlines resolve to the longest.
+    ///
+    /// ```no_run
+    /// use meridian::client::Ttl;
+    /// use std::time::Duration;
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// client.register("session").set("token").await?;
+    /// assert!(client.expire("session", Duration::from_secs(60)).await?);
+    /// assert!(matches!(client.ttl("session").await?, Ttl::Ms(ms) if ms <= 60_000));
+    /// assert!(client.persist("session").await?);
+    /// assert_eq!(client.ttl("session").await?, Ttl::Persistent);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn expire(&self, key: impl Into<Bytes>, ttl: Duration) -> Result<bool, ClientError> {
+        let command = Command::Expire {
+            key: key.into(),
+            ttl_ms: duration_ms(ttl),
+        };
+        flag(self.execute(command).await?.reply, "EXPIRE")
+    }
+
+    /// The time `key` has left to live.
+    pub async fn ttl(&self, key: impl Into<Bytes>) -> Result<Ttl, ClientError> {
+        match self.execute(Command::Ttl { key: key.into() }).await?.reply {
+            Reply::Ttl(ttl) => Ok(ttl),
+            other => Err(unexpected(other, "TTL")),
+        }
+    }
+
+    /// Removes `key`'s deadline; whether it had one.
+    pub async fn persist(&self, key: impl Into<Bytes>) -> Result<bool, ClientError> {
+        flag(
+            self.execute(Command::Persist { key: key.into() })
+                .await?
+                .reply,
+            "PERSIST",
+        )
+    }
+
+    /// The type of `key`, `None` if it does not exist.
+    pub async fn type_of(&self, key: impl Into<Bytes>) -> Result<Option<Kind>, ClientError> {
+        match self.execute(Command::Type { key: key.into() }).await?.reply {
+            Reply::Type(kind) => Ok(kind),
+            other => Err(unexpected(other, "TYPE")),
+        }
+    }
+
+    /// A new request id and the request framed, refused if over the frame limit.
+    fn frame(
+        &self,
+        command: Command,
+        write: Option<WriteConsistency>,
+        read: Option<ReadConsistency>,
+    ) -> Result<(u64, Vec<u8>), ClientError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = Request {
+            id,
+            command,
+            write,
+            read,
+        };
+        let mut frame = Vec::new();
+        encode_into(&request, &mut frame, self.inner.frame_bytes_max).map_err(|e| match e {
+            FrameError::TooLarge { len, max } => ClientError::TooLarge {
+                what: "request",
+                len: len as u64,
+                max: max as u64,
+            },
+            other => ClientError::Protocol(other.to_string()),
+        })?;
+        Ok((id, frame))
+    }
+
+    /// One try on one replica: the node's answer, or why there was none.
+    async fn attempt(
+        &self,
+        replica: ReplicaId,
+        id: u64,
+        frame: Vec<u8>,
+        dial: Dial,
+    ) -> Result<Result<Answer, ClientError>, CallError> {
+        let Some(slot) = self.inner.slots.get(&replica) else {
+            return Err(CallError::NotSent(ClientError::Unavailable(format!(
+                "replica {replica} is not in the topology"
+            ))));
+        };
+        let connection = self
+            .connection(slot, dial)
+            .await
+            .map_err(CallError::NotSent)?;
+        let called =
+            tokio::time::timeout(self.inner.request_timeout, connection.call(id, frame)).await;
+        match called {
+            Ok(Ok(response)) => Ok(response.result.map_err(ClientError::from)),
+            Ok(Err(e)) => {
+                if connection.node_shut_down() || !connection.is_alive() {
+                    slot.mark_down();
+                }
+                Err(e)
+            }
+            Err(_) => Err(CallError::Sent(ClientError::Timeout)),
+        }
+    }
+
+    /// The live connection to `slot`'s node, dialling if there is none.
+    async fn connection(
+        &self,
+        slot: &Slot,
+        dial: Dial,
+    ) -> Result<Arc<NodeConnection>, ClientError> {
+        if let Some(connection) = slot.live_connection() {
+            return Ok(connection);
+        }
+        let _dialling = slot.dialling.lock().await;
+        if let Some(connection) = slot.live_connection() {
+            return Ok(connection);
+        }
+        let previous = lock(&slot.connection).take();
+        if dial == Dial::UnlessShutDown && previous.is_some_and(|p| p.node_shut_down()) {
+            // The node said it was going away: pass it over for a while
+            // rather than wait on a dial that cannot succeed.
+            slot.mark_down();
+            return Err(ClientError::Connect(format!(
+                "node {} is shutting down",
+                slot.node.id
+            )));
+        }
+        let opened = NodeConnection::open(
+            &self.inner.endpoint,
+            slot.node.client_addr,
+            &slot.server_name,
+            self.inner.connect_timeout,
+            self.inner.frame_bytes_max,
+        )
+        .await;
+        match opened {
+            Ok(connection) => {
+                let connection = Arc::new(connection);
+                *lock(&slot.connection) = Some(connection.clone());
+                slot.mark_up();
+                Ok(connection)
+            }
+            Err(e) => {
+                slot.mark_down();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// When a node whose last connection it closed itself may be dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dial {
+    /// Only once it has been passed over for a while (when other replicas
+    /// can serve instead).
+    UnlessShutDown,
+    /// Now (when no other node will do).
+    Always,
+}
+
+/// Whether sending `command` twice has the effect of sending it once.
+fn is_idempotent(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::IncrBy { .. }
+            | Command::HIncrBy { .. }
+            | Command::MapApply {
+                op: FieldOp::Incr(_),
+                ..
+            }
+    )
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unexpected(reply: Reply, command: &str) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {reply:?} to {command}"))
+}
+
+/// A 0/1 answer as a bool.
+fn flag(reply: Reply, command: &str) -> Result<bool, ClientError> {
+    match reply {
+        Reply::Int(n) => Ok(n > 0),
+        Reply::Bool(b) => Ok(b),
+        other => Err(unexpected(other, command)),
+    }
+}

@@ -1,0 +1,164 @@
+//! The task that owns the [`Node`]: feeds it events, lets time pass, and
+//! carries out its actions.
+//!
+//! Everything that reaches the node goes through one bounded channel, so the
+//! node needs no lock and sees events one at a time, in arrival order. The
+//! task never waits on the outside world: replies go to a client stream's
+//! writer through a queue that cannot fill (its stream admits no more
+//! requests in flight than the queue holds), and peer messages go to a peer
+//! link's bounded queue, dropped with a counted warning when it is full —
+//! the node's timeouts, hints and read repair recover what was dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crdt_types::ReplicaId;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::peer_link::Links;
+use super::Shared;
+use crate::node::{Action, ClientId, Input, Node};
+use crate::protocol::{PeerMsg, Request, Response};
+
+/// Events handled in one go before actions are routed and timers checked.
+const EVENT_BATCH_MAX: usize = 256;
+/// Longest sleep when the node has no timer set.
+const IDLE_SLEEP_MS: u64 = 1_000;
+
+/// What reaches the node task.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A client stream opened; its responses go to `replies`.
+    ClientOpened {
+        client: ClientId,
+        replies: mpsc::Sender<Response>,
+    },
+    /// A client stream closed; later responses to it are dropped.
+    ClientClosed { client: ClientId },
+    /// A request read from a client stream.
+    Request { client: ClientId, request: Request },
+    /// A message read from a peer's stream.
+    Peer { from: ReplicaId, msg: PeerMsg },
+}
+
+/// Milliseconds since the Unix epoch, never going backwards.
+struct Clock {
+    last_ms: u64,
+}
+
+impl Clock {
+    fn now_ms(&mut self) -> u64 {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.last_ms = self.last_ms.max(wall_ms);
+        self.last_ms
+    }
+}
+
+/// Runs `node` until shutdown is signalled or every event sender is gone.
+pub(crate) async fn run(
+    mut node: Node,
+    mut events: mpsc::Receiver<Event>,
+    mut links: Links,
+    mut shutdown: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+) {
+    let mut clients: HashMap<ClientId, mpsc::Sender<Response>> = HashMap::new();
+    let mut clock = Clock { last_ms: 0 };
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    loop {
+        let now_ms = clock.now_ms();
+        let due_ms = node.next_timeout_ms();
+        if due_ms <= now_ms {
+            node.tick(now_ms);
+            route(&mut node, &mut clients, &mut links, &shared);
+            shared.set_node_stats(node.stats());
+            continue;
+        }
+        let wait_ms = (due_ms - now_ms).min(IDLE_SLEEP_MS);
+        sleep
+            .as_mut()
+            .reset(Instant::now() + Duration::from_millis(wait_ms));
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let now_ms = clock.now_ms();
+                handle(&mut node, &mut clients, now_ms, event);
+                route(&mut node, &mut clients, &mut links, &shared);
+                for _ in 1..EVENT_BATCH_MAX {
+                    let Ok(event) = events.try_recv() else { break };
+                    handle(&mut node, &mut clients, now_ms, event);
+                    route(&mut node, &mut clients, &mut links, &shared);
+                }
+            }
+            () = &mut sleep => {}
+        }
+        shared.set_node_stats(node.stats());
+    }
+    tracing::debug!(node = %node.id(), "node task stopped");
+}
+
+fn handle(
+    node: &mut Node,
+    clients: &mut HashMap<ClientId, mpsc::Sender<Response>>,
+    now_ms: u64,
+    event: Event,
+) {
+    match event {
+        Event::ClientOpened { client, replies } => {
+            clients.insert(client, replies);
+        }
+        Event::ClientClosed { client } => {
+            clients.remove(&client);
+        }
+        Event::Request { client, request } => {
+            node.handle(now_ms, Input::Client { client, request })
+        }
+        Event::Peer { from, msg } => node.handle(now_ms, Input::Peer { from, msg }),
+    }
+}
+
+/// Carries out every action the node has queued.
+fn route(
+    node: &mut Node,
+    clients: &mut HashMap<ClientId, mpsc::Sender<Response>>,
+    links: &mut Links,
+    shared: &Shared,
+) {
+    while let Some(action) = node.poll_action() {
+        match action {
+            Action::Reply { client, response } => {
+                let Some(replies) = clients.get(&client) else {
+                    tracing::debug!(
+                        client,
+                        id = response.id,
+                        "dropped a reply to a closed stream"
+                    );
+                    continue;
+                };
+                match replies.try_send(response) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        clients.remove(&client);
+                    }
+                    Err(mpsc::error::TrySendError::Full(response)) => {
+                        // The stream's in-flight bound makes this impossible.
+                        shared.count_reply_dropped();
+                        tracing::error!(
+                            client,
+                            id = response.id,
+                            "a client reply queue overflowed"
+                        );
+                    }
+                }
+            }
+            Action::Send { to, msg } => links.send(to, msg),
+        }
+    }
+}

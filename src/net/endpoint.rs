@@ -1,0 +1,82 @@
+//! Binding quinn endpoints on UDP sockets with large kernel buffers.
+//!
+//! The kernel's default UDP receive buffer (about 208 KB) drops packets at
+//! bulk speed even on loopback; 4 MiB does not. The buffers are set with
+//! socket2 before quinn takes the socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Bytes asked of the kernel for each UDP socket's send and receive buffer.
+pub const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+/// A UDP socket bound to `addr` with [`UDP_BUFFER_BYTES`] buffers
+/// (or as much as the kernel allows).
+pub(crate) fn bind_udp(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .context("creating a UDP socket")?;
+    if addr.is_ipv6() {
+        // Best effort: dual-stack where the platform allows it.
+        let _ = socket.set_only_v6(false);
+    }
+    // The kernel caps these at its own maximum; a smaller buffer still works.
+    if let Err(e) = socket.set_recv_buffer_size(UDP_BUFFER_BYTES) {
+        tracing::warn!(%addr, error = %e, "could not enlarge the UDP receive buffer");
+    }
+    if let Err(e) = socket.set_send_buffer_size(UDP_BUFFER_BYTES) {
+        tracing::warn!(%addr, error = %e, "could not enlarge the UDP send buffer");
+    }
+    socket
+        .set_nonblocking(true)
+        .context("making the UDP socket non-blocking")?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding UDP {addr}"))?;
+    Ok(socket.into())
+}
+
+/// A quinn endpoint on a fresh socket bound to `addr`, serving with
+/// `server` (if any) and dialling with `client` (if any).
+pub(crate) fn endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    client: Option<quinn::ClientConfig>,
+) -> anyhow::Result<quinn::Endpoint> {
+    let socket = bind_udp(addr)?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .with_context(|| format!("starting a QUIC endpoint on {addr}"))?;
+    if let Some(client) = client {
+        endpoint.set_default_client_config(client);
+    }
+    Ok(endpoint)
+}
+
+/// Frees the UDP port of a closed endpoint at once.
+///
+/// A closed endpoint keeps its socket until every connection has drained,
+/// up to three probe timeouts (seconds for a dial still in its handshake),
+/// which would keep a restarted node from binding its address. The
+/// endpoint is moved to a throwaway socket on an ephemeral port instead.
+/// quinn keeps the previous socket of one move for stragglers, so it moves
+/// twice.
+pub(crate) fn release_port(endpoint: &quinn::Endpoint) {
+    let Ok(local) = endpoint.local_addr() else {
+        return;
+    };
+    for _ in 0..2 {
+        let moved = std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0))
+            .and_then(|socket| endpoint.rebind(socket));
+        if let Err(e) = moved {
+            tracing::debug!(addr = %local, error = %e, "could not release the port at once");
+            return;
+        }
+    }
+}

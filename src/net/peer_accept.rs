@@ -1,0 +1,165 @@
+//! The node-to-node endpoint's inbound side: accepts connections from the
+//! other nodes (mutual TLS, node certificates only), maps each to the
+//! sender's replica id, and turns the `PeerMsg` frames of its
+//! unidirectional streams into node events.
+//!
+//! A certificate naming no node of the topology is refused with
+//! [`codes::UNKNOWN_PEER`]. A stream that breaks framing is stopped; the
+//! sender's link notices and opens a new one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crdt_types::ReplicaId;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::driver::Event;
+use super::{Shared, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES};
+use crate::protocol::frame::{check_preamble, FrameError, PREAMBLE_LEN};
+use crate::protocol::{codes, FrameReader, PeerMsg};
+use crate::tls::peer_identity;
+use crate::topology::Topology;
+
+/// Inbound connections from peers open at once.
+pub const PEER_CONNECTIONS_MAX: usize = 256;
+
+/// What an inbound peer connection needs.
+#[derive(Clone)]
+pub(crate) struct PeerInbound {
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) frame_bytes_max: usize,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Accepts peer connections until the endpoint closes.
+pub(crate) async fn accept(endpoint: quinn::Endpoint, inbound: PeerInbound) {
+    let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
+    while let Some(incoming) = endpoint.accept().await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(remote = %incoming.remote_address(), "refused a peer connection: too many open");
+            incoming.refuse();
+            continue;
+        };
+        let inbound = inbound.clone();
+        tokio::spawn(async move {
+            inbound.serve_connection(incoming).await;
+            drop(slot);
+        });
+    }
+}
+
+impl PeerInbound {
+    async fn serve_connection(self, incoming: quinn::Incoming) {
+        let remote = incoming.remote_address();
+        let connecting = match incoming.accept() {
+            Ok(connecting) => connecting,
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "peer connection failed");
+                return;
+            }
+        };
+        let connection =
+            match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), connecting)
+                .await
+            {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) => {
+                    tracing::info!(%remote, error = %e, "peer handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%remote, "peer handshake timed out");
+                    return;
+                }
+            };
+        let Some(from) = self.replica_of(&connection) else {
+            tracing::warn!(%remote, "refused a peer whose certificate names no node of the topology");
+            connection.close(codes::UNKNOWN_PEER.into(), b"not a node of this topology");
+            return;
+        };
+        tracing::debug!(%remote, replica = %from, "peer connected");
+        loop {
+            match connection.accept_uni().await {
+                Ok(recv) => {
+                    tokio::spawn(self.clone().read_stream(recv, from));
+                }
+                Err(e) => {
+                    tracing::debug!(replica = %from, error = %e, "peer connection ended");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn replica_of(&self, connection: &quinn::Connection) -> Option<ReplicaId> {
+        let identity = peer_identity(connection).ok()?;
+        let node = self.topology.node(identity.node_id()?)?;
+        Some(node.replica)
+    }
+
+    async fn read_stream(self, mut recv: quinn::RecvStream, from: ReplicaId) {
+        let mut preamble = [0u8; PREAMBLE_LEN];
+        let read = tokio::time::timeout(
+            Duration::from_millis(PREAMBLE_TIMEOUT_MS),
+            recv.read_exact(&mut preamble),
+        )
+        .await;
+        match read {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(replica = %from, error = %e, "peer stream ended before its preamble");
+                return;
+            }
+            Err(_) => {
+                let _ = recv.stop(codes::BAD_PREAMBLE.into());
+                return;
+            }
+        }
+        if let Err(e) = check_preamble(&preamble) {
+            tracing::warn!(replica = %from, error = %e, "refused a peer stream");
+            let _ = recv.stop(preamble_code(&e).into());
+            return;
+        }
+        let mut reader = FrameReader::new(self.frame_bytes_max);
+        loop {
+            let chunk = match recv.read_chunk(READ_CHUNK_BYTES, true).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(replica = %from, error = %e, "peer stream ended");
+                    return;
+                }
+            };
+            reader.extend(&chunk.bytes);
+            loop {
+                match reader.next_frame::<PeerMsg>() {
+                    Ok(Some(msg)) => {
+                        if self.events.send(Event::Peer { from, msg }).await.is_err() {
+                            return; // the node task has stopped
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.shared.count_bad_frame();
+                        tracing::warn!(replica = %from, error = %e, "bad frame from a peer; stopping its stream");
+                        let code = match e {
+                            FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
+                            _ => codes::MALFORMED_FRAME,
+                        };
+                        let _ = recv.stop(code.into());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The close code for a failed preamble check.
+pub(crate) fn preamble_code(error: &FrameError) -> u32 {
+    match error {
+        FrameError::VersionMismatch { .. } => codes::VERSION_MISMATCH,
+        _ => codes::BAD_PREAMBLE,
+    }
+}

@@ -1,0 +1,202 @@
+//! Outbound links to the other nodes: one task per remote node, keeping one
+//! connection and one long-lived unidirectional stream to it.
+//!
+//! A link starts the first time the node sends to that peer. Messages wait
+//! in the link's bounded queue; the task drains whatever is ready into one
+//! buffer and writes it at once. When the connection breaks, the task dials
+//! again with exponential backoff; messages that were in a failed write are
+//! lost, and a full queue drops new messages. Both are counted and logged,
+//! never retried here: the node's timeouts, hinted handoff and read repair
+//! are what make replication reliable, not this link.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crdt_types::ReplicaId;
+use tokio::sync::{mpsc, watch};
+
+use super::{Shared, WRITE_BATCH_BYTES};
+use crate::protocol::frame::{encode_into, preamble};
+use crate::protocol::{codes, PeerMsg};
+use crate::tls::PeerIdentity;
+use crate::topology::{Node as NodeAddr, Topology};
+
+/// Messages queued per peer link.
+pub const PEER_QUEUE_MAX: usize = 16_384;
+/// First wait before dialling a peer again.
+pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
+/// Longest wait before dialling a peer again.
+pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// How long a dial (QUIC and TLS handshake) may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// The node task's handle on every outbound link.
+pub(crate) struct Links {
+    endpoint: quinn::Endpoint,
+    topology: Arc<Topology>,
+    frame_bytes_max: usize,
+    shutdown: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    queues: HashMap<ReplicaId, mpsc::Sender<PeerMsg>>,
+}
+
+impl Links {
+    pub(crate) fn new(
+        endpoint: quinn::Endpoint,
+        topology: Arc<Topology>,
+        frame_bytes_max: usize,
+        shutdown: watch::Receiver<bool>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Links {
+            endpoint,
+            topology,
+            frame_bytes_max,
+            shutdown,
+            shared,
+            queues: HashMap::new(),
+        }
+    }
+
+    /// Queues `msg` for peer `to`, starting its link if needed. Never waits.
+    pub(crate) fn send(&mut self, to: ReplicaId, msg: PeerMsg) {
+        if !self.queues.contains_key(&to) {
+            let Some(peer) = self.topology.node_by_replica(to).cloned() else {
+                tracing::warn!(replica = %to, "dropped a message to a replica not in the topology");
+                self.shared.count_peer_dropped();
+                return;
+            };
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let link = Link {
+                endpoint: self.endpoint.clone(),
+                peer,
+                frame_bytes_max: self.frame_bytes_max,
+                shared: self.shared.clone(),
+            };
+            tokio::spawn(link.run(rx, self.shutdown.clone()));
+            self.queues.insert(to, tx);
+        }
+        let Some(queue) = self.queues.get(&to) else {
+            return;
+        };
+        match queue.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let dropped = self.shared.count_peer_dropped();
+                if dropped.is_power_of_two() {
+                    tracing::warn!(replica = %to, dropped, "peer link queue full; dropped a message (hints and repair recover)");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.count_peer_dropped();
+            }
+        }
+    }
+}
+
+/// One outbound link's task.
+struct Link {
+    endpoint: quinn::Endpoint,
+    peer: NodeAddr,
+    frame_bytes_max: usize,
+    shared: Arc<Shared>,
+}
+
+impl Link {
+    async fn run(self, mut queue: mpsc::Receiver<PeerMsg>, mut shutdown: watch::Receiver<bool>) {
+        let server_name = match PeerIdentity::node(&self.peer.id) {
+            Ok(identity) => identity.dns_name(),
+            Err(e) => {
+                tracing::error!(peer = %self.peer.id, error = %e, "cannot dial a node with this id");
+                return;
+            }
+        };
+        let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+        let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES);
+        loop {
+            let dialled = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                dialled = self.dial(&server_name) => dialled,
+            };
+            let (connection, mut send) = match dialled {
+                Ok(opened) => opened,
+                Err(reason) => {
+                    tracing::debug!(peer = %self.peer.id, %reason, backoff_ms, "dial failed");
+                    tokio::select! {
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                        () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                    }
+                    backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+                    continue;
+                }
+            };
+            backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+            tracing::debug!(peer = %self.peer.id, "peer link up");
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => {
+                        let _ = send.finish();
+                        return;
+                    }
+                    reason = connection.closed() => {
+                        tracing::info!(peer = %self.peer.id, %reason, "peer link closed; redialling");
+                        break;
+                    }
+                    msg = queue.recv() => msg,
+                };
+                let Some(first) = first else {
+                    let _ = send.finish();
+                    return;
+                };
+                buf.clear();
+                let mut batched = self.encode(&first, &mut buf);
+                while buf.len() < WRITE_BATCH_BYTES {
+                    let Ok(msg) = queue.try_recv() else { break };
+                    batched += self.encode(&msg, &mut buf);
+                }
+                if let Err(e) = send.write_all(&buf).await {
+                    self.shared.count_peer_lost(batched);
+                    tracing::info!(peer = %self.peer.id, error = %e, lost = batched, "peer link broke; redialling");
+                    break;
+                }
+            }
+            connection.close(codes::NO_ERROR.into(), b"redialling");
+        }
+    }
+
+    /// Appends `msg` as a frame; 1 if it was, 0 if it had to be dropped.
+    fn encode(&self, msg: &PeerMsg, buf: &mut Vec<u8>) -> u64 {
+        match encode_into(msg, buf, self.frame_bytes_max) {
+            Ok(()) => 1,
+            Err(e) => {
+                self.shared.count_peer_dropped();
+                tracing::warn!(peer = %self.peer.id, error = %e, "dropped a peer message that cannot be framed");
+                0
+            }
+        }
+    }
+
+    /// Connects to the peer and opens the link's stream, preamble written.
+    async fn dial(
+        &self,
+        server_name: &str,
+    ) -> Result<(quinn::Connection, quinn::SendStream), String> {
+        let connecting = self
+            .endpoint
+            .connect(self.peer.peer_addr, server_name)
+            .map_err(|e| e.to_string())?;
+        let connection =
+            tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting)
+                .await
+                .map_err(|_| format!("no handshake within {CONNECT_TIMEOUT_MS} ms"))?
+                .map_err(|e| e.to_string())?;
+        let mut send = connection.open_uni().await.map_err(|e| e.to_string())?;
+        send.write_all(&preamble())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.shared.count_peer_dial();
+        Ok((connection, send))
+    }
+}

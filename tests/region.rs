@@ -1,0 +1,793 @@
+//! A region of real nodes on loopback, driven through real QUIC: the SDK
+//! round-trips every data type, routes and fails over, and nodes refuse bad
+//! input and bad certificates while they keep serving.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use meridian::client::{
+    Bytes, Client, ClientError, ClientOptions, Command, FieldOp, FieldValue, Kind, ReadConsistency,
+    Reply, Ttl, WriteConsistency,
+};
+use meridian::net::{start, ServeOptions, ServerHandle};
+use meridian::node::NodeConfig;
+use meridian::placement::Placement;
+use meridian::protocol::frame::{encode_into, preamble, PROTOCOL_VERSION};
+use meridian::protocol::{codes, ErrorReply, FrameReader, Request, Response};
+use meridian::tls::{
+    client_config, tls_alert, CertStore, ClusterCa, PeerIdentity, Role, TransportLimits, Validity,
+};
+use meridian::topology::Topology;
+use tempfile::TempDir;
+
+const REGION: &str = "lab";
+const KEY_BYTES_MAX: usize = 256;
+const VALUE_BYTES_MAX: usize = 4096;
+const FRAME_BYTES_MAX: usize = 8192;
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Nodes of one region, started in this process.
+struct Region {
+    dir: TempDir,
+    topology: Topology,
+    ids: Vec<String>,
+    nodes: Vec<Option<ServerHandle>>,
+}
+
+/// Ports nothing listens on right now: bound together, then released.
+fn free_ports(n: usize) -> Vec<u16> {
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    sockets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
+fn topology_text(ids: &[String], ports: &[u16], replication_factor: usize) -> String {
+    let mut text = format!(
+        r#"
+[cluster]
+name = "test"
+replication_factor = {replication_factor}
+write_consistency = "quorum"
+read_consistency = "one"
+
+[limits]
+key_bytes_max = {KEY_BYTES_MAX}
+value_bytes_max = {VALUE_BYTES_MAX}
+frame_bytes_max = {FRAME_BYTES_MAX}
+streams_per_connection_max = 64
+
+[[region]]
+name = "{REGION}"
+"#
+    );
+    for (i, id) in ids.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[region.node]]\nid = \"{id}\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n",
+            ports[2 * i],
+            ports[2 * i + 1]
+        ));
+    }
+    text
+}
+
+fn node_config() -> NodeConfig {
+    NodeConfig {
+        write_timeout_ms: 500,
+        read_timeout_ms: 500,
+        forward_timeout_ms: 1_000,
+        ..NodeConfig::default()
+    }
+}
+
+impl Region {
+    async fn start(nodes: usize, replication_factor: usize) -> Region {
+        let dir = TempDir::new().unwrap();
+        let ids: Vec<String> = (1..=nodes).map(|i| format!("lab-{i}")).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        CertStore::new(dir.path())
+            .ensure_cluster(&id_refs, &["cli"])
+            .unwrap();
+        let text = topology_text(&ids, &free_ports(2 * nodes), replication_factor);
+        let topology = Topology::parse(&text, "region-test.toml").unwrap();
+        let mut handles = Vec::new();
+        for id in &ids {
+            let handle = start(ServeOptions {
+                topology: topology.clone(),
+                node_id: id.clone(),
+                cert_dir: dir.path().to_owned(),
+                node: node_config(),
+            })
+            .await
+            .unwrap();
+            handles.push(Some(handle));
+        }
+        Region {
+            dir,
+            topology,
+            ids,
+            nodes: handles,
+        }
+    }
+
+    fn options(&self) -> ClientOptions {
+        let mut opts = ClientOptions::new(self.topology.clone(), REGION, self.dir.path());
+        opts.request_timeout = Duration::from_secs(2);
+        opts
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(self.options()).await.unwrap()
+    }
+
+    fn node(&self, id: &str) -> &ServerHandle {
+        let i = self.ids.iter().position(|n| n == id).unwrap();
+        self.nodes[i].as_ref().unwrap()
+    }
+
+    async fn stop(&mut self, id: &str) {
+        let i = self.ids.iter().position(|n| n == id).unwrap();
+        self.nodes[i].take().unwrap().shutdown().await;
+    }
+
+    /// Starts a stopped node again on its addresses, with empty memory.
+    async fn restart(&mut self, id: &str) {
+        let i = self.ids.iter().position(|n| n == id).unwrap();
+        assert!(self.nodes[i].is_none(), "{id} is running");
+        let handle = start(ServeOptions {
+            topology: self.topology.clone(),
+            node_id: id.to_owned(),
+            cert_dir: self.dir.path().to_owned(),
+            node: node_config(),
+        })
+        .await
+        .unwrap();
+        self.nodes[i] = Some(handle);
+    }
+
+    /// The key's replicas in the region, as node ids, coordinator first.
+    fn replicas(&self, key: &[u8]) -> Vec<String> {
+        let placement = Placement::new(&self.topology);
+        placement
+            .preference_list(REGION, key)
+            .unwrap()
+            .iter()
+            .map(|r| self.topology.node_by_replica(*r).unwrap().id.clone())
+            .collect()
+    }
+
+    async fn shutdown(mut self) {
+        let mut stopping = tokio::task::JoinSet::new();
+        for handle in self.nodes.iter_mut().filter_map(Option::take) {
+            stopping.spawn(handle.shutdown());
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish in time"))
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::from(s)
+}
+
+#[tokio::test]
+async fn every_data_type_and_command_round_trips_through_the_sdk() {
+    let region = Region::start(3, 3).await;
+    let client = region.client().await;
+    within("the round trips", async {
+        client.ping().await.unwrap();
+
+        // Register, with expiry.
+        let reg = client.register("greeting");
+        assert_eq!(reg.get().await.unwrap(), None);
+        reg.set("hello").await.unwrap();
+        assert_eq!(reg.get().await.unwrap(), Some(b("hello")));
+        assert_eq!(client.type_of("greeting").await.unwrap(), Some(Kind::Register));
+        assert_eq!(client.ttl("greeting").await.unwrap(), Ttl::Persistent);
+        assert!(client.expire("greeting", Duration::from_secs(60)).await.unwrap());
+        assert!(matches!(client.ttl("greeting").await.unwrap(), Ttl::Ms(ms) if ms > 50_000 && ms <= 60_000));
+        assert!(client.persist("greeting").await.unwrap());
+        assert_eq!(client.ttl("greeting").await.unwrap(), Ttl::Persistent);
+        reg.set_with_ttl("brief", Duration::from_millis(200)).await.unwrap();
+        assert_eq!(reg.get().await.unwrap(), Some(b("brief")));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(reg.get().await.unwrap(), None, "expired");
+        assert_eq!(client.ttl("greeting").await.unwrap(), Ttl::Missing);
+
+        // Counter.
+        let hits = client.counter("hits");
+        assert_eq!(hits.get().await.unwrap(), 0);
+        assert_eq!(hits.incr(5).await.unwrap(), 5);
+        assert_eq!(hits.decr(2).await.unwrap(), 3);
+        assert_eq!(hits.get().await.unwrap(), 3);
+        assert_eq!(client.type_of("hits").await.unwrap(), Some(Kind::Counter));
+        assert!(client.del("hits").await.unwrap());
+        assert_eq!(hits.get().await.unwrap(), 0);
+        assert!(!client.del("hits").await.unwrap());
+
+        // Set.
+        let tags = client.set("tags");
+        assert!(tags.add("red").await.unwrap());
+        assert!(!tags.add("red").await.unwrap());
+        assert_eq!(tags.add_all(["green", "blue", "red"]).await.unwrap(), 2);
+        assert_eq!(tags.members().await.unwrap(), vec![b("blue"), b("green"), b("red")]);
+        assert!(tags.contains("green").await.unwrap());
+        assert!(tags.remove("green").await.unwrap());
+        assert!(!tags.remove("green").await.unwrap());
+        assert!(!tags.contains("green").await.unwrap());
+        assert_eq!(tags.len().await.unwrap(), 2);
+        assert_eq!(client.type_of("tags").await.unwrap(), Some(Kind::Set));
+
+        // Map, flat and nested.
+        let user = client.map("user:7");
+        assert!(user.put("name", "Ada").await.unwrap());
+        assert!(!user.put("name", "Ada L.").await.unwrap());
+        assert_eq!(user.get("name").await.unwrap(), Some(b("Ada L.")));
+        assert_eq!(user.get("missing").await.unwrap(), None);
+        assert_eq!(user.incr("logins", 2).await.unwrap(), 2);
+        assert_eq!(user.incr("logins", 1).await.unwrap(), 3);
+        assert_eq!(
+            user.apply([b("prefs"), b("theme")], FieldOp::Set(b("dark")))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            user.apply([b("prefs"), b("visits")], FieldOp::Incr(4))
+                .await
+                .unwrap(),
+            Some(4)
+        );
+        assert_eq!(
+            user.get_path([b("prefs"), b("theme")]).await.unwrap(),
+            Some(FieldValue::Register(b("dark")))
+        );
+        assert_eq!(user.len().await.unwrap(), 3);
+        let all = user.get_all().await.unwrap();
+        let names: Vec<&Bytes> = all.iter().map(|(f, _)| f).collect();
+        assert_eq!(names, vec![&b("logins"), &b("name"), &b("prefs")]);
+        assert_eq!(all[0].1, FieldValue::Counter(3));
+        assert_eq!(all[1].1, FieldValue::Register(b("Ada L.")));
+        assert!(user.remove("logins").await.unwrap());
+        assert!(!user.remove("logins").await.unwrap());
+        assert_eq!(user.len().await.unwrap(), 2);
+        assert_eq!(client.type_of("user:7").await.unwrap(), Some(Kind::Map));
+
+        // Multi-value register.
+        let doc = client.mvregister("doc");
+        assert_eq!(doc.get().await.unwrap(), Vec::<Bytes>::new());
+        doc.set("v1").await.unwrap();
+        doc.set("v2").await.unwrap();
+        assert_eq!(doc.get().await.unwrap(), vec![b("v2")]);
+        assert_eq!(client.type_of("doc").await.unwrap(), Some(Kind::MvRegister));
+
+        assert_eq!(client.type_of("nothing").await.unwrap(), None);
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn operation_on_a_key_of_another_type_is_a_typed_wrongtype_error() {
+    let region = Region::start(3, 3).await;
+    let client = region.client().await;
+    within("the WRONGTYPE checks", async {
+        client.counter("n").incr(1).await.unwrap();
+        assert_eq!(
+            client.set("n").add("x").await,
+            Err(ClientError::WrongType {
+                wanted: Kind::Set,
+                found: Kind::Counter
+            })
+        );
+        client.register("r").set("v").await.unwrap();
+        assert!(matches!(
+            client.map("r").put("f", "v").await,
+            Err(ClientError::WrongType {
+                wanted: Kind::Map,
+                found: Kind::Register
+            })
+        ));
+        // The keys are untouched.
+        assert_eq!(client.counter("n").get().await.unwrap(), 1);
+        assert_eq!(client.register("r").get().await.unwrap(), Some(b("v")));
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn quorum_write_survives_a_replica_shutdown_and_is_read_back_from_the_others() {
+    let mut region = Region::start(3, 3).await;
+    let client = region.client().await;
+    let key = "durable";
+    let replicas = region.replicas(key.as_bytes());
+    let set = |value: &str| Command::Set {
+        key: b(key),
+        value: b(value),
+        ttl_ms: None,
+    };
+
+    let answer = within(
+        "the first write",
+        client.execute_with(set("v1"), Some(WriteConsistency::All), None),
+    )
+    .await
+    .unwrap();
+    assert_eq!((answer.replicas_acked, answer.replicas_needed), (3, 3));
+
+    // The key's coordinator, where the client sends it first, goes away.
+    region.stop(&replicas[0]).await;
+
+    within("reads after the shutdown", async {
+        assert_eq!(client.register(key).get().await.unwrap(), Some(b("v1")));
+        let quorum = client.with_read(ReadConsistency::Quorum);
+        assert_eq!(quorum.register(key).get().await.unwrap(), Some(b("v1")));
+
+        // A quorum write still reaches 2 of 3 and is acknowledged.
+        let answer = client.execute(set("v2")).await.unwrap();
+        assert_eq!((answer.replicas_acked, answer.replicas_needed), (2, 2));
+        assert_eq!(quorum.register(key).get().await.unwrap(), Some(b("v2")));
+        for survivor in &replicas[1..] {
+            let answer = client
+                .execute_on(survivor, Command::Get { key: b(key) })
+                .await
+                .unwrap();
+            assert_eq!(answer.reply, Reply::Value(b("v2")), "on {survivor}");
+        }
+
+        // Asking for all three now fails with the counts, and the write is kept.
+        let short = client
+            .execute_with(set("v3"), Some(WriteConsistency::All), None)
+            .await;
+        assert_eq!(
+            short,
+            Err(ClientError::QuorumNotReached {
+                acked: 2,
+                needed: 3
+            })
+        );
+        assert_eq!(quorum.register(key).get().await.unwrap(), Some(b("v3")));
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn restarted_replica_is_redialled_and_handed_the_writes_it_missed() {
+    let mut region = Region::start(3, 3).await;
+    let client = region.client().await;
+    let key = "missed";
+    let down = region.replicas(key.as_bytes())[2].clone();
+    client.register(key).set("before").await.unwrap();
+
+    region.stop(&down).await;
+    client.register(key).set("while-down").await.unwrap();
+    // Its ports are free at once; it comes back with nothing in memory.
+    region.restart(&down).await;
+
+    // The coordinator's hint reaches it once its peer link is back.
+    within("the handoff", async {
+        loop {
+            let answer = client
+                .execute_on(&down, Command::Get { key: b(key) })
+                .await
+                .unwrap();
+            if answer.reply == Reply::Value(b("while-down")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // The coordinator counts the handoff once its acknowledgement is back.
+    let coordinator = region.replicas(key.as_bytes())[0].clone();
+    within("the handoff's acknowledgement", async {
+        while region.node(&coordinator).node_stats().hints_delivered == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn serve_runs_until_its_shutdown_future_completes() {
+    let dir = TempDir::new().unwrap();
+    CertStore::new(dir.path())
+        .ensure_cluster(&["lab-1"], &["cli"])
+        .unwrap();
+    let ids = vec!["lab-1".to_owned()];
+    let topology = Topology::parse(&topology_text(&ids, &free_ports(2), 1), "one.toml").unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(meridian::net::serve(
+        ServeOptions {
+            topology: topology.clone(),
+            node_id: "lab-1".into(),
+            cert_dir: dir.path().to_owned(),
+            node: node_config(),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut opts = ClientOptions::new(topology, REGION, dir.path());
+    opts.request_timeout = Duration::from_secs(2);
+    let client = Client::connect(opts).await.unwrap();
+    within("the first ping", async {
+        // The node binds shortly after `serve` starts.
+        while client.ping().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    stop.send(()).unwrap();
+    within("serve to return", serving).await.unwrap().unwrap();
+    assert!(client.ping().await.is_err(), "the node is gone");
+}
+
+#[tokio::test]
+async fn request_sent_to_a_node_outside_the_keys_replicas_is_forwarded() {
+    let region = Region::start(3, 2).await;
+    let client = region.client().await;
+    let (key, outsider) = (0..100)
+        .find_map(|i| {
+            let key = format!("fwd-{i}");
+            let replicas = region.replicas(key.as_bytes());
+            let outsider = region.ids.iter().find(|id| !replicas.contains(id))?.clone();
+            Some((key, outsider))
+        })
+        .expect("some key is not held by every node");
+    let replicas = region.replicas(key.as_bytes());
+    assert_eq!(replicas.len(), 2);
+
+    within("the forwarded requests", async {
+        let set = Command::Set {
+            key: b(&key),
+            value: b("via-outsider"),
+            ttl_ms: None,
+        };
+        let answer = client.execute_on(&outsider, set).await.unwrap();
+        assert_eq!(answer.reply, Reply::Ok);
+        assert_eq!(answer.replicas_needed, 2);
+
+        // Both replicas hold it; the outsider serves reads by forwarding too.
+        for node in replicas.iter().chain([&outsider]) {
+            let answer = client
+                .execute_on(node, Command::Get { key: b(&key) })
+                .await
+                .unwrap();
+            assert_eq!(answer.reply, Reply::Value(b("via-outsider")), "on {node}");
+        }
+    })
+    .await;
+    assert_eq!(region.node(&outsider).node_stats().forwarded, 2);
+    for replica in &replicas {
+        assert_eq!(region.node(replica).node_stats().forwarded, 0);
+    }
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_value_is_a_typed_too_large_error_and_the_node_keeps_serving() {
+    let region = Region::start(3, 3).await;
+    let client = region.client().await;
+    within("the size checks", async {
+        let reg = client.register("big");
+        assert_eq!(
+            reg.set(vec![7u8; VALUE_BYTES_MAX + 1]).await,
+            Err(ClientError::TooLarge {
+                what: "value",
+                len: VALUE_BYTES_MAX as u64 + 1,
+                max: VALUE_BYTES_MAX as u64
+            })
+        );
+        assert_eq!(
+            client
+                .register(vec![b'k'; KEY_BYTES_MAX + 1])
+                .set("v")
+                .await,
+            Err(ClientError::TooLarge {
+                what: "key",
+                len: KEY_BYTES_MAX as u64 + 1,
+                max: KEY_BYTES_MAX as u64
+            })
+        );
+        // Over the frame limit: refused before it is sent.
+        assert!(matches!(
+            reg.set(vec![7u8; FRAME_BYTES_MAX]).await,
+            Err(ClientError::TooLarge { what: "request", max, .. }) if max == FRAME_BYTES_MAX as u64
+        ));
+        // The largest value allowed goes through, and the node serves on.
+        reg.set(vec![7u8; VALUE_BYTES_MAX]).await.unwrap();
+        assert_eq!(
+            reg.get().await.unwrap().map(|v| v.len()),
+            Some(VALUE_BYTES_MAX)
+        );
+        client.ping().await.unwrap();
+    })
+    .await;
+    region.shutdown().await;
+}
+
+/// Dials `node`'s client endpoint with raw quinn and `identity`.
+async fn raw_connection(
+    region: &Region,
+    node: &str,
+    identity: &meridian::tls::Identity,
+) -> quinn::Connection {
+    let ca = CertStore::new(region.dir.path())
+        .load_ca_certificate()
+        .unwrap();
+    let config = client_config(identity, &ca, &TransportLimits::default()).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let addr: SocketAddr = region.node(node).client_addr();
+    let name = PeerIdentity::node(node).unwrap().dns_name();
+    endpoint.connect(addr, &name).unwrap().await.unwrap()
+}
+
+fn raw_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn ping_frame(id: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let request = Request {
+        id,
+        command: Command::Ping,
+        write: None,
+        read: None,
+    };
+    encode_into(&request, &mut out, FRAME_BYTES_MAX).unwrap();
+    out
+}
+
+/// Reads the node's preamble, then `n` responses.
+async fn read_responses(recv: &mut quinn::RecvStream, n: usize) -> Vec<Response> {
+    let mut theirs = [0u8; 6];
+    recv.read_exact(&mut theirs).await.unwrap();
+    assert_eq!(theirs, preamble());
+    let mut reader = FrameReader::new(FRAME_BYTES_MAX);
+    let mut responses = Vec::new();
+    while responses.len() < n {
+        let chunk = recv.read_chunk(65536, true).await.unwrap().unwrap();
+        reader.extend(&chunk.bytes);
+        while let Some(response) = reader.next_frame::<Response>().unwrap() {
+            responses.push(response);
+        }
+    }
+    responses
+}
+
+async fn reset_code(recv: &mut quinn::RecvStream) -> u64 {
+    let mut buf = [0u8; 64];
+    loop {
+        match recv.read(&mut buf).await {
+            Ok(Some(_)) => continue,
+            Err(quinn::ReadError::Reset(code)) => return code.into_inner(),
+            other => panic!("expected a reset, got {other:?}"),
+        }
+    }
+}
+
+fn is_bad_request(response: &Response, id: u64) -> bool {
+    response.id == id && matches!(response.result, Err(ErrorReply::BadRequest { .. }))
+}
+
+fn is_pong(response: &Response, id: u64) -> bool {
+    response.id == id && matches!(&response.result, Ok(a) if a.reply == Reply::Pong)
+}
+
+#[tokio::test]
+async fn garbage_frames_on_a_raw_stream_get_errors_and_the_node_keeps_serving() {
+    let region = Region::start(3, 3).await;
+    let node = region.ids[0].clone();
+    let cli = CertStore::new(region.dir.path())
+        .load_client_identity("cli")
+        .unwrap();
+    let connection = raw_connection(&region, &node, &cli).await;
+
+    within("the raw streams", async {
+        // A frame that decodes to no request, but names its id, costs that
+        // request only; an oversized frame likewise. The stream goes on.
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let mut wire = preamble().to_vec();
+        wire.extend(raw_frame(&[7, 0xff, 0xff, 0xff]));
+        wire.extend(ping_frame(8));
+        let oversized = FRAME_BYTES_MAX + 1;
+        wire.extend((oversized as u32).to_le_bytes());
+        wire.push(9);
+        wire.extend(vec![0xee; oversized - 1]);
+        wire.extend(ping_frame(10));
+        send.write_all(&wire).await.unwrap();
+        // Responses come in completion order; ids match them up.
+        let mut responses = read_responses(&mut recv, 4).await;
+        responses.sort_by_key(|r| r.id);
+        assert!(is_bad_request(&responses[0], 7), "{:?}", responses[0]);
+        assert!(is_pong(&responses[1], 8), "{:?}", responses[1]);
+        assert!(is_bad_request(&responses[2], 9), "{:?}", responses[2]);
+        assert!(
+            matches!(&responses[2].result, Err(ErrorReply::BadRequest { reason }) if reason.contains("exceeds")),
+            "{:?}",
+            responses[2]
+        );
+        assert!(is_pong(&responses[3], 10), "{:?}", responses[3]);
+
+        // Streams that are not Meridian, or another version, or lose the
+        // framing, are reset with a code saying why.
+        let cases: [(Vec<u8>, u32); 3] = [
+            (b"GET / HTTP/1.1\r\n\r\n".to_vec(), codes::BAD_PREAMBLE),
+            (
+                {
+                    let mut p = preamble();
+                    p[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
+                    p.to_vec()
+                },
+                codes::VERSION_MISMATCH,
+            ),
+            (
+                [preamble().to_vec(), raw_frame(&[0xff, 0xff, 0xff])].concat(),
+                codes::MALFORMED_FRAME,
+            ),
+        ];
+        for (bytes, code) in cases {
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            send.write_all(&bytes).await.unwrap();
+            assert_eq!(reset_code(&mut recv).await, u64::from(code), "{}", codes::describe(code.into()));
+        }
+
+        // The first stream and the node still serve.
+        send.write_all(&ping_frame(11)).await.unwrap();
+        let mut reader = FrameReader::new(FRAME_BYTES_MAX);
+        let response = loop {
+            let chunk = recv.read_chunk(65536, true).await.unwrap().unwrap();
+            reader.extend(&chunk.bytes);
+            if let Some(r) = reader.next_frame::<Response>().unwrap() {
+                break r;
+            }
+        };
+        assert!(is_pong(&response, 11), "{response:?}");
+        let client = region.client().await;
+        client.register("after").set("garbage").await.unwrap();
+        assert_eq!(
+            client.register("after").get().await.unwrap(),
+            Some(b("garbage"))
+        );
+    })
+    .await;
+    assert!(region.node(&node).net_stats().bad_frames >= 5);
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_certificate_not_signed_by_the_cluster_ca_is_refused() {
+    let region = Region::start(3, 3).await;
+    let rogue_ca = ClusterCa::generate(Validity::days_from_now(30)).unwrap();
+    let rogue = rogue_ca
+        .issue(
+            &PeerIdentity::client("cli").unwrap(),
+            Validity::default_for(Role::Client),
+        )
+        .unwrap();
+    let node = region.ids[0].clone();
+
+    within("the refusals", async {
+        // The node refuses the handshake; it shows on the first stream.
+        let connection = raw_connection(&region, &node, &rogue).await;
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let _ = send
+            .write_all(&[preamble().to_vec(), ping_frame(1)].concat())
+            .await;
+        let mut buf = [0u8; 16];
+        assert!(recv.read(&mut buf).await.is_err());
+        let reason = connection
+            .close_reason()
+            .expect("the connection was refused");
+        assert_eq!(
+            tls_alert(&reason),
+            Some(rustls::AlertDescription::UnknownCA)
+        );
+
+        // The SDK will not even present such a certificate.
+        let rogue_dir = TempDir::new().unwrap();
+        let store = CertStore::new(rogue_dir.path());
+        std::fs::copy(
+            CertStore::new(region.dir.path()).ca_cert_path(),
+            store.ca_cert_path(),
+        )
+        .unwrap();
+        let peer = PeerIdentity::client("cli").unwrap();
+        std::fs::write(store.cert_path(&peer), rogue.cert_pem()).unwrap();
+        std::fs::write(store.key_path(&peer), rogue.key_pem()).unwrap();
+        let mut opts = region.options();
+        opts.cert_dir = rogue_dir.path().to_owned();
+        match Client::connect(opts).await {
+            Err(ClientError::Tls(message)) => assert!(message.contains("client-cli"), "{message}"),
+            Err(other) => panic!("expected a TLS error, got {other:?}"),
+            Ok(_) => panic!("a client with a foreign certificate was built"),
+        }
+
+        // The node still serves clients of its own CA.
+        region.client().await.ping().await.unwrap();
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn peer_whose_certificate_names_no_node_of_the_topology_is_refused() {
+    let region = Region::start(3, 3).await;
+    // Signed by the cluster CA, but for a node the topology does not have.
+    let stranger = CertStore::new(region.dir.path())
+        .issue_node("lab-9")
+        .unwrap();
+    let ca = CertStore::new(region.dir.path())
+        .load_ca_certificate()
+        .unwrap();
+    let config = client_config(&stranger, &ca, &TransportLimits::default()).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let node = &region.ids[0];
+    let name = PeerIdentity::node(node).unwrap().dns_name();
+
+    within("the refusal", async {
+        let connection = endpoint
+            .connect(region.node(node).peer_addr(), &name)
+            .unwrap()
+            .await
+            .unwrap();
+        match connection.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code, codes::UNKNOWN_PEER.into());
+            }
+            other => panic!("expected an application close, got {other:?}"),
+        }
+        region.client().await.ping().await.unwrap();
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_from_one_client_all_complete() {
+    let region = Region::start(3, 3).await;
+    let client = region.client().await;
+    let tasks_n = 500;
+    within("the concurrent increments", async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..tasks_n {
+            let client = client.clone();
+            tasks.spawn(async move {
+                client
+                    .counter(format!("c{}", i % 10).as_str())
+                    .incr(1)
+                    .await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let mut total = 0;
+        for i in 0..10 {
+            total += client
+                .counter(format!("c{i}").as_str())
+                .get()
+                .await
+                .unwrap();
+        }
+        assert_eq!(total, tasks_n);
+    })
+    .await;
+    region.shutdown().await;
+}
