@@ -34,3 +34,8 @@ pub mod sim;
 pub mod tls;
 pub mod topology;
 pub mod wan;
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
