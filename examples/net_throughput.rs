@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
                     node_id: id.clone(),
                     cert_dir: cert_dir.clone(),
                     node: NodeConfig::default(),
+                    data_dir: None,
                 };
                 handles.push(start(options).await?);
             }

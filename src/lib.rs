@@ -10,6 +10,7 @@
 //! - [`node`]: the replica's logic as a sans-IO state machine.
 //! - [`protocol`]: the wire messages and framing shared by clients and nodes.
 //! - [`sim`]: a deterministic simulator that runs nodes with no sockets and no real time.
+//! - [`storage`]: optional persistence: a checksummed delta log and snapshots.
 //! - [`tls`]: the cluster CA, certificates and mutual-TLS QUIC configs.
 //! - [`net`]: the only place with sockets: drives a node with tokio and quinn.
 //! - [`client`]: the async Rust SDK.
@@ -31,6 +32,7 @@ pub mod node;
 pub mod placement;
 pub mod protocol;
 pub mod sim;
+pub mod storage;
 pub mod tls;
 pub mod topology;
 pub mod wan;

@@ -323,7 +323,11 @@ fn write_to_a_partitioned_replica_is_handed_off_after_the_heal() {
     let topology = Topology::parse(TOPOLOGY, "sim.toml").unwrap();
     let mut sim = Sim::new(
         topology,
-        NodeConfig::default(),
+        // No digest rounds: the hint alone must deliver the write.
+        NodeConfig {
+            digest_interval_ms: u64::MAX / 4,
+            ..NodeConfig::default()
+        },
         NetConfig::default(),
         7,
         START_MS,
@@ -367,7 +371,7 @@ fn write_to_a_partitioned_replica_is_handed_off_after_the_heal() {
         Some(Bytes::from("v"))
     );
     assert_eq!(sim.node(a).hints_pending(), 0);
-    assert_eq!(sim.node(a).stats().hints_delivered, 1);
+    assert!(sim.node(a).stats().hints_delivered >= 1);
 }
 
 #[test]

@@ -163,6 +163,11 @@ pub struct ServeArgs {
                 [default: <state-dir>/certs]"
     )]
     pub cert_dir: Option<PathBuf>,
+    /// Keep a checksummed delta log and snapshots here, so a restart keeps
+    /// every acknowledged write (without it the node is a pure in-memory
+    /// cache that recovers from its replicas)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `meridian certs`.

@@ -11,11 +11,12 @@ use std::future::Future;
 use std::path::PathBuf;
 
 /// Runs node `node_id` of `topology` with the certificates in `cert_dir`
-/// until `shutdown` completes.
+/// (and its data in `data_dir`, if given) until `shutdown` completes.
 pub async fn run(
     topology: Topology,
     node_id: String,
     cert_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = node_config(&topology);
@@ -25,6 +26,7 @@ pub async fn run(
             node_id,
             cert_dir,
             node,
+            data_dir,
         },
         shutdown,
     )

@@ -410,6 +410,19 @@ impl Keyspace {
         Ok(())
     }
 
+    /// Joins a state recovered from this node's own storage (no skew check:
+    /// the stamps were accepted when first applied).
+    pub fn restore(&mut self, key: &[u8], other: &Causal<Record>) {
+        let (mut state, _) = self.take(key);
+        state.join(other);
+        if let Some(hlc) = max_hlc(&state.store().data) {
+            // Keep the clock ahead of every restored stamp.
+            let _ = self.clock.observe(hlc, hlc.physical_ms());
+        }
+        let heap = state.heap_bytes();
+        self.put(key, state, heap);
+    }
+
     fn observe_stamps(&mut self, data: &TypedStore, now_ms: u64) -> Result<(), KeyspaceError> {
         if let Some(hlc) = max_hlc(data) {
             self.clock.observe(hlc, now_ms)?;

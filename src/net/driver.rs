@@ -21,6 +21,7 @@ use super::peer_link::Links;
 use super::Shared;
 use crate::node::{Action, ClientId, Input, Node};
 use crate::protocol::{PeerMsg, Request, Response};
+use crate::storage::{Storage, StorageError};
 
 /// Events handled in one go before actions are routed and timers checked.
 const EVENT_BATCH_MAX: usize = 256;
@@ -43,6 +44,13 @@ pub(crate) enum Event {
     Peer { from: ReplicaId, msg: PeerMsg },
 }
 
+/// Milliseconds since the Unix epoch by the wall clock.
+pub(crate) fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Milliseconds since the Unix epoch, never going backwards.
 struct Clock {
     last_ms: u64,
@@ -61,6 +69,7 @@ impl Clock {
 /// Runs `node` until shutdown is signalled or every event sender is gone.
 pub(crate) async fn run(
     mut node: Node,
+    mut storage: Option<Storage>,
     mut events: mpsc::Receiver<Event>,
     mut links: Links,
     mut shutdown: watch::Receiver<bool>,
@@ -75,7 +84,7 @@ pub(crate) async fn run(
         let due_ms = node.next_timeout_ms();
         if due_ms <= now_ms {
             node.tick(now_ms);
-            route(&mut node, &mut clients, &mut links, &shared);
+            route(&mut node, &mut storage, &mut clients, &mut links, &shared);
             shared.set_node_stats(node.stats());
             continue;
         }
@@ -90,11 +99,11 @@ pub(crate) async fn run(
                 let Some(event) = event else { break };
                 let now_ms = clock.now_ms();
                 handle(&mut node, &mut clients, now_ms, event);
-                route(&mut node, &mut clients, &mut links, &shared);
+                route(&mut node, &mut storage, &mut clients, &mut links, &shared);
                 for _ in 1..EVENT_BATCH_MAX {
                     let Ok(event) = events.try_recv() else { break };
                     handle(&mut node, &mut clients, now_ms, event);
-                    route(&mut node, &mut clients, &mut links, &shared);
+                    route(&mut node, &mut storage, &mut clients, &mut links, &shared);
                 }
             }
             () = &mut sleep => {}
@@ -127,12 +136,46 @@ fn handle(
 /// Carries out every action the node has queued.
 fn route(
     node: &mut Node,
+    storage: &mut Option<Storage>,
     clients: &mut HashMap<ClientId, mpsc::Sender<Response>>,
     links: &mut Links,
     shared: &Shared,
 ) {
+    // Changes go to the log first, synced once for the whole batch; only
+    // then do the replies and messages that rely on them leave.
+    let mut outgoing = Vec::new();
+    let mut persisted = false;
     while let Some(action) = node.poll_action() {
         match action {
+            Action::Persist { entry } => {
+                if let Some(st) = storage.as_mut() {
+                    if let Err(e) = st.append(&entry) {
+                        fail_storage(&e);
+                    }
+                    persisted = true;
+                }
+            }
+            other => outgoing.push(other),
+        }
+    }
+    if persisted {
+        if let Some(st) = storage.as_mut() {
+            if let Err(e) = st.sync() {
+                fail_storage(&e);
+            }
+            if st.wants_snapshot() {
+                let mut states = Vec::new();
+                node.keyspace()
+                    .for_each_in_range(0..=u64::MAX, |k, s| states.push((k.to_vec(), s.clone())));
+                if let Err(e) = st.snapshot(states.iter().map(|(k, s)| (k.as_slice(), s.clone()))) {
+                    fail_storage(&e);
+                }
+            }
+        }
+    }
+    for action in outgoing {
+        match action {
+            Action::Persist { .. } => {}
             Action::Reply { client, response } => {
                 let Some(replies) = clients.get(&client) else {
                     tracing::debug!(
@@ -161,4 +204,13 @@ fn route(
             Action::Send { to, msg } => links.send(to, msg),
         }
     }
+}
+
+/// A node that cannot write its log must not acknowledge anything more:
+/// it stops loudly (its replicas and hints cover for it) rather than lose
+/// acknowledged writes.
+fn fail_storage(e: &StorageError) -> ! {
+    tracing::error!(error = %e, "cannot write the data directory; stopping the node");
+    eprintln!("meridian: cannot write the data directory: {e}");
+    std::process::exit(70)
 }

@@ -34,6 +34,7 @@
 //!     node_id: "us-east-1".into(),
 //!     cert_dir: ".meridian/certs".into(),
 //!     node: NodeConfig::default(),
+//!     data_dir: None,
 //! };
 //! serve(options, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -70,6 +71,7 @@ use tokio::task::JoinHandle;
 
 use crate::node::{Node, NodeConfig, NodeStats};
 use crate::protocol::codes;
+use crate::storage::Storage;
 use crate::tls::{client_config, server_config, Admit, CertStore, TransportLimits};
 use crate::topology::Topology;
 
@@ -104,6 +106,9 @@ pub struct ServeOptions {
     pub cert_dir: PathBuf,
     /// The node's timeouts and bounds.
     pub node: NodeConfig,
+    /// Where the node keeps its delta log and snapshots; `None` for a pure
+    /// in-memory cache that recovers from its replicas.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Counters of the network layer, for operators and tests.
@@ -317,6 +322,7 @@ impl Drop for ServerHandle {
 ///     node_id: "solo-1".into(),
 ///     cert_dir: dir.path().into(),
 ///     node: NodeConfig::default(),
+///     data_dir: None,
 /// })
 /// .await?;
 /// assert_eq!(node.client_addr().port(), ports[0]);
@@ -329,13 +335,41 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         topology,
         node_id,
         cert_dir,
-        node: node_config,
+        node: mut node_config,
+        data_dir,
     } = opts;
     let me = topology
         .node(&node_id)
         .with_context(|| format!("node {node_id:?} is not in {}", topology.origin()))?
         .clone();
-    let node = Node::new(&topology, me.replica, node_config)?;
+    // Each life of a node without its data writes under a new writer id, so
+    // it never mints a dot its earlier life already used.
+    let fresh_incarnation = (driver::wall_ms() / 10) as u32 | 1;
+    let (storage, recovered) = match &data_dir {
+        Some(dir) => {
+            let (storage, recovered) = Storage::open(dir, fresh_incarnation)
+                .with_context(|| format!("opening the data directory {}", dir.display()))?;
+            tracing::info!(
+                dir = %dir.display(),
+                keys = recovered.states.len(),
+                log_records = recovered.log_records,
+                cut_bytes = recovered.cut_bytes,
+                "recovered the data directory"
+            );
+            (Some(storage), recovered)
+        }
+        None => (None, Default::default()),
+    };
+    node_config.persist = storage.is_some();
+    node_config.incarnation = if storage.is_some() {
+        recovered.incarnation
+    } else {
+        fresh_incarnation
+    };
+    let mut node = Node::new(&topology, me.replica, node_config)?;
+    for (key, state) in &recovered.states {
+        node.restore(key, state);
+    }
 
     let store = CertStore::new(&cert_dir);
     let identity = store
@@ -370,7 +404,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         stop_rx.clone(),
         shared.clone(),
     );
-    let driver = tokio::spawn(driver::run(node, events_rx, links, stop_rx, shared.clone()));
+    let driver = tokio::spawn(driver::run(
+        node,
+        storage,
+        events_rx,
+        links,
+        stop_rx,
+        shared.clone(),
+    ));
     let clients = tokio::spawn(client_stream::accept(
         client_endpoint.clone(),
         client_stream::ClientSide {

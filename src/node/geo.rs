@@ -11,10 +11,12 @@
 //!
 //! The buffer per link is bounded. When it overflows the oldest deltas are
 //! dropped, and the periodic digest comparison repairs what they carried:
-//! each node compares, with one node of another region at a time, digests of
-//! the keys both hold in 4,096 hash buckets, and the two exchange the states
-//! of the keys in the buckets that differ — traffic that grows with the
-//! divergence, not with the data.
+//! each node compares, with one other node at a time (of its own region or
+//! another), digests of the keys both hold in 4,096 hash buckets, and the
+//! two exchange the states of the keys in the buckets that differ — traffic
+//! that grows with the divergence, not with the data. Inside a region this
+//! is the anti-entropy that repairs what hints and read repair missed (a
+//! coordinator that crashed with undelivered hints, say).
 
 use super::{Node, Pending, PendingWrite, Remote};
 use crate::protocol::{PeerMsg, Reply};
@@ -300,7 +302,7 @@ impl Node {
             .collect()
     }
 
-    /// Whether `key` is one this node and `peer` (of another region) both hold.
+    /// Whether `key` is one this node and `peer` (of any region) both hold.
     fn shared_with(&self, peer: ReplicaId, key: &[u8]) -> bool {
         let Some(peer_region) = self.placement.region_of(peer) else {
             return false;
@@ -317,11 +319,15 @@ impl Node {
 
     /// Starts a digest comparison with the next node of another region.
     pub(super) fn start_digest_round(&mut self) {
+        // Every other node, of this region (anti-entropy between replicas)
+        // and of the others (between regions), in turn.
+        let me = self.id;
         let peers: Vec<ReplicaId> = self
-            .geo
-            .iter()
-            .filter_map(|l| self.placement.ring(&l.region))
+            .placement
+            .regions()
+            .filter_map(|r| self.placement.ring(r))
             .flat_map(|r| r.nodes().iter().copied())
+            .filter(|r| *r != me)
             .collect();
         if peers.is_empty() {
             return;

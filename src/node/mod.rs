@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub digest_interval_ms: u64,
     /// Most key states sent in one digest answer.
     pub digest_states_max: usize,
+    /// Emit `Action::Persist` for every change (a node with a data directory).
+    pub persist: bool,
     /// Which life of this node this is. A node that restarts without its
     /// data must not mint dots it minted before (other replicas would take
     /// them as already seen and drop the new writes), so each life writes
@@ -96,6 +98,7 @@ impl Default for NodeConfig {
             geo_senders_max: 4_096,
             digest_interval_ms: 5_000,
             digest_states_max: 2_000,
+            persist: false,
             incarnation: 0,
             keyspace: KeyspaceConfig::default(),
         }
@@ -111,9 +114,14 @@ pub enum Input {
     Peer { from: ReplicaId, msg: PeerMsg },
 }
 
-/// Something the node wants done.
+/// Something the node wants done. Actions come out in the order they must
+/// be carried out: a `Persist` precedes the replies and messages that rely
+/// on it, so a driver that syncs persisted entries before sending anything
+/// never acknowledges a write it could lose.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Append this change to durable storage (only with `NodeConfig::persist`).
+    Persist { entry: crate::storage::Entry },
     /// Send this response to a client.
     Reply {
         client: ClientId,
@@ -234,6 +242,8 @@ pub struct Node {
     geo_received: HashMap<ReplicaId, u64>,
     digest_due_ms: u64,
     digest_rotation: usize,
+    /// Whether the cluster has another node to compare digests with.
+    has_peers: bool,
 }
 
 /// Why a node could not be built.
@@ -293,6 +303,7 @@ impl Node {
             geo_received: HashMap::new(),
             digest_due_ms: 0,
             digest_rotation: id.0 as usize,
+            has_peers: topology.nodes().count() > 1,
         })
     }
 
@@ -337,9 +348,14 @@ impl Node {
         let geo = if self.geo.is_empty() {
             u64::MAX
         } else {
-            self.geo_due_ms.min(self.digest_due_ms)
+            self.geo_due_ms
         };
-        op.min(hints).min(self.sweep_due_ms).min(geo)
+        let digest = if self.has_peers {
+            self.digest_due_ms
+        } else {
+            u64::MAX
+        };
+        op.min(hints).min(self.sweep_due_ms).min(geo).min(digest)
     }
 
     /// Handles one event at time `now_ms`.
@@ -371,7 +387,7 @@ impl Node {
             self.geo_due_ms = now_ms + self.config.geo_batch_interval_ms;
             self.flush_geo(now_ms);
         }
-        if !self.geo.is_empty() && now_ms >= self.digest_due_ms {
+        if self.has_peers && now_ms >= self.digest_due_ms {
             self.digest_due_ms = now_ms + self.config.digest_interval_ms;
             self.start_digest_round();
         }
@@ -544,6 +560,7 @@ impl Node {
         };
         let others: Vec<ReplicaId> = replicas.iter().copied().filter(|r| *r != self.id).collect();
         if let Some(d) = &delta {
+            self.persist_delta(&key, d);
             self.queue_geo(now_ms, &key, d);
         }
         let Some(delta) = delta else {
@@ -694,13 +711,44 @@ impl Node {
             Remote::State(s) => self.keyspace.join_state(key, s, now_ms),
         };
         match result {
-            Ok(()) => true,
+            Ok(()) => {
+                if self.config.persist {
+                    let key = Bytes::from(key);
+                    let entry = match remote {
+                        Remote::Delta(d) => crate::storage::Entry::Delta {
+                            key,
+                            delta: d.clone(),
+                        },
+                        Remote::State(s) => crate::storage::Entry::State {
+                            key,
+                            state: s.clone(),
+                        },
+                    };
+                    self.actions.push_back(Action::Persist { entry });
+                }
+                true
+            }
             Err(e) => {
                 self.stats.refused += 1;
                 tracing::warn!(node = %self.id, error = %e, "refused a remote update");
                 false
             }
         }
+    }
+
+    fn persist_delta(&mut self, key: &Bytes, delta: &Delta<Record>) {
+        if self.config.persist {
+            let entry = crate::storage::Entry::Delta {
+                key: key.clone(),
+                delta: delta.clone(),
+            };
+            self.actions.push_back(Action::Persist { entry });
+        }
+    }
+
+    /// Restores a key's state recovered from storage (before serving).
+    pub fn restore(&mut self, key: &[u8], state: &Causal<Record>) {
+        self.keyspace.restore(key, state);
     }
 
     fn on_ack(&mut self, op: u64, from: ReplicaId, ok: bool) {
@@ -844,7 +892,7 @@ impl Node {
             .collect();
         for op in stale {
             if let Some(Pending::Handoff { to, key }) = self.take_pending(op) {
-                self.hints.push_back((to, key));
+                self.add_hint(to, key);
             }
         }
         for _ in 0..self.config.hint_batch_max.min(self.hints.len()) {

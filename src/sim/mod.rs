@@ -93,6 +93,8 @@ pub struct Sim {
     topology: Topology,
     config: NodeConfig,
     nodes: BTreeMap<ReplicaId, Node>,
+    /// What each node persisted (with `NodeConfig::persist`), kept across crashes.
+    disks: BTreeMap<ReplicaId, Vec<crate::storage::Entry>>,
     region_of: BTreeMap<ReplicaId, String>,
     incarnations: BTreeMap<ReplicaId, u32>,
     down: BTreeSet<ReplicaId>,
@@ -123,6 +125,7 @@ impl Sim {
             net,
             config,
             nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
             region_of: BTreeMap::new(),
             incarnations: BTreeMap::new(),
             down: BTreeSet::new(),
@@ -148,14 +151,40 @@ impl Sim {
     }
 
     fn boot(&mut self, id: ReplicaId) {
+        let disk = self.disks.get(&id).filter(|d| !d.is_empty());
         let incarnation = self.incarnations.entry(id).or_insert(0);
+        // A node that comes back with its disk keeps its writer id (its dots
+        // are on the disk); one that lost everything starts a new life.
+        let life = match disk {
+            Some(_) => incarnation.saturating_sub(1),
+            None => {
+                *incarnation += 1;
+                *incarnation - 1
+            }
+        };
         let config = NodeConfig {
-            incarnation: *incarnation,
+            incarnation: life,
             ..self.config.clone()
         };
-        *incarnation += 1;
-        let node =
+        let mut node =
             Node::new(&self.topology, id, config).expect("simulated nodes come from the topology");
+        if let Some(disk) = disk {
+            let mut states: BTreeMap<crdt_types::Bytes, crdt_types::Causal<crdt_types::Record>> =
+                BTreeMap::new();
+            for entry in disk {
+                match entry {
+                    crate::storage::Entry::Delta { key, delta } => {
+                        states.entry(key.clone()).or_default().apply(delta)
+                    }
+                    crate::storage::Entry::State { key, state } => {
+                        states.entry(key.clone()).or_default().join(state)
+                    }
+                }
+            }
+            for (key, state) in &states {
+                node.restore(key, state);
+            }
+        }
         self.nodes.insert(id, node);
     }
 
@@ -184,12 +213,20 @@ impl Sim {
         self.down.contains(&id)
     }
 
-    /// Crashes `id`: it loses its memory and drops every message until restarted.
+    /// Crashes `id`: it loses its memory (not its disk) and drops every
+    /// message until restarted.
     pub fn crash(&mut self, id: ReplicaId) {
         self.down.insert(id);
     }
 
-    /// Restarts a crashed node as a new, empty incarnation.
+    /// Crashes `id` and destroys its disk too.
+    pub fn crash_losing_disk(&mut self, id: ReplicaId) {
+        self.down.insert(id);
+        self.disks.remove(&id);
+    }
+
+    /// Restarts a crashed node: from its disk when the node persists (and
+    /// the disk survived), else as a new, empty incarnation.
     pub fn restart(&mut self, id: ReplicaId) {
         if self.down.remove(&id) {
             self.boot(id);
@@ -285,6 +322,7 @@ impl Sim {
     fn drain_actions(&mut self, id: ReplicaId) {
         while let Some(action) = self.nodes.get_mut(&id).and_then(Node::poll_action) {
             match action {
+                Action::Persist { entry } => self.disks.entry(id).or_default().push(entry),
                 // Client replies travel back without loss (the client's link is not simulated).
                 Action::Reply { client, response } => self.responses.push((client, response)),
                 Action::Send { to, msg } => {

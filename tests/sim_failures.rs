@@ -1,0 +1,258 @@
+//! Deterministic simulation of node crashes in a region of three nodes
+//! (N = 3, W = quorum): with a data directory (a crash keeps the disk) and
+//! without one (a crash loses everything and the node rejoins empty).
+//!
+//! `MERIDIAN_SIM_SEEDS=N` runs N seeds per test (default 100, a quarter of
+//! them here); `MERIDIAN_SIM_SEED=S` replays one.
+
+use meridian::crdt::Bytes;
+use meridian::node::NodeConfig;
+use meridian::protocol::{Command, ErrorReply, Request};
+use meridian::sim::{NetConfig, Sim};
+use meridian::topology::Topology;
+use std::collections::{BTreeMap, BTreeSet};
+
+const TOPOLOGY: &str = r#"
+[cluster]
+name = "sim"
+replication_factor = 3
+
+[[region]]
+name = "r"
+
+[[region.node]]
+id = "n1"
+client_addr = "127.0.0.1:9101"
+peer_addr = "127.0.0.1:9111"
+
+[[region.node]]
+id = "n2"
+client_addr = "127.0.0.1:9102"
+peer_addr = "127.0.0.1:9112"
+
+[[region.node]]
+id = "n3"
+client_addr = "127.0.0.1:9103"
+peer_addr = "127.0.0.1:9113"
+"#;
+
+const START_MS: u64 = 1_800_000_000_000;
+
+#[derive(Clone, Copy)]
+enum Disk {
+    /// Nodes persist; a crash keeps the disk.
+    Kept,
+    /// Nodes are pure caches; a crash loses everything.
+    None,
+}
+
+fn s(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
+    let topology = Topology::parse(TOPOLOGY, "sim.toml").map_err(|e| e.to_string())?;
+    let config = NodeConfig {
+        write_timeout_ms: 200,
+        hint_retry_ms: 100,
+        digest_interval_ms: 300,
+        persist: matches!(disk, Disk::Kept),
+        ..NodeConfig::default()
+    };
+    let net = NetConfig {
+        latency_ms_min: 1,
+        latency_ms_max: 10,
+        loss: 0.02,
+        duplicate: 0.02,
+        ..NetConfig::default()
+    };
+    let mut sim = Sim::new(topology, config, net, seed, START_MS);
+    let ids = sim.node_ids();
+    let mut commands: BTreeMap<u64, Command> = BTreeMap::new();
+    let mut next_id = 1u64;
+    let mut down: Option<(usize, u64)> = None;
+    let mut last_crash_ms = START_MS;
+    // With no disk a node must be repaired (digests) before another may
+    // crash: at most W - 1 = 1 replica fails at a time.
+    let crash_gap_ms = match disk {
+        Disk::Kept => 300,
+        Disk::None => 3_000,
+    };
+    while sim.now_ms() < START_MS + 6_000 {
+        let now = sim.now_ms();
+        match down {
+            Some((i, until)) if now >= until => {
+                sim.restart(ids[i]);
+                down = None;
+                last_crash_ms = now;
+            }
+            None if now >= last_crash_ms + crash_gap_ms && sim.rng().chance(0.02) => {
+                let i = sim.rng().below(3) as usize;
+                sim.crash(ids[i]);
+                down = Some((i, now + 100 + sim.rng().below(900)));
+            }
+            // With disks, sometimes the whole region goes down at once (a
+            // power cut) and restarts: only the data directories keep the data.
+            None if matches!(disk, Disk::Kept)
+                && now >= last_crash_ms + crash_gap_ms
+                && sim.rng().chance(0.002) =>
+            {
+                for id in &ids {
+                    sim.crash(*id);
+                }
+                let until = now + 200;
+                sim.run_until(until);
+                for id in &ids {
+                    sim.restart(*id);
+                }
+                last_crash_ms = sim.now_ms();
+            }
+            _ => {}
+        }
+        for _ in 0..sim.rng().below(3) {
+            let id = next_id;
+            next_id += 1;
+            let k = sim.rng().below(3);
+            let command = if sim.rng().chance(0.5) {
+                Command::IncrBy {
+                    key: Bytes::from(format!("c{k}").as_str()),
+                    by: 1 + sim.rng().below(5) as i64,
+                }
+            } else {
+                Command::SAdd {
+                    key: Bytes::from(format!("s{k}").as_str()),
+                    members: vec![Bytes::from(format!("m{id}").as_str())],
+                }
+            };
+            commands.insert(id, command.clone());
+            // Clients talk to nodes that are up (a real client fails over).
+            let live: Vec<usize> = (0..3)
+                .filter(|i| down.map_or(true, |(d, _)| d != *i))
+                .collect();
+            let to = ids[live[sim.rng().below(live.len() as u64) as usize]];
+            sim.client_request(
+                to,
+                id,
+                Request {
+                    id,
+                    command,
+                    write: None,
+                    read: None,
+                },
+            );
+        }
+        let until = sim.now_ms() + 10;
+        sim.run_until(until);
+    }
+    if let Some((i, _)) = down {
+        sim.restart(ids[i]);
+    }
+    let until = sim.now_ms() + 10_000;
+    sim.run_until(until);
+
+    let mut acked: BTreeMap<String, i64> = BTreeMap::new();
+    let mut maybe: BTreeMap<String, i64> = BTreeMap::new();
+    let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let answers: BTreeMap<u64, Result<(), ErrorReply>> = sim
+        .take_responses()
+        .into_iter()
+        .map(|(c, r)| (c, r.result.map(|_| ())))
+        .collect();
+    for (id, command) in &commands {
+        let outcome = answers.get(id);
+        match command {
+            Command::IncrBy { key, by } => match outcome {
+                Some(Ok(())) => *acked.entry(s(key)).or_default() += by,
+                // Not acknowledged, or no answer (its node crashed): it may or may not count.
+                Some(Err(ErrorReply::QuorumNotReached { .. })) | None => {
+                    *maybe.entry(s(key)).or_default() += by
+                }
+                Some(Err(e)) => return Err(format!("increment {id} refused: {e}")),
+            },
+            Command::SAdd { key, members: m } => {
+                if let Some(Ok(())) = outcome {
+                    members.entry(s(key)).or_default().extend(m.iter().map(s));
+                }
+            }
+            _ => {}
+        }
+    }
+    let now = sim.now_ms();
+    for k in 0..3 {
+        for key in [format!("c{k}"), format!("s{k}")] {
+            let states: Vec<_> = ids
+                .iter()
+                .map(|id| sim.node(*id).keyspace().state(key.as_bytes()))
+                .collect();
+            if states.iter().any(|st| *st != states[0]) {
+                return Err(format!("replicas of {key} diverged"));
+            }
+        }
+    }
+    for id in &ids {
+        let ks = sim.node(*id).keyspace();
+        for (key, sum) in &acked {
+            let value = ks
+                .counter(key.as_bytes(), now)
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0);
+            let extra = maybe.get(key).copied().unwrap_or(0);
+            if value < *sum || value > sum + extra {
+                return Err(format!(
+                    "counter {key} on {id:?}: {value}, acknowledged {sum}, unacknowledged {extra}"
+                ));
+            }
+        }
+        for (key, want) in &members {
+            let got: BTreeSet<String> = ks
+                .smembers(key.as_bytes(), now)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(s)
+                .collect();
+            if let Some(lost) = want.difference(&got).next() {
+                return Err(format!(
+                    "set {key} on {id:?}: acknowledged member {lost} lost"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_seeds(name: &str, disk: Disk) {
+    let seeds: Vec<u64> = match std::env::var("MERIDIAN_SIM_SEED") {
+        Ok(one) => vec![one.parse().expect("MERIDIAN_SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 = std::env::var("MERIDIAN_SIM_SEEDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
+            (0..n.div_ceil(4)).map(|i| 0xfa11_0000 + i).collect()
+        }
+    };
+    let failures: Vec<String> = seeds
+        .into_iter()
+        .filter_map(|seed| {
+            run_seed(seed, disk)
+                .err()
+                .map(|e| format!("seed {seed}: {e}\n  replay: MERIDIAN_SIM_SEED={seed} cargo test --test sim_failures {name}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn crashes_with_the_data_directory_lose_no_acknowledged_write() {
+    run_seeds("crashes_with_the_data_directory", Disk::Kept);
+}
+
+#[test]
+fn crashes_without_disk_lose_no_acknowledged_write_while_one_replica_fails_at_a_time() {
+    run_seeds("crashes_without_disk", Disk::None);
+}
