@@ -127,7 +127,7 @@ fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
             commands.insert(id, command.clone());
             // Clients talk to nodes that are up (a real client fails over).
             let live: Vec<usize> = (0..3)
-                .filter(|i| down.map_or(true, |(d, _)| d != *i))
+                .filter(|i| down.is_none_or(|(d, _)| d != *i))
                 .collect();
             let to = ids[live[sim.rng().below(live.len() as u64) as usize]];
             sim.client_request(
