@@ -76,9 +76,9 @@ name = "{REGION}"
 
 fn node_config() -> NodeConfig {
     NodeConfig {
-        write_timeout_ms: 500,
-        read_timeout_ms: 500,
-        forward_timeout_ms: 1_000,
+        write_timeout_ms: 2_000,
+        read_timeout_ms: 2_000,
+        forward_timeout_ms: 3_000,
         ..NodeConfig::default()
     }
 }
