@@ -116,7 +116,7 @@ impl Region {
 
     fn options(&self) -> ClientOptions {
         let mut opts = ClientOptions::new(self.topology.clone(), REGION, self.dir.path());
-        opts.request_timeout = Duration::from_secs(2);
+        opts.request_timeout = Duration::from_secs(6);
         opts
     }
 
@@ -423,7 +423,7 @@ async fn serve_runs_until_its_shutdown_future_completes() {
         },
     ));
     let mut opts = ClientOptions::new(topology, REGION, dir.path());
-    opts.request_timeout = Duration::from_secs(2);
+    opts.request_timeout = Duration::from_secs(6);
     let client = Client::connect(opts).await.unwrap();
     within("the first ping", async {
         // The node binds shortly after `serve` starts.
