@@ -8,33 +8,9 @@
 use meridian::crdt::Bytes;
 use meridian::node::NodeConfig;
 use meridian::protocol::{Command, ErrorReply, Request};
-use meridian::sim::{NetConfig, Sim};
+use meridian::sim::{check_seeds, NetConfig, Sim, REGION_OF_THREE};
 use meridian::topology::Topology;
 use std::collections::{BTreeMap, BTreeSet};
-
-const TOPOLOGY: &str = r#"
-[cluster]
-name = "sim"
-replication_factor = 3
-
-[[region]]
-name = "r"
-
-[[region.node]]
-id = "n1"
-client_addr = "127.0.0.1:9101"
-peer_addr = "127.0.0.1:9111"
-
-[[region.node]]
-id = "n2"
-client_addr = "127.0.0.1:9102"
-peer_addr = "127.0.0.1:9112"
-
-[[region.node]]
-id = "n3"
-client_addr = "127.0.0.1:9103"
-peer_addr = "127.0.0.1:9113"
-"#;
 
 const START_MS: u64 = 1_800_000_000_000;
 
@@ -51,7 +27,7 @@ fn s(b: &Bytes) -> String {
 }
 
 fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
-    let topology = Topology::parse(TOPOLOGY, "sim.toml").map_err(|e| e.to_string())?;
+    let topology = Topology::parse(REGION_OF_THREE, "sim.toml").map_err(|e| e.to_string())?;
     let config = NodeConfig {
         write_timeout_ms: 200,
         hint_retry_ms: 100,
@@ -220,39 +196,24 @@ fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
     Ok(())
 }
 
-fn run_seeds(name: &str, disk: Disk) {
-    let seeds: Vec<u64> = match std::env::var("MERIDIAN_SIM_SEED") {
-        Ok(one) => vec![one.parse().expect("MERIDIAN_SIM_SEED is a number")],
-        Err(_) => {
-            let n: u64 = std::env::var("MERIDIAN_SIM_SEEDS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(100);
-            (0..n.div_ceil(4)).map(|i| 0xfa11_0000 + i).collect()
-        }
-    };
-    let failures: Vec<String> = seeds
-        .into_iter()
-        .filter_map(|seed| {
-            run_seed(seed, disk)
-                .err()
-                .map(|e| format!("seed {seed}: {e}\n  replay: MERIDIAN_SIM_SEED={seed} cargo test --test sim_failures {name}"))
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} seeds failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+#[test]
+fn crashes_with_the_data_directory_lose_no_acknowledged_write() {
+    check_seeds(
+        "sim_failures",
+        "crashes_with_the_data_directory",
+        0xfa11_0000,
+        4,
+        |seed| run_seed(seed, Disk::Kept),
     );
 }
 
 #[test]
-fn crashes_with_the_data_directory_lose_no_acknowledged_write() {
-    run_seeds("crashes_with_the_data_directory", Disk::Kept);
-}
-
-#[test]
 fn crashes_without_disk_lose_no_acknowledged_write_while_one_replica_fails_at_a_time() {
-    run_seeds("crashes_without_disk", Disk::None);
+    check_seeds(
+        "sim_failures",
+        "crashes_without_disk",
+        0xfa11_0000,
+        4,
+        |seed| run_seed(seed, Disk::None),
+    );
 }

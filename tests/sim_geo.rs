@@ -9,7 +9,7 @@ use meridian::crdt::{Bytes, Kind, ReplicaId};
 use meridian::keyspace::Ttl;
 use meridian::node::NodeConfig;
 use meridian::protocol::{Answer, Command, ErrorReply, Request, Response};
-use meridian::sim::{NetConfig, Sim};
+use meridian::sim::{check_seeds, NetConfig, Sim};
 use meridian::topology::Topology;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -430,58 +430,37 @@ fn s(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn run_seeds(name: &str, config: NodeConfig) {
-    let seeds: Vec<u64> = match std::env::var("MERIDIAN_SIM_SEED") {
-        Ok(one) => vec![one.parse().expect("MERIDIAN_SIM_SEED is a number")],
-        Err(_) => {
-            let n: u64 = std::env::var("MERIDIAN_SIM_SEEDS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(100);
-            (0..n.div_ceil(5)).map(|i| 0x6e0_0000 + i).collect()
-        }
-    };
-    let failures: Vec<String> = seeds
-        .into_iter()
-        .filter_map(|seed| {
-            run_seed(seed, config.clone())
-                .err()
-                .map(|e| format!("seed {seed}: {e}\n  replay: MERIDIAN_SIM_SEED={seed} cargo test --test sim_geo {name}"))
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} seeds failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
 #[test]
 fn random_writes_in_every_region_with_a_region_cut_off_converge_everywhere() {
-    run_seeds("random_writes_in_every_region", config());
+    check_seeds(
+        "sim_geo",
+        "random_writes_in_every_region",
+        0x6e0_0000,
+        5,
+        |seed| run_seed(seed, config()),
+    );
 }
 
 #[test]
 fn delta_shipping_alone_converges_without_digest_repair() {
-    run_seeds(
-        "delta_shipping_alone",
-        NodeConfig {
-            digest_interval_ms: u64::MAX / 4,
-            ..config()
-        },
-    );
+    let config = NodeConfig {
+        digest_interval_ms: u64::MAX / 4,
+        ..config()
+    };
+    check_seeds("sim_geo", "delta_shipping_alone", 0x6e0_0000, 5, |seed| {
+        run_seed(seed, config.clone())
+    });
 }
 
 #[test]
 fn digest_repair_alone_converges_when_every_delta_buffer_overflows() {
     // A buffer of one delta per link: almost every delta is dropped, so
     // convergence rests on the digest comparison between regions.
-    run_seeds(
-        "digest_repair_alone",
-        NodeConfig {
-            geo_buffer_max: 1,
-            ..config()
-        },
-    );
+    let config = NodeConfig {
+        geo_buffer_max: 1,
+        ..config()
+    };
+    check_seeds("sim_geo", "digest_repair_alone", 0x6e0_0000, 5, |seed| {
+        run_seed(seed, config.clone())
+    });
 }

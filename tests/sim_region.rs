@@ -7,34 +7,9 @@
 use meridian::crdt::Bytes;
 use meridian::node::NodeConfig;
 use meridian::protocol::{Command, ErrorReply, Request};
-use meridian::sim::{NetConfig, Sim};
+use meridian::sim::{check_seeds, NetConfig, Sim, REGION_OF_THREE};
 use meridian::topology::Topology;
 use std::collections::{BTreeMap, BTreeSet};
-
-const TOPOLOGY: &str = r#"
-[cluster]
-name = "sim"
-replication_factor = 3
-write_consistency = "quorum"
-
-[[region]]
-name = "r"
-
-[[region.node]]
-id = "n1"
-client_addr = "127.0.0.1:9101"
-peer_addr = "127.0.0.1:9111"
-
-[[region.node]]
-id = "n2"
-client_addr = "127.0.0.1:9102"
-peer_addr = "127.0.0.1:9112"
-
-[[region.node]]
-id = "n3"
-client_addr = "127.0.0.1:9103"
-peer_addr = "127.0.0.1:9113"
-"#;
 
 const START_MS: u64 = 1_800_000_000_000;
 
@@ -55,7 +30,7 @@ struct Ledger {
 }
 
 fn run_seed(seed: u64) -> Result<(), String> {
-    let topology = Topology::parse(TOPOLOGY, "sim.toml").map_err(|e| e.to_string())?;
+    let topology = Topology::parse(REGION_OF_THREE, "sim.toml").map_err(|e| e.to_string())?;
     let net = NetConfig {
         latency_ms_min: 1,
         latency_ms_max: 30,
@@ -243,39 +218,15 @@ fn record(sim: &mut Sim, ledger: &mut Ledger) {
     }
 }
 
-fn seeds() -> Vec<u64> {
-    if let Ok(one) = std::env::var("MERIDIAN_SIM_SEED") {
-        return vec![one.parse().expect("MERIDIAN_SIM_SEED is a number")];
-    }
-    let n: u64 = std::env::var("MERIDIAN_SIM_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    (0..n).map(|i| 0x5eed_0000 + i).collect()
-}
-
 #[test]
 fn region_converges_and_keeps_acknowledged_writes_under_a_faulty_network() {
-    let mut failures = Vec::new();
-    for seed in seeds() {
-        if let Err(e) = run_seed(seed) {
-            failures.push(format!(
-                "seed {seed}: {e}\n  replay: MERIDIAN_SIM_SEED={seed} cargo test --test sim_region"
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} seeds failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    check_seeds("sim_region", "region_converges", 0x5eed_0000, 1, run_seed);
 }
 
 #[test]
 fn a_seed_replays_exactly() {
     let run = |seed| {
-        let topology = Topology::parse(TOPOLOGY, "sim.toml").unwrap();
+        let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
         let net = NetConfig {
             latency_ms_min: 1,
             latency_ms_max: 30,
@@ -320,7 +271,7 @@ fn a_seed_replays_exactly() {
 
 #[test]
 fn write_to_a_partitioned_replica_is_handed_off_after_the_heal() {
-    let topology = Topology::parse(TOPOLOGY, "sim.toml").unwrap();
+    let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
     let mut sim = Sim::new(
         topology,
         // No digest rounds: the hint alone must deliver the write.
@@ -376,7 +327,7 @@ fn write_to_a_partitioned_replica_is_handed_off_after_the_heal() {
 
 #[test]
 fn write_that_cannot_reach_w_is_kept_and_reports_acked_over_needed() {
-    let topology = Topology::parse(TOPOLOGY, "sim.toml").unwrap();
+    let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
     let mut sim = Sim::new(
         topology,
         NodeConfig::default(),

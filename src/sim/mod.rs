@@ -407,3 +407,66 @@ impl Sim {
         while self.step(until_ms) {}
     }
 }
+
+/// A topology of one region of three nodes (N = 3, W = quorum), for tests.
+pub const REGION_OF_THREE: &str = r#"
+[cluster]
+name = "sim"
+replication_factor = 3
+write_consistency = "quorum"
+
+[[region]]
+name = "r"
+
+[[region.node]]
+id = "n1"
+client_addr = "127.0.0.1:9101"
+peer_addr = "127.0.0.1:9111"
+
+[[region.node]]
+id = "n2"
+client_addr = "127.0.0.1:9102"
+peer_addr = "127.0.0.1:9112"
+
+[[region.node]]
+id = "n3"
+client_addr = "127.0.0.1:9103"
+peer_addr = "127.0.0.1:9113"
+"#;
+
+/// Runs `run` on a batch of seeds and panics listing every failing seed with
+/// the one command that replays it. The batch is `MERIDIAN_SIM_SEED` alone
+/// when set (a replay), else `MERIDIAN_SIM_SEEDS` (default 100) divided by
+/// `share` (tests that split a budget), counted up from `base`.
+pub fn check_seeds(
+    test_file: &str,
+    test_name: &str,
+    base: u64,
+    share: u64,
+    mut run: impl FnMut(u64) -> Result<(), String>,
+) {
+    let seeds: Vec<u64> = match std::env::var("MERIDIAN_SIM_SEED") {
+        Ok(one) => vec![one.parse().expect("MERIDIAN_SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 = std::env::var("MERIDIAN_SIM_SEEDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
+            (0..n.div_ceil(share.max(1))).map(|i| base + i).collect()
+        }
+    };
+    let failures: Vec<String> = seeds
+        .into_iter()
+        .filter_map(|seed| {
+            run(seed).err().map(|e| {
+                format!("seed {seed}: {e}\n  replay: MERIDIAN_SIM_SEED={seed} cargo test --test {test_file} {test_name}")
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
