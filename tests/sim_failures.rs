@@ -217,3 +217,30 @@ fn crashes_without_disk_lose_no_acknowledged_write_while_one_replica_fails_at_a_
         |seed| run_seed(seed, Disk::None),
     );
 }
+
+#[test]
+fn crashed_node_is_suspected_within_about_a_second_and_trusted_again_when_back() {
+    let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
+    let mut sim = Sim::new(topology, NodeConfig::default(), NetConfig::default(), 3, START_MS);
+    let ids = sim.node_ids();
+    sim.run_until(START_MS + 10_000);
+    assert!(sim.node(ids[0]).is_alive(ids[2]));
+    sim.crash(ids[2]);
+    let crashed_at = sim.now_ms();
+    let mut detected = None;
+    while sim.now_ms() < crashed_at + 5_000 {
+        let until = sim.now_ms() + 10;
+        sim.run_until(until);
+        if detected.is_none() && !sim.node(ids[0]).is_alive(ids[2]) {
+            detected = Some(sim.now_ms() - crashed_at);
+        }
+    }
+    let detected = detected.expect("the crash is detected");
+    assert!((500..=2_000).contains(&detected), "detected after {detected} ms");
+    assert!(sim.node(ids[1]).status(sim.now_ms()).peers_suspected.contains(&ids[2].0));
+    assert!(sim.node(ids[0]).is_alive(ids[1]), "no false suspicion of a live peer");
+    sim.restart(ids[2]);
+    let until = sim.now_ms() + 2_000;
+    sim.run_until(until);
+    assert!(sim.node(ids[0]).is_alive(ids[2]));
+}

@@ -334,6 +334,9 @@ impl Node {
         }
         let peer = peers[self.digest_rotation % peers.len()];
         self.digest_rotation += 1;
+        if !self.is_alive(peer) {
+            return;
+        }
         let buckets = self
             .keyspace
             .bucket_digests(DIGEST_BUCKETS, |k| self.shared_with(peer, k));

@@ -14,6 +14,7 @@
 
 mod execute;
 mod geo;
+mod membership;
 
 pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
 
@@ -67,6 +68,12 @@ pub struct NodeConfig {
     pub digest_interval_ms: u64,
     /// Most key states sent in one digest answer.
     pub digest_states_max: usize,
+    /// How often heartbeats go to the other nodes of the region.
+    pub heartbeat_interval_ms: u64,
+    /// Phi above which a silent peer is suspected (higher: slower, surer).
+    pub phi_threshold: f64,
+    /// Smallest standard deviation of heartbeat gaps the detector assumes.
+    pub heartbeat_min_std_ms: u64,
     /// Emit `Action::Persist` for every change (a node with a data directory).
     pub persist: bool,
     /// Which life of this node this is. A node that restarts without its
@@ -98,6 +105,9 @@ impl Default for NodeConfig {
             geo_senders_max: 4_096,
             digest_interval_ms: 5_000,
             digest_states_max: 2_000,
+            heartbeat_interval_ms: 500,
+            phi_threshold: 8.0,
+            heartbeat_min_std_ms: 100,
             persist: false,
             incarnation: 0,
             keyspace: KeyspaceConfig::default(),
@@ -244,6 +254,10 @@ pub struct Node {
     digest_rotation: usize,
     /// Whether the cluster has another node to compare digests with.
     has_peers: bool,
+    detector: membership::Detector,
+    heartbeat_due_ms: u64,
+    /// The latest time seen (for decisions outside `handle`/`tick`).
+    now_ms: u64,
 }
 
 /// Why a node could not be built.
@@ -282,6 +296,18 @@ impl Node {
             .collect();
         config.keyspace.key_bytes_max = limits.key_bytes_max as usize;
         config.keyspace.value_bytes_max = limits.value_bytes_max as usize;
+        let detector = membership::Detector::new(
+            topology
+                .nodes_in(&region)
+                .unwrap_or(&[])
+                .iter()
+                .map(|n| n.replica)
+                .filter(|r| *r != id),
+            0,
+            config.heartbeat_interval_ms,
+            config.heartbeat_min_std_ms,
+            config.phi_threshold,
+        );
         Ok(Node {
             id,
             region,
@@ -304,6 +330,9 @@ impl Node {
             digest_due_ms: 0,
             digest_rotation: id.0 as usize,
             has_peers: topology.nodes().count() > 1,
+            detector,
+            heartbeat_due_ms: 0,
+            now_ms: 0,
         })
     }
 
@@ -337,6 +366,19 @@ impl Node {
         self.actions.pop_front()
     }
 
+    fn observe_time(&mut self, now_ms: u64) {
+        if self.now_ms == 0 {
+            // Every peer counts as just heard from when the node starts.
+            self.detector.start(now_ms);
+        }
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    /// Whether `peer` is believed up (always true for unknown peers and self).
+    pub fn is_alive(&self, peer: ReplicaId) -> bool {
+        self.detector.alive(peer, self.now_ms)
+    }
+
     /// When [`Node::tick`] next has work to do.
     pub fn next_timeout_ms(&self) -> u64 {
         let op = self.deadlines.keys().next().map_or(u64::MAX, |(ms, _)| *ms);
@@ -355,11 +397,24 @@ impl Node {
         } else {
             u64::MAX
         };
-        op.min(hints).min(self.sweep_due_ms).min(geo).min(digest)
+        let heartbeat = if self.has_peers {
+            self.heartbeat_due_ms
+        } else {
+            u64::MAX
+        };
+        op.min(hints)
+            .min(self.sweep_due_ms)
+            .min(geo)
+            .min(digest)
+            .min(heartbeat)
     }
 
     /// Handles one event at time `now_ms`.
     pub fn handle(&mut self, now_ms: u64, input: Input) {
+        self.observe_time(now_ms);
+        if let Input::Peer { from, .. } = &input {
+            self.detector.heard(*from, now_ms);
+        }
         match input {
             Input::Client { client, request } => {
                 self.on_request(now_ms, Origin::Client(client), request)
@@ -370,6 +425,17 @@ impl Node {
 
     /// Lets time pass: times out operations, retries hints, sweeps expired keys.
     pub fn tick(&mut self, now_ms: u64) {
+        self.observe_time(now_ms);
+        if now_ms >= self.heartbeat_due_ms {
+            self.heartbeat_due_ms = now_ms + self.detector.interval_ms();
+            let peers: Vec<ReplicaId> = self.detector.peers().collect();
+            for to in peers {
+                self.actions.push_back(Action::Send {
+                    to,
+                    msg: PeerMsg::Heartbeat,
+                });
+            }
+        }
         while let Some((&(ms, op), _)) = self.deadlines.first_key_value() {
             if ms > now_ms {
                 break;
@@ -484,7 +550,12 @@ impl Node {
                 let reason = format!("node {} is not a replica of the key", self.id);
                 return self.fail(origin, id, ErrorReply::Unavailable { reason });
             }
-            let Some(&target) = replicas.first() else {
+            let target = replicas
+                .iter()
+                .copied()
+                .find(|r| self.is_alive(*r))
+                .or(replicas.first().copied());
+            let Some(target) = target else {
                 return self.fail(
                     origin,
                     id,
@@ -696,6 +767,7 @@ impl Node {
                 next_seq,
                 entries,
             } => self.on_geo_batch(now_ms, from, (acked_seq, first_seq, next_seq), entries),
+            PeerMsg::Heartbeat => {}
             PeerMsg::GeoAck { next_seq } => self.on_geo_ack(now_ms, from, next_seq),
             PeerMsg::DigestRequest { op, buckets } => self.on_digest_request(from, op, buckets),
             PeerMsg::DigestReply {
@@ -974,6 +1046,12 @@ impl Node {
             writes_acked: self.stats.writes_acked,
             writes_short: self.stats.writes_short,
             refused: self.stats.refused,
+            peers_suspected: self
+                .detector
+                .peers()
+                .filter(|p| !self.detector.alive(*p, now_ms))
+                .map(|p| p.0)
+                .collect(),
             links: self
                 .geo_stats(now_ms)
                 .into_iter()

@@ -194,6 +194,8 @@ pub struct NodeStatus {
     pub writes_short: u64,
     /// Remote updates refused.
     pub refused: u64,
+    /// Nodes of this region the failure detector suspects.
+    pub peers_suspected: Vec<u32>,
     /// Replication to each other region.
     pub links: Vec<LinkStatus>,
 }
@@ -356,4 +358,6 @@ pub enum PeerMsg {
     DigestRepair {
         states: Vec<(Bytes, Causal<Record>)>,
     },
+    /// I am alive (failure detection inside a region).
+    Heartbeat,
 }
