@@ -135,6 +135,7 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Bench(args) => meridian::cli::bench::command(global, &args),
         Cmd::Data(_) => unreachable!("data commands are handled by data_command"),
     }
 }
