@@ -44,14 +44,14 @@ redis-server --port "$port" --save '' --appendonly no --dir "$dir" --daemonize y
     --logfile "$dir/redis.log" >/dev/null
 until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
 
-echo "round,target,concurrency,op,ops_per_s,p50_us,p99_us,errors" >"$out"
+echo "round,target,concurrency,op,ops_per_s,p50_us,p99_us,errors,error_kinds" >"$out"
 
 run_redis() { # run_redis ROUND C
     # -c clients, each with one request in flight; about $seconds s per test.
     local n=$(($2 == 1 ? 25000 * seconds : 75000 * seconds))
     redis-benchmark -p "$port" -t get,set,incr,hset -c "$2" -n "$n" -r 10000 -d 64 -P 1 --csv |
         tr -d '"' | awk -F, -v r="$1" -v c="$2" 'NR > 1 {
-            printf "%s,redis,%s,%s,%s,%.0f,%.0f,0\n", r, c, tolower($1), $2, $5 * 1000, $7 * 1000 }' >>"$out"
+            printf "%s,redis,%s,%s,%s,%.0f,%.0f,0,\n", r, c, tolower($1), $2, $5 * 1000, $7 * 1000 }' >>"$out"
 }
 
 run_meridian() { # run_meridian ROUND TARGET C
@@ -61,8 +61,9 @@ run_meridian() { # run_meridian ROUND TARGET C
             python3 -c '
 import json, sys
 r = json.load(sys.stdin); t = r["total"]
-print("%s,%s,%s,%s,%.0f,%.0f,%.0f,%d" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4],
-      t["ops_per_s"], t["latency"]["p50_us"], t["latency"]["p99_us"], t["errors"]))' \
+kinds = ";".join("%s:%d" % (e["kind"], e["count"]) for e in r["errors"])
+print("%s,%s,%s,%s,%.0f,%.0f,%.0f,%d,%s" % (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4],
+      t["ops_per_s"], t["latency"]["p50_us"], t["latency"]["p99_us"], t["errors"], kinds))' \
                 "$1" "$2" "$3" "$op" >>"$out"
     done
 }
@@ -93,5 +94,8 @@ for c in sorted({r["concurrency"] for r in rows}, key=int):
               f"{three:,.0f} ({lat('region'):.0f} µs) | {one / red:.2f}× | {three / one:.2f}× |")
 errors = sum(int(r["errors"]) for r in rows)
 print(f"\nerrors in all meridian runs: {errors}")
+for r in rows:
+    if int(r["errors"]):
+        print(f"  round {r['round']}, {r['target']}, {r['op']} at {r['concurrency']} in flight: {r['error_kinds']}")
 PY
 echo "raw figures: $out" >&2
