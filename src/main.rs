@@ -135,6 +135,7 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Bench(args) => meridian::cli::bench::command(global, &args),
         Cmd::Data(_) => unreachable!("data commands are handled by data_command"),
     }
 }
@@ -152,10 +153,10 @@ fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let cert_dir = args.cert_dir.unwrap_or_else(|| global.cert_dir());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // One thread per node: for request/response traffic on a small machine
+    // it beats a multi-thread runtime (no wake-ups across threads), and
+    // several nodes of a local cluster share the cores.
+    let runtime = current_thread_runtime()?;
     runtime.block_on(async {
         let shutdown = shutdown_signal().context("cannot install signal handlers")?;
         tracing::info!(node = %args.node, topology = %path.display(), "starting node");

@@ -144,6 +144,8 @@ pub enum Cmd {
     /// Run a whole cluster locally, one process per node
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Load the cluster through the SDK; report throughput and latency
+    Bench(super::bench::BenchArgs),
     /// A data command (`get`, `set`...; see the list below)
     #[command(external_subcommand)]
     Data(Vec<OsString>),

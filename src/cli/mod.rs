@@ -10,8 +10,8 @@
 //! - [`certs`]: `meridian certs ...`.
 //! - [`cluster`]: `meridian cluster up | down | kill | status`.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
-//! - `serve` and `data`: the only parts that need the network layer and
-//!   the client SDK.
+//! - `serve`, `data` and [`bench`]: the only parts that need the network
+//!   layer and the client SDK.
 //!
 //! Exit codes of the binary: 0 on success, 1 when a command fails (an
 //! error from the cluster, a bad topology, a failed start), 2 for a
@@ -25,5 +25,6 @@ pub mod format;
 pub mod shutdown;
 pub mod target;
 
+pub mod bench;
 pub mod data;
 pub mod serve;

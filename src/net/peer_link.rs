@@ -1,15 +1,17 @@
 //! Outbound links to the other nodes: one task per remote node, keeping one
 //! connection and one long-lived unidirectional stream to it.
 //!
-//! A link starts the first time the node sends to that peer. Messages wait
-//! in the link's bounded queue; the task drains whatever is ready into one
-//! buffer and writes it at once. When the connection breaks, the task dials
+//! A link starts the first time the node sends to that peer. Messages are
+//! framed as they are queued, and wait in the link's queue, bounded both in
+//! messages and in bytes (a whole-state message can weigh megabytes); the
+//! task drains whatever is ready into one buffer and writes it at once. When the connection breaks, the task dials
 //! again with exponential backoff; messages that were in a failed write are
 //! lost, and a full queue drops new messages. Both are counted and logged,
 //! never retried here: the node's timeouts, hinted handoff and read repair
 //! are what make replication reliable, not this link.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +26,9 @@ use crate::topology::{Node as NodeAddr, Topology};
 
 /// Messages queued per peer link.
 pub const PEER_QUEUE_MAX: usize = 16_384;
+/// Bytes of framed messages queued per peer link. A message larger than
+/// this is still queued when the queue is empty.
+pub const PEER_QUEUE_BYTES_MAX: usize = 16 << 20;
 /// First wait before dialling a peer again.
 pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 /// Longest wait before dialling a peer again.
@@ -38,7 +43,45 @@ pub(crate) struct Links {
     frame_bytes_max: usize,
     shutdown: watch::Receiver<bool>,
     shared: Arc<Shared>,
-    queues: HashMap<ReplicaId, mpsc::Sender<PeerMsg>>,
+    queues: HashMap<ReplicaId, Queue>,
+}
+
+/// The sending side of one link's queue.
+struct Queue {
+    frames: mpsc::Sender<Vec<u8>>,
+    budget: Arc<ByteBudget>,
+}
+
+/// Bytes queued on one link, against [`PEER_QUEUE_BYTES_MAX`].
+#[derive(Debug)]
+struct ByteBudget {
+    queued: AtomicUsize,
+    max: usize,
+}
+
+impl ByteBudget {
+    fn new(max: usize) -> Self {
+        ByteBudget {
+            queued: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes `len` bytes of the budget; false (nothing taken) when they do
+    /// not fit, unless nothing is queued.
+    fn try_take(&self, len: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued == 0 || queued.saturating_add(len) <= self.max).then(|| queued + len)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `len` bytes taken before.
+    fn give_back(&self, len: usize) {
+        let before = self.queued.fetch_sub(len, Ordering::AcqRel);
+        debug_assert!(before >= len, "gave back more than was taken");
+    }
 }
 
 impl Links {
@@ -59,7 +102,9 @@ impl Links {
         }
     }
 
-    /// Queues `msg` for peer `to`, starting its link if needed. Never waits.
+    /// Frames `msg` and queues it for peer `to`, starting its link if
+    /// needed. Never waits: a message that finds the queue full (in
+    /// messages or bytes) is dropped and counted.
     pub(crate) fn send(&mut self, to: ReplicaId, msg: PeerMsg) {
         if !self.queues.contains_key(&to) {
             let Some(peer) = self.topology.node_by_replica(to).cloned() else {
@@ -68,29 +113,47 @@ impl Links {
                 return;
             };
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let budget = Arc::new(ByteBudget::new(PEER_QUEUE_BYTES_MAX));
             let link = Link {
                 endpoint: self.endpoint.clone(),
                 peer,
-                frame_bytes_max: self.frame_bytes_max,
                 shared: self.shared.clone(),
+                budget: budget.clone(),
             };
             tokio::spawn(link.run(rx, self.shutdown.clone()));
-            self.queues.insert(to, tx);
+            self.queues.insert(to, Queue { frames: tx, budget });
         }
         let Some(queue) = self.queues.get(&to) else {
             return;
         };
-        match queue.try_send(msg) {
+        let mut frame = Vec::new();
+        if let Err(e) = encode_into(&msg, &mut frame, self.frame_bytes_max) {
+            self.shared.count_peer_dropped();
+            tracing::warn!(replica = %to, error = %e, "dropped a peer message that cannot be framed");
+            return;
+        }
+        let len = frame.len();
+        if !queue.budget.try_take(len) {
+            self.count_full(to, "bytes");
+            return;
+        }
+        match queue.frames.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let dropped = self.shared.count_peer_dropped();
-                if dropped.is_power_of_two() {
-                    tracing::warn!(replica = %to, dropped, "peer link queue full; dropped a message (hints and repair recover)");
-                }
+                queue.budget.give_back(len);
+                self.count_full(to, "messages");
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
+                queue.budget.give_back(len);
                 self.shared.count_peer_dropped();
             }
+        }
+    }
+
+    fn count_full(&self, to: ReplicaId, limit: &'static str) {
+        let dropped = self.shared.count_peer_dropped();
+        if dropped.is_power_of_two() {
+            tracing::warn!(replica = %to, dropped, limit, "peer link queue full; dropped a message (hints and repair recover)");
         }
     }
 }
@@ -99,12 +162,12 @@ impl Links {
 struct Link {
     endpoint: quinn::Endpoint,
     peer: NodeAddr,
-    frame_bytes_max: usize,
     shared: Arc<Shared>,
+    budget: Arc<ByteBudget>,
 }
 
 impl Link {
-    async fn run(self, mut queue: mpsc::Receiver<PeerMsg>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, mut queue: mpsc::Receiver<Vec<u8>>, mut shutdown: watch::Receiver<bool>) {
         let server_name = match PeerIdentity::node(&self.peer.id) {
             Ok(identity) => identity.dns_name(),
             Err(e) => {
@@ -151,11 +214,15 @@ impl Link {
                     return;
                 };
                 buf.clear();
-                let mut batched = self.encode(&first, &mut buf);
+                buf.extend_from_slice(&first);
+                let mut batched = 1;
                 while buf.len() < WRITE_BATCH_BYTES {
-                    let Ok(msg) = queue.try_recv() else { break };
-                    batched += self.encode(&msg, &mut buf);
+                    let Ok(frame) = queue.try_recv() else { break };
+                    buf.extend_from_slice(&frame);
+                    batched += 1;
                 }
+                // Out of the queue: the bytes no longer count against it.
+                self.budget.give_back(buf.len());
                 if let Err(e) = send.write_all(&buf).await {
                     self.shared.count_peer_lost(batched);
                     tracing::info!(peer = %self.peer.id, error = %e, lost = batched, "peer link broke; redialling");
@@ -163,18 +230,6 @@ impl Link {
                 }
             }
             connection.close(codes::NO_ERROR.into(), b"redialling");
-        }
-    }
-
-    /// Appends `msg` as a frame; 1 if it was, 0 if it had to be dropped.
-    fn encode(&self, msg: &PeerMsg, buf: &mut Vec<u8>) -> u64 {
-        match encode_into(msg, buf, self.frame_bytes_max) {
-            Ok(()) => 1,
-            Err(e) => {
-                self.shared.count_peer_dropped();
-                tracing::warn!(peer = %self.peer.id, error = %e, "dropped a peer message that cannot be framed");
-                0
-            }
         }
     }
 
@@ -198,5 +253,34 @@ impl Link {
             .map_err(|e| e.to_string())?;
         self.shared.count_peer_dial();
         Ok((connection, send))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_budget_refuses_what_does_not_fit_until_bytes_are_given_back() {
+        let budget = ByteBudget::new(100);
+        assert!(budget.try_take(60));
+        assert!(budget.try_take(40));
+        assert!(!budget.try_take(1), "full");
+        budget.give_back(60);
+        assert!(!budget.try_take(61));
+        assert!(budget.try_take(60));
+        assert_eq!(budget.queued.load(Ordering::Relaxed), 100);
+    }
+
+    #[test]
+    fn a_message_larger_than_the_budget_passes_only_an_empty_queue() {
+        let budget = ByteBudget::new(100);
+        assert!(budget.try_take(1));
+        assert!(!budget.try_take(1_000));
+        budget.give_back(1);
+        assert!(budget.try_take(1_000), "alone in the queue");
+        assert!(!budget.try_take(1));
+        budget.give_back(1_000);
+        assert_eq!(budget.queued.load(Ordering::Relaxed), 0);
     }
 }
