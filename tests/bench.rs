@@ -43,6 +43,7 @@ async fn single_node() -> (TempDir, Topology, ServerHandle) {
         node_id: "bench-1".into(),
         cert_dir: dir.path().to_owned(),
         node: NodeConfig::default(),
+        data_dir: None,
     })
     .await
     .unwrap();
