@@ -13,8 +13,15 @@ fn main() {
     let start = 1_800_000_000_000;
     let mut times = Vec::new();
     for seed in 0..100u64 {
-        let topology = Topology::parse(REGION_OF_THREE, "sim.toml").expect("the built-in topology parses");
-        let mut sim = Sim::new(topology, NodeConfig::default(), NetConfig::default(), seed, start);
+        let topology =
+            Topology::parse(REGION_OF_THREE, "sim.toml").expect("the built-in topology parses");
+        let mut sim = Sim::new(
+            topology,
+            NodeConfig::default(),
+            NetConfig::default(),
+            seed,
+            start,
+        );
         let ids = sim.node_ids();
         let warmup = start + 5_000 + sim.rng().below(1_000);
         sim.run_until(warmup);

@@ -221,7 +221,13 @@ fn crashes_without_disk_lose_no_acknowledged_write_while_one_replica_fails_at_a_
 #[test]
 fn crashed_node_is_suspected_within_about_a_second_and_trusted_again_when_back() {
     let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
-    let mut sim = Sim::new(topology, NodeConfig::default(), NetConfig::default(), 3, START_MS);
+    let mut sim = Sim::new(
+        topology,
+        NodeConfig::default(),
+        NetConfig::default(),
+        3,
+        START_MS,
+    );
     let ids = sim.node_ids();
     sim.run_until(START_MS + 10_000);
     assert!(sim.node(ids[0]).is_alive(ids[2]));
@@ -236,9 +242,19 @@ fn crashed_node_is_suspected_within_about_a_second_and_trusted_again_when_back()
         }
     }
     let detected = detected.expect("the crash is detected");
-    assert!((500..=2_000).contains(&detected), "detected after {detected} ms");
-    assert!(sim.node(ids[1]).status(sim.now_ms()).peers_suspected.contains(&ids[2].0));
-    assert!(sim.node(ids[0]).is_alive(ids[1]), "no false suspicion of a live peer");
+    assert!(
+        (500..=2_000).contains(&detected),
+        "detected after {detected} ms"
+    );
+    assert!(sim
+        .node(ids[1])
+        .status(sim.now_ms())
+        .peers_suspected
+        .contains(&ids[2].0));
+    assert!(
+        sim.node(ids[0]).is_alive(ids[1]),
+        "no false suspicion of a live peer"
+    );
     sim.restart(ids[2]);
     let until = sim.now_ms() + 2_000;
     sim.run_until(until);

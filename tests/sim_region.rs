@@ -316,7 +316,8 @@ fn write_to_a_partitioned_replica_is_handed_off_after_the_heal() {
     );
     assert!(sim.node(a).hints_pending() > 0);
     sim.heal();
-    sim.run_until(START_MS + 4_000);
+    // A handoff lost in the partition is sent again after its patience runs out.
+    sim.run_until(START_MS + 7_000);
     assert_eq!(
         sim.node(c).keyspace().get(b"k", sim.now_ms()).unwrap(),
         Some(Bytes::from("v"))

@@ -73,7 +73,11 @@ pub fn node_status(s: &crate::protocol::NodeStatus) -> String {
         s.replica, s.region, s.keys, s.memory_bytes, s.hints_pending, s.requests, s.writes_acked, s.writes_short, s.refused
     );
     if !s.peers_suspected.is_empty() {
-        let _ = write!(text, "\n  suspects replicas {:?} of its region are down", s.peers_suspected);
+        let _ = write!(
+            text,
+            "\n  suspects replicas {:?} of its region are down",
+            s.peers_suspected
+        );
     }
     for l in &s.links {
         let _ = write!(

@@ -212,7 +212,11 @@ enum Pending {
     Write(PendingWrite),
     Read(PendingRead),
     Forward(PendingForward),
-    Handoff { to: ReplicaId, key: Bytes },
+    Handoff {
+        to: ReplicaId,
+        key: Bytes,
+        sent_ms: u64,
+    },
 }
 
 impl Pending {
@@ -860,7 +864,7 @@ impl Node {
                 }
             }
             Some(Pending::Handoff { to, .. }) if *to == from => {
-                let Some(Pending::Handoff { to, key }) = self.take_pending(op) else {
+                let Some(Pending::Handoff { to, key, .. }) = self.take_pending(op) else {
                     return;
                 };
                 if ok {
@@ -955,26 +959,46 @@ impl Node {
     }
 
     fn retry_hints(&mut self) {
-        // Handoffs still unanswered from the previous round are retried too.
+        // A handoff is a whole state: one per replica and key is in flight
+        // at a time, and it is sent again only after a long silence.
+        let now_ms = self.now_ms;
+        let patience_ms = self
+            .config
+            .hint_retry_ms
+            .saturating_mul(HANDOFF_PATIENCE_ROUNDS);
         let stale: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| matches!(p, Pending::Handoff { .. }))
+            .filter(|(_, p)| matches!(p, Pending::Handoff { sent_ms, .. } if now_ms.saturating_sub(*sent_ms) >= patience_ms))
             .map(|(op, _)| *op)
             .collect();
         for op in stale {
-            if let Some(Pending::Handoff { to, key }) = self.take_pending(op) {
+            if let Some(Pending::Handoff { to, key, .. }) = self.take_pending(op) {
                 self.add_hint(to, key);
             }
         }
+        let in_flight: std::collections::HashSet<(ReplicaId, Bytes)> = self
+            .pending
+            .values()
+            .filter_map(|p| match p {
+                Pending::Handoff { to, key, .. } => Some((*to, key.clone())),
+                _ => None,
+            })
+            .collect();
         for _ in 0..self.config.hint_batch_max.min(self.hints.len()) {
             let Some((to, key)) = self.hints.pop_front() else {
                 break;
             };
+            if in_flight.contains(&(to, key.clone())) {
+                // Wait for the handoff in flight; this newer change goes next.
+                self.hints.push_back((to, key));
+                continue;
+            }
             let Some(state) = self.keyspace.state(&key) else {
                 continue;
             };
             let op = self.add_pending(Pending::Handoff {
+                sent_ms: now_ms,
                 to,
                 key: key.clone(),
             });
@@ -1005,6 +1029,9 @@ enum Remote<'a> {
     Delta(&'a Delta<Record>),
     State(&'a Causal<Record>),
 }
+
+/// Hint rounds a handoff may stay unanswered before it is sent again.
+const HANDOFF_PATIENCE_ROUNDS: u64 = 4;
 
 /// The id a node's life writes under: its replica id for incarnation 0,
 /// else an FNV-1a mix of both (distinct per life with overwhelming odds).
