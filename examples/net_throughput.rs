@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
                     node_id: id.clone(),
                     cert_dir: cert_dir.clone(),
                     node: NodeConfig::default(),
+                    peer_routes: Default::default(),
                 };
                 handles.push(start(options).await?);
             }

@@ -159,9 +159,15 @@ fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = shutdown_signal().context("cannot install signal handlers")?;
         tracing::info!(node = %args.node, topology = %path.display(), "starting node");
-        serve::run(topology, args.node.clone(), cert_dir, shutdown)
-            .await
-            .with_context(|| format!("node {} failed", args.node))
+        serve::run(
+            topology,
+            args.node.clone(),
+            cert_dir,
+            args.peer_routes,
+            shutdown,
+        )
+        .await
+        .with_context(|| format!("node {} failed", args.node))
     })
 }
 

@@ -100,6 +100,7 @@ impl Region {
                 node_id: id.clone(),
                 cert_dir: dir.path().to_owned(),
                 node: node_config(),
+                peer_routes: Default::default(),
             })
             .await
             .unwrap();
@@ -142,6 +143,7 @@ impl Region {
             node_id: id.to_owned(),
             cert_dir: self.dir.path().to_owned(),
             node: node_config(),
+            peer_routes: Default::default(),
         })
         .await
         .unwrap();
@@ -414,6 +416,7 @@ async fn serve_runs_until_its_shutdown_future_completes() {
             node_id: "lab-1".into(),
             cert_dir: dir.path().to_owned(),
             node: node_config(),
+            peer_routes: Default::default(),
         },
         async {
             let _ = stopped.await;

@@ -163,6 +163,10 @@ pub struct ServeArgs {
                 [default: <state-dir>/certs]"
     )]
     pub cert_dir: Option<PathBuf>,
+    /// A route file (`node-id = "addr"` lines): dial those nodes at these
+    /// addresses instead of their peer_addr (`cluster up` passes its WAN relays)
+    #[arg(long, value_name = "FILE")]
+    pub peer_routes: Option<PathBuf>,
 }
 
 /// `meridian certs`.

@@ -34,6 +34,7 @@
 //!     node_id: "us-east-1".into(),
 //!     cert_dir: ".meridian/certs".into(),
 //!     node: NodeConfig::default(),
+//!     peer_routes: Default::default(),
 //! };
 //! serve(options, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -56,6 +57,7 @@ pub use peer_link::{
     CONNECT_TIMEOUT_MS, PEER_QUEUE_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
 };
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,6 +106,11 @@ pub struct ServeOptions {
     pub cert_dir: PathBuf,
     /// The node's timeouts and bounds.
     pub node: NodeConfig,
+    /// Where to dial other nodes instead of their `peer_addr`, by node id
+    /// (the local lab routes other regions through its WAN emulator). The
+    /// TLS server name stays the node's; nodes not listed are dialled
+    /// directly.
+    pub peer_routes: BTreeMap<String, SocketAddr>,
 }
 
 /// Counters of the network layer, for operators and tests.
@@ -317,6 +324,7 @@ impl Drop for ServerHandle {
 ///     node_id: "solo-1".into(),
 ///     cert_dir: dir.path().into(),
 ///     node: NodeConfig::default(),
+///     peer_routes: Default::default(),
 /// })
 /// .await?;
 /// assert_eq!(node.client_addr().port(), ports[0]);
@@ -330,6 +338,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         node_id,
         cert_dir,
         node: node_config,
+        peer_routes,
     } = opts;
     let me = topology
         .node(&node_id)
@@ -363,9 +372,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let (stop, stop_rx) = watch::channel(false);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);
 
+    for (id, route) in &peer_routes {
+        tracing::info!(peer = %id, %route, "peer dialled through a route");
+    }
     let links = peer_link::Links::new(
         peer_endpoint.clone(),
         topology.clone(),
+        Arc::new(peer_routes),
         peer_frame_bytes_max,
         stop_rx.clone(),
         shared.clone(),

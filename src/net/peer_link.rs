@@ -8,8 +8,12 @@
 //! lost, and a full queue drops new messages. Both are counted and logged,
 //! never retried here: the node's timeouts, hinted handoff and read repair
 //! are what make replication reliable, not this link.
+//!
+//! A peer is dialled at its `peer_addr`, or at its route when one is given
+//! (the local lab's WAN relays); the TLS server name is always the peer's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +39,8 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub(crate) struct Links {
     endpoint: quinn::Endpoint,
     topology: Arc<Topology>,
+    /// Where to dial a node instead of its `peer_addr`, by node id.
+    routes: Arc<BTreeMap<String, SocketAddr>>,
     frame_bytes_max: usize,
     shutdown: watch::Receiver<bool>,
     shared: Arc<Shared>,
@@ -45,6 +51,7 @@ impl Links {
     pub(crate) fn new(
         endpoint: quinn::Endpoint,
         topology: Arc<Topology>,
+        routes: Arc<BTreeMap<String, SocketAddr>>,
         frame_bytes_max: usize,
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
@@ -52,6 +59,7 @@ impl Links {
         Links {
             endpoint,
             topology,
+            routes,
             frame_bytes_max,
             shutdown,
             shared,
@@ -68,9 +76,11 @@ impl Links {
                 return;
             };
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let dial_addr = self.routes.get(&peer.id).copied().unwrap_or(peer.peer_addr);
             let link = Link {
                 endpoint: self.endpoint.clone(),
                 peer,
+                dial_addr,
                 frame_bytes_max: self.frame_bytes_max,
                 shared: self.shared.clone(),
             };
@@ -99,6 +109,8 @@ impl Links {
 struct Link {
     endpoint: quinn::Endpoint,
     peer: NodeAddr,
+    /// The peer's `peer_addr`, or its route.
+    dial_addr: SocketAddr,
     frame_bytes_max: usize,
     shared: Arc<Shared>,
 }
@@ -185,7 +197,7 @@ impl Link {
     ) -> Result<(quinn::Connection, quinn::SendStream), String> {
         let connecting = self
             .endpoint
-            .connect(self.peer.peer_addr, server_name)
+            .connect(self.dial_addr, server_name)
             .map_err(|e| e.to_string())?;
         let connection =
             tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting)
