@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 /// Datagrams waiting for their delay, per relay; past it new ones are dropped.
@@ -31,10 +32,19 @@ pub struct RelayStats {
     pub overflow: AtomicU64,
 }
 
-/// A running relay (its tasks stop when the runtime does).
+/// A running relay; its tasks stop when it is dropped.
 pub struct Relay {
     local: SocketAddr,
     stats: Arc<RelayStats>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 struct Shaping {
@@ -133,9 +143,15 @@ impl Relay {
             rng: std::sync::Mutex::new(seed),
         });
         let (tx, rx) = mpsc::channel::<Due>(QUEUED_MAX);
-        tokio::spawn(deliver(rx, stats.clone()));
-        tokio::spawn(forward_from_senders(listen, target, shaping, tx));
-        Ok(Relay { local, stats })
+        let tasks = vec![
+            tokio::spawn(deliver(rx, stats.clone())),
+            tokio::spawn(forward_from_senders(listen, target, shaping, tx)),
+        ];
+        Ok(Relay {
+            local,
+            stats,
+            tasks,
+        })
     }
 
     /// The address nodes dial.
@@ -196,7 +212,8 @@ fn schedule(
 }
 
 /// Reads datagrams from senders; each sender gets its own upstream socket,
-/// whose replies are relayed back to it.
+/// whose replies are relayed back to it. The tasks relaying replies belong
+/// to this one: they stop with it, or when their sender is forgotten.
 async fn forward_from_senders(
     listen: Arc<UdpSocket>,
     target: SocketAddr,
@@ -205,6 +222,7 @@ async fn forward_from_senders(
 ) {
     let seq = Arc::new(AtomicU64::new(0));
     let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let mut replies: JoinSet<()> = JoinSet::new();
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
     loop {
         let Ok((n, from)) = listen.recv_from(&mut buf).await else {
@@ -219,6 +237,8 @@ async fn forward_from_senders(
                 let sock = Arc::new(sock);
                 if upstreams.len() >= SENDERS_MAX {
                     upstreams.clear();
+                    // Dropping the set stops the forgotten senders' tasks.
+                    replies = JoinSet::new();
                 }
                 upstreams.insert(from, sock.clone());
                 // Replies from the target go back to this sender.
@@ -229,7 +249,7 @@ async fn forward_from_senders(
                     tx.clone(),
                     seq.clone(),
                 );
-                tokio::spawn(async move {
+                replies.spawn(async move {
                     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
                     while let Ok((n, _)) = back.recv_from(&mut buf).await {
                         schedule(&shaping2, &tx2, &seq2, &buf[..n], &listen2, from);
