@@ -135,6 +135,18 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Cluster(ClusterCmd::Partition { region, other }) => {
+            let links = cluster::partition(&global.state_dir, &region, other.as_deref())?;
+            out!("{}", cluster::links_text(&links));
+            Ok(())
+        }
+        Cmd::Cluster(ClusterCmd::Heal) => {
+            out!(
+                "{}",
+                cluster::links_text(&cluster::heal(&global.state_dir)?)
+            );
+            Ok(())
+        }
         Cmd::Data(_) => unreachable!("data commands are handled by data_command"),
     }
 }
@@ -200,6 +212,12 @@ fn cluster_up(
     let mut on_event = |event: Event| match event {
         Event::CertificatesReady { dir } => {
             errln!("meridian: certificates ready in {}", dir.display());
+        }
+        Event::WanReady { relays, control } => {
+            errln!(
+                "meridian: WAN emulator up ({relays} relays; partitions in {})",
+                control.display()
+            );
         }
         Event::Started { nodes, logs_dir } => {
             errln!(

@@ -224,6 +224,16 @@ pub enum ClusterCmd {
     },
     /// Show the nodes of the cluster running in --state-dir
     Status,
+    /// Cut REGION off from every other region, or only from OTHER (WAN
+    /// emulator of the running cluster)
+    Partition {
+        /// The region to cut off
+        region: String,
+        /// Cut only the link between REGION and this region
+        other: Option<String>,
+    },
+    /// Mend every link cut by `cluster partition`
+    Heal,
 }
 
 #[cfg(test)]
