@@ -10,6 +10,7 @@ use meridian::cli::command::{self, UsageError};
 use meridian::cli::shutdown::shutdown_signal;
 use meridian::cli::target::Target;
 use meridian::cli::{certs, data, format, serve};
+use meridian::cli::{demo, status};
 use meridian::tls::CertStore;
 use meridian::topology::Topology;
 use std::ffi::OsString;
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
 /// the answer.
 fn init_logging(command: &Cmd) {
     let default = match command {
-        Cmd::Data(_) => "warn",
+        Cmd::Data(_) | Cmd::Status(_) | Cmd::Demo => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -147,6 +148,19 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Status(args) => {
+            let report = current_thread_runtime()?.block_on(status::for_cli(global))?;
+            out!("{}", status::render(&report, args.json));
+            if report.nodes_up == 0 {
+                bail!("no node answered");
+            }
+            Ok(())
+        }
+        Cmd::Demo => current_thread_runtime()?.block_on(async {
+            let interrupt = shutdown_signal().context("cannot install signal handlers")?;
+            let options = demo::DemoOptions::for_cli(global)?;
+            Ok(demo::run(options, &mut std::io::stdout(), interrupt).await?)
+        }),
         Cmd::Data(_) => unreachable!("data commands are handled by data_command"),
     }
 }

@@ -144,6 +144,11 @@ pub enum Cmd {
     /// Run a whole cluster locally, one process per node
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Health, keys, memory and replication lag of every node
+    Status(StatusArgs),
+    /// Watch geo-replication on the running cluster: a partition, conflicting
+    /// writes on both sides, a heal, convergence
+    Demo,
     /// A data command (`get`, `set`...; see the list below)
     #[command(external_subcommand)]
     Data(Vec<OsString>),
@@ -167,6 +172,14 @@ pub struct ServeArgs {
     /// addresses instead of their peer_addr (`cluster up` passes its WAN relays)
     #[arg(long, value_name = "FILE")]
     pub peer_routes: Option<PathBuf>,
+}
+
+/// `meridian status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print a JSON document (for scripts) instead of tables
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `meridian certs`.
