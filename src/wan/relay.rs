@@ -18,6 +18,23 @@ const QUEUED_MAX: usize = 65_536;
 const SENDERS_MAX: usize = 1_024;
 /// Largest datagram relayed.
 const DATAGRAM_BYTES_MAX: usize = 65_535;
+/// Bytes asked of the kernel for each relay socket's buffers. The default
+/// (about 208 KB) drops bursts when the relay task waits for the CPU, and
+/// the emulator must lose only what its link says.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// A UDP socket on an ephemeral loopback port with large buffers.
+fn bind_loopback() -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    // The kernel caps these at its own maximum; smaller buffers still work.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.set_nonblocking(true)?;
+    let any_port: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&any_port.into())?;
+    UdpSocket::from_std(socket.into())
+}
 
 /// Counters of one relay.
 #[derive(Debug, Default)]
@@ -126,11 +143,7 @@ impl Relay {
         link: Link,
         partitions: SharedPartitions,
     ) -> Result<Relay, WanError> {
-        let listen = Arc::new(
-            UdpSocket::bind("127.0.0.1:0")
-                .await
-                .map_err(WanError::Bind)?,
-        );
+        let listen = Arc::new(bind_loopback().map_err(WanError::Bind)?);
         let local = listen.local_addr().map_err(WanError::Bind)?;
         let stats = Arc::new(RelayStats::default());
         let seed = u64::from(local.port()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -231,7 +244,7 @@ async fn forward_from_senders(
         let upstream = match upstreams.get(&from) {
             Some(u) => u.clone(),
             None => {
-                let Ok(sock) = UdpSocket::bind("127.0.0.1:0").await else {
+                let Ok(sock) = bind_loopback() else {
                     continue;
                 };
                 let sock = Arc::new(sock);
