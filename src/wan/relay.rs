@@ -1,5 +1,12 @@
 //! One UDP relay: forwards datagrams to one destination after the link's
 //! delay, drops them at the link's loss rate or while the link is cut.
+//!
+//! Jitter varies the delay but never reorders a direction's datagrams: a
+//! datagram leaves no earlier than the one before it, as through a real
+//! link's queue. (Independent per-datagram delays would reorder datagrams
+//! sent less than the jitter apart, which QUIC reads as loss: it
+//! retransmits and shrinks its congestion window, adding stalls of seconds
+//! that no real path of that jitter has.)
 
 use super::{SharedPartitions, WanError};
 use crate::topology::Link;
@@ -202,16 +209,19 @@ async fn deliver(mut rx: mpsc::Receiver<Due>, stats: Arc<RelayStats>) {
     }
 }
 
+/// Queues a datagram for delivery after the link's delay, and no earlier
+/// than the previous datagram of its direction (`last_due`).
 fn schedule(
     shaping: &Shaping,
     tx: &mpsc::Sender<Due>,
     seq: &AtomicU64,
-    bytes: &[u8],
-    via: &Arc<UdpSocket>,
-    to: SocketAddr,
+    last_due: &mut Instant,
+    datagram: (&[u8], &Arc<UdpSocket>, SocketAddr),
 ) {
+    let (bytes, via, to) = datagram;
     let Some(ms) = shaping.delay_ms() else { return };
-    let due = Instant::now() + std::time::Duration::from_millis(ms);
+    let due = (Instant::now() + std::time::Duration::from_millis(ms)).max(*last_due);
+    *last_due = due;
     let d = Due {
         due,
         seq: seq.fetch_add(1, Ordering::Relaxed),
@@ -237,6 +247,8 @@ async fn forward_from_senders(
     let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut replies: JoinSet<()> = JoinSet::new();
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+    // One queue towards the target for every sender, like a link's.
+    let mut last_due = Instant::now();
     loop {
         let Ok((n, from)) = listen.recv_from(&mut buf).await else {
             continue;
@@ -264,14 +276,17 @@ async fn forward_from_senders(
                 );
                 replies.spawn(async move {
                     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+                    let mut last_due = Instant::now();
                     while let Ok((n, _)) = back.recv_from(&mut buf).await {
-                        schedule(&shaping2, &tx2, &seq2, &buf[..n], &listen2, from);
+                        let datagram = (&buf[..n], &listen2, from);
+                        schedule(&shaping2, &tx2, &seq2, &mut last_due, datagram);
                     }
                 });
                 sock
             }
         };
-        schedule(&shaping, &tx, &seq, &buf[..n], &upstream, target);
+        let datagram = (&buf[..n], &upstream, target);
+        schedule(&shaping, &tx, &seq, &mut last_due, datagram);
     }
 }
 
@@ -339,6 +354,35 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(&buf[..n], b"back");
+    }
+
+    #[tokio::test]
+    async fn jitter_delays_datagrams_without_reordering_them() {
+        let target = echo_server().await;
+        let parts: SharedPartitions = Arc::new(RwLock::new(PartitionState::default()));
+        let mut jittery = link(20, 0.0);
+        jittery.jitter_ms = 8;
+        let relay = Relay::start("a".into(), "b".into(), target, jittery, parts)
+            .await
+            .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0u32..200 {
+            client
+                .send_to(&i.to_be_bytes(), relay.local_addr())
+                .await
+                .unwrap();
+        }
+        let mut buf = [0u8; 16];
+        let mut received = Vec::new();
+        while received.len() < 200 {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), client.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, 4);
+            received.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+        }
+        assert_eq!(received, (0..200).collect::<Vec<_>>());
     }
 
     #[tokio::test]
