@@ -73,6 +73,7 @@ fn main() -> anyhow::Result<()> {
                     cert_dir: cert_dir.clone(),
                     node: NodeConfig::default(),
                     data_dir: None,
+                    peer_routes: Default::default(),
                 };
                 handles.push(start(options).await?);
             }

@@ -10,6 +10,7 @@ use meridian::cli::command::{self, UsageError};
 use meridian::cli::shutdown::shutdown_signal;
 use meridian::cli::target::Target;
 use meridian::cli::{certs, data, format, serve};
+use meridian::cli::{demo, status};
 use meridian::tls::CertStore;
 use meridian::topology::Topology;
 use std::ffi::OsString;
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
 /// the answer.
 fn init_logging(command: &Cmd) {
     let default = match command {
-        Cmd::Data(_) => "warn",
+        Cmd::Data(_) | Cmd::Status(_) | Cmd::Demo => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -136,6 +137,31 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => meridian::cli::bench::command(global, &args),
+        Cmd::Cluster(ClusterCmd::Partition { region, other }) => {
+            let links = cluster::partition(&global.state_dir, &region, other.as_deref())?;
+            out!("{}", cluster::links_text(&links));
+            Ok(())
+        }
+        Cmd::Cluster(ClusterCmd::Heal) => {
+            out!(
+                "{}",
+                cluster::links_text(&cluster::heal(&global.state_dir)?)
+            );
+            Ok(())
+        }
+        Cmd::Status(args) => {
+            let report = current_thread_runtime()?.block_on(status::for_cli(global))?;
+            out!("{}", status::render(&report, args.json));
+            if report.nodes_up == 0 {
+                bail!("no node answered");
+            }
+            Ok(())
+        }
+        Cmd::Demo => current_thread_runtime()?.block_on(async {
+            let interrupt = shutdown_signal().context("cannot install signal handlers")?;
+            let options = demo::DemoOptions::for_cli(global)?;
+            Ok(demo::run(options, &mut std::io::stdout(), interrupt).await?)
+        }),
         Cmd::Data(_) => unreachable!("data commands are handled by data_command"),
     }
 }
@@ -165,6 +191,7 @@ fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             args.node.clone(),
             cert_dir,
             args.data_dir.clone(),
+            args.peer_routes,
             shutdown,
         )
         .await
@@ -201,6 +228,12 @@ fn cluster_up(
     let mut on_event = |event: Event| match event {
         Event::CertificatesReady { dir } => {
             errln!("meridian: certificates ready in {}", dir.display());
+        }
+        Event::WanReady { relays, control } => {
+            errln!(
+                "meridian: WAN emulator up ({relays} relays; partitions in {})",
+                control.display()
+            );
         }
         Event::Started { nodes, logs_dir } => {
             errln!(

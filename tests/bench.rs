@@ -44,6 +44,7 @@ async fn single_node() -> (TempDir, Topology, ServerHandle) {
         cert_dir: dir.path().to_owned(),
         node: NodeConfig::default(),
         data_dir: None,
+        peer_routes: Default::default(),
     })
     .await
     .unwrap();

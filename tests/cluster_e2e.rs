@@ -1,196 +1,20 @@
 //! End to end through the `meridian` binary: `cluster up` starts real
 //! nodes, data commands run with no flags at all (they find the cluster
 //! through `.meridian/cluster.json`), a node is killed, and `cluster down`
-//! stops everything.
-//!
-//! These tests need the network layer (`meridian::net`) and the client SDK
-//! (`meridian::client`) behind `meridian serve` and the data commands;
-//! they are ignored until both are part of the crate. Run them with
-//! `cargo test --test cluster_e2e -- --ignored`.
+//! stops everything. The harness is in `common/mod.rs`.
 
 #![cfg(target_os = "linux")]
 
-use meridian::cli::cluster::ClusterFile;
-use std::io::Read;
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+mod common;
+
+use common::{topology, Lab};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A cluster of two regions (`east`, `west`) of three nodes each, N = 3,
-/// run by `meridian cluster up` in a temporary directory on free ports.
-struct Lab {
-    dir: tempfile::TempDir,
-    supervisor: Option<Child>,
-}
-
-impl Lab {
-    fn start() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("lab.toml"), topology()).unwrap();
-        let supervisor = Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .args(["cluster", "up", "lab.toml", "--ready-timeout", "80"])
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lab = Lab {
-            dir,
-            supervisor: Some(supervisor),
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(file) = ClusterFile::load(&lab.state_dir()) {
-                if file.ready {
-                    return lab;
-                }
-            }
-            if let Some(status) = lab.supervisor_exit() {
-                let output = lab.stop_supervisor();
-                panic!(
-                    "cluster up {status}:\n{}\n{}",
-                    String::from_utf8_lossy(&output.stderr),
-                    lab.logs()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cluster not ready in time\n{}",
-                lab.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join(".meridian")
-    }
-
-    fn cluster_file(&self) -> ClusterFile {
-        ClusterFile::load(&self.state_dir()).unwrap()
-    }
-
-    /// Runs `meridian ARGS` in the lab's directory, with no other flags.
-    fn meridian(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a command that must succeed and returns its stdout.
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.meridian(args);
-        assert!(
-            output.status.success(),
-            "meridian {args:?} failed: {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail with exit code 1 and returns its
-    /// stderr.
-    #[track_caller]
-    fn fails(&self, args: &[&str]) -> String {
-        let output = self.meridian(args);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "meridian {args:?}: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8(output.stderr).unwrap()
-    }
-
-    fn supervisor_exit(&mut self) -> Option<ExitStatus> {
-        self.supervisor.as_mut()?.try_wait().unwrap()
-    }
-
-    /// Waits for `cluster up` to exit (asking it to with SIGTERM if needed)
-    /// and returns what it printed.
-    fn stop_supervisor(&mut self) -> Output {
-        let mut child = self.supervisor.take().expect("cluster up is running");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut termed = false;
-        while child.try_wait().unwrap().is_none() {
-            if !termed {
-                // SAFETY: kill(2) on our own child, not yet reaped.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-                termed = true;
-            }
-            if Instant::now() >= deadline {
-                child.kill().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut output = Output {
-            status: child.wait().unwrap(),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-        };
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_end(&mut output.stdout)
-            .unwrap();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_end(&mut output.stderr)
-            .unwrap();
-        output
-    }
-
-    /// Every node's log, for failure messages.
-    fn logs(&self) -> String {
-        let mut text = String::new();
-        let Ok(entries) = std::fs::read_dir(self.state_dir().join("logs")) else {
-            return text;
-        };
-        for entry in entries.flatten() {
-            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            text.push_str(&format!("--- {}\n{log}\n", entry.path().display()));
-        }
-        text
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.supervisor.is_some() {
-            self.stop_supervisor();
-        }
-    }
-}
-
-/// The lab topology on ports that are free right now.
-fn topology() -> String {
-    let sockets: Vec<UdpSocket> = (0..12)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let mut ports = sockets.iter().map(|s| s.local_addr().unwrap().port());
-    let mut text = String::from("[cluster]\nname = \"lab\"\nreplication_factor = 3\n");
-    for region in ["east", "west"] {
-        text.push_str(&format!("\n[[region]]\nname = \"{region}\"\n"));
-        for n in 1..=3 {
-            text.push_str(&format!(
-                "\n[[region.node]]\nid = \"{region}-{n}\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n",
-                ports.next().unwrap(),
-                ports.next().unwrap()
-            ));
-        }
-    }
-    text
+/// Two regions (`east`, `west`) of three nodes each, N = 3, linked by the
+/// WAN emulator with no added latency.
+fn two_regions() -> String {
+    topology(&["east", "west"], &[])
 }
 
 /// Polls `meridian ARGS` until it prints `expected`.
@@ -210,7 +34,7 @@ fn eventually(lab: &Lab, args: &[&str], expected: &str) {
 
 #[test]
 fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
-    let lab = Lab::start();
+    let lab = Lab::start(&two_regions());
     assert_eq!(lab.ok(&["ping"]), "PONG\n");
 
     // Registers.
@@ -298,7 +122,7 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
 
 #[test]
 fn a_killed_node_is_reported_not_restarted_and_down_stops_the_rest() {
-    let mut lab = Lab::start();
+    let mut lab = Lab::start(&two_regions());
     let victim = lab.cluster_file().node("east-2").unwrap().pid.unwrap();
 
     assert_eq!(

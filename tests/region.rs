@@ -101,6 +101,7 @@ impl Region {
                 cert_dir: dir.path().to_owned(),
                 node: node_config(),
                 data_dir: None,
+                peer_routes: Default::default(),
             })
             .await
             .unwrap();
@@ -144,6 +145,7 @@ impl Region {
             cert_dir: self.dir.path().to_owned(),
             node: node_config(),
             data_dir: None,
+            peer_routes: Default::default(),
         })
         .await
         .unwrap();
@@ -417,6 +419,7 @@ async fn serve_runs_until_its_shutdown_future_completes() {
             cert_dir: dir.path().to_owned(),
             node: node_config(),
             data_dir: None,
+            peer_routes: Default::default(),
         },
         async {
             let _ = stopped.await;

@@ -146,6 +146,11 @@ pub enum Cmd {
     Cluster(ClusterCmd),
     /// Load the cluster through the SDK; report throughput and latency
     Bench(super::bench::BenchArgs),
+    /// Health, keys, memory and replication lag of every node
+    Status(StatusArgs),
+    /// Watch geo-replication on the running cluster: a partition, conflicting
+    /// writes on both sides, a heal, convergence
+    Demo,
     /// A data command (`get`, `set`...; see the list below)
     #[command(external_subcommand)]
     Data(Vec<OsString>),
@@ -170,6 +175,18 @@ pub struct ServeArgs {
     /// cache that recovers from its replicas)
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A route file (`node-id = "addr"` lines): dial those nodes at these
+    /// addresses instead of their peer_addr (`cluster up` passes its WAN relays)
+    #[arg(long, value_name = "FILE")]
+    pub peer_routes: Option<PathBuf>,
+}
+
+/// `meridian status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print a JSON document (for scripts) instead of tables
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `meridian certs`.
@@ -227,6 +244,16 @@ pub enum ClusterCmd {
     },
     /// Show the nodes of the cluster running in --state-dir
     Status,
+    /// Cut REGION off from every other region, or only from OTHER (WAN
+    /// emulator of the running cluster)
+    Partition {
+        /// The region to cut off
+        region: String,
+        /// Cut only the link between REGION and this region
+        other: Option<String>,
+    },
+    /// Mend every link cut by `cluster partition`
+    Heal,
 }
 
 #[cfg(test)]

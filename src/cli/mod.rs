@@ -8,10 +8,11 @@
 //! - [`target`]: which topology, region and certificate a data command
 //!   uses.
 //! - [`certs`]: `meridian certs ...`.
-//! - [`cluster`]: `meridian cluster up | down | kill | status`.
+//! - [`cluster`]: `meridian cluster up | down | kill | status | partition
+//!   | heal`.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
-//! - `serve`, `data` and [`bench`]: the only parts that need the network
-//!   layer and the client SDK.
+//! - `serve`, `data`, [`bench`], [`status`] and [`demo`]: the only parts
+//!   that need the network layer and the client SDK.
 //!
 //! Exit codes of the binary: 0 on success, 1 when a command fails (an
 //! error from the cluster, a bad topology, a failed start), 2 for a
@@ -27,4 +28,6 @@ pub mod target;
 
 pub mod bench;
 pub mod data;
+pub mod demo;
 pub mod serve;
+pub mod status;

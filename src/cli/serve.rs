@@ -3,23 +3,34 @@
 //!
 //! The node's limits come from the topology, so every node of a cluster
 //! enforces the same ones; everything else keeps [`NodeConfig`]'s defaults.
+//! With `--peer-routes FILE` (written by `cluster up`), the nodes listed in
+//! the file are dialled at the addresses it gives: the local lab's WAN
+//! relays for the nodes of other regions.
 
 use crate::net::{serve, ServeOptions};
 use crate::node::NodeConfig;
 use crate::topology::Topology;
+use crate::wan::{read_routes, Routes};
+use anyhow::Context;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Runs node `node_id` of `topology` with the certificates in `cert_dir`
-/// (and its data in `data_dir`, if given) until `shutdown` completes.
+/// (its data in `data_dir`, and dialling peers through the routes in
+/// `peer_routes`, if given) until `shutdown` completes.
 pub async fn run(
     topology: Topology,
     node_id: String,
     cert_dir: PathBuf,
     data_dir: Option<PathBuf>,
+    peer_routes: Option<PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = node_config(&topology);
+    let peer_routes = match peer_routes {
+        Some(path) => load_routes(&topology, &path)?,
+        None => Routes::new(),
+    };
     serve(
         ServeOptions {
             topology,
@@ -27,10 +38,25 @@ pub async fn run(
             cert_dir,
             node,
             data_dir,
+            peer_routes,
         },
         shutdown,
     )
     .await
+}
+
+/// Reads a route file and checks that it names only nodes of `topology`.
+pub fn load_routes(topology: &Topology, path: &Path) -> anyhow::Result<Routes> {
+    let routes =
+        read_routes(path).with_context(|| format!("cannot read peer routes {}", path.display()))?;
+    if let Some(unknown) = routes.keys().find(|id| topology.node(id).is_none()) {
+        anyhow::bail!(
+            "peer routes {} name node {unknown}, which is not in {}",
+            path.display(),
+            topology.origin()
+        );
+    }
+    Ok(routes)
 }
 
 /// [`NodeConfig::default`] with the key and value limits of `topology`.
@@ -40,4 +66,24 @@ fn node_config(topology: &Topology) -> NodeConfig {
     config.keyspace.key_bytes_max = limits.key_bytes_max as usize;
     config.keyspace.value_bytes_max = limits.value_bytes_max as usize;
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_naming_unknown_nodes_are_refused() {
+        let topology =
+            Topology::load(concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.toml");
+        std::fs::write(&path, "\"eu-west-1\" = \"127.0.0.1:9001\"\n").unwrap();
+        let routes = load_routes(&topology, &path).unwrap();
+        assert_eq!(routes["eu-west-1"], "127.0.0.1:9001".parse().unwrap());
+        std::fs::write(&path, "\"mars-1\" = \"127.0.0.1:9001\"\n").unwrap();
+        let e = load_routes(&topology, &path).unwrap_err();
+        assert!(e.to_string().contains("mars-1"), "{e}");
+        assert!(load_routes(&topology, &dir.path().join("none.toml")).is_err());
+    }
 }

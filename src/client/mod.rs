@@ -34,7 +34,7 @@
 //! # };
 //! # let text = format!("[cluster]\nname = \"doc\"\nreplication_factor = 1\n[[region]]\nname = \"us-east\"\n[[region.node]]\nid = \"doc-1\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n", ports[0], ports[1]);
 //! # let topology = Topology::parse(&text, "doc.toml")?;
-//! # let node = net::start(net::ServeOptions { topology: topology.clone(), node_id: "doc-1".into(), cert_dir: dir.path().into(), node: NodeConfig::default(), data_dir: None }).await?;
+//! # let node = net::start(net::ServeOptions { topology: topology.clone(), node_id: "doc-1".into(), cert_dir: dir.path().into(), node: NodeConfig::default(), data_dir: None, peer_routes: Default::default() }).await?;
 //! # let cert_dir = dir.path();
 //! // With the local lab: Topology::load("regions/local.toml")? and ".meridian/certs".
 //! let client = Client::connect(ClientOptions::new(topology, "us-east", cert_dir)).await?;

@@ -102,6 +102,10 @@ pub(crate) async fn run(
                 route(&mut node, &mut storage, &mut clients, &mut links, &shared);
                 for _ in 1..EVENT_BATCH_MAX {
                     let Ok(event) = events.try_recv() else { break };
+                    // Read the clock per event: a batch of large events can
+                    // take longer than the skew bound, and a stale clock
+                    // would refuse fresh remote updates as from the future.
+                    let now_ms = clock.now_ms();
                     handle(&mut node, &mut clients, now_ms, event);
                     route(&mut node, &mut storage, &mut clients, &mut links, &shared);
                 }

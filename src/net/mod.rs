@@ -35,6 +35,7 @@
 //!     cert_dir: ".meridian/certs".into(),
 //!     node: NodeConfig::default(),
 //!     data_dir: None,
+//!     peer_routes: Default::default(),
 //! };
 //! serve(options, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -58,6 +59,7 @@ pub use peer_link::{
     RECONNECT_BACKOFF_MS_MIN,
 };
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,6 +112,11 @@ pub struct ServeOptions {
     /// Where the node keeps its delta log and snapshots; `None` for a pure
     /// in-memory cache that recovers from its replicas.
     pub data_dir: Option<PathBuf>,
+    /// Where to dial other nodes instead of their `peer_addr`, by node id
+    /// (the local lab routes other regions through its WAN emulator). The
+    /// TLS server name stays the node's; nodes not listed are dialled
+    /// directly.
+    pub peer_routes: BTreeMap<String, SocketAddr>,
 }
 
 /// Counters of the network layer, for operators and tests.
@@ -324,6 +331,7 @@ impl Drop for ServerHandle {
 ///     cert_dir: dir.path().into(),
 ///     node: NodeConfig::default(),
 ///     data_dir: None,
+///     peer_routes: Default::default(),
 /// })
 /// .await?;
 /// assert_eq!(node.client_addr().port(), ports[0]);
@@ -338,6 +346,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         cert_dir,
         node: mut node_config,
         data_dir,
+        peer_routes,
     } = opts;
     let me = topology
         .node(&node_id)
@@ -398,9 +407,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let (stop, stop_rx) = watch::channel(false);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);
 
+    for (id, route) in &peer_routes {
+        tracing::info!(peer = %id, %route, "peer dialled through a route");
+    }
     let links = peer_link::Links::new(
         peer_endpoint.clone(),
         topology.clone(),
+        Arc::new(peer_routes),
         peer_frame_bytes_max,
         stop_rx.clone(),
         shared.clone(),

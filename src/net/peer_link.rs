@@ -9,8 +9,12 @@
 //! lost, and a full queue drops new messages. Both are counted and logged,
 //! never retried here: the node's timeouts, hinted handoff and read repair
 //! are what make replication reliable, not this link.
+//!
+//! A peer is dialled at its `peer_addr`, or at its route when one is given
+//! (the local lab's WAN relays); the TLS server name is always the peer's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +44,8 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub(crate) struct Links {
     endpoint: quinn::Endpoint,
     topology: Arc<Topology>,
+    /// Where to dial a node instead of its `peer_addr`, by node id.
+    routes: Arc<BTreeMap<String, SocketAddr>>,
     frame_bytes_max: usize,
     shutdown: watch::Receiver<bool>,
     shared: Arc<Shared>,
@@ -88,6 +94,7 @@ impl Links {
     pub(crate) fn new(
         endpoint: quinn::Endpoint,
         topology: Arc<Topology>,
+        routes: Arc<BTreeMap<String, SocketAddr>>,
         frame_bytes_max: usize,
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
@@ -95,6 +102,7 @@ impl Links {
         Links {
             endpoint,
             topology,
+            routes,
             frame_bytes_max,
             shutdown,
             shared,
@@ -114,9 +122,11 @@ impl Links {
             };
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             let budget = Arc::new(ByteBudget::new(PEER_QUEUE_BYTES_MAX));
+            let dial_addr = self.routes.get(&peer.id).copied().unwrap_or(peer.peer_addr);
             let link = Link {
                 endpoint: self.endpoint.clone(),
                 peer,
+                dial_addr,
                 shared: self.shared.clone(),
                 budget: budget.clone(),
             };
@@ -162,6 +172,8 @@ impl Links {
 struct Link {
     endpoint: quinn::Endpoint,
     peer: NodeAddr,
+    /// The peer's `peer_addr`, or its route.
+    dial_addr: SocketAddr,
     shared: Arc<Shared>,
     budget: Arc<ByteBudget>,
 }
@@ -240,7 +252,7 @@ impl Link {
     ) -> Result<(quinn::Connection, quinn::SendStream), String> {
         let connecting = self
             .endpoint
-            .connect(self.peer.peer_addr, server_name)
+            .connect(self.dial_addr, server_name)
             .map_err(|e| e.to_string())?;
         let connection =
             tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting)

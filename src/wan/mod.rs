@@ -26,6 +26,9 @@ use std::sync::{Arc, RwLock};
 
 /// How often relays re-read the partition control file.
 pub const CONTROL_POLL_MS: u64 = 100;
+/// Ports a relay tries before giving up when the system keeps offering
+/// ports that nodes of the topology use.
+const RELAY_BIND_ATTEMPTS: usize = 8;
 
 /// Errors of the WAN emulator.
 #[derive(Debug, thiserror::Error)]
@@ -131,12 +134,22 @@ pub type SharedPartitions = Arc<RwLock<PartitionState>>;
 /// node id → relay address.
 pub type Routes = BTreeMap<String, SocketAddr>;
 
-/// Every relay of a lab.
+/// Every relay of a lab. Dropping it stops the relays and the control
+/// file poller.
 pub struct WanEmulator {
     relays: Vec<Relay>,
     routes: BTreeMap<String, Routes>,
     partitions: SharedPartitions,
     control: PathBuf,
+    poller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for WanEmulator {
+    fn drop(&mut self) {
+        if let Some(poller) = &self.poller {
+            poller.abort();
+        }
+    }
 }
 
 impl WanEmulator {
@@ -158,14 +171,32 @@ impl WanEmulator {
             for dst in topology.regions().iter().filter(|d| d.name != src.name) {
                 let link = topology.link(&src.name, &dst.name).unwrap_or(&none).clone();
                 for node in &dst.nodes {
-                    let relay = Relay::start(
-                        src.name.clone(),
-                        dst.name.clone(),
-                        node.peer_addr,
-                        link.clone(),
-                        partitions.clone(),
-                    )
-                    .await?;
+                    let mut relay = None;
+                    for _ in 0..RELAY_BIND_ATTEMPTS {
+                        let started = Relay::start(
+                            src.name.clone(),
+                            dst.name.clone(),
+                            node.peer_addr,
+                            link.clone(),
+                            partitions.clone(),
+                        )
+                        .await?;
+                        // The nodes are not started yet: a relay must not
+                        // take a port one of them is about to bind.
+                        let local = started.local_addr();
+                        if !topology
+                            .nodes()
+                            .any(|(_, n)| n.client_addr == local || n.peer_addr == local)
+                        {
+                            relay = Some(started);
+                            break;
+                        }
+                    }
+                    let Some(relay) = relay else {
+                        return Err(WanError::Bind(std::io::Error::other(
+                            "every port the system offered belongs to a node",
+                        )));
+                    };
                     routes
                         .entry(src.name.clone())
                         .or_default()
@@ -174,17 +205,18 @@ impl WanEmulator {
                 }
             }
         }
-        let emulator = WanEmulator {
+        let mut emulator = WanEmulator {
             relays,
             routes,
             partitions,
             control,
+            poller: None,
         };
-        emulator.spawn_control_poller();
+        emulator.poller = Some(emulator.spawn_control_poller());
         Ok(emulator)
     }
 
-    fn spawn_control_poller(&self) {
+    fn spawn_control_poller(&self) -> tokio::task::JoinHandle<()> {
         let (partitions, control) = (self.partitions.clone(), self.control.clone());
         tokio::spawn(async move {
             let mut interval =
@@ -202,7 +234,7 @@ impl WanEmulator {
                     Err(e) => tracing::warn!(error = %e, "cannot read the partition control file"),
                 }
             }
-        });
+        })
     }
 
     /// Where nodes of `region` dial each node of the other regions.

@@ -1,5 +1,12 @@
 //! One UDP relay: forwards datagrams to one destination after the link's
 //! delay, drops them at the link's loss rate or while the link is cut.
+//!
+//! Jitter varies the delay but never reorders a direction's datagrams: a
+//! datagram leaves no earlier than the one before it, as through a real
+//! link's queue. (Independent per-datagram delays would reorder datagrams
+//! sent less than the jitter apart, which QUIC reads as loss: it
+//! retransmits and shrinks its congestion window, adding stalls of seconds
+//! that no real path of that jitter has.)
 
 use super::{SharedPartitions, WanError};
 use crate::topology::Link;
@@ -9,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 /// Datagrams waiting for their delay, per relay; past it new ones are dropped.
@@ -17,6 +25,23 @@ const QUEUED_MAX: usize = 65_536;
 const SENDERS_MAX: usize = 1_024;
 /// Largest datagram relayed.
 const DATAGRAM_BYTES_MAX: usize = 65_535;
+/// Bytes asked of the kernel for each relay socket's buffers. The default
+/// (about 208 KB) drops bursts when the relay task waits for the CPU, and
+/// the emulator must lose only what its link says.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// A UDP socket on an ephemeral loopback port with large buffers.
+fn bind_loopback() -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    // The kernel caps these at its own maximum; smaller buffers still work.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.set_nonblocking(true)?;
+    let any_port: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&any_port.into())?;
+    UdpSocket::from_std(socket.into())
+}
 
 /// Counters of one relay.
 #[derive(Debug, Default)]
@@ -31,10 +56,19 @@ pub struct RelayStats {
     pub overflow: AtomicU64,
 }
 
-/// A running relay (its tasks stop when the runtime does).
+/// A running relay; its tasks stop when it is dropped.
 pub struct Relay {
     local: SocketAddr,
     stats: Arc<RelayStats>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 struct Shaping {
@@ -116,11 +150,7 @@ impl Relay {
         link: Link,
         partitions: SharedPartitions,
     ) -> Result<Relay, WanError> {
-        let listen = Arc::new(
-            UdpSocket::bind("127.0.0.1:0")
-                .await
-                .map_err(WanError::Bind)?,
-        );
+        let listen = Arc::new(bind_loopback().map_err(WanError::Bind)?);
         let local = listen.local_addr().map_err(WanError::Bind)?;
         let stats = Arc::new(RelayStats::default());
         let seed = u64::from(local.port()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -133,9 +163,15 @@ impl Relay {
             rng: std::sync::Mutex::new(seed),
         });
         let (tx, rx) = mpsc::channel::<Due>(QUEUED_MAX);
-        tokio::spawn(deliver(rx, stats.clone()));
-        tokio::spawn(forward_from_senders(listen, target, shaping, tx));
-        Ok(Relay { local, stats })
+        let tasks = vec![
+            tokio::spawn(deliver(rx, stats.clone())),
+            tokio::spawn(forward_from_senders(listen, target, shaping, tx)),
+        ];
+        Ok(Relay {
+            local,
+            stats,
+            tasks,
+        })
     }
 
     /// The address nodes dial.
@@ -173,16 +209,19 @@ async fn deliver(mut rx: mpsc::Receiver<Due>, stats: Arc<RelayStats>) {
     }
 }
 
+/// Queues a datagram for delivery after the link's delay, and no earlier
+/// than the previous datagram of its direction (`last_due`).
 fn schedule(
     shaping: &Shaping,
     tx: &mpsc::Sender<Due>,
     seq: &AtomicU64,
-    bytes: &[u8],
-    via: &Arc<UdpSocket>,
-    to: SocketAddr,
+    last_due: &mut Instant,
+    datagram: (&[u8], &Arc<UdpSocket>, SocketAddr),
 ) {
+    let (bytes, via, to) = datagram;
     let Some(ms) = shaping.delay_ms() else { return };
-    let due = Instant::now() + std::time::Duration::from_millis(ms);
+    let due = (Instant::now() + std::time::Duration::from_millis(ms)).max(*last_due);
+    *last_due = due;
     let d = Due {
         due,
         seq: seq.fetch_add(1, Ordering::Relaxed),
@@ -196,7 +235,8 @@ fn schedule(
 }
 
 /// Reads datagrams from senders; each sender gets its own upstream socket,
-/// whose replies are relayed back to it.
+/// whose replies are relayed back to it. The tasks relaying replies belong
+/// to this one: they stop with it, or when their sender is forgotten.
 async fn forward_from_senders(
     listen: Arc<UdpSocket>,
     target: SocketAddr,
@@ -205,7 +245,10 @@ async fn forward_from_senders(
 ) {
     let seq = Arc::new(AtomicU64::new(0));
     let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let mut replies: JoinSet<()> = JoinSet::new();
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+    // One queue towards the target for every sender, like a link's.
+    let mut last_due = Instant::now();
     loop {
         let Ok((n, from)) = listen.recv_from(&mut buf).await else {
             continue;
@@ -213,12 +256,14 @@ async fn forward_from_senders(
         let upstream = match upstreams.get(&from) {
             Some(u) => u.clone(),
             None => {
-                let Ok(sock) = UdpSocket::bind("127.0.0.1:0").await else {
+                let Ok(sock) = bind_loopback() else {
                     continue;
                 };
                 let sock = Arc::new(sock);
                 if upstreams.len() >= SENDERS_MAX {
                     upstreams.clear();
+                    // Dropping the set stops the forgotten senders' tasks.
+                    replies = JoinSet::new();
                 }
                 upstreams.insert(from, sock.clone());
                 // Replies from the target go back to this sender.
@@ -229,16 +274,19 @@ async fn forward_from_senders(
                     tx.clone(),
                     seq.clone(),
                 );
-                tokio::spawn(async move {
+                replies.spawn(async move {
                     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+                    let mut last_due = Instant::now();
                     while let Ok((n, _)) = back.recv_from(&mut buf).await {
-                        schedule(&shaping2, &tx2, &seq2, &buf[..n], &listen2, from);
+                        let datagram = (&buf[..n], &listen2, from);
+                        schedule(&shaping2, &tx2, &seq2, &mut last_due, datagram);
                     }
                 });
                 sock
             }
         };
-        schedule(&shaping, &tx, &seq, &buf[..n], &upstream, target);
+        let datagram = (&buf[..n], &upstream, target);
+        schedule(&shaping, &tx, &seq, &mut last_due, datagram);
     }
 }
 
@@ -306,6 +354,35 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(&buf[..n], b"back");
+    }
+
+    #[tokio::test]
+    async fn jitter_delays_datagrams_without_reordering_them() {
+        let target = echo_server().await;
+        let parts: SharedPartitions = Arc::new(RwLock::new(PartitionState::default()));
+        let mut jittery = link(20, 0.0);
+        jittery.jitter_ms = 8;
+        let relay = Relay::start("a".into(), "b".into(), target, jittery, parts)
+            .await
+            .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0u32..200 {
+            client
+                .send_to(&i.to_be_bytes(), relay.local_addr())
+                .await
+                .unwrap();
+        }
+        let mut buf = [0u8; 16];
+        let mut received = Vec::new();
+        while received.len() < 200 {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(2), client.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, 4);
+            received.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+        }
+        assert_eq!(received, (0..200).collect::<Vec<_>>());
     }
 
     #[tokio::test]

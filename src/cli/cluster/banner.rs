@@ -50,6 +50,18 @@ pub fn banner(file: &ClusterFile, invocation: &str) -> String {
         ));
     }
     tries.push((format!("{invocation} incr visits"), ""));
+    tries.push((
+        format!("{invocation} status"),
+        "health, lag and backlog of every node",
+    ));
+    if let Some(first) = regions.first().filter(|_| regions.len() > 1) {
+        tries.push((format!("{invocation} demo"), "geo-replication in a minute"));
+        tries.push((
+            format!("{invocation} cluster partition {first}"),
+            "cut a region off the WAN",
+        ));
+        tries.push((format!("{invocation} cluster heal"), "and mend it"));
+    }
     let first_region = regions.first().copied().unwrap_or_default();
     let in_first: Vec<&str> = file
         .nodes
@@ -207,6 +219,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("meridian cluster kill us-east-2"), "{text}");
+        assert!(text.contains("\n  meridian status "), "{text}");
+        assert!(text.contains("\n  meridian demo "), "{text}");
+        assert!(
+            text.contains("\n  meridian cluster partition us-east "),
+            "{text}"
+        );
+        assert!(text.contains("\n  meridian cluster heal "), "{text}");
         assert!(text.contains("State:    /lab/.meridian (certs/"), "{text}");
         assert!(
             text.ends_with("Press Ctrl-C to stop the cluster."),

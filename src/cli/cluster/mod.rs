@@ -4,7 +4,9 @@
 //! child of the `cluster up` process, and supervises them: it waits until
 //! each serves, reports any that dies, restarts none, and stops them all
 //! cleanly on Ctrl-C or SIGTERM. Other commands find the running cluster
-//! through `<state-dir>/cluster.json`.
+//! through `<state-dir>/cluster.json`. With several regions, it also runs
+//! the WAN emulator ([`crate::wan`]) that carries traffic between regions,
+//! and `cluster partition` / `heal` cut and mend its links.
 //!
 //! - `supervisor.rs`: starting, watching and stopping the node processes.
 //! - `readiness.rs`: when a started node counts as serving.
@@ -12,9 +14,12 @@
 //! - `file.rs`: `cluster.json`.
 //! - `process.rs`: signals and liveness of processes by id.
 //! - `banner.rs`: what `cluster up` prints once the cluster serves.
+//! - `wan.rs`: the WAN relays of `cluster up`, their route files, and
+//!   `partition` / `heal` through the partition control file.
 //!
-//! Nothing here opens a socket: readiness is observed from the outside
-//! unless a probe that talks to the nodes is plugged in.
+//! Only the WAN relays open sockets here (they belong to the emulator, not
+//! to the nodes): readiness is observed from the outside unless a probe
+//! that talks to the nodes is plugged in.
 
 mod banner;
 mod control;
@@ -22,6 +27,7 @@ mod file;
 pub mod process;
 mod readiness;
 mod supervisor;
+mod wan;
 
 pub use banner::{banner, status_text};
 pub use control::{down, kill, Stopped};
@@ -34,9 +40,14 @@ pub use readiness::{
     LOG_SCAN_BYTES_MAX,
 };
 pub use supervisor::{up, Event, UpOptions, CLIENT_NAME, LOG_TAIL_LINES_MAX};
+pub use wan::{
+    heal, link_states, links, links_text, partition, partitions_path, LinkState,
+    PARTITIONS_FILE_NAME, ROUTES_DIR_NAME,
+};
 
 use crate::tls::TlsError;
 use crate::topology::TopologyError;
+use crate::wan::WanError;
 use std::path::PathBuf;
 
 /// Why a cluster command failed.
@@ -134,6 +145,26 @@ pub enum ClusterError {
         pid: u32,
         /// Why.
         source: std::io::Error,
+    },
+    /// The WAN emulator could not start, or its files could not be used.
+    #[error("WAN emulator: {0}")]
+    Wan(#[from] WanError),
+    /// No region of the running cluster has this name.
+    #[error("no region {region} in the running cluster (regions: {})", .known.join(", "))]
+    UnknownRegion {
+        /// The name asked for.
+        region: String,
+        /// The cluster's regions.
+        known: Vec<String>,
+    },
+    /// A link from a region to itself was named.
+    #[error("a region has no link to itself ({0})")]
+    SameRegion(String),
+    /// The running cluster has one region, hence no link to cut or heal.
+    #[error("cluster {cluster} has a single region: there are no links between regions")]
+    NoLinks {
+        /// The cluster's name.
+        cluster: String,
     },
     /// Processes of a cluster still ran after SIGKILL.
     #[error("processes {pids:?} still run after SIGKILL")]

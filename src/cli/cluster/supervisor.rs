@@ -9,12 +9,19 @@
 //! children are killed (and on Linux they also get SIGTERM if the
 //! supervisor dies without cleaning up).
 //!
+//! With several regions, the supervisor also runs the WAN emulator before
+//! it starts the nodes, and starts each node with `--peer-routes` naming
+//! its region's route file, so traffic between regions crosses the relays
+//! while traffic inside a region stays direct. The relays live as long as
+//! `up` runs.
+//!
 //! It reports through [`Event`]s instead of printing, so the binary decides
 //! what users see and tests can check what happened.
 
 use super::file::{ClusterFile, NodeEntry, CLUSTER_FILE_VERSION};
 use super::process::{self, Signal};
 use super::readiness::ReadinessProbe;
+use super::wan::LabWan;
 use super::ClusterError;
 use crate::tls::CertStore;
 use crate::topology::Topology;
@@ -44,8 +51,9 @@ pub struct UpOptions {
     pub state_dir: PathBuf,
     /// The program each node runs: the `meridian` binary.
     pub program: PathBuf,
-    /// Arguments put before `serve --node ID --topology FILE --cert-dir DIR`
-    /// (none for `meridian`; tests run a script through `sh -c`).
+    /// Arguments put before `serve --node ID --topology FILE --cert-dir DIR
+    /// [--peer-routes FILE]` (none for `meridian`; tests run a script
+    /// through `sh -c`).
     pub program_args: Vec<OsString>,
     /// Client certificates to issue besides the nodes'.
     pub client_names: Vec<String>,
@@ -86,6 +94,13 @@ pub enum Event {
     CertificatesReady {
         /// The certificate directory.
         dir: PathBuf,
+    },
+    /// The WAN emulator runs (clusters of several regions only).
+    WanReady {
+        /// How many relays: one per (region, node of another region).
+        relays: usize,
+        /// The partition control file (`cluster partition` writes it).
+        control: PathBuf,
     },
     /// Every node process was started; `cluster.json` lists them.
     Started {
@@ -168,6 +183,14 @@ where
         dir: cert_dir.clone(),
     });
 
+    let wan = LabWan::start(&topology, &state_dir).await?;
+    if let Some(wan) = &wan {
+        on_event(Event::WanReady {
+            relays: wan.relays(),
+            control: super::wan::partitions_path(&state_dir),
+        });
+    }
+
     let logs_dir = create_dir(&state_dir.join("logs"))?;
     let mut fleet = Fleet {
         state_dir: state_dir.clone(),
@@ -186,7 +209,8 @@ where
     };
     for (region, node) in topology.nodes() {
         let log = logs_dir.join(format!("{}.log", node.id));
-        let child = spawn_node(options, &fleet.file, &node.id, &log)?;
+        let routes = wan.as_ref().and_then(|w| w.route_file(&region.name));
+        let child = spawn_node(options, &fleet.file, &node.id, routes, &log)?;
         fleet.file.nodes.push(NodeEntry {
             id: node.id.clone(),
             region: region.name.clone(),
@@ -290,13 +314,14 @@ where
 }
 
 /// Starts `program [program_args] serve --node ID --topology FILE
-/// --cert-dir DIR` with its output written to `log`, in its own process
-/// group (so a Ctrl-C at the terminal reaches only the supervisor, which
-/// then stops the nodes in order).
+/// --cert-dir DIR [--peer-routes FILE]` with its output written to `log`,
+/// in its own process group (so a Ctrl-C at the terminal reaches only the
+/// supervisor, which then stops the nodes in order).
 fn spawn_node(
     options: &UpOptions,
     file: &ClusterFile,
     node_id: &str,
+    routes: Option<&Path>,
     log: &Path,
 ) -> Result<Child, ClusterError> {
     let path_err = |source| ClusterError::Path {
@@ -314,10 +339,11 @@ fn spawn_node(
         .arg("--topology")
         .arg(&file.topology)
         .arg("--cert-dir")
-        .arg(&file.cert_dir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr);
+        .arg(&file.cert_dir);
+    if let Some(routes) = routes {
+        command.arg("--peer-routes").arg(routes);
+    }
+    command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     #[cfg(target_os = "linux")]

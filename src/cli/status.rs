@@ -1,0 +1,530 @@
+//! `meridian status [--json]`: every node's health, keys, memory, pending
+//! hints, and for each remote region the replication lag and backlog.
+//!
+//! Each node of the topology is asked for its [`NodeStatus`] directly
+//! (`Client::execute_on`), all at once, each with a short timeout, so a
+//! dead node costs one timeout and shows as `unreachable` rather than
+//! failing the command. [`gather`] builds a [`ClusterReport`]; [`text`]
+//! prints it for people and serde prints it as JSON for scripts (the field
+//! names below are the JSON document, [`REPORT_VERSION`] its version).
+//!
+//! A region's replication to another region is the sum of its nodes'
+//! backlogs (each node ships the writes it coordinated) and the largest of
+//! their lags.
+
+use crate::client::{Client, ClientOptions};
+use crate::protocol::{Command, LinkStatus, NodeStatus, Reply};
+use crate::topology::Topology;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The version of the JSON document (`"version"`).
+pub const REPORT_VERSION: u32 = 1;
+/// How long a node has to answer by default.
+pub const STATUS_TIMEOUT_MS: u64 = 1_000;
+
+/// Every node of a cluster, as `meridian status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterReport {
+    /// [`REPORT_VERSION`].
+    pub version: u32,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Nodes that answered.
+    pub nodes_up: usize,
+    /// Nodes asked.
+    pub nodes_total: usize,
+    /// The regions, in topology order.
+    pub regions: Vec<RegionReport>,
+}
+
+/// One region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegionReport {
+    /// The region's name.
+    pub name: String,
+    /// Nodes of the region that answered.
+    pub nodes_up: usize,
+    /// Its nodes, in topology order.
+    pub nodes: Vec<NodeReport>,
+    /// Replication from this region to each other region, summed over the
+    /// nodes that answered (lags: the largest).
+    pub replication: Vec<LinkReport>,
+}
+
+/// Whether a node answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// It answered.
+    Up,
+    /// It did not answer in time, or could not be reached.
+    Unreachable,
+}
+
+/// One node. Figures are `null` in JSON when the node did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeReport {
+    /// The node's id.
+    pub id: String,
+    /// Whether it answered.
+    pub health: Health,
+    /// Why it did not answer.
+    pub error: Option<String>,
+    /// Keys held (tombstones included).
+    pub keys: Option<u64>,
+    /// Estimated bytes held by keys and values.
+    pub memory_bytes: Option<u64>,
+    /// Hints waiting for replicas that missed writes.
+    pub hints_pending: Option<u64>,
+    /// Client requests served.
+    pub requests: Option<u64>,
+    /// Writes answered with `QuorumNotReached`.
+    pub writes_short: Option<u64>,
+    /// Remote updates refused (clock skew, bad key).
+    pub refused: Option<u64>,
+    /// Replication of this node's writes to each other region.
+    pub replication: Vec<LinkReport>,
+}
+
+/// Replication to one remote region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkReport {
+    /// The remote region.
+    pub region: String,
+    /// Age of the oldest write not yet acknowledged by that region (0 when
+    /// none): the replication lag now.
+    pub lag_ms: u64,
+    /// Time from queueing to acknowledgement of the last acknowledged write.
+    pub lag_ms_last: u64,
+    /// Writes queued and not yet acknowledged.
+    pub backlog_deltas: u64,
+    /// Their encoded size.
+    pub backlog_bytes: u64,
+    /// Writes dropped from a full buffer (repaired by digest comparison).
+    pub dropped: u64,
+}
+
+impl From<&LinkStatus> for LinkReport {
+    fn from(l: &LinkStatus) -> Self {
+        LinkReport {
+            region: l.region.clone(),
+            lag_ms: l.lag_ms,
+            lag_ms_last: l.lag_ms_last,
+            backlog_deltas: l.backlog_deltas,
+            backlog_bytes: l.backlog_bytes,
+            dropped: l.dropped,
+        }
+    }
+}
+
+impl NodeReport {
+    /// A node that answered with `status`.
+    pub fn up(id: &str, status: &NodeStatus) -> NodeReport {
+        NodeReport {
+            id: id.to_owned(),
+            health: Health::Up,
+            error: None,
+            keys: Some(status.keys),
+            memory_bytes: Some(status.memory_bytes),
+            hints_pending: Some(status.hints_pending),
+            requests: Some(status.requests),
+            writes_short: Some(status.writes_short),
+            refused: Some(status.refused),
+            replication: status.links.iter().map(LinkReport::from).collect(),
+        }
+    }
+
+    /// A node that did not answer, and why.
+    pub fn unreachable(id: &str, error: impl Into<String>) -> NodeReport {
+        NodeReport {
+            id: id.to_owned(),
+            health: Health::Unreachable,
+            error: Some(error.into()),
+            keys: None,
+            memory_bytes: None,
+            hints_pending: None,
+            requests: None,
+            writes_short: None,
+            refused: None,
+            replication: Vec::new(),
+        }
+    }
+}
+
+impl ClusterReport {
+    /// The report of `topology` from its nodes' answers (`None`: not asked;
+    /// such regions are left out), in topology order.
+    pub fn build(
+        topology: &Topology,
+        mut answers: impl FnMut(&str) -> Option<NodeReport>,
+    ) -> ClusterReport {
+        let mut regions = Vec::new();
+        for region in topology.regions() {
+            let nodes: Vec<NodeReport> =
+                region.nodes.iter().filter_map(|n| answers(&n.id)).collect();
+            if nodes.is_empty() {
+                continue;
+            }
+            let mut replication: Vec<LinkReport> = Vec::new();
+            for link in nodes.iter().flat_map(|n| &n.replication) {
+                match replication.iter_mut().find(|r| r.region == link.region) {
+                    Some(sum) => {
+                        sum.lag_ms = sum.lag_ms.max(link.lag_ms);
+                        sum.lag_ms_last = sum.lag_ms_last.max(link.lag_ms_last);
+                        sum.backlog_deltas += link.backlog_deltas;
+                        sum.backlog_bytes += link.backlog_bytes;
+                        sum.dropped += link.dropped;
+                    }
+                    None => replication.push(link.clone()),
+                }
+            }
+            regions.push(RegionReport {
+                name: region.name.clone(),
+                nodes_up: nodes.iter().filter(|n| n.health == Health::Up).count(),
+                nodes,
+                replication,
+            });
+        }
+        ClusterReport {
+            version: REPORT_VERSION,
+            cluster: topology.cluster().to_owned(),
+            nodes_up: regions.iter().map(|r| r.nodes_up).sum(),
+            nodes_total: regions.iter().map(|r| r.nodes.len()).sum(),
+            regions,
+        }
+    }
+
+    /// The JSON document, pretty-printed.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The total backlog, in writes, from every region to every other.
+    pub fn backlog_deltas(&self) -> u64 {
+        self.regions
+            .iter()
+            .flat_map(|r| &r.replication)
+            .map(|l| l.backlog_deltas)
+            .sum()
+    }
+}
+
+/// Asks every node of `topology` (of `region` only, if given) for its
+/// status, at once, giving each `timeout`; authenticates with the client
+/// certificate `client_name` in `cert_dir`. Never fails because of a node:
+/// one that does not answer is reported unreachable.
+pub async fn gather(
+    topology: &Topology,
+    region: Option<&str>,
+    cert_dir: PathBuf,
+    client_name: &str,
+    timeout: Duration,
+) -> Result<ClusterReport, crate::client::ClientError> {
+    let first = topology
+        .regions()
+        .first()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let mut options = ClientOptions::new(topology.clone(), first, cert_dir);
+    options.client_name = client_name.to_owned();
+    options.request_timeout = timeout;
+    let client = Client::connect(options).await?;
+    let mut asking = tokio::task::JoinSet::new();
+    for (r, node) in topology.nodes() {
+        if region.is_some_and(|wanted| wanted != r.name) {
+            continue;
+        }
+        let (client, id) = (client.clone(), node.id.clone());
+        asking.spawn(async move {
+            let asked = tokio::time::timeout(timeout, client.execute_on(&id, Command::Status));
+            let report = match asked.await {
+                Ok(Ok(answer)) => match answer.reply {
+                    Reply::Status(status) => NodeReport::up(&id, &status),
+                    other => NodeReport::unreachable(&id, format!("unexpected reply {other:?}")),
+                },
+                Ok(Err(e)) => NodeReport::unreachable(&id, e.to_string()),
+                Err(_) => NodeReport::unreachable(
+                    &id,
+                    format!("no answer within {} ms", timeout.as_millis()),
+                ),
+            };
+            (id, report)
+        });
+    }
+    let mut answers = std::collections::HashMap::new();
+    while let Some(joined) = asking.join_next().await {
+        if let Ok((id, report)) = joined {
+            answers.insert(id, report);
+        }
+    }
+    Ok(ClusterReport::build(topology, |id| answers.remove(id)))
+}
+
+/// What `meridian status` reports: the cluster named by the global options
+/// (as for data commands: `--topology`, else the running cluster's), only
+/// `--region` if given, with the `cli` certificate of `<state-dir>/certs`.
+pub async fn for_cli(global: &super::args::GlobalArgs) -> anyhow::Result<ClusterReport> {
+    let target = super::target::Target::resolve(global)?;
+    let region = global.region.as_deref();
+    let report = gather(
+        &target.topology,
+        region,
+        target.cert_dir,
+        &target.client_name,
+        Duration::from_millis(STATUS_TIMEOUT_MS),
+    )
+    .await?;
+    Ok(report)
+}
+
+/// The report as JSON (`json`) or as [`text`].
+pub fn render(report: &ClusterReport, json: bool) -> String {
+    if json {
+        report.json()
+    } else {
+        text(report)
+    }
+}
+
+/// The report for people: a summary line, then per region its nodes and
+/// its replication to every other region.
+pub fn text(report: &ClusterReport) -> String {
+    let mut out = format!(
+        "Cluster \"{}\": {} of {} nodes up.\n",
+        report.cluster, report.nodes_up, report.nodes_total
+    );
+    for region in &report.regions {
+        let _ = writeln!(
+            out,
+            "\n{}: {} of {} nodes up",
+            region.name,
+            region.nodes_up,
+            region.nodes.len()
+        );
+        let mut rows = vec![row(&["NODE", "HEALTH", "KEYS", "MEMORY", "HINTS", ""])];
+        for node in &region.nodes {
+            match node.health {
+                Health::Up => rows.push(vec![
+                    node.id.clone(),
+                    "up".into(),
+                    number(node.keys),
+                    node.memory_bytes.map_or_else(String::new, bytes),
+                    number(node.hints_pending),
+                    String::new(),
+                ]),
+                Health::Unreachable => rows.push(vec![
+                    node.id.clone(),
+                    "unreachable".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("({})", node.error.as_deref().unwrap_or("no answer")),
+                ]),
+            }
+        }
+        out.push_str(&table(&rows, &[false, false, true, true, true, false]));
+        if region.replication.is_empty() {
+            continue;
+        }
+        let mut rows = vec![row(&[
+            "REPLICATION TO",
+            "LAG",
+            "LAST LAG",
+            "BACKLOG",
+            "DROPPED",
+        ])];
+        for link in &region.replication {
+            rows.push(vec![
+                link.region.clone(),
+                format!("{} ms", link.lag_ms),
+                format!("{} ms", link.lag_ms_last),
+                format!(
+                    "{} ({})",
+                    plural(link.backlog_deltas, "delta", "deltas"),
+                    bytes(link.backlog_bytes)
+                ),
+                link.dropped.to_string(),
+            ]);
+        }
+        out.push_str(&table(&rows, &[false, true, true, true, true]));
+    }
+    out.trim_end().to_owned()
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// Rows as aligned columns (right-aligned where `right`), indented by two.
+fn table(rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut widths = vec![0; right.len()];
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::from(" ");
+        for ((cell, width), right) in r.iter().zip(&widths).zip(right) {
+            let pad = " ".repeat(width - cell.chars().count());
+            line.push(' ');
+            if *right {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+            line.push(' ');
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+fn number(n: Option<u64>) -> String {
+    n.map_or_else(String::new, |n| n.to_string())
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `512 B`, `1.5 KiB`, `12.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> Topology {
+        Topology::load(concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml")).unwrap()
+    }
+
+    fn status(region: &str, keys: u64, backlog: u64, lag_ms: u64) -> NodeStatus {
+        let links = ["us-east", "eu-west", "ap-south"]
+            .into_iter()
+            .filter(|r| *r != region)
+            .map(|r| LinkStatus {
+                region: r.into(),
+                backlog_deltas: backlog,
+                backlog_bytes: backlog * 100,
+                lag_ms,
+                lag_ms_last: 45,
+                dropped: 0,
+            })
+            .collect();
+        NodeStatus {
+            replica: 1,
+            region: region.into(),
+            keys,
+            memory_bytes: keys * 130,
+            hints_pending: 0,
+            requests: 10,
+            writes_acked: 5,
+            writes_short: 0,
+            refused: 0,
+            peers_suspected: Vec::new(),
+            links,
+        }
+    }
+
+    fn report() -> ClusterReport {
+        ClusterReport::build(&local(), |id| {
+            let region = id.rsplit_once('-').unwrap().0;
+            Some(match id {
+                "us-east-1" => NodeReport::up(id, &status(region, 10, 3, 120)),
+                "us-east-2" => NodeReport::up(id, &status(region, 12, 4, 300)),
+                "us-east-3" => NodeReport::unreachable(id, "no answer within 1000 ms"),
+                _ => NodeReport::up(id, &status(region, 11, 0, 0)),
+            })
+        })
+    }
+
+    #[test]
+    fn a_region_sums_its_nodes_backlogs_and_keeps_the_largest_lag() {
+        let report = report();
+        assert_eq!((report.nodes_up, report.nodes_total), (8, 9));
+        let east = &report.regions[0];
+        assert_eq!(east.nodes_up, 2);
+        assert_eq!(
+            east.replication[0],
+            LinkReport {
+                region: "eu-west".into(),
+                lag_ms: 300,
+                lag_ms_last: 45,
+                backlog_deltas: 7,
+                backlog_bytes: 700,
+                dropped: 0,
+            }
+        );
+        assert_eq!(report.backlog_deltas(), 14);
+    }
+
+    #[test]
+    fn the_text_shows_health_figures_and_replication_per_region() {
+        let text = text(&report());
+        assert!(
+            text.starts_with("Cluster \"local\": 8 of 9 nodes up.\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nus-east: 2 of 3 nodes up\n"), "{text}");
+        assert!(
+            text.contains(
+                "  NODE       HEALTH       KEYS   MEMORY  HINTS\n\
+                 \x20 us-east-1  up             10  1.3 KiB      0\n\
+                 \x20 us-east-2  up             12  1.5 KiB      0\n\
+                 \x20 us-east-3  unreachable                        (no answer within 1000 ms)\n\
+                 \x20 REPLICATION TO     LAG  LAST LAG           BACKLOG  DROPPED\n\
+                 \x20 eu-west         300 ms     45 ms  7 deltas (700 B)        0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  us-east         0 ms     45 ms  0 deltas (0 B)        0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_json_document_names_every_figure_and_nulls_those_of_unreachable_nodes() {
+        let json: serde_json::Value = serde_json::from_str(&report().json()).unwrap();
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["cluster"], "local");
+        assert_eq!(json["nodes_up"], 8);
+        let east = &json["regions"][0];
+        assert_eq!(east["name"], "us-east");
+        assert_eq!(east["nodes"][0]["health"], "up");
+        assert_eq!(east["nodes"][0]["keys"], 10);
+        assert_eq!(east["nodes"][0]["replication"][0]["region"], "eu-west");
+        assert_eq!(east["nodes"][0]["replication"][0]["backlog_bytes"], 300);
+        assert_eq!(east["nodes"][2]["health"], "unreachable");
+        assert_eq!(east["nodes"][2]["keys"], serde_json::Value::Null);
+        assert_eq!(east["replication"][1]["region"], "ap-south");
+        assert_eq!(east["replication"][1]["lag_ms"], 300);
+    }
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(12 << 20), "12.0 MiB");
+    }
+}

@@ -1,0 +1,578 @@
+//! The local geo lab end to end: `meridian cluster up` with three regions
+//! whose traffic crosses the WAN emulator, real node processes and real
+//! QUIC; `cluster partition` and `heal` from another process; `status` and
+//! `demo` through the binary. The harness is in `common/mod.rs`.
+//!
+//! Link latencies are small (20–40 ms RTT) so the tests stay short.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{topology, Lab};
+use meridian::client::{Client, ClientError, ClientOptions, Command, FieldValue, Kind, Reply, Ttl};
+use meridian::topology::Topology;
+use std::time::{Duration, Instant};
+
+/// How long replicas get to converge after a heal.
+const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Regions `east`, `west` and `south` of three nodes each (N = 3, so every
+/// node holds every key), 20–40 ms apart.
+fn three_regions() -> String {
+    topology(
+        &["east", "west", "south"],
+        &[
+            ("east", "west", 20),
+            ("east", "south", 40),
+            ("west", "south", 30),
+        ],
+    )
+}
+
+fn lab_topology(lab: &Lab) -> Topology {
+    Topology::load(lab.dir.path().join("lab.toml")).unwrap()
+}
+
+async fn client(lab: &Lab, region: &str) -> Client {
+    let options = ClientOptions::new(lab_topology(lab), region, lab.state_dir().join("certs"));
+    Client::connect(options).await.unwrap()
+}
+
+/// Runs `meridian ARGS` off the async runtime's threads.
+fn cli(lab: &Lab, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| lab.ok(args))
+}
+
+fn bytes(s: &str) -> meridian::client::Bytes {
+    s.into()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One field value as the assertions spell it.
+fn field(v: &FieldValue) -> String {
+    match v {
+        FieldValue::Register(b) => format!("register {:?}", text(b)),
+        FieldValue::Counter(n) => format!("counter {n}"),
+        FieldValue::Set(members) => format!(
+            "set {:?}",
+            members.iter().map(|m| text(m)).collect::<Vec<_>>()
+        ),
+        FieldValue::MvRegister(values) => {
+            format!(
+                "mvregister {:?}",
+                values.iter().map(|m| text(m)).collect::<Vec<_>>()
+            )
+        }
+        FieldValue::Map(fields) => format!(
+            "map {{{}}}",
+            fields
+                .iter()
+                .map(|(f, v)| format!("{}: {}", text(f), field(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// What node `node` holds at `key`, as `<type> <value>; <expiry>`: read
+/// from that node alone (read consistency one). Deadlines are rounded to
+/// 50 s so that nodes read a few seconds apart agree.
+async fn observe(client: &Client, node: &str, key: &str) -> String {
+    let ask = |command: Command| async move {
+        client
+            .execute_on(node, command)
+            .await
+            .map(|answer| answer.reply)
+    };
+    let key_b = bytes(key);
+    let described: Result<String, ClientError> = async {
+        let kind = match ask(Command::Type { key: key_b.clone() }).await? {
+            Reply::Type(kind) => kind,
+            other => return Ok(format!("unexpected {other:?}")),
+        };
+        let value = match kind {
+            None => return Ok("none".to_owned()),
+            Some(Kind::Register) => match ask(Command::Get { key: key_b.clone() }).await? {
+                Reply::Value(v) => field(&FieldValue::Register(v)),
+                other => format!("unexpected {other:?}"),
+            },
+            Some(Kind::Counter) => match ask(Command::CounterGet { key: key_b.clone() }).await? {
+                Reply::Int(n) => field(&FieldValue::Counter(n)),
+                other => format!("unexpected {other:?}"),
+            },
+            Some(Kind::Set) => match ask(Command::SMembers { key: key_b.clone() }).await? {
+                Reply::Values(v) => field(&FieldValue::Set(v)),
+                other => format!("unexpected {other:?}"),
+            },
+            Some(Kind::MvRegister) => match ask(Command::MvGet { key: key_b.clone() }).await? {
+                Reply::Values(v) => field(&FieldValue::MvRegister(v)),
+                other => format!("unexpected {other:?}"),
+            },
+            Some(Kind::Map) => match ask(Command::HGetAll { key: key_b.clone() }).await? {
+                Reply::Fields(f) => field(&FieldValue::Map(f)),
+                other => format!("unexpected {other:?}"),
+            },
+        };
+        let expiry = match ask(Command::Ttl { key: key_b.clone() }).await? {
+            Reply::Ttl(Ttl::Persistent) => "persistent".to_owned(),
+            Reply::Ttl(Ttl::Ms(ms)) => format!("expires in ~{} s", (ms + 25_000) / 50_000 * 50),
+            Reply::Ttl(Ttl::Missing) => "gone".to_owned(),
+            other => format!("unexpected {other:?}"),
+        };
+        Ok(format!("{value}; {expiry}"))
+    }
+    .await;
+    described.unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// Every node's view of every key, `(key, node, view)`.
+async fn observe_all(
+    client: &Client,
+    nodes: &[String],
+    keys: &[&str],
+) -> Vec<(String, String, String)> {
+    let mut views = Vec::new();
+    for key in keys {
+        for node in nodes {
+            views.push((
+                key.to_string(),
+                node.clone(),
+                observe(client, node, key).await,
+            ));
+        }
+    }
+    views
+}
+
+/// Waits until every node's view of every key is the expected one; the
+/// views that still differ when time runs out.
+async fn converge(
+    client: &Client,
+    nodes: &[String],
+    expected: &[(&str, &str)],
+    timeout: Duration,
+) -> (Duration, Vec<(String, String, String)>) {
+    let start = Instant::now();
+    let keys: Vec<&str> = expected.iter().map(|(k, _)| *k).collect();
+    loop {
+        let views = observe_all(client, nodes, &keys).await;
+        let wrong: Vec<_> = views
+            .into_iter()
+            .filter(|(key, _, view)| {
+                expected.iter().find(|(k, _)| k == key).map(|(_, v)| *v) != Some(view.as_str())
+            })
+            .collect();
+        if wrong.is_empty() || start.elapsed() > timeout {
+            return (start.elapsed(), wrong);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs `commands` in order through `client`; each command with its result.
+async fn write_all(
+    client: &Client,
+    commands: Vec<Command>,
+) -> Vec<(Command, Result<Reply, ClientError>)> {
+    let mut results = Vec::new();
+    for command in commands {
+        let result = client.execute(command.clone()).await.map(|a| a.reply);
+        results.push((command, result));
+    }
+    results
+}
+
+fn set(key: &str, value: &str) -> Command {
+    Command::Set {
+        key: bytes(key),
+        value: bytes(value),
+        ttl_ms: None,
+    }
+}
+
+fn incr(key: &str, by: i64) -> Command {
+    Command::IncrBy {
+        key: bytes(key),
+        by,
+    }
+}
+
+fn sadd(key: &str, member: &str) -> Command {
+    Command::SAdd {
+        key: bytes(key),
+        members: vec![bytes(member)],
+    }
+}
+
+fn srem(key: &str, member: &str) -> Command {
+    Command::SRem {
+        key: bytes(key),
+        members: vec![bytes(member)],
+    }
+}
+
+fn hset(key: &str, f: &str, value: &str) -> Command {
+    Command::HSet {
+        key: bytes(key),
+        field: bytes(f),
+        value: bytes(value),
+    }
+}
+
+fn hdel(key: &str, f: &str) -> Command {
+    Command::HDel {
+        key: bytes(key),
+        fields: vec![bytes(f)],
+    }
+}
+
+fn hincrby(key: &str, f: &str, by: i64) -> Command {
+    Command::HIncrBy {
+        key: bytes(key),
+        field: bytes(f),
+        by,
+    }
+}
+
+fn expire(key: &str, secs: u64) -> Command {
+    Command::Expire {
+        key: bytes(key),
+        ttl_ms: secs * 1_000,
+    }
+}
+
+/// The sum of the acknowledged increments in `results` to counter `key`.
+fn acknowledged_increments(results: &[(Command, Result<Reply, ClientError>)], key: &str) -> i64 {
+    results
+        .iter()
+        .filter_map(|(command, result)| match (command, result) {
+            (Command::IncrBy { key: k, by }, Ok(_)) if k.as_ref() == key.as_bytes() => Some(*by),
+            _ => None,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_cut_off_keeps_accepting_writes_and_all_nine_nodes_converge_by_the_contract() {
+    let lab = Lab::start(&three_regions());
+    let east = client(&lab, "east").await;
+    let west = client(&lab, "west").await;
+    let nodes: Vec<String> = lab_topology(&lab)
+        .nodes()
+        .map(|(_, n)| n.id.clone())
+        .collect();
+    assert_eq!(nodes.len(), 9);
+
+    // A common starting point, written in east and seen by every node.
+    let before = write_all(
+        &east,
+        vec![
+            set("reg:deleted-and-set", "v0"),
+            set("reg:deleted", "v0"),
+            incr("ctr", 100),
+            sadd("set", "a"),
+            sadd("set", "b"),
+            sadd("set", "c"),
+            hset("map", "name", "v0"),
+            hset("map", "gone", "v0"),
+            hincrby("map", "hits", 5),
+            set("exp:longest", "v"),
+            Command::Set {
+                key: bytes("exp:persisted"),
+                value: bytes("v"),
+                ttl_ms: Some(300_000),
+            },
+        ],
+    )
+    .await;
+    for (command, result) in &before {
+        assert!(result.is_ok(), "{command:?}: {result:?}");
+    }
+    let start = [
+        ("reg:deleted-and-set", "register \"v0\"; persistent"),
+        ("reg:deleted", "register \"v0\"; persistent"),
+        ("ctr", "counter 100; persistent"),
+        ("set", "set [\"a\", \"b\", \"c\"]; persistent"),
+        (
+            "map",
+            "map {gone: register \"v0\", hits: counter 5, name: register \"v0\"}; persistent",
+        ),
+        ("exp:longest", "register \"v\"; persistent"),
+        ("exp:persisted", "register \"v\"; expires in ~300 s"),
+    ];
+    let (_, wrong) = converge(&east, &nodes, &start, CONVERGENCE_TIMEOUT).await;
+    assert!(wrong.is_empty(), "before the cut: {wrong:#?}");
+
+    // Cut east off from west and south.
+    let cut = cli(&lab, &["cluster", "partition", "east"]);
+    assert!(cut.starts_with("2 of 3 links cut"), "{cut}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Both sides write at once: conflicting updates of every kind.
+    let east_writes = vec![
+        Command::Del {
+            key: bytes("reg:deleted-and-set"),
+        },
+        Command::Del {
+            key: bytes("reg:deleted"),
+        },
+        incr("ctr", 7),
+        incr("ctr", -3),
+        incr("ctr", 11),
+        srem("set", "a"),
+        srem("set", "b"),
+        sadd("set", "c"),
+        sadd("set", "d"),
+        hset("map", "name", "east"),
+        hincrby("map", "hits", 3),
+        hincrby("map", "hits", 3),
+        expire("exp:longest", 100),
+        expire("exp:persisted", 100),
+        set("type:set-vs-register", "r"),
+        incr("type:map-vs-counter", 1),
+        Command::MvSet {
+            key: bytes("type:counter-vs-mv"),
+            value: bytes("x"),
+        },
+        set("type:mv-vs-register", "r"),
+        incr("ctr", -20),
+        incr("ctr", 2),
+    ];
+    let west_writes = vec![
+        set("reg:deleted-and-set", "west"),
+        incr("ctr", 5),
+        incr("ctr", -1),
+        sadd("set", "a"),
+        srem("set", "c"),
+        sadd("set", "e"),
+        hdel("map", "name"),
+        hdel("map", "gone"),
+        hincrby("map", "hits", 4),
+        hincrby("map", "hits", -1),
+        expire("exp:longest", 200),
+        Command::Persist {
+            key: bytes("exp:persisted"),
+        },
+        sadd("type:set-vs-register", "m"),
+        hset("type:map-vs-counter", "f", "v"),
+        incr("type:counter-vs-mv", 7),
+        Command::MvSet {
+            key: bytes("type:mv-vs-register"),
+            value: bytes("x"),
+        },
+        incr("ctr", 30),
+        incr("ctr", -4),
+    ];
+    let (east_results, west_results) =
+        tokio::join!(write_all(&east, east_writes), write_all(&west, west_writes));
+    // A last-writer-wins register written in east, then in west.
+    let east_lww = write_all(&east, vec![set("reg:last-writer", "east")]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let west_lww = write_all(&west, vec![set("reg:last-writer", "west")]).await;
+    for (command, result) in east_results
+        .iter()
+        .chain(&west_results)
+        .chain(&east_lww)
+        .chain(&west_lww)
+    {
+        assert!(
+            result.is_ok(),
+            "a write failed during the partition: {command:?}: {result:?}"
+        );
+    }
+
+    // While cut, the sides disagree: each reads its own writes only.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        observe(&east, "east-1", "reg:last-writer").await,
+        "register \"east\"; persistent"
+    );
+    assert_eq!(
+        observe(&west, "south-2", "reg:last-writer").await,
+        "register \"west\"; persistent"
+    );
+    assert_eq!(
+        observe(&west, "west-3", "reg:deleted").await,
+        "register \"v0\"; persistent"
+    );
+
+    let healed = cli(&lab, &["cluster", "heal"]);
+    assert!(healed.starts_with("Nothing is cut"), "{healed}");
+
+    let counter = 100
+        + acknowledged_increments(&east_results, "ctr")
+        + acknowledged_increments(&west_results, "ctr");
+    assert_eq!(counter, 100 + 7 - 3 + 11 - 20 + 2 + 5 - 1 + 30 - 4);
+    let counter_view = format!("counter {counter}; persistent");
+    let expected = [
+        // A delete removes only what it observed: west's concurrent set survives.
+        ("reg:deleted-and-set", "register \"west\"; persistent"),
+        ("reg:deleted", "none"),
+        // Last writer wins by HLC: west wrote 50 ms after east.
+        ("reg:last-writer", "register \"west\"; persistent"),
+        // Every acknowledged increment and decrement counts.
+        ("ctr", counter_view.as_str()),
+        // Add wins: `a` removed in east and re-added in west stays, `c`
+        // removed in west and re-added in east stays; `b` is gone.
+        ("set", "set [\"a\", \"c\", \"d\", \"e\"]; persistent"),
+        // An update wins over a concurrent field removal; counters add up.
+        (
+            "map",
+            "map {hits: counter 14, name: register \"east\"}; persistent",
+        ),
+        // The longest deadline wins; persist beats every deadline.
+        ("exp:longest", "register \"v\"; expires in ~200 s"),
+        ("exp:persisted", "register \"v\"; persistent"),
+        // Type precedence: map > set > counter > mvregister > register.
+        ("type:set-vs-register", "set [\"m\"]; persistent"),
+        ("type:map-vs-counter", "map {f: register \"v\"}; persistent"),
+        ("type:counter-vs-mv", "counter 7; persistent"),
+        ("type:mv-vs-register", "mvregister [\"x\"]; persistent"),
+    ];
+    let (took, wrong) = converge(&east, &nodes, &expected, CONVERGENCE_TIMEOUT).await;
+    assert!(
+        wrong.is_empty(),
+        "after {took:?}, these nodes hold other values: {wrong:#?}\n{}",
+        lab.logs()
+    );
+}
+
+/// `meridian status --json`, parsed.
+fn status_json(lab: &Lab) -> serde_json::Value {
+    serde_json::from_str(&cli(lab, &["status", "--json"])).unwrap()
+}
+
+/// The backlog from region `from` to region `to`, summed over `from`'s nodes.
+fn backlog(status: &serde_json::Value, from: &str, to: &str) -> u64 {
+    let region = status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == from)
+        .unwrap();
+    let link = region["replication"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["region"] == to)
+        .unwrap();
+    link["backlog_deltas"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_and_heal_show_in_status_as_a_backlog_that_grows_then_drains() {
+    let lab = Lab::start(&three_regions());
+    let east = client(&lab, "east").await;
+
+    let status = status_json(&lab);
+    assert_eq!(status["nodes_up"], 9, "{status:#}");
+    assert_eq!(backlog(&status, "east", "west"), 0);
+
+    // A bad region is refused and changes nothing.
+    let refused = tokio::task::block_in_place(|| lab.fails(&["cluster", "partition", "mars"]));
+    assert!(
+        refused.contains("no region mars in the running cluster (regions: east, west, south)"),
+        "{refused}"
+    );
+
+    let cut = cli(&lab, &["cluster", "partition", "east"]);
+    assert_eq!(
+        cut,
+        "2 of 3 links cut (the relays apply changes within 100 ms):\n\
+         \x20 east <-> west   cut\n\
+         \x20 east <-> south  cut\n\
+         \x20 west <-> south  up (30 ms RTT)\n"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    for i in 0..100 {
+        east.register(format!("k{i}").as_str())
+            .set("v")
+            .await
+            .unwrap();
+    }
+    let first = status_json(&lab);
+    assert_eq!(backlog(&first, "east", "west"), 100, "{first:#}");
+    assert_eq!(backlog(&first, "east", "south"), 100, "{first:#}");
+    for i in 100..250 {
+        east.register(format!("k{i}").as_str())
+            .set("v")
+            .await
+            .unwrap();
+    }
+    let second = status_json(&lab);
+    assert_eq!(backlog(&second, "east", "west"), 250, "{second:#}");
+    let lag_ms = second["regions"][0]["replication"][0]["lag_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        lag_ms >= 100,
+        "the oldest unacknowledged write is {lag_ms} ms old"
+    );
+    // West's own link to south is unaffected.
+    assert_eq!(backlog(&second, "west", "south"), 0);
+
+    let text = cli(&lab, &["status"]);
+    assert!(
+        text.starts_with("Cluster \"lab\": 9 of 9 nodes up.\n"),
+        "{text}"
+    );
+    assert!(text.contains("250 deltas"), "{text}");
+
+    let healed = cli(&lab, &["cluster", "heal"]);
+    assert!(healed.starts_with("Nothing is cut"), "{healed}");
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    loop {
+        let status = status_json(&lab);
+        let total: u64 = ["west", "south"]
+            .iter()
+            .map(|to| backlog(&status, "east", to))
+            .sum();
+        if total == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backlog still {total} after the heal: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let west = client(&lab, "west").await;
+    assert_eq!(
+        west.register("k249").get().await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+
+    // One link alone can be cut, too.
+    let one = cli(&lab, &["cluster", "partition", "west", "south"]);
+    assert!(one.starts_with("1 of 3 links cut"), "{one}");
+    assert!(one.contains("west <-> south  cut"), "{one}");
+    cli(&lab, &["cluster", "heal"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_the_regions_diverge_under_a_partition_and_converge_after_heal() {
+    let lab = Lab::start(&three_regions());
+    let output = cli(&lab, &["demo"]);
+    let converged = output
+        .split("6. Every region now reads the same values:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{output}"));
+    assert!(
+        output.contains("2. meridian cluster partition east"),
+        "{output}"
+    );
+    assert!(converged.contains(":visits  18\n"), "{output}");
+    assert!(converged.contains(":tags    apple cherry\n"), "{output}");
+    assert!(
+        converged.contains(":motd    \"written in west\"\n"),
+        "{output}"
+    );
+    // It leaves the links healed.
+    let links = cli(&lab, &["cluster", "partition", "west", "south"]);
+    assert!(links.starts_with("1 of 3 links cut"), "{links}");
+}
