@@ -419,3 +419,107 @@ fn stale_file(state_dir: &Path, supervisor_pid: u32, nodes: Vec<(&str, u32)>) {
     };
     file.save(state_dir).unwrap();
 }
+
+/// A node that says it listens and logs its arguments.
+const ARGS_NODE: &str =
+    r#"trap 'exit 0' TERM; echo "listening with $*"; while :; do sleep 0.1; done"#;
+
+#[tokio::test]
+async fn several_regions_get_wan_relays_and_each_node_its_regions_route_file() {
+    let lab = Lab::new();
+    let options = lab.options(ARGS_NODE);
+    let state_dir = lab.state_dir();
+    let mut events = Vec::new();
+    let mut checked = false;
+    cluster::up(
+        &options,
+        &mut ListeningProbe,
+        async {
+            let file = loop {
+                match ClusterFile::load(&state_dir) {
+                    Ok(file) if file.ready => break file,
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            };
+            let state_dir = std::fs::canonicalize(&state_dir).unwrap();
+            // Nodes of `left` dial `right-1` at a relay, not at its peer address.
+            let routes_file = state_dir.join("routes").join("left.toml");
+            let routes = meridian::wan::read_routes(&routes_file).unwrap();
+            assert_eq!(routes.keys().collect::<Vec<_>>(), ["right-1"]);
+            assert_ne!(routes["right-1"], "127.0.0.1:19211".parse().unwrap());
+            let log = std::fs::read_to_string(&file.node("left-1").unwrap().log).unwrap();
+            assert!(
+                log.contains(&format!("--peer-routes {}", routes_file.display())),
+                "{log}"
+            );
+            // The control file the relays read starts healed and follows
+            // `partition` and `heal`.
+            let control = cluster::partitions_path(&state_dir);
+            assert_eq!(
+                meridian::wan::PartitionState::load(&control).unwrap(),
+                Default::default()
+            );
+            let links = cluster::partition(&state_dir, "left", None).unwrap();
+            assert_eq!(links.len(), 1);
+            assert!(links[0].cut);
+            let cut = meridian::wan::PartitionState::load(&control).unwrap();
+            assert!(cut.is_cut("left", "right"));
+            let unknown = cluster::partition(&state_dir, "up", Some("left")).unwrap_err();
+            assert_eq!(
+                unknown.to_string(),
+                "no region up in the running cluster (regions: left, right)"
+            );
+            assert!(!cluster::heal(&state_dir).unwrap()[0].cut);
+            checked = true;
+        },
+        &mut |event| events.push(event),
+    )
+    .await
+    .unwrap();
+    assert!(checked);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::WanReady { relays: 2, .. })),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_single_region_runs_no_relays() {
+    let lab = Lab::new();
+    std::fs::write(
+        lab.dir.path().join("topology.toml"),
+        TOPOLOGY
+            .split("[[region]]\nname = \"right\"")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let options = lab.options(ARGS_NODE);
+    let state_dir = lab.state_dir();
+    let mut events = Vec::new();
+    let mut log = String::new();
+    cluster::up(
+        &options,
+        &mut ListeningProbe,
+        async {
+            let file = loop {
+                match ClusterFile::load(&state_dir) {
+                    Ok(file) if file.ready => break file,
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            };
+            log = std::fs::read_to_string(&file.node("left-1").unwrap().log).unwrap();
+            let e = cluster::partition(&state_dir, "left", None).unwrap_err();
+            assert!(matches!(e, ClusterError::NoLinks { .. }), "{e}");
+        },
+        &mut |event| events.push(event),
+    )
+    .await
+    .unwrap();
+    assert!(log.contains("serve --node left-1"), "{log}");
+    assert!(!log.contains("--peer-routes"), "{log}");
+    assert!(!events.iter().any(|e| matches!(e, Event::WanReady { .. })));
+    assert!(!state_dir.join("routes").exists());
+}

@@ -25,7 +25,7 @@ use crate::protocol::{
 };
 use crate::topology::{ReadConsistency, Topology, WriteConsistency};
 use crdt_types::{Bytes, Causal, Delta, Record, ReplicaId};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// A client connection or stream, as numbered by the driver.
 pub type ClientId = u64;
@@ -245,6 +245,10 @@ pub struct Node {
     deadlines: BTreeMap<(u64, u64), ()>,
     /// Replicas that missed writes of these keys, oldest first.
     hints: VecDeque<(ReplicaId, Bytes)>,
+    /// The same entries, to find one in constant time (a scan of the queue
+    /// made adding hints quadratic: with 100,000 of them after a partition,
+    /// nodes spent minutes comparing keys).
+    hinted: HashSet<(ReplicaId, Bytes)>,
     hint_due_ms: u64,
     sweep_due_ms: u64,
     actions: VecDeque<Action>,
@@ -324,6 +328,7 @@ impl Node {
             pending: HashMap::new(),
             deadlines: BTreeMap::new(),
             hints: VecDeque::new(),
+            hinted: HashSet::new(),
             hint_due_ms: 0,
             sweep_due_ms: 0,
             actions: VecDeque::new(),
@@ -948,14 +953,17 @@ impl Node {
     }
 
     fn add_hint(&mut self, to: ReplicaId, key: Bytes) {
-        if self.hints.iter().any(|(r, k)| *r == to && *k == key) {
+        if !self.hinted.insert((to, key.clone())) {
             return;
         }
         if self.hints.len() >= self.config.hints_max {
-            self.hints.pop_front();
+            if let Some(oldest) = self.hints.pop_front() {
+                self.hinted.remove(&oldest);
+            }
             self.stats.hints_dropped += 1;
         }
         self.hints.push_back((to, key));
+        debug_assert_eq!(self.hints.len(), self.hinted.len());
     }
 
     fn retry_hints(&mut self) {
@@ -994,6 +1002,7 @@ impl Node {
                 self.hints.push_back((to, key));
                 continue;
             }
+            self.hinted.remove(&(to, key.clone()));
             let Some(state) = self.keyspace.state(&key) else {
                 continue;
             };
