@@ -156,6 +156,8 @@ pub struct NodeStats {
     pub hints_delivered: u64,
     /// Hints dropped because the bound was hit.
     pub hints_dropped: u64,
+    /// Hints not yet delivered (queued or sent and unacknowledged), now.
+    pub hints_queued: u64,
     /// Replicas repaired by quorum reads.
     pub read_repairs: u64,
     /// Remote updates refused (clock skew, bad key).
@@ -357,7 +359,10 @@ impl Node {
 
     /// Operator counters.
     pub fn stats(&self) -> NodeStats {
-        self.stats
+        NodeStats {
+            hints_queued: self.hints_pending() as u64,
+            ..self.stats
+        }
     }
 
     /// Hints not yet delivered (queued or sent and unacknowledged).

@@ -361,3 +361,18 @@ pub enum PeerMsg {
     /// I am alive (failure detection inside a region).
     Heartbeat,
 }
+
+impl PeerMsg {
+    /// Whether this answers a message the peer sent (such answers travel
+    /// back on the connection the question came on).
+    pub fn is_answer(&self) -> bool {
+        matches!(
+            self,
+            PeerMsg::Ack { .. }
+                | PeerMsg::ForwardReply { .. }
+                | PeerMsg::ReadReply { .. }
+                | PeerMsg::GeoAck { .. }
+                | PeerMsg::DigestReply { .. }
+        )
+    }
+}
