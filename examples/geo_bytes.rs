@@ -36,9 +36,8 @@ fn main() {
     // The sequence number of each field's current entry (one dot per write,
     // numbered from 1), to count the varint bytes the dots take.
     let mut seq_of: Vec<u64> = (1..=fields as u64).collect();
-    let mut next_seq = fields as u64 + 1;
     let (mut dot_seq_bytes, mut superseded_seq_bytes) = (0usize, 0usize);
-    for _ in 0..1_000 {
+    for next_seq in fields as u64 + 1..fields as u64 + 1_001 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -51,7 +50,6 @@ fn main() {
         superseded_seq_bytes += varint_len(seq_of[i]);
         dot_seq_bytes += varint_len(next_seq);
         seq_of[i] = next_seq;
-        next_seq += 1;
     }
     let frame_len = |entries: Vec<(Bytes, _)>| {
         let mut out = Vec::new();

@@ -18,8 +18,8 @@
 //! is the anti-entropy that repairs what hints and read repair missed (a
 //! coordinator that crashed with undelivered hints, say).
 
-use super::{Node, Pending, PendingWrite, Remote};
-use crate::protocol::{PeerMsg, Reply};
+use super::{Node, Pending, Remote};
+use crate::protocol::PeerMsg;
 use crdt_types::{Bytes, Causal, Delta, Record, ReplicaId};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -140,6 +140,13 @@ impl Node {
             if link.sent >= link.next_seq {
                 continue;
             }
+            let window = self
+                .config
+                .geo_window_batches
+                .saturating_mul(self.config.geo_batch_entries_max) as u64;
+            if link.sent - link.acked >= window {
+                continue; // wait for acknowledgements
+            }
             let Some(ring) = self.placement.ring(&link.region) else {
                 continue;
             };
@@ -194,9 +201,7 @@ impl Node {
         entries: Vec<(Bytes, Delta<Record>)>,
     ) {
         let (acked_seq, first_seq, next_seq) = seqs;
-        for (key, delta) in entries {
-            self.spread_delta(now_ms, key, delta);
-        }
+        self.spread_deltas(now_ms, entries);
         // Acknowledge only a gap-free prefix: a batch after a lost one is
         // applied (joins are idempotent) but the sender must resend the gap.
         let bound = self.config.geo_senders_max;
@@ -236,39 +241,35 @@ impl Node {
         }
     }
 
-    /// Applies a delta from another region to its key's replicas here: this
-    /// node keeps it (as a replica, or holding it for the replicas), and the
-    /// key's other replicas get it with hinted handoff if they miss it.
-    fn spread_delta(&mut self, now_ms: u64, key: Bytes, delta: Delta<Record>) {
-        if !self.apply_remote(now_ms, &key, Remote::Delta(&delta)) {
-            return;
+    /// Applies deltas from another region to their keys' replicas here:
+    /// this node keeps each (as a replica, or holding it for the replicas),
+    /// and each other replica gets its share in one message, with hinted
+    /// handoff of the keys if it does not acknowledge in time.
+    fn spread_deltas(&mut self, now_ms: u64, entries: Vec<(Bytes, Delta<Record>)>) {
+        let mut shares: BTreeMap<ReplicaId, Vec<(Bytes, Delta<Record>)>> = BTreeMap::new();
+        for (key, delta) in entries {
+            if !self.apply_remote(now_ms, &key, Remote::Delta(&delta)) {
+                continue;
+            }
+            for to in self.replicas(&key) {
+                if to != self.id {
+                    shares
+                        .entry(to)
+                        .or_default()
+                        .push((key.clone(), delta.clone()));
+                }
+            }
         }
-        let others: Vec<ReplicaId> = self
-            .replicas(&key)
-            .into_iter()
-            .filter(|r| *r != self.id)
-            .collect();
-        if others.is_empty() {
-            return;
-        }
-        let op = self.add_pending(Pending::Write(PendingWrite {
-            origin: super::Origin::Internal,
-            request_id: 0,
-            reply: Reply::Ok,
-            key: key.clone(),
-            waiting: others.clone(),
-            acked: 1,
-            needed: 1,
-            answered: true,
-            deadline_ms: now_ms + self.config.write_timeout_ms,
-        }));
-        for to in others {
-            let msg = PeerMsg::Replicate {
-                op,
-                key: key.clone(),
-                delta: delta.clone(),
-            };
-            self.actions.push_back(super::Action::Send { to, msg });
+        for (to, entries) in shares {
+            let op = self.add_pending(Pending::Spread {
+                to,
+                keys: entries.iter().map(|(k, _)| k.clone()).collect(),
+                deadline_ms: now_ms + self.config.write_timeout_ms,
+            });
+            self.actions.push_back(super::Action::Send {
+                to,
+                msg: PeerMsg::ReplicateBatch { op, entries },
+            });
         }
     }
 
@@ -406,5 +407,144 @@ impl Node {
         for (key, state) in states {
             self.spread_state(now_ms, key, state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyspace::{Keyspace, KeyspaceConfig};
+    use crate::node::{Action, NodeConfig};
+    use crate::topology::Topology;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    /// Regions `a` and `b` of three nodes each (N = 3).
+    fn topology() -> Topology {
+        let mut text = String::from("[cluster]\nname = \"t\"\nreplication_factor = 3\n");
+        for (r, region) in ["a", "b"].iter().enumerate() {
+            text.push_str(&format!("\n[[region]]\nname = \"{region}\"\n"));
+            for i in 1..=3 {
+                text.push_str(&format!(
+                    "\n[[region.node]]\nid = \"{region}-{i}\"\n\
+                     client_addr = \"127.0.0.1:9{r}0{i}\"\npeer_addr = \"127.0.0.1:9{r}1{i}\"\n"
+                ));
+            }
+        }
+        Topology::parse(&text, "t.toml").unwrap()
+    }
+
+    fn node(id: &str, config: NodeConfig) -> Node {
+        let topology = topology();
+        let replica = topology.node(id).unwrap().replica;
+        let mut node = Node::new(&topology, replica, config).unwrap();
+        node.observe_time(NOW);
+        node
+    }
+
+    fn replica(id: &str) -> ReplicaId {
+        topology().node(id).unwrap().replica
+    }
+
+    /// `n` one-key deltas made by some other writer.
+    fn deltas(n: usize) -> Vec<(Bytes, Delta<Record>)> {
+        let mut ks = Keyspace::new(ReplicaId(7), KeyspaceConfig::default());
+        (0..n)
+            .map(|i| {
+                let key = Bytes::from(format!("k{i}").into_bytes());
+                let w = ks.set(&key, Bytes::from("v"), None, NOW).unwrap();
+                (key, w.delta.unwrap())
+            })
+            .collect()
+    }
+
+    fn sends(node: &mut Node) -> Vec<(ReplicaId, PeerMsg)> {
+        let mut out = Vec::new();
+        while let Some(action) = node.poll_action() {
+            if let Action::Send { to, msg } = action {
+                out.push((to, msg));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_link_sends_no_more_than_its_window_until_acknowledgements_come() {
+        let config = NodeConfig {
+            geo_batch_entries_max: 4,
+            geo_window_batches: 2,
+            ..NodeConfig::default()
+        };
+        let mut a = node("a-1", config);
+        for (key, delta) in deltas(20) {
+            a.queue_geo(NOW, &key, &delta);
+        }
+        let mut sent = Vec::new();
+        for round in 0..10 {
+            a.flush_geo(NOW + round);
+            sent.extend(sends(&mut a));
+        }
+        let seqs: Vec<(u64, u64)> = sent
+            .iter()
+            .filter_map(|(_, m)| match m {
+                PeerMsg::GeoBatch {
+                    first_seq,
+                    next_seq,
+                    ..
+                } => Some((*first_seq, *next_seq)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, vec![(0, 4), (4, 8)], "two batches of four, then wait");
+
+        let gateway = sent[0].0;
+        a.on_geo_ack(NOW + 10, gateway, 4);
+        a.flush_geo(NOW + 11);
+        let more: Vec<(u64, u64)> = sends(&mut a)
+            .iter()
+            .filter_map(|(_, m)| match m {
+                PeerMsg::GeoBatch {
+                    first_seq,
+                    next_seq,
+                    ..
+                } => Some((*first_seq, *next_seq)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(more, vec![(8, 12)], "one acknowledged batch frees one");
+    }
+
+    #[test]
+    fn deltas_from_another_region_reach_each_replica_in_one_message() {
+        let mut b1 = node("b-1", NodeConfig::default());
+        b1.on_geo_batch(NOW, replica("a-1"), (0, 0, 10), deltas(10));
+        let sent = sends(&mut b1);
+        let mut batches: Vec<(ReplicaId, u64, usize)> = sent
+            .iter()
+            .filter_map(|(to, m)| match m {
+                PeerMsg::ReplicateBatch { op, entries } => Some((*to, *op, entries.len())),
+                _ => None,
+            })
+            .collect();
+        batches.sort();
+        let mut others = [replica("b-2"), replica("b-3")];
+        others.sort();
+        assert_eq!(
+            batches.iter().map(|b| (b.0, b.2)).collect::<Vec<_>>(),
+            vec![(others[0], 10), (others[1], 10)]
+        );
+        assert!(sent
+            .iter()
+            .any(|(_, m)| matches!(m, PeerMsg::GeoAck { next_seq: 10 })));
+        assert_eq!(b1.keyspace().len(), 10, "the gateway keeps them too");
+
+        // One replica acknowledges; the other stays silent past the
+        // timeout, and each of its keys gets a hint.
+        let (first, op, _) = batches[0];
+        b1.on_ack(op, first, true);
+        b1.tick(NOW + b1.config.write_timeout_ms + 1);
+        let hinted: Vec<ReplicaId> = b1.hints.iter().map(|(to, _)| *to).collect();
+        assert_eq!(hinted.len() + b1.pending.len(), 10);
+        assert!(hinted.iter().all(|to| *to == batches[1].0));
     }
 }

@@ -62,6 +62,10 @@ pub struct NodeConfig {
     pub geo_buffer_max: usize,
     /// How long a batch waits for its acknowledgement before it is resent.
     pub geo_retransmit_ms: u64,
+    /// Most batches sent to another region and not yet acknowledged; a
+    /// region slow to take batches in slows its senders rather than being
+    /// flooded.
+    pub geo_window_batches: usize,
     /// Sending nodes of other regions whose link position is remembered.
     pub geo_senders_max: usize,
     /// How often a digest comparison with another region starts.
@@ -102,6 +106,7 @@ impl Default for NodeConfig {
             geo_batch_bytes_max: 512 * 1024,
             geo_buffer_max: 100_000,
             geo_retransmit_ms: 1_000,
+            geo_window_batches: 16,
             geo_senders_max: 4_096,
             digest_interval_ms: 5_000,
             digest_states_max: 2_000,
@@ -169,13 +174,8 @@ pub struct NodeStats {
 /// Where an answer goes.
 #[derive(Debug, Clone, Copy)]
 enum Origin {
-    /// Nobody waits (replication of another region's writes).
-    Internal,
     Client(ClientId),
-    Forwarded {
-        from: ReplicaId,
-        op: u64,
-    },
+    Forwarded { from: ReplicaId, op: u64 },
 }
 
 #[derive(Debug)]
@@ -219,6 +219,13 @@ enum Pending {
         key: Bytes,
         sent_ms: u64,
     },
+    /// Deltas from another region sent on to replica `to` here in one
+    /// message; the keys get hints if it does not acknowledge in time.
+    Spread {
+        to: ReplicaId,
+        keys: Vec<Bytes>,
+        deadline_ms: u64,
+    },
 }
 
 impl Pending {
@@ -228,6 +235,7 @@ impl Pending {
             Pending::Read(r) => Some(r.deadline_ms),
             Pending::Forward(f) => Some(f.deadline_ms),
             Pending::Handoff { .. } => None,
+            Pending::Spread { deadline_ms, .. } => Some(*deadline_ms),
         }
     }
 }
@@ -484,7 +492,6 @@ impl Node {
 
     fn reply(&mut self, origin: Origin, response: Response) {
         match origin {
-            Origin::Internal => {}
             Origin::Client(client) => self.actions.push_back(Action::Reply { client, response }),
             Origin::Forwarded { from, op } => self.actions.push_back(Action::Send {
                 to: from,
@@ -742,6 +749,16 @@ impl Node {
                     msg: PeerMsg::Ack { op, ok },
                 });
             }
+            PeerMsg::ReplicateBatch { op, entries } => {
+                let mut ok = true;
+                for (key, delta) in &entries {
+                    ok &= self.apply_remote(now_ms, key, Remote::Delta(delta));
+                }
+                self.actions.push_back(Action::Send {
+                    to: from,
+                    msg: PeerMsg::Ack { op, ok },
+                });
+            }
             PeerMsg::Repair { key, state } => {
                 self.apply_remote(now_ms, &key, Remote::State(&state));
             }
@@ -873,6 +890,10 @@ impl Node {
                     self.take_pending(op);
                 }
             }
+            // Refused: the keys get hints (whole states) at the deadline.
+            Some(Pending::Spread { to, .. }) if *to == from && ok => {
+                self.take_pending(op);
+            }
             Some(Pending::Handoff { to, .. }) if *to == from => {
                 let Some(Pending::Handoff { to, key, .. }) = self.take_pending(op) else {
                     return;
@@ -954,6 +975,11 @@ impl Node {
             }
             Pending::Forward(f) => self.fail(f.origin, f.request_id, ErrorReply::Timeout),
             Pending::Handoff { .. } => {}
+            Pending::Spread { to, keys, .. } => {
+                for key in keys {
+                    self.add_hint(to, key);
+                }
+            }
         }
     }
 

@@ -309,6 +309,12 @@ pub enum PeerMsg {
         key: Bytes,
         delta: Delta<Record>,
     },
+    /// Apply these deltas (of writes made in another region) and
+    /// acknowledge operation `op` once for all of them.
+    ReplicateBatch {
+        op: u64,
+        entries: Vec<(Bytes, Delta<Record>)>,
+    },
     /// Operation `op` was applied (`ok`) or refused.
     Ack { op: u64, ok: bool },
     /// Serve this client request as a replica of its key; answer with `ForwardReply`.
