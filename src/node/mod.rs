@@ -60,7 +60,11 @@ pub struct NodeConfig {
     /// Deltas kept per remote region; past it the oldest are dropped and
     /// digest repair takes over.
     pub geo_buffer_max: usize,
-    /// How long a batch waits for its acknowledgement before it is resent.
+    /// How long a link waits without progress (a batch sent or
+    /// acknowledged) before it sends everything unacknowledged again. A
+    /// region acknowledges a batch once its replicas there took it (or
+    /// missed it for `GEO_SPREAD_TIMEOUTS` write timeouts), so this must
+    /// exceed that.
     pub geo_retransmit_ms: u64,
     /// Most batches sent to another region and not yet acknowledged; a
     /// region slow to take batches in slows its senders rather than being
@@ -105,7 +109,7 @@ impl Default for NodeConfig {
             geo_batch_entries_max: 1_024,
             geo_batch_bytes_max: 512 * 1024,
             geo_buffer_max: 100_000,
-            geo_retransmit_ms: 1_000,
+            geo_retransmit_ms: 6_000,
             geo_window_batches: 16,
             geo_senders_max: 4_096,
             digest_interval_ms: 5_000,
@@ -225,6 +229,8 @@ enum Pending {
         to: ReplicaId,
         keys: Vec<Bytes>,
         deadline_ms: u64,
+        /// The batch from another region this is part of.
+        receipt: u64,
     },
 }
 
@@ -267,7 +273,11 @@ pub struct Node {
     geo: Vec<geo::GeoLink>,
     geo_due_ms: u64,
     /// Per sending node of another region: the gap-free prefix taken in.
-    geo_received: HashMap<ReplicaId, u64>,
+    geo_received: HashMap<ReplicaId, geo::Received>,
+    /// Batches from other regions whose spread inside this region is not
+    /// settled yet, by receipt number.
+    geo_receipts: HashMap<u64, geo::Receipt>,
+    next_receipt: u64,
     digest_due_ms: u64,
     digest_rotation: usize,
     /// Whether the cluster has another node to compare digests with.
@@ -346,6 +356,8 @@ impl Node {
             geo,
             geo_due_ms: 0,
             geo_received: HashMap::new(),
+            geo_receipts: HashMap::new(),
+            next_receipt: 0,
             digest_due_ms: 0,
             digest_rotation: id.0 as usize,
             has_peers: topology.nodes().count() > 1,
@@ -892,7 +904,9 @@ impl Node {
             }
             // Refused: the keys get hints (whole states) at the deadline.
             Some(Pending::Spread { to, .. }) if *to == from && ok => {
-                self.take_pending(op);
+                if let Some(Pending::Spread { receipt, .. }) = self.take_pending(op) {
+                    self.spread_settled(receipt);
+                }
             }
             Some(Pending::Handoff { to, .. }) if *to == from => {
                 let Some(Pending::Handoff { to, key, .. }) = self.take_pending(op) else {
@@ -975,10 +989,13 @@ impl Node {
             }
             Pending::Forward(f) => self.fail(f.origin, f.request_id, ErrorReply::Timeout),
             Pending::Handoff { .. } => {}
-            Pending::Spread { to, keys, .. } => {
+            Pending::Spread {
+                to, keys, receipt, ..
+            } => {
                 for key in keys {
                     self.add_hint(to, key);
                 }
+                self.spread_settled(receipt);
             }
         }
     }
