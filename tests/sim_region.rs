@@ -314,10 +314,14 @@ fn write_to_a_partitioned_replica_is_handed_off_after_the_heal() {
         sim.node(c).keyspace().get(b"k", sim.now_ms()).unwrap(),
         None
     );
+    // The replica the answer did not wait for gets a few write timeouts
+    // more, then a hint.
+    assert_eq!(sim.node(a).hints_pending(), 0);
+    sim.run_until(START_MS + 5_500);
     assert!(sim.node(a).hints_pending() > 0);
     sim.heal();
     // A handoff lost in the partition is sent again after its patience runs out.
-    sim.run_until(START_MS + 7_000);
+    sim.run_until(START_MS + 11_000);
     assert_eq!(
         sim.node(c).keyspace().get(b"k", sim.now_ms()).unwrap(),
         Some(Bytes::from("v"))

@@ -175,6 +175,10 @@ pub struct NodeStats {
     pub digest_buckets_repaired: u64,
 }
 
+/// How many write timeouts the replicas a write did not wait for (its
+/// quorum already answered) have to acknowledge it before they get a hint.
+pub const STRAGGLER_TIMEOUTS: u64 = 4;
+
 /// Where an answer goes.
 #[derive(Debug, Clone, Copy)]
 enum Origin {
@@ -266,6 +270,8 @@ pub struct Node {
     /// nodes spent minutes comparing keys).
     hinted: HashSet<(ReplicaId, Bytes)>,
     hint_due_ms: u64,
+    /// Handoffs sent and not yet acknowledged (entries of `pending`).
+    handoffs_in_flight: usize,
     sweep_due_ms: u64,
     actions: VecDeque<Action>,
     stats: NodeStats,
@@ -350,6 +356,7 @@ impl Node {
             hints: VecDeque::new(),
             hinted: HashSet::new(),
             hint_due_ms: 0,
+            handoffs_in_flight: 0,
             sweep_due_ms: 0,
             actions: VecDeque::new(),
             stats: NodeStats::default(),
@@ -387,12 +394,7 @@ impl Node {
 
     /// Hints not yet delivered (queued or sent and unacknowledged).
     pub fn hints_pending(&self) -> usize {
-        self.hints.len()
-            + self
-                .pending
-                .values()
-                .filter(|p| matches!(p, Pending::Handoff { .. }))
-                .count()
+        self.hints.len() + self.handoffs_in_flight
     }
 
     /// The next action to carry out, if any.
@@ -528,6 +530,9 @@ impl Node {
         if let Some(ms) = p.deadline_ms() {
             self.deadlines.insert((ms, op), ());
         }
+        if let Pending::Handoff { .. } = p {
+            self.handoffs_in_flight += 1;
+        }
         self.pending.insert(op, p);
         op
     }
@@ -536,6 +541,9 @@ impl Node {
         let p = self.pending.remove(&op)?;
         if let Some(ms) = p.deadline_ms() {
             self.deadlines.remove(&(ms, op));
+        }
+        if let Pending::Handoff { .. } = p {
+            self.handoffs_in_flight -= 1;
         }
         Some(p)
     }
@@ -894,6 +902,23 @@ impl Node {
                     ));
                 }
                 let finished = w.waiting.is_empty();
+                let mut extend = None;
+                if answer.is_some() && !finished {
+                    // Answered: nobody waits for the rest, and a straggler
+                    // that misses the deadline costs a whole-state handoff,
+                    // so a busy replica gets longer to acknowledge.
+                    let old = w.deadline_ms;
+                    w.deadline_ms = self.now_ms.saturating_add(
+                        self.config
+                            .write_timeout_ms
+                            .saturating_mul(STRAGGLER_TIMEOUTS),
+                    );
+                    extend = Some((old, w.deadline_ms));
+                }
+                if let Some((old, new)) = extend {
+                    self.deadlines.remove(&(old, op));
+                    self.deadlines.insert((new, op), ());
+                }
                 if let Some((origin, response)) = answer {
                     self.stats.writes_acked += 1;
                     self.reply(origin, response);
