@@ -1024,8 +1024,10 @@ impl Node {
             let Some((to, key)) = self.hints.pop_front() else {
                 break;
             };
-            if in_flight.contains(&(to, key.clone())) {
-                // Wait for the handoff in flight; this newer change goes next.
+            if in_flight.contains(&(to, key.clone())) || !self.is_alive(to) {
+                // Wait for the handoff in flight (this newer change goes
+                // next), or for a suspected replica to be heard from again
+                // instead of queueing handoffs it cannot take.
                 self.hints.push_back((to, key));
                 continue;
             }
