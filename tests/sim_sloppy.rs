@@ -260,3 +260,69 @@ fn sloppy_quorum_loses_no_acknowledged_write_and_leaves_no_copy_behind_under_a_f
         },
     );
 }
+
+#[test]
+fn a_fallback_restarted_from_its_disk_still_hands_the_write_back() {
+    let topology = region_of_five();
+    let placement = Placement::new(&topology);
+    let ring = placement.ring("r").unwrap();
+    let key = Bytes::from("c0");
+    let replicas = ring.preference_list(&key).to_vec();
+    let fallbacks = ring.fallbacks(&key);
+    let config = NodeConfig {
+        persist: true,
+        ..config(true)
+    };
+    let mut sim = Sim::new(topology, config, NetConfig::default(), 5, START_MS);
+    sim.run_until(START_MS + 3_000);
+    sim.crash(replicas[1]);
+    sim.crash(replicas[2]);
+    sim.run_until(START_MS + 6_000);
+    let command = Command::IncrBy {
+        key: key.clone(),
+        by: 7,
+    };
+    let request = Request {
+        id: 1,
+        command,
+        write: None,
+        read: None,
+    };
+    sim.client_request(replicas[0], 1, request);
+    sim.run_until(START_MS + 6_500);
+    assert!(sim.take_responses()[0].1.result.is_ok());
+    let held: Vec<_> = fallbacks
+        .iter()
+        .copied()
+        .filter(|f| sim.node(*f).guests_held() > 0)
+        .collect();
+    assert!(!held.is_empty(), "a fallback holds the write");
+    // The fallbacks lose their memory (and hints) but keep their disks.
+    for f in &held {
+        sim.crash(*f);
+    }
+    sim.run_until(START_MS + 7_000);
+    for f in &held {
+        sim.restart(*f);
+    }
+    sim.run_until(START_MS + 8_000);
+    // The owners come back empty; the coordinator is cut off from them, so
+    // only the fallbacks can bring them the write.
+    for owner in &replicas[1..] {
+        sim.partition(replicas[0], *owner);
+        sim.restart(*owner);
+    }
+    sim.run_until(START_MS + 12_000);
+    let now = sim.now_ms();
+    for owner in &replicas[1..] {
+        assert_eq!(
+            sim.node(*owner).keyspace().counter(&key, now).unwrap(),
+            Some(7),
+            "{owner:?}"
+        );
+    }
+    for f in &held {
+        assert_eq!(sim.node(*f).guests_held(), 0, "{f:?}");
+        assert_eq!(sim.node(*f).keyspace().state(&key), None, "{f:?}");
+    }
+}
