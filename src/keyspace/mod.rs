@@ -277,6 +277,16 @@ impl Keyspace {
         self.stored(key).map(Cow::into_owned)
     }
 
+    /// Drops `key` and everything known of it (a copy held for another
+    /// replica, handed back). True when the key was there.
+    pub fn forget(&mut self, key: &[u8]) -> bool {
+        let present = self.stored(key).is_some();
+        if present {
+            drop(self.take(key));
+        }
+        present
+    }
+
     /// The visible type of `key`.
     pub fn type_of(&self, key: &[u8], now_ms: u64) -> Option<Kind> {
         self.visible(key, now_ms)

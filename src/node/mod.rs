@@ -15,6 +15,7 @@
 mod execute;
 mod geo;
 mod membership;
+mod sloppy;
 
 pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
 
@@ -82,6 +83,10 @@ pub struct NodeConfig {
     pub phi_threshold: f64,
     /// Smallest standard deviation of heartbeat gaps the detector assumes.
     pub heartbeat_min_std_ms: u64,
+    /// Sloppy quorum: a write whose replica is suspected (or silent for
+    /// half the write timeout) is sent to a fallback node beyond the key's
+    /// preference list, whose acknowledgement counts toward W.
+    pub sloppy_quorum: bool,
     /// Emit `Action::Persist` for every change (a node with a data directory).
     pub persist: bool,
     /// Which life of this node this is. A node that restarts without its
@@ -117,6 +122,7 @@ impl Default for NodeConfig {
             heartbeat_interval_ms: 500,
             phi_threshold: 8.0,
             heartbeat_min_std_ms: 100,
+            sloppy_quorum: true,
             persist: false,
             incarnation: 0,
             keyspace: KeyspaceConfig::default(),
@@ -173,6 +179,12 @@ pub struct NodeStats {
     pub refused: u64,
     /// Hash buckets found different by digest comparisons with other regions.
     pub digest_buckets_repaired: u64,
+    /// Copies of writes sent to a stand-in for a replica that was down.
+    pub stand_ins_asked: u64,
+    /// Writes this node held for a replica that was down (as a stand-in).
+    pub stand_in_writes: u64,
+    /// Keys held for other replicas dropped after their handoff.
+    pub guests_released: u64,
 }
 
 /// How many write timeouts the replicas a write did not wait for (its
@@ -290,6 +302,8 @@ pub struct Node {
     has_peers: bool,
     detector: membership::Detector,
     heartbeat_due_ms: u64,
+    /// Sloppy quorum: stand-ins asked and keys held for others.
+    stand_ins: sloppy::StandIns,
     /// The latest time seen (for decisions outside `handle`/`tick`).
     now_ms: u64,
 }
@@ -370,6 +384,7 @@ impl Node {
             has_peers: topology.nodes().count() > 1,
             detector,
             heartbeat_due_ms: 0,
+            stand_ins: sloppy::StandIns::default(),
             now_ms: 0,
         })
     }
@@ -439,6 +454,7 @@ impl Node {
             u64::MAX
         };
         op.min(hints)
+            .min(self.stand_ins.next_due_ms())
             .min(self.sweep_due_ms)
             .min(geo)
             .min(digest)
@@ -472,18 +488,21 @@ impl Node {
                 });
             }
         }
+        self.check_silent_replicas(now_ms);
         while let Some((&(ms, op), _)) = self.deadlines.first_key_value() {
             if ms > now_ms {
                 break;
             }
             self.deadlines.remove(&(ms, op));
             if let Some(p) = self.pending.remove(&op) {
+                self.stand_ins.forget(op);
                 self.on_timeout(now_ms, p);
             }
         }
         if now_ms >= self.hint_due_ms {
             self.hint_due_ms = now_ms + self.config.hint_retry_ms;
             self.retry_hints();
+            self.release_guests();
         }
         if !self.geo.is_empty() && now_ms >= self.geo_due_ms {
             self.geo_due_ms = now_ms + self.config.geo_batch_interval_ms;
@@ -539,6 +558,7 @@ impl Node {
 
     fn take_pending(&mut self, op: u64) -> Option<Pending> {
         let p = self.pending.remove(&op)?;
+        self.stand_ins.forget(op);
         if let Some(ms) = p.deadline_ms() {
             self.deadlines.remove(&(ms, op));
         }
@@ -721,14 +741,7 @@ impl Node {
             answered,
             deadline_ms: now_ms + self.config.write_timeout_ms,
         }));
-        for to in others {
-            let msg = PeerMsg::Replicate {
-                op,
-                key: key.clone(),
-                delta: delta.clone(),
-            };
-            self.actions.push_back(Action::Send { to, msg });
-        }
+        self.replicate_write(now_ms, op, &key, &delta, others);
     }
 
     fn start_quorum_read(
@@ -819,6 +832,12 @@ impl Node {
                 entries,
             } => self.on_geo_batch(now_ms, from, (acked_seq, first_seq, next_seq), entries),
             PeerMsg::Heartbeat => {}
+            PeerMsg::HintedReplicate {
+                op,
+                key,
+                delta,
+                owner,
+            } => self.on_hinted_replicate(now_ms, from, op, key, delta, owner),
             PeerMsg::GeoAck { next_seq } => self.on_geo_ack(now_ms, from, next_seq),
             PeerMsg::DigestRequest { op, buckets } => self.on_digest_request(from, op, buckets),
             PeerMsg::DigestReply {
@@ -872,12 +891,20 @@ impl Node {
     /// Restores a key's state recovered from storage (before serving).
     pub fn restore(&mut self, key: &[u8], state: &Causal<Record>) {
         self.keyspace.restore(key, state);
+        self.adopt_restored_guest(key);
     }
 
     fn on_ack(&mut self, op: u64, from: ReplicaId, ok: bool) {
         match self.pending.get_mut(&op) {
             Some(Pending::Write(w)) => {
-                let Some(pos) = w.waiting.iter().position(|r| *r == from) else {
+                // A stand-in's acknowledgement counts for the replica it
+                // stands in for (once: the replica's own is then ignored).
+                let slot = if w.waiting.contains(&from) {
+                    from
+                } else {
+                    self.stand_ins.owner(op, from).unwrap_or(from)
+                };
+                let Some(pos) = w.waiting.iter().position(|r| *r == slot) else {
                     return;
                 };
                 if !ok {
@@ -1070,8 +1097,10 @@ impl Node {
             let Some((to, key)) = self.hints.pop_front() else {
                 break;
             };
-            if in_flight.contains(&(to, key.clone())) {
-                // Wait for the handoff in flight; this newer change goes next.
+            if in_flight.contains(&(to, key.clone())) || !self.is_alive(to) {
+                // Wait for the handoff in flight (this newer change goes
+                // next), or for a suspected replica to be heard from again
+                // instead of queueing handoffs it cannot take.
                 self.hints.push_back((to, key));
                 continue;
             }

@@ -3,7 +3,7 @@
 
 use crate::keyspace::{FieldOp, FieldValue, KeyspaceError, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
-use crdt_types::{Bytes, Causal, Delta, Kind, Record};
+use crdt_types::{Bytes, Causal, Delta, Kind, Record, ReplicaId};
 use serde::{Deserialize, Serialize};
 
 /// One operation a client asks for. Writes name one key; so do reads,
@@ -366,6 +366,15 @@ pub enum PeerMsg {
     },
     /// I am alive (failure detection inside a region).
     Heartbeat,
+    /// Sloppy quorum: apply this delta of `key` although you are not its
+    /// replica, keep a hint to hand the key to `owner` (a replica that is
+    /// down) once it is back, and acknowledge operation `op`.
+    HintedReplicate {
+        op: u64,
+        key: Bytes,
+        delta: Delta<Record>,
+        owner: ReplicaId,
+    },
 }
 
 impl PeerMsg {
