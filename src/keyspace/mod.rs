@@ -547,6 +547,31 @@ impl Keyspace {
         out
     }
 
+    /// [`Keyspace::bucket_digests`] of the buckets `first..first + len` only:
+    /// only the keys in their hash range are encoded and hashed.
+    pub fn bucket_digests_in(
+        &self,
+        buckets: usize,
+        first: usize,
+        len: usize,
+        mut filter: impl FnMut(&[u8]) -> bool,
+    ) -> Vec<u64> {
+        debug_assert!(buckets.is_power_of_two() && buckets > 1);
+        debug_assert!(first + len <= buckets && len > 0);
+        let shift = 64 - buckets.trailing_zeros();
+        let lo = (first as u64) << shift;
+        let hi = (((first + len) as u64) << shift).wrapping_sub(1);
+        let hi = if first + len == buckets { u64::MAX } else { hi };
+        let mut out = vec![0u64; len];
+        let mut buf = Vec::new();
+        self.for_each_in_range(lo..=hi, |k, s| {
+            if filter(k) {
+                out[bucket_of(k, buckets) - first] ^= entry_hash(&mut buf, k, s);
+            }
+        });
+        out
+    }
+
     /// The states of the keys `filter` accepts whose bucket is in `wanted`
     /// (see [`Keyspace::bucket_digests`]), at most `max` of them.
     pub fn states_in_buckets(

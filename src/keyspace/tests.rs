@@ -408,6 +408,31 @@ fn digests_agree_for_equal_contents_and_combine_over_ranges() {
 }
 
 #[test]
+fn digests_of_a_slice_of_buckets_equal_that_slice_of_all_digests() {
+    let mut a = ks(1);
+    for i in 0..2_000 {
+        a.set(format!("k{i}").as_bytes(), b("v"), None, T0).unwrap();
+    }
+    a.sadd(b"s", &[b("x")], T0).unwrap();
+    let all = a.bucket_digests(64, |_| true);
+    assert!(all.iter().all(|d| *d != 0), "every bucket holds keys");
+    for (first, len) in [(0, 64), (0, 16), (16, 16), (48, 16), (63, 1), (5, 7)] {
+        assert_eq!(
+            a.bucket_digests_in(64, first, len, |_| true),
+            all[first..first + len],
+            "buckets {first}..{}",
+            first + len
+        );
+    }
+    let filtered = a.bucket_digests(64, |k| k != b"s");
+    assert_eq!(
+        a.bucket_digests_in(64, 0, 64, |k| k != b"s"),
+        filtered,
+        "the filter applies"
+    );
+}
+
+#[test]
 fn full_state_join_converges_replicas() {
     let (mut a, mut c) = (ks(1), ks(2));
     a.sadd(b"s", &[b("x"), b("y")], T0).unwrap();

@@ -25,6 +25,12 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Hash buckets compared by digests.
 pub const DIGEST_BUCKETS: usize = 4096;
+/// Buckets compared per digest round: a round encodes and hashes only the
+/// keys of one sixteenth of the hash space, so that a node holding many
+/// keys does not stall its requests while it computes digests. Rounds come
+/// sixteen times as often as `digest_interval_ms`, so a whole comparison
+/// with one peer still takes one interval.
+pub const DIGEST_SLICE_BUCKETS: usize = 256;
 
 /// How many write timeouts a replica has to acknowledge its share of a
 /// batch from another region before its keys get hints. Nobody waits on it
@@ -420,31 +426,51 @@ impl Node {
         if peers.is_empty() {
             return;
         }
-        let peer = peers[self.digest_rotation % peers.len()];
+        // One peer at a time, slice after slice of the hash space: a whole
+        // comparison with each peer in turn.
+        let slices = DIGEST_BUCKETS / DIGEST_SLICE_BUCKETS;
+        let slice = self.digest_rotation % slices;
+        let peer = peers[(self.digest_rotation / slices) % peers.len()];
         self.digest_rotation += 1;
         if !self.is_alive(peer) {
             return;
         }
-        let buckets = self
-            .keyspace
-            .bucket_digests(DIGEST_BUCKETS, |k| self.shared_with(peer, k));
+        let first = slice * DIGEST_SLICE_BUCKETS;
+        let buckets =
+            self.keyspace
+                .bucket_digests_in(DIGEST_BUCKETS, first, DIGEST_SLICE_BUCKETS, |k| {
+                    self.shared_with(peer, k)
+                });
         self.actions.push_back(super::Action::Send {
             to: peer,
-            msg: PeerMsg::DigestRequest { op: 0, buckets },
+            msg: PeerMsg::DigestRequest {
+                op: 0,
+                first: first as u32,
+                buckets,
+            },
         });
     }
 
-    pub(super) fn on_digest_request(&mut self, from: ReplicaId, op: u64, theirs: Vec<u64>) {
-        if theirs.len() != DIGEST_BUCKETS {
+    pub(super) fn on_digest_request(
+        &mut self,
+        from: ReplicaId,
+        op: u64,
+        first: u32,
+        theirs: Vec<u64>,
+    ) {
+        let first = first as usize;
+        if theirs.is_empty() || first.saturating_add(theirs.len()) > DIGEST_BUCKETS {
             self.stats.refused += 1;
             return;
         }
         let ours = self
             .keyspace
-            .bucket_digests(DIGEST_BUCKETS, |k| self.shared_with(from, k));
-        let mismatched: Vec<u32> = (0..DIGEST_BUCKETS)
+            .bucket_digests_in(DIGEST_BUCKETS, first, theirs.len(), |k| {
+                self.shared_with(from, k)
+            });
+        let mismatched: Vec<u32> = (0..theirs.len())
             .filter(|&i| ours[i] != theirs[i])
-            .map(|i| i as u32)
+            .map(|i| (first + i) as u32)
             .collect();
         if mismatched.is_empty() {
             return;

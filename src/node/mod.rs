@@ -73,7 +73,9 @@ pub struct NodeConfig {
     pub geo_window_batches: usize,
     /// Sending nodes of other regions whose link position is remembered.
     pub geo_senders_max: usize,
-    /// How often a digest comparison with another region starts.
+    /// How long a whole digest comparison with one other node (of this
+    /// region or another) takes; it runs in sixteen rounds, one slice of the
+    /// hash space each, spread over the interval.
     pub digest_interval_ms: u64,
     /// Most key states sent in one digest answer.
     pub digest_states_max: usize,
@@ -509,7 +511,10 @@ impl Node {
             self.flush_geo(now_ms);
         }
         if self.has_peers && now_ms >= self.digest_due_ms {
-            self.digest_due_ms = now_ms + self.config.digest_interval_ms;
+            // One slice of the hash space per round: a whole comparison
+            // with one peer per interval, in small steps.
+            let slices = (geo::DIGEST_BUCKETS / geo::DIGEST_SLICE_BUCKETS) as u64;
+            self.digest_due_ms = now_ms + (self.config.digest_interval_ms / slices).max(1);
             self.start_digest_round();
         }
         if now_ms >= self.sweep_due_ms {
@@ -839,7 +844,9 @@ impl Node {
                 owner,
             } => self.on_hinted_replicate(now_ms, from, op, key, delta, owner),
             PeerMsg::GeoAck { next_seq } => self.on_geo_ack(now_ms, from, next_seq),
-            PeerMsg::DigestRequest { op, buckets } => self.on_digest_request(from, op, buckets),
+            PeerMsg::DigestRequest { op, first, buckets } => {
+                self.on_digest_request(from, op, first, buckets)
+            }
             PeerMsg::DigestReply {
                 mismatched, states, ..
             } => self.on_digest_reply(now_ms, from, mismatched, states),

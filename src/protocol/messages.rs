@@ -352,7 +352,12 @@ pub enum PeerMsg {
     GeoAck { next_seq: u64 },
     /// Digests of the keys both nodes hold, by hash bucket (anti-entropy
     /// between regions); answer `DigestReply`.
-    DigestRequest { op: u64, buckets: Vec<u64> },
+    /// The digests are those of buckets `first..first + buckets.len()`.
+    DigestRequest {
+        op: u64,
+        first: u32,
+        buckets: Vec<u64>,
+    },
     /// The buckets whose digests differed, and this node's states of the
     /// shared keys in them; the requester answers with its own (`DigestRepair`).
     DigestReply {
