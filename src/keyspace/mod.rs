@@ -233,6 +233,14 @@ impl Keyspace {
         self.replica
     }
 
+    /// Writes from now on under `writer`: a replica that dropped keys must
+    /// not mint again the dots it minted for them (replicas that kept those
+    /// dots would take the new writes as seen and drop them), so it takes a
+    /// writer id never used before.
+    pub fn set_writer(&mut self, writer: ReplicaId) {
+        self.replica = writer;
+    }
+
     /// The limits in force.
     pub fn config(&self) -> &KeyspaceConfig {
         &self.config
@@ -408,6 +416,14 @@ impl Keyspace {
         let heap = state.heap_bytes();
         self.put(key, state, heap);
         Ok(())
+    }
+
+    /// Drops `key` and its state (a key this replica no longer holds after
+    /// a membership change); returns whether it was held.
+    pub fn forget(&mut self, key: &[u8]) -> bool {
+        let held = self.stored(key).is_some();
+        let _ = self.take(key);
+        held
     }
 
     /// Joins a state recovered from this node's own storage (no skew check:

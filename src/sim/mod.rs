@@ -7,6 +7,8 @@
 //! everything; they restart as a new incarnation) and restart. Time advances
 //! from event to event, so a run from a seed replays exactly.
 
+mod membership;
+
 use crate::node::{Action, ClientId, Input, Node, NodeConfig};
 use crate::protocol::{PeerMsg, Request, Response};
 use crate::topology::Topology;
