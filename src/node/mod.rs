@@ -19,8 +19,8 @@ mod rebalance;
 
 pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
 pub use rebalance::{
-    TopologyChangeError, DONE_REPEAT_MS, TRANSFER_BATCH_BYTES_MAX, TRANSFER_BATCH_KEYS_MAX,
-    TRANSFER_INFLIGHT_MAX, TRANSFER_RETRY_MS,
+    membership_epoch, TopologyChangeError, DONE_REPEAT_MS, TRANSFER_BATCH_BYTES_MAX,
+    TRANSFER_BATCH_KEYS_MAX, TRANSFER_INFLIGHT_MAX, TRANSFER_RETRY_MS,
 };
 
 use crate::keyspace::{Keyspace, KeyspaceConfig};

@@ -139,7 +139,12 @@ impl Rebalance {
     }
 }
 
-/// A fingerprint of `region`'s members in `topology`.
+/// A fingerprint of `region`'s members in `topology`: the `epoch` a node
+/// reports in its [`RebalanceStatus`] once it runs with that membership.
+pub fn membership_epoch(topology: &Topology, region: &str) -> u64 {
+    epoch_of(topology, region)
+}
+
 fn epoch_of(topology: &Topology, region: &str) -> u64 {
     let mut ids: Vec<u32> = topology
         .nodes_in(region)
