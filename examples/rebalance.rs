@@ -4,8 +4,12 @@
 //! lab (`ReloadTopology` to every node, progress from `Status`).
 //!
 //! ```text
-//! cargo run --release --example rebalance -- [KEYS] [VALUE_BYTES]
+//! cargo run --release --example rebalance -- [KEYS] [VALUE_BYTES] [DIGEST_INTERVAL_MS]
 //! ```
+//!
+//! DIGEST_INTERVAL_MS (default: `NodeConfig`'s, 5 s) spaces the digest
+//! comparisons, each a full scan of a node's keys: at a million keys per
+//! node they dominate the loading time.
 //!
 //! Loads KEYS registers (default 1,000,000) of VALUE_BYTES bytes (default
 //! 64) at W = quorum, starts the 4th node (joining), rewrites the topology
@@ -26,7 +30,7 @@ use meridian::node::{membership_epoch, NodeConfig};
 use meridian::placement::Placement;
 use meridian::protocol::RebalanceStatus;
 use meridian::tls::CertStore;
-use meridian::topology::Topology;
+use meridian::topology::{Topology, WriteConsistency};
 
 fn arg(i: usize, default: u64) -> u64 {
     std::env::args()
@@ -54,6 +58,50 @@ fn topology_text(ports: &[u16], nodes: usize) -> String {
     text
 }
 
+type NodeThread = (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Starts node `id` of the topology file `path` on a thread of its own and
+/// returns once it serves.
+fn spawn_node(
+    id: &str,
+    path: &std::path::Path,
+    cert_dir: &std::path::Path,
+    joining: bool,
+) -> anyhow::Result<NodeThread> {
+    let digest_interval_ms = arg(3, NodeConfig::default().digest_interval_ms);
+    let options = ServeOptions {
+        topology: Topology::load(path)?,
+        node_id: id.to_owned(),
+        cert_dir: cert_dir.to_owned(),
+        node: NodeConfig {
+            joining,
+            digest_interval_ms,
+            ..NodeConfig::default()
+        },
+        data_dir: None,
+        peer_routes: Default::default(),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let handle = start(options).await?;
+            let _ = ready_tx.send(());
+            let _ = stop_rx.await;
+            handle.shutdown().await;
+            Ok(())
+        })
+    });
+    ready_rx.recv()?;
+    Ok((stop_tx, thread))
+}
+
 fn main() -> anyhow::Result<()> {
     let keys = arg(1, 1_000_000);
     let value_bytes = arg(2, 64) as usize;
@@ -73,53 +121,24 @@ fn main() -> anyhow::Result<()> {
     let three = Topology::load(&path)?;
     let four = Topology::parse(&topology_text(&ports, 4), path.display().to_string())?;
 
-    // The nodes run on their own thread; the 4th starts on request.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (join_tx, join_rx) = tokio::sync::oneshot::channel::<()>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let cert_dir = dir.path().to_owned();
-    let server_path = path.clone();
-    let server = std::thread::spawn(move || -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let options = |id: &str, topology: Topology, joining: bool| ServeOptions {
-                topology,
-                node_id: id.to_owned(),
-                cert_dir: cert_dir.clone(),
-                node: NodeConfig {
-                    joining,
-                    ..NodeConfig::default()
-                },
-                data_dir: None,
-                peer_routes: Default::default(),
-            };
-            let mut handles = Vec::new();
-            for id in ["lab-1", "lab-2", "lab-3"] {
-                handles.push(start(options(id, Topology::load(&server_path)?, false)).await?);
-            }
-            let _ = ready_tx.send(());
-            if join_rx.await.is_ok() {
-                handles.push(start(options("lab-4", Topology::load(&server_path)?, true)).await?);
-                let _ = ready_tx.send(());
-            }
-            let _ = stop_rx.await;
-            for handle in handles {
-                handle.shutdown().await;
-            }
-            Ok(())
-        })
-    });
-    ready_rx.recv()?;
-
+    // Each node runs on its own thread (as its own process would); the
+    // 4th starts when asked.
+    let mut nodes = Vec::new();
+    for id in ["lab-1", "lab-2", "lab-3"] {
+        nodes.push(spawn_node(id, &path, dir.path(), false)?);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(async {
-        let client = Client::connect(ClientOptions::new(three.clone(), "lab", dir.path())).await?;
+        // Loaded at W = one (each write still reaches all three replicas,
+        // and the loop below waits until it has): the load is not what is
+        // measured.
+        let client = Client::connect(ClientOptions::new(three.clone(), "lab", dir.path()))
+            .await?
+            .with_write(WriteConsistency::One);
         let loading = Instant::now();
-        let in_flight = 64u64;
+        let in_flight = 32u64;
         let mut tasks = tokio::task::JoinSet::new();
         for t in 0..in_flight {
             let client = client.clone();
@@ -127,7 +146,15 @@ fn main() -> anyhow::Result<()> {
                 let value = vec![b'v'; value_bytes];
                 let mut i = t;
                 while i < keys {
-                    client.register(key(i).as_str()).set(value.clone()).await?;
+                    // A write short of its quorum is kept and handed off
+                    // later; writing it again is harmless.
+                    let mut tries = 0;
+                    while let Err(e) = client.register(key(i).as_str()).set(value.clone()).await {
+                        tries += 1;
+                        if tries >= 20 {
+                            return Err(e.into());
+                        }
+                    }
                     i += in_flight;
                 }
                 Ok::<_, anyhow::Error>(())
@@ -140,12 +167,28 @@ fn main() -> anyhow::Result<()> {
             "loaded {keys} keys of {value_bytes}-byte values in {:.1} s",
             loading.elapsed().as_secs_f64()
         );
-        // Let replication settle (every write reached all three replicas).
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Let replication settle: every write on all three replicas.
+        let settling = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut settled = true;
+            let mut held = Vec::new();
+            for id in ["lab-1", "lab-2", "lab-3"] {
+                if let Reply::Status(s) = client.execute_on(id, Command::Status).await?.reply {
+                    settled &= s.hints_pending == 0 && s.keys == keys;
+                    held.push((s.keys, s.hints_pending));
+                }
+            }
+            if settled {
+                break;
+            }
+            if settling.elapsed() > Duration::from_secs(300) {
+                anyhow::bail!("replication did not settle: (keys, hints) per node {held:?}");
+            }
+        }
 
         std::fs::write(&path, topology_text(&ports, 4))?;
-        let _ = join_tx.send(());
-        ready_rx.recv()?;
+        nodes.push(spawn_node("lab-4", &path, dir.path(), true)?);
         let client = Client::connect(ClientOptions::new(four.clone(), "lab", dir.path())).await?;
         let started = Instant::now();
         for id in ["lab-1", "lab-2", "lab-3", "lab-4"] {
@@ -167,10 +210,12 @@ fn main() -> anyhow::Result<()> {
         let elapsed = started.elapsed();
         Ok::<_, anyhow::Error>((statuses, elapsed))
     });
-    let _ = stop_tx.send(());
-    server
-        .join()
-        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    for (stop, thread) in nodes {
+        let _ = stop.send(());
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a node thread panicked"))??;
+    }
     let (statuses, elapsed) = outcome?;
 
     let (before, after) = (Placement::new(&three), Placement::new(&four));

@@ -153,7 +153,7 @@ fn all_finished(sim: &Sim, ids: &[ReplicaId]) -> bool {
         .all(|id| sim.node(*id).rebalance_status().finished)
 }
 
-fn run_seed(seed: u64) -> Result<(), String> {
+fn run_seed(seed: u64, restart: bool) -> Result<(), String> {
     let three = topology(&[1, 2, 3]);
     let four = topology(&[1, 2, 3, 4]);
     let after_removal = topology(&[1, 3, 4]);
@@ -250,6 +250,25 @@ fn run_seed(seed: u64) -> Result<(), String> {
         return Err(format!("join: {dropped} key copies dropped, {ideal} moved"));
     }
 
+    if restart {
+        // A node crashes, losing everything, and restarts with the new
+        // membership: it catches up from its peers (hints, read repair,
+        // anti-entropy by the new ring) while the load goes on.
+        let ids = [n1, n2, n3, n4];
+        let down = ids[sim.rng().below(4) as usize];
+        sim.crash(down);
+        let live: Vec<ReplicaId> = ids.iter().copied().filter(|id| *id != down).collect();
+        let until = sim.now_ms() + 500;
+        while sim.now_ms() < until {
+            w.step(&mut sim, &live);
+        }
+        sim.restart(down);
+        let until = sim.now_ms() + 3_000;
+        while sim.now_ms() < until {
+            w.step(&mut sim, &ids);
+        }
+    }
+
     // n2 leaves, under load: it hands its keys over, then stops.
     sim.set_topology(after_removal.clone())
         .map_err(|e| e.to_string())?;
@@ -320,6 +339,17 @@ fn a_node_joins_and_another_leaves_under_load_without_losing_acknowledged_writes
         "a_node_joins_and_another_leaves",
         0x3e3b_0000,
         4,
-        run_seed,
+        |seed| run_seed(seed, false),
+    );
+}
+
+#[test]
+fn a_node_restarted_without_its_data_after_a_join_catches_up_and_survives_a_removal() {
+    check_seeds(
+        "sim_membership",
+        "a_node_restarted_without_its_data",
+        0x3e3c_0000,
+        4,
+        |seed| run_seed(seed, true),
     );
 }
