@@ -189,7 +189,11 @@ fn main() -> anyhow::Result<()> {
 
         std::fs::write(&path, topology_text(&ports, 4))?;
         nodes.push(spawn_node("lab-4", &path, dir.path(), true)?);
-        let client = Client::connect(ClientOptions::new(four.clone(), "lab", dir.path())).await?;
+        // A reload scans the node's keys: at a million keys it takes longer
+        // than a data request may.
+        let mut options = ClientOptions::new(four.clone(), "lab", dir.path());
+        options.request_timeout = Duration::from_secs(120);
+        let client = Client::connect(options).await?;
         let started = Instant::now();
         for id in ["lab-1", "lab-2", "lab-3", "lab-4"] {
             client.execute_on(id, Command::ReloadTopology).await?;

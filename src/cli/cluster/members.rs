@@ -39,8 +39,11 @@ pub const REQUESTS_DIR_NAME: &str = "members";
 pub const START_TIMEOUT_MS: u64 = 30_000;
 /// How often progress is polled.
 pub const PROGRESS_POLL_MS: u64 = 250;
-/// How long a node has to answer a status or reload request.
+/// How long a node has to answer a status request.
 pub const NODE_TIMEOUT_MS: u64 = 2_000;
+/// How long a node has to answer a reload (it scans its keys to plan the
+/// transfer: about a second per million keys).
+pub const RELOAD_TIMEOUT_MS: u64 = 60_000;
 
 /// A request to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,7 +263,7 @@ async fn client(topology: &Topology, cert_dir: &Path) -> Result<Client, ClusterE
         .unwrap_or_default();
     let mut options = ClientOptions::new(topology.clone(), region, cert_dir);
     options.client_name = CLIENT_NAME.to_owned();
-    options.request_timeout = Duration::from_millis(NODE_TIMEOUT_MS);
+    options.request_timeout = Duration::from_millis(RELOAD_TIMEOUT_MS);
     Client::connect(options)
         .await
         .map_err(|e| ClusterError::Membership(format!("cannot reach the cluster: {e}")))
@@ -272,7 +275,7 @@ async fn reload_all(client: &Client, topology: &Topology) -> Vec<String> {
     let mut failed = Vec::new();
     for (_, node) in topology.nodes() {
         let asked = tokio::time::timeout(
-            Duration::from_millis(NODE_TIMEOUT_MS * 2),
+            Duration::from_millis(RELOAD_TIMEOUT_MS),
             client.execute_on(&node.id, Command::ReloadTopology),
         )
         .await;
