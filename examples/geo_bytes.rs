@@ -33,15 +33,23 @@ fn main() {
     let full = encode(&ks.state(b"profile:42").unwrap()).len();
     let mut deltas = Vec::new();
     let mut x = 0x9E37_79B9u64;
-    for _ in 0..1_000 {
+    // The sequence number of each field's current entry (one dot per write,
+    // numbered from 1), to count the varint bytes the dots take.
+    let mut seq_of: Vec<u64> = (1..=fields as u64).collect();
+    let (mut dot_seq_bytes, mut superseded_seq_bytes) = (0usize, 0usize);
+    for next_seq in fields as u64 + 1..fields as u64 + 1_001 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let field = format!("field:{:06}", x as usize % fields);
+        let i = x as usize % fields;
+        let field = format!("field:{i:06}");
         let w = ks
             .hset(b"profile:42", field.as_bytes(), value.clone(), now)
             .unwrap();
         deltas.push(w.delta.expect("an update makes a delta"));
+        superseded_seq_bytes += varint_len(seq_of[i]);
+        dot_seq_bytes += varint_len(next_seq);
+        seq_of[i] = next_seq;
     }
     let frame_len = |entries: Vec<(Bytes, _)>| {
         let mut out = Vec::new();
@@ -72,21 +80,31 @@ fn main() {
         batched += frame_len(entries);
     }
     let batched = batched as f64 / deltas.len() as f64;
-    let own = "field:000000".len() + 16 + 8 /* HLC */ + 4 /* replica */ + 1 /* seq */;
+    let n = deltas.len() as f64;
+    let (dot_seq, superseded_seq) = (dot_seq_bytes as f64 / n, superseded_seq_bytes as f64 / n);
+    let own = ("field:000000".len() + 16 + 8 /* HLC */ + 4/* replica */) as f64 + dot_seq;
     println!("map fields                        {fields}");
     println!("map full encoded size             {full} bytes");
-    println!("field's own bytes                 {own} bytes (name 12 + value 16 + HLC 8 + replica 4 + seq 1)");
-    // The update must also name the entry it supersedes (observed-remove).
-    let own_ctx = own + 4 + 1;
-    println!("  with the superseded entry's dot  {own_ctx} bytes");
+    println!(
+        "field's own bytes                 {own:.1} bytes (name 12 + value 16 + HLC 8 + replica 4 + seq {dot_seq:.1})"
+    );
+    let own_ctx = own + 4.0 + superseded_seq;
+    println!(
+        "  with the superseded entry's dot  {own_ctx:.1} bytes (replica 4 + seq {superseded_seq:.1})"
+    );
     println!(
         "frame bytes per update, alone     {single} bytes ({:.2}x own, {:.2}x with the superseded dot)",
-        single as f64 / own as f64,
-        single as f64 / own_ctx as f64
+        single as f64 / own,
+        single as f64 / own_ctx
     );
     println!(
         "frame bytes per update, batched   {batched:.1} bytes ({:.2}x own, {:.2}x with the superseded dot)",
-        batched / own as f64,
-        batched / own_ctx as f64
+        batched / own,
+        batched / own_ctx
     );
+}
+
+/// Bytes of `n` as a postcard varint.
+fn varint_len(n: u64) -> usize {
+    (64 - n.max(1).leading_zeros() as usize).div_ceil(7)
 }

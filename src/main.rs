@@ -121,7 +121,8 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
         Cmd::Cluster(ClusterCmd::Up {
             topology,
             ready_timeout,
-        }) => cluster_up(global, topology, ready_timeout),
+            data_dir,
+        }) => cluster_up(global, topology, ready_timeout, data_dir),
         Cmd::Cluster(ClusterCmd::Down) => cluster_down(global),
         Cmd::Cluster(ClusterCmd::Kill { node }) => {
             let pid = cluster::kill(&global.state_dir, &node)?;
@@ -256,6 +257,7 @@ fn cluster_up(
     global: &GlobalArgs,
     topology: Option<PathBuf>,
     ready_timeout_s: u64,
+    data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let path = topology.unwrap_or_else(|| global.topology_or(None));
     let loaded = load_topology(&path)?;
@@ -263,6 +265,7 @@ fn cluster_up(
     let mut options = UpOptions::new(&path, &global.state_dir, program);
     options.ready_timeout_ms = ready_timeout_s.saturating_mul(1000);
     options.stop_grace_ms = STOP_GRACE_MS;
+    options.data_dir = data_dir;
     let invocation = invocation(global);
     let mut probe = data::PingProbe::new(loaded, global.cert_dir());
     let mut on_event = |event: Event| match event {

@@ -523,3 +523,37 @@ async fn a_single_region_runs_no_relays() {
     assert!(!events.iter().any(|e| matches!(e, Event::WanReady { .. })));
     assert!(!state_dir.join("routes").exists());
 }
+
+#[tokio::test]
+async fn up_with_a_data_dir_gives_every_node_its_own_directory() {
+    let lab = Lab::new();
+    let args_dir = lab.dir.path().join("args");
+    std::fs::create_dir_all(&args_dir).unwrap();
+    // Each fake node records its arguments, then serves.
+    let script = format!(r#"echo "$@" > '{}'/"$3"; {GOOD_NODE}"#, args_dir.display());
+    let mut options = lab.options(&script);
+    let data_dir = lab.dir.path().join("lab-data");
+    options.data_dir = Some(data_dir.clone());
+    let state_dir = lab.state_dir();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let user = std::thread::spawn(move || {
+        wait_for_file(&state_dir, |f| f.ready);
+        stop_tx.send(()).unwrap();
+    });
+    cluster::up(
+        &options,
+        &mut ListeningProbe,
+        async {
+            let _ = stop_rx.await;
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    user.join().unwrap();
+    for id in ["left-1", "right-1"] {
+        let args = std::fs::read_to_string(args_dir.join(id)).unwrap();
+        let want = format!("--data-dir {}", data_dir.join(id).display());
+        assert!(args.contains(&want), "{id} ran with {args}");
+    }
+}

@@ -375,6 +375,15 @@ async fn restarted_replica_is_redialled_and_handed_the_writes_it_missed() {
 
     region.stop(&down).await;
     client.register(key).set("while-down").await.unwrap();
+    // The write waits for the stopped replica until its timeout, then
+    // leaves a hint for it.
+    let coordinator = region.replicas(key.as_bytes())[0].clone();
+    within("the hint", async {
+        while region.node(&coordinator).node_stats().hints_queued == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     // Its ports are free at once; it comes back with nothing in memory.
     region.restart(&down).await;
 
@@ -393,7 +402,6 @@ async fn restarted_replica_is_redialled_and_handed_the_writes_it_missed() {
     })
     .await;
     // The coordinator counts the handoff once its acknowledgement is back.
-    let coordinator = region.replicas(key.as_bytes())[0].clone();
     within("the handoff's acknowledgement", async {
         while region.node(&coordinator).node_stats().hints_delivered == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -13,6 +13,10 @@ use meridian::topology::Topology;
 use std::collections::{BTreeMap, BTreeSet};
 
 const START_MS: u64 = 1_800_000_000_000;
+/// Clock offsets (either way) and drift of the nodes: two clocks stay within
+/// the HLC skew bound (500 ms) of each other.
+const SKEW_MS_MAX: u64 = 200;
+const DRIFT_PPM_MAX: u64 = 500;
 
 #[derive(Clone, Copy)]
 enum Disk {
@@ -43,6 +47,8 @@ fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
         ..NetConfig::default()
     };
     let mut sim = Sim::new(topology, config, net, seed, START_MS);
+    // Every node's clock is off by up to 200 ms and drifts, within the HLC bound.
+    sim.skew_clocks(SKEW_MS_MAX, DRIFT_PPM_MAX);
     let ids = sim.node_ids();
     let mut commands: BTreeMap<u64, Command> = BTreeMap::new();
     let mut next_id = 1u64;

@@ -14,6 +14,10 @@ use meridian::topology::Topology;
 use std::collections::{BTreeMap, BTreeSet};
 
 const START_MS: u64 = 1_800_000_000_000;
+/// Clock offsets (either way) and drift of the nodes: two clocks stay within
+/// the HLC skew bound (500 ms) of each other.
+const SKEW_MS_MAX: u64 = 200;
+const DRIFT_PPM_MAX: u64 = 500;
 
 fn b(s: &str) -> Bytes {
     Bytes::from(s)
@@ -34,7 +38,10 @@ fn sim(seed: u64, net: NetConfig) -> Sim {
 
 fn sim_with(seed: u64, net: NetConfig, config: NodeConfig) -> Sim {
     let topology = Topology::load("regions/local.toml").expect("regions/local.toml loads");
-    Sim::new(topology, config, net, seed, START_MS)
+    let mut sim = Sim::new(topology, config, net, seed, START_MS);
+    // Every node's clock is off by up to 200 ms and drifts, within the HLC bound.
+    sim.skew_clocks(SKEW_MS_MAX, DRIFT_PPM_MAX);
+    sim
 }
 
 /// Every key's state is identical on all nine nodes.

@@ -12,6 +12,10 @@ use meridian::topology::Topology;
 use std::collections::{BTreeMap, BTreeSet};
 
 const START_MS: u64 = 1_800_000_000_000;
+/// Clock offsets (either way) and drift of the nodes: two clocks stay within
+/// the HLC skew bound (500 ms) of each other.
+const SKEW_MS_MAX: u64 = 200;
+const DRIFT_PPM_MAX: u64 = 500;
 
 #[derive(Default)]
 struct Ledger {
@@ -44,6 +48,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
         ..NodeConfig::default()
     };
     let mut sim = Sim::new(topology, config, net, seed, START_MS);
+    // Every node's clock is off by up to 200 ms and drifts, within the HLC bound.
+    sim.skew_clocks(SKEW_MS_MAX, DRIFT_PPM_MAX);
     let ids = sim.node_ids();
     let mut ledger = Ledger::default();
     let mut next_id = 1u64;
@@ -235,6 +241,7 @@ fn a_seed_replays_exactly() {
             ..NetConfig::default()
         };
         let mut sim = Sim::new(topology, NodeConfig::default(), net, seed, START_MS);
+        sim.skew_clocks(SKEW_MS_MAX, DRIFT_PPM_MAX);
         for id in 1..200u64 {
             let to = sim.node_ids()[(id % 3) as usize];
             let command = Command::IncrBy {
@@ -314,10 +321,14 @@ fn write_to_a_partitioned_replica_is_handed_off_after_the_heal() {
         sim.node(c).keyspace().get(b"k", sim.now_ms()).unwrap(),
         None
     );
+    // The replica the answer did not wait for gets a few write timeouts
+    // more, then a hint.
+    assert_eq!(sim.node(a).hints_pending(), 0);
+    sim.run_until(START_MS + 5_500);
     assert!(sim.node(a).hints_pending() > 0);
     sim.heal();
     // A handoff lost in the partition is sent again after its patience runs out.
-    sim.run_until(START_MS + 7_000);
+    sim.run_until(START_MS + 11_000);
     assert_eq!(
         sim.node(c).keyspace().get(b"k", sim.now_ms()).unwrap(),
         Some(Bytes::from("v"))

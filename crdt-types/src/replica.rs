@@ -9,8 +9,24 @@ use std::fmt;
 
 /// The identity of a replica (one node of one region). Unique across the
 /// whole cluster and never reused for another node.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+///
+/// Encoded as 4 little-endian bytes rather than a varint: ids are hashes,
+/// so nearly all of them would take 5 bytes as varints, and every dot and
+/// context entry on the wire names one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ReplicaId(pub u32);
+
+impl Serialize for ReplicaId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.to_le_bytes().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplicaId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <[u8; 4]>::deserialize(deserializer).map(|b| ReplicaId(u32::from_le_bytes(b)))
+    }
+}
 
 impl fmt::Debug for ReplicaId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

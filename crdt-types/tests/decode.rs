@@ -391,7 +391,8 @@ fn a_mixture_of_a_single_type_is_rejected_in_a_state() {
 
 /// A context claiming `seq` for replica 1, with an empty counter.
 fn counter_state_seen_up_to(seq: u64) -> Vec<u8> {
-    let mut bytes = vec![0x00, 0x01, 0x01];
+    // Empty store, one version-vector entry: replica 1 (4 bytes, LE), seq.
+    let mut bytes = vec![0x00, 0x01, 0x01, 0x00, 0x00, 0x00];
     let mut n = seq;
     while n >= 0x80 {
         bytes.push((n as u8) | 0x80);

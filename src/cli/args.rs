@@ -239,6 +239,11 @@ pub enum ClusterCmd {
         /// How long to wait for every node to listen
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         ready_timeout: u64,
+        /// Persist every node under DIR/<node id> (serve --data-dir), so a
+        /// killed node restarts with its data; without it nodes keep
+        /// nothing on disk
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Stop the cluster running in --state-dir
     Down,
@@ -393,12 +398,20 @@ mod tests {
         let Cmd::Cluster(ClusterCmd::Up {
             topology,
             ready_timeout,
+            data_dir,
         }) = parse(&["cluster", "up", "regions/single.toml"]).command
         else {
             panic!("not cluster up")
         };
         assert_eq!(topology, Some(PathBuf::from("regions/single.toml")));
         assert_eq!(ready_timeout, 30);
+        assert_eq!(data_dir, None);
+        let Cmd::Cluster(ClusterCmd::Up { data_dir, .. }) =
+            parse(&["cluster", "up", "--data-dir", "lab-data"]).command
+        else {
+            panic!("not cluster up")
+        };
+        assert_eq!(data_dir, Some(PathBuf::from("lab-data")));
         let Cmd::Cluster(ClusterCmd::Kill { node }) =
             parse(&["cluster", "kill", "us-east-2"]).command
         else {

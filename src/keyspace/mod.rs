@@ -285,6 +285,16 @@ impl Keyspace {
         self.stored(key).map(Cow::into_owned)
     }
 
+    /// Drops `key` and everything known of it (a copy held for another
+    /// replica, handed back). True when the key was there.
+    pub fn forget(&mut self, key: &[u8]) -> bool {
+        let present = self.stored(key).is_some();
+        if present {
+            drop(self.take(key));
+        }
+        present
+    }
+
     /// The visible type of `key`.
     pub fn type_of(&self, key: &[u8], now_ms: u64) -> Option<Kind> {
         self.visible(key, now_ms)
@@ -416,14 +426,6 @@ impl Keyspace {
         let heap = state.heap_bytes();
         self.put(key, state, heap);
         Ok(())
-    }
-
-    /// Drops `key` and its state (a key this replica no longer holds after
-    /// a membership change); returns whether it was held.
-    pub fn forget(&mut self, key: &[u8]) -> bool {
-        let held = self.stored(key).is_some();
-        let _ = self.take(key);
-        held
     }
 
     /// Joins a state recovered from this node's own storage (no skew check:

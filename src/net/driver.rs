@@ -17,7 +17,7 @@ use crdt_types::ReplicaId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::peer_link::Links;
+use super::peer_link::{Links, Queue};
 use super::Shared;
 use crate::node::{Action, ClientId, Input, Node};
 use crate::protocol::{Command, PeerMsg, Request, Response};
@@ -42,6 +42,8 @@ pub(crate) enum Event {
     Request { client: ClientId, request: Request },
     /// A message read from a peer's stream.
     Peer { from: ReplicaId, msg: PeerMsg },
+    /// A stream back to `from` on the connection it dialled opened.
+    ReturnPath { from: ReplicaId, queue: Queue },
 }
 
 /// Milliseconds since the Unix epoch by the wall clock.
@@ -98,17 +100,19 @@ pub(crate) async fn run(
             event = events.recv() => {
                 let Some(event) = event else { break };
                 let now_ms = clock.now_ms();
-                handle(&mut node, &mut clients, &shared, now_ms, event);
-                route(&mut node, &mut storage, &mut clients, &mut links, &shared);
+                handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
                 for _ in 1..EVENT_BATCH_MAX {
                     let Ok(event) = events.try_recv() else { break };
                     // Read the clock per event: a batch of large events can
                     // take longer than the skew bound, and a stale clock
                     // would refuse fresh remote updates as from the future.
                     let now_ms = clock.now_ms();
-                    handle(&mut node, &mut clients, &shared, now_ms, event);
+                    handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
                     route(&mut node, &mut storage, &mut clients, &mut links, &shared);
                 }
+                // One pass for the whole batch: its changes reach the log
+                // with one sync, and its messages leave together.
+                route(&mut node, &mut storage, &mut clients, &mut links, &shared);
             }
             () = &mut sleep => {}
         }
@@ -120,6 +124,7 @@ pub(crate) async fn run(
 fn handle(
     node: &mut Node,
     clients: &mut HashMap<ClientId, mpsc::Sender<Response>>,
+    links: &mut Links,
     shared: &Shared,
     now_ms: u64,
     event: Event,
@@ -141,6 +146,7 @@ fn handle(
             node.handle(now_ms, Input::Client { client, request })
         }
         Event::Peer { from, msg } => node.handle(now_ms, Input::Peer { from, msg }),
+        Event::ReturnPath { from, queue } => links.set_return_path(from, queue),
     }
 }
 

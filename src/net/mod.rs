@@ -419,6 +419,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
         peer_frame_bytes_max,
         stop_rx.clone(),
         shared.clone(),
+        events.clone(),
     );
     let driver = tokio::spawn(driver::run(
         node,

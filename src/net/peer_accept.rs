@@ -14,8 +14,11 @@ use crdt_types::ReplicaId;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::driver::Event;
-use super::{Shared, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES};
-use crate::protocol::frame::{check_preamble, FrameError, PREAMBLE_LEN};
+use super::peer_link::{pump, Queue};
+use super::{
+    Shared, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES, WRITE_BATCH_BYTES,
+};
+use crate::protocol::frame::{check_preamble, preamble, FrameError, PREAMBLE_LEN};
 use crate::protocol::{codes, FrameReader, PeerMsg};
 use crate::tls::peer_identity;
 
@@ -77,17 +80,23 @@ impl PeerInbound {
             return;
         };
         tracing::debug!(%remote, replica = %from, "peer connected");
-        loop {
-            match connection.accept_uni().await {
-                Ok(recv) => {
-                    tokio::spawn(self.clone().read_stream(recv, from));
-                }
-                Err(e) => {
-                    tracing::debug!(replica = %from, error = %e, "peer connection ended");
-                    return;
-                }
-            }
-        }
+        // Answers to what the peer sends go back on this connection, so
+        // they share its packets (and their QUIC acknowledgements) instead
+        // of travelling on the other direction's connection by themselves.
+        tokio::spawn(return_path(
+            connection.clone(),
+            from,
+            self.events.clone(),
+            self.shared.clone(),
+        ));
+        accept_streams(
+            connection,
+            from,
+            self.events,
+            self.frame_bytes_max,
+            self.shared,
+        )
+        .await;
     }
 
     fn replica_of(&self, connection: &quinn::Connection) -> Option<ReplicaId> {
@@ -95,59 +104,127 @@ impl PeerInbound {
         let node = self.shared.topology.node(identity.node_id()?)?;
         Some(node.replica)
     }
+}
 
-    async fn read_stream(self, mut recv: quinn::RecvStream, from: ReplicaId) {
-        let mut preamble = [0u8; PREAMBLE_LEN];
-        let read = tokio::time::timeout(
-            Duration::from_millis(PREAMBLE_TIMEOUT_MS),
-            recv.read_exact(&mut preamble),
-        )
-        .await;
-        match read {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(replica = %from, error = %e, "peer stream ended before its preamble");
-                return;
+/// Reads every unidirectional stream `from` opens on `connection` (in either
+/// direction of dialling) until the connection ends.
+pub(crate) async fn accept_streams(
+    connection: quinn::Connection,
+    from: ReplicaId,
+    events: mpsc::Sender<Event>,
+    frame_bytes_max: usize,
+    shared: Arc<Shared>,
+) {
+    loop {
+        match connection.accept_uni().await {
+            Ok(recv) => {
+                tokio::spawn(read_stream(
+                    recv,
+                    from,
+                    events.clone(),
+                    frame_bytes_max,
+                    shared.clone(),
+                ));
             }
-            Err(_) => {
-                let _ = recv.stop(codes::BAD_PREAMBLE.into());
+            Err(e) => {
+                tracing::debug!(replica = %from, error = %e, "peer connection ended");
                 return;
             }
         }
-        if let Err(e) = check_preamble(&preamble) {
-            tracing::warn!(replica = %from, error = %e, "refused a peer stream");
-            let _ = recv.stop(preamble_code(&e).into());
+    }
+}
+
+/// Opens the stream that carries answers back to `from` on the connection
+/// it dialled, and hands its queue to the node task.
+async fn return_path(
+    connection: quinn::Connection,
+    from: ReplicaId,
+    events: mpsc::Sender<Event>,
+    shared: Arc<Shared>,
+) {
+    let mut send = match connection.open_uni().await {
+        Ok(send) => send,
+        Err(e) => {
+            tracing::debug!(replica = %from, error = %e, "no return stream to a peer");
             return;
         }
-        let mut reader = FrameReader::new(self.frame_bytes_max);
+    };
+    if let Err(e) = send.write_all(&preamble()).await {
+        tracing::debug!(replica = %from, error = %e, "no return stream to a peer");
+        return;
+    }
+    let (queue, frames) = Queue::new();
+    let budget = queue.budget.clone();
+    if events
+        .send(Event::ReturnPath { from, queue })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES);
+    let mut frames = frames;
+    let ended = pump(&mut frames, &mut send, &budget, &shared, &mut buf).await;
+    tracing::debug!(replica = %from, ?ended, "return stream to a peer ended");
+}
+
+async fn read_stream(
+    mut recv: quinn::RecvStream,
+    from: ReplicaId,
+    events: mpsc::Sender<Event>,
+    frame_bytes_max: usize,
+    shared: Arc<Shared>,
+) {
+    let mut preamble = [0u8; PREAMBLE_LEN];
+    let read = tokio::time::timeout(
+        Duration::from_millis(PREAMBLE_TIMEOUT_MS),
+        recv.read_exact(&mut preamble),
+    )
+    .await;
+    match read {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(replica = %from, error = %e, "peer stream ended before its preamble");
+            return;
+        }
+        Err(_) => {
+            let _ = recv.stop(codes::BAD_PREAMBLE.into());
+            return;
+        }
+    }
+    if let Err(e) = check_preamble(&preamble) {
+        tracing::warn!(replica = %from, error = %e, "refused a peer stream");
+        let _ = recv.stop(preamble_code(&e).into());
+        return;
+    }
+    let mut reader = FrameReader::new(frame_bytes_max);
+    loop {
+        let chunk = match recv.read_chunk(READ_CHUNK_BYTES, true).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(replica = %from, error = %e, "peer stream ended");
+                return;
+            }
+        };
+        reader.extend(&chunk.bytes);
         loop {
-            let chunk = match recv.read_chunk(READ_CHUNK_BYTES, true).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::debug!(replica = %from, error = %e, "peer stream ended");
-                    return;
+            match reader.next_frame::<PeerMsg>() {
+                Ok(Some(msg)) => {
+                    if events.send(Event::Peer { from, msg }).await.is_err() {
+                        return; // the node task has stopped
+                    }
                 }
-            };
-            reader.extend(&chunk.bytes);
-            loop {
-                match reader.next_frame::<PeerMsg>() {
-                    Ok(Some(msg)) => {
-                        if self.events.send(Event::Peer { from, msg }).await.is_err() {
-                            return; // the node task has stopped
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        self.shared.count_bad_frame();
-                        tracing::warn!(replica = %from, error = %e, "bad frame from a peer; stopping its stream");
-                        let code = match e {
-                            FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
-                            _ => codes::MALFORMED_FRAME,
-                        };
-                        let _ = recv.stop(code.into());
-                        return;
-                    }
+                Ok(None) => break,
+                Err(e) => {
+                    shared.count_bad_frame();
+                    tracing::warn!(replica = %from, error = %e, "bad frame from a peer; stopping its stream");
+                    let code = match e {
+                        FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
+                        _ => codes::MALFORMED_FRAME,
+                    };
+                    let _ = recv.stop(code.into());
+                    return;
                 }
             }
         }

@@ -22,6 +22,8 @@ use std::time::Duration;
 use crdt_types::ReplicaId;
 use tokio::sync::{mpsc, watch};
 
+use super::driver::Event;
+use super::peer_accept::accept_streams;
 use super::{Shared, WRITE_BATCH_BYTES};
 use crate::protocol::frame::{encode_into, preamble};
 use crate::protocol::{codes, PeerMsg};
@@ -49,17 +51,90 @@ pub(crate) struct Links {
     shutdown: watch::Receiver<bool>,
     shared: Arc<Shared>,
     queues: HashMap<ReplicaId, Queue>,
+    /// Streams back to peers on the connections they dialled, for answers.
+    return_paths: HashMap<ReplicaId, Queue>,
+    /// Where messages a peer sends back on our connection go.
+    events: mpsc::Sender<Event>,
 }
 
-/// The sending side of one link's queue.
-struct Queue {
+/// The sending side of one stream's queue of frames to a peer.
+#[derive(Debug)]
+pub(crate) struct Queue {
     frames: mpsc::Sender<Vec<u8>>,
-    budget: Arc<ByteBudget>,
+    pub(crate) budget: Arc<ByteBudget>,
+}
+
+impl Queue {
+    /// A queue bounded by [`PEER_QUEUE_MAX`] and [`PEER_QUEUE_BYTES_MAX`],
+    /// and the receiver its writer drains.
+    pub(crate) fn new() -> (Queue, mpsc::Receiver<Vec<u8>>) {
+        let (frames, rx) = mpsc::channel(PEER_QUEUE_MAX);
+        let budget = Arc::new(ByteBudget::new(PEER_QUEUE_BYTES_MAX));
+        (Queue { frames, budget }, rx)
+    }
+}
+
+/// Why a stream's writer stopped.
+#[derive(Debug)]
+pub(crate) enum PumpEnd {
+    /// Every sender of the queue is gone.
+    QueueClosed,
+    /// A write failed; this many messages went with it.
+    WriteFailed { lost: u64, error: quinn::WriteError },
+}
+
+/// Drains `frames` into `send`, gathering whatever is ready into one write,
+/// until the queue closes or a write fails.
+pub(crate) async fn pump(
+    frames: &mut mpsc::Receiver<Vec<u8>>,
+    send: &mut quinn::SendStream,
+    budget: &ByteBudget,
+    shared: &Shared,
+    buf: &mut Vec<u8>,
+) -> PumpEnd {
+    loop {
+        let Some(first) = frames.recv().await else {
+            let _ = send.finish();
+            return PumpEnd::QueueClosed;
+        };
+        if let Err(end) = write_batch(first, frames, send, budget, shared, buf).await {
+            return end;
+        }
+    }
+}
+
+/// Writes `first` and every frame already queued behind it, up to
+/// [`WRITE_BATCH_BYTES`], at once.
+async fn write_batch(
+    first: Vec<u8>,
+    frames: &mut mpsc::Receiver<Vec<u8>>,
+    send: &mut quinn::SendStream,
+    budget: &ByteBudget,
+    shared: &Shared,
+    buf: &mut Vec<u8>,
+) -> Result<(), PumpEnd> {
+    buf.clear();
+    buf.extend_from_slice(&first);
+    let mut batched = 1;
+    while buf.len() < WRITE_BATCH_BYTES {
+        let Ok(frame) = frames.try_recv() else { break };
+        buf.extend_from_slice(&frame);
+        batched += 1;
+    }
+    // Out of the queue: the bytes no longer count against it.
+    budget.give_back(buf.len());
+    send.write_all(buf).await.map_err(|error| {
+        shared.count_peer_lost(batched);
+        PumpEnd::WriteFailed {
+            lost: batched,
+            error,
+        }
+    })
 }
 
 /// Bytes queued on one link, against [`PEER_QUEUE_BYTES_MAX`].
 #[derive(Debug)]
-struct ByteBudget {
+pub(crate) struct ByteBudget {
     queued: AtomicUsize,
     max: usize,
 }
@@ -96,6 +171,7 @@ impl Links {
         frame_bytes_max: usize,
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
+        events: mpsc::Sender<Event>,
     ) -> Self {
         Links {
             endpoint,
@@ -104,6 +180,8 @@ impl Links {
             shutdown,
             shared,
             queues: HashMap::new(),
+            return_paths: HashMap::new(),
+            events,
         }
     }
 
@@ -111,48 +189,85 @@ impl Links {
     /// needed. Never waits: a message that finds the queue full (in
     /// messages or bytes) is dropped and counted.
     pub(crate) fn send(&mut self, to: ReplicaId, msg: PeerMsg) {
+        if msg.is_answer() {
+            if let Some(queue) = self.return_paths.get(&to) {
+                match self.frame(to, &msg) {
+                    None => return,
+                    Some(frame) => match self.push(to, queue, frame) {
+                        Pushed::Closed => {
+                            // That connection ended: answer on our own link.
+                            self.return_paths.remove(&to);
+                        }
+                        Pushed::Queued | Pushed::Dropped => return,
+                    },
+                }
+            }
+        }
         if !self.queues.contains_key(&to) {
             let Some(peer) = self.shared.topology.node_by_replica(to) else {
                 tracing::warn!(replica = %to, "dropped a message to a replica not in the topology");
                 self.shared.count_peer_dropped();
                 return;
             };
-            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            let budget = Arc::new(ByteBudget::new(PEER_QUEUE_BYTES_MAX));
+            let (queue, rx) = Queue::new();
             let dial_addr = self.routes.get(&peer.id).copied().unwrap_or(peer.peer_addr);
             let link = Link {
                 endpoint: self.endpoint.clone(),
                 peer,
                 dial_addr,
                 shared: self.shared.clone(),
-                budget: budget.clone(),
+                budget: queue.budget.clone(),
+                events: self.events.clone(),
+                frame_bytes_max: self.frame_bytes_max,
             };
             tokio::spawn(link.run(rx, self.shutdown.clone()));
-            self.queues.insert(to, Queue { frames: tx, budget });
+            self.queues.insert(to, queue);
         }
         let Some(queue) = self.queues.get(&to) else {
             return;
         };
-        let mut frame = Vec::new();
-        if let Err(e) = encode_into(&msg, &mut frame, self.frame_bytes_max) {
-            self.shared.count_peer_dropped();
-            tracing::warn!(replica = %to, error = %e, "dropped a peer message that cannot be framed");
+        let Some(frame) = self.frame(to, &msg) else {
             return;
+        };
+        if let Pushed::Closed = self.push(to, queue, frame) {
+            self.shared.count_peer_dropped();
         }
+    }
+
+    /// Takes the stream back to `from` on the connection it dialled; answers
+    /// to it go there while it lasts.
+    pub(crate) fn set_return_path(&mut self, from: ReplicaId, queue: Queue) {
+        self.return_paths.insert(from, queue);
+    }
+
+    fn frame(&self, to: ReplicaId, msg: &PeerMsg) -> Option<Vec<u8>> {
+        let mut frame = Vec::new();
+        match encode_into(msg, &mut frame, self.frame_bytes_max) {
+            Ok(()) => Some(frame),
+            Err(e) => {
+                self.shared.count_peer_dropped();
+                tracing::warn!(replica = %to, error = %e, "dropped a peer message that cannot be framed");
+                None
+            }
+        }
+    }
+
+    fn push(&self, to: ReplicaId, queue: &Queue, frame: Vec<u8>) -> Pushed {
         let len = frame.len();
         if !queue.budget.try_take(len) {
             self.count_full(to, "bytes");
-            return;
+            return Pushed::Dropped;
         }
         match queue.frames.try_send(frame) {
-            Ok(()) => {}
+            Ok(()) => Pushed::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 queue.budget.give_back(len);
                 self.count_full(to, "messages");
+                Pushed::Dropped
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 queue.budget.give_back(len);
-                self.shared.count_peer_dropped();
+                Pushed::Closed
             }
         }
     }
@@ -165,6 +280,15 @@ impl Links {
     }
 }
 
+/// What became of a frame offered to a queue.
+enum Pushed {
+    Queued,
+    /// The queue was full (counted).
+    Dropped,
+    /// The queue's writer is gone (not counted).
+    Closed,
+}
+
 /// One outbound link's task.
 struct Link {
     endpoint: quinn::Endpoint,
@@ -173,6 +297,9 @@ struct Link {
     dial_addr: SocketAddr,
     shared: Arc<Shared>,
     budget: Arc<ByteBudget>,
+    /// Where the peer's answers on this link's connection go.
+    events: mpsc::Sender<Event>,
+    frame_bytes_max: usize,
 }
 
 impl Link {
@@ -205,6 +332,14 @@ impl Link {
             };
             backoff_ms = RECONNECT_BACKOFF_MS_MIN;
             tracing::debug!(peer = %self.peer.id, "peer link up");
+            // The peer answers on this connection (see `peer_accept`).
+            tokio::spawn(accept_streams(
+                connection.clone(),
+                self.peer.replica,
+                self.events.clone(),
+                self.frame_bytes_max,
+                self.shared.clone(),
+            ));
             loop {
                 let first = tokio::select! {
                     biased;
@@ -222,19 +357,17 @@ impl Link {
                     let _ = send.finish();
                     return;
                 };
-                buf.clear();
-                buf.extend_from_slice(&first);
-                let mut batched = 1;
-                while buf.len() < WRITE_BATCH_BYTES {
-                    let Ok(frame) = queue.try_recv() else { break };
-                    buf.extend_from_slice(&frame);
-                    batched += 1;
-                }
-                // Out of the queue: the bytes no longer count against it.
-                self.budget.give_back(buf.len());
-                if let Err(e) = send.write_all(&buf).await {
-                    self.shared.count_peer_lost(batched);
-                    tracing::info!(peer = %self.peer.id, error = %e, lost = batched, "peer link broke; redialling");
+                let written = write_batch(
+                    first,
+                    &mut queue,
+                    &mut send,
+                    &self.budget,
+                    &self.shared,
+                    &mut buf,
+                )
+                .await;
+                if let Err(PumpEnd::WriteFailed { lost, error }) = written {
+                    tracing::info!(peer = %self.peer.id, %error, lost, "peer link broke; redialling");
                     break;
                 }
             }

@@ -18,13 +18,56 @@
 //! is the anti-entropy that repairs what hints and read repair missed (a
 //! coordinator that crashed with undelivered hints, say).
 
-use super::{Node, Pending, PendingWrite, Remote};
-use crate::protocol::{PeerMsg, Reply};
+use super::{Node, Pending, Remote};
+use crate::protocol::PeerMsg;
 use crdt_types::{Bytes, Causal, Delta, Record, ReplicaId};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Hash buckets compared by digests.
 pub const DIGEST_BUCKETS: usize = 4096;
+
+/// How many write timeouts a replica has to acknowledge its share of a
+/// batch from another region before its keys get hints. Nobody waits on it
+/// but the sending region's window, and hints carry whole states, so it is
+/// patient.
+pub const GEO_SPREAD_TIMEOUTS: u64 = 4;
+
+/// Per sending node of another region: what it sent that is settled here.
+#[derive(Debug, Default)]
+pub(super) struct Received {
+    /// Every sequence number below this is settled.
+    prefix: u64,
+    /// Settled ranges above the prefix, `first_seq -> next_seq`.
+    ahead: BTreeMap<u64, u64>,
+}
+
+impl Received {
+    /// Records `first..next` as settled; returns the new prefix.
+    fn settle(&mut self, first: u64, next: u64) -> u64 {
+        if next > self.prefix {
+            let e = self.ahead.entry(first.max(self.prefix)).or_insert(next);
+            *e = (*e).max(next);
+        }
+        while let Some((&first, &next)) = self.ahead.first_key_value() {
+            if first > self.prefix {
+                break;
+            }
+            self.ahead.pop_first();
+            self.prefix = self.prefix.max(next);
+        }
+        self.prefix
+    }
+}
+
+/// A batch from another region being spread to the replicas here.
+#[derive(Debug)]
+pub(super) struct Receipt {
+    from: ReplicaId,
+    first_seq: u64,
+    next_seq: u64,
+    /// Replicas that have neither acknowledged their share nor timed out.
+    unsettled: usize,
+}
 
 /// One queued delta.
 #[derive(Debug)]
@@ -47,7 +90,8 @@ pub(super) struct GeoLink {
     acked: u64,
     /// Every seq below this was sent at least once.
     sent: u64,
-    sent_ms: u64,
+    /// When a batch was last sent or acknowledged.
+    progress_ms: u64,
     silent_rounds: u32,
     buffer: VecDeque<Queued>,
     buffer_bytes: usize,
@@ -81,7 +125,7 @@ impl GeoLink {
             next_seq: 0,
             acked: 0,
             sent: 0,
-            sent_ms: 0,
+            progress_ms: 0,
             silent_rounds: 0,
             buffer: VecDeque::new(),
             buffer_bytes: 0,
@@ -127,7 +171,7 @@ impl Node {
         for i in 0..self.geo.len() {
             let link = &mut self.geo[i];
             if link.sent > link.acked
-                && now_ms.saturating_sub(link.sent_ms) >= self.config.geo_retransmit_ms
+                && now_ms.saturating_sub(link.progress_ms) >= self.config.geo_retransmit_ms
             {
                 // No answer: send everything again, from another gateway after two silences.
                 link.silent_rounds += 1;
@@ -139,6 +183,13 @@ impl Node {
             }
             if link.sent >= link.next_seq {
                 continue;
+            }
+            let window = self
+                .config
+                .geo_window_batches
+                .saturating_mul(self.config.geo_batch_entries_max) as u64;
+            if link.sent - link.acked >= window {
+                continue; // wait for acknowledgements
             }
             let Some(ring) = self.placement.ring(&link.region) else {
                 continue;
@@ -171,7 +222,7 @@ impl Node {
                 continue;
             }
             link.sent = next_seq;
-            link.sent_ms = now_ms;
+            link.progress_ms = now_ms;
             let entries = entries.into_iter().collect();
             let acked_seq = link.acked;
             self.actions.push_back(super::Action::Send {
@@ -194,23 +245,54 @@ impl Node {
         entries: Vec<(Bytes, Delta<Record>)>,
     ) {
         let (acked_seq, first_seq, next_seq) = seqs;
-        for (key, delta) in entries {
-            self.spread_delta(now_ms, key, delta);
-        }
-        // Acknowledge only a gap-free prefix: a batch after a lost one is
-        // applied (joins are idempotent) but the sender must resend the gap.
         let bound = self.config.geo_senders_max;
         if !self.geo_received.contains_key(&from) && self.geo_received.len() >= bound {
             self.geo_received.clear();
         }
-        let received = self.geo_received.entry(from).or_insert(0);
-        *received = (*received).max(acked_seq);
-        if first_seq <= *received {
-            *received = (*received).max(next_seq);
+        let received = self.geo_received.entry(from).or_default();
+        // Everything below `acked_seq` was acknowledged by some gateway.
+        received.settle(0, acked_seq);
+        let receipt = self.next_receipt;
+        self.next_receipt += 1;
+        let shares = self.spread_deltas(now_ms, receipt, entries);
+        self.geo_receipts.insert(
+            receipt,
+            Receipt {
+                from,
+                first_seq,
+                next_seq,
+                unsettled: shares,
+            },
+        );
+        if shares == 0 {
+            self.spread_settled(receipt);
         }
-        let next_seq = *received;
+    }
+
+    /// One replica's share of a batch from another region was acknowledged
+    /// or timed out (its keys then have hints). Once every share is
+    /// settled, the sender gets an acknowledgement of the gap-free prefix
+    /// settled here: a slow region slows its senders instead of being
+    /// flooded, and a batch after a lost one is applied (joins are
+    /// idempotent) but not acknowledged until the gap is resent.
+    pub(super) fn spread_settled(&mut self, receipt: u64) {
+        let Some(r) = self.geo_receipts.get_mut(&receipt) else {
+            return;
+        };
+        r.unsettled = r.unsettled.saturating_sub(1);
+        if r.unsettled > 0 {
+            return;
+        }
+        let Some(r) = self.geo_receipts.remove(&receipt) else {
+            return;
+        };
+        let next_seq = self
+            .geo_received
+            .entry(r.from)
+            .or_default()
+            .settle(r.first_seq, r.next_seq);
         self.actions.push_back(super::Action::Send {
-            to: from,
+            to: r.from,
             msg: PeerMsg::GeoAck { next_seq },
         });
     }
@@ -228,6 +310,7 @@ impl Node {
         link.acked = next_seq;
         link.sent = link.sent.max(next_seq);
         link.silent_rounds = 0;
+        link.progress_ms = now_ms;
         while link.buffer.front().is_some_and(|q| q.seq < next_seq) {
             if let Some(q) = link.buffer.pop_front() {
                 link.buffer_bytes -= q.bytes;
@@ -236,40 +319,45 @@ impl Node {
         }
     }
 
-    /// Applies a delta from another region to its key's replicas here: this
-    /// node keeps it (as a replica, or holding it for the replicas), and the
-    /// key's other replicas get it with hinted handoff if they miss it.
-    fn spread_delta(&mut self, now_ms: u64, key: Bytes, delta: Delta<Record>) {
-        if !self.apply_remote(now_ms, &key, Remote::Delta(&delta)) {
-            return;
+    /// Applies deltas from another region to their keys' replicas here:
+    /// this node keeps each (as a replica, or holding it for the replicas),
+    /// and each other replica gets its share in one message, with hinted
+    /// handoff of the keys if it does not acknowledge in time.
+    fn spread_deltas(
+        &mut self,
+        now_ms: u64,
+        receipt: u64,
+        entries: Vec<(Bytes, Delta<Record>)>,
+    ) -> usize {
+        let mut shares: BTreeMap<ReplicaId, Vec<(Bytes, Delta<Record>)>> = BTreeMap::new();
+        for (key, delta) in entries {
+            if !self.apply_remote(now_ms, &key, Remote::Delta(&delta)) {
+                continue;
+            }
+            for to in self.replicas(&key) {
+                if to != self.id {
+                    shares
+                        .entry(to)
+                        .or_default()
+                        .push((key.clone(), delta.clone()));
+                }
+            }
         }
-        let others: Vec<ReplicaId> = self
-            .replicas(&key)
-            .into_iter()
-            .filter(|r| *r != self.id)
-            .collect();
-        if others.is_empty() {
-            return;
+        let count = shares.len();
+        let deadline_ms = now_ms + self.config.write_timeout_ms * GEO_SPREAD_TIMEOUTS;
+        for (to, entries) in shares {
+            let op = self.add_pending(Pending::Spread {
+                to,
+                keys: entries.iter().map(|(k, _)| k.clone()).collect(),
+                deadline_ms,
+                receipt,
+            });
+            self.actions.push_back(super::Action::Send {
+                to,
+                msg: PeerMsg::ReplicateBatch { op, entries },
+            });
         }
-        let op = self.add_pending(Pending::Write(PendingWrite {
-            origin: super::Origin::Internal,
-            request_id: 0,
-            reply: Reply::Ok,
-            key: key.clone(),
-            waiting: others.clone(),
-            acked: 1,
-            needed: 1,
-            answered: true,
-            deadline_ms: now_ms + self.config.write_timeout_ms,
-        }));
-        for to in others {
-            let msg = PeerMsg::Replicate {
-                op,
-                key: key.clone(),
-                delta: delta.clone(),
-            };
-            self.actions.push_back(super::Action::Send { to, msg });
-        }
+        count
     }
 
     /// Joins a state from another region here and hands it to the key's
@@ -406,5 +494,167 @@ impl Node {
         for (key, state) in states {
             self.spread_state(now_ms, key, state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyspace::{Keyspace, KeyspaceConfig};
+    use crate::node::{Action, NodeConfig};
+    use crate::topology::Topology;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    /// Regions `a` and `b` of three nodes each (N = 3).
+    fn topology() -> Topology {
+        let mut text = String::from("[cluster]\nname = \"t\"\nreplication_factor = 3\n");
+        for (r, region) in ["a", "b"].iter().enumerate() {
+            text.push_str(&format!("\n[[region]]\nname = \"{region}\"\n"));
+            for i in 1..=3 {
+                text.push_str(&format!(
+                    "\n[[region.node]]\nid = \"{region}-{i}\"\n\
+                     client_addr = \"127.0.0.1:9{r}0{i}\"\npeer_addr = \"127.0.0.1:9{r}1{i}\"\n"
+                ));
+            }
+        }
+        Topology::parse(&text, "t.toml").unwrap()
+    }
+
+    fn node(id: &str, config: NodeConfig) -> Node {
+        let topology = topology();
+        let replica = topology.node(id).unwrap().replica;
+        let mut node = Node::new(&topology, replica, config).unwrap();
+        node.observe_time(NOW);
+        node
+    }
+
+    fn replica(id: &str) -> ReplicaId {
+        topology().node(id).unwrap().replica
+    }
+
+    /// `n` one-key deltas made by some other writer.
+    fn deltas(n: usize) -> Vec<(Bytes, Delta<Record>)> {
+        let mut ks = Keyspace::new(ReplicaId(7), KeyspaceConfig::default());
+        (0..n)
+            .map(|i| {
+                let key = Bytes::from(format!("k{i}").into_bytes());
+                let w = ks.set(&key, Bytes::from("v"), None, NOW).unwrap();
+                (key, w.delta.unwrap())
+            })
+            .collect()
+    }
+
+    fn sends(node: &mut Node) -> Vec<(ReplicaId, PeerMsg)> {
+        let mut out = Vec::new();
+        while let Some(action) = node.poll_action() {
+            if let Action::Send { to, msg } = action {
+                out.push((to, msg));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn batches_settled_out_of_order_are_acknowledged_as_a_gap_free_prefix() {
+        let mut r = Received::default();
+        assert_eq!(r.settle(4, 8), 0, "a gap below");
+        assert_eq!(r.settle(8, 12), 0);
+        assert_eq!(r.settle(0, 4), 12, "the gap filled: all three");
+        assert_eq!(r.settle(0, 6), 12, "a resent old batch changes nothing");
+        assert_eq!(r.settle(20, 24), 12);
+        assert_eq!(
+            r.settle(0, 22),
+            24,
+            "an acknowledged prefix joins the range it reaches"
+        );
+    }
+
+    #[test]
+    fn a_link_sends_no_more_than_its_window_until_acknowledgements_come() {
+        let config = NodeConfig {
+            geo_batch_entries_max: 4,
+            geo_window_batches: 2,
+            ..NodeConfig::default()
+        };
+        let mut a = node("a-1", config);
+        for (key, delta) in deltas(20) {
+            a.queue_geo(NOW, &key, &delta);
+        }
+        let mut sent = Vec::new();
+        for round in 0..10 {
+            a.flush_geo(NOW + round);
+            sent.extend(sends(&mut a));
+        }
+        let seqs: Vec<(u64, u64)> = sent
+            .iter()
+            .filter_map(|(_, m)| match m {
+                PeerMsg::GeoBatch {
+                    first_seq,
+                    next_seq,
+                    ..
+                } => Some((*first_seq, *next_seq)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, vec![(0, 4), (4, 8)], "two batches of four, then wait");
+
+        let gateway = sent[0].0;
+        a.on_geo_ack(NOW + 10, gateway, 4);
+        a.flush_geo(NOW + 11);
+        let more: Vec<(u64, u64)> = sends(&mut a)
+            .iter()
+            .filter_map(|(_, m)| match m {
+                PeerMsg::GeoBatch {
+                    first_seq,
+                    next_seq,
+                    ..
+                } => Some((*first_seq, *next_seq)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(more, vec![(8, 12)], "one acknowledged batch frees one");
+    }
+
+    #[test]
+    fn deltas_from_another_region_reach_each_replica_in_one_message() {
+        let mut b1 = node("b-1", NodeConfig::default());
+        b1.on_geo_batch(NOW, replica("a-1"), (0, 0, 10), deltas(10));
+        let sent = sends(&mut b1);
+        let mut batches: Vec<(ReplicaId, u64, usize)> = sent
+            .iter()
+            .filter_map(|(to, m)| match m {
+                PeerMsg::ReplicateBatch { op, entries } => Some((*to, *op, entries.len())),
+                _ => None,
+            })
+            .collect();
+        batches.sort();
+        let mut others = [replica("b-2"), replica("b-3")];
+        others.sort();
+        assert_eq!(
+            batches.iter().map(|b| (b.0, b.2)).collect::<Vec<_>>(),
+            vec![(others[0], 10), (others[1], 10)]
+        );
+        assert!(
+            !sent
+                .iter()
+                .any(|(_, m)| matches!(m, PeerMsg::GeoAck { .. })),
+            "acknowledged before the replicas took the batch"
+        );
+        assert_eq!(b1.keyspace().len(), 10, "the gateway keeps them too");
+
+        // One replica acknowledges; the other stays silent past the
+        // deadline, and each of its keys gets a hint. Then the batch is
+        // settled here and acknowledged to the sender.
+        let (first, op, _) = batches[0];
+        b1.on_ack(op, first, true);
+        assert!(sends(&mut b1).is_empty(), "one share is still unsettled");
+        b1.tick(NOW + b1.config.write_timeout_ms * GEO_SPREAD_TIMEOUTS + 1);
+        let hinted: Vec<ReplicaId> = b1.hints.iter().map(|(to, _)| *to).collect();
+        assert_eq!(hinted.len() + b1.hints_pending() - b1.hints.len(), 10);
+        assert!(hinted.iter().all(|to| *to == batches[1].0));
+        assert!(sends(&mut b1)
+            .iter()
+            .any(|(to, m)| *to == replica("a-1") && matches!(m, PeerMsg::GeoAck { next_seq: 10 })));
     }
 }

@@ -16,6 +16,7 @@ mod execute;
 mod geo;
 mod membership;
 mod rebalance;
+mod sloppy;
 
 pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
 pub use rebalance::{
@@ -65,8 +66,16 @@ pub struct NodeConfig {
     /// Deltas kept per remote region; past it the oldest are dropped and
     /// digest repair takes over.
     pub geo_buffer_max: usize,
-    /// How long a batch waits for its acknowledgement before it is resent.
+    /// How long a link waits without progress (a batch sent or
+    /// acknowledged) before it sends everything unacknowledged again. A
+    /// region acknowledges a batch once its replicas there took it (or
+    /// missed it for `GEO_SPREAD_TIMEOUTS` write timeouts), so this must
+    /// exceed that.
     pub geo_retransmit_ms: u64,
+    /// Most batches sent to another region and not yet acknowledged; a
+    /// region slow to take batches in slows its senders rather than being
+    /// flooded.
+    pub geo_window_batches: usize,
     /// Sending nodes of other regions whose link position is remembered.
     pub geo_senders_max: usize,
     /// How often a digest comparison with another region starts.
@@ -79,6 +88,10 @@ pub struct NodeConfig {
     pub phi_threshold: f64,
     /// Smallest standard deviation of heartbeat gaps the detector assumes.
     pub heartbeat_min_std_ms: u64,
+    /// Sloppy quorum: a write whose replica is suspected (or silent for
+    /// half the write timeout) is sent to a fallback node beyond the key's
+    /// preference list, whose acknowledgement counts toward W.
+    pub sloppy_quorum: bool,
     /// Emit `Action::Persist` for every change (a node with a data directory).
     pub persist: bool,
     /// Which life of this node this is. A node that restarts without its
@@ -110,13 +123,15 @@ impl Default for NodeConfig {
             geo_batch_entries_max: 1_024,
             geo_batch_bytes_max: 512 * 1024,
             geo_buffer_max: 100_000,
-            geo_retransmit_ms: 1_000,
+            geo_retransmit_ms: 6_000,
+            geo_window_batches: 16,
             geo_senders_max: 4_096,
             digest_interval_ms: 5_000,
             digest_states_max: 2_000,
             heartbeat_interval_ms: 500,
             phi_threshold: 8.0,
             heartbeat_min_std_ms: 100,
+            sloppy_quorum: true,
             persist: false,
             incarnation: 0,
             keyspace: KeyspaceConfig::default(),
@@ -166,24 +181,31 @@ pub struct NodeStats {
     pub hints_delivered: u64,
     /// Hints dropped because the bound was hit.
     pub hints_dropped: u64,
+    /// Hints not yet delivered (queued or sent and unacknowledged), now.
+    pub hints_queued: u64,
     /// Replicas repaired by quorum reads.
     pub read_repairs: u64,
     /// Remote updates refused (clock skew, bad key).
     pub refused: u64,
     /// Hash buckets found different by digest comparisons with other regions.
     pub digest_buckets_repaired: u64,
+    /// Copies of writes sent to a stand-in for a replica that was down.
+    pub stand_ins_asked: u64,
+    /// Writes this node held for a replica that was down (as a stand-in).
+    pub stand_in_writes: u64,
+    /// Keys held for other replicas dropped after their handoff.
+    pub guests_released: u64,
 }
+
+/// How many write timeouts the replicas a write did not wait for (its
+/// quorum already answered) have to acknowledge it before they get a hint.
+pub const STRAGGLER_TIMEOUTS: u64 = 4;
 
 /// Where an answer goes.
 #[derive(Debug, Clone, Copy)]
 enum Origin {
-    /// Nobody waits (replication of another region's writes).
-    Internal,
     Client(ClientId),
-    Forwarded {
-        from: ReplicaId,
-        op: u64,
-    },
+    Forwarded { from: ReplicaId, op: u64 },
 }
 
 #[derive(Debug)]
@@ -227,6 +249,15 @@ enum Pending {
         key: Bytes,
         sent_ms: u64,
     },
+    /// Deltas from another region sent on to replica `to` here in one
+    /// message; the keys get hints if it does not acknowledge in time.
+    Spread {
+        to: ReplicaId,
+        keys: Vec<Bytes>,
+        deadline_ms: u64,
+        /// The batch from another region this is part of.
+        receipt: u64,
+    },
 }
 
 impl Pending {
@@ -236,6 +267,7 @@ impl Pending {
             Pending::Read(r) => Some(r.deadline_ms),
             Pending::Forward(f) => Some(f.deadline_ms),
             Pending::Handoff { .. } => None,
+            Pending::Spread { deadline_ms, .. } => Some(*deadline_ms),
         }
     }
 }
@@ -260,6 +292,8 @@ pub struct Node {
     /// nodes spent minutes comparing keys).
     hinted: HashSet<(ReplicaId, Bytes)>,
     hint_due_ms: u64,
+    /// Handoffs sent and not yet acknowledged (entries of `pending`).
+    handoffs_in_flight: usize,
     sweep_due_ms: u64,
     actions: VecDeque<Action>,
     stats: NodeStats,
@@ -267,13 +301,19 @@ pub struct Node {
     geo: Vec<geo::GeoLink>,
     geo_due_ms: u64,
     /// Per sending node of another region: the gap-free prefix taken in.
-    geo_received: HashMap<ReplicaId, u64>,
+    geo_received: HashMap<ReplicaId, geo::Received>,
+    /// Batches from other regions whose spread inside this region is not
+    /// settled yet, by receipt number.
+    geo_receipts: HashMap<u64, geo::Receipt>,
+    next_receipt: u64,
     digest_due_ms: u64,
     digest_rotation: usize,
     /// Whether the cluster has another node to compare digests with.
     has_peers: bool,
     detector: membership::Detector,
     heartbeat_due_ms: u64,
+    /// Sloppy quorum: stand-ins asked and keys held for others.
+    stand_ins: sloppy::StandIns,
     /// The latest time seen (for decisions outside `handle`/`tick`).
     now_ms: u64,
     /// The membership change in progress, if any.
@@ -342,17 +382,21 @@ impl Node {
             hints: VecDeque::new(),
             hinted: HashSet::new(),
             hint_due_ms: 0,
+            handoffs_in_flight: 0,
             sweep_due_ms: 0,
             actions: VecDeque::new(),
             stats: NodeStats::default(),
             geo,
             geo_due_ms: 0,
             geo_received: HashMap::new(),
+            geo_receipts: HashMap::new(),
+            next_receipt: 0,
             digest_due_ms: 0,
             digest_rotation: id.0 as usize,
             has_peers: topology.nodes().count() > 1,
             detector,
             heartbeat_due_ms: 0,
+            stand_ins: sloppy::StandIns::default(),
             now_ms: 0,
             rebalance,
             config,
@@ -371,17 +415,15 @@ impl Node {
 
     /// Operator counters.
     pub fn stats(&self) -> NodeStats {
-        self.stats
+        NodeStats {
+            hints_queued: self.hints_pending() as u64,
+            ..self.stats
+        }
     }
 
     /// Hints not yet delivered (queued or sent and unacknowledged).
     pub fn hints_pending(&self) -> usize {
-        self.hints.len()
-            + self
-                .pending
-                .values()
-                .filter(|p| matches!(p, Pending::Handoff { .. }))
-                .count()
+        self.hints.len() + self.handoffs_in_flight
     }
 
     /// The next action to carry out, if any.
@@ -427,6 +469,7 @@ impl Node {
         };
         op.min(hints)
             .min(self.rebalance_due_ms())
+            .min(self.stand_ins.next_due_ms())
             .min(self.sweep_due_ms)
             .min(geo)
             .min(digest)
@@ -460,12 +503,14 @@ impl Node {
                 });
             }
         }
+        self.check_silent_replicas(now_ms);
         while let Some((&(ms, op), _)) = self.deadlines.first_key_value() {
             if ms > now_ms {
                 break;
             }
             self.deadlines.remove(&(ms, op));
             if let Some(p) = self.pending.remove(&op) {
+                self.stand_ins.forget(op);
                 self.on_timeout(now_ms, p);
             }
         }
@@ -475,6 +520,7 @@ impl Node {
         if now_ms >= self.hint_due_ms {
             self.hint_due_ms = now_ms + self.config.hint_retry_ms;
             self.retry_hints();
+            self.release_guests();
         }
         if !self.geo.is_empty() && now_ms >= self.geo_due_ms {
             self.geo_due_ms = now_ms + self.config.geo_batch_interval_ms;
@@ -497,7 +543,6 @@ impl Node {
 
     fn reply(&mut self, origin: Origin, response: Response) {
         match origin {
-            Origin::Internal => {}
             Origin::Client(client) => self.actions.push_back(Action::Reply { client, response }),
             Origin::Forwarded { from, op } => self.actions.push_back(Action::Send {
                 to: from,
@@ -522,14 +567,21 @@ impl Node {
         if let Some(ms) = p.deadline_ms() {
             self.deadlines.insert((ms, op), ());
         }
+        if let Pending::Handoff { .. } = p {
+            self.handoffs_in_flight += 1;
+        }
         self.pending.insert(op, p);
         op
     }
 
     fn take_pending(&mut self, op: u64) -> Option<Pending> {
         let p = self.pending.remove(&op)?;
+        self.stand_ins.forget(op);
         if let Some(ms) = p.deadline_ms() {
             self.deadlines.remove(&(ms, op));
+        }
+        if let Pending::Handoff { .. } = p {
+            self.handoffs_in_flight -= 1;
         }
         Some(p)
     }
@@ -719,14 +771,7 @@ impl Node {
             answered,
             deadline_ms: now_ms + self.config.write_timeout_ms,
         }));
-        for to in others {
-            let msg = PeerMsg::Replicate {
-                op,
-                key: key.clone(),
-                delta: delta.clone(),
-            };
-            self.actions.push_back(Action::Send { to, msg });
-        }
+        self.replicate_write(now_ms, op, &key, &delta, others);
     }
 
     fn start_quorum_read(
@@ -762,6 +807,16 @@ impl Node {
         match msg {
             PeerMsg::Replicate { op, key, delta } => {
                 let ok = self.apply_remote(now_ms, &key, Remote::Delta(&delta));
+                self.actions.push_back(Action::Send {
+                    to: from,
+                    msg: PeerMsg::Ack { op, ok },
+                });
+            }
+            PeerMsg::ReplicateBatch { op, entries } => {
+                let mut ok = true;
+                for (key, delta) in &entries {
+                    ok &= self.apply_remote(now_ms, key, Remote::Delta(delta));
+                }
                 self.actions.push_back(Action::Send {
                     to: from,
                     msg: PeerMsg::Ack { op, ok },
@@ -810,6 +865,12 @@ impl Node {
                 entries,
             } => self.on_geo_batch(now_ms, from, (acked_seq, first_seq, next_seq), entries),
             PeerMsg::Heartbeat => {}
+            PeerMsg::HintedReplicate {
+                op,
+                key,
+                delta,
+                owner,
+            } => self.on_hinted_replicate(now_ms, from, op, key, delta, owner),
             PeerMsg::GeoAck { next_seq } => self.on_geo_ack(now_ms, from, next_seq),
             PeerMsg::DigestRequest { op, buckets } => self.on_digest_request(from, op, buckets),
             PeerMsg::DigestReply {
@@ -869,12 +930,20 @@ impl Node {
     /// Restores a key's state recovered from storage (before serving).
     pub fn restore(&mut self, key: &[u8], state: &Causal<Record>) {
         self.keyspace.restore(key, state);
+        self.adopt_restored_guest(key);
     }
 
     fn on_ack(&mut self, op: u64, from: ReplicaId, ok: bool) {
         match self.pending.get_mut(&op) {
             Some(Pending::Write(w)) => {
-                let Some(pos) = w.waiting.iter().position(|r| *r == from) else {
+                // A stand-in's acknowledgement counts for the replica it
+                // stands in for (once: the replica's own is then ignored).
+                let slot = if w.waiting.contains(&from) {
+                    from
+                } else {
+                    self.stand_ins.owner(op, from).unwrap_or(from)
+                };
+                let Some(pos) = w.waiting.iter().position(|r| *r == slot) else {
                     return;
                 };
                 if !ok {
@@ -899,12 +968,35 @@ impl Node {
                     ));
                 }
                 let finished = w.waiting.is_empty();
+                let mut extend = None;
+                if answer.is_some() && !finished {
+                    // Answered: nobody waits for the rest, and a straggler
+                    // that misses the deadline costs a whole-state handoff,
+                    // so a busy replica gets longer to acknowledge.
+                    let old = w.deadline_ms;
+                    w.deadline_ms = self.now_ms.saturating_add(
+                        self.config
+                            .write_timeout_ms
+                            .saturating_mul(STRAGGLER_TIMEOUTS),
+                    );
+                    extend = Some((old, w.deadline_ms));
+                }
+                if let Some((old, new)) = extend {
+                    self.deadlines.remove(&(old, op));
+                    self.deadlines.insert((new, op), ());
+                }
                 if let Some((origin, response)) = answer {
                     self.stats.writes_acked += 1;
                     self.reply(origin, response);
                 }
                 if finished {
                     self.take_pending(op);
+                }
+            }
+            // Refused: the keys get hints (whole states) at the deadline.
+            Some(Pending::Spread { to, .. }) if *to == from && ok => {
+                if let Some(Pending::Spread { receipt, .. }) = self.take_pending(op) {
+                    self.spread_settled(receipt);
                 }
             }
             Some(Pending::Handoff { to, .. }) if *to == from => {
@@ -993,6 +1085,14 @@ impl Node {
             }
             Pending::Forward(f) => self.fail(f.origin, f.request_id, ErrorReply::Timeout),
             Pending::Handoff { .. } => {}
+            Pending::Spread {
+                to, keys, receipt, ..
+            } => {
+                for key in keys {
+                    self.add_hint(to, key);
+                }
+                self.spread_settled(receipt);
+            }
         }
     }
 
@@ -1041,8 +1141,10 @@ impl Node {
             let Some((to, key)) = self.hints.pop_front() else {
                 break;
             };
-            if in_flight.contains(&(to, key.clone())) {
-                // Wait for the handoff in flight; this newer change goes next.
+            if in_flight.contains(&(to, key.clone())) || !self.is_alive(to) {
+                // Wait for the handoff in flight (this newer change goes
+                // next), or for a suspected replica to be heard from again
+                // instead of queueing handoffs it cannot take.
                 self.hints.push_back((to, key));
                 continue;
             }

@@ -621,6 +621,8 @@ impl Node {
             // keeps that writer from minting their dots again.
             gone.clear();
         }
+        // Keys held for a replica that was down stay until handed back.
+        gone.retain(|key| !self.is_guest(key));
         for key in &gone {
             self.keyspace.forget(key);
         }

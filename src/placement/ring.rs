@@ -183,6 +183,32 @@ impl Ring {
         self.segment_replicas(rank)
     }
 
+    /// The nodes beyond the key's preference list, in clockwise order from
+    /// the key: where a write goes in place of a replica that is down
+    /// (sloppy quorum). Empty when every node is a replica already.
+    pub fn fallbacks(&self, key: &[u8]) -> Vec<ReplicaId> {
+        let replicas = self.preference_list(key);
+        let wanted = self.nodes.len().saturating_sub(replicas.len());
+        let mut found = Vec::with_capacity(wanted);
+        if wanted == 0 {
+            return found;
+        }
+        let position = Ring::position(key);
+        let first = self.positions.partition_point(|&p| p < position);
+        for step in 0..self.positions.len() {
+            let rank = (first + step) % self.positions.len();
+            // A segment's preference list starts with the node of its point.
+            let node = self.segment_replicas(rank)[0];
+            if !replicas.contains(&node) && !found.contains(&node) {
+                found.push(node);
+                if found.len() == wanted {
+                    break;
+                }
+            }
+        }
+        found
+    }
+
     /// The node that coordinates the key's writes in this region.
     pub fn coordinator(&self, key: &[u8]) -> Option<ReplicaId> {
         self.preference_list(key).first().copied()

@@ -3,7 +3,7 @@
 
 use crate::keyspace::{FieldOp, FieldValue, KeyspaceError, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
-use crdt_types::{Bytes, Causal, Delta, Kind, Record};
+use crdt_types::{Bytes, Causal, Delta, Kind, Record, ReplicaId};
 use serde::{Deserialize, Serialize};
 
 /// One operation a client asks for. Writes name one key; so do reads,
@@ -342,6 +342,12 @@ pub enum PeerMsg {
         key: Bytes,
         delta: Delta<Record>,
     },
+    /// Apply these deltas (of writes made in another region) and
+    /// acknowledge operation `op` once for all of them.
+    ReplicateBatch {
+        op: u64,
+        entries: Vec<(Bytes, Delta<Record>)>,
+    },
     /// Operation `op` was applied (`ok`) or refused.
     Ack { op: u64, ok: bool },
     /// Serve this client request as a replica of its key; answer with `ForwardReply`.
@@ -408,4 +414,30 @@ pub enum PeerMsg {
     /// `RebalanceDone` arrived; `done` when the answering node has streamed
     /// everything too.
     RebalanceDoneAck { epoch: u64, done: bool },
+    /// Sloppy quorum: apply this delta of `key` although you are not its
+    /// replica, keep a hint to hand the key to `owner` (a replica that is
+    /// down) once it is back, and acknowledge operation `op`.
+    HintedReplicate {
+        op: u64,
+        key: Bytes,
+        delta: Delta<Record>,
+        owner: ReplicaId,
+    },
+}
+
+impl PeerMsg {
+    /// Whether this answers a message the peer sent (such answers travel
+    /// back on the connection the question came on).
+    pub fn is_answer(&self) -> bool {
+        matches!(
+            self,
+            PeerMsg::Ack { .. }
+                | PeerMsg::ForwardReply { .. }
+                | PeerMsg::ReadReply { .. }
+                | PeerMsg::GeoAck { .. }
+                | PeerMsg::DigestReply { .. }
+                | PeerMsg::TransferAck { .. }
+                | PeerMsg::RebalanceDoneAck { .. }
+        )
+    }
 }

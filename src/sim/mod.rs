@@ -6,6 +6,11 @@
 //! reorders it, and that can partition nodes apart. Nodes can crash (losing
 //! everything; they restart as a new incarnation) and restart. Time advances
 //! from event to event, so a run from a seed replays exactly.
+//!
+//! Each node reads its own clock: simulated time plus an offset and a
+//! drift ([`NodeClock`]), drawn from the seed by [`Sim::skew_clocks`] or set
+//! per node with [`Sim::set_clock`]. A node sees only its own clock, for
+//! its timers as for the HLC stamps it mints.
 
 mod membership;
 
@@ -73,6 +78,50 @@ impl Default for NetConfig {
     }
 }
 
+/// A node's clock: simulated time shifted by `offset_ms` and running fast
+/// (positive) or slow (negative) by `drift_ppm` parts per million since the
+/// simulation started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeClock {
+    /// How far ahead (positive) or behind the node's clock is at the start.
+    pub offset_ms: i64,
+    /// How fast it drifts, in millionths (100 = 0.1 ms per second).
+    pub drift_ppm: i64,
+}
+
+/// The most a simulated clock may drift (a tenth of its rate).
+pub const DRIFT_PPM_MAX: i64 = 100_000;
+
+impl NodeClock {
+    /// The node's reading at simulated time `sim_ms` of a run started at `start_ms`.
+    pub fn local_ms(&self, start_ms: u64, sim_ms: u64) -> u64 {
+        let elapsed = sim_ms.saturating_sub(start_ms) as i128;
+        let drift = elapsed * i128::from(self.drift_ppm) / 1_000_000;
+        let local = i128::from(sim_ms) + i128::from(self.offset_ms) + drift;
+        local.clamp(0, i128::from(u64::MAX)) as u64
+    }
+
+    /// The first simulated time at which the node's clock reads `local_ms`
+    /// or later (never before `start_ms`; `u64::MAX` stays `u64::MAX`).
+    pub fn sim_ms(&self, start_ms: u64, local_ms: u64) -> u64 {
+        if local_ms == u64::MAX {
+            return u64::MAX;
+        }
+        let rate = 1_000_000 + i128::from(self.drift_ppm);
+        let since = i128::from(local_ms) - i128::from(self.offset_ms) - i128::from(start_ms);
+        let guess = i128::from(start_ms) + (since * 1_000_000).div_euclid(rate);
+        let mut at = guess.clamp(i128::from(start_ms), i128::from(u64::MAX)) as u64;
+        // Integer division may land a millisecond or two off either way.
+        while self.local_ms(start_ms, at) < local_ms && at < u64::MAX {
+            at += 1;
+        }
+        while at > start_ms && self.local_ms(start_ms, at - 1) >= local_ms {
+            at -= 1;
+        }
+        at
+    }
+}
+
 #[derive(Debug)]
 enum Event {
     Peer {
@@ -102,6 +151,9 @@ pub struct Sim {
     down: BTreeSet<ReplicaId>,
     /// Pairs that cannot talk (both directions), stored with the lower id first.
     cut: BTreeSet<(ReplicaId, ReplicaId)>,
+    /// Each node's clock (simulated time when absent).
+    clocks: BTreeMap<ReplicaId, NodeClock>,
+    start_ms: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: BTreeMap<u64, Event>,
     next_event: u64,
@@ -132,6 +184,8 @@ impl Sim {
             incarnations: BTreeMap::new(),
             down: BTreeSet::new(),
             cut: BTreeSet::new(),
+            clocks: BTreeMap::new(),
+            start_ms,
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
             next_event: 0,
@@ -188,6 +242,42 @@ impl Sim {
             }
         }
         self.nodes.insert(id, node);
+    }
+
+    /// Gives every node a clock drawn from the seed: an offset in
+    /// `-offset_ms_max..=offset_ms_max` and a drift in
+    /// `-drift_ppm_max..=drift_ppm_max` (at most [`DRIFT_PPM_MAX`]). Two
+    /// clocks then differ by at most `2 * offset_ms_max` plus the drift.
+    pub fn skew_clocks(&mut self, offset_ms_max: u64, drift_ppm_max: u64) {
+        let drift_max = drift_ppm_max.min(DRIFT_PPM_MAX as u64);
+        for id in self.node_ids() {
+            let offset_ms = self.rng.below(2 * offset_ms_max + 1) as i64 - offset_ms_max as i64;
+            let drift_ppm = self.rng.below(2 * drift_max + 1) as i64 - drift_max as i64;
+            self.clocks.insert(
+                id,
+                NodeClock {
+                    offset_ms,
+                    drift_ppm,
+                },
+            );
+        }
+    }
+
+    /// Sets the clock of node `id` (the drift is capped at [`DRIFT_PPM_MAX`]).
+    pub fn set_clock(&mut self, id: ReplicaId, clock: NodeClock) {
+        let drift_ppm = clock.drift_ppm.clamp(-DRIFT_PPM_MAX, DRIFT_PPM_MAX);
+        self.clocks.insert(id, NodeClock { drift_ppm, ..clock });
+    }
+
+    /// The clock of node `id`.
+    pub fn clock(&self, id: ReplicaId) -> NodeClock {
+        self.clocks.get(&id).copied().unwrap_or_default()
+    }
+
+    /// What node `id`'s clock reads now (for checks at a node's own time,
+    /// such as expiry).
+    pub fn local_now_ms(&self, id: ReplicaId) -> u64 {
+        self.clock(id).local_ms(self.start_ms, self.now_ms)
     }
 
     /// Simulated time, ms.
@@ -362,7 +452,10 @@ impl Sim {
             .nodes
             .iter()
             .filter(|(id, _)| !self.down.contains(id))
-            .map(|(id, n)| (n.next_timeout_ms(), *id))
+            .map(|(id, n)| {
+                let clock = self.clocks.get(id).copied().unwrap_or_default();
+                (clock.sim_ms(self.start_ms, n.next_timeout_ms()), *id)
+            })
             .min()
             .unwrap_or((u64::MAX, ReplicaId(0)));
         let at = next_msg.min(timer_at).max(self.now_ms);
@@ -372,8 +465,9 @@ impl Sim {
         }
         self.now_ms = at;
         if timer_at <= next_msg {
+            let local = self.local_at(timer_node, at);
             if let Some(n) = self.nodes.get_mut(&timer_node) {
-                n.tick(at);
+                n.tick(local);
             }
             self.drain_actions(timer_node);
             return true;
@@ -397,11 +491,16 @@ impl Sim {
             return true;
         }
         self.delivered += 1;
+        let local = self.local_at(to, at);
         if let Some(n) = self.nodes.get_mut(&to) {
-            n.handle(at, input);
+            n.handle(local, input);
         }
         self.drain_actions(to);
         true
+    }
+
+    fn local_at(&self, id: ReplicaId, sim_ms: u64) -> u64 {
+        self.clock(id).local_ms(self.start_ms, sim_ms)
     }
 
     /// Runs every event up to `until_ms`.
@@ -471,4 +570,34 @@ pub fn check_seeds(
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_clock_reaches_every_reading_at_the_first_simulated_time_it_can() {
+        let start = 1_000_000;
+        for clock in [
+            NodeClock::default(),
+            NodeClock {
+                offset_ms: 250,
+                drift_ppm: 700,
+            },
+            NodeClock {
+                offset_ms: -3_000,
+                drift_ppm: -DRIFT_PPM_MAX,
+            },
+        ] {
+            for local in (start..start + 50_000).step_by(997) {
+                let at = clock.sim_ms(start, local);
+                assert!(clock.local_ms(start, at) >= local, "{clock:?} {local}");
+                if at > start {
+                    assert!(clock.local_ms(start, at - 1) < local, "{clock:?} {local}");
+                }
+            }
+            assert_eq!(clock.sim_ms(start, u64::MAX), u64::MAX);
+        }
+    }
 }

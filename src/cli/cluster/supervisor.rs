@@ -63,6 +63,9 @@ pub struct UpOptions {
     pub stop_grace_ms: u64,
     /// How often children and readiness are checked.
     pub poll_interval_ms: u64,
+    /// With a directory, every node persists under `<dir>/<node id>`
+    /// (`serve --data-dir`); without, nodes are pure in-memory caches.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl UpOptions {
@@ -83,6 +86,7 @@ impl UpOptions {
             ready_timeout_ms: 30_000,
             stop_grace_ms: 5_000,
             poll_interval_ms: 100,
+            data_dir: None,
         }
     }
 }
@@ -327,7 +331,7 @@ where
 }
 
 /// Starts `program [program_args] serve --node ID --topology FILE
-/// --cert-dir DIR [--peer-routes FILE]` with its output written to `log`,
+/// --cert-dir DIR [--peer-routes FILE] [--data-dir DIR/ID]` with its output written to `log`,
 /// in its own process group (so a Ctrl-C at the terminal reaches only the
 /// supervisor, which then stops the nodes in order).
 fn spawn_node(
@@ -359,6 +363,9 @@ fn spawn_node(
     }
     if joining {
         command.arg("--joining");
+    }
+    if let Some(dir) = &options.data_dir {
+        command.arg("--data-dir").arg(dir.join(node_id));
     }
     command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     #[cfg(unix)]
