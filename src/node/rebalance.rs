@@ -214,8 +214,14 @@ impl Node {
         };
         let old_members = members(&old_placement);
         let new_members = members(&self.placement);
+        // Heartbeats go to old and new members alike until the change
+        // finishes: a leaving node that heard nobody would suspect its
+        // targets and stop streaming to them.
         self.detector.set_peers(
-            new_members.iter().copied().filter(|r| *r != self.id),
+            new_members
+                .union(&old_members)
+                .copied()
+                .filter(|r| *r != self.id),
             now_ms,
         );
         self.has_peers = topology.nodes().count() > 1;
@@ -606,6 +612,19 @@ impl Node {
         }
         self.rebalance.active = false;
         self.rebalance.previous = None;
+        let members: Vec<ReplicaId> = self
+            .placement
+            .ring(&self.region)
+            .map(|r| {
+                r.nodes()
+                    .iter()
+                    .copied()
+                    .filter(|r| *r != self.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now_ms = self.now_ms;
+        self.detector.set_peers(members, now_ms);
         let mut gone = Vec::new();
         if let Some(ring) = self.placement.ring(&self.region) {
             let me = self.id;
