@@ -143,6 +143,45 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             out!("{}", cluster::links_text(&links));
             Ok(())
         }
+        Cmd::Cluster(ClusterCmd::AddNode {
+            region,
+            id,
+            timeout,
+        }) => current_thread_runtime()?.block_on(async {
+            let moved = cluster::members::add_node(
+                &global.state_dir,
+                &region,
+                id.as_deref(),
+                Duration::from_secs(timeout),
+                &mut std::io::stdout(),
+            )
+            .await?;
+            out!(
+                "added {} to {region}: {} key copies ({} bytes) streamed in {:.1} s",
+                moved.node,
+                moved.keys,
+                moved.bytes,
+                moved.elapsed_ms as f64 / 1000.0
+            );
+            Ok(())
+        }),
+        Cmd::Cluster(ClusterCmd::RemoveNode { node, timeout }) => current_thread_runtime()?
+            .block_on(async {
+                let moved = cluster::members::remove_node(
+                    &global.state_dir,
+                    &node,
+                    Duration::from_secs(timeout),
+                    &mut std::io::stdout(),
+                )
+                .await?;
+                out!(
+                    "removed {node}: {} key copies ({} bytes) handed over in {:.1} s",
+                    moved.keys,
+                    moved.bytes,
+                    moved.elapsed_ms as f64 / 1000.0
+                );
+                Ok(())
+            }),
         Cmd::Cluster(ClusterCmd::Heal) => {
             out!(
                 "{}",
@@ -193,6 +232,7 @@ fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             cert_dir,
             args.data_dir.clone(),
             args.peer_routes,
+            args.joining,
             shutdown,
         )
         .await

@@ -179,6 +179,11 @@ pub struct ServeArgs {
     /// addresses instead of their peer_addr (`cluster up` passes its WAN relays)
     #[arg(long, value_name = "FILE")]
     pub peer_routes: Option<PathBuf>,
+    /// The node joins a running region (`cluster add-node` passes it): its
+    /// quorum reads ask every replica until the others have streamed it
+    /// its keys
+    #[arg(long)]
+    pub joining: bool,
 }
 
 /// `meridian status`.
@@ -259,6 +264,27 @@ pub enum ClusterCmd {
     },
     /// Mend every link cut by `cluster partition`
     Heal,
+    /// Add a node to REGION of the running cluster; stream it the keys it
+    /// now owns, showing progress until every node is done
+    AddNode {
+        /// The region to grow
+        region: String,
+        /// The new node's id [default: REGION-K, the first free K]
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// How long to wait for the rebalance to finish
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Remove node NODE from the running cluster: it hands its keys to the
+    /// new owners (progress shown), then its process stops
+    RemoveNode {
+        /// The node's id
+        node: String,
+        /// How long to wait for the rebalance to finish
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        timeout: u64,
+    },
 }
 
 #[cfg(test)]

@@ -17,16 +17,19 @@ use std::path::{Path, PathBuf};
 
 /// Runs node `node_id` of `topology` with the certificates in `cert_dir`
 /// (its data in `data_dir`, and dialling peers through the routes in
-/// `peer_routes`, if given) until `shutdown` completes.
+/// `peer_routes`, if given) until `shutdown` completes; `joining` when the
+/// node is added to a running region.
 pub async fn run(
     topology: Topology,
     node_id: String,
     cert_dir: PathBuf,
     data_dir: Option<PathBuf>,
     peer_routes: Option<PathBuf>,
+    joining: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let node = node_config(&topology);
+    let mut node = node_config(&topology);
+    node.joining = joining;
     let peer_routes = match peer_routes {
         Some(path) => load_routes(&topology, &path)?,
         None => Routes::new(),

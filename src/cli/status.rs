@@ -442,6 +442,7 @@ mod tests {
             refused: 0,
             peers_suspected: Vec::new(),
             links,
+            rebalance: Default::default(),
         }
     }
 

@@ -233,6 +233,14 @@ impl Keyspace {
         self.replica
     }
 
+    /// Writes from now on under `writer`: a replica that dropped keys must
+    /// not mint again the dots it minted for them (replicas that kept those
+    /// dots would take the new writes as seen and drop them), so it takes a
+    /// writer id never used before.
+    pub fn set_writer(&mut self, writer: ReplicaId) {
+        self.replica = writer;
+    }
+
     /// The limits in force.
     pub fn config(&self) -> &KeyspaceConfig {
         &self.config

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::peer_link::{Links, Queue};
 use super::Shared;
 use crate::node::{Action, ClientId, Input, Node};
-use crate::protocol::{PeerMsg, Request, Response};
+use crate::protocol::{Command, PeerMsg, Request, Response};
 use crate::storage::{Storage, StorageError};
 
 /// Events handled in one go before actions are routed and timers checked.
@@ -100,14 +100,14 @@ pub(crate) async fn run(
             event = events.recv() => {
                 let Some(event) = event else { break };
                 let now_ms = clock.now_ms();
-                handle(&mut node, &mut clients, &mut links, now_ms, event);
+                handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
                 for _ in 1..EVENT_BATCH_MAX {
                     let Ok(event) = events.try_recv() else { break };
                     // Read the clock per event: a batch of large events can
                     // take longer than the skew bound, and a stale clock
                     // would refuse fresh remote updates as from the future.
                     let now_ms = clock.now_ms();
-                    handle(&mut node, &mut clients, &mut links, now_ms, event);
+                    handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
                     route(&mut node, &mut storage, &mut clients, &mut links, &shared);
                 }
                 // One pass for the whole batch: its changes reach the log
@@ -125,10 +125,17 @@ fn handle(
     node: &mut Node,
     clients: &mut HashMap<ClientId, mpsc::Sender<Response>>,
     links: &mut Links,
+    shared: &Shared,
     now_ms: u64,
     event: Event,
 ) {
     match event {
+        Event::Request { client, request } if request.command == Command::ReloadTopology => {
+            let response = super::topology_cell::reload(&shared.topology, node, now_ms, &request);
+            if let Some(replies) = clients.get(&client) {
+                let _ = replies.try_send(response);
+            }
+        }
         Event::ClientOpened { client, replies } => {
             clients.insert(client, replies);
         }

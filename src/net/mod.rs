@@ -50,6 +50,7 @@ mod endpoint;
 mod peer_accept;
 mod peer_link;
 mod request_reader;
+mod topology_cell;
 
 pub use client_stream::{CLIENT_CONNECTIONS_MAX, STREAM_INFLIGHT_MAX};
 pub use endpoint::UDP_BUFFER_BYTES;
@@ -149,6 +150,8 @@ pub(crate) struct Shared {
     peer_msgs_lost: AtomicU64,
     replies_dropped: AtomicU64,
     node_stats: Mutex<NodeStats>,
+    /// The topology peers are dialled and recognised by (swapped on reload).
+    pub(crate) topology: topology_cell::TopologyCell,
 }
 
 impl Shared {
@@ -402,8 +405,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
 
     let client_frame_bytes_max = limits.frame_bytes_max as usize;
     let peer_frame_bytes_max = client_frame_bytes_max.max(PEER_FRAME_BYTES_MIN);
-    let topology = Arc::new(topology);
     let shared = Arc::new(Shared::default());
+    shared.topology.set(topology);
     let (stop, stop_rx) = watch::channel(false);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);
 
@@ -412,7 +415,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     }
     let links = peer_link::Links::new(
         peer_endpoint.clone(),
-        topology.clone(),
         Arc::new(peer_routes),
         peer_frame_bytes_max,
         stop_rx.clone(),
@@ -439,7 +441,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let peers = tokio::spawn(peer_accept::accept(
         peer_endpoint.clone(),
         peer_accept::PeerInbound {
-            topology,
             events,
             frame_bytes_max: peer_frame_bytes_max,
             shared: shared.clone(),

@@ -21,7 +21,6 @@ use super::{
 use crate::protocol::frame::{check_preamble, preamble, FrameError, PREAMBLE_LEN};
 use crate::protocol::{codes, FrameReader, PeerMsg};
 use crate::tls::peer_identity;
-use crate::topology::Topology;
 
 /// Inbound connections from peers open at once.
 pub const PEER_CONNECTIONS_MAX: usize = 256;
@@ -29,7 +28,6 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// What an inbound peer connection needs.
 #[derive(Clone)]
 pub(crate) struct PeerInbound {
-    pub(crate) topology: Arc<Topology>,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) frame_bytes_max: usize,
     pub(crate) shared: Arc<Shared>,
@@ -103,7 +101,7 @@ impl PeerInbound {
 
     fn replica_of(&self, connection: &quinn::Connection) -> Option<ReplicaId> {
         let identity = peer_identity(connection).ok()?;
-        let node = self.topology.node(identity.node_id()?)?;
+        let node = self.shared.topology.node(identity.node_id()?)?;
         Some(node.replica)
     }
 }

@@ -28,7 +28,7 @@ use super::{Shared, WRITE_BATCH_BYTES};
 use crate::protocol::frame::{encode_into, preamble};
 use crate::protocol::{codes, PeerMsg};
 use crate::tls::PeerIdentity;
-use crate::topology::{Node as NodeAddr, Topology};
+use crate::topology::Node as NodeAddr;
 
 /// Messages queued per peer link.
 pub const PEER_QUEUE_MAX: usize = 16_384;
@@ -45,7 +45,6 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// The node task's handle on every outbound link.
 pub(crate) struct Links {
     endpoint: quinn::Endpoint,
-    topology: Arc<Topology>,
     /// Where to dial a node instead of its `peer_addr`, by node id.
     routes: Arc<BTreeMap<String, SocketAddr>>,
     frame_bytes_max: usize,
@@ -168,7 +167,6 @@ impl ByteBudget {
 impl Links {
     pub(crate) fn new(
         endpoint: quinn::Endpoint,
-        topology: Arc<Topology>,
         routes: Arc<BTreeMap<String, SocketAddr>>,
         frame_bytes_max: usize,
         shutdown: watch::Receiver<bool>,
@@ -177,7 +175,6 @@ impl Links {
     ) -> Self {
         Links {
             endpoint,
-            topology,
             routes,
             frame_bytes_max,
             shutdown,
@@ -207,7 +204,7 @@ impl Links {
             }
         }
         if !self.queues.contains_key(&to) {
-            let Some(peer) = self.topology.node_by_replica(to).cloned() else {
+            let Some(peer) = self.shared.topology.node_by_replica(to) else {
                 tracing::warn!(replica = %to, "dropped a message to a replica not in the topology");
                 self.shared.count_peer_dropped();
                 return;

@@ -118,6 +118,21 @@ impl Detector {
         self.phi(peer, now_ms) < self.threshold
     }
 
+    /// Makes `peers` the peers (after a membership change): new ones count
+    /// as heard from at `now_ms`, departed ones are forgotten.
+    pub(super) fn set_peers(&mut self, peers: impl IntoIterator<Item = ReplicaId>, now_ms: u64) {
+        let interval_ms = self.interval_ms;
+        let mut next = BTreeMap::new();
+        for r in peers {
+            let p = self.peers.remove(&r).unwrap_or(Peer {
+                last_ms: now_ms,
+                intervals: VecDeque::from([interval_ms]),
+            });
+            next.insert(r, p);
+        }
+        self.peers = next;
+    }
+
     /// The peers heartbeats go to.
     pub(super) fn peers(&self) -> impl Iterator<Item = ReplicaId> + '_ {
         self.peers.keys().copied()

@@ -15,9 +15,14 @@
 mod execute;
 mod geo;
 mod membership;
+mod rebalance;
 mod sloppy;
 
 pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
+pub use rebalance::{
+    membership_epoch, TopologyChangeError, DONE_REPEAT_MS, TRANSFER_BATCH_BYTES_MAX,
+    TRANSFER_BATCH_KEYS_MAX, TRANSFER_INFLIGHT_MAX, TRANSFER_RETRY_MS,
+};
 
 use crate::keyspace::{Keyspace, KeyspaceConfig};
 use crate::placement::Placement;
@@ -98,6 +103,10 @@ pub struct NodeConfig {
     pub incarnation: u32,
     /// The keyspace's limits.
     pub keyspace: KeyspaceConfig,
+    /// The node joins a running region (added by a membership change): until
+    /// every other node has streamed it its keys, its quorum reads ask every
+    /// replica of the key (see `node/rebalance.rs`).
+    pub joining: bool,
 }
 
 impl Default for NodeConfig {
@@ -128,6 +137,7 @@ impl Default for NodeConfig {
             persist: false,
             incarnation: 0,
             keyspace: KeyspaceConfig::default(),
+            joining: false,
         }
     }
 }
@@ -308,6 +318,8 @@ pub struct Node {
     stand_ins: sloppy::StandIns,
     /// The latest time seen (for decisions outside `handle`/`tick`).
     now_ms: u64,
+    /// The membership change in progress, if any.
+    rebalance: rebalance::Rebalance,
 }
 
 /// Why a node could not be built.
@@ -358,6 +370,7 @@ impl Node {
             config.heartbeat_min_std_ms,
             config.phi_threshold,
         );
+        let rebalance = rebalance::Rebalance::starting(topology, &region, id, config.joining);
         Ok(Node {
             id,
             region,
@@ -365,7 +378,6 @@ impl Node {
             write_default: topology.write_consistency(),
             read_default: topology.read_consistency(),
             keyspace: Keyspace::new(writer_id(id, config.incarnation), config.keyspace.clone()),
-            config,
             next_op: 1,
             pending: HashMap::new(),
             deadlines: BTreeMap::new(),
@@ -388,6 +400,8 @@ impl Node {
             heartbeat_due_ms: 0,
             stand_ins: sloppy::StandIns::default(),
             now_ms: 0,
+            rebalance,
+            config,
         })
     }
 
@@ -456,6 +470,7 @@ impl Node {
             u64::MAX
         };
         op.min(hints)
+            .min(self.rebalance_due_ms())
             .min(self.stand_ins.next_due_ms())
             .min(self.sweep_due_ms)
             .min(geo)
@@ -500,6 +515,9 @@ impl Node {
                 self.stand_ins.forget(op);
                 self.on_timeout(now_ms, p);
             }
+        }
+        if now_ms >= self.rebalance_due_ms() {
+            self.rebalance_tick(now_ms);
         }
         if now_ms >= self.hint_due_ms {
             self.hint_due_ms = now_ms + self.config.hint_retry_ms;
@@ -586,6 +604,11 @@ impl Node {
         let Some(key) = request.command.key().cloned() else {
             let reply = match request.command {
                 Command::Status => Reply::Status(Box::new(self.status(now_ms))),
+                Command::ReloadTopology => {
+                    // The server reads files, not the node: it answers this itself.
+                    let reason = "this node cannot reload its topology".to_owned();
+                    return self.fail(origin, id, ErrorReply::BadRequest { reason });
+                }
                 _ => Reply::Pong,
             };
             let answer = Answer {
@@ -648,7 +671,14 @@ impl Node {
         } else if request.read.unwrap_or(self.read_default) == ReadConsistency::Quorum
             && replicas.len() > 1
         {
-            self.start_quorum_read(now_ms, origin, request, key, replicas);
+            // During a membership change the read also asks the old owners.
+            let (replicas, needed) =
+                self.replicas_during_change(&key, &replicas)
+                    .unwrap_or_else(|| {
+                        let needed = ReadConsistency::Quorum.replies_needed(replicas.len());
+                        (replicas, needed)
+                    });
+            self.start_quorum_read(now_ms, origin, request, key, replicas, needed);
         } else {
             self.read_locally(now_ms, origin, &request, 1, 1);
         }
@@ -756,8 +786,8 @@ impl Node {
         request: Request,
         key: Bytes,
         replicas: Vec<ReplicaId>,
+        needed: usize,
     ) {
-        let needed = ReadConsistency::Quorum.replies_needed(replicas.len());
         let others: Vec<ReplicaId> = replicas.into_iter().filter(|r| *r != self.id).collect();
         let op = self.add_pending(Pending::Read(PendingRead {
             origin,
@@ -798,7 +828,10 @@ impl Node {
                 });
             }
             PeerMsg::Repair { key, state } => {
-                self.apply_remote(now_ms, &key, Remote::State(&state));
+                // A late repair must not bring back a key this node gave away.
+                if self.holds_or_moving(&key) {
+                    self.apply_remote(now_ms, &key, Remote::State(&state));
+                }
             }
             PeerMsg::Handoff { op, key, state } => {
                 let ok = self.apply_remote(now_ms, &key, Remote::State(&state));
@@ -851,6 +884,12 @@ impl Node {
                 mismatched, states, ..
             } => self.on_digest_reply(now_ms, from, mismatched, states),
             PeerMsg::DigestRepair { states } => self.on_digest_repair(now_ms, states),
+            PeerMsg::Transfer { op, states, .. } => self.on_transfer(now_ms, from, op, states),
+            PeerMsg::TransferAck { op, ok } => self.on_transfer_ack(now_ms, from, op, ok),
+            PeerMsg::RebalanceDone { epoch } => self.on_rebalance_done(from, epoch),
+            PeerMsg::RebalanceDoneAck { epoch, done } => {
+                self.on_rebalance_done_ack(from, epoch, done)
+            }
         }
     }
 
@@ -1010,7 +1049,12 @@ impl Node {
         self.read_locally(now_ms, r.origin, &r.request, r.replied.len(), r.needed);
         // Read repair: send the merged state to the replicas that answered.
         if let Some(merged) = self.keyspace.state(&key) {
-            for to in r.replied.into_iter().filter(|x| *x != self.id) {
+            let replicas = self.replicas(&key);
+            for to in r
+                .replied
+                .into_iter()
+                .filter(|x| *x != self.id && replicas.contains(x))
+            {
                 self.stats.read_repairs += 1;
                 self.actions.push_back(Action::Send {
                     to,
@@ -1112,6 +1156,9 @@ impl Node {
                 continue;
             }
             self.hinted.remove(&(to, key.clone()));
+            if !self.replicas(&key).contains(&to) {
+                continue; // no longer a replica (membership changed)
+            }
             let Some(state) = self.keyspace.state(&key) else {
                 continue;
             };
@@ -1209,6 +1256,7 @@ impl Node {
                     dropped: l.dropped,
                 })
                 .collect(),
+            rebalance: self.rebalance_status(),
         }
     }
 

@@ -68,6 +68,11 @@ impl Node {
         self.stand_ins.guests.len()
     }
 
+    /// Whether this node holds `key` for a replica that was down.
+    pub fn is_guest(&self, key: &[u8]) -> bool {
+        self.stand_ins.guests.contains(key)
+    }
+
     /// Sends a write's delta to its other replicas, or to a stand-in for
     /// each one the failure detector suspects, and schedules a check for
     /// replicas that stay silent.

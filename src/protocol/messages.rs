@@ -74,6 +74,10 @@ pub enum Command {
     Persist { key: Bytes },
     /// The key's visible type.
     Type { key: Bytes },
+    /// Re-read the node's topology file and adopt it (a node added to or
+    /// removed from a region); answered `Ok`, or `BadRequest` naming why the
+    /// file was refused. An administrative command of the local lab.
+    ReloadTopology,
 }
 
 impl Command {
@@ -81,7 +85,7 @@ impl Command {
     pub fn key(&self) -> Option<&Bytes> {
         use Command::*;
         match self {
-            Ping | Status => None,
+            Ping | Status | ReloadTopology => None,
             Get { key }
             | Set { key, .. }
             | Del { key }
@@ -198,6 +202,35 @@ pub struct NodeStatus {
     pub peers_suspected: Vec<u32>,
     /// Replication to each other region.
     pub links: Vec<LinkStatus>,
+    /// The last membership change inside the region and its key transfer.
+    pub rebalance: RebalanceStatus,
+}
+
+/// A node's part of a membership change inside its region: the keys it
+/// streams to their new owners.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebalanceStatus {
+    /// Fingerprint of the region's membership the node runs with.
+    pub epoch: u64,
+    /// Key copies this node must stream to new owners.
+    pub keys_total: u64,
+    /// Key copies streamed and acknowledged.
+    pub keys_sent: u64,
+    /// Encoded state bytes of those key copies (measured when the change began).
+    pub bytes_total: u64,
+    /// Encoded state bytes streamed and acknowledged.
+    pub bytes_sent: u64,
+    /// Batches sent again after no acknowledgement came.
+    pub batches_resent: u64,
+    /// This node has streamed everything it had to.
+    pub sending_done: bool,
+    /// Every node of the region finished, and this node dropped the keys
+    /// it no longer replicates.
+    pub finished: bool,
+    /// This node is not in the topology any more: it hands its keys over.
+    pub leaving: bool,
+    /// Keys dropped once the change finished.
+    pub keys_dropped: u64,
 }
 
 /// Replication from a node to one other region.
@@ -371,6 +404,21 @@ pub enum PeerMsg {
     },
     /// I am alive (failure detection inside a region).
     Heartbeat,
+    /// Key states streamed to a new owner after a membership change
+    /// (`epoch` names the membership); join them and answer `TransferAck`.
+    Transfer {
+        op: u64,
+        epoch: u64,
+        states: Vec<(Bytes, Causal<Record>)>,
+    },
+    /// Transfer batch `op` was joined (`ok`) or refused.
+    TransferAck { op: u64, ok: bool },
+    /// The sender streamed everything it had to for membership `epoch`;
+    /// answer `RebalanceDoneAck` (repeated until answered).
+    RebalanceDone { epoch: u64 },
+    /// `RebalanceDone` arrived; `done` when the answering node has streamed
+    /// everything too.
+    RebalanceDoneAck { epoch: u64, done: bool },
     /// Sloppy quorum: apply this delta of `key` although you are not its
     /// replica, keep a hint to hand the key to `owner` (a replica that is
     /// down) once it is back, and acknowledge operation `op`.
@@ -393,6 +441,8 @@ impl PeerMsg {
                 | PeerMsg::ReadReply { .. }
                 | PeerMsg::GeoAck { .. }
                 | PeerMsg::DigestReply { .. }
+                | PeerMsg::TransferAck { .. }
+                | PeerMsg::RebalanceDoneAck { .. }
         )
     }
 }

@@ -8,5 +8,6 @@ mod messages;
 
 pub use frame::{FrameError, FrameReader, PROTOCOL_VERSION};
 pub use messages::{
-    Answer, Command, ErrorReply, LinkStatus, NodeStatus, PeerMsg, Reply, Request, Response,
+    Answer, Command, ErrorReply, LinkStatus, NodeStatus, PeerMsg, RebalanceStatus, Reply, Request,
+    Response,
 };

@@ -12,6 +12,8 @@
 //! per node with [`Sim::set_clock`]. A node sees only its own clock, for
 //! its timers as for the HLC stamps it mints.
 
+mod membership;
+
 use crate::node::{Action, ClientId, Input, Node, NodeConfig};
 use crate::protocol::{PeerMsg, Request, Response};
 use crate::topology::Topology;

@@ -12,6 +12,7 @@
 //! - `readiness.rs`: when a started node counts as serving.
 //! - `control.rs`: `down`, `kill` and `status`, from another process.
 //! - `file.rs`: `cluster.json`.
+//! - `members.rs`: `add-node` and `remove-node`, and the lab's topology copy.
 //! - `process.rs`: signals and liveness of processes by id.
 //! - `banner.rs`: what `cluster up` prints once the cluster serves.
 //! - `wan.rs`: the WAN relays of `cluster up`, their route files, and
@@ -24,6 +25,7 @@
 mod banner;
 mod control;
 mod file;
+pub mod members;
 pub mod process;
 mod readiness;
 mod supervisor;
@@ -166,6 +168,9 @@ pub enum ClusterError {
         /// The cluster's name.
         cluster: String,
     },
+    /// A node could not be added or removed.
+    #[error("{0}")]
+    Membership(String),
     /// Processes of a cluster still ran after SIGKILL.
     #[error("processes {pids:?} still run after SIGKILL")]
     Unkillable {

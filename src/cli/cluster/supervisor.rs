@@ -173,11 +173,21 @@ where
         // A cluster that was killed without cleaning up: its file is stale.
         ClusterFile::remove(&state_dir)?;
     }
-    let topology_path =
+    let original =
         std::fs::canonicalize(&options.topology).map_err(|source| ClusterError::Path {
             path: options.topology.clone(),
             source,
         })?;
+    // The nodes read the lab's own copy, which `cluster add-node` and
+    // `remove-node` rewrite; the file given is never changed.
+    let topology_path = state_dir.join(super::members::TOPOLOGY_COPY_NAME);
+    if original != topology_path {
+        std::fs::copy(&original, &topology_path).map_err(|source| ClusterError::Path {
+            path: topology_path.clone(),
+            source,
+        })?;
+    }
+    super::members::clear_requests(&state_dir)?;
 
     let cert_dir = state_dir.join("certs");
     let node_ids: Vec<&str> = topology.nodes().map(|(_, node)| node.id.as_str()).collect();
@@ -214,7 +224,7 @@ where
     for (region, node) in topology.nodes() {
         let log = logs_dir.join(format!("{}.log", node.id));
         let routes = wan.as_ref().and_then(|w| w.route_file(&region.name));
-        let child = spawn_node(options, &fleet.file, &node.id, routes, &log)?;
+        let child = spawn_node(options, &fleet.file, &node.id, routes, &log, false)?;
         fleet.file.nodes.push(NodeEntry {
             id: node.id.clone(),
             region: region.name.clone(),
@@ -295,6 +305,9 @@ where
             () = &mut shutdown => break,
             () = tokio::time::sleep(poll) => {}
         }
+        fleet
+            .serve_member_requests(options, wan.as_ref(), &logs_dir)
+            .await?;
         let exits = fleet.reap();
         if exits.is_empty() {
             continue;
@@ -327,6 +340,7 @@ fn spawn_node(
     node_id: &str,
     routes: Option<&Path>,
     log: &Path,
+    joining: bool,
 ) -> Result<Child, ClusterError> {
     let path_err = |source| ClusterError::Path {
         path: log.to_owned(),
@@ -346,6 +360,9 @@ fn spawn_node(
         .arg(&file.cert_dir);
     if let Some(routes) = routes {
         command.arg("--peer-routes").arg(routes);
+    }
+    if joining {
+        command.arg("--joining");
     }
     if let Some(dir) = &options.data_dir {
         command.arg("--data-dir").arg(dir.join(node_id));
@@ -391,6 +408,68 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// Carries out the requests of `cluster add-node` and `remove-node`:
+    /// starts an added node (joining) or stops a removed one and forgets it.
+    async fn serve_member_requests(
+        &mut self,
+        options: &UpOptions,
+        wan: Option<&LabWan>,
+        logs_dir: &Path,
+    ) -> Result<(), ClusterError> {
+        for request in super::members::take_requests(&self.state_dir)? {
+            match request {
+                super::members::Request::Start(id) => {
+                    if self.file.nodes.iter().any(|n| n.id == id) {
+                        continue;
+                    }
+                    let topology = Topology::load(&self.file.topology)?;
+                    let (Some(node), Some(region)) = (topology.node(&id), topology.region_of(&id))
+                    else {
+                        tracing::warn!(node = %id, "asked to start a node the topology lacks");
+                        continue;
+                    };
+                    let log = logs_dir.join(format!("{id}.log"));
+                    let routes = wan.and_then(|w| w.route_file(&region.name));
+                    let child = spawn_node(options, &self.file, &id, routes, &log, true)?;
+                    tracing::info!(node = %id, pid = child.id(), "started an added node");
+                    self.file.nodes.push(NodeEntry {
+                        id: id.clone(),
+                        region: region.name.clone(),
+                        pid: Some(child.id()),
+                        exit: None,
+                        client_addr: node.client_addr,
+                        peer_addr: node.peer_addr,
+                        log,
+                    });
+                    self.pids.push(child.id());
+                    self.children.push(Some(child));
+                    self.save()?;
+                }
+                super::members::Request::Stop(id) => {
+                    let Some(index) = self.file.nodes.iter().position(|n| n.id == id) else {
+                        continue;
+                    };
+                    if let Some(mut child) = self.children[index].take() {
+                        let _ = process::send(child.id(), Signal::Term);
+                        let deadline =
+                            Instant::now() + Duration::from_millis(options.stop_grace_ms);
+                        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    tracing::info!(node = %id, "stopped a removed node");
+                    self.file.nodes.remove(index);
+                    self.children.remove(index);
+                    self.pids.remove(index);
+                    self.save()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn save(&mut self) -> Result<(), ClusterError> {
         self.file.save(&self.state_dir)?;
         self.saved = true;
