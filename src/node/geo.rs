@@ -411,6 +411,12 @@ impl Node {
             .is_ok_and(|l| l.contains(&peer))
     }
 
+    /// States sent per digest answer: `digest_states_max` per whole
+    /// comparison, shared by its rounds.
+    fn digest_states_per_round(&self) -> usize {
+        (self.config.digest_states_max / (DIGEST_BUCKETS / DIGEST_SLICE_BUCKETS)).max(1)
+    }
+
     /// Starts a digest comparison with the next node of another region.
     pub(super) fn start_digest_round(&mut self) {
         // Every other node, of this region (anti-entropy between replicas)
@@ -478,7 +484,7 @@ impl Node {
         let states = self.keyspace.states_in_buckets(
             DIGEST_BUCKETS,
             &mismatched,
-            self.config.digest_states_max,
+            self.digest_states_per_round(),
             |k| self.shared_with(from, k),
         );
         self.stats.digest_buckets_repaired += mismatched.len() as u64;
@@ -502,7 +508,7 @@ impl Node {
         let mine = self.keyspace.states_in_buckets(
             DIGEST_BUCKETS,
             &mismatched,
-            self.config.digest_states_max,
+            self.digest_states_per_round(),
             |k| self.shared_with(from, k),
         );
         for (key, state) in states {

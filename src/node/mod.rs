@@ -82,7 +82,8 @@ pub struct NodeConfig {
     /// region or another) takes; it runs in sixteen rounds, one slice of the
     /// hash space each, spread over the interval.
     pub digest_interval_ms: u64,
-    /// Most key states sent in one digest answer.
+    /// Most key states sent per whole digest comparison with one node;
+    /// each of its sixteen rounds answers with at most a sixteenth.
     pub digest_states_max: usize,
     /// How often heartbeats go to the other nodes of the region.
     pub heartbeat_interval_ms: u64,
