@@ -589,9 +589,24 @@ impl Keyspace {
         max: usize,
         mut filter: impl FnMut(&[u8]) -> bool,
     ) -> Vec<(Bytes, Causal<Record>)> {
+        let (Some(&lo), Some(&hi)) = (wanted.iter().min(), wanted.iter().max()) else {
+            return Vec::new();
+        };
+        // Only the keys in the wanted buckets' hash range are looked at.
+        let shift = 64 - buckets.trailing_zeros();
+        let range = if buckets <= 1 {
+            0..=u64::MAX
+        } else {
+            let lo_hash = u64::from(lo).checked_shl(shift).unwrap_or(0);
+            let hi_hash = (u64::from(hi) + 1)
+                .checked_shl(shift)
+                .filter(|_| (hi as usize) + 1 < buckets)
+                .map_or(u64::MAX, |h| h - 1);
+            lo_hash..=hi_hash
+        };
         let wanted: std::collections::HashSet<u32> = wanted.iter().copied().collect();
         let mut out = Vec::new();
-        self.for_each_in_range(0..=u64::MAX, |k, s| {
+        self.for_each_in_range(range, |k, s| {
             if out.len() < max && wanted.contains(&(bucket_of(k, buckets) as u32)) && filter(k) {
                 out.push((Bytes::from(k), s.clone()));
             }

@@ -424,6 +424,23 @@ fn digests_of_a_slice_of_buckets_equal_that_slice_of_all_digests() {
             first + len
         );
     }
+    for wanted in [vec![5u32, 6], vec![0], vec![63], vec![0, 63], vec![17, 40]] {
+        let mut got: Vec<Bytes> = a
+            .states_in_buckets(64, &wanted, usize::MAX, |_| true)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        got.sort();
+        let mut expected = Vec::new();
+        a.for_each_in_range(0..=u64::MAX, |k, _| {
+            if wanted.contains(&(super::bucket_of(k, 64) as u32)) {
+                expected.push(Bytes::from(k));
+            }
+        });
+        expected.sort();
+        assert!(!expected.is_empty());
+        assert_eq!(got, expected, "states of buckets {wanted:?}");
+    }
     let filtered = a.bucket_digests(64, |k| k != b"s");
     assert_eq!(
         a.bucket_digests_in(64, 0, 64, |k| k != b"s"),

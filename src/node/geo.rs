@@ -26,11 +26,12 @@ use std::collections::{BTreeMap, VecDeque};
 /// Hash buckets compared by digests.
 pub const DIGEST_BUCKETS: usize = 4096;
 /// Buckets compared per digest round: a round encodes and hashes only the
-/// keys of one sixteenth of the hash space, so that a node holding many
-/// keys does not stall its requests while it computes digests. Rounds come
-/// sixteen times as often as `digest_interval_ms`, so a whole comparison
-/// with one peer still takes one interval.
-pub const DIGEST_SLICE_BUCKETS: usize = 256;
+/// keys of a quarter of the hash space, so that a node holding many keys
+/// does not stall its requests while it computes digests. Rounds come four
+/// times as often as `digest_interval_ms`, so a whole comparison with one
+/// peer still takes one interval. (Every round still hashes every key to
+/// find its slice; finer slices made that scan dominate.)
+pub const DIGEST_SLICE_BUCKETS: usize = 1024;
 
 /// How many write timeouts a replica has to acknowledge its share of a
 /// batch from another region before its keys get hints. Nobody waits on it

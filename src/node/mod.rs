@@ -79,11 +79,11 @@ pub struct NodeConfig {
     /// Sending nodes of other regions whose link position is remembered.
     pub geo_senders_max: usize,
     /// How long a whole digest comparison with one other node (of this
-    /// region or another) takes; it runs in sixteen rounds, one slice of the
+    /// region or another) takes; it runs in four rounds, one slice of the
     /// hash space each, spread over the interval.
     pub digest_interval_ms: u64,
     /// Most key states sent per whole digest comparison with one node;
-    /// each of its sixteen rounds answers with at most a sixteenth.
+    /// each of its four rounds answers with at most a quarter.
     pub digest_states_max: usize,
     /// How often heartbeats go to the other nodes of the region.
     pub heartbeat_interval_ms: u64,
