@@ -222,20 +222,7 @@ where
         saved: false,
     };
     for (region, node) in topology.nodes() {
-        let log = logs_dir.join(format!("{}.log", node.id));
-        let routes = wan.as_ref().and_then(|w| w.route_file(&region.name));
-        let child = spawn_node(options, &fleet.file, &node.id, routes, &log, false)?;
-        fleet.file.nodes.push(NodeEntry {
-            id: node.id.clone(),
-            region: region.name.clone(),
-            pid: Some(child.id()),
-            exit: None,
-            client_addr: node.client_addr,
-            peer_addr: node.peer_addr,
-            log,
-        });
-        fleet.pids.push(child.id());
-        fleet.children.push(Some(child));
+        fleet.launch(options, wan.as_ref(), &region.name, node, &logs_dir, false)?;
     }
     fleet.save()?;
     on_event(Event::Started {
@@ -408,6 +395,35 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// Starts the process of `node` (of `region`) and records it; returns
+    /// its pid. `joining` starts it as a node added to a running cluster.
+    fn launch(
+        &mut self,
+        options: &UpOptions,
+        wan: Option<&LabWan>,
+        region: &str,
+        node: &crate::topology::Node,
+        logs_dir: &Path,
+        joining: bool,
+    ) -> Result<u32, ClusterError> {
+        let log = logs_dir.join(format!("{}.log", node.id));
+        let routes = wan.and_then(|w| w.route_file(region));
+        let child = spawn_node(options, &self.file, &node.id, routes, &log, joining)?;
+        let pid = child.id();
+        self.file.nodes.push(NodeEntry {
+            id: node.id.clone(),
+            region: region.to_owned(),
+            pid: Some(pid),
+            exit: None,
+            client_addr: node.client_addr,
+            peer_addr: node.peer_addr,
+            log,
+        });
+        self.pids.push(pid);
+        self.children.push(Some(child));
+        Ok(pid)
+    }
+
     /// Carries out the requests of `cluster add-node` and `remove-node`:
     /// starts an added node (joining) or stops a removed one and forgets it.
     async fn serve_member_requests(
@@ -428,21 +444,8 @@ impl Fleet {
                         tracing::warn!(node = %id, "asked to start a node the topology lacks");
                         continue;
                     };
-                    let log = logs_dir.join(format!("{id}.log"));
-                    let routes = wan.and_then(|w| w.route_file(&region.name));
-                    let child = spawn_node(options, &self.file, &id, routes, &log, true)?;
-                    tracing::info!(node = %id, pid = child.id(), "started an added node");
-                    self.file.nodes.push(NodeEntry {
-                        id: id.clone(),
-                        region: region.name.clone(),
-                        pid: Some(child.id()),
-                        exit: None,
-                        client_addr: node.client_addr,
-                        peer_addr: node.peer_addr,
-                        log,
-                    });
-                    self.pids.push(child.id());
-                    self.children.push(Some(child));
+                    let pid = self.launch(options, wan, &region.name, node, logs_dir, true)?;
+                    tracing::info!(node = %id, pid, "started an added node");
                     self.save()?;
                 }
                 super::members::Request::Stop(id) => {
