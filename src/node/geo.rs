@@ -39,6 +39,11 @@ pub const DIGEST_SLICE_BUCKETS: usize = 1024;
 /// patient.
 pub const GEO_SPREAD_TIMEOUTS: u64 = 4;
 
+/// Settled ranges kept above a gap per sending node (a sender keeps at most
+/// `geo_window_batches` batches unacknowledged, so more only come from a
+/// misbehaving peer).
+pub const GEO_AHEAD_MAX: usize = 256;
+
 /// Per sending node of another region: what it sent that is settled here.
 #[derive(Debug, Default)]
 pub(super) struct Received {
@@ -49,11 +54,16 @@ pub(super) struct Received {
 }
 
 impl Received {
-    /// Records `first..next` as settled; returns the new prefix.
+    /// Records `first..next` as settled; returns the new prefix. At most
+    /// [`GEO_AHEAD_MAX`] ranges wait above a gap: past that the highest is
+    /// forgotten (its sender resends it after the gap).
     fn settle(&mut self, first: u64, next: u64) -> u64 {
         if next > self.prefix {
             let e = self.ahead.entry(first.max(self.prefix)).or_insert(next);
             *e = (*e).max(next);
+            while self.ahead.len() > GEO_AHEAD_MAX {
+                self.ahead.pop_last();
+            }
         }
         while let Some((&first, &next)) = self.ahead.first_key_value() {
             if first > self.prefix {
@@ -617,6 +627,16 @@ mod tests {
             r.settle(0, 22),
             24,
             "an acknowledged prefix joins the range it reaches"
+        );
+
+        let mut r = Received::default();
+        for i in 1..=(GEO_AHEAD_MAX as u64 + 10) {
+            r.settle(i * 2, i * 2 + 1);
+        }
+        assert_eq!(
+            r.ahead.len(),
+            GEO_AHEAD_MAX,
+            "ranges above a gap are bounded"
         );
     }
 
