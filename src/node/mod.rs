@@ -295,8 +295,9 @@ pub struct Node {
     /// nodes spent minutes comparing keys).
     hinted: HashSet<(ReplicaId, Bytes)>,
     hint_due_ms: u64,
-    /// Handoffs sent and not yet acknowledged (entries of `pending`).
-    handoffs_in_flight: usize,
+    /// Handoffs sent and not yet acknowledged (entries of `pending`), by
+    /// replica and key: at most one each.
+    handoffs: HashMap<(ReplicaId, Bytes), u64>,
     sweep_due_ms: u64,
     actions: VecDeque<Action>,
     stats: NodeStats,
@@ -385,7 +386,7 @@ impl Node {
             hints: VecDeque::new(),
             hinted: HashSet::new(),
             hint_due_ms: 0,
-            handoffs_in_flight: 0,
+            handoffs: HashMap::new(),
             sweep_due_ms: 0,
             actions: VecDeque::new(),
             stats: NodeStats::default(),
@@ -426,7 +427,7 @@ impl Node {
 
     /// Hints not yet delivered (queued or sent and unacknowledged).
     pub fn hints_pending(&self) -> usize {
-        self.hints.len() + self.handoffs_in_flight
+        self.hints.len() + self.handoffs.len()
     }
 
     /// The next action to carry out, if any.
@@ -573,8 +574,8 @@ impl Node {
         if let Some(ms) = p.deadline_ms() {
             self.deadlines.insert((ms, op), ());
         }
-        if let Pending::Handoff { .. } = p {
-            self.handoffs_in_flight += 1;
+        if let Pending::Handoff { to, key, .. } = &p {
+            self.handoffs.insert((*to, key.clone()), op);
         }
         self.pending.insert(op, p);
         op
@@ -586,8 +587,11 @@ impl Node {
         if let Some(ms) = p.deadline_ms() {
             self.deadlines.remove(&(ms, op));
         }
-        if let Pending::Handoff { .. } = p {
-            self.handoffs_in_flight -= 1;
+        if let Pending::Handoff { to, key, .. } = &p {
+            let pair = (*to, key.clone());
+            if self.handoffs.get(&pair) == Some(&op) {
+                self.handoffs.remove(&pair);
+            }
         }
         Some(p)
     }
@@ -1127,29 +1131,21 @@ impl Node {
             .hint_retry_ms
             .saturating_mul(HANDOFF_PATIENCE_ROUNDS);
         let stale: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Pending::Handoff { sent_ms, .. } if now_ms.saturating_sub(*sent_ms) >= patience_ms))
-            .map(|(op, _)| *op)
+            .handoffs
+            .values()
+            .copied()
+            .filter(|op| matches!(self.pending.get(op), Some(Pending::Handoff { sent_ms, .. }) if now_ms.saturating_sub(*sent_ms) >= patience_ms))
             .collect();
         for op in stale {
             if let Some(Pending::Handoff { to, key, .. }) = self.take_pending(op) {
                 self.add_hint(to, key);
             }
         }
-        let in_flight: std::collections::HashSet<(ReplicaId, Bytes)> = self
-            .pending
-            .values()
-            .filter_map(|p| match p {
-                Pending::Handoff { to, key, .. } => Some((*to, key.clone())),
-                _ => None,
-            })
-            .collect();
         for _ in 0..self.config.hint_batch_max.min(self.hints.len()) {
             let Some((to, key)) = self.hints.pop_front() else {
                 break;
             };
-            if in_flight.contains(&(to, key.clone())) || !self.is_alive(to) {
+            if self.handoffs.contains_key(&(to, key.clone())) || !self.is_alive(to) {
                 // Wait for the handoff in flight (this newer change goes
                 // next), or for a suspected replica to be heard from again
                 // instead of queueing handoffs it cannot take.
