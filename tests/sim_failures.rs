@@ -94,18 +94,7 @@ fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
         for _ in 0..sim.rng().below(3) {
             let id = next_id;
             next_id += 1;
-            let k = sim.rng().below(3);
-            let command = if sim.rng().chance(0.5) {
-                Command::IncrBy {
-                    key: Bytes::from(format!("c{k}").as_str()),
-                    by: 1 + sim.rng().below(5) as i64,
-                }
-            } else {
-                Command::SAdd {
-                    key: Bytes::from(format!("s{k}").as_str()),
-                    members: vec![Bytes::from(format!("m{id}").as_str())],
-                }
-            };
+            let command = sim.counter_or_set_write(id, 3);
             commands.insert(id, command.clone());
             // Clients talk to nodes that are up (a real client fails over).
             let live: Vec<usize> = (0..3)

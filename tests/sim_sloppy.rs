@@ -71,18 +71,7 @@ fn run(seed: u64, sloppy_quorum: bool, net: NetConfig) -> Result<(Sim, Outcome),
     let placement = Placement::new(&region_of_five());
     let mut commands = BTreeMap::new();
     for id in 1..=200u64 {
-        let k = sim.rng().below(KEYS);
-        let command = if sim.rng().chance(0.5) {
-            Command::IncrBy {
-                key: Bytes::from(format!("c{k}").as_str()),
-                by: 1 + sim.rng().below(5) as i64,
-            }
-        } else {
-            Command::SAdd {
-                key: Bytes::from(format!("s{k}").as_str()),
-                members: vec![Bytes::from(format!("m{id}").as_str())],
-            }
-        };
+        let command = sim.counter_or_set_write(id, KEYS);
         commands.insert(id, command.clone());
         // Clients route to a live replica of the key, as the SDK does (a
         // request forwarded by another node may be duplicated by the

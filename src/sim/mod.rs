@@ -290,6 +290,25 @@ impl Sim {
         &mut self.rng
     }
 
+    /// A random write for request `id` over `keys` keys of each kind:
+    /// `incrby c<k> 1..=5` or `sadd s<k> m<id>`, even odds.
+    pub fn counter_or_set_write(&mut self, id: u64, keys: u64) -> crate::protocol::Command {
+        use crate::protocol::Command;
+        use crdt_types::Bytes;
+        let k = self.rng.below(keys);
+        if self.rng.chance(0.5) {
+            Command::IncrBy {
+                key: Bytes::from(format!("c{k}").as_str()),
+                by: 1 + self.rng.below(5) as i64,
+            }
+        } else {
+            Command::SAdd {
+                key: Bytes::from(format!("s{k}").as_str()),
+                members: vec![Bytes::from(format!("m{id}").as_str())],
+            }
+        }
+    }
+
     /// The node `id`.
     pub fn node(&self, id: ReplicaId) -> &Node {
         &self.nodes[&id]
