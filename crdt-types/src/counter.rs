@@ -6,8 +6,18 @@
 //! new dot. A reset removes the entries (dots) it saw, so a deleted and then
 //! reused counter starts from zero everywhere instead of bringing old counts
 //! back, while increments concurrent with the reset survive it.
+//!
+//! A replica's newer entry carries its older one's count, and an increment's
+//! delta names only the entry it replaces. A replica that missed an
+//! increment in between would otherwise keep the older entry beside the
+//! newer one and count it twice; the join therefore keeps only the newest
+//! entry of each replica. The older entry is dead in any case once all
+//! deltas are in (its successor's delta removes it), so this only drops it
+//! sooner. The price: when a reset of the newer entry arrives before the
+//! older entry, that replica keeps the older entry until it joins a state
+//! that dropped it, so joins are associative, and delta groups equal their
+//! deltas applied one by one, only up to one more join of the results.
 
-use crate::register::delegate_dot_store;
 use crate::{CausalContext, Delta, Dot, DotFun, DotStore, JoinMode, ReplicaId};
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +70,33 @@ impl Counter {
     }
 }
 
-delegate_dot_store!(Counter);
+impl DotStore for Counter {
+    fn is_bottom(&self) -> bool {
+        self.0.is_bottom()
+    }
+    fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
+        self.0.for_each_dot(f)
+    }
+    fn join(
+        &mut self,
+        ctx: &CausalContext,
+        other: &Self,
+        other_ctx: &CausalContext,
+        mode: JoinMode,
+    ) {
+        self.0.join(ctx, &other.0, other_ctx, mode);
+        self.0.retain_latest_per_replica();
+    }
+    fn removal(&self) -> Self {
+        Self(self.0.removal())
+    }
+    fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+    fn heap_bytes_within(&self, listing: &Self) -> usize {
+        self.0.heap_bytes_within(&listing.0)
+    }
+}
 
 impl From<DotFun<i64>> for Counter {
     fn from(f: DotFun<i64>) -> Self {

@@ -237,6 +237,21 @@ impl<V> DotFun<V> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Keeps only the newest entry of each replica.
+    pub fn retain_latest_per_replica(&mut self) {
+        // Sorted by dot: a replica's entries are adjacent, its newest last.
+        if !self.0.windows(2).any(|w| w[0].0.replica == w[1].0.replica) {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.0).into_iter().peekable();
+        while let Some(e) = entries.next() {
+            if entries.peek().is_some_and(|n| n.0.replica == e.0.replica) {
+                continue;
+            }
+            self.0.push(e);
+        }
+    }
 }
 
 /// Values a [`DotFun`] can hold, with the heap bytes each keeps.

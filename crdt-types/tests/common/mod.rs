@@ -578,8 +578,9 @@ fn extends(path: &[Bytes], prefix: &[Bytes]) -> bool {
 
 impl Model {
     /// The visible events for a replica that knows `known`: writes it
-    /// received that no event it received observed.
-    pub fn live(&self, known: &BTreeSet<usize>) -> Vec<usize> {
+    /// received that no event it received observed, less the counter
+    /// contributions it saw `superseded`.
+    pub fn live(&self, known: &BTreeSet<usize>, superseded: &BTreeSet<usize>) -> Vec<usize> {
         let covered: BTreeSet<usize> = known
             .iter()
             .flat_map(|&e| self.events[e].observed.iter().copied())
@@ -587,8 +588,30 @@ impl Model {
         known
             .iter()
             .copied()
-            .filter(|e| self.events[*e].payload != Payload::Remove && !covered.contains(e))
+            .filter(|e| {
+                self.events[*e].payload != Payload::Remove
+                    && !covered.contains(e)
+                    && !superseded.contains(e)
+            })
             .collect()
+    }
+
+    /// A counter contribution is cumulative: once a replica sees a newer
+    /// visible contribution of the same writer to the same counter, the
+    /// older one is gone for good (it may have missed the increment in
+    /// between, whose context named the older one).
+    pub fn supersede(&self, known: &BTreeSet<usize>, superseded: &mut BTreeSet<usize>) {
+        let mut newest: BTreeMap<(ReplicaId, &[Bytes]), usize> = BTreeMap::new();
+        for e in self.live(known, superseded) {
+            let ev = self.ev(e);
+            if ev.slot != Slot::Data(Kind::Counter) {
+                continue;
+            }
+            if let Some(older) = newest.insert((ev.replica, &ev.path[..]), e) {
+                // `live` is in event order, so `e` is the newer.
+                superseded.insert(older);
+            }
+        }
     }
 
     fn ev(&self, e: usize) -> &Event {
@@ -631,11 +654,12 @@ impl Model {
     pub fn apply(
         &mut self,
         known: &mut BTreeSet<usize>,
+        superseded: &BTreeSet<usize>,
         replica: ReplicaId,
         hlc: Hlc,
         op: &Op,
     ) -> ModelOutcome {
-        let live = self.live(known);
+        let live = self.live(known, superseded);
         let event = match op {
             Op::Data { path, leaf } => {
                 // Every map on the way must be a map (or nothing), the leaf its own type.
@@ -762,8 +786,8 @@ impl Model {
     }
 
     /// What a replica that knows `known` shows.
-    pub fn seen(&self, known: &BTreeSet<usize>) -> Seen {
-        let live = self.live(known);
+    pub fn seen(&self, known: &BTreeSet<usize>, superseded: &BTreeSet<usize>) -> Seen {
+        let live = self.live(known, superseded);
         (self.view_at(&live, &[]), self.deadline(&live))
     }
 
@@ -914,6 +938,8 @@ pub struct Replica<S> {
     pub clock: HlcClock,
     /// Indexes of the deltas this replica has applied (own or received).
     pub known: BTreeSet<usize>,
+    /// Counter contributions it dropped for a newer one of the same writer.
+    pub superseded: BTreeSet<usize>,
 }
 
 /// The result of running a history.
@@ -937,6 +963,7 @@ impl<S: Subject> History<S> {
                     // Never rejects: the histories test ordering, not skew.
                     clock: HlcClock::new(u64::MAX),
                     known: BTreeSet::new(),
+                    superseded: BTreeSet::new(),
                 })
                 .collect(),
             deltas: Vec::new(),
@@ -987,6 +1014,8 @@ impl<S: Subject> History<S> {
                 for which in Shuffler::new(*seed).with_duplicates(&batch) {
                     self.replicas[to].state.apply(&self.deltas[which]);
                     self.learn(to, which);
+                    let r = &mut self.replicas[to];
+                    self.model.supersede(&r.known, &mut r.superseded);
                 }
                 to
             }
@@ -997,13 +1026,17 @@ impl<S: Subject> History<S> {
                 for which in self.replicas[from].known.clone() {
                     self.learn(to, which);
                 }
+                let gone = self.replicas[from].superseded.clone();
+                self.replicas[to].superseded.extend(gone);
                 to
             }
         };
+        let r = &mut self.replicas[touched];
+        self.model.supersede(&r.known, &mut r.superseded);
         let r = &self.replicas[touched];
         prop_assert_eq!(
             S::view(&r.state),
-            self.model.seen(&r.known),
+            self.model.seen(&r.known, &r.superseded),
             "{} replica {:?} differs from the model after {:?}; state {:?}",
             S::NAME,
             r.id,
@@ -1027,7 +1060,7 @@ impl<S: Subject> History<S> {
         let hlc = r.clock.now(physical_ms);
         let outcome = S::run(&r.state, r.id, hlc, op);
         let mut known = r.known.clone();
-        let expected = self.model.apply(&mut known, r.id, hlc, op);
+        let expected = self.model.apply(&mut known, &r.superseded, r.id, hlc, op);
         match (outcome, expected) {
             (Outcome::Delta(d), ModelOutcome::Event(id)) => {
                 prop_assert_eq!(id, self.deltas.len());
