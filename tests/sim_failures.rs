@@ -255,3 +255,82 @@ fn crashed_node_is_suspected_within_about_a_second_and_trusted_again_when_back()
     sim.run_until(until);
     assert!(sim.node(ids[0]).is_alive(ids[2]));
 }
+
+/// A node restarted without its data gets every key it replicates streamed
+/// by its peers at once, with anti-entropy switched off: nothing else could
+/// bring the keys back.
+#[test]
+fn a_node_restarted_empty_catches_up_by_bulk_transfer() {
+    for seed in [1u64, 2, 3] {
+        let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
+        let config = NodeConfig {
+            digest_interval_ms: u64::MAX / 4,
+            ..NodeConfig::default()
+        };
+        let net = NetConfig {
+            latency_ms_min: 1,
+            latency_ms_max: 10,
+            loss: 0.02,
+            duplicate: 0.02,
+            ..NetConfig::default()
+        };
+        let mut sim = Sim::new(topology, config, net, seed, START_MS);
+        let ids = sim.node_ids();
+        let keys = 3_000u64;
+        for id in 1..=keys {
+            let command = sim.counter_or_set_write(id, keys);
+            sim.client_request(
+                ids[(id % 3) as usize],
+                id,
+                Request {
+                    id,
+                    command,
+                    write: Some(meridian::topology::WriteConsistency::All),
+                    read: None,
+                },
+            );
+            if id % 50 == 0 {
+                let until = sim.now_ms() + 5;
+                sim.run_until(until);
+            }
+        }
+        let until = sim.now_ms() + 3_000;
+        sim.run_until(until);
+        sim.crash_losing_disk(ids[2]);
+        let until = sim.now_ms() + 500;
+        sim.run_until(until);
+        sim.restart(ids[2]);
+        assert!(sim.node(ids[2]).keyspace().is_empty());
+        let until = sim.now_ms() + 5_000;
+        sim.run_until(until);
+        let mut held = BTreeSet::new();
+        for id in [ids[0], ids[1]] {
+            sim.node(id)
+                .keyspace()
+                .for_each_in_range(0..=u64::MAX, |key, _| {
+                    held.insert(key.to_vec());
+                });
+        }
+        assert!(held.len() > 1_000);
+        assert_eq!(
+            sim.node(ids[2]).keyspace().len(),
+            held.len(),
+            "seed {seed}: the restarted node holds every key again"
+        );
+        assert!(!sim.node(ids[2]).catching_up(), "seed {seed}");
+        for id in [ids[0], ids[1]] {
+            sim.node(id)
+                .keyspace()
+                .for_each_in_range(0..=u64::MAX, |key, state| {
+                    let mut theirs = sim
+                        .node(ids[2])
+                        .keyspace()
+                        .state(key)
+                        .unwrap_or_else(|| panic!("seed {seed}: key {key:?} missing"));
+                    let before = theirs.clone();
+                    theirs.join(state);
+                    assert_eq!(theirs, before, "seed {seed}: key {key:?} is behind");
+                });
+        }
+    }
+}

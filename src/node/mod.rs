@@ -12,6 +12,7 @@
 //! time comes in as `now_ms`, so the same code runs under tokio and quinn in
 //! production and under a seeded simulator in tests.
 
+mod catchup;
 mod execute;
 mod geo;
 mod membership;
@@ -322,6 +323,8 @@ pub struct Node {
     now_ms: u64,
     /// The membership change in progress, if any.
     rebalance: rebalance::Rebalance,
+    /// Bulk catch-up of an empty node, asked or served.
+    catch_ups: catchup::CatchUps,
 }
 
 /// Why a node could not be built.
@@ -403,6 +406,7 @@ impl Node {
             stand_ins: sloppy::StandIns::default(),
             now_ms: 0,
             rebalance,
+            catch_ups: catchup::CatchUps::default(),
             config,
         })
     }
@@ -473,6 +477,7 @@ impl Node {
         };
         op.min(hints)
             .min(self.rebalance_due_ms())
+            .min(self.catch_up_due_ms())
             .min(self.stand_ins.next_due_ms())
             .min(self.sweep_due_ms)
             .min(geo)
@@ -520,6 +525,9 @@ impl Node {
         }
         if now_ms >= self.rebalance_due_ms() {
             self.rebalance_tick(now_ms);
+        }
+        if now_ms >= self.catch_up_due_ms() {
+            self.catch_up_tick(now_ms);
         }
         if now_ms >= self.hint_due_ms {
             self.hint_due_ms = now_ms + self.config.hint_retry_ms;
@@ -895,6 +903,8 @@ impl Node {
             PeerMsg::RebalanceDoneAck { epoch, done } => {
                 self.on_rebalance_done_ack(from, epoch, done)
             }
+            PeerMsg::CatchUp { session } => self.on_catch_up(now_ms, from, session),
+            PeerMsg::CatchUpDone { session } => self.on_catch_up_done(now_ms, from, session),
         }
     }
 

@@ -137,6 +137,20 @@ impl Rebalance {
     fn sending_done(&self) -> bool {
         self.queues.values().all(VecDeque::is_empty) && self.in_flight.is_empty()
     }
+
+    /// Queues keys for a peer catching up (see [`super::catchup`]); they
+    /// count in the progress like a membership change's.
+    pub(super) fn queue_catch_up(&mut self, to: ReplicaId, keys: Vec<(Bytes, u64)>, bytes: u64) {
+        self.keys_total += keys.len() as u64;
+        self.bytes_total += bytes;
+        self.queues.entry(to).or_default().extend(keys);
+    }
+
+    /// Whether nothing is queued or in flight to `to`.
+    pub(super) fn drained_for(&self, to: ReplicaId) -> bool {
+        self.queues.get(&to).is_none_or(VecDeque::is_empty)
+            && self.in_flight.values().all(|b| b.to != to)
+    }
 }
 
 /// A fingerprint of `region`'s members in `topology`: the `epoch` a node
@@ -334,6 +348,7 @@ impl Node {
             leaving,
             "membership changed; rebalancing"
         );
+        self.catch_ups.forget_served();
         self.rebalance = Rebalance {
             epoch,
             previous: Some(before),
@@ -411,7 +426,7 @@ impl Node {
     /// When [`Node::rebalance_tick`] has work to do.
     pub(super) fn rebalance_due_ms(&self) -> u64 {
         let r = &self.rebalance;
-        if !r.active {
+        if !r.active && r.sending_done() {
             return u64::MAX;
         }
         let retry = r
@@ -425,7 +440,7 @@ impl Node {
 
     /// Resends stale batches, sends more, repeats `RebalanceDone`.
     pub(super) fn rebalance_tick(&mut self, now_ms: u64) {
-        if !self.rebalance.active {
+        if !self.rebalance.active && self.rebalance.sending_done() {
             return;
         }
         let stale: Vec<u64> = self
@@ -463,7 +478,7 @@ impl Node {
     }
 
     /// Sends batches to every target with room in its window.
-    fn pump_transfers(&mut self, now_ms: u64) {
+    pub(super) fn pump_transfers(&mut self, now_ms: u64) {
         let targets: Vec<ReplicaId> = self
             .rebalance
             .queues
@@ -568,6 +583,7 @@ impl Node {
         self.rebalance.keys_sent += batch.keys.len() as u64;
         self.rebalance.bytes_sent += batch.bytes;
         self.pump_transfers(now_ms);
+        self.check_catch_up_served(from);
         if self.rebalance.sending_done() {
             self.rebalance.done_due_ms = now_ms;
         }
