@@ -129,6 +129,15 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             out!("killed {node} (pid {pid}) with SIGKILL");
             Ok(())
         }
+        Cmd::Cluster(ClusterCmd::Restart { node, timeout }) => {
+            let pid = cluster::restart(
+                &global.state_dir,
+                &node,
+                std::time::Duration::from_secs(timeout),
+            )?;
+            out!("restarted {node} (pid {pid})");
+            Ok(())
+        }
         Cmd::Cluster(ClusterCmd::Status) => {
             let file = ClusterFile::load(&global.state_dir)?;
             out!(

@@ -1,4 +1,4 @@
-//! The local cluster supervisor (`meridian cluster up | down | kill`),
+//! The local cluster supervisor (`meridian cluster up | down | kill | restart`),
 //! driven through the library with stand-in nodes: small shell scripts
 //! that say they listen and wait for SIGTERM, or fail in chosen ways. What
 //! is checked is the supervision itself: readiness, `cluster.json`,
@@ -556,4 +556,67 @@ async fn up_with_a_data_dir_gives_every_node_its_own_directory() {
         let want = format!("--data-dir {}", data_dir.join(id).display());
         assert!(args.contains(&want), "{id} ran with {args}");
     }
+}
+
+#[tokio::test]
+async fn restart_starts_a_killed_node_again_and_replaces_a_running_one() {
+    let lab = Lab::new();
+    let options = lab.options(GOOD_NODE);
+    let state_dir = lab.state_dir();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let user = std::thread::spawn({
+        let state_dir = state_dir.clone();
+        move || {
+            let ready = wait_for_file(&state_dir, |f| f.ready);
+            let first = ready.node("left-1").unwrap().pid.unwrap();
+            cluster::kill(&state_dir, "left-1").unwrap();
+            wait_for_file(&state_dir, |f| f.node("left-1").unwrap().pid.is_none());
+            let timeout = Duration::from_secs(10);
+            let second = cluster::restart(&state_dir, "left-1", timeout).unwrap();
+            assert_ne!(second, first);
+            assert!(process::is_alive(second));
+            let file = ClusterFile::load(&state_dir).unwrap();
+            let entry = file.node("left-1").unwrap();
+            assert_eq!((entry.pid, entry.exit.as_deref()), (Some(second), None));
+            // Its log goes on from its first life.
+            let log = std::fs::read_to_string(&entry.log).unwrap();
+            assert_eq!(
+                log.matches("fake node left-1 listening").count(),
+                2,
+                "{log}"
+            );
+            // A running node is stopped first, then started again.
+            let old = file.node("right-1").unwrap().pid.unwrap();
+            let new = cluster::restart(&state_dir, "right-1", timeout).unwrap();
+            assert_ne!(new, old);
+            let deadline = Instant::now() + timeout;
+            while process::is_alive(old) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(!process::is_alive(old));
+            let unknown = cluster::restart(&state_dir, "nowhere-1", timeout).unwrap_err();
+            assert!(
+                matches!(unknown, ClusterError::UnknownNode { .. }),
+                "{unknown}"
+            );
+            stop_tx.send(()).unwrap();
+            (second, new)
+        }
+    });
+    let mut events = Vec::new();
+    cluster::up(
+        &options,
+        &mut ListeningProbe,
+        async {
+            let _ = stop_rx.await;
+        },
+        &mut |event| events.push(event),
+    )
+    .await
+    .unwrap();
+    let (left, right) = user.join().unwrap();
+    // Both restarted nodes were stopped with the cluster.
+    assert!(!process::is_alive(left));
+    assert!(!process::is_alive(right));
+    assert_eq!(events.last(), Some(&Event::Stopped));
 }

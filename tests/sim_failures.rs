@@ -318,6 +318,14 @@ fn a_node_restarted_empty_catches_up_by_bulk_transfer() {
             "seed {seed}: the restarted node holds every key again"
         );
         assert!(!sim.node(ids[2]).catching_up(), "seed {seed}");
+        let streamed: u64 = [ids[0], ids[1]]
+            .iter()
+            .map(|id| sim.node(*id).stats().catch_up_keys_sent)
+            .sum();
+        assert!(
+            streamed >= held.len() as u64,
+            "seed {seed}: {streamed} keys streamed"
+        );
         for id in [ids[0], ids[1]] {
             sim.node(id)
                 .keyspace()

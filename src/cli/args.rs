@@ -252,6 +252,16 @@ pub enum ClusterCmd {
         /// The node's id
         node: String,
     },
+    /// Start node NODE again (stopping it first if it runs), with the same
+    /// arguments and data directory, and wait until it listens; a node
+    /// without its data catches up from its region
+    Restart {
+        /// The node's id
+        node: String,
+        /// How long to wait for it to listen
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        timeout: u64,
+    },
     /// Show the nodes of the cluster running in --state-dir
     Status,
     /// Cut REGION off from every other region, or only from OTHER (WAN

@@ -51,8 +51,6 @@ pub(super) struct CatchUps {
     checked: bool,
     asking: Option<Asking>,
     serving: std::collections::HashMap<ReplicaId, Serving>,
-    /// Keys this node queued for others' catch-ups, over its life.
-    pub(super) keys_queued: u64,
 }
 
 impl CatchUps {
@@ -186,8 +184,7 @@ impl Node {
             });
         }
         tracing::info!(node = %me, to = %from, keys = keys.len(), bytes_total, "catch-up: streaming keys");
-        self.catch_ups.keys_queued += keys.len() as u64;
-        self.rebalance.queue_catch_up(from, keys, bytes_total);
+        self.rebalance.queue_catch_up(from, keys);
         self.catch_ups.serving.insert(
             from,
             Serving {

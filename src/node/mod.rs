@@ -199,6 +199,8 @@ pub struct NodeStats {
     pub stand_in_writes: u64,
     /// Keys held for other replicas dropped after their handoff.
     pub guests_released: u64,
+    /// Keys streamed to replicas of this region that started empty.
+    pub catch_up_keys_sent: u64,
 }
 
 /// How many write timeouts the replicas a write did not wait for (its
@@ -425,6 +427,7 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         NodeStats {
             hints_queued: self.hints_pending() as u64,
+            catch_up_keys_sent: self.rebalance.catch_up_keys_sent,
             ..self.stats
         }
     }

@@ -70,6 +70,8 @@ pub enum TopologyChangeError {
 #[derive(Debug)]
 struct Batch {
     to: ReplicaId,
+    /// Part of a catch-up stream (see [`super::catchup`]), not of the change.
+    catch_up: bool,
     keys: Vec<Bytes>,
     bytes: u64,
     sent_ms: u64,
@@ -84,6 +86,10 @@ pub(super) struct Rebalance {
     previous: Option<Placement>,
     /// Keys still to send, per new owner.
     queues: BTreeMap<ReplicaId, VecDeque<(Bytes, u64)>>,
+    /// Keys still to send to nodes catching up (after the change's keys).
+    catch_up_queues: BTreeMap<ReplicaId, VecDeque<(Bytes, u64)>>,
+    /// Keys streamed to nodes catching up, over the node's life.
+    pub(super) catch_up_keys_sent: u64,
     in_flight: HashMap<u64, Batch>,
     next_batch: u64,
     keys_total: u64,
@@ -134,22 +140,30 @@ impl Rebalance {
         r
     }
 
+    /// Whether the change's keys are all sent and acknowledged.
     fn sending_done(&self) -> bool {
-        self.queues.values().all(VecDeque::is_empty) && self.in_flight.is_empty()
+        self.queues.values().all(VecDeque::is_empty) && self.in_flight.values().all(|b| b.catch_up)
     }
 
-    /// Queues keys for a peer catching up (see [`super::catchup`]); they
-    /// count in the progress like a membership change's.
-    pub(super) fn queue_catch_up(&mut self, to: ReplicaId, keys: Vec<(Bytes, u64)>, bytes: u64) {
-        self.keys_total += keys.len() as u64;
-        self.bytes_total += bytes;
-        self.queues.entry(to).or_default().extend(keys);
+    /// Whether anything (the change's or a catch-up's) is queued or in flight.
+    fn streaming(&self) -> bool {
+        !self.in_flight.is_empty()
+            || self
+                .queues
+                .values()
+                .chain(self.catch_up_queues.values())
+                .any(|q| !q.is_empty())
     }
 
-    /// Whether nothing is queued or in flight to `to`.
+    /// Queues keys for a peer catching up (see [`super::catchup`]).
+    pub(super) fn queue_catch_up(&mut self, to: ReplicaId, keys: Vec<(Bytes, u64)>) {
+        self.catch_up_queues.entry(to).or_default().extend(keys);
+    }
+
+    /// Whether no catch-up key is queued or in flight to `to`.
     pub(super) fn drained_for(&self, to: ReplicaId) -> bool {
-        self.queues.get(&to).is_none_or(VecDeque::is_empty)
-            && self.in_flight.values().all(|b| b.to != to)
+        self.catch_up_queues.get(&to).is_none_or(VecDeque::is_empty)
+            && self.in_flight.values().all(|b| !(b.catch_up && b.to == to))
     }
 }
 
@@ -353,6 +367,8 @@ impl Node {
             epoch,
             previous: Some(before),
             queues,
+            catch_up_queues: BTreeMap::new(),
+            catch_up_keys_sent: self.rebalance.catch_up_keys_sent,
             in_flight: HashMap::new(),
             next_batch: self.rebalance.next_batch,
             keys_total,
@@ -426,7 +442,7 @@ impl Node {
     /// When [`Node::rebalance_tick`] has work to do.
     pub(super) fn rebalance_due_ms(&self) -> u64 {
         let r = &self.rebalance;
-        if !r.active && r.sending_done() {
+        if !r.active && !r.streaming() {
             return u64::MAX;
         }
         let retry = r
@@ -440,7 +456,7 @@ impl Node {
 
     /// Resends stale batches, sends more, repeats `RebalanceDone`.
     pub(super) fn rebalance_tick(&mut self, now_ms: u64) {
-        if !self.rebalance.active && self.rebalance.sending_done() {
+        if !self.rebalance.active && !self.rebalance.streaming() {
             return;
         }
         let stale: Vec<u64> = self
@@ -453,7 +469,12 @@ impl Node {
         for op in stale {
             if let Some(batch) = self.rebalance.in_flight.remove(&op) {
                 self.rebalance.batches_resent += 1;
-                let queue = self.rebalance.queues.entry(batch.to).or_default();
+                let queues = if batch.catch_up {
+                    &mut self.rebalance.catch_up_queues
+                } else {
+                    &mut self.rebalance.queues
+                };
+                let queue = queues.entry(batch.to).or_default();
                 // Back to the front, in order; sizes are re-measured on sending.
                 for key in batch.keys.into_iter().rev() {
                     queue.push_front((key, 0));
@@ -479,10 +500,11 @@ impl Node {
 
     /// Sends batches to every target with room in its window.
     pub(super) fn pump_transfers(&mut self, now_ms: u64) {
-        let targets: Vec<ReplicaId> = self
+        let targets: BTreeSet<ReplicaId> = self
             .rebalance
             .queues
             .iter()
+            .chain(self.rebalance.catch_up_queues.iter())
             .filter(|(_, q)| !q.is_empty())
             .map(|(to, _)| *to)
             .collect();
@@ -500,12 +522,15 @@ impl Node {
                 if in_flight >= TRANSFER_INFLIGHT_MAX {
                     break;
                 }
-                let Some(queue) = self.rebalance.queues.get_mut(&to) else {
-                    break;
+                // The change's keys first, then a catch-up's.
+                let r = &mut self.rebalance;
+                let (queue, catch_up) = match r.queues.get_mut(&to) {
+                    Some(q) if !q.is_empty() => (q, false),
+                    _ => match r.catch_up_queues.get_mut(&to) {
+                        Some(q) if !q.is_empty() => (q, true),
+                        _ => break,
+                    },
                 };
-                if queue.is_empty() {
-                    break;
-                }
                 let mut keys = Vec::new();
                 let mut states = Vec::new();
                 let mut bytes = 0u64;
@@ -531,6 +556,7 @@ impl Node {
                     op,
                     Batch {
                         to,
+                        catch_up,
                         keys,
                         bytes,
                         sent_ms: now_ms,
@@ -580,8 +606,12 @@ impl Node {
         let Some(batch) = self.rebalance.in_flight.remove(&op) else {
             return;
         };
-        self.rebalance.keys_sent += batch.keys.len() as u64;
-        self.rebalance.bytes_sent += batch.bytes;
+        if batch.catch_up {
+            self.rebalance.catch_up_keys_sent += batch.keys.len() as u64;
+        } else {
+            self.rebalance.keys_sent += batch.keys.len() as u64;
+            self.rebalance.bytes_sent += batch.bytes;
+        }
         self.pump_transfers(now_ms);
         self.check_catch_up_served(from);
         if self.rebalance.sending_done() {

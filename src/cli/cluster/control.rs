@@ -57,6 +57,61 @@ pub fn kill(state_dir: &Path, node_id: &str) -> Result<u32, ClusterError> {
     Ok(pid)
 }
 
+/// Restarts node `node_id` of the cluster running in `state_dir` (its
+/// supervisor stops it first if it runs) with the same arguments and data
+/// directory, and waits up to `timeout` until it listens again. Returns
+/// the new pid.
+pub fn restart(state_dir: &Path, node_id: &str, timeout: Duration) -> Result<u32, ClusterError> {
+    let file = ClusterFile::load(state_dir)?;
+    let Some(before) = file.node(node_id).map(|n| n.pid) else {
+        return Err(ClusterError::UnknownNode {
+            node: node_id.to_owned(),
+            known: file.nodes.iter().map(|n| n.id.clone()).collect(),
+        });
+    };
+    if !process::is_alive(file.supervisor_pid) {
+        return Err(ClusterError::Membership(format!(
+            "the supervisor of the cluster in {} (pid {}) is not running",
+            state_dir.display(),
+            file.supervisor_pid
+        )));
+    }
+    // The log continues across lives: the new life is ready when it binds
+    // its client port or says "listening" once more than the old ones did.
+    let said_before = listening_lines(file.node(node_id).map(|n| n.log.as_path()));
+    super::members::put_request(
+        state_dir,
+        &super::members::Request::Restart(node_id.to_owned()),
+    )?;
+    let mut started = None;
+    let ready = wait_until(timeout, || {
+        let Ok(file) = ClusterFile::load(state_dir) else {
+            return false;
+        };
+        let Some(node) = file.node(node_id) else {
+            return false;
+        };
+        match node.pid {
+            Some(pid) if Some(pid) != before && process::runs(pid, &["serve", node_id]) => {
+                started = Some(pid);
+                super::readiness::udp_port_bound_by(pid, node.client_addr.port()) == Some(true)
+                    || listening_lines(Some(&node.log)) > said_before
+            }
+            _ => false,
+        }
+    });
+    match (ready, started) {
+        (true, Some(pid)) => Ok(pid),
+        _ => Err(ClusterError::Membership(format!(
+            "node {node_id} did not listen again within {} s{}",
+            timeout.as_secs(),
+            started
+                .map(|pid| format!(" (it runs as pid {pid}; see its log)"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
 /// Stops the cluster running in `state_dir`, waiting up to `grace` for its
 /// nodes to stop after SIGTERM before killing them.
 pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> {
@@ -120,6 +175,18 @@ pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> 
         terminated,
         killed: killed.into_iter().map(|(node, _)| node).collect(),
     })
+}
+
+/// How many lines of the log at `path` mention "listening".
+fn listening_lines(path: Option<&Path>) -> usize {
+    path.and_then(|p| std::fs::read(p).ok())
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| l.to_ascii_lowercase().contains("listening"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Polls `done` until it holds or `timeout` passes; returns whether it held.

@@ -52,6 +52,8 @@ pub enum Request {
     Start(String),
     /// Stop the node with this id and forget it.
     Stop(String),
+    /// Start the node with this id again (stopping it first if it runs).
+    Restart(String),
 }
 
 fn requests_dir(state_dir: &Path) -> PathBuf {
@@ -74,12 +76,13 @@ pub fn clear_requests(state_dir: &Path) -> Result<(), ClusterError> {
     }
 }
 
-fn put_request(state_dir: &Path, request: &Request) -> Result<(), ClusterError> {
+pub(super) fn put_request(state_dir: &Path, request: &Request) -> Result<(), ClusterError> {
     let dir = requests_dir(state_dir);
     std::fs::create_dir_all(&dir).map_err(path_error(&dir))?;
     let name = match request {
         Request::Start(id) => format!("start.{id}"),
         Request::Stop(id) => format!("stop.{id}"),
+        Request::Restart(id) => format!("restart.{id}"),
     };
     let path = dir.join(name);
     std::fs::write(&path, b"").map_err(path_error(&path))
@@ -100,6 +103,8 @@ pub fn take_requests(state_dir: &Path) -> Result<Vec<Request>, ClusterError> {
             Request::Start(id.to_owned())
         } else if let Some(id) = name.strip_prefix("stop.") {
             Request::Stop(id.to_owned())
+        } else if let Some(id) = name.strip_prefix("restart.") {
+            Request::Restart(id.to_owned())
         } else {
             continue;
         };

@@ -1,4 +1,4 @@
-//! The local cluster: `meridian cluster up | down | kill | status`.
+//! The local cluster: `meridian cluster up | down | kill | restart | status`.
 //!
 //! `cluster up` runs every node of a topology as its own OS process, a
 //! child of the `cluster up` process, and supervises them: it waits until
@@ -10,7 +10,7 @@
 //!
 //! - `supervisor.rs`: starting, watching and stopping the node processes.
 //! - `readiness.rs`: when a started node counts as serving.
-//! - `control.rs`: `down`, `kill` and `status`, from another process.
+//! - `control.rs`: `down`, `kill`, `restart` and `status`, from another process.
 //! - `file.rs`: `cluster.json`.
 //! - `members.rs`: `add-node` and `remove-node`, and the lab's topology copy.
 //! - `process.rs`: signals and liveness of processes by id.
@@ -32,7 +32,7 @@ mod supervisor;
 mod wan;
 
 pub use banner::{banner, status_text};
-pub use control::{down, kill, Stopped};
+pub use control::{down, kill, restart, Stopped};
 pub use file::{
     ClusterFile, ClusterFileError, NodeEntry, CLUSTER_FILE_BYTES_MAX, CLUSTER_FILE_NAME,
     CLUSTER_FILE_VERSION,

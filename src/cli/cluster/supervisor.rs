@@ -327,13 +327,20 @@ fn spawn_node(
     node_id: &str,
     routes: Option<&Path>,
     log: &Path,
-    joining: bool,
+    start: Start,
 ) -> Result<Child, ClusterError> {
     let path_err = |source| ClusterError::Path {
         path: log.to_owned(),
         source,
     };
-    let stdout = File::create(log).map_err(path_err)?;
+    // A restarted node's log continues the one of its earlier life.
+    let stdout = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(start == Start::Restart)
+        .truncate(start != Start::Restart)
+        .open(log)
+        .map_err(path_err)?;
     let stderr = stdout.try_clone().map_err(path_err)?;
     let mut command = Command::new(&options.program);
     command
@@ -348,7 +355,7 @@ fn spawn_node(
     if let Some(routes) = routes {
         command.arg("--peer-routes").arg(routes);
     }
-    if joining {
+    if start == Start::Joining {
         command.arg("--joining");
     }
     if let Some(dir) = &options.data_dir {
@@ -382,6 +389,17 @@ fn spawn_node(
     })
 }
 
+/// How a node process starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// With the cluster.
+    Initial,
+    /// Added to the running cluster (`serve --joining`).
+    Joining,
+    /// Again, after it stopped or was killed.
+    Restart,
+}
+
 /// The node processes of a cluster, in topology order, with their entries
 /// in `cluster.json`.
 struct Fleet {
@@ -408,7 +426,12 @@ impl Fleet {
     ) -> Result<u32, ClusterError> {
         let log = logs_dir.join(format!("{}.log", node.id));
         let routes = wan.and_then(|w| w.route_file(region));
-        let child = spawn_node(options, &self.file, &node.id, routes, &log, joining)?;
+        let start = if joining {
+            Start::Joining
+        } else {
+            Start::Initial
+        };
+        let child = spawn_node(options, &self.file, &node.id, routes, &log, start)?;
         let pid = child.id();
         self.file.nodes.push(NodeEntry {
             id: node.id.clone(),
@@ -434,6 +457,7 @@ impl Fleet {
     ) -> Result<(), ClusterError> {
         for request in super::members::take_requests(&self.state_dir)? {
             match request {
+                super::members::Request::Restart(id) => self.restart(options, wan, &id).await?,
                 super::members::Request::Start(id) => {
                     if self.file.nodes.iter().any(|n| n.id == id) {
                         continue;
@@ -452,16 +476,7 @@ impl Fleet {
                     let Some(index) = self.file.nodes.iter().position(|n| n.id == id) else {
                         continue;
                     };
-                    if let Some(mut child) = self.children[index].take() {
-                        let _ = process::send(child.id(), Signal::Term);
-                        let deadline =
-                            Instant::now() + Duration::from_millis(options.stop_grace_ms);
-                        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        let _ = child.kill();
-                        let _ = child.wait();
-                    }
+                    self.stop_one(index, options.stop_grace_ms).await;
                     tracing::info!(node = %id, "stopped a removed node");
                     self.file.nodes.remove(index);
                     self.children.remove(index);
@@ -471,6 +486,46 @@ impl Fleet {
             }
         }
         Ok(())
+    }
+
+    /// Stops node `index` (SIGTERM, then SIGKILL after `grace_ms`) and reaps it.
+    async fn stop_one(&mut self, index: usize, grace_ms: u64) -> Option<ExitStatus> {
+        let mut child = self.children[index].take()?;
+        let _ = process::send(child.id(), Signal::Term);
+        let deadline = Instant::now() + Duration::from_millis(grace_ms);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Starts node `id` again in place (stopping it first if it runs),
+    /// with the same arguments and data directory; its log continues.
+    async fn restart(
+        &mut self,
+        options: &UpOptions,
+        wan: Option<&LabWan>,
+        id: &str,
+    ) -> Result<(), ClusterError> {
+        let Some(index) = self.file.nodes.iter().position(|n| n.id == id) else {
+            tracing::warn!(node = %id, "asked to restart a node the cluster lacks");
+            return Ok(());
+        };
+        if self.stop_one(index, options.stop_grace_ms).await.is_some() {
+            tracing::info!(node = %id, "stopped for a restart");
+        }
+        let entry = &self.file.nodes[index];
+        let routes = wan.and_then(|w| w.route_file(&entry.region));
+        let log = entry.log.clone();
+        let child = spawn_node(options, &self.file, id, routes, &log, Start::Restart)?;
+        let pid = child.id();
+        self.file.nodes[index].pid = Some(pid);
+        self.file.nodes[index].exit = None;
+        self.children[index] = Some(child);
+        self.pids[index] = pid;
+        tracing::info!(node = %id, pid, "restarted a node");
+        self.save()
     }
 
     fn save(&mut self) -> Result<(), ClusterError> {
