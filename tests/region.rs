@@ -805,3 +805,34 @@ async fn many_concurrent_requests_from_one_client_all_complete() {
     .await;
     region.shutdown().await;
 }
+
+/// Requests for keys whose first replica cannot be reached fail over
+/// together: callers waiting on the same failed dial do not each dial the
+/// unreachable node again in turn (64 of them would wait a minute).
+#[tokio::test]
+async fn requests_queued_on_an_unreachable_node_fail_over_together() {
+    let mut region = Region::start(3, 3).await;
+    region.stop("lab-3").await;
+    // A client that never had a connection to lab-3: its first dial fails.
+    let client = region.client().await;
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("gone-{i}"))
+        .filter(|k| region.replicas(k.as_bytes())[0] == "lab-3")
+        .take(64)
+        .collect();
+    let started = std::time::Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for key in keys {
+        let client = client.clone();
+        calls.spawn(async move { client.counter(b(&key)).incr(1).await });
+    }
+    while let Some(done) = calls.join_next().await {
+        assert_eq!(done.unwrap().unwrap(), 1);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "64 requests took {took:?} to fail over"
+    );
+    region.shutdown().await;
+}

@@ -168,6 +168,8 @@ struct Slot {
 struct Health {
     down_until: Option<Instant>,
     down_ms: u64,
+    /// When the node was last marked down.
+    failed_at: Option<Instant>,
 }
 
 impl Slot {
@@ -178,8 +180,15 @@ impl Slot {
     fn mark_down(&self) {
         let mut health = lock(&self.health);
         health.down_ms = (health.down_ms * 2).clamp(NODE_DOWN_MS_MIN, NODE_DOWN_MS_MAX);
-        health.down_until = Some(Instant::now() + Duration::from_millis(health.down_ms));
+        let now = Instant::now();
+        health.down_until = Some(now + Duration::from_millis(health.down_ms));
+        health.failed_at = Some(now);
         tracing::debug!(node = %self.node.id, down_ms = health.down_ms, "node marked down");
+    }
+
+    /// Whether the node was marked down at or after `t`.
+    fn failed_since(&self, t: Instant) -> bool {
+        lock(&self.health).failed_at.is_some_and(|f| f >= t)
     }
 
     fn mark_up(&self) {
@@ -557,7 +566,13 @@ impl Client {
                 }
                 Err(e)
             }
-            Err(_) => Err(CallError::Sent(ClientError::Timeout)),
+            Err(_) => {
+                // Silent for a whole request timeout: tried after the others
+                // for a while (a node killed without closing its connection
+                // looks alive until the connection's idle timeout).
+                slot.mark_down();
+                Err(CallError::Sent(ClientError::Timeout))
+            }
         }
     }
 
@@ -570,9 +585,20 @@ impl Client {
         if let Some(connection) = slot.live_connection() {
             return Ok(connection);
         }
+        let waited_from = Instant::now();
         let _dialling = slot.dialling.lock().await;
         if let Some(connection) = slot.live_connection() {
             return Ok(connection);
+        }
+        if dial == Dial::UnlessShutDown && slot.failed_since(waited_from) {
+            // Another caller's dial failed while this one waited for it:
+            // fail over now instead of dialling again (callers queued on a
+            // dead node would otherwise each wait a whole connect timeout
+            // in turn).
+            return Err(ClientError::Connect(format!(
+                "node {} is unreachable",
+                slot.node.id
+            )));
         }
         let previous = lock(&slot.connection).take();
         if dial == Dial::UnlessShutDown && previous.is_some_and(|p| p.node_shut_down()) {
