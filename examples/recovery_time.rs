@@ -114,6 +114,10 @@ async fn catch_up(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=info shows the nodes' catch-up lines.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let keys: u64 = std::env::var("MERIDIAN_RECOVERY_KEYS")
         .ok()
         .and_then(|v| v.parse().ok())

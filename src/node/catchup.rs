@@ -1,9 +1,12 @@
-//! Catch-up of a node that starts with nothing: a node restarted without
-//! its data (or whose data was lost) asks every other node of its region
-//! for the keys it replicates, and they stream them in bulk instead of
-//! leaving the node to digest anti-entropy, which compares a slice of the
-//! hash space every few seconds and repairs at most a few thousand keys a
-//! round.
+//! Catch-up of a node that starts: a node restarted without its data, or
+//! with data that missed the writes made while it was down, asks every
+//! other node of its region for the keys it replicates, and they stream
+//! them in bulk instead of leaving the node to hints (a few hundred keys
+//! per coordinator every half second) and digest anti-entropy (a slice of
+//! the hash space every few seconds, a few thousand keys a round). It
+//! costs one copy of the node's keys over the region's network per start
+//! (a new cluster has nothing to send; a whole region restarted from its
+//! data directories sends each key once to each of its replicas).
 //!
 //! The asking node sends `CatchUp { session }` to each peer of its region,
 //! repeated until the peer answers `CatchUpDone` (a peer the failure
@@ -62,7 +65,7 @@ impl CatchUps {
 }
 
 impl Node {
-    /// Whether this node is still catching up after starting empty.
+    /// Whether this node is still catching up after it started.
     pub fn catching_up(&self) -> bool {
         self.catch_ups.asking.is_some()
     }
@@ -76,7 +79,7 @@ impl Node {
         }
     }
 
-    /// Starts a catch-up on the first tick of an empty node, and repeats
+    /// Starts a catch-up on the node's first tick, and repeats
     /// unanswered requests.
     pub(super) fn catch_up_tick(&mut self, now_ms: u64) {
         if !self.catch_ups.checked {
@@ -92,10 +95,10 @@ impl Node {
                         .collect()
                 })
                 .unwrap_or_default();
-            if self.keyspace.is_empty() && !self.config.joining && !peers.is_empty() {
+            if !self.config.joining && !peers.is_empty() {
                 let session =
                     (u64::from(self.config.incarnation) << 32) ^ now_ms ^ u64::from(self.id.0);
-                tracing::info!(node = %self.id, peers = peers.len(), "started empty; asking the region for its keys");
+                tracing::info!(node = %self.id, peers = peers.len(), keys = self.keyspace.len(), "started; asking the region for its keys");
                 self.catch_ups.asking = Some(Asking {
                     session,
                     waiting: peers,

@@ -199,7 +199,7 @@ pub struct NodeStats {
     pub stand_in_writes: u64,
     /// Keys held for other replicas dropped after their handoff.
     pub guests_released: u64,
-    /// Keys streamed to replicas of this region that started empty.
+    /// Keys streamed to replicas of this region catching up after a start.
     pub catch_up_keys_sent: u64,
 }
 
@@ -325,7 +325,7 @@ pub struct Node {
     now_ms: u64,
     /// The membership change in progress, if any.
     rebalance: rebalance::Rebalance,
-    /// Bulk catch-up of an empty node, asked or served.
+    /// Bulk catch-up after a start, asked or served.
     catch_ups: catchup::CatchUps,
 }
 

@@ -428,7 +428,7 @@ pub enum PeerMsg {
         delta: Delta<Record>,
         owner: ReplicaId,
     },
-    /// The sender started empty: stream it (`Transfer`) the keys it
+    /// The sender started: stream it (`Transfer`) the keys it
     /// replicates for which you are the first live other replica, then
     /// answer `CatchUpDone` (repeated until answered; one scan per session).
     CatchUp { session: u64 },
