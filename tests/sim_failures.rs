@@ -308,7 +308,7 @@ fn a_restarted_node_catches_up_by_bulk_transfer() {
                     read: None,
                 },
             );
-            if id % 50 == 0 {
+            if id.is_multiple_of(50) {
                 let until = sim.now_ms() + 5;
                 sim.run_until(until);
             }
