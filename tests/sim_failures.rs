@@ -213,6 +213,15 @@ fn crashes_without_disk_lose_no_acknowledged_write_while_one_replica_fails_at_a_
     );
 }
 
+/// A schedule in which a replica missed one increment of a writer (lost
+/// with a crash) and then got the next one: it must count that writer once
+/// (it read 309 for 270 acknowledged + 7 unacknowledged increments when it
+/// kept both entries).
+#[test]
+fn replica_that_missed_an_increment_counts_its_writer_once() {
+    run_seed(4_195_419_999, Disk::None).unwrap();
+}
+
 #[test]
 fn crashed_node_is_suspected_within_about_a_second_and_trusted_again_when_back() {
     let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();

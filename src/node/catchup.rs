@@ -29,13 +29,17 @@ use std::collections::BTreeSet;
 
 /// How often an unanswered `CatchUp` is repeated.
 pub const CATCH_UP_REPEAT_MS: u64 = 2_000;
+/// How long a suspected peer's stream may stay silent before the catch-up
+/// stops waiting for it.
+pub const CATCH_UP_GIVE_UP_MS: u64 = 10_000;
 
 /// A catch-up this node asked for.
 #[derive(Debug)]
 pub(super) struct Asking {
     session: u64,
-    /// Peers that have not said they finished.
-    waiting: BTreeSet<ReplicaId>,
+    /// Peers that have not said they finished, with when their stream
+    /// last brought something.
+    waiting: std::collections::BTreeMap<ReplicaId, u64>,
     due_ms: u64,
     started_ms: u64,
 }
@@ -101,7 +105,7 @@ impl Node {
                 tracing::info!(node = %self.id, peers = peers.len(), keys = self.keyspace.len(), "started; asking the region for its keys");
                 self.catch_ups.asking = Some(Asking {
                     session,
-                    waiting: peers,
+                    waiting: peers.into_iter().map(|p| (p, now_ms)).collect(),
                     due_ms: now_ms,
                     started_ms: now_ms,
                 });
@@ -115,10 +119,15 @@ impl Node {
         }
         asking.due_ms = now_ms + CATCH_UP_REPEAT_MS;
         let session = asking.session;
-        let waiting: Vec<ReplicaId> = asking.waiting.iter().copied().collect();
-        for peer in waiting {
-            if !self.detector.alive(peer, now_ms) {
-                // Down: anti-entropy repairs what it would have sent.
+        let waiting: Vec<(ReplicaId, u64)> =
+            asking.waiting.iter().map(|(p, ms)| (*p, *ms)).collect();
+        for (peer, heard_ms) in waiting {
+            if !self.detector.alive(peer, now_ms)
+                && now_ms.saturating_sub(heard_ms) >= CATCH_UP_GIVE_UP_MS
+            {
+                // Down, and its stream silent: anti-entropy repairs what it
+                // would have sent. (A node busy taking in a stream may
+                // suspect a sender that is only slow to be heard.)
                 self.catch_up_finished_by(now_ms, peer);
                 continue;
             }
@@ -213,6 +222,18 @@ impl Node {
             to,
             msg: PeerMsg::CatchUpDone { session },
         });
+    }
+
+    /// A batch of a peer's stream arrived (it is not given up on meanwhile).
+    pub(super) fn catch_up_heard(&mut self, now_ms: u64, from: ReplicaId) {
+        if let Some(heard) = self
+            .catch_ups
+            .asking
+            .as_mut()
+            .and_then(|a| a.waiting.get_mut(&from))
+        {
+            *heard = now_ms;
+        }
     }
 
     /// A peer finished streaming this node's keys.

@@ -582,6 +582,7 @@ impl Node {
         op: u64,
         states: Vec<(Bytes, crdt_types::Causal<crdt_types::Record>)>,
     ) {
+        self.catch_up_heard(now_ms, from);
         let mut ok = true;
         for (key, state) in &states {
             ok &= self.apply_remote(now_ms, key, Remote::State(state));
