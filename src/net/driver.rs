@@ -219,6 +219,7 @@ fn route(
                 }
             }
             Action::Send { to, msg } => links.send(to, msg),
+            Action::ResetLink { to } => links.reset(to),
         }
     }
 }

@@ -234,6 +234,15 @@ impl Links {
         }
     }
 
+    /// Forgets the link to `to` (its task finishes the stream and ends); the
+    /// next message to `to` dials a new connection. Frames still queued on
+    /// the old link are dropped (acknowledged messages are sent again).
+    pub(crate) fn reset(&mut self, to: ReplicaId) {
+        if self.queues.remove(&to).is_some() {
+            tracing::info!(replica = %to, "the peer started anew; dialling it again");
+        }
+    }
+
     /// Takes the stream back to `from` on the connection it dialled; answers
     /// to it go there while it lasts.
     pub(crate) fn set_return_path(&mut self, from: ReplicaId, queue: Queue) {
@@ -354,7 +363,9 @@ impl Link {
                     msg = queue.recv() => msg,
                 };
                 let Some(first) = first else {
+                    // Forgotten (see `Links::reset`) or shutting down.
                     let _ = send.finish();
+                    connection.close(codes::NO_ERROR.into(), b"link reset");
                     return;
                 };
                 let written = write_batch(

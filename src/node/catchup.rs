@@ -162,6 +162,16 @@ impl Node {
         if !ring.nodes().contains(&from) || from == self.id {
             return; // not a member of this region
         }
+        if self
+            .catch_ups
+            .serving
+            .get(&from)
+            .is_none_or(|s| s.session != session)
+        {
+            // A new life of `from`: the connection to its previous one may
+            // be dead without having said so; the stream goes on a new one.
+            self.actions.push_back(Action::ResetLink { to: from });
+        }
         if let Some(s) = self.catch_ups.serving.get(&from) {
             if s.session == session {
                 if s.finished {

@@ -436,6 +436,8 @@ impl Sim {
                 Action::Persist { entry } => self.disks.entry(id).or_default().push(entry),
                 // Client replies travel back without loss (the client's link is not simulated).
                 Action::Reply { client, response } => self.responses.push((client, response)),
+                // No connections here: messages to a restarted node reach it.
+                Action::ResetLink { .. } => {}
                 Action::Send { to, msg } => {
                     if self.cut.contains(&(id.min(to), id.max(to)))
                         || self.rng.chance(self.net.loss)
