@@ -62,6 +62,8 @@ pub(crate) struct Links {
 pub(crate) struct Queue {
     frames: mpsc::Sender<Vec<u8>>,
     pub(crate) budget: Arc<ByteBudget>,
+    /// Tells the link's writer to drop its connection and dial again.
+    redial: Arc<tokio::sync::Notify>,
 }
 
 impl Queue {
@@ -70,7 +72,15 @@ impl Queue {
     pub(crate) fn new() -> (Queue, mpsc::Receiver<Vec<u8>>) {
         let (frames, rx) = mpsc::channel(PEER_QUEUE_MAX);
         let budget = Arc::new(ByteBudget::new(PEER_QUEUE_BYTES_MAX));
-        (Queue { frames, budget }, rx)
+        let redial = Arc::new(tokio::sync::Notify::new());
+        (
+            Queue {
+                frames,
+                budget,
+                redial,
+            },
+            rx,
+        )
     }
 }
 
@@ -217,6 +227,7 @@ impl Links {
                 dial_addr,
                 shared: self.shared.clone(),
                 budget: queue.budget.clone(),
+                redial: queue.redial.clone(),
                 events: self.events.clone(),
                 frame_bytes_max: self.frame_bytes_max,
             };
@@ -234,12 +245,12 @@ impl Links {
         }
     }
 
-    /// Forgets the link to `to` (its task finishes the stream and ends); the
-    /// next message to `to` dials a new connection. Frames still queued on
-    /// the old link are dropped (acknowledged messages are sent again).
+    /// Makes the link to `to` drop its connection and dial again, keeping
+    /// the frames queued on it (they go on the new connection).
     pub(crate) fn reset(&mut self, to: ReplicaId) {
-        if self.queues.remove(&to).is_some() {
+        if let Some(queue) = self.queues.get(&to) {
             tracing::info!(replica = %to, "the peer started anew; dialling it again");
+            queue.redial.notify_one();
         }
     }
 
@@ -306,6 +317,8 @@ struct Link {
     dial_addr: SocketAddr,
     shared: Arc<Shared>,
     budget: Arc<ByteBudget>,
+    /// Set when the peer started a new life: the connection is stale.
+    redial: Arc<tokio::sync::Notify>,
     /// Where the peer's answers on this link's connection go.
     events: mpsc::Sender<Event>,
     frame_bytes_max: usize,
@@ -360,12 +373,11 @@ impl Link {
                         tracing::info!(peer = %self.peer.id, %reason, "peer link closed; redialling");
                         break;
                     }
+                    () = self.redial.notified() => break,
                     msg = queue.recv() => msg,
                 };
                 let Some(first) = first else {
-                    // Forgotten (see `Links::reset`) or shutting down.
                     let _ = send.finish();
-                    connection.close(codes::NO_ERROR.into(), b"link reset");
                     return;
                 };
                 let written = write_batch(

@@ -166,7 +166,7 @@ impl Node {
             .catch_ups
             .serving
             .get(&from)
-            .is_none_or(|s| s.session != session)
+            .is_some_and(|s| s.session != session)
         {
             // A new life of `from`: the connection to its previous one may
             // be dead without having said so; the stream goes on a new one.
