@@ -91,22 +91,37 @@ impl Region {
         CertStore::new(dir.path())
             .ensure_cluster(&id_refs, &["cli"])
             .unwrap();
-        let text = topology_text(&ids, &free_ports(2 * nodes), replication_factor);
-        let topology = Topology::parse(&text, "region-test.toml").unwrap();
-        let mut handles = Vec::new();
-        for id in &ids {
-            let handle = start(ServeOptions {
-                topology: topology.clone(),
-                node_id: id.clone(),
-                cert_dir: dir.path().to_owned(),
-                node: node_config(),
-                data_dir: None,
-                peer_routes: Default::default(),
-            })
-            .await
-            .unwrap();
-            handles.push(Some(handle));
-        }
+        // A port found free can be taken (by another test's client) before
+        // a node binds it: then start over on other ports.
+        let mut attempt = 0;
+        let (topology, handles) = 'ports: loop {
+            attempt += 1;
+            let text = topology_text(&ids, &free_ports(2 * nodes), replication_factor);
+            let topology = Topology::parse(&text, "region-test.toml").unwrap();
+            let mut handles = Vec::new();
+            for id in &ids {
+                let started = start(ServeOptions {
+                    topology: topology.clone(),
+                    node_id: id.clone(),
+                    cert_dir: dir.path().to_owned(),
+                    node: node_config(),
+                    data_dir: None,
+                    peer_routes: Default::default(),
+                })
+                .await;
+                match started {
+                    Ok(handle) => handles.push(Some(handle)),
+                    Err(e) if attempt < 5 && format!("{e:#}").contains("in use") => {
+                        for handle in handles.into_iter().flatten() {
+                            handle.shutdown().await;
+                        }
+                        continue 'ports;
+                    }
+                    Err(e) => panic!("starting {id}: {e:#}"),
+                }
+            }
+            break (topology, handles);
+        };
         Region {
             dir,
             topology,
