@@ -25,7 +25,7 @@
 use super::{Action, Node};
 use crate::protocol::PeerMsg;
 use crdt_types::{Bytes, ReplicaId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 
 /// How often an unanswered `CatchUp` is repeated.
 pub const CATCH_UP_REPEAT_MS: u64 = 2_000;
@@ -39,7 +39,7 @@ pub(super) struct Asking {
     session: u64,
     /// Peers that have not said they finished, with when their stream
     /// last brought something.
-    waiting: std::collections::BTreeMap<ReplicaId, u64>,
+    waiting: BTreeMap<ReplicaId, u64>,
     due_ms: u64,
     started_ms: u64,
 }
@@ -57,7 +57,7 @@ pub(super) struct CatchUps {
     /// Whether the start-up check ran.
     checked: bool,
     asking: Option<Asking>,
-    serving: std::collections::HashMap<ReplicaId, Serving>,
+    serving: HashMap<ReplicaId, Serving>,
 }
 
 impl CatchUps {
@@ -88,17 +88,7 @@ impl Node {
     pub(super) fn catch_up_tick(&mut self, now_ms: u64) {
         if !self.catch_ups.checked {
             self.catch_ups.checked = true;
-            let peers: BTreeSet<ReplicaId> = self
-                .placement
-                .ring(&self.region)
-                .map(|r| {
-                    r.nodes()
-                        .iter()
-                        .copied()
-                        .filter(|r| *r != self.id)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let peers = self.region_peers();
             if !self.config.joining && !peers.is_empty() {
                 let session =
                     (u64::from(self.config.incarnation) << 32) ^ now_ms ^ u64::from(self.id.0);

@@ -454,6 +454,20 @@ impl Node {
         self.now_ms = self.now_ms.max(now_ms);
     }
 
+    /// The other nodes of this node's region, by the current ring.
+    fn region_peers(&self) -> Vec<ReplicaId> {
+        self.placement
+            .ring(&self.region)
+            .map(|r| {
+                r.nodes()
+                    .iter()
+                    .copied()
+                    .filter(|r| *r != self.id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether `peer` is believed up (always true for unknown peers and self).
     pub fn is_alive(&self, peer: ReplicaId) -> bool {
         self.detector.alive(peer, self.now_ms)

@@ -155,9 +155,10 @@ impl Rebalance {
                 .any(|q| !q.is_empty())
     }
 
-    /// Queues keys for a peer catching up (see [`super::catchup`]).
+    /// Queues keys for a peer catching up (see [`super::catchup`]),
+    /// replacing what an earlier catch-up of that peer still had queued.
     pub(super) fn queue_catch_up(&mut self, to: ReplicaId, keys: Vec<(Bytes, u64)>) {
-        self.catch_up_queues.entry(to).or_default().extend(keys);
+        self.catch_up_queues.insert(to, keys.into());
     }
 
     /// Whether no catch-up key is queued or in flight to `to`.
@@ -659,17 +660,7 @@ impl Node {
         }
         self.rebalance.active = false;
         self.rebalance.previous = None;
-        let members: Vec<ReplicaId> = self
-            .placement
-            .ring(&self.region)
-            .map(|r| {
-                r.nodes()
-                    .iter()
-                    .copied()
-                    .filter(|r| *r != self.id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let members = self.region_peers();
         let now_ms = self.now_ms;
         self.detector.set_peers(members, now_ms);
         let mut gone = Vec::new();
