@@ -18,6 +18,7 @@
 //! that dropped it, so joins are associative, and delta groups equal their
 //! deltas applied one by one, only up to one more join of the results.
 
+use crate::register::delegate_dot_store;
 use crate::{CausalContext, Delta, Dot, DotFun, DotStore, JoinMode, ReplicaId};
 use serde::{Deserialize, Serialize};
 
@@ -64,39 +65,18 @@ impl Counter {
             .fold(0i64, |acc, (_, v)| acc.wrapping_add(*v))
     }
 
+    /// Drops every entry of a replica but its newest (see the module docs).
+    fn keep_newest_per_replica(&mut self) {
+        self.0.retain_latest_per_replica();
+    }
+
     /// The live contributions, one per replica in a replica's own state.
     pub fn entries(&self) -> &[(Dot, i64)] {
         self.0.entries()
     }
 }
 
-impl DotStore for Counter {
-    fn is_bottom(&self) -> bool {
-        self.0.is_bottom()
-    }
-    fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
-        self.0.for_each_dot(f)
-    }
-    fn join(
-        &mut self,
-        ctx: &CausalContext,
-        other: &Self,
-        other_ctx: &CausalContext,
-        mode: JoinMode,
-    ) {
-        self.0.join(ctx, &other.0, other_ctx, mode);
-        self.0.retain_latest_per_replica();
-    }
-    fn removal(&self) -> Self {
-        Self(self.0.removal())
-    }
-    fn heap_bytes(&self) -> usize {
-        self.0.heap_bytes()
-    }
-    fn heap_bytes_within(&self, listing: &Self) -> usize {
-        self.0.heap_bytes_within(&listing.0)
-    }
-}
+delegate_dot_store!(Counter, then Counter::keep_newest_per_replica);
 
 impl From<DotFun<i64>> for Counter {
     fn from(f: DotFun<i64>) -> Self {

@@ -124,7 +124,8 @@ impl MvRegister {
 }
 
 macro_rules! delegate_dot_store {
-    ($t:ty) => {
+    // `then f`: `f(&mut self)` runs after every join.
+    ($t:ty $(, then $after_join:path)?) => {
         impl DotStore for $t {
             fn is_bottom(&self) -> bool {
                 self.0.is_bottom()
@@ -139,7 +140,8 @@ macro_rules! delegate_dot_store {
                 other_ctx: &CausalContext,
                 mode: JoinMode,
             ) {
-                self.0.join(ctx, &other.0, other_ctx, mode)
+                self.0.join(ctx, &other.0, other_ctx, mode);
+                $($after_join(self);)?
             }
             fn removal(&self) -> Self {
                 Self(self.0.removal())
