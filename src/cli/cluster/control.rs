@@ -77,8 +77,11 @@ pub fn restart(state_dir: &Path, node_id: &str, timeout: Duration) -> Result<u32
         )));
     }
     // The log continues across lives: the new life is ready when it binds
-    // its client port or says "listening" once more than the old ones did.
-    let said_before = listening_lines(file.node(node_id).map(|n| n.log.as_path()));
+    // its client port or says "listening" after where the log ended.
+    let log_end = file
+        .node(node_id)
+        .and_then(|n| std::fs::metadata(&n.log).ok())
+        .map_or(0, |m| m.len());
     super::members::put_request(
         state_dir,
         &super::members::Request::Restart(node_id.to_owned()),
@@ -95,7 +98,7 @@ pub fn restart(state_dir: &Path, node_id: &str, timeout: Duration) -> Result<u32
             Some(pid) if Some(pid) != before && process::runs(pid, &["serve", node_id]) => {
                 started = Some(pid);
                 super::readiness::udp_port_bound_by(pid, node.client_addr.port()) == Some(true)
-                    || listening_lines(Some(&node.log)) > said_before
+                    || says_listening_after(&node.log, log_end)
             }
             _ => false,
         }
@@ -177,16 +180,25 @@ pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> 
     })
 }
 
-/// How many lines of the log at `path` mention "listening".
-fn listening_lines(path: Option<&Path>) -> usize {
-    path.and_then(|p| std::fs::read(p).ok())
-        .map(|bytes| {
-            String::from_utf8_lossy(&bytes)
-                .lines()
-                .filter(|l| l.to_ascii_lowercase().contains("listening"))
-                .count()
-        })
-        .unwrap_or(0)
+/// Whether the log at `path` mentions "listening" past byte `offset`
+/// (reading at most [`super::readiness::LOG_SCAN_BYTES_MAX`] bytes).
+fn says_listening_after(path: &Path, offset: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut tail = Vec::new();
+    if file.seek(SeekFrom::Start(offset)).is_err()
+        || file
+            .take(super::readiness::LOG_SCAN_BYTES_MAX)
+            .read_to_end(&mut tail)
+            .is_err()
+    {
+        return false;
+    }
+    String::from_utf8_lossy(&tail)
+        .to_ascii_lowercase()
+        .contains("listening")
 }
 
 /// Polls `done` until it holds or `timeout` passes; returns whether it held.
