@@ -86,46 +86,23 @@ fn wait_for_file(state_dir: &Path, done: impl Fn(&ClusterFile) -> bool) -> Clust
     }
 }
 
-#[tokio::test]
-async fn up_starts_every_node_reports_a_killed_one_and_stops_the_rest_cleanly() {
-    let lab = Lab::new();
-    let options = lab.options(GOOD_NODE);
-    let state_dir = lab.state_dir();
+/// Runs `cluster up` with `options` while another thread plays the user
+/// (`user`, given the state directory); the cluster is asked to stop when
+/// the user returns. Returns what the user returned and the events.
+async fn up_while<T: Send + 'static>(
+    options: &UpOptions,
+    user: impl FnOnce(PathBuf) -> T + Send + 'static,
+) -> (T, Vec<Event>) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-
-    // Another thread plays the user: waits for readiness, kills a node,
-    // then asks the cluster to stop.
-    let user = std::thread::spawn({
-        let state_dir = state_dir.clone();
-        move || {
-            let ready = wait_for_file(&state_dir, |f| f.ready);
-            let pid = cluster::kill(&state_dir, "left-1").unwrap();
-            assert_eq!(Some(pid), ready.node("left-1").unwrap().pid);
-            let after = wait_for_file(&state_dir, |f| f.node("left-1").unwrap().pid.is_none());
-            assert_eq!(
-                after.node("left-1").unwrap().exit.as_deref(),
-                Some("was killed by signal 9 (SIGKILL)")
-            );
-            // Killing it again says it is not running, and why.
-            let again = cluster::kill(&state_dir, "left-1").unwrap_err();
-            assert_eq!(
-                again.to_string(),
-                "node left-1 is not running (it was killed by signal 9 (SIGKILL))"
-            );
-            let unknown = cluster::kill(&state_dir, "nowhere-1").unwrap_err();
-            assert!(
-                matches!(unknown, ClusterError::UnknownNode { .. }),
-                "{unknown}"
-            );
-            let survivor = after.node("right-1").unwrap().pid.unwrap();
-            stop_tx.send(()).unwrap();
-            (ready, survivor)
-        }
+    let state_dir = options.state_dir.clone();
+    let user = std::thread::spawn(move || {
+        let result = user(state_dir);
+        stop_tx.send(()).unwrap();
+        result
     });
-
     let mut events = Vec::new();
     cluster::up(
-        &options,
+        options,
         &mut ListeningProbe,
         async {
             let _ = stop_rx.await;
@@ -134,7 +111,41 @@ async fn up_starts_every_node_reports_a_killed_one_and_stops_the_rest_cleanly() 
     )
     .await
     .unwrap();
-    let (ready, survivor) = user.join().unwrap();
+    (user.join().unwrap(), events)
+}
+
+#[tokio::test]
+async fn up_starts_every_node_reports_a_killed_one_and_stops_the_rest_cleanly() {
+    let lab = Lab::new();
+    let options = lab.options(GOOD_NODE);
+    let state_dir = lab.state_dir();
+
+    // Another thread plays the user: waits for readiness, kills a node,
+    // then asks the cluster to stop.
+    let ((ready, survivor), events) = up_while(&options, move |state_dir| {
+        let ready = wait_for_file(&state_dir, |f| f.ready);
+        let pid = cluster::kill(&state_dir, "left-1").unwrap();
+        assert_eq!(Some(pid), ready.node("left-1").unwrap().pid);
+        let after = wait_for_file(&state_dir, |f| f.node("left-1").unwrap().pid.is_none());
+        assert_eq!(
+            after.node("left-1").unwrap().exit.as_deref(),
+            Some("was killed by signal 9 (SIGKILL)")
+        );
+        // Killing it again says it is not running, and why.
+        let again = cluster::kill(&state_dir, "left-1").unwrap_err();
+        assert_eq!(
+            again.to_string(),
+            "node left-1 is not running (it was killed by signal 9 (SIGKILL))"
+        );
+        let unknown = cluster::kill(&state_dir, "nowhere-1").unwrap_err();
+        assert!(
+            matches!(unknown, ClusterError::UnknownNode { .. }),
+            "{unknown}"
+        );
+        let survivor = after.node("right-1").unwrap().pid.unwrap();
+        (ready, survivor)
+    })
+    .await;
 
     // cluster.json recorded both nodes with their addresses and logs.
     assert_eq!(ready.cluster, "supervised");
@@ -562,59 +573,42 @@ async fn up_with_a_data_dir_gives_every_node_its_own_directory() {
 async fn restart_starts_a_killed_node_again_and_replaces_a_running_one() {
     let lab = Lab::new();
     let options = lab.options(GOOD_NODE);
-    let state_dir = lab.state_dir();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let user = std::thread::spawn({
-        let state_dir = state_dir.clone();
-        move || {
-            let ready = wait_for_file(&state_dir, |f| f.ready);
-            let first = ready.node("left-1").unwrap().pid.unwrap();
-            cluster::kill(&state_dir, "left-1").unwrap();
-            wait_for_file(&state_dir, |f| f.node("left-1").unwrap().pid.is_none());
-            let timeout = Duration::from_secs(10);
-            let second = cluster::restart(&state_dir, "left-1", timeout).unwrap();
-            assert_ne!(second, first);
-            assert!(process::is_alive(second));
-            let file = ClusterFile::load(&state_dir).unwrap();
-            let entry = file.node("left-1").unwrap();
-            assert_eq!((entry.pid, entry.exit.as_deref()), (Some(second), None));
-            // Its log goes on from its first life.
-            let log = std::fs::read_to_string(&entry.log).unwrap();
-            assert_eq!(
-                log.matches("fake node left-1 listening").count(),
-                2,
-                "{log}"
-            );
-            // A running node is stopped first, then started again.
-            let old = file.node("right-1").unwrap().pid.unwrap();
-            let new = cluster::restart(&state_dir, "right-1", timeout).unwrap();
-            assert_ne!(new, old);
-            let deadline = Instant::now() + timeout;
-            while process::is_alive(old) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(!process::is_alive(old));
-            let unknown = cluster::restart(&state_dir, "nowhere-1", timeout).unwrap_err();
-            assert!(
-                matches!(unknown, ClusterError::UnknownNode { .. }),
-                "{unknown}"
-            );
-            stop_tx.send(()).unwrap();
-            (second, new)
+    let ((left, right), events) = up_while(&options, move |state_dir| {
+        let ready = wait_for_file(&state_dir, |f| f.ready);
+        let first = ready.node("left-1").unwrap().pid.unwrap();
+        cluster::kill(&state_dir, "left-1").unwrap();
+        wait_for_file(&state_dir, |f| f.node("left-1").unwrap().pid.is_none());
+        let timeout = Duration::from_secs(10);
+        let second = cluster::restart(&state_dir, "left-1", timeout).unwrap();
+        assert_ne!(second, first);
+        assert!(process::is_alive(second));
+        let file = ClusterFile::load(&state_dir).unwrap();
+        let entry = file.node("left-1").unwrap();
+        assert_eq!((entry.pid, entry.exit.as_deref()), (Some(second), None));
+        // Its log goes on from its first life.
+        let log = std::fs::read_to_string(&entry.log).unwrap();
+        assert_eq!(
+            log.matches("fake node left-1 listening").count(),
+            2,
+            "{log}"
+        );
+        // A running node is stopped first, then started again.
+        let old = file.node("right-1").unwrap().pid.unwrap();
+        let new = cluster::restart(&state_dir, "right-1", timeout).unwrap();
+        assert_ne!(new, old);
+        let deadline = Instant::now() + timeout;
+        while process::is_alive(old) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
-    });
-    let mut events = Vec::new();
-    cluster::up(
-        &options,
-        &mut ListeningProbe,
-        async {
-            let _ = stop_rx.await;
-        },
-        &mut |event| events.push(event),
-    )
-    .await
-    .unwrap();
-    let (left, right) = user.join().unwrap();
+        assert!(!process::is_alive(old));
+        let unknown = cluster::restart(&state_dir, "nowhere-1", timeout).unwrap_err();
+        assert!(
+            matches!(unknown, ClusterError::UnknownNode { .. }),
+            "{unknown}"
+        );
+        (second, new)
+    })
+    .await;
     // Both restarted nodes were stopped with the cluster.
     assert!(!process::is_alive(left));
     assert!(!process::is_alive(right));
