@@ -98,7 +98,7 @@ pub fn restart(state_dir: &Path, node_id: &str, timeout: Duration) -> Result<u32
             Some(pid) if Some(pid) != before && process::runs(pid, &["serve", node_id]) => {
                 started = Some(pid);
                 super::readiness::udp_port_bound_by(pid, node.client_addr.port()) == Some(true)
-                    || says_listening_after(&node.log, log_end)
+                    || super::readiness::log_says_listening_after(&node.log, log_end)
             }
             _ => false,
         }
@@ -178,27 +178,6 @@ pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> 
         terminated,
         killed: killed.into_iter().map(|(node, _)| node).collect(),
     })
-}
-
-/// Whether the log at `path` mentions "listening" past byte `offset`
-/// (reading at most [`super::readiness::LOG_SCAN_BYTES_MAX`] bytes).
-fn says_listening_after(path: &Path, offset: u64) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut tail = Vec::new();
-    if file.seek(SeekFrom::Start(offset)).is_err()
-        || file
-            .take(super::readiness::LOG_SCAN_BYTES_MAX)
-            .read_to_end(&mut tail)
-            .is_err()
-    {
-        return false;
-    }
-    String::from_utf8_lossy(&tail)
-        .to_ascii_lowercase()
-        .contains("listening")
 }
 
 /// Polls `done` until it holds or `timeout` passes; returns whether it held.

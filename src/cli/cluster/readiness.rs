@@ -104,14 +104,23 @@ fn socket_inodes_of(pid: u32) -> Option<HashSet<u64>> {
 /// Whether the first [`LOG_SCAN_BYTES_MAX`] bytes of the log at `path`
 /// mention "listening" (in any case).
 pub fn log_says_listening(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
+    log_says_listening_after(path, 0)
+}
+
+/// Whether the log at `path` mentions "listening" (in any case) in the
+/// [`LOG_SCAN_BYTES_MAX`] bytes after byte `offset` (a restarted node's
+/// log continues its earlier life's).
+pub fn log_says_listening_after(path: &Path, offset: u64) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
         return false;
     };
     let mut head = Vec::new();
-    if file
-        .take(LOG_SCAN_BYTES_MAX)
-        .read_to_end(&mut head)
-        .is_err()
+    if file.seek(SeekFrom::Start(offset)).is_err()
+        || file
+            .take(LOG_SCAN_BYTES_MAX)
+            .read_to_end(&mut head)
+            .is_err()
     {
         return false;
     }
