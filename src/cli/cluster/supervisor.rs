@@ -1,9 +1,10 @@
 //! `meridian cluster up`: start every node of a topology as a child
 //! process, wait until each serves, watch them, stop them all on request.
 //!
-//! The supervisor restarts nothing: a node that dies is reported (an
-//! [`Event::NodeExited`]) and recorded in `cluster.json`, and the others
-//! keep running, which is what failure demos and tests want. On shutdown,
+//! The supervisor restarts nothing by itself: a node that dies is reported
+//! (an [`Event::NodeExited`]) and recorded in `cluster.json`, and the others
+//! keep running, which is what failure demos and tests want; `meridian
+//! cluster restart NODE` asks it to start one again. On shutdown,
 //! every live node gets SIGTERM, then SIGKILL after a grace period, and
 //! `cluster.json` is removed. If the supervisor itself fails or panics, its
 //! children are killed (and on Linux they also get SIGTERM if the
@@ -286,7 +287,7 @@ where
     fleet.save()?;
     on_event(Event::Ready(fleet.file.clone()));
 
-    // Watch: report exits, restart nothing.
+    // Watch: report exits, restart nothing unless asked.
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -447,8 +448,9 @@ impl Fleet {
         Ok(pid)
     }
 
-    /// Carries out the requests of `cluster add-node` and `remove-node`:
-    /// starts an added node (joining) or stops a removed one and forgets it.
+    /// Carries out the requests of `cluster add-node`, `remove-node` and
+    /// `restart`: starts an added node (joining), stops a removed one and
+    /// forgets it, or starts a node again in place.
     async fn serve_member_requests(
         &mut self,
         options: &UpOptions,
