@@ -370,7 +370,9 @@ fn down_without_a_supervisor_stops_the_recorded_nodes_itself() {
             child.wait().unwrap();
         }
     });
-    let stopped = cluster::down(&lab.state_dir(), Duration::from_millis(500)).unwrap();
+    // Long enough for the polite one to finish its `sleep` and exit on a
+    // busy machine.
+    let stopped = cluster::down(&lab.state_dir(), Duration::from_millis(2_000)).unwrap();
     assert_eq!(
         stopped,
         Stopped::Directly {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 const POLL_MS: u64 = 50;
 /// Time the supervisor gets beyond the nodes' grace period to clean up.
 const SUPERVISOR_SLACK_MS: u64 = 3_000;
+/// How long `cluster down` waits for SIGKILLed nodes to be gone.
+const KILL_WAIT_MS: u64 = 5_000;
 
 /// How `cluster down` stopped a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,38 +139,45 @@ pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> 
         );
     }
 
-    // Only processes that still run `serve --node <id>` are ours.
-    let live: Vec<(String, u32)> = file
+    // Only processes that still run `serve --node <id>` are ours. Each is
+    // known by its id and start time from here on, so an id recycled while
+    // this waits is not taken for the node.
+    let live: Vec<(String, u32, Option<u64>)> = file
         .running()
         .filter_map(|node| {
             let pid = node.pid?;
-            process::runs(pid, &["serve", &node.id]).then(|| (node.id.clone(), pid))
+            process::runs(pid, &["serve", &node.id])
+                .then(|| (node.id.clone(), pid, process::start_time(pid)))
         })
         .collect();
-    for (_, pid) in &live {
+    for (_, pid, _) in &live {
         // A process that exited meanwhile is fine.
         let _ = process::send(*pid, Signal::Term);
     }
     wait_until(grace, || {
-        live.iter().all(|(_, pid)| !process::is_alive(*pid))
+        live.iter()
+            .all(|&(_, pid, started)| !process::is_still_alive(pid, started))
     });
     let mut terminated = Vec::new();
     let mut killed = Vec::new();
-    for (node, pid) in live {
-        if process::is_alive(pid) {
+    for (node, pid, started) in live {
+        if process::is_still_alive(pid, started) {
             let _ = process::send(pid, Signal::Kill);
-            killed.push((node, pid));
+            killed.push((node, pid, started));
         } else {
             terminated.push(node);
         }
     }
-    wait_until(Duration::from_millis(1_000), || {
-        killed.iter().all(|(_, pid)| !process::is_alive(*pid))
+    // A killed process with a large heap can take a moment to unmap it.
+    wait_until(Duration::from_millis(KILL_WAIT_MS), || {
+        killed
+            .iter()
+            .all(|&(_, pid, started)| !process::is_still_alive(pid, started))
     });
     let stuck: Vec<u32> = killed
         .iter()
-        .map(|&(_, pid)| pid)
-        .filter(|&pid| process::is_alive(pid))
+        .filter(|&&(_, pid, started)| process::is_still_alive(pid, started))
+        .map(|&(_, pid, _)| pid)
         .collect();
     if !stuck.is_empty() {
         return Err(ClusterError::Unkillable { pids: stuck });
@@ -176,7 +185,7 @@ pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> 
     ClusterFile::remove(state_dir)?;
     Ok(Stopped::Directly {
         terminated,
-        killed: killed.into_iter().map(|(node, _)| node).collect(),
+        killed: killed.into_iter().map(|(node, _, _)| node).collect(),
     })
 }
 

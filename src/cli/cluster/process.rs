@@ -64,6 +64,23 @@ pub fn is_alive(_pid: u32) -> bool {
     false
 }
 
+/// When process `pid` started, in clock ticks since boot, where `/proc`
+/// tells. With the id it names one process for good: an id recycled for a
+/// new process comes with another start time.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After `pid (comm)`, the state is field 3 and the start time field 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process that had id `pid` and started at `started` (as read
+/// by [`start_time`] earlier) is still alive: false once it exited, also if
+/// its id was given to another process since.
+pub fn is_still_alive(pid: u32, started: Option<u64>) -> bool {
+    is_alive(pid) && (started.is_none() || start_time(pid) == started)
+}
+
 #[cfg(unix)]
 fn checked_pid(pid: u32) -> io::Result<libc::pid_t> {
     match libc::pid_t::try_from(pid) {
@@ -155,6 +172,22 @@ fn signal_name(signal: i32) -> Option<&'static str> {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn a_process_is_known_by_its_id_and_start_time() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let started = start_time(pid);
+        assert!(started.is_some());
+        assert_eq!(start_time(pid), started);
+        assert!(is_still_alive(pid, started));
+        // The same id with another start time is another process.
+        assert!(!is_still_alive(pid, started.map(|t| t + 1)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_still_alive(pid, started));
+        assert_eq!(start_time(pid), None);
+    }
 
     #[test]
     fn a_running_child_is_alive_and_a_killed_one_is_not() {
