@@ -108,7 +108,6 @@ pub(crate) async fn run(
                     // would refuse fresh remote updates as from the future.
                     let now_ms = clock.now_ms();
                     handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
-                    route(&mut node, &mut storage, &mut clients, &mut links, &shared);
                 }
                 // One pass for the whole batch: its changes reach the log
                 // with one sync, and its messages leave together.
