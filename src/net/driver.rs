@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::peer_link::{Links, Queue};
 use super::Shared;
-use crate::node::{Action, ClientId, Input, Node};
+use crate::node::{bundle_sends, Action, ClientId, Input, Node};
 use crate::protocol::{Command, PeerMsg, Request, Response};
 use crate::storage::{Storage, StorageError};
 
@@ -189,7 +189,8 @@ fn route(
             }
         }
     }
-    for action in outgoing {
+    // Replicates and acks to the same peer leave as one message each.
+    for action in bundle_sends(outgoing) {
         match action {
             Action::Persist { .. } => {}
             Action::Reply { client, response } => {

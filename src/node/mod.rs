@@ -12,6 +12,7 @@
 //! time comes in as `now_ms`, so the same code runs under tokio and quinn in
 //! production and under a seeded simulator in tests.
 
+mod bundle;
 mod catchup;
 mod execute;
 mod geo;
@@ -19,6 +20,7 @@ mod membership;
 mod rebalance;
 mod sloppy;
 
+pub use bundle::{bundle_sends, BUNDLE_BYTES_MAX, BUNDLE_MSGS_MAX};
 pub use geo::{GeoLinkStats, DIGEST_BUCKETS};
 pub use rebalance::{
     membership_epoch, TopologyChangeError, DONE_REPEAT_MS, TRANSFER_BATCH_BYTES_MAX,
@@ -850,6 +852,20 @@ impl Node {
                     to: from,
                     msg: PeerMsg::Ack { op, ok },
                 });
+            }
+            PeerMsg::ReplicateMany { items } => {
+                for (op, key, delta) in items {
+                    let ok = self.apply_remote(now_ms, &key, Remote::Delta(&delta));
+                    self.actions.push_back(Action::Send {
+                        to: from,
+                        msg: PeerMsg::Ack { op, ok },
+                    });
+                }
+            }
+            PeerMsg::AckMany { acks } => {
+                for (op, ok) in acks {
+                    self.on_ack(op, from, ok);
+                }
             }
             PeerMsg::ReplicateBatch { op, entries } => {
                 let mut ok = true;

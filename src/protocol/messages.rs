@@ -434,6 +434,13 @@ pub enum PeerMsg {
     CatchUp { session: u64 },
     /// Everything for catch-up `session` was streamed and acknowledged.
     CatchUpDone { session: u64 },
+    /// Several `Replicate`s in one message, handled in order: apply each
+    /// delta `(op, key, delta)` and acknowledge each `op`.
+    ReplicateMany {
+        items: Vec<(u64, Bytes, Delta<Record>)>,
+    },
+    /// Several `Ack`s `(op, ok)` in one message.
+    AckMany { acks: Vec<(u64, bool)> },
 }
 
 impl PeerMsg {
@@ -443,6 +450,7 @@ impl PeerMsg {
         matches!(
             self,
             PeerMsg::Ack { .. }
+                | PeerMsg::AckMany { .. }
                 | PeerMsg::ForwardReply { .. }
                 | PeerMsg::ReadReply { .. }
                 | PeerMsg::GeoAck { .. }

@@ -431,7 +431,13 @@ impl Sim {
     }
 
     fn drain_actions(&mut self, id: ReplicaId) {
+        let mut actions = Vec::new();
         while let Some(action) = self.nodes.get_mut(&id).and_then(Node::poll_action) {
+            actions.push(action);
+        }
+        // As the network driver does: one message per peer for a pass's
+        // replicates and acks.
+        for action in crate::node::bundle_sends(actions) {
             match action {
                 Action::Persist { entry } => self.disks.entry(id).or_default().push(entry),
                 // Client replies travel back without loss (the client's link is not simulated).
