@@ -31,6 +31,12 @@ fn s(b: &Bytes) -> String {
 }
 
 fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
+    run_seed_with(seed, disk, false)
+}
+
+/// One seed's run; with `batch`, nodes take in each millisecond's messages
+/// in one pass (replicates and acks travel bundled).
+fn run_seed_with(seed: u64, disk: Disk, batch: bool) -> Result<(), String> {
     let topology = Topology::parse(REGION_OF_THREE, "sim.toml").map_err(|e| e.to_string())?;
     let config = NodeConfig {
         write_timeout_ms: 200,
@@ -44,6 +50,7 @@ fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
         latency_ms_max: 10,
         loss: 0.02,
         duplicate: 0.02,
+        batch_same_ms: batch,
         ..NetConfig::default()
     };
     let mut sim = Sim::new(topology, config, net, seed, START_MS);
@@ -211,6 +218,19 @@ fn crashes_without_disk_lose_no_acknowledged_write_while_one_replica_fails_at_a_
         4,
         |seed| run_seed(seed, Disk::None),
     );
+}
+
+#[test]
+fn crashes_with_bundled_replication_lose_no_acknowledged_write() {
+    for (disk, name) in [(Disk::Kept, "with"), (Disk::None, "without")] {
+        check_seeds(
+            "sim_failures",
+            "crashes_with_bundled_replication",
+            0xfa11_b000,
+            8,
+            |seed| run_seed_with(seed, disk, true).map_err(|e| format!("{name} disk: {e}")),
+        );
+    }
 }
 
 /// A schedule in which a replica missed one increment of a writer (lost

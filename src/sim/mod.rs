@@ -63,6 +63,11 @@ pub struct NetConfig {
     pub wan_latency_ms_min: u64,
     /// Largest one-way delay between nodes of different regions.
     pub wan_latency_ms_max: u64,
+    /// A node takes in every message that reaches it in the same
+    /// millisecond before its actions leave, as the network driver handles
+    /// a batch of events in one pass: replicates and acks to the same peer
+    /// then travel bundled (`ReplicateMany`, `AckMany`).
+    pub batch_same_ms: bool,
 }
 
 impl Default for NetConfig {
@@ -74,6 +79,7 @@ impl Default for NetConfig {
             duplicate: 0.0,
             wan_latency_ms_min: 40,
             wan_latency_ms_max: 60,
+            batch_same_ms: false,
         }
     }
 }
@@ -136,6 +142,14 @@ enum Event {
     },
 }
 
+impl Event {
+    fn to(&self) -> ReplicaId {
+        match self {
+            Event::Peer { to, .. } | Event::Client { to, .. } => *to,
+        }
+    }
+}
+
 /// A whole region (or several) of simulated nodes. See the module docs.
 pub struct Sim {
     now_ms: u64,
@@ -162,6 +176,8 @@ pub struct Sim {
     pub delivered: u64,
     /// Messages lost by the network or to a down node.
     pub lost: u64,
+    /// Bundles sent (`ReplicateMany` and `AckMany` messages).
+    pub bundles: u64,
 }
 
 impl Sim {
@@ -192,6 +208,7 @@ impl Sim {
             responses: Vec::new(),
             delivered: 0,
             lost: 0,
+            bundles: 0,
             topology,
         };
         let ids: Vec<(ReplicaId, String)> = sim
@@ -445,6 +462,9 @@ impl Sim {
                 // No connections here: messages to a restarted node reach it.
                 Action::ResetLink { .. } => {}
                 Action::Send { to, msg } => {
+                    if matches!(msg, PeerMsg::ReplicateMany { .. } | PeerMsg::AckMany { .. }) {
+                        self.bundles += 1;
+                    }
                     if self.cut.contains(&(id.min(to), id.max(to)))
                         || self.rng.chance(self.net.loss)
                     {
@@ -502,9 +522,27 @@ impl Sim {
         let Some(Reverse((_, seq))) = self.queue.pop() else {
             return false;
         };
-        let Some(event) = self.events.remove(&seq) else {
+        let Some((to, true)) = self.deliver(seq, at) else {
             return true;
         };
+        if self.net.batch_same_ms {
+            // Everything else reaching `to` in this millisecond joins the pass.
+            while let Some(&Reverse((next_at, next_seq))) = self.queue.peek() {
+                if next_at != at || self.events.get(&next_seq).map(Event::to) != Some(to) {
+                    break;
+                }
+                self.queue.pop();
+                self.deliver(next_seq, at);
+            }
+        }
+        self.drain_actions(to);
+        true
+    }
+
+    /// Hands event `seq` to its node, or loses it to a down node; returns
+    /// the node and whether it was up (`None` when the event was cancelled).
+    fn deliver(&mut self, seq: u64, at: u64) -> Option<(ReplicaId, bool)> {
+        let event = self.events.remove(&seq)?;
         let (to, input) = match event {
             Event::Peer { to, from, msg } => (to, Input::Peer { from, msg }),
             Event::Client {
@@ -515,15 +553,14 @@ impl Sim {
         };
         if self.down.contains(&to) {
             self.lost += 1;
-            return true;
+            return Some((to, false));
         }
         self.delivered += 1;
         let local = self.local_at(to, at);
         if let Some(n) = self.nodes.get_mut(&to) {
             n.handle(local, input);
         }
-        self.drain_actions(to);
-        true
+        Some((to, true))
     }
 
     fn local_at(&self, id: ReplicaId, sim_ms: u64) -> u64 {
