@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use crate::keyspace::{Keyspace, KeyspaceConfig};
     use crate::protocol::{Command, Request};
-    use crate::topology::Topology;
+    use crate::topology::{Topology, WriteConsistency};
 
     const NOW_MS: u64 = 1_800_000_000_000;
 
@@ -352,27 +352,13 @@ mod tests {
         );
     }
 
-    fn region_of_three() -> Topology {
-        let mut text = String::from(
-            "[cluster]\nname = \"t\"\nreplication_factor = 3\nwrite_consistency = \"all\"\n\n[[region]]\nname = \"r\"\n",
-        );
-        for i in 1..=3 {
-            text.push_str(&format!(
-                "\n[[region.node]]\nid = \"n{i}\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n",
-                9400 + i,
-                9500 + i
-            ));
-        }
-        Topology::parse(&text, "three.toml").unwrap()
-    }
-
     fn drain(node: &mut Node) -> Vec<Action> {
         std::iter::from_fn(|| node.poll_action()).collect()
     }
 
     #[test]
     fn a_bundled_round_trip_acknowledges_every_write() {
-        let topology = region_of_three();
+        let topology = Topology::parse(crate::sim::REGION_OF_THREE, "sim.toml").unwrap();
         let ids: Vec<ReplicaId> = topology.regions()[0]
             .nodes
             .iter()
@@ -395,7 +381,7 @@ mod tests {
                             key: Bytes::from(format!("c{id}").as_str()),
                             by: 3,
                         },
-                        write: None,
+                        write: Some(WriteConsistency::All),
                         read: None,
                     },
                 },
