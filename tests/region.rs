@@ -2,12 +2,13 @@
 //! round-trips every data type, routes and fails over, and nodes refuse bad
 //! input and bad certificates while they keep serving.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use meridian::client::{
     Bytes, Client, ClientError, ClientOptions, Command, FieldOp, FieldValue, Kind, ReadConsistency,
-    Reply, Ttl, WriteConsistency,
+    Reply, Routing, Ttl, WriteConsistency,
 };
 use meridian::net::{start, ServeOptions, ServerHandle};
 use meridian::node::NodeConfig;
@@ -130,9 +131,12 @@ impl Region {
         }
     }
 
+    /// Client options; each key's first replica coordinates (the tests
+    /// name the coordinator).
     fn options(&self) -> ClientOptions {
         let mut opts = ClientOptions::new(self.topology.clone(), REGION, self.dir.path());
         opts.request_timeout = Duration::from_secs(6);
+        opts.routing = Routing::Primary;
         opts
     }
 
@@ -461,6 +465,58 @@ async fn serve_runs_until_its_shutdown_future_completes() {
     stop.send(()).unwrap();
     within("serve to return", serving).await.unwrap().unwrap();
     assert!(client.ping().await.is_err(), "the node is gone");
+}
+
+#[tokio::test]
+async fn a_client_with_a_home_node_has_it_coordinate_every_key_it_replicates() {
+    let region = Region::start(5, 3).await;
+    let home = region.ids[1].clone();
+    let mut opts = region.options();
+    opts.routing = Routing::Home(home.clone());
+    let client = Client::connect(opts).await.unwrap();
+    assert_eq!(client.home(), Some(home.as_str()));
+
+    // With five nodes and N = 3, the home replicates some keys and not others.
+    let keys: Vec<String> = (0..60).map(|i| format!("homed-{i}")).collect();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for key in &keys {
+        let replicas = region.replicas(key.as_bytes());
+        let coordinator = if replicas.contains(&home) {
+            home.clone()
+        } else {
+            replicas[0].clone()
+        };
+        *expected.entry(coordinator).or_default() += 1;
+        let answer = client
+            .execute(Command::Set {
+                key: b(key),
+                value: b("v"),
+                ttl_ms: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer.replicas_acked, 2, "{key}");
+    }
+    assert!(expected[&home] > 0 && expected[&home] < keys.len() as u64);
+    for id in &region.ids {
+        let stats = region.node(id).node_stats();
+        assert_eq!(
+            stats.requests,
+            expected.get(id).copied().unwrap_or(0),
+            "requests on {id}"
+        );
+        assert_eq!(stats.forwarded, 0, "nothing is forwarded");
+    }
+
+    // A home outside the region is refused when connecting.
+    let mut opts = region.options();
+    opts.routing = Routing::Home("nowhere-9".into());
+    let refused = Client::connect(opts).await.err().expect("an unknown home");
+    assert!(
+        matches!(&refused, ClientError::BadRequest(m) if m.contains("nowhere-9")),
+        "{refused}"
+    );
+    region.shutdown().await;
 }
 
 #[tokio::test]

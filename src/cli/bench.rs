@@ -36,7 +36,8 @@ use anyhow::Context;
 use super::args::GlobalArgs;
 use super::target::Target;
 use crate::client::{
-    Bytes, Client, ClientError, ClientOptions, Command, ReadConsistency, Reply, WriteConsistency,
+    Bytes, Client, ClientError, ClientOptions, Command, ReadConsistency, Reply, Routing,
+    WriteConsistency,
 };
 
 /// Most requests in flight.
@@ -82,6 +83,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
     pub connections: u64,
+    /// Which replica of a key each request goes to first: `home` (each
+    /// client's home node when it holds one; the clients' homes spread over
+    /// the region) or `primary` (the key's first replica on the ring)
+    #[arg(long, value_name = "ROUTE", default_value = "home",
+          value_parser = ["home", "primary"])]
+    pub route: String,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -320,10 +327,15 @@ pub async fn run(
         .map(|n| n.id.clone())
         .collect();
     let mut clients = Vec::with_capacity(bench.connections);
-    for _ in 0..bench.connections {
-        let c = Client::connect(client.clone())
-            .await
-            .map_err(BenchError::Client)?;
+    // Several clients with random homes would pile up on some nodes: give
+    // them homes in turn from a random start.
+    let first_home = crate::client::random_below(node_ids.len());
+    for i in 0..bench.connections {
+        let mut options = client.clone();
+        if options.routing == Routing::RandomHome && bench.connections > 1 {
+            options.routing = Routing::Home(node_ids[(first_home + i) % node_ids.len()].clone());
+        }
+        let c = Client::connect(options).await.map_err(BenchError::Client)?;
         c.ping().await.map_err(|source| BenchError::Unreachable {
             region: client.region.clone(),
             source,
@@ -580,6 +592,9 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
     client.client_name = target.client_name;
     client.write = target.write;
     client.read = target.read;
+    if args.route == "primary" {
+        client.routing = Routing::Primary;
+    }
     let options = args.options();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,7 +2,9 @@
 //!
 //! A [`Client`] computes, with the same [`Placement`] code as the nodes,
 //! which replicas of its region hold a key, and sends each request straight
-//! to the first of them over QUIC. It keeps one connection per node, made on
+//! to one of them over QUIC: its *home* node when that is a replica of the
+//! key (see [`Routing`]), else the key's first replica. It keeps one
+//! connection per node, made on
 //! first use, with a few long-lived streams that multiplex many requests by
 //! id, so one client serves many concurrent callers. Typed handles
 //! ([`Register`], [`Counter`], [`Set`], [`Map`], [`MvRegister`]) give each
@@ -100,6 +102,30 @@ pub struct ClientOptions {
     pub write: Option<WriteConsistency>,
     /// Read consistency; the topology's default when `None`.
     pub read: Option<ReadConsistency>,
+    /// Which of a key's replicas a request goes to first.
+    pub routing: Routing,
+}
+
+/// Which of a key's replicas a request goes to first (the others follow in
+/// ring order, for failover).
+///
+/// A client with a home node sends every request that node holds a replica
+/// for to it, so that node coordinates the client's writes: the deltas of
+/// many writes then leave for each other replica in one message (see the
+/// README, "Consistency"), which costs the region much less CPU per write
+/// than spreading one client's writes over every node, and a read at `one`
+/// reaches the replica that applied the client's own writes first. Many
+/// clients pick different homes, which spreads the coordination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// A node of the region picked at random when the client connects.
+    #[default]
+    RandomHome,
+    /// This node (an id of the client's region).
+    Home(String),
+    /// No home: each key's first replica on the ring, so one client's keys
+    /// are coordinated by every node.
+    Primary,
 }
 
 impl ClientOptions {
@@ -129,6 +155,7 @@ impl ClientOptions {
             request_timeout: Duration::from_secs(5),
             write: None,
             read: None,
+            routing: Routing::default(),
         }
     }
 }
@@ -152,6 +179,8 @@ struct Inner {
     endpoint: quinn::Endpoint,
     slots: HashMap<ReplicaId, Slot>,
     next_id: AtomicU64,
+    /// Where requests go first when it holds a replica of their key.
+    home: Option<ReplicaId>,
 }
 
 /// What the client knows of one node.
@@ -230,6 +259,7 @@ impl Client {
             request_timeout,
             write,
             read,
+            routing,
         } = opts;
         if topology.region(&region).is_none() {
             return Err(ClientError::BadRequest(format!(
@@ -237,6 +267,7 @@ impl Client {
                 topology.origin()
             )));
         }
+        let home = home_node(&topology, &region, &routing)?;
         let store = CertStore::new(&cert_dir);
         let identity = store.load_client_identity(&client_name)?;
         let ca = store.load_ca_certificate()?;
@@ -273,6 +304,7 @@ impl Client {
             endpoint,
             slots,
             next_id: AtomicU64::new(1),
+            home,
             topology,
         };
         Ok(Client {
@@ -306,6 +338,12 @@ impl Client {
             read: Some(read),
             ..self.clone()
         }
+    }
+
+    /// The client's home node (see [`Routing`]), if it has one.
+    pub fn home(&self) -> Option<&str> {
+        let home = self.inner.home?;
+        self.inner.slots.get(&home).map(|s| s.node.id.as_str())
     }
 
     /// The region this client is served by.
@@ -365,6 +403,7 @@ impl Client {
                 .map(|n| n.replica)
                 .collect(),
         };
+        let replicas = home_first(replicas, self.inner.home);
         let resend_after_sent = is_idempotent(&command);
         let (id, frame) = self.frame(command, write, read)?;
 
@@ -644,6 +683,49 @@ enum Dial {
 }
 
 /// Whether sending `command` twice has the effect of sending it once.
+/// The node `routing` makes the client's home in `region`.
+fn home_node(
+    topology: &Topology,
+    region: &str,
+    routing: &Routing,
+) -> Result<Option<ReplicaId>, ClientError> {
+    let nodes = topology.nodes_in(region).unwrap_or_default();
+    match routing {
+        Routing::Primary => Ok(None),
+        Routing::RandomHome if nodes.is_empty() => Ok(None),
+        Routing::RandomHome => Ok(Some(nodes[random_below(nodes.len())].replica)),
+        Routing::Home(id) => nodes
+            .iter()
+            .find(|n| n.id == *id)
+            .map(|n| Some(n.replica))
+            .ok_or_else(|| {
+                ClientError::BadRequest(format!("home node {id:?} is not in region {region:?}"))
+            }),
+    }
+}
+
+/// A random number below `n` (0 when `n` is 0), for picking a home node.
+pub(crate) fn random_below(n: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    // Randomly keyed by the standard library, per process and call.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() % (n.max(1) as u64)) as usize
+}
+
+/// `replicas` with `home` moved to the front when it is one of them.
+fn home_first(mut replicas: Vec<ReplicaId>, home: Option<ReplicaId>) -> Vec<ReplicaId> {
+    if let Some(i) = home.and_then(|h| replicas.iter().position(|r| *r == h)) {
+        let home = replicas.remove(i);
+        replicas.insert(0, home);
+    }
+    replicas
+}
+
 fn is_idempotent(command: &Command) -> bool {
     !matches!(
         command,
