@@ -83,11 +83,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
     pub connections: u64,
-    /// Which replica of a key each request goes to first: `home` (each
-    /// client's home node when it holds one; the clients' homes spread over
-    /// the region) or `primary` (the key's first replica on the ring)
-    #[arg(long, value_name = "ROUTE", default_value = "home",
-          value_parser = ["home", "primary"])]
+    /// Which replica of a key each request goes to first: `primary` (the
+    /// key's first replica on the ring) or `home` (each client's home node
+    /// when it holds one; the clients' homes spread over the region)
+    #[arg(long, value_name = "ROUTE", default_value = "primary",
+          value_parser = ["primary", "home"])]
     pub route: String,
     /// Print the report as JSON on stdout
     #[arg(long)]
@@ -592,8 +592,8 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
     client.client_name = target.client_name;
     client.write = target.write;
     client.read = target.read;
-    if args.route == "primary" {
-        client.routing = Routing::Primary;
+    if args.route == "home" {
+        client.routing = Routing::RandomHome;
     }
     let options = args.options();
     let runtime = tokio::runtime::Builder::new_current_thread()

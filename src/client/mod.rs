@@ -2,8 +2,8 @@
 //!
 //! A [`Client`] computes, with the same [`Placement`] code as the nodes,
 //! which replicas of its region hold a key, and sends each request straight
-//! to one of them over QUIC: its *home* node when that is a replica of the
-//! key (see [`Routing`]), else the key's first replica. It keeps one
+//! to one of them over QUIC: the key's first replica, or the client's
+//! *home* node when it has one that holds the key (see [`Routing`]). It keeps one
 //! connection per node, made on
 //! first use, with a few long-lived streams that multiplex many requests by
 //! id, so one client serves many concurrent callers. Typed handles
@@ -114,18 +114,20 @@ pub struct ClientOptions {
 /// many writes then leave for each other replica in one message (see the
 /// README, "Consistency"), which costs the region much less CPU per write
 /// than spreading one client's writes over every node, and a read at `one`
-/// reaches the replica that applied the client's own writes first. Many
-/// clients pick different homes, which spreads the coordination.
+/// reaches the replica that applied the client's own writes first. But the
+/// home serves all of that client's reads too, so one busy client is
+/// limited to what one node can serve; many clients with different homes
+/// spread it. The default, [`Routing::Primary`], balances by key instead.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Routing {
-    /// A node of the region picked at random when the client connects.
+    /// No home: each key's first replica on the ring, so one client's keys
+    /// are coordinated, and its reads served, by every node in turn.
     #[default]
+    Primary,
+    /// A node of the region picked at random when the client connects.
     RandomHome,
     /// This node (an id of the client's region).
     Home(String),
-    /// No home: each key's first replica on the ring, so one client's keys
-    /// are coordinated by every node.
-    Primary,
 }
 
 impl ClientOptions {
