@@ -31,12 +31,13 @@ fn s(b: &Bytes) -> String {
 }
 
 fn run_seed(seed: u64, disk: Disk) -> Result<(), String> {
-    run_seed_with(seed, disk, false)
+    run_seed_with(seed, disk, false).map(|_| ())
 }
 
 /// One seed's run; with `batch`, nodes take in each millisecond's messages
-/// in one pass (replicates and acks travel bundled).
-fn run_seed_with(seed: u64, disk: Disk, batch: bool) -> Result<(), String> {
+/// in one pass (replicates and acks travel bundled); returns the bundles
+/// sent.
+fn run_seed_with(seed: u64, disk: Disk, batch: bool) -> Result<u64, String> {
     let topology = Topology::parse(REGION_OF_THREE, "sim.toml").map_err(|e| e.to_string())?;
     let config = NodeConfig {
         write_timeout_ms: 200,
@@ -195,7 +196,7 @@ fn run_seed_with(seed: u64, disk: Disk, batch: bool) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(sim.bundles)
 }
 
 #[test]
@@ -223,12 +224,21 @@ fn crashes_without_disk_lose_no_acknowledged_write_while_one_replica_fails_at_a_
 #[test]
 fn crashes_with_bundled_replication_lose_no_acknowledged_write() {
     for (disk, name) in [(Disk::Kept, "with"), (Disk::None, "without")] {
+        let mut bundles = 0;
         check_seeds(
             "sim_failures",
             "crashes_with_bundled_replication",
             0xfa11_b000,
             8,
-            |seed| run_seed_with(seed, disk, true).map_err(|e| format!("{name} disk: {e}")),
+            |seed| {
+                bundles +=
+                    run_seed_with(seed, disk, true).map_err(|e| format!("{name} disk: {e}"))?;
+                Ok(())
+            },
+        );
+        assert!(
+            bundles > 0,
+            "{name} disk: no replicate or ack was ever bundled"
         );
     }
 }

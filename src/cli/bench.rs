@@ -332,7 +332,7 @@ pub async fn run(
     let first_home = crate::client::random_below(node_ids.len());
     for i in 0..bench.connections {
         let mut options = client.clone();
-        if options.routing == Routing::RandomHome && bench.connections > 1 {
+        if options.routing == Routing::RandomHome && bench.connections > 1 && !node_ids.is_empty() {
             options.routing = Routing::Home(node_ids[(first_home + i) % node_ids.len()].clone());
         }
         let c = Client::connect(options).await.map_err(BenchError::Client)?;

@@ -684,7 +684,6 @@ enum Dial {
     Always,
 }
 
-/// Whether sending `command` twice has the effect of sending it once.
 /// The node `routing` makes the client's home in `region`.
 fn home_node(
     topology: &Topology,
@@ -728,6 +727,7 @@ fn home_first(mut replicas: Vec<ReplicaId>, home: Option<ReplicaId>) -> Vec<Repl
     replicas
 }
 
+/// Whether sending `command` twice has the effect of sending it once.
 fn is_idempotent(command: &Command) -> bool {
     !matches!(
         command,

@@ -379,6 +379,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     } else {
         fresh_incarnation
     };
+    // Room for 2^20 operations per millisecond of a life before its ids
+    // could reach those a later life starts with.
+    node_config.first_op = driver::wall_ms() << 20;
     let mut node = Node::new(&topology, me.replica, node_config)?;
     for (key, state) in &recovered.states {
         node.restore(key, state);

@@ -111,6 +111,11 @@ pub struct NodeConfig {
     /// every other node has streamed it its keys, its quorum reads ask every
     /// replica of the key (see `node/rebalance.rs`).
     pub joining: bool,
+    /// The first operation id of this life. Answers name operations by id,
+    /// and a peer's answer to the node's previous life can arrive after a
+    /// restart: each life must start its ids where no earlier life's reach
+    /// (the driver derives it from the clock at start).
+    pub first_op: u64,
 }
 
 impl Default for NodeConfig {
@@ -142,6 +147,7 @@ impl Default for NodeConfig {
             incarnation: 0,
             keyspace: KeyspaceConfig::default(),
             joining: false,
+            first_op: 1,
         }
     }
 }
@@ -391,7 +397,7 @@ impl Node {
             write_default: topology.write_consistency(),
             read_default: topology.read_consistency(),
             keyspace: Keyspace::new(writer_id(id, config.incarnation), config.keyspace.clone()),
-            next_op: 1,
+            next_op: config.first_op.max(1),
             pending: HashMap::new(),
             deadlines: BTreeMap::new(),
             hints: VecDeque::new(),

@@ -237,6 +237,9 @@ impl Sim {
         };
         let config = NodeConfig {
             incarnation: life,
+            // As the driver does: each life's operation ids start from
+            // the clock, so answers to an earlier life never match.
+            first_op: (self.now_ms.saturating_sub(self.start_ms) << 20) + 1,
             ..self.config.clone()
         };
         let mut node =
@@ -526,14 +529,21 @@ impl Sim {
             return true;
         };
         if self.net.batch_same_ms {
-            // Everything else reaching `to` in this millisecond joins the pass.
+            // Everything else reaching `to` in this millisecond joins the
+            // pass, in order; the rest waits its turn.
+            let mut others = Vec::new();
             while let Some(&Reverse((next_at, next_seq))) = self.queue.peek() {
-                if next_at != at || self.events.get(&next_seq).map(Event::to) != Some(to) {
+                if next_at != at {
                     break;
                 }
                 self.queue.pop();
-                self.deliver(next_seq, at);
+                if self.events.get(&next_seq).map(Event::to) == Some(to) {
+                    self.deliver(next_seq, at);
+                } else {
+                    others.push(Reverse((next_at, next_seq)));
+                }
             }
+            self.queue.extend(others);
         }
         self.drain_actions(to);
         true

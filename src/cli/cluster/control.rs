@@ -146,8 +146,13 @@ pub fn down(state_dir: &Path, grace: Duration) -> Result<Stopped, ClusterError> 
         .running()
         .filter_map(|node| {
             let pid = node.pid?;
-            process::runs(pid, &["serve", &node.id])
-                .then(|| (node.id.clone(), pid, process::start_time(pid)))
+            // The start time read on both sides of the check names the
+            // process that passed it.
+            let started = process::start_time(pid);
+            let same = process::runs(pid, &["serve", &node.id])
+                && process::start_time(pid) == started
+                && (started.is_some() || !process::has_proc());
+            same.then(|| (node.id.clone(), pid, started))
         })
         .collect();
     for (_, pid, _) in &live {

@@ -74,6 +74,11 @@ pub fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether this system shows processes in `/proc` (Linux).
+pub fn has_proc() -> bool {
+    std::path::Path::new("/proc/self/stat").exists()
+}
+
 /// Whether the process that had id `pid` and started at `started` (as read
 /// by [`start_time`] earlier) is still alive: false once it exited, also if
 /// its id was given to another process since.
@@ -127,7 +132,7 @@ pub fn runs(pid: u32, words: &[&str]) -> bool {
         // Empty for a moment right after a process starts: unknown.
         Some(line) if line.is_empty() => true,
         Some(line) => words.iter().all(|word| line.iter().any(|w| w == word)),
-        None => !std::path::Path::new("/proc/self/cmdline").exists(),
+        None => !has_proc(),
     }
 }
 
