@@ -34,7 +34,7 @@ fn eventually(lab: &Lab, args: &[&str], expected: &str) {
 
 #[test]
 fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
-    let lab = Lab::start(&two_regions());
+    let lab = Lab::start(two_regions);
     assert_eq!(lab.ok(&["ping"]), "PONG\n");
 
     // Registers.
@@ -122,7 +122,7 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
 
 #[test]
 fn a_killed_node_is_reported_not_restarted_and_down_stops_the_rest() {
-    let mut lab = Lab::start(&two_regions());
+    let mut lab = Lab::start(two_regions);
     let victim = lab.cluster_file().node("east-2").unwrap().pid.unwrap();
 
     assert_eq!(

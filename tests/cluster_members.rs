@@ -61,7 +61,7 @@ fn write_load(
 
 #[test]
 fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
-    let lab = Lab::start(&topology(&["east"], &[]));
+    let lab = Lab::start(|| topology(&["east"], &[]));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

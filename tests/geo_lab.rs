@@ -258,7 +258,7 @@ fn acknowledged_increments(results: &[(Command, Result<Reply, ClientError>)], ke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_cut_off_keeps_accepting_writes_and_all_nine_nodes_converge_by_the_contract() {
-    let lab = Lab::start(&three_regions());
+    let lab = Lab::start(three_regions);
     let east = client(&lab, "east").await;
     let west = client(&lab, "west").await;
     let nodes: Vec<String> = lab_topology(&lab)
@@ -465,7 +465,7 @@ fn backlog(status: &serde_json::Value, from: &str, to: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_and_heal_show_in_status_as_a_backlog_that_grows_then_drains() {
-    let lab = Lab::start(&three_regions());
+    let lab = Lab::start(three_regions);
     let east = client(&lab, "east").await;
 
     let status = status_json(&lab);
@@ -556,7 +556,7 @@ async fn partition_and_heal_show_in_status_as_a_backlog_that_grows_then_drains()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_shows_the_regions_diverge_under_a_partition_and_converge_after_heal() {
-    let lab = Lab::start(&three_regions());
+    let lab = Lab::start(three_regions);
     let output = cli(&lab, &["demo"]);
     let converged = output
         .split("6. Every region now reads the same values:")

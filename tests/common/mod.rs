@@ -21,9 +21,25 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Starts the cluster `topology` (a topology file's text) and waits
-    /// until every node serves.
-    pub fn start(topology: &str) -> Lab {
+    /// Starts the cluster `make_topology()` (a topology file's text, on
+    /// free ports) and waits until every node serves. A port taken by
+    /// another process between choosing it and a node binding it starts
+    /// the cluster again on new ports (a few times).
+    pub fn start(make_topology: impl Fn() -> String) -> Lab {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match Lab::try_start(&make_topology()) {
+                Ok(lab) => return lab,
+                Err(report) if attempt < ATTEMPTS && report.contains("Address already in use") => {
+                    eprintln!("a port was taken; starting the cluster again on others");
+                }
+                Err(report) => panic!("{report}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn try_start(topology: &str) -> Result<Lab, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lab.toml"), topology).unwrap();
         let supervisor = Command::new(env!("CARGO_BIN_EXE_meridian"))
@@ -41,16 +57,16 @@ impl Lab {
         loop {
             if let Ok(file) = ClusterFile::load(&lab.state_dir()) {
                 if file.ready {
-                    return lab;
+                    return Ok(lab);
                 }
             }
             if let Some(status) = lab.supervisor_exit() {
                 let output = lab.stop_supervisor();
-                panic!(
+                return Err(format!(
                     "cluster up {status}:\n{}\n{}",
                     String::from_utf8_lossy(&output.stderr),
                     lab.logs()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
