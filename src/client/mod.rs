@@ -3,10 +3,10 @@
 //! A [`Client`] computes, with the same [`Placement`] code as the nodes,
 //! which replicas of its region hold a key, and sends each request straight
 //! to one of them over QUIC: the key's first replica, or the client's
-//! *home* node when it has one that holds the key (see [`Routing`]). It keeps one
-//! connection per node, made on
-//! first use, with a few long-lived streams that multiplex many requests by
-//! id, so one client serves many concurrent callers. Typed handles
+//! *home* node when it has one that holds the key (see [`Routing`]). It
+//! keeps one connection per node, made on first use, with a few long-lived
+//! streams that multiplex many requests by id, so one client serves many
+//! concurrent callers. Typed handles
 //! ([`Register`], [`Counter`], [`Set`], [`Map`], [`MvRegister`]) give each
 //! data type its operations.
 //!

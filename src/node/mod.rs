@@ -850,22 +850,30 @@ impl Node {
         }
     }
 
+    /// Applies a coordinator's delta of `key` and acknowledges operation `op`.
+    fn replicate_and_ack(
+        &mut self,
+        now_ms: u64,
+        from: ReplicaId,
+        op: u64,
+        key: &Bytes,
+        delta: &Delta<Record>,
+    ) {
+        let ok = self.apply_remote(now_ms, key, Remote::Delta(delta));
+        self.actions.push_back(Action::Send {
+            to: from,
+            msg: PeerMsg::Ack { op, ok },
+        });
+    }
+
     fn on_peer(&mut self, now_ms: u64, from: ReplicaId, msg: PeerMsg) {
         match msg {
             PeerMsg::Replicate { op, key, delta } => {
-                let ok = self.apply_remote(now_ms, &key, Remote::Delta(&delta));
-                self.actions.push_back(Action::Send {
-                    to: from,
-                    msg: PeerMsg::Ack { op, ok },
-                });
+                self.replicate_and_ack(now_ms, from, op, &key, &delta)
             }
             PeerMsg::ReplicateMany { items } => {
-                for (op, key, delta) in items {
-                    let ok = self.apply_remote(now_ms, &key, Remote::Delta(&delta));
-                    self.actions.push_back(Action::Send {
-                        to: from,
-                        msg: PeerMsg::Ack { op, ok },
-                    });
+                for (op, key, delta) in &items {
+                    self.replicate_and_ack(now_ms, from, *op, key, delta);
                 }
             }
             PeerMsg::AckMany { acks } => {
