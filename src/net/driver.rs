@@ -17,14 +17,13 @@ use crdt_types::ReplicaId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::pacing::Pacing;
 use super::peer_link::{Links, Queue};
 use super::Shared;
 use crate::node::{bundle_sends, Action, ClientId, Input, Node};
 use crate::protocol::{Command, PeerMsg, Request, Response};
 use crate::storage::{Storage, StorageError};
 
-/// Events handled in one go before actions are routed and timers checked.
-const EVENT_BATCH_MAX: usize = 256;
 /// Longest sleep when the node has no timer set.
 const IDLE_SLEEP_MS: u64 = 1_000;
 
@@ -81,6 +80,10 @@ pub(crate) async fn run(
     let mut clock = Clock { last_ms: 0 };
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
+    // A node with a data dir syncs its log once per batch: it keeps the
+    // batches large (group commit), whatever the CPU.
+    let mut pacing = Pacing::new(storage.is_none());
+    let mut full_batch = false;
     loop {
         let now_ms = clock.now_ms();
         let due_ms = node.next_timeout_ms();
@@ -101,8 +104,13 @@ pub(crate) async fn run(
                 let Some(event) = event else { break };
                 let now_ms = clock.now_ms();
                 handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
-                for _ in 1..EVENT_BATCH_MAX {
-                    let Ok(event) = events.try_recv() else { break };
+                let batch = pacing.batch(now_ms);
+                full_batch = true;
+                for _ in 1..batch {
+                    let Ok(event) = events.try_recv() else {
+                        full_batch = false;
+                        break;
+                    };
                     // Read the clock per event: a batch of large events can
                     // take longer than the skew bound, and a stale clock
                     // would refuse fresh remote updates as from the future.
@@ -116,6 +124,12 @@ pub(crate) async fn run(
             () = &mut sleep => {}
         }
         shared.set_node_stats(node.stats());
+        if full_batch {
+            // More events wait: let the stream writers and connections send
+            // this batch's answers first (see `pacing`).
+            full_batch = false;
+            tokio::task::yield_now().await;
+        }
     }
     tracing::debug!(node = %node.id(), "node task stopped");
 }

@@ -47,6 +47,7 @@
 mod client_stream;
 mod driver;
 mod endpoint;
+mod pacing;
 mod peer_accept;
 mod peer_link;
 mod request_reader;

@@ -131,7 +131,9 @@ impl TransportLimits {
         if self.ack_eliciting_threshold > 0 {
             let mut acks = AckFrequencyConfig::default();
             acks.ack_eliciting_threshold(VarInt::from_u32(self.ack_eliciting_threshold))
-                .max_ack_delay(Some(Duration::from_millis(u64::from(self.max_ack_delay_ms))));
+                .max_ack_delay(Some(Duration::from_millis(u64::from(
+                    self.max_ack_delay_ms,
+                ))));
             transport.ack_frequency_config(Some(acks));
         }
         Ok(transport)
