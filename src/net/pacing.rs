@@ -20,6 +20,24 @@
 //! [`LARGE_BATCH`]. A node with a data directory always takes large
 //! batches: it syncs its log once per batch, and group commit matters more
 //! there than overlapping with the client.
+//!
+//! With a core to spare the node also stays awake for [`SPIN`] after each
+//! batch, polling its sockets rather than sleeping in `epoll_wait`: on a
+//! VM, waking a sleeping process costs tens of microseconds, more than a
+//! request's own work, and the next request of a busy client usually
+//! comes within that time. The spinning stops by itself on a machine
+//! without CPU to spare: a spinning thread that keeps another from
+//! running waits for the CPU in turn, and the next window sees it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How long the node's runtime keeps polling its sockets after a batch
+/// when it has CPU to spare, instead of sleeping until the next packet.
+pub(crate) const SPIN: Duration = Duration::from_micros(100);
 
 /// Events per batch when the node has CPU to spare.
 pub(crate) const SMALL_BATCH: usize = 4;
@@ -53,6 +71,11 @@ impl Pacing {
         }
     }
 
+    /// Whether the last window found a core to spare.
+    pub(crate) fn spare_cpu(&self) -> bool {
+        self.batch == SMALL_BATCH
+    }
+
     /// Events to take in per batch, rechecking the statistics when the
     /// window is over.
     pub(crate) fn batch(&mut self, now_ms: u64) -> usize {
@@ -65,6 +88,50 @@ impl Pacing {
             }
         }
         self.batch
+    }
+}
+
+/// A task that keeps the runtime polling for [`SPIN`] after each call of
+/// [`Spin::after_batch`]; it stops with this handle.
+#[derive(Debug)]
+pub(crate) struct Spin {
+    wake: Arc<Notify>,
+    /// Spin rounds completed (read by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    rounds: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Spin {
+    /// Starts the spinning task on the current runtime.
+    pub(crate) fn start() -> Self {
+        let wake = Arc::new(Notify::new());
+        let rounds = Arc::new(AtomicU64::new(0));
+        let (notified, done) = (wake.clone(), rounds.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                notified.notified().await;
+                let until = Instant::now() + SPIN;
+                // Each yield lets the runtime poll its sockets without
+                // blocking, run what became ready, and come back.
+                while Instant::now() < until {
+                    tokio::task::yield_now().await;
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Spin { wake, rounds, task }
+    }
+
+    /// Keeps the runtime awake for [`SPIN`] from now.
+    pub(crate) fn after_batch(&self) {
+        self.wake.notify_one();
+    }
+}
+
+impl Drop for Spin {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -117,6 +184,29 @@ mod tests {
         assert_eq!(batch_for(start, (51_000_000, 40_500_000)), LARGE_BATCH);
         // Did not run at all: idle, the CPU is free.
         assert_eq!(batch_for(start, start), SMALL_BATCH);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_batch_keeps_the_runtime_polling_for_the_spin_time() {
+        let spin = Spin::start();
+        tokio::task::yield_now().await;
+        assert_eq!(spin.rounds.load(Ordering::Relaxed), 0, "idle until a batch");
+        let start = Instant::now();
+        spin.after_batch();
+        // The sleep ends only once the runtime gets to its timers, after
+        // the spinner has had its turns; it must have spun its full time.
+        while spin.rounds.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(start.elapsed() >= SPIN);
+        spin.after_batch();
+        while spin.rounds.load(Ordering::Relaxed) == 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let task = spin.task.abort_handle();
+        drop(spin);
+        tokio::task::yield_now().await;
+        assert!(task.is_finished(), "dropping the handle stops the task");
     }
 
     #[test]
