@@ -21,10 +21,11 @@
 //! batches: it syncs its log once per batch, and group commit matters more
 //! there than overlapping with the client.
 //!
-//! With a core to spare the node also stays awake for [`SPIN`] after each
-//! batch, polling its sockets rather than sleeping in `epoll_wait`: on a
-//! VM, waking a sleeping process costs tens of microseconds, more than a
-//! request's own work, and the next request of a busy client usually
+//! With a core to spare the node also stays awake for [`SPIN`] from the
+//! start of each batch, polling its sockets rather than sleeping in
+//! `epoll_wait`: on a VM, waking a sleeping process costs tens of
+//! microseconds, more than a request's own work, and the next request of a
+//! busy client usually
 //! comes within that time. The spinning stops by itself on a machine
 //! without CPU to spare: a spinning thread that keeps another from
 //! running waits for the CPU in turn, and the next window sees it.
@@ -35,8 +36,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// How long the node's runtime keeps polling its sockets after a batch
-/// when it has CPU to spare, instead of sleeping until the next packet.
+/// How long the node's runtime keeps polling its sockets from the start of
+/// a batch when it has CPU to spare, instead of sleeping until the next
+/// packet once the batch is done.
 pub(crate) const SPIN: Duration = Duration::from_micros(100);
 
 /// Events per batch when the node has CPU to spare.
