@@ -707,15 +707,8 @@ fn home_node(
 
 /// A random number below `n` (0 when `n` is 0), for picking a home node.
 pub(crate) fn random_below(n: usize) -> usize {
-    use std::hash::{BuildHasher, Hasher};
-    // Randomly keyed by the standard library, per process and call.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() % (n.max(1) as u64)) as usize
+    use rand::Rng;
+    rand::thread_rng().gen_range(0..n.max(1))
 }
 
 /// `replicas` with `home` moved to the front when it is one of them.
