@@ -17,7 +17,7 @@ use crdt_types::ReplicaId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::pacing::{Pacing, Spin};
+use super::pacing::Pacing;
 use super::peer_link::{Links, Queue};
 use super::Shared;
 use crate::node::{bundle_sends, Action, ClientId, Input, Node};
@@ -84,7 +84,6 @@ pub(crate) async fn run(
     // batches large (group commit), whatever the CPU.
     let mut pacing = Pacing::new(storage.is_none());
     let mut full_batch = false;
-    let spin = Spin::start();
     loop {
         let now_ms = clock.now_ms();
         let due_ms = node.next_timeout_ms();
@@ -106,9 +105,6 @@ pub(crate) async fn run(
                 let now_ms = clock.now_ms();
                 handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
                 let batch = pacing.batch(now_ms);
-                if pacing.spare_cpu() {
-                    spin.after_batch();
-                }
                 full_batch = true;
                 for _ in 1..batch {
                     let Ok(event) = events.try_recv() else {

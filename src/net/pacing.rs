@@ -53,7 +53,8 @@ pub(crate) const WINDOW_MS: u64 = 100;
 /// machine with their client 0.33–0.95.
 pub(crate) const WAIT_PER_RUN_MAX: f64 = 0.15;
 
-/// The batch size in force, revised every [`WINDOW_MS`].
+/// The batch size in force, revised every [`WINDOW_MS`], and the spinning
+/// that goes with a small one.
 #[derive(Debug)]
 pub(crate) struct Pacing {
     /// Run and wait nanoseconds at the start of the window; `None` when
@@ -61,25 +62,26 @@ pub(crate) struct Pacing {
     last: Option<(u64, u64)>,
     next_check_ms: u64,
     batch: usize,
+    /// Keeps the runtime polling after a batch; only for adaptive pacing.
+    spin: Option<Spin>,
 }
 
 impl Pacing {
-    /// Pacing that adapts to the CPU when `adaptive`, large batches otherwise.
+    /// Pacing that adapts to the CPU when `adaptive` (it then starts its
+    /// spinning task on the current runtime), large batches otherwise.
     pub(crate) fn new(adaptive: bool) -> Self {
+        let last = if adaptive { read_schedstat() } else { None };
         Pacing {
-            last: if adaptive { read_schedstat() } else { None },
+            spin: last.map(|_| Spin::start()),
+            last,
             next_check_ms: 0,
             batch: LARGE_BATCH,
         }
     }
 
-    /// Whether the last window found a core to spare.
-    pub(crate) fn spare_cpu(&self) -> bool {
-        self.batch == SMALL_BATCH
-    }
-
-    /// Events to take in per batch, rechecking the statistics when the
-    /// window is over.
+    /// Events to take in for a batch starting now, rechecking the
+    /// statistics when the window is over; with a core to spare, the
+    /// runtime also keeps polling for [`SPIN`] from now.
     pub(crate) fn batch(&mut self, now_ms: u64) -> usize {
         if now_ms >= self.next_check_ms {
             self.next_check_ms = now_ms + WINDOW_MS;
@@ -87,6 +89,11 @@ impl Pacing {
                 let now = read_schedstat();
                 self.batch = now.map_or(LARGE_BATCH, |now| batch_for(before, now));
                 self.last = now;
+            }
+        }
+        if self.batch == SMALL_BATCH {
+            if let Some(spin) = &self.spin {
+                spin.after_batch();
             }
         }
         self.batch
@@ -211,14 +218,17 @@ mod tests {
         assert!(task.is_finished(), "dropping the handle stops the task");
     }
 
-    #[test]
-    fn pacing_reads_this_threads_statistics_where_the_kernel_has_them() {
-        assert_eq!(Pacing::new(false).batch(1), LARGE_BATCH);
+    #[tokio::test(flavor = "current_thread")]
+    async fn pacing_reads_this_threads_statistics_where_the_kernel_has_them() {
+        let mut fixed = Pacing::new(false);
+        assert!(fixed.spin.is_none());
+        assert_eq!(fixed.batch(1), LARGE_BATCH);
         let mut pacing = Pacing::new(true);
         let batch = pacing.batch(1);
         assert!(batch == SMALL_BATCH || batch == LARGE_BATCH);
         if std::path::Path::new("/proc/thread-self/schedstat").exists() {
             assert!(pacing.last.is_some());
+            assert!(pacing.spin.is_some());
         } else {
             assert_eq!(batch, LARGE_BATCH);
         }
