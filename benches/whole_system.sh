@@ -10,7 +10,8 @@
 # Needs a release build of meridian, redis-server and redis-benchmark
 # (Debian: redis-server, redis-tools).
 # Usage: bash benches/whole_system.sh [ROUNDS] [SECONDS]   (default 3 rounds, 4 s)
-# ROUTE=home routes each meridian bench client through a home node.
+# ROUTE=home routes each meridian bench client through a home node;
+# BUSY_POLL_US sets the client's busy polling (default 100 µs, 0: sleep).
 # Raw figures go to $OUT (default: a temporary file, named at the end).
 set -euo pipefail
 rounds=${1:-3}
@@ -20,6 +21,7 @@ meridian=${MERIDIAN:-${CARGO_TARGET_DIR:-target}/release/meridian}
 port=${REDIS_PORT:-6390}
 concurrencies=${CONCURRENCY:-"1 16 64"}
 route=${ROUTE:-primary}   # meridian bench --route: primary or home
+busy_poll_us=${BUSY_POLL_US:-100}   # meridian bench --busy-poll-us (0: sleep)
 ops="get set incr hset"
 dir=$(mktemp -d)
 out=${OUT:-$dir/figures.csv}
@@ -59,7 +61,8 @@ run_redis() { # run_redis ROUND C
 run_meridian() { # run_meridian ROUND TARGET C
     for op in $ops; do
         "$meridian" --state-dir "$dir/$2" bench --ops "$op" --keys 10000 --value-size 64 \
-            --concurrency "$3" --duration "$seconds" --route "$route" --json 2>/dev/null |
+            --concurrency "$3" --duration "$seconds" --route "$route" \
+            --busy-poll-us "$busy_poll_us" --json 2>/dev/null |
             python3 -c '
 import json, sys
 r = json.load(sys.stdin); t = r["total"]

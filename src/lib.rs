@@ -23,6 +23,7 @@
 
 pub use crdt_types as crdt;
 
+pub(crate) mod busy_poll;
 pub mod cli;
 pub mod client;
 pub mod keyhash;

@@ -117,7 +117,8 @@ async fn a_short_mixed_bench_does_every_operation_without_errors() {
 #[tokio::test]
 async fn a_bench_of_n_requests_answers_exactly_n() {
     let (dir, topology, node) = single_node().await;
-    let client = ClientOptions::new(topology, "lab", dir.path());
+    let mut client = ClientOptions::new(topology, "lab", dir.path());
+    client.busy_poll = Duration::from_micros(100);
     let report = bench::run(
         client,
         &options(Mix::only(Op::Incr), Stop::Requests(2_000)),
@@ -128,6 +129,11 @@ async fn a_bench_of_n_requests_answers_exactly_n() {
     assert!(report.preload.is_none(), "incr needs no preload");
     assert_eq!(report.per_op.len(), 1);
     assert_eq!((report.total.ops, report.total.errors), (2_000, 0));
+    assert_eq!(report.setup.busy_poll_us, 100);
+    assert!(
+        report.to_string().contains("busy polling 100 µs"),
+        "{report}"
+    );
     node.shutdown().await;
 }
 

@@ -877,6 +877,70 @@ async fn many_concurrent_requests_from_one_client_all_complete() {
     region.shutdown().await;
 }
 
+/// A client that busy-polls after each request gets the same answers as
+/// one that sleeps, one request at a time and many at once, on either kind
+/// of runtime.
+#[tokio::test]
+async fn a_busy_polling_client_gets_the_same_answers() {
+    let region = Region::start(3, 3).await;
+    let mut opts = region.options();
+    opts.busy_poll = Duration::from_micros(100);
+    let client = Client::connect(opts.clone()).await.unwrap();
+    within("sequential requests", async {
+        for i in 0..200 {
+            let key = format!("bp{}", i % 20);
+            client.counter(key.as_str()).incr(1).await.unwrap();
+        }
+        for i in 0..20 {
+            assert_eq!(
+                client
+                    .counter(format!("bp{i}").as_str())
+                    .get()
+                    .await
+                    .unwrap(),
+                10
+            );
+        }
+    })
+    .await;
+    drop(client);
+    // The same on a multi-thread runtime, with requests in flight together
+    // (a thread of its own; the nodes run on the test's runtime).
+    let answered = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = Client::connect(opts).await.unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..100 {
+                let client = client.clone();
+                tasks.spawn(async move {
+                    let key = format!("mt{i}");
+                    client
+                        .register(key.as_str())
+                        .set(key.as_str())
+                        .await
+                        .unwrap();
+                    client.register(key.as_str()).get().await.unwrap()
+                        == Some(Bytes::from(key.as_str()))
+                });
+            }
+            let mut ok = 0;
+            while let Some(done) = tasks.join_next().await {
+                ok += usize::from(done.unwrap());
+            }
+            ok
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(answered, 100);
+    region.shutdown().await;
+}
+
 /// Requests for keys whose first replica cannot be reached fail over
 /// together: callers waiting on the same failed dial do not each dial the
 /// unreachable node again in turn (64 of them would wait a minute).

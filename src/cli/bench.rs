@@ -89,6 +89,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "ROUTE", default_value = "primary",
           value_parser = ["primary", "home"])]
     pub route: String,
+    /// After each request, keep polling for up to US microseconds instead
+    /// of sleeping until the answer, while this process has a core to
+    /// spare (0: never; see the SDK's `ClientOptions::busy_poll`)
+    #[arg(long, value_name = "US", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub busy_poll_us: u64,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -483,6 +489,7 @@ fn setup(client: &ClientOptions, bench: &BenchOptions) -> Setup {
         value_bytes: bench.value_bytes,
         concurrency: bench.concurrency,
         connections: bench.connections,
+        busy_poll_us: u64::try_from(client.busy_poll.as_micros()).unwrap_or(u64::MAX),
     }
 }
 
@@ -595,6 +602,7 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
     if args.route == "home" {
         client.routing = Routing::RandomHome;
     }
+    client.busy_poll = Duration::from_micros(args.busy_poll_us);
     let options = args.options();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

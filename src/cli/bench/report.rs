@@ -32,6 +32,9 @@ pub struct Setup {
     pub concurrency: usize,
     /// Client connections (one per node each) the requests were spread over.
     pub connections: usize,
+    /// How long the client polled after each request while it had a core
+    /// to spare (0: it slept until the answer).
+    pub busy_poll_us: u64,
 }
 
 /// Latency percentiles of successful requests, in microseconds.
@@ -182,13 +185,18 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "ops {} over {} keys, {}-byte values, {} in flight on {}, {:.2} s",
+            "ops {} over {} keys, {}-byte values, {} in flight on {}, {:.2} s{}",
             s.mix,
             format_count(s.keys),
             s.value_bytes,
             s.concurrency,
             plural(s.connections, "connection", "connections"),
-            self.elapsed_s
+            self.elapsed_s,
+            if s.busy_poll_us == 0 {
+                String::new()
+            } else {
+                format!(", busy polling {} µs", s.busy_poll_us)
+            }
         )?;
         if let Some(preload) = &self.preload {
             writeln!(
