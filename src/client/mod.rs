@@ -111,14 +111,27 @@ pub struct ClientOptions {
     ///
     /// A sleeping process takes tens of microseconds to wake on a VM, more
     /// than a node takes to answer: with one request in flight, polling for
-    /// 100 µs took `meridian bench` against a single node from about 17k
-    /// to 50k gets per second on a 2-core machine (BENCHMARKS.md). It
-    /// spends the CPU it saves the wait on, so it is off unless asked for.
-    /// It never competes for the CPU: it is skipped while the thread
+    /// 100 µs took `meridian bench` against a single node from about 15k
+    /// to 44k gets per second on a 2-core machine (BENCHMARKS.md). It
+    /// burns CPU while it waits, so it is off unless asked for. It does
+    /// not compete for the CPU: it is skipped while the thread
     /// waited for a CPU more than 15 % of its run time over the last 100 ms,
     /// or where the kernel does not give those statistics
     /// (`/proc/thread-self/schedstat`). The polling runs on the runtime
     /// that called [`Client::connect`].
+    ///
+    /// ```no_run
+    /// use meridian::client::{Client, ClientOptions};
+    /// use meridian::topology::Topology;
+    /// use std::time::Duration;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut opts = ClientOptions::new(Topology::load("regions/local.toml")?, "eu-west", ".meridian/certs");
+    /// opts.busy_poll = Duration::from_micros(100);
+    /// let client = Client::connect(opts).await?;
+    /// client.register("k").get().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub busy_poll: Duration,
 }
 
