@@ -86,15 +86,25 @@ impl Spin {
     /// `spin` after each call of [`Spin::after_batch`]. When `gated`, only
     /// while its thread has a core to spare ([`CpuGate`]; never where the
     /// kernel does not tell).
-    pub(crate) fn start(spin: Duration, gated: bool) -> Self {
+    ///
+    /// With `answers`, a counter its owner bumps whenever what the polling
+    /// waits for arrives, a round in which the counter did not move (the
+    /// answer takes longer than `spin`: polling shortened no wait) makes the
+    /// spinner sit out the next 1, 2, 4 … up to [`SKIP_MAX`] calls; a round
+    /// in which it moved ends that.
+    pub(crate) fn start(spin: Duration, gated: bool, answers: Option<Arc<AtomicU64>>) -> Self {
         let wake = Arc::new(Notify::new());
         let rounds = Arc::new(AtomicU64::new(0));
         let (notified, done) = (wake.clone(), rounds.clone());
         let task = tokio::spawn(async move {
             let epoch = Instant::now();
             let mut gate = if gated { CpuGate::new() } else { None };
+            let mut backoff = Backoff::default();
             loop {
                 notified.notified().await;
+                if backoff.sit_out() {
+                    continue;
+                }
                 let start = Instant::now();
                 if gated {
                     let now_ms =
@@ -103,11 +113,15 @@ impl Spin {
                         continue;
                     }
                 }
+                let seen = answers.as_ref().map(|a| a.load(Ordering::Relaxed));
                 let until = start + spin;
                 // Each yield lets the runtime poll its sockets without
                 // blocking, run what became ready, and come back.
                 while Instant::now() < until {
                     tokio::task::yield_now().await;
+                }
+                if let (Some(answers), Some(seen)) = (&answers, seen) {
+                    backoff.after_round(answers.load(Ordering::Relaxed) != seen);
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -118,6 +132,39 @@ impl Spin {
     /// Keeps the runtime awake for the spin time from now.
     pub(crate) fn after_batch(&self) {
         self.wake.notify_one();
+    }
+}
+
+/// Most calls a spinner sits out after rounds in which nothing arrived.
+pub(crate) const SKIP_MAX: u32 = 64;
+
+/// How many calls a spinner sits out after fruitless rounds.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Calls to sit out after the latest fruitless round (0: none yet).
+    next: u32,
+    /// Calls still to sit out.
+    left: u32,
+}
+
+impl Backoff {
+    /// Whether to sit out this call.
+    fn sit_out(&mut self) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        true
+    }
+
+    /// After a round: `useful` if what the polling waited for arrived.
+    fn after_round(&mut self, useful: bool) {
+        if useful {
+            self.next = 0;
+        } else {
+            self.next = (self.next * 2).clamp(1, SKIP_MAX);
+            self.left = self.next;
+        }
     }
 }
 
@@ -177,7 +224,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn each_call_keeps_the_runtime_polling_for_the_spin_time() {
         const SPIN: Duration = Duration::from_micros(100);
-        let spin = Spin::start(SPIN, false);
+        let spin = Spin::start(SPIN, false, None);
         tokio::task::yield_now().await;
         assert_eq!(spin.rounds.load(Ordering::Relaxed), 0, "idle until called");
         let start = Instant::now();
@@ -196,5 +243,66 @@ mod tests {
         drop(spin);
         tokio::task::yield_now().await;
         assert!(task.is_finished(), "dropping the handle stops the task");
+    }
+
+    #[test]
+    fn fruitless_rounds_sit_out_more_and_more_calls() {
+        let mut backoff = Backoff::default();
+        assert!(!backoff.sit_out());
+        backoff.after_round(false);
+        assert!(backoff.sit_out());
+        assert!(!backoff.sit_out());
+        backoff.after_round(false);
+        assert!(backoff.sit_out() && backoff.sit_out());
+        assert!(!backoff.sit_out());
+        for _ in 0..10 {
+            backoff.after_round(false);
+        }
+        let mut sat_out = 0;
+        while backoff.sit_out() {
+            sat_out += 1;
+        }
+        assert_eq!(sat_out, SKIP_MAX);
+        // One useful round ends it.
+        backoff.after_round(true);
+        assert!(!backoff.sit_out());
+        backoff.after_round(false);
+        assert!(backoff.sit_out());
+        assert!(!backoff.sit_out());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_spinner_whose_answers_do_not_come_sits_out_calls() {
+        const SPIN: Duration = Duration::from_micros(100);
+        let answers = Arc::new(AtomicU64::new(0));
+        let spin = Spin::start(SPIN, false, Some(answers.clone()));
+        let rounds = |n| {
+            let spin = &spin;
+            async move {
+                while spin.rounds.load(Ordering::Relaxed) < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        // Nothing arrives: the first round spins, the next call is sat out.
+        spin.after_batch();
+        rounds(1).await;
+        spin.after_batch();
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(spin.rounds.load(Ordering::Relaxed), 1, "sat out");
+        // The following call spins again; an answer during it ends the
+        // backoff, so the call after spins too.
+        spin.after_batch();
+        let bump = answers.clone();
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            bump.fetch_add(1, Ordering::Relaxed);
+        });
+        rounds(2).await;
+        spin.after_batch();
+        rounds(3).await;
     }
 }

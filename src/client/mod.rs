@@ -117,7 +117,10 @@ pub struct ClientOptions {
     /// not compete for the CPU: it is skipped while the thread
     /// waited for a CPU more than 15 % of its run time over the last 100 ms,
     /// or where the kernel does not give those statistics
-    /// (`/proc/thread-self/schedstat`). The polling runs on the runtime
+    /// (`/proc/thread-self/schedstat`). Nor does it poll where answers
+    /// take longer than `busy_poll`: after a round of polling in which no
+    /// answer came, the client sits out the next 1, 2, 4 … up to 64
+    /// requests before it polls again. The polling runs on the runtime
     /// that called [`Client::connect`].
     ///
     /// ```no_run
@@ -216,6 +219,9 @@ struct Inner {
     /// Keeps the runtime polling after each request (see
     /// [`ClientOptions::busy_poll`]).
     spin: Option<Spin>,
+    /// Attempts that ended (answered, failed or timed out): the spinner
+    /// stops polling for a while when none ends while it polls.
+    answers: Arc<AtomicU64>,
 }
 
 /// What the client knows of one node.
@@ -331,6 +337,7 @@ impl Client {
                 },
             );
         }
+        let answers = Arc::new(AtomicU64::new(0));
         let inner = Inner {
             placement: Placement::new(&topology),
             frame_bytes_max: topology.limits().frame_bytes_max as usize,
@@ -342,7 +349,9 @@ impl Client {
             next_id: AtomicU64::new(1),
             home,
             topology,
-            spin: (!busy_poll.is_zero()).then(|| Spin::start(busy_poll, true)),
+            spin: (!busy_poll.is_zero())
+                .then(|| Spin::start(busy_poll, true, Some(answers.clone()))),
+            answers,
         };
         Ok(Client {
             inner: Arc::new(inner),
@@ -637,6 +646,7 @@ impl Client {
         }
         let called =
             tokio::time::timeout(self.inner.request_timeout, connection.call(id, frame)).await;
+        self.inner.answers.fetch_add(1, Ordering::Relaxed);
         match called {
             Ok(Ok(response)) => Ok(response.result.map_err(ClientError::from)),
             Ok(Err(e)) => {
