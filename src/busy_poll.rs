@@ -19,6 +19,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -38,6 +39,8 @@ pub(crate) const WAIT_PER_RUN_MAX: f64 = 0.15;
 pub(crate) struct CpuGate {
     /// Run and wait nanoseconds at the start of the window.
     last: (u64, u64),
+    /// The thread those figures are of.
+    thread: ThreadId,
     next_check_ms: u64,
     spare: bool,
 }
@@ -48,16 +51,28 @@ impl CpuGate {
     pub(crate) fn new() -> Option<CpuGate> {
         Some(CpuGate {
             last: read_schedstat()?,
+            thread: std::thread::current().id(),
             next_check_ms: 0,
             spare: false,
         })
     }
 
-    /// Whether the thread has a core to spare, as of the last window that
-    /// ended by `now_ms` (milliseconds on any clock that does not go back).
+    /// Whether the calling thread has a core to spare, as of the last
+    /// window that ended by `now_ms` (milliseconds on any clock that does
+    /// not go back). Called from another thread than the window started
+    /// on, it starts a new window, closed until it ends.
     pub(crate) fn spare(&mut self, now_ms: u64) -> bool {
-        if now_ms >= self.next_check_ms {
-            self.next_check_ms = now_ms + WINDOW_MS;
+        let thread = std::thread::current().id();
+        if thread != self.thread {
+            self.thread = thread;
+            self.next_check_ms = now_ms.saturating_add(WINDOW_MS);
+            self.spare = false;
+            match read_schedstat() {
+                Some(now) => self.last = now,
+                None => self.next_check_ms = now_ms,
+            }
+        } else if now_ms >= self.next_check_ms {
+            self.next_check_ms = now_ms.saturating_add(WINDOW_MS);
             match read_schedstat() {
                 Some(now) => {
                     self.spare = has_spare(self.last, now);
@@ -90,8 +105,9 @@ impl Spin {
     /// With `answers`, a counter its owner bumps whenever what the polling
     /// waits for arrives, a round in which the counter did not move (the
     /// answer takes longer than `spin`: polling shortened no wait) makes the
-    /// spinner sit out the next 1, 2, 4 … up to [`SKIP_MAX`] calls; a round
-    /// in which it moved ends that.
+    /// spinner sit out the next 1, 2, 4 … up to [`SKIP_MAX`] calls (calls
+    /// made while it polls count as one); a round in which it moved ends
+    /// that.
     pub(crate) fn start(spin: Duration, gated: bool, answers: Option<Arc<AtomicU64>>) -> Self {
         let wake = Arc::new(Notify::new());
         let rounds = Arc::new(AtomicU64::new(0));
@@ -114,7 +130,9 @@ impl Spin {
                     }
                 }
                 let seen = answers.as_ref().map(|a| a.load(Ordering::Relaxed));
-                let until = start + spin;
+                let Some(until) = start.checked_add(spin) else {
+                    continue;
+                };
                 // Each yield lets the runtime poll its sockets without
                 // blocking, run what became ready, and come back.
                 while Instant::now() < until {
@@ -273,25 +291,29 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_spinner_whose_answers_do_not_come_sits_out_calls() {
-        const SPIN: Duration = Duration::from_micros(100);
+        // A long spin, so that the answer below surely comes within it.
+        const SPIN: Duration = Duration::from_millis(30);
         let answers = Arc::new(AtomicU64::new(0));
         let spin = Spin::start(SPIN, false, Some(answers.clone()));
         let rounds = |n| {
             let spin = &spin;
             async move {
-                while spin.rounds.load(Ordering::Relaxed) < n {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                let done = async {
+                    while spin.rounds.load(Ordering::Relaxed) < n {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(10), done)
+                    .await
+                    .unwrap_or_else(|_| panic!("no spin round {n}"));
             }
         };
-        // Nothing arrives: the first round spins, the next call is sat out.
+        // Nothing arrives: the first round spins, the next call is sat out
+        // (a round started by it would have ended within the sleep).
         spin.after_batch();
         rounds(1).await;
         spin.after_batch();
-        for _ in 0..5 {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(SPIN * 3).await;
         assert_eq!(spin.rounds.load(Ordering::Relaxed), 1, "sat out");
         // The following call spins again; an answer during it ends the
         // backoff, so the call after spins too.
@@ -304,5 +326,19 @@ mod tests {
         rounds(2).await;
         spin.after_batch();
         rounds(3).await;
+    }
+
+    #[test]
+    fn a_gate_moved_to_another_thread_starts_closed() {
+        let Some(mut gate) = CpuGate::new() else {
+            return; // no scheduler statistics here
+        };
+        let _ = gate.spare(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(!gate.spare(1_000), "a new window on a new thread");
+                assert_eq!(gate.thread, std::thread::current().id());
+            });
+        });
     }
 }

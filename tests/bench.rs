@@ -131,7 +131,9 @@ async fn a_bench_of_n_requests_answers_exactly_n() {
     assert_eq!((report.total.ops, report.total.errors), (2_000, 0));
     assert_eq!(report.setup.busy_poll_us, 100);
     assert!(
-        report.to_string().contains("busy polling 100 µs"),
+        report
+            .to_string()
+            .contains("busy polling 100 µs where it pays"),
         "{report}"
     );
     node.shutdown().await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use meridian::client::{
     Bytes, Client, ClientError, ClientOptions, Command, FieldOp, FieldValue, Kind, ReadConsistency,
-    Reply, Routing, Ttl, WriteConsistency,
+    Reply, Routing, Ttl, WriteConsistency, BUSY_POLL_MAX,
 };
 use meridian::net::{start, ServeOptions, ServerHandle};
 use meridian::node::NodeConfig;
@@ -904,15 +904,23 @@ async fn a_busy_polling_client_gets_the_same_answers() {
     })
     .await;
     drop(client);
-    // The same on a multi-thread runtime, with requests in flight together
-    // (a thread of its own; the nodes run on the test's runtime).
+    // Longer than the most is refused with a typed error.
+    let mut too_long = opts.clone();
+    too_long.busy_poll = BUSY_POLL_MAX + Duration::from_micros(1);
+    assert!(matches!(
+        Client::connect(too_long).await,
+        Err(ClientError::BadRequest(m)) if m.contains("busy_poll")
+    ));
+    // The same on a multi-thread runtime (where the option does nothing),
+    // with requests in flight together (a thread of its own; the nodes run
+    // on the test's runtime).
     let answered = tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async move {
+        runtime.block_on(within("requests on a multi-thread runtime", async move {
             let client = Client::connect(opts).await.unwrap();
             let mut tasks = tokio::task::JoinSet::new();
             for i in 0..100 {
@@ -933,7 +941,7 @@ async fn a_busy_polling_client_gets_the_same_answers() {
                 ok += usize::from(done.unwrap());
             }
             ok
-        })
+        }))
     })
     .await
     .unwrap();

@@ -89,9 +89,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "ROUTE", default_value = "primary",
           value_parser = ["primary", "home"])]
     pub route: String,
-    /// After each request, keep polling for up to US microseconds instead
-    /// of sleeping until the answer, while this process has a core to
-    /// spare (0: never; see the SDK's `ClientOptions::busy_poll`)
+    /// After each request, keep polling for US microseconds instead of
+    /// sleeping until the answer, where that pays (0: never; at most
+    /// 10,000; see the SDK's `ClientOptions::busy_poll`)
     #[arg(long, value_name = "US", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub busy_poll_us: u64,

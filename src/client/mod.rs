@@ -78,6 +78,10 @@ use crate::protocol::Request;
 use crate::tls::{client_config, CertStore, PeerIdentity, TransportLimits};
 use crate::topology::{Node as NodeAddr, Topology};
 
+/// Longest [`ClientOptions::busy_poll`]: polling longer than this after a
+/// request would hold the runtime's thread for longer than most answers
+/// take even from another region.
+pub const BUSY_POLL_MAX: Duration = Duration::from_millis(10);
 /// Longest wait for a node's handshake (shortened to the request timeout).
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// How long a node that could not be reached is tried only after the
@@ -107,21 +111,26 @@ pub struct ClientOptions {
     pub routing: Routing,
     /// After sending a request, keep the runtime polling its sockets for
     /// this long instead of sleeping until the answer arrives, while the
-    /// runtime's thread has a core to spare (zero, the default: never).
+    /// runtime's thread has a core to spare (zero, the default: never; at
+    /// most [`BUSY_POLL_MAX`], else [`Client::connect`] refuses the options).
     ///
     /// A sleeping process takes tens of microseconds to wake on a VM, more
     /// than a node takes to answer: with one request in flight, polling for
     /// 100 µs took `meridian bench` against a single node from about 15k
     /// to 44k gets per second on a 2-core machine (BENCHMARKS.md). It
-    /// burns CPU while it waits, so it is off unless asked for. It does
-    /// not compete for the CPU: it is skipped while the thread
-    /// waited for a CPU more than 15 % of its run time over the last 100 ms,
-    /// or where the kernel does not give those statistics
-    /// (`/proc/thread-self/schedstat`). Nor does it poll where answers
-    /// take longer than `busy_poll`: after a round of polling in which no
-    /// answer came, the client sits out the next 1, 2, 4 … up to 64
-    /// requests before it polls again. The polling runs on the runtime
-    /// that called [`Client::connect`].
+    /// burns CPU while it waits, so it is off unless asked for, and it
+    /// steps aside where it does not pay:
+    ///
+    /// - It only polls while the thread waited for a CPU at most 15 % of
+    ///   its run time over the last 100 ms, and never where the kernel
+    ///   does not give those statistics (`/proc/thread-self/schedstat`).
+    /// - After a round of polling in which no answer came (answers take
+    ///   longer than `busy_poll`), it sits out the next 1, 2, 4 … up to 64
+    ///   requests (requests sent while it polls count as one).
+    /// - It only works on a current-thread runtime (the one that called
+    ///   [`Client::connect`]): on a multi-thread runtime another worker
+    ///   waits for the sockets while the polling one cannot reach them, so
+    ///   there the option does nothing.
     ///
     /// ```no_run
     /// use meridian::client::{Client, ClientOptions};
@@ -309,6 +318,11 @@ impl Client {
                 topology.origin()
             )));
         }
+        if busy_poll > BUSY_POLL_MAX {
+            return Err(ClientError::BadRequest(format!(
+                "busy_poll of {busy_poll:?} is longer than the most, {BUSY_POLL_MAX:?}"
+            )));
+        }
         let home = home_node(&topology, &region, &routing)?;
         let store = CertStore::new(&cert_dir);
         let identity = store.load_client_identity(&client_name)?;
@@ -349,8 +363,13 @@ impl Client {
             next_id: AtomicU64::new(1),
             home,
             topology,
-            spin: (!busy_poll.is_zero())
-                .then(|| Spin::start(busy_poll, true, Some(answers.clone()))),
+            // On a multi-thread runtime the polling worker could not reach
+            // the sockets while another waits on them: no polling there.
+            spin: (!busy_poll.is_zero()
+                && tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+                }))
+            .then(|| Spin::start(busy_poll, true, Some(answers.clone()))),
             answers,
         };
         Ok(Client {
@@ -646,7 +665,9 @@ impl Client {
         }
         let called =
             tokio::time::timeout(self.inner.request_timeout, connection.call(id, frame)).await;
-        self.inner.answers.fetch_add(1, Ordering::Relaxed);
+        if self.inner.spin.is_some() {
+            self.inner.answers.fetch_add(1, Ordering::Relaxed);
+        }
         match called {
             Ok(Ok(response)) => Ok(response.result.map_err(ClientError::from)),
             Ok(Err(e)) => {

@@ -32,8 +32,8 @@ pub struct Setup {
     pub concurrency: usize,
     /// Client connections (one per node each) the requests were spread over.
     pub connections: usize,
-    /// How long the client polled after each request while it had a core
-    /// to spare (0: it slept until the answer).
+    /// How long the client was set to poll after each request where that
+    /// pays (see `ClientOptions::busy_poll`; 0: it slept until the answer).
     pub busy_poll_us: u64,
 }
 
@@ -195,7 +195,7 @@ impl fmt::Display for Report {
             if s.busy_poll_us == 0 {
                 String::new()
             } else {
-                format!(", busy polling {} µs", s.busy_poll_us)
+                format!(", busy polling {} µs where it pays", s.busy_poll_us)
             }
         )?;
         if let Some(preload) = &self.preload {
