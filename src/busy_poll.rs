@@ -63,23 +63,16 @@ impl CpuGate {
     /// on, it starts a new window, closed until it ends.
     pub(crate) fn spare(&mut self, now_ms: u64) -> bool {
         let thread = std::thread::current().id();
-        if thread != self.thread {
+        let moved = thread != self.thread;
+        if moved || now_ms >= self.next_check_ms {
+            self.next_check_ms = now_ms.saturating_add(WINDOW_MS);
+            let now = read_schedstat();
+            // Another thread's figures say nothing of this one's.
+            self.spare = !moved && now.is_some_and(|now| has_spare(self.last, now));
+            if let Some(now) = now {
+                self.last = now;
+            }
             self.thread = thread;
-            self.next_check_ms = now_ms.saturating_add(WINDOW_MS);
-            self.spare = false;
-            match read_schedstat() {
-                Some(now) => self.last = now,
-                None => self.next_check_ms = now_ms,
-            }
-        } else if now_ms >= self.next_check_ms {
-            self.next_check_ms = now_ms.saturating_add(WINDOW_MS);
-            match read_schedstat() {
-                Some(now) => {
-                    self.spare = has_spare(self.last, now);
-                    self.last = now;
-                }
-                None => self.spare = false,
-            }
         }
         self.spare
     }
@@ -90,6 +83,8 @@ impl CpuGate {
 #[derive(Debug)]
 pub(crate) struct Spin {
     wake: Arc<Notify>,
+    /// What the polling waits for that arrived ([`Spin::answered`]).
+    answers: Arc<AtomicU64>,
     /// Spin rounds completed (read by the tests).
     #[cfg_attr(not(test), allow(dead_code))]
     rounds: Arc<AtomicU64>,
@@ -97,21 +92,29 @@ pub(crate) struct Spin {
 }
 
 impl Spin {
-    /// Starts the spinning task on the current runtime: it polls for
-    /// `spin` after each call of [`Spin::after_batch`]. When `gated`, only
-    /// while its thread has a core to spare ([`CpuGate`]; never where the
-    /// kernel does not tell).
-    ///
-    /// With `answers`, a counter its owner bumps whenever what the polling
-    /// waits for arrives, a round in which the counter did not move (the
-    /// answer takes longer than `spin`: polling shortened no wait) makes the
-    /// spinner sit out the next 1, 2, 4 … up to [`SKIP_MAX`] calls (calls
-    /// made while it polls count as one); a round in which it moved ends
-    /// that.
-    pub(crate) fn start(spin: Duration, gated: bool, answers: Option<Arc<AtomicU64>>) -> Self {
+    /// Starts a spinning task on the current runtime that polls for `spin`
+    /// after each call of [`Spin::after_batch`], whatever happens (its
+    /// caller decides when polling pays).
+    pub(crate) fn start(spin: Duration) -> Self {
+        Spin::start_with(spin, false, false)
+    }
+
+    /// Like [`Spin::start`], but polling only while its thread has a core
+    /// to spare ([`CpuGate`]; never where the kernel does not tell), and
+    /// backing off where it does not shorten waits: a round in which
+    /// nothing was [`Spin::answered`] (the answer takes longer than
+    /// `spin`) makes it sit out the next 1, 2, 4 … up to [`SKIP_MAX`]
+    /// calls (calls made while it polls count as one); a round in which
+    /// something was ends that.
+    pub(crate) fn start_gated(spin: Duration) -> Self {
+        Spin::start_with(spin, true, true)
+    }
+
+    fn start_with(spin: Duration, gated: bool, backs_off: bool) -> Self {
         let wake = Arc::new(Notify::new());
+        let answers = Arc::new(AtomicU64::new(0));
         let rounds = Arc::new(AtomicU64::new(0));
-        let (notified, done) = (wake.clone(), rounds.clone());
+        let (notified, answered, done) = (wake.clone(), answers.clone(), rounds.clone());
         let task = tokio::spawn(async move {
             let epoch = Instant::now();
             let mut gate = if gated { CpuGate::new() } else { None };
@@ -129,7 +132,7 @@ impl Spin {
                         continue;
                     }
                 }
-                let seen = answers.as_ref().map(|a| a.load(Ordering::Relaxed));
+                let seen = answered.load(Ordering::Relaxed);
                 let Some(until) = start.checked_add(spin) else {
                     continue;
                 };
@@ -138,18 +141,28 @@ impl Spin {
                 while Instant::now() < until {
                     tokio::task::yield_now().await;
                 }
-                if let (Some(answers), Some(seen)) = (&answers, seen) {
-                    backoff.after_round(answers.load(Ordering::Relaxed) != seen);
+                if backs_off {
+                    backoff.after_round(answered.load(Ordering::Relaxed) != seen);
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
         });
-        Spin { wake, rounds, task }
+        Spin {
+            wake,
+            answers,
+            rounds,
+            task,
+        }
     }
 
     /// Keeps the runtime awake for the spin time from now.
     pub(crate) fn after_batch(&self) {
         self.wake.notify_one();
+    }
+
+    /// Something the polling waits for arrived.
+    pub(crate) fn answered(&self) {
+        self.answers.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -242,7 +255,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn each_call_keeps_the_runtime_polling_for_the_spin_time() {
         const SPIN: Duration = Duration::from_micros(100);
-        let spin = Spin::start(SPIN, false, None);
+        let spin = Spin::start(SPIN);
         tokio::task::yield_now().await;
         assert_eq!(spin.rounds.load(Ordering::Relaxed), 0, "idle until called");
         let start = Instant::now();
@@ -293,8 +306,8 @@ mod tests {
     async fn a_spinner_whose_answers_do_not_come_sits_out_calls() {
         // A long spin, so that the answer below surely comes within it.
         const SPIN: Duration = Duration::from_millis(30);
-        let answers = Arc::new(AtomicU64::new(0));
-        let spin = Spin::start(SPIN, false, Some(answers.clone()));
+        let spin = Spin::start_with(SPIN, false, true);
+        let answers = spin.answers.clone();
         let rounds = |n| {
             let spin = &spin;
             async move {

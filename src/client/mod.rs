@@ -228,9 +228,6 @@ struct Inner {
     /// Keeps the runtime polling after each request (see
     /// [`ClientOptions::busy_poll`]).
     spin: Option<Spin>,
-    /// Attempts that ended (answered, failed or timed out): the spinner
-    /// stops polling for a while when none ends while it polls.
-    answers: Arc<AtomicU64>,
 }
 
 /// What the client knows of one node.
@@ -351,7 +348,6 @@ impl Client {
                 },
             );
         }
-        let answers = Arc::new(AtomicU64::new(0));
         let inner = Inner {
             placement: Placement::new(&topology),
             frame_bytes_max: topology.limits().frame_bytes_max as usize,
@@ -369,8 +365,7 @@ impl Client {
                 && tokio::runtime::Handle::try_current().is_ok_and(|h| {
                     h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
                 }))
-            .then(|| Spin::start(busy_poll, true, Some(answers.clone()))),
-            answers,
+            .then(|| Spin::start_gated(busy_poll)),
         };
         Ok(Client {
             inner: Arc::new(inner),
@@ -665,8 +660,9 @@ impl Client {
         }
         let called =
             tokio::time::timeout(self.inner.request_timeout, connection.call(id, frame)).await;
-        if self.inner.spin.is_some() {
-            self.inner.answers.fetch_add(1, Ordering::Relaxed);
+        if let Some(spin) = &self.inner.spin {
+            // Answered, failed or timed out: the wait is over either way.
+            spin.answered();
         }
         match called {
             Ok(Ok(response)) => Ok(response.result.map_err(ClientError::from)),

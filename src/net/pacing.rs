@@ -55,7 +55,7 @@ impl Pacing {
     pub(crate) fn new(adaptive: bool) -> Self {
         let gate = if adaptive { CpuGate::new() } else { None };
         Pacing {
-            spin: gate.as_ref().map(|_| Spin::start(SPIN, false, None)),
+            spin: gate.as_ref().map(|_| Spin::start(SPIN)),
             gate,
         }
     }
