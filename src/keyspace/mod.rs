@@ -195,6 +195,12 @@ fn deadline_of(state: &Causal<Record>) -> Option<u64> {
     state.store().expiry.deadline_ms()
 }
 
+/// Whether a state holds a value: a key whose set or map lost its last
+/// member, or that holds only a deadline or tombstones, does not exist.
+fn holds_data(state: &Causal<Record>) -> bool {
+    state.store().data.kind().is_some()
+}
+
 fn is_expired(deadline: Option<u64>, now_ms: u64) -> bool {
     deadline.is_some_and(|d| d <= now_ms)
 }
@@ -276,7 +282,7 @@ impl Keyspace {
             return (!is_expired(v.deadline_ms, now_ms)).then(|| Cow::Owned(v.to_state()));
         }
         let s = &self.live.get(key)?.state;
-        (!s.is_bottom() && !is_expired(deadline_of(s), now_ms)).then_some(Cow::Borrowed(s))
+        (holds_data(s) && !is_expired(deadline_of(s), now_ms)).then_some(Cow::Borrowed(s))
     }
 
     /// The whole state of `key` (tombstones included), for read repair and
@@ -349,7 +355,9 @@ impl Keyspace {
         }
     }
 
-    fn check_key(&self, key: &[u8]) -> Result<(), KeyspaceError> {
+    /// Refuses a key longer than the configured limit (reads too, so that a
+    /// key that can never be written is an error rather than a miss).
+    pub(crate) fn check_key(&self, key: &[u8]) -> Result<(), KeyspaceError> {
         if key.len() > self.config.key_bytes_max {
             return Err(KeyspaceError::KeyTooLarge {
                 len: key.len(),
@@ -385,7 +393,11 @@ impl Keyspace {
             delta: None,
             replica: self.replica,
         };
-        if is_expired(deadline_of(txn.state), now_ms) {
+        // An expired key, or one whose set or map was emptied (it keeps a
+        // deadline that no longer belongs to anything), is gone: a write
+        // starts it afresh, as Redis does.
+        let deadline = deadline_of(txn.state);
+        if is_expired(deadline, now_ms) || (deadline.is_some() && !holds_data(txn.state)) {
             let clear = txn.state.clear();
             txn.push(clear);
         }

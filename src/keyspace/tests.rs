@@ -291,6 +291,30 @@ fn writing_to_an_expired_key_starts_it_afresh() {
 }
 
 #[test]
+fn a_set_or_map_emptied_of_its_last_member_is_gone_with_its_deadline() {
+    let mut k = ks(1);
+    k.sadd(b"s", &[b("a")], T0).unwrap();
+    k.expire_at(b"s", T0 + 100_000, T0).unwrap();
+    k.srem(b"s", &[b("a")], T0).unwrap();
+    assert_eq!(k.type_of(b"s", T0), None);
+    assert_eq!(k.ttl(b"s", T0), Ttl::Missing);
+    assert!(!k.expire_at(b"s", T0 + 50_000, T0).unwrap().reply);
+    assert!(!k.persist(b"s", T0).unwrap().reply);
+    assert!(!k.del(b"s", T0).unwrap().reply);
+    // Added to again, it starts afresh, without the old deadline.
+    k.sadd(b"s", &[b("z")], T0).unwrap();
+    assert_eq!(k.ttl(b"s", T0), Ttl::Persistent);
+
+    k.hset(b"h", b"f", b("v"), T0).unwrap();
+    k.expire_at(b"h", T0 + 100_000, T0).unwrap();
+    k.hdel(b"h", &[b("f")], T0).unwrap();
+    assert_eq!(k.ttl(b"h", T0), Ttl::Missing);
+    k.hset(b"h", b"g", b("w"), T0).unwrap();
+    assert_eq!(k.ttl(b"h", T0), Ttl::Persistent);
+    assert_eq!(k.memory().bytes, k.recount_bytes());
+}
+
+#[test]
 fn longest_deadline_wins_and_persist_beats_deadlines_across_replicas() {
     let (mut a, mut c) = (ks(1), ks(2));
     let w = a.set(b"k", b("v"), None, T0).unwrap();
