@@ -586,6 +586,18 @@ async fn oversized_value_is_a_typed_too_large_error_and_the_node_keeps_serving()
                 max: KEY_BYTES_MAX as u64
             })
         );
+        // A key that can never be written is an error to read as well, not
+        // a miss.
+        let key_too_large = Some(ClientError::TooLarge {
+            what: "key",
+            len: KEY_BYTES_MAX as u64 + 1,
+            max: KEY_BYTES_MAX as u64,
+        });
+        let long = vec![b'k'; KEY_BYTES_MAX + 1];
+        assert_eq!(client.register(long.clone()).get().await.err(), key_too_large);
+        assert_eq!(client.set(long.clone()).members().await.err(), key_too_large);
+        assert_eq!(client.ttl(long.clone()).await.err(), key_too_large);
+        assert_eq!(client.type_of(long).await.err(), key_too_large);
         // Over the frame limit: refused before it is sent.
         assert!(matches!(
             reg.set(vec![7u8; FRAME_BYTES_MAX]).await,

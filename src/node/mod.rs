@@ -666,6 +666,9 @@ impl Node {
                 },
             );
         };
+        if let Err(e) = self.keyspace.check_key(&key) {
+            return self.fail(origin, id, e.into());
+        }
         if self.pending.len() >= self.config.inflight_max {
             return self.fail(
                 origin,
