@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         command => match admin_command(&cli.global, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                errln!("error: {e:#}");
+                errln!("error: {}", meridian::cli::error_text(&e));
                 ExitCode::from(EXIT_FAILED)
             }
         },

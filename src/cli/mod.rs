@@ -31,3 +31,54 @@ pub mod data;
 pub mod demo;
 pub mod serve;
 pub mod status;
+
+/// An error and its causes on one line, `outer: cause: root`, leaving out a
+/// cause whose text the line already ends with (many errors print their
+/// cause in their own message as well as giving it as their source).
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Read {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Read {
+            path: "t.toml".into(),
+            source: io(),
+        });
+        assert_eq!(error_text(&e), "cannot read t.toml: no such file");
+        // A cause the message does not carry is still printed.
+        let e = anyhow::Error::new(io()).context("loading the topology");
+        assert_eq!(error_text(&e), "loading the topology: no such file");
+        let e = anyhow::Error::new(Read {
+            path: "t.toml".into(),
+            source: io(),
+        })
+        .context("starting the cluster");
+        assert_eq!(
+            error_text(&e),
+            "starting the cluster: cannot read t.toml: no such file"
+        );
+    }
+}
