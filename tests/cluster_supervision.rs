@@ -345,6 +345,64 @@ async fn a_second_cluster_in_the_same_state_dir_is_refused_while_the_first_runs(
     assert!(!lab.state_dir().join("cluster.json").exists());
 }
 
+#[tokio::test]
+async fn a_second_cluster_up_starting_at_the_same_time_is_refused_at_once() {
+    let lab = Lab::new();
+    let options = lab.options(GOOD_NODE);
+    let (stop_first, first_stops) = tokio::sync::oneshot::channel::<()>();
+    let (first_started, started) = tokio::sync::oneshot::channel::<()>();
+    let mut first_started = Some(first_started);
+    let mut on_first_event = |event: Event| {
+        // The second comes while the first is still starting its nodes,
+        // before it has written cluster.json.
+        if matches!(event, Event::CertificatesReady { .. }) {
+            if let Some(tx) = first_started.take() {
+                let _ = tx.send(());
+            }
+        }
+    };
+    let mut probe = ListeningProbe;
+    let first = cluster::up(
+        &options,
+        &mut probe,
+        async {
+            let _ = first_stops.await;
+        },
+        &mut on_first_event,
+    );
+    let second = async {
+        started.await.unwrap();
+        let second = cluster::up(
+            &options,
+            &mut ListeningProbe,
+            std::future::ready(()),
+            &mut |_| {},
+        )
+        .await;
+        stop_first.send(()).unwrap();
+        second
+    };
+    let (first, second) = tokio::join!(first, second);
+    first.unwrap();
+    let second = second.unwrap_err();
+    assert!(
+        matches!(
+            second,
+            ClusterError::StateDirInUse { .. } | ClusterError::AlreadyRunning { .. }
+        ),
+        "{second}"
+    );
+    // The lock went with the first: the directory can be used again.
+    cluster::up(
+        &options,
+        &mut ListeningProbe,
+        std::future::ready(()),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+}
+
 #[test]
 fn down_without_a_supervisor_stops_the_recorded_nodes_itself() {
     let lab = Lab::new();

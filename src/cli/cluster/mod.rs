@@ -75,6 +75,16 @@ pub enum ClusterError {
         /// The process of that `cluster up`.
         pid: u32,
     },
+    /// Another `cluster up` is starting or running in this state
+    /// directory (it holds the directory's lock).
+    #[error(
+        "another `meridian cluster up` is using {state_dir}; stop it with \
+         `meridian cluster down`, or use another --state-dir"
+    )]
+    StateDirInUse {
+        /// The state directory.
+        state_dir: PathBuf,
+    },
     /// A file or directory could not be created or resolved.
     #[error("cannot use {path}: {source}")]
     Path {

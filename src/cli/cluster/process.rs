@@ -20,6 +20,32 @@ pub enum Signal {
     Kill,
 }
 
+/// Takes an exclusive advisory lock (`flock`) on `file` without waiting:
+/// `Ok(false)` when another open file holds it. The lock lasts until the
+/// file is closed (at the latest when the process exits); processes this
+/// one starts do not inherit it (Rust opens files close-on-exec).
+#[cfg(unix)]
+pub fn try_lock(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor `file` owns for the whole call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Takes an exclusive lock on `file` (always granted where there is no
+/// `flock`).
+#[cfg(not(unix))]
+pub fn try_lock(_file: &std::fs::File) -> io::Result<bool> {
+    Ok(true)
+}
+
 /// Sends `signal` to process `pid`.
 #[cfg(unix)]
 pub fn send(pid: u32, signal: Signal) -> io::Result<()> {

@@ -164,6 +164,9 @@ where
 {
     let topology = Topology::load(&options.topology)?;
     let state_dir = create_dir(&options.state_dir)?;
+    // Held until `up` returns: a second `cluster up` on the same directory
+    // is refused at once, before it touches certificates, logs or ports.
+    let _lock = lock_state_dir(&state_dir)?;
     if let Some(running) = ClusterFile::load_if_present(&state_dir)? {
         if process::runs(running.supervisor_pid, &["cluster", "up"]) {
             return Err(ClusterError::AlreadyRunning {
@@ -621,6 +624,39 @@ impl Drop for Fleet {
             let _ = ClusterFile::remove(&self.state_dir);
         }
     }
+}
+
+/// The file whose lock a running `cluster up` holds.
+pub const LOCK_FILE_NAME: &str = "up.lock";
+
+/// Locks the state directory for this `cluster up`, or says another one
+/// holds it (if that one runs, its pid is in `cluster.json`).
+fn lock_state_dir(state_dir: &Path) -> Result<File, ClusterError> {
+    let path = state_dir.join(LOCK_FILE_NAME);
+    let path_error = |source| ClusterError::Path {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(path_error)?;
+    if process::try_lock(&file).map_err(path_error)? {
+        return Ok(file);
+    }
+    if let Ok(Some(running)) = ClusterFile::load_if_present(state_dir) {
+        if process::runs(running.supervisor_pid, &["cluster", "up"]) {
+            return Err(ClusterError::AlreadyRunning {
+                state_dir: state_dir.to_owned(),
+                pid: running.supervisor_pid,
+            });
+        }
+    }
+    Err(ClusterError::StateDirInUse {
+        state_dir: state_dir.to_owned(),
+    })
 }
 
 fn create_dir(path: &Path) -> Result<PathBuf, ClusterError> {
