@@ -603,6 +603,22 @@ async fn oversized_value_is_a_typed_too_large_error_and_the_node_keeps_serving()
             reg.set(vec![7u8; FRAME_BYTES_MAX]).await,
             Err(ClientError::TooLarge { what: "request", max, .. }) if max == FRAME_BYTES_MAX as u64
         ));
+        // A set cannot grow past what one answer can carry, so it can
+        // always be read back.
+        let set = client.set("big-set");
+        let mut members = 0;
+        let refused = loop {
+            match set.add(format!("{members:0100}").into_bytes()).await {
+                Ok(_) => members += 1,
+                Err(e) => break e,
+            }
+            assert!(members < 1_000, "never refused");
+        };
+        assert!(
+            matches!(refused, ClientError::TooLarge { what: "the key's value", .. }),
+            "{refused}"
+        );
+        assert_eq!(set.members().await.unwrap().len(), members);
         // The largest value allowed goes through, and the node serves on.
         reg.set(vec![7u8; VALUE_BYTES_MAX]).await.unwrap();
         assert_eq!(

@@ -57,7 +57,8 @@ pub enum ClientError {
     /// A key, value or whole request is over the cluster's size limit.
     #[error("{what} of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge {
-        /// `"key"`, `"value"` or `"request"`.
+        /// `"key"`, `"value"`, `"the key's value"` (a set or map that
+        /// would grow past what one answer can carry) or `"request"`.
         what: &'static str,
         /// Its size.
         len: u64,
@@ -105,6 +106,11 @@ impl From<ErrorReply> for ClientError {
             },
             ErrorReply::ValueTooLarge { len, max } => ClientError::TooLarge {
                 what: "value",
+                len,
+                max,
+            },
+            ErrorReply::KeyValueTooLarge { len, max } => ClientError::TooLarge {
+                what: "the key's value",
                 len,
                 max,
             },

@@ -9,6 +9,10 @@ use crdt_types::{
     ReplicaId, TypedStore, WrongType, MAP_NESTING_MAX,
 };
 
+/// Bytes a new set member or map field is taken to add besides its own
+/// length, when checking a write against the limit of a key's value.
+const MEMBER_OVERHEAD_BYTES: usize = 64;
+
 /// The remaining time to live of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ttl {
@@ -238,8 +242,15 @@ impl Keyspace {
         for m in members {
             self.check_value(m)?;
         }
+        let max = self.config.key_value_bytes_max;
         self.update(key, now_ms, |t| {
-            t.record().data.read::<OrSet>()?;
+            let set = t.record().data.read::<OrSet>()?;
+            let adds = members
+                .iter()
+                .filter(|m| !set.is_some_and(|s| s.contains(m)))
+                .map(|m| m.len() + MEMBER_OVERHEAD_BYTES)
+                .sum();
+            t.check_growth(adds, max)?;
             let mut added = 0;
             for m in members {
                 let set = t.record().data.read::<OrSet>()?;
@@ -323,7 +334,18 @@ impl Keyspace {
             self.check_value(v)?;
         }
         let hlc = self.clock.now(now_ms);
+        let max = self.config.key_value_bytes_max;
+        let adds = path.iter().map(|p| p.len() + MEMBER_OVERHEAD_BYTES).sum::<usize>()
+            + match &op {
+                FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::MvSet(v) => {
+                    v.len() + MEMBER_OVERHEAD_BYTES
+                }
+                _ => 0,
+            };
         self.update(key, now_ms, |t| {
+            if !matches!(op, FieldOp::Remove | FieldOp::SetRemove(_)) {
+                t.check_growth(adds, max)?;
+            }
             let replica = t.replica;
             // Borrow the map: a large map must not be copied per write.
             let empty = OrMap::default();

@@ -35,6 +35,9 @@ pub struct KeyspaceConfig {
     pub key_bytes_max: usize,
     /// The largest register value, set member or map field accepted, in bytes.
     pub value_bytes_max: usize,
+    /// The most memory one key's set or map may take, in bytes: every
+    /// member is read back in one answer, which must fit in a frame.
+    pub key_value_bytes_max: usize,
     /// How far ahead of local time a remote HLC stamp may be.
     pub max_skew_ms: u64,
     /// Seed of the in-memory hash tables (fixed seeds make runs reproducible).
@@ -46,6 +49,7 @@ impl Default for KeyspaceConfig {
         KeyspaceConfig {
             key_bytes_max: 16 * 1024,
             value_bytes_max: 1024 * 1024,
+            key_value_bytes_max: 2 * 1024 * 1024 - 1024,
             max_skew_ms: 500,
             hash_seed: 0,
         }
@@ -70,6 +74,14 @@ pub enum KeyspaceError {
     #[error("value of {len} bytes exceeds the limit of {max} bytes")]
     ValueTooLarge {
         /// The value's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A set or map would grow past the limit of one key's value.
+    #[error("the key's value would take {len} bytes, over the limit of {max} bytes")]
+    KeyValueTooLarge {
+        /// The size it would take.
         len: usize,
         /// The limit.
         max: usize,
@@ -637,6 +649,16 @@ pub(crate) struct Txn<'a> {
 }
 
 impl Txn<'_> {
+    /// Refuses a write that would add `adds` bytes to a value that may take
+    /// at most `max` (checked before anything changes).
+    fn check_growth(&self, adds: usize, max: usize) -> Result<(), KeyspaceError> {
+        let len = self.heap.saturating_add(adds);
+        if len > max {
+            return Err(KeyspaceError::KeyValueTooLarge { len, max });
+        }
+        Ok(())
+    }
+
     fn push(&mut self, d: Delta<Record>) {
         if d.is_noop() {
             return;

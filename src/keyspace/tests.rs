@@ -315,6 +315,51 @@ fn a_set_or_map_emptied_of_its_last_member_is_gone_with_its_deadline() {
 }
 
 #[test]
+fn a_set_or_map_cannot_grow_past_what_one_answer_carries() {
+    let max = 20_000;
+    let mut k = Keyspace::new(
+        ReplicaId(1),
+        KeyspaceConfig {
+            key_value_bytes_max: max,
+            ..KeyspaceConfig::default()
+        },
+    );
+    let member = |i: usize| Bytes::from(format!("{i:0100}").as_str());
+    let mut added = 0;
+    let refused = loop {
+        match k.sadd(b"s", &[member(added)], T0) {
+            Ok(_) => added += 1,
+            Err(e) => break e,
+        }
+        assert!(added < 1_000, "never refused");
+    };
+    assert!(matches!(refused, KeyspaceError::KeyValueTooLarge { max: m, .. } if m == max));
+    // Refused, it changed nothing, and what is there can be read back
+    // within the limit.
+    assert_eq!(k.scard(b"s", T0).unwrap(), added);
+    let members = k.smembers(b"s", T0).unwrap();
+    assert!(members.len() > 50, "{} members", members.len());
+    assert!(postcard::to_allocvec(&members).unwrap().len() < max);
+    // Members already there, and removals, are still accepted.
+    k.sadd(b"s", &[member(0)], T0).unwrap();
+    k.srem(b"s", &[member(0)], T0).unwrap();
+    k.sadd(b"s", &[member(0)], T0).unwrap();
+
+    let mut fields = 0;
+    while k
+        .hset(b"h", format!("f{fields}").as_bytes(), member(fields), T0)
+        .is_ok()
+    {
+        fields += 1;
+        assert!(fields < 1_000, "never refused");
+    }
+    assert_eq!(k.hlen(b"h", T0).unwrap(), fields);
+    assert!(fields > 50, "{fields} fields");
+    k.hdel(b"h", &[b("f0")], T0).unwrap();
+    assert_eq!(k.memory().bytes, k.recount_bytes());
+}
+
+#[test]
 fn longest_deadline_wins_and_persist_beats_deadlines_across_replicas() {
     let (mut a, mut c) = (ks(1), ks(2));
     let w = a.set(b"k", b("v"), None, T0).unwrap();

@@ -288,17 +288,26 @@ async fn write_responses(
 }
 
 /// Appends `response` as a frame; one too large to frame is replaced by a
-/// `BadRequest` answer to the same request.
+/// `KeyValueTooLarge` answer to the same request.
 fn encode_response(response: &Response, buf: &mut Vec<u8>, frame_bytes_max: usize) {
     let Err(e) = encode_into(response, buf, frame_bytes_max) else {
         return;
     };
     tracing::warn!(id = response.id, error = %e, "a response could not be framed");
+    let error = match e {
+        // A set or map stored under larger limits, or many concurrent
+        // values of a multi-value register.
+        FrameError::TooLarge { len, max } => ErrorReply::KeyValueTooLarge {
+            len: len as u64,
+            max: max as u64,
+        },
+        e => ErrorReply::BadRequest {
+            reason: format!("the response cannot be sent: {e}"),
+        },
+    };
     let refusal = Response {
         id: response.id,
-        result: Err(ErrorReply::BadRequest {
-            reason: format!("the response cannot be sent: {e}"),
-        }),
+        result: Err(error),
     };
     // A refusal is a few dozen bytes, far below any frame limit.
     if encode_into(&refusal, buf, frame_bytes_max).is_err() {

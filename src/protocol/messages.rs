@@ -298,6 +298,9 @@ pub enum ErrorReply {
     /// A clock-skew refusal from a replica.
     #[error("refused: {reason}")]
     Refused { reason: String },
+    /// A set or map would grow past the limit of one key's value.
+    #[error("the key's value would take {len} bytes, over the limit of {max} bytes")]
+    KeyValueTooLarge { len: u64, max: u64 },
 }
 
 impl From<KeyspaceError> for ErrorReply {
@@ -312,6 +315,10 @@ impl From<KeyspaceError> for ErrorReply {
                 max: max as u64,
             },
             KeyspaceError::ValueTooLarge { len, max } => ErrorReply::ValueTooLarge {
+                len: len as u64,
+                max: max as u64,
+            },
+            KeyspaceError::KeyValueTooLarge { len, max } => ErrorReply::KeyValueTooLarge {
                 len: len as u64,
                 max: max as u64,
             },
