@@ -605,12 +605,15 @@ impl Keyspace {
     }
 
     /// The states of the keys `filter` accepts whose bucket is in `wanted`
-    /// (see [`Keyspace::bucket_digests`]), at most `max` of them.
+    /// (see [`Keyspace::bucket_digests`]), at most `max` of them, and no
+    /// more once they take `bytes_max` bytes (at least one is given), so
+    /// that they fit in one message.
     pub fn states_in_buckets(
         &self,
         buckets: usize,
         wanted: &[u32],
         max: usize,
+        bytes_max: usize,
         mut filter: impl FnMut(&[u8]) -> bool,
     ) -> Vec<(Bytes, Causal<Record>)> {
         let (Some(&lo), Some(&hi)) = (wanted.iter().min(), wanted.iter().max()) else {
@@ -630,8 +633,14 @@ impl Keyspace {
         };
         let wanted: std::collections::HashSet<u32> = wanted.iter().copied().collect();
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         self.for_each_in_range(range, |k, s| {
-            if out.len() < max && wanted.contains(&(bucket_of(k, buckets) as u32)) && filter(k) {
+            if out.len() < max
+                && bytes < bytes_max
+                && wanted.contains(&(bucket_of(k, buckets) as u32))
+                && filter(k)
+            {
+                bytes = bytes.saturating_add(k.len() + s.heap_bytes());
                 out.push((Bytes::from(k), s.clone()));
             }
         });

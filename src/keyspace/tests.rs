@@ -495,7 +495,7 @@ fn digests_of_a_slice_of_buckets_equal_that_slice_of_all_digests() {
     }
     for wanted in [vec![5u32, 6], vec![0], vec![63], vec![0, 63], vec![17, 40]] {
         let mut got: Vec<Bytes> = a
-            .states_in_buckets(64, &wanted, usize::MAX, |_| true)
+            .states_in_buckets(64, &wanted, usize::MAX, usize::MAX, |_| true)
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -510,6 +510,15 @@ fn digests_of_a_slice_of_buckets_equal_that_slice_of_all_digests() {
         assert!(!expected.is_empty());
         assert_eq!(got, expected, "states of buckets {wanted:?}");
     }
+    // A byte budget stops the states early, after at least one.
+    let all_buckets: Vec<u32> = (0..64).collect();
+    let one = a.states_in_buckets(64, &all_buckets, usize::MAX, 1, |_| true);
+    assert_eq!(one.len(), 1);
+    let some = a.states_in_buckets(64, &all_buckets, usize::MAX, 2_000, |_| true);
+    let taken: usize = some.iter().map(|(k, s)| k.len() + s.heap_bytes()).sum();
+    assert!(some.len() > 1 && some.len() < 2_000, "{}", some.len());
+    let last = some.last().map_or(0, |(k, s)| k.len() + s.heap_bytes());
+    assert!(taken - last < 2_000, "stopped once over the budget");
     let filtered = a.bucket_digests(64, |k| k != b"s");
     assert_eq!(
         a.bucket_digests_in(64, 0, 64, |k| k != b"s"),

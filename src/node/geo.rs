@@ -513,6 +513,7 @@ impl Node {
             DIGEST_BUCKETS,
             &mismatched,
             self.digest_states_per_round(),
+            self.config.geo_batch_bytes_max,
             |k| self.shared_with(from, k),
         );
         self.stats.digest_buckets_repaired += mismatched.len() as u64;
@@ -537,6 +538,7 @@ impl Node {
             DIGEST_BUCKETS,
             &mismatched,
             self.digest_states_per_round(),
+            self.config.geo_batch_bytes_max,
             |k| self.shared_with(from, k),
         );
         for (key, state) in states {
