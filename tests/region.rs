@@ -594,8 +594,14 @@ async fn oversized_value_is_a_typed_too_large_error_and_the_node_keeps_serving()
             max: KEY_BYTES_MAX as u64,
         });
         let long = vec![b'k'; KEY_BYTES_MAX + 1];
-        assert_eq!(client.register(long.clone()).get().await.err(), key_too_large);
-        assert_eq!(client.set(long.clone()).members().await.err(), key_too_large);
+        assert_eq!(
+            client.register(long.clone()).get().await.err(),
+            key_too_large
+        );
+        assert_eq!(
+            client.set(long.clone()).members().await.err(),
+            key_too_large
+        );
         assert_eq!(client.ttl(long.clone()).await.err(), key_too_large);
         assert_eq!(client.type_of(long).await.err(), key_too_large);
         // Over the frame limit: refused before it is sent.
@@ -615,7 +621,13 @@ async fn oversized_value_is_a_typed_too_large_error_and_the_node_keeps_serving()
             assert!(members < 1_000, "never refused");
         };
         assert!(
-            matches!(refused, ClientError::TooLarge { what: "the key's value", .. }),
+            matches!(
+                refused,
+                ClientError::TooLarge {
+                    what: "the key's value",
+                    ..
+                }
+            ),
             "{refused}"
         );
         assert_eq!(set.members().await.unwrap().len(), members);
@@ -700,6 +712,75 @@ fn is_bad_request(response: &Response, id: u64) -> bool {
 
 fn is_pong(response: &Response, id: u64) -> bool {
     response.id == id && matches!(&response.result, Ok(a) if a.reply == Reply::Pong)
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answers_gets_errors_instead_of_memory() {
+    let region = Region::start(3, 3).await;
+    let node = region.ids[0].clone();
+    let client = region.client().await;
+    let cli = CertStore::new(region.dir.path())
+        .load_client_identity("cli")
+        .unwrap();
+    let connection = raw_connection(&region, &node, &cli).await;
+
+    within("the unread answers", async {
+        client
+            .register("fat")
+            .set(vec![1u8; VALUE_BYTES_MAX])
+            .await
+            .unwrap();
+        // 1,000 gets of a 4 KiB value sent at once and not read: about
+        // 4 MiB of answers against a budget of 64 frames (512 KiB).
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let mut wire = preamble().to_vec();
+        let n = 1_000u64;
+        for id in 1..=n {
+            let request = Request {
+                id,
+                command: Command::Get { key: "fat".into() },
+                write: None,
+                read: None,
+            };
+            encode_into(&request, &mut wire, FRAME_BYTES_MAX).unwrap();
+        }
+        send.write_all(&wire).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let responses = read_responses(&mut recv, n as usize).await;
+        let mut ids: Vec<u64> = responses.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (1..=n).collect::<Vec<_>>(),
+            "every request answered once"
+        );
+        let (mut values, mut refused) = (0, 0);
+        for r in &responses {
+            match &r.result {
+                Ok(a) if a.reply == Reply::Value(vec![1u8; VALUE_BYTES_MAX].into()) => values += 1,
+                Err(ErrorReply::Unavailable { reason }) if reason.contains("not read") => {
+                    refused += 1
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        assert!(
+            values > 0 && refused > 0,
+            "{values} values, {refused} refused"
+        );
+        // The connection and the node go on.
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        send.write_all(&[preamble().to_vec(), ping_frame(1)].concat())
+            .await
+            .unwrap();
+        assert!(is_pong(&read_responses(&mut recv, 1).await[0], 1));
+        assert_eq!(
+            client.register("fat").get().await.unwrap().map(|v| v.len()),
+            Some(VALUE_BYTES_MAX)
+        );
+    })
+    .await;
+    region.shutdown().await;
 }
 
 #[tokio::test]

@@ -335,7 +335,10 @@ impl Keyspace {
         }
         let hlc = self.clock.now(now_ms);
         let max = self.config.key_value_bytes_max;
-        let adds = path.iter().map(|p| p.len() + MEMBER_OVERHEAD_BYTES).sum::<usize>()
+        let adds = path
+            .iter()
+            .map(|p| p.len() + MEMBER_OVERHEAD_BYTES)
+            .sum::<usize>()
             + match &op {
                 FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::MvSet(v) => {
                     v.len() + MEMBER_OVERHEAD_BYTES

@@ -9,15 +9,25 @@
 //! [`STREAM_INFLIGHT_MAX`] requests in flight: past that its reader stops
 //! reading and QUIC flow control holds the client back.
 //!
+//! What a client connection makes the node hold — answers not yet read,
+//! requests partly received — is counted against a [`Budget`]: past
+//! [`BUDGET_SOFT_FRAMES`] frames' worth its streams stop taking new
+//! requests until the client reads; past [`BUDGET_HARD_FRAMES`] (or the
+//! node-wide [`NODE_CLIENT_BYTES_MAX`]) a large answer is replaced by an
+//! `Unavailable` error and a stream whose partial request would not fit is
+//! reset. A client that sends requests and never reads the answers cannot
+//! make the node run out of memory.
+//!
 //! A bad frame costs one request (it is answered with `BadRequest`) when
 //! its id can be read, otherwise the stream is reset with a
 //! [`codes`](crate::protocol::codes) value; the connection and the node go on either way.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::driver::Event;
 use super::peer_accept::preamble_code;
@@ -27,13 +37,130 @@ use super::{
 };
 use crate::node::ClientId;
 use crate::protocol::frame::{check_preamble, encode_into, preamble, FrameError, PREAMBLE_LEN};
-use crate::protocol::{ErrorReply, Response};
+use crate::protocol::{codes, ErrorReply, Response};
 use crate::tls::peer_identity;
 
 /// Requests in flight on one client stream.
 pub const STREAM_INFLIGHT_MAX: usize = 1024;
 /// Client connections open at once.
 pub const CLIENT_CONNECTIONS_MAX: usize = 4096;
+/// A connection holding this many frames' worth of bytes takes no new
+/// requests until it has read some answers.
+pub const BUDGET_SOFT_FRAMES: usize = 8;
+/// A connection may hold at most this many frames' worth of bytes.
+pub const BUDGET_HARD_FRAMES: usize = 64;
+/// Bytes all client connections of a node may hold together (at least one
+/// connection's hard budget).
+pub const NODE_CLIENT_BYTES_MAX: usize = 1 << 30;
+/// Answers up to this size are always sent: they are no larger than the
+/// error that would replace them (and a write's answer must reach its
+/// client, the write being done).
+pub const SMALL_ANSWER_BYTES: usize = 1024;
+
+/// The bytes one client connection makes the node hold, and the node's
+/// total over all of them.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    node: Arc<AtomicUsize>,
+    soft: usize,
+    hard: usize,
+    node_max: usize,
+    released: Notify,
+}
+
+impl Budget {
+    pub(crate) fn new(frame_bytes_max: usize, node: Arc<AtomicUsize>) -> Self {
+        let hard = frame_bytes_max.saturating_mul(BUDGET_HARD_FRAMES);
+        Budget {
+            used: AtomicUsize::new(0),
+            node,
+            soft: frame_bytes_max.saturating_mul(BUDGET_SOFT_FRAMES),
+            hard,
+            node_max: NODE_CLIENT_BYTES_MAX.max(hard),
+            released: Notify::new(),
+        }
+    }
+
+    /// Counts `bytes` if they fit under the hard budget and the node's.
+    pub(crate) fn try_charge(&self, bytes: usize) -> bool {
+        let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let node = self.node.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if used > self.hard || node > self.node_max {
+            self.release(bytes);
+            return false;
+        }
+        true
+    }
+
+    /// Counts `bytes` whatever the budget (small answers).
+    pub(crate) fn charge(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+        self.node.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn release(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+        self.node.fetch_sub(bytes, Ordering::Relaxed);
+        self.released.notify_waiters();
+    }
+
+    /// Returns once the connection holds less than its soft budget.
+    async fn below_soft(&self) {
+        loop {
+            let released = self.released.notified();
+            if self.used.load(Ordering::Relaxed) < self.soft {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Where the node task sends a client stream's answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Replies {
+    pub(crate) tx: mpsc::Sender<Response>,
+    pub(crate) budget: Arc<Budget>,
+}
+
+impl Replies {
+    /// Queues `response` for the stream, counted against the connection's
+    /// budget; a large one that does not fit is replaced by an
+    /// `Unavailable` error. Gives the response back if the queue is full
+    /// or closed.
+    pub(crate) fn send(&self, response: Response) -> Result<(), TrySendError<Response>> {
+        let mut response = response;
+        let mut bytes = response.approx_bytes();
+        if bytes <= SMALL_ANSWER_BYTES {
+            self.budget.charge(bytes);
+        } else if !self.budget.try_charge(bytes) {
+            response = Response {
+                id: response.id,
+                result: Err(ErrorReply::Unavailable {
+                    reason: format!(
+                        "this connection has not read {} bytes of answers; \
+                         read them before asking for more",
+                        self.budget.used.load(Ordering::Relaxed)
+                    ),
+                }),
+            };
+            bytes = response.approx_bytes();
+            self.budget.charge(bytes);
+        }
+        self.tx.try_send(response).inspect_err(|_| {
+            self.budget.release(bytes);
+        })
+    }
+}
 
 /// What every client connection and stream needs.
 #[derive(Clone)]
@@ -42,6 +169,8 @@ pub(crate) struct ClientSide {
     pub(crate) frame_bytes_max: usize,
     pub(crate) next_client: Arc<AtomicU64>,
     pub(crate) shared: Arc<Shared>,
+    /// Bytes held for all client connections ([`Budget`]).
+    pub(crate) held: Arc<AtomicUsize>,
 }
 
 /// Accepts client connections until the endpoint closes.
@@ -98,10 +227,11 @@ impl ClientSide {
         self.shared.count_client_connection();
         let who = peer_identity(&connection).map_or_else(|e| e.to_string(), |p| p.to_string());
         tracing::debug!(%remote, peer = %who, "client connected");
+        let budget = Arc::new(Budget::new(self.frame_bytes_max, self.held.clone()));
         loop {
             match connection.accept_bi().await {
                 Ok((send, recv)) => {
-                    tokio::spawn(self.clone().serve_stream(send, recv));
+                    tokio::spawn(self.clone().serve_stream(send, recv, budget.clone()));
                 }
                 Err(e) => {
                     tracing::debug!(%remote, peer = %who, error = %e, "client connection ended");
@@ -111,7 +241,12 @@ impl ClientSide {
         }
     }
 
-    async fn serve_stream(self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    async fn serve_stream(
+        self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        budget: Arc<Budget>,
+    ) {
         let mut theirs = [0u8; PREAMBLE_LEN];
         let read = tokio::time::timeout(
             Duration::from_millis(PREAMBLE_TIMEOUT_MS),
@@ -137,7 +272,11 @@ impl ClientSide {
 
         let client: ClientId = self.next_client.fetch_add(1, Ordering::Relaxed);
         self.shared.count_client_stream();
-        let (replies, replies_rx) = mpsc::channel(STREAM_INFLIGHT_MAX);
+        let (tx, replies_rx) = mpsc::channel(STREAM_INFLIGHT_MAX);
+        let replies = Replies {
+            tx,
+            budget: budget.clone(),
+        };
         let inflight = Arc::new(Semaphore::new(STREAM_INFLIGHT_MAX));
         let opened = Event::ClientOpened {
             client,
@@ -149,7 +288,10 @@ impl ClientSide {
         let (reset_tx, reset_rx) = oneshot::channel();
         let mut writer = tokio::spawn(write_responses(
             send,
-            replies_rx,
+            Queued {
+                rx: replies_rx,
+                budget: budget.clone(),
+            },
             inflight.clone(),
             self.frame_bytes_max,
             reset_rx,
@@ -184,10 +326,15 @@ impl ClientSide {
         &self,
         recv: &mut quinn::RecvStream,
         client: ClientId,
-        replies: &mpsc::Sender<Response>,
+        replies: &Replies,
         inflight: &Semaphore,
     ) -> ReadEnd {
         let mut reader = RequestReader::new(self.frame_bytes_max);
+        // Bytes of partly received requests counted against the budget.
+        let mut held = Held {
+            bytes: 0,
+            budget: &replies.budget,
+        };
         loop {
             let chunk = match recv.read_chunk(READ_CHUNK_BYTES, true).await {
                 Ok(Some(chunk)) => chunk,
@@ -199,6 +346,8 @@ impl ClientSide {
             };
             reader.extend(&chunk.bytes);
             while let Some(next) = reader.next() {
+                // A client that does not read its answers is held back.
+                replies.budget.below_soft().await;
                 // Every request and every local answer holds one permit
                 // until its response is written.
                 match inflight.acquire().await {
@@ -225,7 +374,7 @@ impl ClientSide {
                                 reason: error.to_string(),
                             }),
                         };
-                        if replies.send(response).await.is_err() {
+                        if replies.send(response).is_err() {
                             return ReadEnd::Lost;
                         }
                     }
@@ -237,6 +386,59 @@ impl ClientSide {
                     }
                 }
             }
+            if !held.update(reader.held_bytes()) {
+                tracing::warn!(
+                    client,
+                    "a partly received request does not fit in the connection's budget; resetting the stream"
+                );
+                return ReadEnd::Fatal(codes::OVERLOADED);
+            }
+        }
+    }
+}
+
+/// The bytes of partly received requests a stream's reader holds, counted
+/// against its connection's budget until the reader ends.
+struct Held<'a> {
+    bytes: usize,
+    budget: &'a Budget,
+}
+
+impl Held<'_> {
+    /// Counts `now` bytes instead of the previous figure; false when more
+    /// do not fit.
+    fn update(&mut self, now: usize) -> bool {
+        if now > self.bytes {
+            if !self.budget.try_charge(now - self.bytes) {
+                return false;
+            }
+        } else {
+            self.budget.release(self.bytes - now);
+        }
+        self.bytes = now;
+        true
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+/// A stream's queue of answers, counted against its connection's budget
+/// until written; whatever is left when the writer ends is given back.
+struct Queued {
+    rx: mpsc::Receiver<Response>,
+    budget: Arc<Budget>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        // Closed first, so nothing can be queued after the last look.
+        self.rx.close();
+        while let Ok(response) = self.rx.try_recv() {
+            self.budget.release(response.approx_bytes());
         }
     }
 }
@@ -245,7 +447,7 @@ impl ClientSide {
 /// sender is gone (then finishes the stream) or a reset is asked for.
 async fn write_responses(
     mut send: quinn::SendStream,
-    mut replies: mpsc::Receiver<Response>,
+    mut queued: Queued,
     inflight: Arc<Semaphore>,
     frame_bytes_max: usize,
     mut reset: oneshot::Receiver<u32>,
@@ -263,23 +465,30 @@ async fn write_responses(
                 }
                 return;
             }
-            first = replies.recv() => first,
+            first = queued.rx.recv() => first,
         };
         let Some(first) = first else {
             let _ = send.finish();
             return;
         };
         buf.clear();
+        // The budget the batch's answers held, given back once written
+        // (or once the stream has failed).
+        let mut bytes = first.approx_bytes();
         encode_response(&first, &mut buf, frame_bytes_max);
+        drop(first);
         let mut written = 1;
         while buf.len() < WRITE_BATCH_BYTES {
-            let Ok(response) = replies.try_recv() else {
+            let Ok(response) = queued.rx.try_recv() else {
                 break;
             };
+            bytes += response.approx_bytes();
             encode_response(&response, &mut buf, frame_bytes_max);
             written += 1;
         }
-        if let Err(e) = send.write_all(&buf).await {
+        let sent = send.write_all(&buf).await;
+        queued.budget.release(bytes);
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "client stream stopped taking responses");
             return;
         }
@@ -312,5 +521,109 @@ fn encode_response(response: &Response, buf: &mut Vec<u8>, frame_bytes_max: usiz
     // A refusal is a few dozen bytes, far below any frame limit.
     if encode_into(&refusal, buf, frame_bytes_max).is_err() {
         tracing::error!(id = response.id, "could not frame a refusal");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Answer, Reply};
+    use crdt_types::Bytes;
+
+    fn value(id: u64, len: usize) -> Response {
+        Response {
+            id,
+            result: Ok(Answer {
+                reply: Reply::Value(Bytes::from(vec![7u8; len])),
+                replicas_acked: 1,
+                replicas_needed: 1,
+            }),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn answers_not_read_are_bounded_and_large_ones_become_errors() {
+        let frame = 4096;
+        let node = Arc::new(AtomicUsize::new(0));
+        let budget = Arc::new(Budget::new(frame, node.clone()));
+        let (tx, rx) = mpsc::channel(1024);
+        let replies = Replies {
+            tx,
+            budget: budget.clone(),
+        };
+        let mut queued = Queued {
+            rx,
+            budget: budget.clone(),
+        };
+        // Large answers fit until the hard budget; the rest are replaced by
+        // a small error.
+        let (mut values, mut refused) = (0, 0);
+        for id in 0..200 {
+            replies.send(value(id, 2000)).unwrap();
+        }
+        while let Ok(r) = queued.rx.try_recv() {
+            budget.release(r.approx_bytes());
+            match r.result {
+                Ok(_) => values += 1,
+                Err(ErrorReply::Unavailable { reason }) => {
+                    assert!(reason.contains("not read"), "{reason}");
+                    refused += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let hard = frame * BUDGET_HARD_FRAMES;
+        assert_eq!(values, hard / value(0, 2000).approx_bytes());
+        assert_eq!(values + refused, 200);
+        assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
+
+        // Past the soft budget, and then the hard one: small answers (a
+        // write's) still go through.
+        for id in 0..30 {
+            replies.send(value(id, 1500)).unwrap();
+        }
+        assert!(budget.used() > frame * BUDGET_SOFT_FRAMES);
+        let over = budget.used();
+        assert!(!budget.try_charge(hard));
+        for id in 0..3 {
+            replies.send(value(id, 10)).unwrap();
+        }
+        assert!(budget.used() > over);
+
+        // The soft budget holds a reader back until answers are written.
+        let waiting = tokio::time::timeout(Duration::from_millis(20), budget.below_soft());
+        assert!(waiting.await.is_err(), "over the soft budget");
+        // Whatever is left queued is given back with the queue.
+        drop(queued);
+        assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
+        budget.below_soft().await;
+        // And a closed queue gives back what could not be sent.
+        assert!(replies.send(value(1, 2000)).is_err());
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn partly_received_requests_count_until_the_reader_ends() {
+        let node = Arc::new(AtomicUsize::new(0));
+        let budget = Budget::new(1000, node.clone());
+        let hard = 1000 * BUDGET_HARD_FRAMES;
+        {
+            let mut held = Held {
+                bytes: 0,
+                budget: &budget,
+            };
+            assert!(held.update(hard / 2));
+            assert!(held.update(hard));
+            assert!(!held.update(hard + 1), "over the hard budget");
+            assert_eq!(budget.used(), hard);
+            assert!(held.update(10));
+            assert_eq!(budget.used(), 10);
+        }
+        assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
+        // The node-wide total counts every connection.
+        let other = Budget::new(1000, node.clone());
+        node.store(NODE_CLIENT_BYTES_MAX, Ordering::Relaxed);
+        assert!(!other.try_charge(1));
+        assert_eq!(other.used(), 0);
     }
 }

@@ -17,11 +17,12 @@ use crdt_types::ReplicaId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::client_stream::Replies;
 use super::pacing::Pacing;
 use super::peer_link::{Links, Queue};
 use super::Shared;
 use crate::node::{bundle_sends, Action, ClientId, Input, Node};
-use crate::protocol::{Command, PeerMsg, Request, Response};
+use crate::protocol::{Command, PeerMsg, Request};
 use crate::storage::{Storage, StorageError};
 
 /// Longest sleep when the node has no timer set.
@@ -31,10 +32,7 @@ const IDLE_SLEEP_MS: u64 = 1_000;
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A client stream opened; its responses go to `replies`.
-    ClientOpened {
-        client: ClientId,
-        replies: mpsc::Sender<Response>,
-    },
+    ClientOpened { client: ClientId, replies: Replies },
     /// A client stream closed; later responses to it are dropped.
     ClientClosed { client: ClientId },
     /// A request read from a client stream.
@@ -76,7 +74,7 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
     shared: Arc<Shared>,
 ) {
-    let mut clients: HashMap<ClientId, mpsc::Sender<Response>> = HashMap::new();
+    let mut clients: HashMap<ClientId, Replies> = HashMap::new();
     let mut clock = Clock { last_ms: 0 };
     let sleep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sleep);
@@ -136,7 +134,7 @@ pub(crate) async fn run(
 
 fn handle(
     node: &mut Node,
-    clients: &mut HashMap<ClientId, mpsc::Sender<Response>>,
+    clients: &mut HashMap<ClientId, Replies>,
     links: &mut Links,
     shared: &Shared,
     now_ms: u64,
@@ -146,7 +144,7 @@ fn handle(
         Event::Request { client, request } if request.command == Command::ReloadTopology => {
             let response = super::topology_cell::reload(&shared.topology, node, now_ms, &request);
             if let Some(replies) = clients.get(&client) {
-                let _ = replies.try_send(response);
+                let _ = replies.send(response);
             }
         }
         Event::ClientOpened { client, replies } => {
@@ -167,7 +165,7 @@ fn handle(
 fn route(
     node: &mut Node,
     storage: &mut Option<Storage>,
-    clients: &mut HashMap<ClientId, mpsc::Sender<Response>>,
+    clients: &mut HashMap<ClientId, Replies>,
     links: &mut Links,
     shared: &Shared,
 ) {
@@ -216,7 +214,7 @@ fn route(
                     );
                     continue;
                 };
-                match replies.try_send(response) {
+                match replies.send(response) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         clients.remove(&client);

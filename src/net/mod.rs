@@ -65,7 +65,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -440,6 +440,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
             frame_bytes_max: client_frame_bytes_max,
             next_client: Arc::new(AtomicU64::new(1)),
             shared: shared.clone(),
+            held: Arc::new(AtomicUsize::new(0)),
         },
     ));
     let peers = tokio::spawn(peer_accept::accept(

@@ -63,6 +63,11 @@ impl RequestReader {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes received and not yet taken as frames.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// The next frame; `None` until one has fully arrived (or, for an
     /// oversized frame, until its id has).
     pub(crate) fn next(&mut self) -> Option<Next> {

@@ -340,6 +340,46 @@ pub struct Response {
     pub result: Result<Answer, ErrorReply>,
 }
 
+impl Response {
+    /// About how many bytes the response holds (its values, plus a little
+    /// per item): what a node counts against a client connection that has
+    /// not read its answers yet.
+    pub fn approx_bytes(&self) -> usize {
+        const ITEM: usize = 8;
+        fn values(v: &[Bytes]) -> usize {
+            v.iter().map(|b| b.len() + ITEM).sum()
+        }
+        fn field(f: &FieldValue) -> usize {
+            ITEM + match f {
+                FieldValue::Register(b) => b.len(),
+                FieldValue::Counter(_) => 0,
+                FieldValue::Set(v) | FieldValue::MvRegister(v) => values(v),
+                FieldValue::Map(m) => fields(m),
+            }
+        }
+        fn fields(m: &[(Bytes, FieldValue)]) -> usize {
+            m.iter().map(|(k, f)| k.len() + field(f)).sum()
+        }
+        let body = match &self.result {
+            Ok(answer) => match &answer.reply {
+                Reply::Value(b) => b.len(),
+                Reply::Values(v) => values(v),
+                Reply::Fields(m) => fields(m),
+                Reply::Field(Some(f)) => field(f),
+                Reply::Status(_) => 1024,
+                _ => 0,
+            },
+            Err(e) => match e {
+                ErrorReply::Unavailable { reason }
+                | ErrorReply::BadRequest { reason }
+                | ErrorReply::Refused { reason } => reason.len(),
+                _ => 0,
+            },
+        };
+        32 + body
+    }
+}
+
 /// What nodes of a region say to each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PeerMsg {
