@@ -233,6 +233,31 @@ fn a_missing_topology_file_is_named() {
 }
 
 #[test]
+fn a_data_command_without_a_cluster_says_none_runs_and_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, state_dir) in [
+        (&["get", "k"][..], ".meridian"),
+        (&["--state-dir", "lab", "ping"], "lab"),
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(
+            err.starts_with(&format!(
+                "(error) no running cluster found in {state_dir} (no cluster.json there): "
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("meridian cluster up"), "{err}");
+        assert!(
+            err.contains("--state-dir") && err.contains("--topology"),
+            "{err}"
+        );
+        assert!(!err.contains("regions/local.toml"), "{err}");
+    }
+}
+
+#[test]
 fn serve_refuses_a_node_that_is_not_in_the_topology() {
     let dir = tempfile::tempdir().unwrap();
     let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
