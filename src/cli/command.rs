@@ -78,7 +78,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         "KEY",
         "read every concurrent value of a multi-value register",
     ),
-    spec("expire", "KEY SECONDS", "expire the key SECONDS from now"),
+    spec(
+        "expire",
+        "KEY SECONDS",
+        "expire the key SECONDS from now (0 or less: delete it now)",
+    ),
     spec(
         "ttl",
         "KEY",
@@ -147,6 +151,15 @@ pub enum UsageError {
         expected: &'static str,
         /// The argument as typed.
         value: String,
+    },
+    /// A number that parses but cannot be used (a decrement that would
+    /// overflow, an expire time too far ahead).
+    #[error("{message}\nusage: {}", .spec.usage())]
+    OutOfRange {
+        /// The command.
+        spec: &'static CommandSpec,
+        /// What is wrong, with the argument.
+        message: String,
     },
     /// An option the command does not take, or one given twice.
     #[error("{problem} '{option}'\nusage: {}", .spec.usage())]
@@ -227,9 +240,15 @@ impl Parser<'_> {
             "decrby" => {
                 self.arity(2)?;
                 let by = self.int(a[1])?;
+                let by = by.checked_neg().ok_or_else(|| UsageError::OutOfRange {
+                    spec: self.spec,
+                    message: format!(
+                        "decrement would overflow: -({by}) is beyond the 64-bit signed range"
+                    ),
+                })?;
                 Command::IncrBy {
                     key: bytes(a[0]),
-                    by: by.checked_neg().ok_or_else(|| self.bad_int(a[1]))?,
+                    by,
                 }
             }
             "sadd" => {
@@ -288,9 +307,11 @@ impl Parser<'_> {
             "mvget" => Command::MvGet { key: self.key1()? },
             "expire" => {
                 self.arity(2)?;
-                Command::Expire {
-                    key: bytes(a[0]),
-                    ttl_ms: self.duration_ms(a[1], "SECONDS", 1000, true)?,
+                let key = bytes(a[0]);
+                // Like Redis, a time that is not in the future deletes the key.
+                match self.ttl_ms(a[1], "SECONDS", 1000)? {
+                    Some(ttl_ms) => Command::Expire { key, ttl_ms },
+                    None => Command::Del { key },
                 }
             }
             "ttl" => Command::Ttl { key: self.key1()? },
@@ -323,7 +344,16 @@ impl Parser<'_> {
             let Some((value, tail)) = tail.split_first() else {
                 return Err(self.wrong_arity());
             };
-            ttl_ms = Some(self.duration_ms(value, what, scale, false)?);
+            match self.ttl_ms(value, what, scale)? {
+                Some(ms) => ttl_ms = Some(ms),
+                None => {
+                    return Err(self.bad_expire_time(format!(
+                        "{} {} is not a positive time",
+                        option.to_string_lossy(),
+                        value.to_string_lossy()
+                    )))
+                }
+            }
             rest = tail;
         }
         Ok(Command::Set {
@@ -356,46 +386,50 @@ impl Parser<'_> {
     }
 
     fn int(&self, arg: &OsStr) -> Result<i64, UsageError> {
-        arg.to_str()
-            .and_then(|text| text.parse::<i64>().ok())
-            .ok_or_else(|| self.bad_int(arg))
+        integer(arg)
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| UsageError::BadNumber {
+                spec: self.spec,
+                what: "N",
+                expected: "an integer in the 64-bit signed range",
+                value: arg.to_string_lossy().into_owned(),
+            })
     }
 
-    fn bad_int(&self, arg: &OsStr) -> UsageError {
-        UsageError::BadNumber {
-            spec: self.spec,
-            what: "N",
-            expected: "an integer in the 64-bit signed range",
-            value: arg.to_string_lossy().into_owned(),
-        }
-    }
-
-    /// A time to live of `arg` units of `scale_ms`, in milliseconds.
-    fn duration_ms(
+    /// A time to live of `arg` units of `scale_ms`, in milliseconds; `None`
+    /// for a time that is zero or negative. Refuses times beyond
+    /// [`TTL_MS_MAX`] (Redis: "invalid expire time").
+    fn ttl_ms(
         &self,
         arg: &OsStr,
         what: &'static str,
         scale_ms: u64,
-        zero_allowed: bool,
-    ) -> Result<u64, UsageError> {
-        let bad = || UsageError::BadNumber {
+    ) -> Result<Option<u64>, UsageError> {
+        let units = integer(arg).ok_or_else(|| UsageError::BadNumber {
             spec: self.spec,
             what,
-            expected: if zero_allowed {
-                "a non-negative integer"
-            } else {
-                "a positive integer"
-            },
+            expected: "an integer",
             value: arg.to_string_lossy().into_owned(),
-        };
-        let units: u64 = arg
-            .to_str()
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(bad)?;
-        if units == 0 && !zero_allowed {
-            return Err(bad());
+        })?;
+        if units <= 0 {
+            return Ok(None);
         }
-        units.checked_mul(scale_ms).ok_or_else(bad)
+        let max_units = TTL_MS_MAX / scale_ms;
+        match u64::try_from(units) {
+            Ok(units) if units <= max_units => Ok(Some(units * scale_ms)),
+            _ => Err(self.bad_expire_time(format!(
+                "{} {} is too far ahead (at most {max_units})",
+                arg.to_string_lossy(),
+                what.to_ascii_lowercase()
+            ))),
+        }
+    }
+
+    fn bad_expire_time(&self, detail: String) -> UsageError {
+        UsageError::OutOfRange {
+            spec: self.spec,
+            message: format!("invalid expire time in '{}': {detail}", self.spec.name),
+        }
     }
 
     fn wrong_arity(&self) -> UsageError {
@@ -409,6 +443,27 @@ impl Parser<'_> {
             problem,
         }
     }
+}
+
+/// The longest time to live a command accepts, in milliseconds: Redis's
+/// limit (a 64-bit signed number of milliseconds), so that no deadline is
+/// ever clamped.
+pub const TTL_MS_MAX: u64 = i64::MAX as u64;
+
+/// An integer written as Redis writes them: an optional `-` and decimal
+/// digits, nothing else (no `+`, no spaces). Values beyond `i128` saturate,
+/// so callers report them as out of range rather than as not numbers.
+fn integer(arg: &OsStr) -> Option<i128> {
+    let text = arg.to_str()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<i128>().unwrap_or(if text.starts_with('-') {
+        i128::MIN
+    } else {
+        i128::MAX
+    }))
 }
 
 /// The raw bytes of a command-line argument.
@@ -486,21 +541,55 @@ mod tests {
 
     #[test]
     fn set_refuses_bad_expiries() {
+        assert_eq!(
+            err(&["set", "k", "v", "--ex", "0"]).to_string(),
+            "invalid expire time in 'set': --ex 0 is not a positive time\n\
+             usage: meridian set KEY VALUE [--ex SECONDS | --px MS]"
+        );
+        assert!(err(&["set", "k", "v", "--px", "-5"])
+            .to_string()
+            .starts_with("invalid expire time in 'set': --px -5 is not a positive time"));
         assert!(matches!(
-            err(&["set", "k", "v", "--ex", "0"]),
+            err(&["set", "k", "v", "--ex", "ten"]),
             UsageError::BadNumber {
                 what: "SECONDS",
                 ..
             }
         ));
         assert!(matches!(
-            err(&["set", "k", "v", "--px", "-5"]),
+            err(&["set", "k", "v", "PX", "+5"]),
             UsageError::BadNumber { what: "MS", .. }
         ));
-        assert!(matches!(
-            err(&["set", "k", "v", "--ex", "18446744073709551615"]),
-            UsageError::BadNumber { .. }
-        ));
+        // Not clamped to the end of time: refused, as Redis refuses them.
+        for (option, value) in [
+            ("--ex", "18446744073709551"),
+            ("EX", "9223372036854776"),
+            ("--px", "9223372036854775808"),
+            ("px", "18446744073709551615"),
+            ("--ex", "99999999999999999999999999999999999999999999"),
+        ] {
+            let e = err(&["set", "k", "v", option, value]).to_string();
+            assert!(
+                e.starts_with(&format!("invalid expire time in 'set': {value} ")),
+                "{option} {value}: {e}"
+            );
+        }
+        assert_eq!(
+            ok(&["set", "k", "v", "--ex", "9223372036854775"]),
+            Command::Set {
+                key: b("k"),
+                value: b("v"),
+                ttl_ms: Some(9_223_372_036_854_775_000)
+            }
+        );
+        assert_eq!(
+            ok(&["set", "k", "v", "--px", "9223372036854775807"]),
+            Command::Set {
+                key: b("k"),
+                value: b("v"),
+                ttl_ms: Some(TTL_MS_MAX)
+            }
+        );
         assert!(matches!(
             err(&["set", "k", "v", "--ex"]),
             UsageError::WrongArity { .. }
@@ -543,11 +632,37 @@ mod tests {
             err(&["incrby", "c", "9223372036854775808"]),
             UsageError::BadNumber { .. }
         ));
-        // -i64::MIN does not fit in an i64.
-        assert!(matches!(
-            err(&["decrby", "c", "-9223372036854775808"]),
-            UsageError::BadNumber { .. }
-        ));
+        // Integers are written as Redis writes them.
+        for n in ["+5", " 5", "5 ", "0x10", "1e3", "-", ""] {
+            assert!(
+                matches!(err(&["incrby", "c", n]), UsageError::BadNumber { .. }),
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decrby_the_smallest_integer_would_overflow() {
+        // It is in range, but -i64::MIN is not.
+        assert_eq!(
+            err(&["decrby", "c", "-9223372036854775808"]).to_string(),
+            "decrement would overflow: -(-9223372036854775808) is beyond the 64-bit signed range\n\
+             usage: meridian decrby KEY N"
+        );
+        assert_eq!(
+            ok(&["decrby", "c", "-9223372036854775807"]),
+            Command::IncrBy {
+                key: b("c"),
+                by: i64::MAX
+            }
+        );
+        assert_eq!(
+            ok(&["incrby", "c", "-9223372036854775808"]),
+            Command::IncrBy {
+                key: b("c"),
+                by: i64::MIN
+            }
+        );
     }
 
     #[test]
@@ -654,15 +769,8 @@ mod tests {
                 ttl_ms: 10_000
             }
         );
-        assert_eq!(
-            ok(&["expire", "k", "0"]),
-            Command::Expire {
-                key: b("k"),
-                ttl_ms: 0
-            }
-        );
         assert!(matches!(
-            err(&["expire", "k", "-1"]),
+            err(&["expire", "k", "soon"]),
             UsageError::BadNumber {
                 what: "SECONDS",
                 ..
@@ -679,6 +787,39 @@ mod tests {
             }
         );
         assert_eq!(ok(&["mvget", "k"]), Command::MvGet { key: b("k") });
+    }
+
+    #[test]
+    fn expire_in_zero_or_fewer_seconds_deletes_the_key() {
+        for seconds in [
+            "0",
+            "-5",
+            "-9223372036854775808",
+            "-99999999999999999999999",
+        ] {
+            assert_eq!(
+                ok(&["expire", "k", seconds]),
+                Command::Del { key: b("k") },
+                "{seconds}"
+            );
+        }
+    }
+
+    #[test]
+    fn expire_refuses_times_too_far_ahead() {
+        assert_eq!(
+            err(&["expire", "k", "9223372036854775806"]).to_string(),
+            "invalid expire time in 'expire': 9223372036854775806 seconds is too far ahead \
+             (at most 9223372036854775)\n\
+             usage: meridian expire KEY SECONDS"
+        );
+        assert_eq!(
+            ok(&["expire", "k", "9223372036854775"]),
+            Command::Expire {
+                key: b("k"),
+                ttl_ms: 9_223_372_036_854_775_000
+            }
+        );
     }
 
     #[cfg(unix)]
