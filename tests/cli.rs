@@ -1,6 +1,10 @@
 //! The `meridian` binary as users run it: help, exit codes, certificate
-//! commands, usage errors and topology errors. Nothing here needs a running
-//! cluster.
+//! commands, usage errors and topology errors, which need no cluster; and,
+//! at the end, the data command forms checked against one region started by
+//! the real `cluster up` (the harness of `common/mod.rs`).
+
+#[cfg(target_os = "linux")]
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -306,4 +310,28 @@ fn an_unknown_region_is_refused_with_the_known_ones() {
         "{}",
         stderr(&output)
     );
+}
+
+/// Data commands against a running cluster: one region of three nodes
+/// (N = 3, W = quorum), started once for every check below.
+#[cfg(target_os = "linux")]
+mod against_a_cluster {
+    use super::common::{topology, Lab};
+
+    fn one_region() -> String {
+        topology(&["r"], &[])
+    }
+
+    #[test]
+    fn data_command_forms() {
+        let lab = Lab::start(one_region);
+        map_counters_print_as_strings_in_hget_and_hgetall(&lab);
+    }
+
+    fn map_counters_print_as_strings_in_hget_and_hgetall(lab: &Lab) {
+        assert_eq!(lab.ok(&["hincrby", "h", "c", "5"]), "(integer) 5\n");
+        assert_eq!(lab.ok(&["hincrby", "h", "c", "5"]), "(integer) 10\n");
+        assert_eq!(lab.ok(&["hget", "h", "c"]), "\"10\"\n");
+        assert_eq!(lab.ok(&["hgetall", "h"]), "1) \"c\"\n2) \"10\"\n");
+    }
 }

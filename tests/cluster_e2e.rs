@@ -72,9 +72,10 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
     assert_eq!(lab.ok(&["hset", "user", "name", "ada"]), "(integer) 1\n");
     assert_eq!(lab.ok(&["hincrby", "user", "logins", "3"]), "(integer) 3\n");
     assert_eq!(lab.ok(&["hget", "user", "name"]), "\"ada\"\n");
+    assert_eq!(lab.ok(&["hget", "user", "logins"]), "\"3\"\n");
     assert_eq!(
         lab.ok(&["hgetall", "user"]),
-        "1) \"logins\"\n2) (integer) 3\n3) \"name\"\n4) \"ada\"\n"
+        "1) \"logins\"\n2) \"3\"\n3) \"name\"\n4) \"ada\"\n"
     );
     assert_eq!(lab.ok(&["hlen", "user"]), "(integer) 2\n");
     assert_eq!(lab.ok(&["hdel", "user", "logins"]), "(integer) 1\n");
