@@ -326,6 +326,23 @@ mod against_a_cluster {
     fn data_command_forms() {
         let lab = Lab::start(one_region);
         map_counters_print_as_strings_in_hget_and_hgetall(&lab);
+        verbose_writes_say_how_many_replicas_acked_and_were_needed(&lab);
+    }
+
+    fn verbose_writes_say_how_many_replicas_acked_and_were_needed(lab: &Lab) {
+        assert_eq!(
+            lab.ok(&["-v", "set", "k", "v"]),
+            "OK\n(acked by 2 replicas, 2 needed)\n"
+        );
+        assert_eq!(
+            lab.ok(&["-v", "--consistency", "one", "incr", "n"]),
+            "(integer) 1\n(acked by 1 replica, 1 needed)\n"
+        );
+        assert_eq!(
+            lab.ok(&["-v", "--consistency", "all", "set", "k", "w"]),
+            "OK\n(acked by 3 replicas, 3 needed)\n"
+        );
+        assert_eq!(lab.ok(&["-v", "get", "k"]), "\"w\"\n");
     }
 
     fn map_counters_print_as_strings_in_hget_and_hgetall(lab: &Lab) {
