@@ -106,12 +106,16 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|runtime| {
             runtime
-                .block_on(data::execute(target, command.clone()))
+                .block_on(data::execute(target, &command.commands))
                 .map_err(|e| e.to_string())
         });
     match answered {
-        Ok(answer) => {
-            out!("{}", format::answer(&command, &answer, global.verbose));
+        Ok(answers) => {
+            let answer = command.combine(answers);
+            out!(
+                "{}",
+                format::answer(command.first(), &answer, global.verbose)
+            );
             ExitCode::SUCCESS
         }
         Err(message) => {

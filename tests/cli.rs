@@ -97,7 +97,7 @@ fn a_data_commands_usage_is_shown_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let output = meridian(dir.path(), &["hset", "--help"]);
     assert_exit(&output, 0);
-    assert!(stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE\n"));
+    assert!(stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE [FIELD VALUE...]\n"));
 }
 
 #[test]
@@ -327,6 +327,38 @@ mod against_a_cluster {
         let lab = Lab::start(one_region);
         map_counters_print_as_strings_in_hget_and_hgetall(&lab);
         verbose_writes_say_how_many_replicas_acked_and_were_needed(&lab);
+        redis_forms_of_several_keys_fields_or_a_message(&lab);
+        expire_in_zero_or_fewer_seconds_deletes_the_key(&lab);
+    }
+
+    fn redis_forms_of_several_keys_fields_or_a_message(lab: &Lab) {
+        assert_eq!(lab.ok(&["ping", "hello"]), "\"hello\"\n");
+        assert_eq!(lab.ok(&["set", "k1", "a"]), "OK\n");
+        assert_eq!(lab.ok(&["sadd", "k3", "m"]), "(integer) 1\n");
+        assert_eq!(lab.ok(&["exists", "k1", "k2", "k3", "k1"]), "(integer) 3\n");
+        assert_eq!(lab.ok(&["exists", "k2"]), "(integer) 0\n");
+        assert_eq!(lab.ok(&["del", "k1", "k2", "k3"]), "(integer) 2\n");
+        assert_eq!(lab.ok(&["exists", "k1", "k3"]), "(integer) 0\n");
+        assert_eq!(
+            lab.ok(&["-v", "del", "k1", "k2"]),
+            "(integer) 0\n(acked by 2 replicas, 2 needed)\n"
+        );
+
+        assert_eq!(lab.ok(&["hset", "u", "a", "1", "b", "2"]), "(integer) 2\n");
+        assert_eq!(lab.ok(&["hset", "u", "b", "3", "c", "4"]), "(integer) 1\n");
+        assert_eq!(
+            lab.ok(&["hgetall", "u"]),
+            "1) \"a\"\n2) \"1\"\n3) \"b\"\n4) \"3\"\n5) \"c\"\n6) \"4\"\n"
+        );
+    }
+
+    fn expire_in_zero_or_fewer_seconds_deletes_the_key(lab: &Lab) {
+        for seconds in ["-5", "0"] {
+            assert_eq!(lab.ok(&["set", "e", "v"]), "OK\n");
+            assert_eq!(lab.ok(&["expire", "e", seconds]), "(integer) 1\n");
+            assert_eq!(lab.ok(&["get", "e"]), "(nil)\n");
+            assert_eq!(lab.ok(&["expire", "e", seconds]), "(integer) 0\n");
+        }
     }
 
     fn verbose_writes_say_how_many_replicas_acked_and_were_needed(lab: &Lab) {

@@ -1,6 +1,9 @@
 //! The data commands of the `meridian` binary, in the manner of redis-cli:
 //! the words after the global options (`set hello world --ex 60`) become
-//! one protocol [`Command`].
+//! a [`DataCommand`]: usually one protocol [`Command`], and for the Redis
+//! forms the protocol has no single command for (`del k1 k2`, `hset h f1
+//! v1 f2 v2`, `exists k1 k2`, `ping MESSAGE`) several, sent one after
+//! another, and how their answers make the one printed.
 //!
 //! Parsing is pure: no topology, no connection. Every mistake — unknown
 //! command, wrong number of arguments, an increment that is not an
@@ -8,7 +11,7 @@
 //! usage line. Command names are case-insensitive; keys, values, members
 //! and fields are taken as raw bytes.
 
-use crate::protocol::Command;
+use crate::protocol::{Answer, Command, Reply};
 use crdt_types::Bytes;
 use std::ffi::OsStr;
 
@@ -45,14 +48,28 @@ const fn spec(name: &'static str, args: &'static str, summary: &'static str) -> 
 
 /// Every data command, in the order the help lists them.
 pub const COMMANDS: &[CommandSpec] = &[
-    spec("ping", "", "check that the region answers"),
+    spec(
+        "ping",
+        "[MESSAGE]",
+        "check that the region answers (PONG, or MESSAGE)",
+    ),
     spec(
         "set",
         "KEY VALUE [--ex SECONDS | --px MS]",
         "write a register, optionally expiring",
     ),
     spec("get", "KEY", "read a register (or a counter, in decimal)"),
-    spec("del", "KEY", "delete a key (what this replica has seen)"),
+    spec(
+        "del",
+        "KEY...",
+        "delete keys (what their replica has seen); answers how many existed. \
+         Several keys are deleted one by one, not atomically",
+    ),
+    spec(
+        "exists",
+        "KEY...",
+        "how many of the keys exist (a key named twice counts twice)",
+    ),
     spec("incr", "KEY", "add 1 to a counter"),
     spec("incrby", "KEY N", "add N to a counter"),
     spec("decr", "KEY", "take 1 from a counter"),
@@ -62,7 +79,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("smembers", "KEY", "list a set's members"),
     spec("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
     spec("scard", "KEY", "count a set's members"),
-    spec("hset", "KEY FIELD VALUE", "write a map field"),
+    spec(
+        "hset",
+        "KEY FIELD VALUE [FIELD VALUE...]",
+        "write map fields; answers how many are new. Several fields are \
+         written one by one, not atomically",
+    ),
     spec("hget", "KEY FIELD", "read a map field"),
     spec("hdel", "KEY FIELD...", "remove map fields"),
     spec("hgetall", "KEY", "list a map's fields and values"),
@@ -117,10 +139,24 @@ pub fn help_text() -> String {
         } else {
             format!("{} {}", spec.name, spec.args)
         };
-        text.push_str(&format!("  {call:<width$}  {}\n", spec.summary));
+        let mut line = format!("  {call:<width$} ");
+        for word in spec.summary.split(' ') {
+            if line.len() + 1 + word.len() > HELP_WIDTH && line.trim_end().len() > width + 2 {
+                text.push_str(line.trim_end());
+                text.push('\n');
+                line = format!("  {:width$} ", "");
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        text.push_str(&line);
+        text.push('\n');
     }
     text
 }
+
+/// Help lines are wrapped to this many columns, as clap wraps its own.
+const HELP_WIDTH: usize = 100;
 
 /// A data command line that does not make a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,17 +215,101 @@ pub enum UsageError {
     },
 }
 
-/// Parses a data command line (`["set", "k", "v"]`) into a [`Command`].
+/// A data command line as the protocol commands it sends, in order, and
+/// how their answers combine into the one printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataCommand {
+    /// The commands, sent one after another (never empty).
+    pub commands: Vec<Command>,
+    /// How their answers make one.
+    pub combine: Combine,
+}
+
+/// How the answers of a [`DataCommand`]'s commands make the one printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Combine {
+    /// The one command's answer.
+    One,
+    /// The sum of the integer answers: keys deleted (`del k1 k2`), fields
+    /// created (`hset h f1 v1 f2 v2`).
+    Sum,
+    /// How many `Type` answers name a type (`exists k1 k2`).
+    CountExisting,
+    /// The message once the ping is answered (`ping MESSAGE`).
+    Echo(Bytes),
+}
+
+impl DataCommand {
+    fn one(command: Command) -> DataCommand {
+        DataCommand {
+            commands: vec![command],
+            combine: Combine::One,
+        }
+    }
+
+    /// The command whose kind the whole has (they are all of one kind):
+    /// whether it writes decides if `-v` shows acknowledgements.
+    pub fn first(&self) -> &Command {
+        &self.commands[0]
+    }
+
+    /// The answer printed, from the answers of [`Self::commands`] in
+    /// order. Acknowledgements are the fewest any command got.
+    ///
+    /// ```
+    /// use meridian::cli::command::parse;
+    /// use meridian::protocol::{Answer, Reply};
+    ///
+    /// let del = parse(&["del", "a", "b", "c"]).unwrap();
+    /// let answers = [1, 0, 1].map(|n| Answer { reply: Reply::Int(n), replicas_acked: 2, replicas_needed: 2 });
+    /// assert_eq!(del.combine(answers.to_vec()).reply, Reply::Int(2));
+    /// ```
+    pub fn combine(&self, answers: Vec<Answer>) -> Answer {
+        let acked = answers.iter().map(|a| a.replicas_acked).min().unwrap_or(0);
+        let needed = answers.iter().map(|a| a.replicas_needed).max().unwrap_or(0);
+        let count = |hit: fn(&Reply) -> i64| answers.iter().map(|a| hit(&a.reply)).sum();
+        let reply = match &self.combine {
+            Combine::One => {
+                return answers.into_iter().next().unwrap_or(Answer {
+                    reply: Reply::Nil,
+                    replicas_acked: 0,
+                    replicas_needed: 0,
+                })
+            }
+            Combine::Sum => Reply::Int(count(|r| match r {
+                Reply::Int(n) => *n,
+                Reply::Bool(b) => i64::from(*b),
+                _ => 0,
+            })),
+            Combine::CountExisting => {
+                Reply::Int(count(|r| i64::from(matches!(r, Reply::Type(Some(_))))))
+            }
+            Combine::Echo(message) => Reply::Value(message.clone()),
+        };
+        Answer {
+            reply,
+            replicas_acked: acked,
+            replicas_needed: needed,
+        }
+    }
+}
+
+/// Parses a data command line (`["set", "k", "v"]`) into the commands it
+/// sends.
 ///
 /// ```
-/// use meridian::cli::command::parse;
+/// use meridian::cli::command::{parse, Combine};
 /// use meridian::protocol::Command;
 ///
-/// let command = parse(&["incrby", "hits", "-3"]).unwrap();
-/// assert_eq!(command, Command::IncrBy { key: "hits".into(), by: -3 });
+/// let incr = parse(&["incrby", "hits", "-3"]).unwrap();
+/// assert_eq!(incr.commands, [Command::IncrBy { key: "hits".into(), by: -3 }]);
+/// assert_eq!(incr.combine, Combine::One);
 /// assert!(parse(&["incrby", "hits", "many"]).is_err());
+/// let del = parse(&["del", "a", "b"]).unwrap();
+/// assert_eq!(del.commands, [Command::Del { key: "a".into() }, Command::Del { key: "b".into() }]);
+/// assert_eq!(del.combine, Combine::Sum);
 /// ```
-pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Command, UsageError> {
+pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<DataCommand, UsageError> {
     let Some((name, args)) = words.split_first() else {
         return Err(UsageError::Empty);
     };
@@ -203,7 +323,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Command, UsageError> {
             return Err(UsageError::HelpRequested { spec });
         }
     }
-    Parser { spec, args: &args }.command()
+    Parser { spec, args: &args }.data_command()
 }
 
 struct Parser<'a> {
@@ -212,16 +332,53 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// The forms that send several commands, else the one command.
+    fn data_command(&self) -> Result<DataCommand, UsageError> {
+        let a = self.args;
+        let each = |commands: Vec<Command>, combine| DataCommand { commands, combine };
+        // The sum of one answer is that answer.
+        let sum = |mut commands: Vec<Command>| match commands.len() {
+            1 => DataCommand::one(commands.remove(0)),
+            _ => each(commands, Combine::Sum),
+        };
+        Ok(match self.spec.name {
+            "ping" => match a {
+                [] => DataCommand::one(Command::Ping),
+                [message] => each(vec![Command::Ping], Combine::Echo(bytes(message))),
+                _ => return Err(self.wrong_arity()),
+            },
+            "del" => sum(self
+                .keys()?
+                .into_iter()
+                .map(|key| Command::Del { key })
+                .collect()),
+            "exists" => each(
+                self.keys()?
+                    .into_iter()
+                    .map(|key| Command::Type { key })
+                    .collect(),
+                Combine::CountExisting,
+            ),
+            "hset" => match a {
+                [key, pairs @ ..] if !pairs.is_empty() && pairs.len() % 2 == 0 => sum(pairs
+                    .chunks(2)
+                    .map(|pair| Command::HSet {
+                        key: bytes(key),
+                        field: bytes(pair[0]),
+                        value: bytes(pair[1]),
+                    })
+                    .collect()),
+                _ => return Err(self.wrong_arity()),
+            },
+            _ => DataCommand::one(self.command()?),
+        })
+    }
+
     fn command(&self) -> Result<Command, UsageError> {
         let a = self.args;
         Ok(match self.spec.name {
-            "ping" => {
-                self.arity(0)?;
-                Command::Ping
-            }
             "set" => return self.set(),
             "get" => Command::Get { key: self.key1()? },
-            "del" => Command::Del { key: self.key1()? },
             "incr" => Command::IncrBy {
                 key: self.key1()?,
                 by: 1,
@@ -268,14 +425,6 @@ impl Parser<'_> {
                 }
             }
             "scard" => Command::SCard { key: self.key1()? },
-            "hset" => {
-                self.arity(3)?;
-                Command::HSet {
-                    key: bytes(a[0]),
-                    field: bytes(a[1]),
-                    value: bytes(a[2]),
-                }
-            }
             "hget" => {
                 self.arity(2)?;
                 Command::HGet {
@@ -374,6 +523,13 @@ impl Parser<'_> {
     fn key1(&self) -> Result<Bytes, UsageError> {
         self.arity(1)?;
         Ok(bytes(self.args[0]))
+    }
+
+    fn keys(&self) -> Result<Vec<Bytes>, UsageError> {
+        if self.args.is_empty() {
+            return Err(self.wrong_arity());
+        }
+        Ok(self.args.iter().map(|key| bytes(key)).collect())
     }
 
     fn key_and_many(&self) -> Result<(Bytes, Vec<Bytes>), UsageError> {
@@ -486,7 +642,15 @@ mod tests {
         text.into()
     }
 
+    /// The one command `words` send.
     fn ok(words: &[&str]) -> Command {
+        let data = all(words);
+        assert_eq!(data.combine, Combine::One, "{words:?}");
+        let [command] = <[Command; 1]>::try_from(data.commands).unwrap();
+        command
+    }
+
+    fn all(words: &[&str]) -> DataCommand {
         parse(words).unwrap_or_else(|e| panic!("{words:?}: {e}"))
     }
 
@@ -679,8 +843,12 @@ mod tests {
             &["incrby", "c"],
             &["sadd", "s"],
             &["hset", "h", "f"],
+            &["hset", "h", "f", "v", "g"],
+            &["hset", "h"],
             &["hget", "h"],
-            &["ping", "extra"],
+            &["ping", "two", "words"],
+            &["del"],
+            &["exists"],
             &["type"],
         ] {
             assert!(
@@ -789,6 +957,96 @@ mod tests {
         assert_eq!(ok(&["mvget", "k"]), Command::MvGet { key: b("k") });
     }
 
+    fn int(n: i64) -> Answer {
+        Answer {
+            reply: Reply::Int(n),
+            replicas_acked: 2,
+            replicas_needed: 2,
+        }
+    }
+
+    #[test]
+    fn del_of_several_keys_deletes_each_and_counts_those_that_existed() {
+        let del = all(&["del", "a", "b", "c"]);
+        assert_eq!(
+            del.commands,
+            [
+                Command::Del { key: b("a") },
+                Command::Del { key: b("b") },
+                Command::Del { key: b("c") }
+            ]
+        );
+        assert_eq!(del.combine, Combine::Sum);
+        let mut short = int(1);
+        short.replicas_acked = 1;
+        assert_eq!(
+            del.combine(vec![int(1), int(0), short]),
+            Answer {
+                reply: Reply::Int(2),
+                replicas_acked: 1,
+                replicas_needed: 2
+            }
+        );
+        assert_eq!(ok(&["DEL", "k"]), Command::Del { key: b("k") });
+    }
+
+    #[test]
+    fn hset_of_several_pairs_writes_each_and_counts_the_new_fields() {
+        let hset = all(&["hset", "h", "a", "1", "b", "2"]);
+        assert_eq!(
+            hset.commands,
+            [
+                Command::HSet {
+                    key: b("h"),
+                    field: b("a"),
+                    value: b("1")
+                },
+                Command::HSet {
+                    key: b("h"),
+                    field: b("b"),
+                    value: b("2")
+                }
+            ]
+        );
+        assert_eq!(hset.combine(vec![int(1), int(0)]).reply, Reply::Int(1));
+    }
+
+    #[test]
+    fn exists_counts_the_keys_that_have_a_type() {
+        let exists = all(&["exists", "a", "b", "a"]);
+        assert_eq!(exists.commands.len(), 3);
+        assert_eq!(exists.commands[2], Command::Type { key: b("a") });
+        assert_eq!(exists.combine, Combine::CountExisting);
+        let kind = |kind| Answer {
+            reply: Reply::Type(kind),
+            replicas_acked: 1,
+            replicas_needed: 1,
+        };
+        assert_eq!(
+            exists
+                .combine(vec![
+                    kind(Some(crdt_types::Kind::Set)),
+                    kind(None),
+                    kind(Some(crdt_types::Kind::Set))
+                ])
+                .reply,
+            Reply::Int(2)
+        );
+        assert_eq!(all(&["exists", "k"]).combine, Combine::CountExisting);
+    }
+
+    #[test]
+    fn ping_with_a_message_answers_the_message() {
+        let ping = all(&["ping", "hello"]);
+        assert_eq!(ping.commands, [Command::Ping]);
+        let pong = Answer {
+            reply: Reply::Pong,
+            replicas_acked: 1,
+            replicas_needed: 1,
+        };
+        assert_eq!(ping.combine(vec![pong]).reply, Reply::Value(b("hello")));
+    }
+
     #[test]
     fn expire_in_zero_or_fewer_seconds_deletes_the_key() {
         for seconds in [
@@ -833,13 +1091,26 @@ mod tests {
             OsString::from("é"),
         ];
         assert_eq!(
-            parse(&words).unwrap(),
-            Command::Set {
+            parse(&words).unwrap().commands,
+            [Command::Set {
                 key: Bytes::from(vec![0xff, b'k']),
                 value: Bytes::from("é".as_bytes()),
                 ttl_ms: None
-            }
+            }]
         );
+    }
+
+    #[test]
+    fn help_lines_are_wrapped_under_their_summary() {
+        let text = help_text();
+        for line in text.lines() {
+            assert!(line.len() <= HELP_WIDTH, "{line}");
+        }
+        let del = text.lines().position(|l| l.starts_with("  del ")).unwrap();
+        let next = text.lines().nth(del + 1).unwrap();
+        let column = text.lines().nth(del).unwrap().find("delete").unwrap();
+        assert!(next.starts_with(&" ".repeat(column)), "{next}");
+        assert!(next[column..].starts_with(|c: char| c != ' '), "{next}");
     }
 
     #[test]
