@@ -238,7 +238,7 @@ fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             known.join(", ")
         );
     }
-    let cert_dir = args.cert_dir.unwrap_or_else(|| global.cert_dir());
+    let cert_dir = global.cert_dir();
     // One thread per node: for request/response traffic on a small machine
     // it beats a multi-thread runtime (no wake-ups across threads), and
     // several nodes of a local cluster share the cores.
@@ -279,6 +279,13 @@ fn cluster_up(
     ready_timeout_s: u64,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    if let Some(dir) = &global.cert_dir {
+        bail!(
+            "cluster up keeps its certificates in <state-dir>/certs, not in --cert-dir {} \
+             (give --state-dir instead)",
+            dir.display()
+        );
+    }
     let path = topology.unwrap_or_else(|| global.topology_or(None));
     let loaded = load_topology(&path)?;
     let program = std::env::current_exe().context("cannot find the meridian binary")?;

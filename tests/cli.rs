@@ -50,6 +50,8 @@ fn help_lists_the_subcommands_and_the_data_commands() {
         "--topology <FILE>",
         "--state-dir <DIR>",
         "--consistency <LEVEL>",
+        "--cert-dir <DIR>",
+        "--client <NAME>",
         "set KEY VALUE [--ex SECONDS | --px MS]",
         "hincrby KEY FIELD N",
         "ttl KEY",
@@ -262,6 +264,20 @@ fn a_data_command_without_a_cluster_says_none_runs_and_how_to_start_one() {
 }
 
 #[test]
+fn cluster_up_refuses_a_cert_dir_it_would_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
+    let output = meridian(dir.path(), &["--cert-dir", "pki", "cluster", "up", local]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("cluster up keeps its certificates in <state-dir>/certs"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join(".meridian").exists());
+}
+
+#[test]
 fn serve_refuses_a_node_that_is_not_in_the_topology() {
     let dir = tempfile::tempdir().unwrap();
     let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
@@ -329,6 +345,38 @@ mod against_a_cluster {
         verbose_writes_say_how_many_replicas_acked_and_were_needed(&lab);
         redis_forms_of_several_keys_fields_or_a_message(&lab);
         expire_in_zero_or_fewer_seconds_deletes_the_key(&lab);
+        other_certificates_are_named_by_cert_dir_and_client(&lab);
+    }
+
+    fn other_certificates_are_named_by_cert_dir_and_client(lab: &Lab) {
+        // A client certificate issued by hand from the cluster's CA.
+        let issued = lab.ok(&["certs", "client", "alice"]);
+        assert!(issued.contains("client-alice.cert.pem"), "{issued}");
+        assert_eq!(
+            lab.ok(&["--client", "alice", "set", "who", "alice"]),
+            "OK\n"
+        );
+
+        // A certificate directory of its own, as `serve --cert-dir` takes.
+        let pki = lab.dir.path().join("pki");
+        std::fs::create_dir(&pki).unwrap();
+        for file in [
+            "ca.cert.pem",
+            "client-alice.cert.pem",
+            "client-alice.key.pem",
+        ] {
+            std::fs::copy(lab.state_dir().join("certs").join(file), pki.join(file)).unwrap();
+        }
+        assert_eq!(
+            lab.ok(&["--cert-dir", "pki", "--client", "alice", "get", "who"]),
+            "\"alice\"\n"
+        );
+
+        // A certificate that is not there is named.
+        let missing = lab.fails(&["--cert-dir", "pki", "get", "who"]);
+        assert!(missing.contains("client-cli.cert.pem"), "{missing}");
+        let missing = lab.fails(&["--client", "bob", "get", "who"]);
+        assert!(missing.contains("client-bob.cert.pem"), "{missing}");
     }
 
     fn redis_forms_of_several_keys_fields_or_a_message(lab: &Lab) {

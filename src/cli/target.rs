@@ -4,11 +4,11 @@
 //! With no options, a data command finds the cluster that `meridian
 //! cluster up` runs in `.meridian`: its topology (from `cluster.json`,
 //! else `regions/local.toml`), the first region of that topology, and the
-//! `cli` client certificate in `.meridian/certs`. Resolving reads files
-//! only; it never connects.
+//! `cli` client certificate in `.meridian/certs` (`--cert-dir` and
+//! `--client` name others). Resolving reads files only; it never connects.
 
 use super::args::{GlobalArgs, DEFAULT_TOPOLOGY};
-use super::cluster::{ClusterFile, ClusterFileError, CLIENT_NAME};
+use super::cluster::{ClusterFile, ClusterFileError};
 use crate::topology::{ReadConsistency, Topology, TopologyError, WriteConsistency};
 use std::path::{Path, PathBuf};
 
@@ -66,8 +66,8 @@ impl Target {
     /// cluster running in `--state-dir`, else `regions/local.toml` when
     /// that file exists (nodes run by hand with `meridian serve`), else
     /// [`TargetError::NoCluster`];
-    /// `--region`, else the topology's first region; the `cli` certificate
-    /// in `<state-dir>/certs`.
+    /// `--region`, else the topology's first region; the `--client`
+    /// certificate (`cli`) in `--cert-dir` (`<state-dir>/certs`).
     pub fn resolve(global: &GlobalArgs) -> Result<Target, TargetError> {
         let running = match &global.topology {
             Some(_) => None,
@@ -99,7 +99,7 @@ impl Target {
             topology,
             region,
             cert_dir: global.cert_dir(),
-            client_name: CLIENT_NAME.to_owned(),
+            client_name: global.client.clone(),
             write: global.consistency,
             read: global.read,
         })
@@ -141,6 +141,18 @@ mod tests {
         assert_eq!(target.client_name, "cli");
         assert_eq!(target.write, Some(WriteConsistency::All));
         assert_eq!(target.read, None);
+
+        let target = Target::resolve(&global(&[
+            "--topology",
+            &local,
+            "--cert-dir",
+            "pki",
+            "--client",
+            "alice",
+        ]))
+        .unwrap();
+        assert_eq!(target.cert_dir, PathBuf::from("pki"));
+        assert_eq!(target.client_name, "alice");
     }
 
     #[test]
