@@ -54,6 +54,10 @@ fn main() -> ExitCode {
     init_logging(&cli.command);
     match cli.command {
         Cmd::Data(words) => data_command(&cli.global, &words),
+        _ if cli.global.last_from_stdin => {
+            errln!("error: -x (the last argument from stdin) is for data commands only");
+            ExitCode::from(EXIT_USAGE)
+        }
         command => match admin_command(&cli.global, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -84,6 +88,18 @@ fn init_logging(command: &Cmd) {
 /// `meridian get k` and the like: prints the answer, or `(error) ...` on
 /// stderr with exit code 1 (2 for a usage error).
 fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
+    let with_stdin;
+    let words = if global.last_from_stdin {
+        let mut last = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut last) {
+            errln!("{}", format::error(&format_args!("cannot read stdin: {e}")));
+            return ExitCode::from(EXIT_FAILED);
+        }
+        with_stdin = command::with_last_argument(words, last);
+        &with_stdin
+    } else {
+        words
+    };
     let command = match command::parse(words) {
         Ok(command) => command,
         Err(help @ UsageError::HelpRequested { .. }) => {

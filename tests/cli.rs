@@ -264,6 +264,18 @@ fn a_data_command_without_a_cluster_says_none_runs_and_how_to_start_one() {
 }
 
 #[test]
+fn x_is_refused_outside_data_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["-x", "cluster", "status"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("-x (the last argument from stdin) is for data commands only"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn cluster_up_refuses_a_cert_dir_it_would_not_use() {
     let dir = tempfile::tempdir().unwrap();
     let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
@@ -346,6 +358,34 @@ mod against_a_cluster {
         redis_forms_of_several_keys_fields_or_a_message(&lab);
         expire_in_zero_or_fewer_seconds_deletes_the_key(&lab);
         other_certificates_are_named_by_cert_dir_and_client(&lab);
+        x_reads_a_value_too_long_for_a_command_line_from_stdin(&lab);
+    }
+
+    fn x_reads_a_value_too_long_for_a_command_line_from_stdin(lab: &Lab) {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        // Longer than one argument may be on Linux (128 KiB), every byte value.
+        let value: Vec<u8> = (0..500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["-x", "set", "big"])
+            .current_dir(lab.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&value).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "OK\n",
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            lab.ok(&["get", "big"]),
+            format!("{}\n", meridian::cli::format::quote(&value))
+        );
     }
 
     fn other_certificates_are_named_by_cert_dir_and_client(lab: &Lab) {

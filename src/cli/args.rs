@@ -81,14 +81,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
-    /// Directory with ca.cert.pem and the node and client certificates, as
-    /// `serve` and data commands use them [default: <state-dir>/certs]
+    /// Certificates of the CA, nodes and clients, for serve and data
+    /// commands [default: <state-dir>/certs]
     #[arg(long, global = true, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
 
-    /// Client certificate that data commands present: client-NAME.cert.pem
-    /// and client-NAME.key.pem in the certificate directory, as `meridian
-    /// certs client NAME` writes them
+    /// Client certificate data commands present (client-NAME.*.pem, from
+    /// `meridian certs client NAME`)
     #[arg(long, global = true, value_name = "NAME", default_value = CLIENT_NAME)]
     pub client: String,
 
@@ -113,6 +112,11 @@ pub struct GlobalArgs {
     /// Also print how many replicas acknowledged each write
     #[arg(short, long, global = true)]
     pub verbose: bool,
+
+    /// Read a data command's last argument from stdin, to its end (like
+    /// redis-cli -x)
+    #[arg(short = 'x', global = true)]
+    pub last_from_stdin: bool,
 }
 
 impl GlobalArgs {
@@ -335,6 +339,7 @@ mod tests {
         assert_eq!(cli.global.consistency, None);
         assert_eq!(cli.global.read, None);
         assert!(!cli.global.verbose);
+        assert!(!cli.global.last_from_stdin);
     }
 
     #[test]
@@ -371,6 +376,17 @@ mod tests {
             panic!("not a data command: {:?}", cli.command)
         };
         assert_eq!(words, ["incrby", "hits", "-5"]);
+    }
+
+    #[test]
+    fn x_reads_the_last_argument_from_stdin() {
+        let cli = parse(&["-x", "set", "big"]);
+        assert!(cli.global.last_from_stdin);
+        let Cmd::Data(words) = cli.command else {
+            panic!("not a data command")
+        };
+        assert_eq!(words, ["set", "big"]);
+        assert!(parse(&["-vx", "hset", "h", "f"]).global.last_from_stdin);
     }
 
     #[test]

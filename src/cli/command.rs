@@ -13,7 +13,7 @@
 
 use crate::protocol::{Answer, Command, Reply};
 use crdt_types::Bytes;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 
 /// One data command: its name, its arguments and what it does. The table
 /// [`COMMANDS`] drives both parsing and the help text.
@@ -622,6 +622,17 @@ fn integer(arg: &OsStr) -> Option<i128> {
     }))
 }
 
+/// `words` and then `last` as one more argument, byte for byte (`-x`: the
+/// last argument read from stdin).
+pub fn with_last_argument(words: &[OsString], last: Vec<u8>) -> Vec<OsString> {
+    let mut all = words.to_vec();
+    #[cfg(unix)]
+    all.push(std::os::unix::ffi::OsStringExt::from_vec(last));
+    #[cfg(not(unix))]
+    all.push(String::from_utf8_lossy(&last).into_owned().into());
+    all
+}
+
 /// The raw bytes of a command-line argument.
 fn bytes(arg: &OsStr) -> Bytes {
     #[cfg(unix)]
@@ -1095,6 +1106,22 @@ mod tests {
             [Command::Set {
                 key: Bytes::from(vec![0xff, b'k']),
                 value: Bytes::from("é".as_bytes()),
+                ttl_ms: None
+            }]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_last_argument_from_stdin_is_taken_byte_for_byte() {
+        let words = [OsString::from("set"), OsString::from("big")];
+        let value = vec![0, 0xff, b'\n', b'-', b'x'];
+        let all = with_last_argument(&words, value.clone());
+        assert_eq!(
+            parse(&all).unwrap().commands,
+            [Command::Set {
+                key: b("big"),
+                value: Bytes::from(value),
                 ttl_ms: None
             }]
         );
