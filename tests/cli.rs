@@ -359,6 +359,17 @@ mod against_a_cluster {
         expire_in_zero_or_fewer_seconds_deletes_the_key(&lab);
         other_certificates_are_named_by_cert_dir_and_client(&lab);
         x_reads_a_value_too_long_for_a_command_line_from_stdin(&lab);
+        a_keys_type_is_fixed_by_its_first_write(&lab);
+    }
+
+    /// As the README says next to `incr`: unlike Redis, a register holding
+    /// digits is no counter.
+    fn a_keys_type_is_fixed_by_its_first_write(lab: &Lab) {
+        assert_eq!(lab.ok(&["set", "ten", "10"]), "OK\n");
+        let wrong = lab.fails(&["incr", "ten"]);
+        assert!(wrong.starts_with("(error) WRONGTYPE"), "{wrong}");
+        assert_eq!(lab.ok(&["incrby", "count", "10"]), "(integer) 10\n");
+        assert_eq!(lab.ok(&["get", "count"]), "\"10\"\n");
     }
 
     fn x_reads_a_value_too_long_for_a_command_line_from_stdin(lab: &Lab) {
