@@ -54,6 +54,10 @@ fn main() -> ExitCode {
     init_logging(&cli.command);
     match cli.command {
         Cmd::Data(words) => data_command(&cli.global, &words),
+        _ if cli.global.last_from_stdin => {
+            errln!("error: -x (the last argument from stdin) is for data commands only");
+            ExitCode::from(EXIT_USAGE)
+        }
         command => match admin_command(&cli.global, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -84,6 +88,18 @@ fn init_logging(command: &Cmd) {
 /// `meridian get k` and the like: prints the answer, or `(error) ...` on
 /// stderr with exit code 1 (2 for a usage error).
 fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
+    let with_stdin;
+    let words = if global.last_from_stdin {
+        let mut last = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut last) {
+            errln!("{}", format::error(&format_args!("cannot read stdin: {e}")));
+            return ExitCode::from(EXIT_FAILED);
+        }
+        with_stdin = command::with_last_argument(words, last);
+        &with_stdin
+    } else {
+        words
+    };
     let command = match command::parse(words) {
         Ok(command) => command,
         Err(help @ UsageError::HelpRequested { .. }) => {
@@ -106,12 +122,16 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|runtime| {
             runtime
-                .block_on(data::execute(target, command.clone()))
+                .block_on(data::execute(target, &command.commands))
                 .map_err(|e| e.to_string())
         });
     match answered {
-        Ok(answer) => {
-            out!("{}", format::answer(&command, &answer, global.verbose));
+        Ok(answers) => {
+            let answer = command.combine(answers);
+            out!(
+                "{}",
+                format::answer(command.first(), &answer, global.verbose)
+            );
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -234,7 +254,7 @@ fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             known.join(", ")
         );
     }
-    let cert_dir = args.cert_dir.unwrap_or_else(|| global.cert_dir());
+    let cert_dir = global.cert_dir();
     // One thread per node: for request/response traffic on a small machine
     // it beats a multi-thread runtime (no wake-ups across threads), and
     // several nodes of a local cluster share the cores.
@@ -275,6 +295,13 @@ fn cluster_up(
     ready_timeout_s: u64,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    if let Some(dir) = &global.cert_dir {
+        bail!(
+            "cluster up keeps its certificates in <state-dir>/certs, not in --cert-dir {} \
+             (give --state-dir instead)",
+            dir.display()
+        );
+    }
     let path = topology.unwrap_or_else(|| global.topology_or(None));
     let loaded = load_topology(&path)?;
     let program = std::env::current_exe().context("cannot find the meridian binary")?;

@@ -1,6 +1,10 @@
 //! The `meridian` binary as users run it: help, exit codes, certificate
-//! commands, usage errors and topology errors. Nothing here needs a running
-//! cluster.
+//! commands, usage errors and topology errors, which need no cluster; and,
+//! at the end, the data command forms checked against one region started by
+//! the real `cluster up` (the harness of `common/mod.rs`).
+
+#[cfg(target_os = "linux")]
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -46,6 +50,8 @@ fn help_lists_the_subcommands_and_the_data_commands() {
         "--topology <FILE>",
         "--state-dir <DIR>",
         "--consistency <LEVEL>",
+        "--cert-dir <DIR>",
+        "--client <NAME>",
         "set KEY VALUE [--ex SECONDS | --px MS]",
         "hincrby KEY FIELD N",
         "ttl KEY",
@@ -93,7 +99,7 @@ fn a_data_commands_usage_is_shown_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let output = meridian(dir.path(), &["hset", "--help"]);
     assert_exit(&output, 0);
-    assert!(stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE\n"));
+    assert!(stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE [FIELD VALUE...]\n"));
 }
 
 #[test]
@@ -233,6 +239,57 @@ fn a_missing_topology_file_is_named() {
 }
 
 #[test]
+fn a_data_command_without_a_cluster_says_none_runs_and_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, state_dir) in [
+        (&["get", "k"][..], ".meridian"),
+        (&["--state-dir", "lab", "ping"], "lab"),
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(
+            err.starts_with(&format!(
+                "(error) no running cluster found in {state_dir} (no cluster.json there): "
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("meridian cluster up"), "{err}");
+        assert!(
+            err.contains("--state-dir") && err.contains("--topology"),
+            "{err}"
+        );
+        assert!(!err.contains("regions/local.toml"), "{err}");
+    }
+}
+
+#[test]
+fn x_is_refused_outside_data_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = meridian(dir.path(), &["-x", "cluster", "status"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("-x (the last argument from stdin) is for data commands only"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn cluster_up_refuses_a_cert_dir_it_would_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
+    let output = meridian(dir.path(), &["--cert-dir", "pki", "cluster", "up", local]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("cluster up keeps its certificates in <state-dir>/certs"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join(".meridian").exists());
+}
+
+#[test]
 fn serve_refuses_a_node_that_is_not_in_the_topology() {
     let dir = tempfile::tempdir().unwrap();
     let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
@@ -281,4 +338,148 @@ fn an_unknown_region_is_refused_with_the_known_ones() {
         "{}",
         stderr(&output)
     );
+}
+
+/// Data commands against a running cluster: one region of three nodes
+/// (N = 3, W = quorum), started once for every check below.
+#[cfg(target_os = "linux")]
+mod against_a_cluster {
+    use super::common::{topology, Lab};
+
+    fn one_region() -> String {
+        topology(&["r"], &[])
+    }
+
+    #[test]
+    fn data_command_forms() {
+        let lab = Lab::start(one_region);
+        map_counters_print_as_strings_in_hget_and_hgetall(&lab);
+        verbose_writes_say_how_many_replicas_acked_and_were_needed(&lab);
+        redis_forms_of_several_keys_fields_or_a_message(&lab);
+        expire_in_zero_or_fewer_seconds_deletes_the_key(&lab);
+        other_certificates_are_named_by_cert_dir_and_client(&lab);
+        x_reads_a_value_too_long_for_a_command_line_from_stdin(&lab);
+        a_keys_type_is_fixed_by_its_first_write(&lab);
+    }
+
+    /// As the README says next to `incr`: unlike Redis, a register holding
+    /// digits is no counter.
+    fn a_keys_type_is_fixed_by_its_first_write(lab: &Lab) {
+        assert_eq!(lab.ok(&["set", "ten", "10"]), "OK\n");
+        let wrong = lab.fails(&["incr", "ten"]);
+        assert!(wrong.starts_with("(error) WRONGTYPE"), "{wrong}");
+        assert_eq!(lab.ok(&["incrby", "count", "10"]), "(integer) 10\n");
+        assert_eq!(lab.ok(&["get", "count"]), "\"10\"\n");
+    }
+
+    fn x_reads_a_value_too_long_for_a_command_line_from_stdin(lab: &Lab) {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        // Longer than one argument may be on Linux (128 KiB), every byte value.
+        let value: Vec<u8> = (0..500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["-x", "set", "big"])
+            .current_dir(lab.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&value).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "OK\n",
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            lab.ok(&["get", "big"]),
+            format!("{}\n", meridian::cli::format::quote(&value))
+        );
+    }
+
+    fn other_certificates_are_named_by_cert_dir_and_client(lab: &Lab) {
+        // A client certificate issued by hand from the cluster's CA.
+        let issued = lab.ok(&["certs", "client", "alice"]);
+        assert!(issued.contains("client-alice.cert.pem"), "{issued}");
+        assert_eq!(
+            lab.ok(&["--client", "alice", "set", "who", "alice"]),
+            "OK\n"
+        );
+
+        // A certificate directory of its own, as `serve --cert-dir` takes.
+        let pki = lab.dir.path().join("pki");
+        std::fs::create_dir(&pki).unwrap();
+        for file in [
+            "ca.cert.pem",
+            "client-alice.cert.pem",
+            "client-alice.key.pem",
+        ] {
+            std::fs::copy(lab.state_dir().join("certs").join(file), pki.join(file)).unwrap();
+        }
+        assert_eq!(
+            lab.ok(&["--cert-dir", "pki", "--client", "alice", "get", "who"]),
+            "\"alice\"\n"
+        );
+
+        // A certificate that is not there is named.
+        let missing = lab.fails(&["--cert-dir", "pki", "get", "who"]);
+        assert!(missing.contains("client-cli.cert.pem"), "{missing}");
+        let missing = lab.fails(&["--client", "bob", "get", "who"]);
+        assert!(missing.contains("client-bob.cert.pem"), "{missing}");
+    }
+
+    fn redis_forms_of_several_keys_fields_or_a_message(lab: &Lab) {
+        assert_eq!(lab.ok(&["ping", "hello"]), "\"hello\"\n");
+        assert_eq!(lab.ok(&["set", "k1", "a"]), "OK\n");
+        assert_eq!(lab.ok(&["sadd", "k3", "m"]), "(integer) 1\n");
+        assert_eq!(lab.ok(&["exists", "k1", "k2", "k3", "k1"]), "(integer) 3\n");
+        assert_eq!(lab.ok(&["exists", "k2"]), "(integer) 0\n");
+        assert_eq!(lab.ok(&["del", "k1", "k2", "k3"]), "(integer) 2\n");
+        assert_eq!(lab.ok(&["exists", "k1", "k3"]), "(integer) 0\n");
+        assert_eq!(
+            lab.ok(&["-v", "del", "k1", "k2"]),
+            "(integer) 0\n(acked by 2 replicas, 2 needed)\n"
+        );
+
+        assert_eq!(lab.ok(&["hset", "u", "a", "1", "b", "2"]), "(integer) 2\n");
+        assert_eq!(lab.ok(&["hset", "u", "b", "3", "c", "4"]), "(integer) 1\n");
+        assert_eq!(
+            lab.ok(&["hgetall", "u"]),
+            "1) \"a\"\n2) \"1\"\n3) \"b\"\n4) \"3\"\n5) \"c\"\n6) \"4\"\n"
+        );
+    }
+
+    fn expire_in_zero_or_fewer_seconds_deletes_the_key(lab: &Lab) {
+        for seconds in ["-5", "0"] {
+            assert_eq!(lab.ok(&["set", "e", "v"]), "OK\n");
+            assert_eq!(lab.ok(&["expire", "e", seconds]), "(integer) 1\n");
+            assert_eq!(lab.ok(&["get", "e"]), "(nil)\n");
+            assert_eq!(lab.ok(&["expire", "e", seconds]), "(integer) 0\n");
+        }
+    }
+
+    fn verbose_writes_say_how_many_replicas_acked_and_were_needed(lab: &Lab) {
+        assert_eq!(
+            lab.ok(&["-v", "set", "k", "v"]),
+            "OK\n(acked by 2 replicas, 2 needed)\n"
+        );
+        assert_eq!(
+            lab.ok(&["-v", "--consistency", "one", "incr", "n"]),
+            "(integer) 1\n(acked by 1 replica, 1 needed)\n"
+        );
+        assert_eq!(
+            lab.ok(&["-v", "--consistency", "all", "set", "k", "w"]),
+            "OK\n(acked by 3 replicas, 3 needed)\n"
+        );
+        assert_eq!(lab.ok(&["-v", "get", "k"]), "\"w\"\n");
+    }
+
+    fn map_counters_print_as_strings_in_hget_and_hgetall(lab: &Lab) {
+        assert_eq!(lab.ok(&["hincrby", "h", "c", "5"]), "(integer) 5\n");
+        assert_eq!(lab.ok(&["hincrby", "h", "c", "5"]), "(integer) 10\n");
+        assert_eq!(lab.ok(&["hget", "h", "c"]), "\"10\"\n");
+        assert_eq!(lab.ok(&["hgetall", "h"]), "1) \"c\"\n2) \"10\"\n");
+    }
 }

@@ -72,9 +72,10 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
     assert_eq!(lab.ok(&["hset", "user", "name", "ada"]), "(integer) 1\n");
     assert_eq!(lab.ok(&["hincrby", "user", "logins", "3"]), "(integer) 3\n");
     assert_eq!(lab.ok(&["hget", "user", "name"]), "\"ada\"\n");
+    assert_eq!(lab.ok(&["hget", "user", "logins"]), "\"3\"\n");
     assert_eq!(
         lab.ok(&["hgetall", "user"]),
-        "1) \"logins\"\n2) (integer) 3\n3) \"name\"\n4) \"ada\"\n"
+        "1) \"logins\"\n2) \"3\"\n3) \"name\"\n4) \"ada\"\n"
     );
     assert_eq!(lab.ok(&["hlen", "user"]), "(integer) 2\n");
     assert_eq!(lab.ok(&["hdel", "user", "logins"]), "(integer) 1\n");
@@ -99,12 +100,12 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
     // Acknowledgements are shown only when asked for.
     let verbose = lab.ok(&["-v", "set", "k", "v"]);
     assert!(
-        verbose.starts_with("OK\n(acked by ") && verbose.ends_with("/2 replicas)\n"),
+        verbose.starts_with("OK\n(acked by ") && verbose.ends_with(" replicas, 2 needed)\n"),
         "{verbose}"
     );
     assert_eq!(
         lab.ok(&["-v", "--consistency", "all", "set", "k", "v2"]),
-        "OK\n(acked by 3/3 replicas)\n"
+        "OK\n(acked by 3 replicas, 3 needed)\n"
     );
     assert_eq!(lab.ok(&["--read", "quorum", "get", "k"]), "\"v2\"\n");
 

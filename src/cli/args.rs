@@ -6,6 +6,7 @@
 //! redis-cli (`meridian set hello world`). This module only describes the
 //! command line; it reads no file and starts nothing.
 
+use super::cluster::CLIENT_NAME;
 use crate::topology::{ReadConsistency, WriteConsistency};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -80,6 +81,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
+    /// Certificates of the CA, nodes and clients, for serve and data
+    /// commands [default: <state-dir>/certs]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Client certificate data commands present (client-NAME.*.pem, from
+    /// `meridian certs client NAME`)
+    #[arg(long, global = true, value_name = "NAME", default_value = CLIENT_NAME)]
+    pub client: String,
+
     /// Replicas that must apply a write [default: the topology's]
     #[arg(
         long,
@@ -101,12 +112,20 @@ pub struct GlobalArgs {
     /// Also print how many replicas acknowledged each write
     #[arg(short, long, global = true)]
     pub verbose: bool,
+
+    /// Read a data command's last argument from stdin, to its end (like
+    /// redis-cli -x)
+    #[arg(short = 'x', global = true)]
+    pub last_from_stdin: bool,
 }
 
 impl GlobalArgs {
-    /// The certificate directory inside the state directory.
+    /// The certificate directory: `--cert-dir`, else `certs` in the state
+    /// directory.
     pub fn cert_dir(&self) -> PathBuf {
-        self.state_dir.join("certs")
+        self.cert_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("certs"))
     }
 
     /// The topology file named by `--topology`, else `fallback` (such as
@@ -162,14 +181,6 @@ pub struct ServeArgs {
     /// The node to run: an `id` of the topology
     #[arg(long, value_name = "ID")]
     pub node: String,
-    /// The directory with `ca.cert.pem` and this node's certificate and key.
-    #[arg(
-        long,
-        value_name = "DIR",
-        help = "Directory with ca.cert.pem and this node's certificate and key \
-                [default: <state-dir>/certs]"
-    )]
-    pub cert_dir: Option<PathBuf>,
     /// Keep a checksummed delta log and snapshots here, so a restart keeps
     /// every acknowledged write (without it the node is a pure in-memory
     /// cache that recovers from its replicas)
@@ -202,7 +213,7 @@ pub struct CertsArgs {
         long,
         global = true,
         value_name = "DIR",
-        help = "Certificate directory [default: <state-dir>/certs]"
+        help = "Certificate directory [default: --cert-dir, else <state-dir>/certs]"
     )]
     pub dir: Option<PathBuf>,
     /// What to create.
@@ -321,11 +332,14 @@ mod tests {
             PathBuf::from("regions/local.toml")
         );
         assert_eq!(cli.global.state_dir, PathBuf::from(".meridian"));
+        assert_eq!(cli.global.cert_dir, None);
         assert_eq!(cli.global.cert_dir(), PathBuf::from(".meridian/certs"));
+        assert_eq!(cli.global.client, "cli");
         assert_eq!(cli.global.region, None);
         assert_eq!(cli.global.consistency, None);
         assert_eq!(cli.global.read, None);
         assert!(!cli.global.verbose);
+        assert!(!cli.global.last_from_stdin);
     }
 
     #[test]
@@ -365,6 +379,17 @@ mod tests {
     }
 
     #[test]
+    fn x_reads_the_last_argument_from_stdin() {
+        let cli = parse(&["-x", "set", "big"]);
+        assert!(cli.global.last_from_stdin);
+        let Cmd::Data(words) = cli.command else {
+            panic!("not a data command")
+        };
+        assert_eq!(words, ["set", "big"]);
+        assert!(parse(&["-vx", "hset", "h", "f"]).global.last_from_stdin);
+    }
+
+    #[test]
     fn options_after_a_data_command_are_its_arguments() {
         let Cmd::Data(words) = parse(&["set", "k", "v", "--ex", "10"]).command else {
             panic!("not a data command")
@@ -379,9 +404,26 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(serve.node, "us-east-1");
-        assert_eq!(serve.cert_dir, None);
+        assert_eq!(cli.global.cert_dir(), PathBuf::from(".meridian/certs"));
         assert_eq!(cli.global.topology, Some(PathBuf::from("t.toml")));
         assert!(Cli::try_parse_args(["meridian", "serve"]).is_err());
+        // Before or after `serve`, as `cluster up` passes it.
+        for args in [
+            &["serve", "--node", "n", "--cert-dir", "pki"][..],
+            &["--cert-dir", "pki", "serve", "--node", "n"],
+        ] {
+            assert_eq!(parse(args).global.cert_dir(), PathBuf::from("pki"));
+        }
+    }
+
+    #[test]
+    fn data_commands_take_a_cert_dir_and_a_client_name() {
+        let cli = parse(&["--cert-dir", "pki", "--client", "alice", "get", "k"]);
+        assert_eq!(cli.global.cert_dir(), PathBuf::from("pki"));
+        assert_eq!(cli.global.client, "alice");
+        let cli = parse(&["--state-dir", "lab", "--client", "bob", "ping"]);
+        assert_eq!(cli.global.cert_dir(), PathBuf::from("lab/certs"));
+        assert_eq!(cli.global.client, "bob");
     }
 
     #[test]

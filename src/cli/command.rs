@@ -1,6 +1,9 @@
 //! The data commands of the `meridian` binary, in the manner of redis-cli:
 //! the words after the global options (`set hello world --ex 60`) become
-//! one protocol [`Command`].
+//! a [`DataCommand`]: usually one protocol [`Command`], and for the Redis
+//! forms the protocol has no single command for (`del k1 k2`, `hset h f1
+//! v1 f2 v2`, `exists k1 k2`, `ping MESSAGE`) several, sent one after
+//! another, and how their answers make the one printed.
 //!
 //! Parsing is pure: no topology, no connection. Every mistake — unknown
 //! command, wrong number of arguments, an increment that is not an
@@ -8,9 +11,9 @@
 //! usage line. Command names are case-insensitive; keys, values, members
 //! and fields are taken as raw bytes.
 
-use crate::protocol::Command;
+use crate::protocol::{Answer, Command, Reply};
 use crdt_types::Bytes;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 
 /// One data command: its name, its arguments and what it does. The table
 /// [`COMMANDS`] drives both parsing and the help text.
@@ -45,14 +48,28 @@ const fn spec(name: &'static str, args: &'static str, summary: &'static str) -> 
 
 /// Every data command, in the order the help lists them.
 pub const COMMANDS: &[CommandSpec] = &[
-    spec("ping", "", "check that the region answers"),
+    spec(
+        "ping",
+        "[MESSAGE]",
+        "check that the region answers (PONG, or MESSAGE)",
+    ),
     spec(
         "set",
         "KEY VALUE [--ex SECONDS | --px MS]",
         "write a register, optionally expiring",
     ),
     spec("get", "KEY", "read a register (or a counter, in decimal)"),
-    spec("del", "KEY", "delete a key (what this replica has seen)"),
+    spec(
+        "del",
+        "KEY...",
+        "delete keys (what their replica has seen); answers how many existed. \
+         Several keys are deleted one by one, not atomically",
+    ),
+    spec(
+        "exists",
+        "KEY...",
+        "how many of the keys exist (a key named twice counts twice)",
+    ),
     spec("incr", "KEY", "add 1 to a counter"),
     spec("incrby", "KEY N", "add N to a counter"),
     spec("decr", "KEY", "take 1 from a counter"),
@@ -62,7 +79,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("smembers", "KEY", "list a set's members"),
     spec("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
     spec("scard", "KEY", "count a set's members"),
-    spec("hset", "KEY FIELD VALUE", "write a map field"),
+    spec(
+        "hset",
+        "KEY FIELD VALUE [FIELD VALUE...]",
+        "write map fields; answers how many are new. Several fields are \
+         written one by one, not atomically",
+    ),
     spec("hget", "KEY FIELD", "read a map field"),
     spec("hdel", "KEY FIELD...", "remove map fields"),
     spec("hgetall", "KEY", "list a map's fields and values"),
@@ -78,7 +100,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         "KEY",
         "read every concurrent value of a multi-value register",
     ),
-    spec("expire", "KEY SECONDS", "expire the key SECONDS from now"),
+    spec(
+        "expire",
+        "KEY SECONDS",
+        "expire the key SECONDS from now (0 or less: delete it now)",
+    ),
     spec(
         "ttl",
         "KEY",
@@ -113,10 +139,24 @@ pub fn help_text() -> String {
         } else {
             format!("{} {}", spec.name, spec.args)
         };
-        text.push_str(&format!("  {call:<width$}  {}\n", spec.summary));
+        let mut line = format!("  {call:<width$} ");
+        for word in spec.summary.split(' ') {
+            if line.len() + 1 + word.len() > HELP_WIDTH && line.trim_end().len() > width + 2 {
+                text.push_str(line.trim_end());
+                text.push('\n');
+                line = format!("  {:width$} ", "");
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        text.push_str(&line);
+        text.push('\n');
     }
     text
 }
+
+/// Help lines are wrapped to this many columns, as clap wraps its own.
+const HELP_WIDTH: usize = 100;
 
 /// A data command line that does not make a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,6 +188,15 @@ pub enum UsageError {
         /// The argument as typed.
         value: String,
     },
+    /// A number that parses but cannot be used (a decrement that would
+    /// overflow, an expire time too far ahead).
+    #[error("{message}\nusage: {}", .spec.usage())]
+    OutOfRange {
+        /// The command.
+        spec: &'static CommandSpec,
+        /// What is wrong, with the argument.
+        message: String,
+    },
     /// An option the command does not take, or one given twice.
     #[error("{problem} '{option}'\nusage: {}", .spec.usage())]
     BadOption {
@@ -166,17 +215,101 @@ pub enum UsageError {
     },
 }
 
-/// Parses a data command line (`["set", "k", "v"]`) into a [`Command`].
+/// A data command line as the protocol commands it sends, in order, and
+/// how their answers combine into the one printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataCommand {
+    /// The commands, sent one after another (never empty).
+    pub commands: Vec<Command>,
+    /// How their answers make one.
+    pub combine: Combine,
+}
+
+/// How the answers of a [`DataCommand`]'s commands make the one printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Combine {
+    /// The one command's answer.
+    One,
+    /// The sum of the integer answers: keys deleted (`del k1 k2`), fields
+    /// created (`hset h f1 v1 f2 v2`).
+    Sum,
+    /// How many `Type` answers name a type (`exists k1 k2`).
+    CountExisting,
+    /// The message once the ping is answered (`ping MESSAGE`).
+    Echo(Bytes),
+}
+
+impl DataCommand {
+    fn one(command: Command) -> DataCommand {
+        DataCommand {
+            commands: vec![command],
+            combine: Combine::One,
+        }
+    }
+
+    /// The command whose kind the whole has (they are all of one kind):
+    /// whether it writes decides if `-v` shows acknowledgements.
+    pub fn first(&self) -> &Command {
+        &self.commands[0]
+    }
+
+    /// The answer printed, from the answers of [`Self::commands`] in
+    /// order. Acknowledgements are the fewest any command got.
+    ///
+    /// ```
+    /// use meridian::cli::command::parse;
+    /// use meridian::protocol::{Answer, Reply};
+    ///
+    /// let del = parse(&["del", "a", "b", "c"]).unwrap();
+    /// let answers = [1, 0, 1].map(|n| Answer { reply: Reply::Int(n), replicas_acked: 2, replicas_needed: 2 });
+    /// assert_eq!(del.combine(answers.to_vec()).reply, Reply::Int(2));
+    /// ```
+    pub fn combine(&self, answers: Vec<Answer>) -> Answer {
+        let acked = answers.iter().map(|a| a.replicas_acked).min().unwrap_or(0);
+        let needed = answers.iter().map(|a| a.replicas_needed).max().unwrap_or(0);
+        let count = |hit: fn(&Reply) -> i64| answers.iter().map(|a| hit(&a.reply)).sum();
+        let reply = match &self.combine {
+            Combine::One => {
+                return answers.into_iter().next().unwrap_or(Answer {
+                    reply: Reply::Nil,
+                    replicas_acked: 0,
+                    replicas_needed: 0,
+                })
+            }
+            Combine::Sum => Reply::Int(count(|r| match r {
+                Reply::Int(n) => *n,
+                Reply::Bool(b) => i64::from(*b),
+                _ => 0,
+            })),
+            Combine::CountExisting => {
+                Reply::Int(count(|r| i64::from(matches!(r, Reply::Type(Some(_))))))
+            }
+            Combine::Echo(message) => Reply::Value(message.clone()),
+        };
+        Answer {
+            reply,
+            replicas_acked: acked,
+            replicas_needed: needed,
+        }
+    }
+}
+
+/// Parses a data command line (`["set", "k", "v"]`) into the commands it
+/// sends.
 ///
 /// ```
-/// use meridian::cli::command::parse;
+/// use meridian::cli::command::{parse, Combine};
 /// use meridian::protocol::Command;
 ///
-/// let command = parse(&["incrby", "hits", "-3"]).unwrap();
-/// assert_eq!(command, Command::IncrBy { key: "hits".into(), by: -3 });
+/// let incr = parse(&["incrby", "hits", "-3"]).unwrap();
+/// assert_eq!(incr.commands, [Command::IncrBy { key: "hits".into(), by: -3 }]);
+/// assert_eq!(incr.combine, Combine::One);
 /// assert!(parse(&["incrby", "hits", "many"]).is_err());
+/// let del = parse(&["del", "a", "b"]).unwrap();
+/// assert_eq!(del.commands, [Command::Del { key: "a".into() }, Command::Del { key: "b".into() }]);
+/// assert_eq!(del.combine, Combine::Sum);
 /// ```
-pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Command, UsageError> {
+pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<DataCommand, UsageError> {
     let Some((name, args)) = words.split_first() else {
         return Err(UsageError::Empty);
     };
@@ -190,7 +323,7 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<Command, UsageError> {
             return Err(UsageError::HelpRequested { spec });
         }
     }
-    Parser { spec, args: &args }.command()
+    Parser { spec, args: &args }.data_command()
 }
 
 struct Parser<'a> {
@@ -199,16 +332,53 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// The forms that send several commands, else the one command.
+    fn data_command(&self) -> Result<DataCommand, UsageError> {
+        let a = self.args;
+        let each = |commands: Vec<Command>, combine| DataCommand { commands, combine };
+        // The sum of one answer is that answer.
+        let sum = |mut commands: Vec<Command>| match commands.len() {
+            1 => DataCommand::one(commands.remove(0)),
+            _ => each(commands, Combine::Sum),
+        };
+        Ok(match self.spec.name {
+            "ping" => match a {
+                [] => DataCommand::one(Command::Ping),
+                [message] => each(vec![Command::Ping], Combine::Echo(bytes(message))),
+                _ => return Err(self.wrong_arity()),
+            },
+            "del" => sum(self
+                .keys()?
+                .into_iter()
+                .map(|key| Command::Del { key })
+                .collect()),
+            "exists" => each(
+                self.keys()?
+                    .into_iter()
+                    .map(|key| Command::Type { key })
+                    .collect(),
+                Combine::CountExisting,
+            ),
+            "hset" => match a {
+                [key, pairs @ ..] if !pairs.is_empty() && pairs.len() % 2 == 0 => sum(pairs
+                    .chunks(2)
+                    .map(|pair| Command::HSet {
+                        key: bytes(key),
+                        field: bytes(pair[0]),
+                        value: bytes(pair[1]),
+                    })
+                    .collect()),
+                _ => return Err(self.wrong_arity()),
+            },
+            _ => DataCommand::one(self.command()?),
+        })
+    }
+
     fn command(&self) -> Result<Command, UsageError> {
         let a = self.args;
         Ok(match self.spec.name {
-            "ping" => {
-                self.arity(0)?;
-                Command::Ping
-            }
             "set" => return self.set(),
             "get" => Command::Get { key: self.key1()? },
-            "del" => Command::Del { key: self.key1()? },
             "incr" => Command::IncrBy {
                 key: self.key1()?,
                 by: 1,
@@ -227,9 +397,15 @@ impl Parser<'_> {
             "decrby" => {
                 self.arity(2)?;
                 let by = self.int(a[1])?;
+                let by = by.checked_neg().ok_or_else(|| UsageError::OutOfRange {
+                    spec: self.spec,
+                    message: format!(
+                        "decrement would overflow: -({by}) is beyond the 64-bit signed range"
+                    ),
+                })?;
                 Command::IncrBy {
                     key: bytes(a[0]),
-                    by: by.checked_neg().ok_or_else(|| self.bad_int(a[1]))?,
+                    by,
                 }
             }
             "sadd" => {
@@ -249,14 +425,6 @@ impl Parser<'_> {
                 }
             }
             "scard" => Command::SCard { key: self.key1()? },
-            "hset" => {
-                self.arity(3)?;
-                Command::HSet {
-                    key: bytes(a[0]),
-                    field: bytes(a[1]),
-                    value: bytes(a[2]),
-                }
-            }
             "hget" => {
                 self.arity(2)?;
                 Command::HGet {
@@ -288,9 +456,11 @@ impl Parser<'_> {
             "mvget" => Command::MvGet { key: self.key1()? },
             "expire" => {
                 self.arity(2)?;
-                Command::Expire {
-                    key: bytes(a[0]),
-                    ttl_ms: self.duration_ms(a[1], "SECONDS", 1000, true)?,
+                let key = bytes(a[0]);
+                // Like Redis, a time that is not in the future deletes the key.
+                match self.ttl_ms(a[1], "SECONDS", 1000)? {
+                    Some(ttl_ms) => Command::Expire { key, ttl_ms },
+                    None => Command::Del { key },
                 }
             }
             "ttl" => Command::Ttl { key: self.key1()? },
@@ -323,7 +493,16 @@ impl Parser<'_> {
             let Some((value, tail)) = tail.split_first() else {
                 return Err(self.wrong_arity());
             };
-            ttl_ms = Some(self.duration_ms(value, what, scale, false)?);
+            match self.ttl_ms(value, what, scale)? {
+                Some(ms) => ttl_ms = Some(ms),
+                None => {
+                    return Err(self.bad_expire_time(format!(
+                        "{} {} is not a positive time",
+                        option.to_string_lossy(),
+                        value.to_string_lossy()
+                    )))
+                }
+            }
             rest = tail;
         }
         Ok(Command::Set {
@@ -346,6 +525,13 @@ impl Parser<'_> {
         Ok(bytes(self.args[0]))
     }
 
+    fn keys(&self) -> Result<Vec<Bytes>, UsageError> {
+        if self.args.is_empty() {
+            return Err(self.wrong_arity());
+        }
+        Ok(self.args.iter().map(|key| bytes(key)).collect())
+    }
+
     fn key_and_many(&self) -> Result<(Bytes, Vec<Bytes>), UsageError> {
         match self.args {
             [key, items @ ..] if !items.is_empty() => {
@@ -356,46 +542,50 @@ impl Parser<'_> {
     }
 
     fn int(&self, arg: &OsStr) -> Result<i64, UsageError> {
-        arg.to_str()
-            .and_then(|text| text.parse::<i64>().ok())
-            .ok_or_else(|| self.bad_int(arg))
+        integer(arg)
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| UsageError::BadNumber {
+                spec: self.spec,
+                what: "N",
+                expected: "an integer in the 64-bit signed range",
+                value: arg.to_string_lossy().into_owned(),
+            })
     }
 
-    fn bad_int(&self, arg: &OsStr) -> UsageError {
-        UsageError::BadNumber {
-            spec: self.spec,
-            what: "N",
-            expected: "an integer in the 64-bit signed range",
-            value: arg.to_string_lossy().into_owned(),
-        }
-    }
-
-    /// A time to live of `arg` units of `scale_ms`, in milliseconds.
-    fn duration_ms(
+    /// A time to live of `arg` units of `scale_ms`, in milliseconds; `None`
+    /// for a time that is zero or negative. Refuses times beyond
+    /// [`TTL_MS_MAX`] (Redis: "invalid expire time").
+    fn ttl_ms(
         &self,
         arg: &OsStr,
         what: &'static str,
         scale_ms: u64,
-        zero_allowed: bool,
-    ) -> Result<u64, UsageError> {
-        let bad = || UsageError::BadNumber {
+    ) -> Result<Option<u64>, UsageError> {
+        let units = integer(arg).ok_or_else(|| UsageError::BadNumber {
             spec: self.spec,
             what,
-            expected: if zero_allowed {
-                "a non-negative integer"
-            } else {
-                "a positive integer"
-            },
+            expected: "an integer",
             value: arg.to_string_lossy().into_owned(),
-        };
-        let units: u64 = arg
-            .to_str()
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(bad)?;
-        if units == 0 && !zero_allowed {
-            return Err(bad());
+        })?;
+        if units <= 0 {
+            return Ok(None);
         }
-        units.checked_mul(scale_ms).ok_or_else(bad)
+        let max_units = TTL_MS_MAX / scale_ms;
+        match u64::try_from(units) {
+            Ok(units) if units <= max_units => Ok(Some(units * scale_ms)),
+            _ => Err(self.bad_expire_time(format!(
+                "{} {} is too far ahead (at most {max_units})",
+                arg.to_string_lossy(),
+                what.to_ascii_lowercase()
+            ))),
+        }
+    }
+
+    fn bad_expire_time(&self, detail: String) -> UsageError {
+        UsageError::OutOfRange {
+            spec: self.spec,
+            message: format!("invalid expire time in '{}': {detail}", self.spec.name),
+        }
     }
 
     fn wrong_arity(&self) -> UsageError {
@@ -409,6 +599,38 @@ impl Parser<'_> {
             problem,
         }
     }
+}
+
+/// The longest time to live a command accepts, in milliseconds: Redis's
+/// limit (a 64-bit signed number of milliseconds), so that no deadline is
+/// ever clamped.
+pub const TTL_MS_MAX: u64 = i64::MAX as u64;
+
+/// An integer written as Redis writes them: an optional `-` and decimal
+/// digits, nothing else (no `+`, no spaces). Values beyond `i128` saturate,
+/// so callers report them as out of range rather than as not numbers.
+fn integer(arg: &OsStr) -> Option<i128> {
+    let text = arg.to_str()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<i128>().unwrap_or(if text.starts_with('-') {
+        i128::MIN
+    } else {
+        i128::MAX
+    }))
+}
+
+/// `words` and then `last` as one more argument, byte for byte (`-x`: the
+/// last argument read from stdin).
+pub fn with_last_argument(words: &[OsString], last: Vec<u8>) -> Vec<OsString> {
+    let mut all = words.to_vec();
+    #[cfg(unix)]
+    all.push(std::os::unix::ffi::OsStringExt::from_vec(last));
+    #[cfg(not(unix))]
+    all.push(String::from_utf8_lossy(&last).into_owned().into());
+    all
 }
 
 /// The raw bytes of a command-line argument.
@@ -431,7 +653,15 @@ mod tests {
         text.into()
     }
 
+    /// The one command `words` send.
     fn ok(words: &[&str]) -> Command {
+        let data = all(words);
+        assert_eq!(data.combine, Combine::One, "{words:?}");
+        let [command] = <[Command; 1]>::try_from(data.commands).unwrap();
+        command
+    }
+
+    fn all(words: &[&str]) -> DataCommand {
         parse(words).unwrap_or_else(|e| panic!("{words:?}: {e}"))
     }
 
@@ -486,21 +716,55 @@ mod tests {
 
     #[test]
     fn set_refuses_bad_expiries() {
+        assert_eq!(
+            err(&["set", "k", "v", "--ex", "0"]).to_string(),
+            "invalid expire time in 'set': --ex 0 is not a positive time\n\
+             usage: meridian set KEY VALUE [--ex SECONDS | --px MS]"
+        );
+        assert!(err(&["set", "k", "v", "--px", "-5"])
+            .to_string()
+            .starts_with("invalid expire time in 'set': --px -5 is not a positive time"));
         assert!(matches!(
-            err(&["set", "k", "v", "--ex", "0"]),
+            err(&["set", "k", "v", "--ex", "ten"]),
             UsageError::BadNumber {
                 what: "SECONDS",
                 ..
             }
         ));
         assert!(matches!(
-            err(&["set", "k", "v", "--px", "-5"]),
+            err(&["set", "k", "v", "PX", "+5"]),
             UsageError::BadNumber { what: "MS", .. }
         ));
-        assert!(matches!(
-            err(&["set", "k", "v", "--ex", "18446744073709551615"]),
-            UsageError::BadNumber { .. }
-        ));
+        // Not clamped to the end of time: refused, as Redis refuses them.
+        for (option, value) in [
+            ("--ex", "18446744073709551"),
+            ("EX", "9223372036854776"),
+            ("--px", "9223372036854775808"),
+            ("px", "18446744073709551615"),
+            ("--ex", "99999999999999999999999999999999999999999999"),
+        ] {
+            let e = err(&["set", "k", "v", option, value]).to_string();
+            assert!(
+                e.starts_with(&format!("invalid expire time in 'set': {value} ")),
+                "{option} {value}: {e}"
+            );
+        }
+        assert_eq!(
+            ok(&["set", "k", "v", "--ex", "9223372036854775"]),
+            Command::Set {
+                key: b("k"),
+                value: b("v"),
+                ttl_ms: Some(9_223_372_036_854_775_000)
+            }
+        );
+        assert_eq!(
+            ok(&["set", "k", "v", "--px", "9223372036854775807"]),
+            Command::Set {
+                key: b("k"),
+                value: b("v"),
+                ttl_ms: Some(TTL_MS_MAX)
+            }
+        );
         assert!(matches!(
             err(&["set", "k", "v", "--ex"]),
             UsageError::WrongArity { .. }
@@ -543,11 +807,37 @@ mod tests {
             err(&["incrby", "c", "9223372036854775808"]),
             UsageError::BadNumber { .. }
         ));
-        // -i64::MIN does not fit in an i64.
-        assert!(matches!(
-            err(&["decrby", "c", "-9223372036854775808"]),
-            UsageError::BadNumber { .. }
-        ));
+        // Integers are written as Redis writes them.
+        for n in ["+5", " 5", "5 ", "0x10", "1e3", "-", ""] {
+            assert!(
+                matches!(err(&["incrby", "c", n]), UsageError::BadNumber { .. }),
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decrby_the_smallest_integer_would_overflow() {
+        // It is in range, but -i64::MIN is not.
+        assert_eq!(
+            err(&["decrby", "c", "-9223372036854775808"]).to_string(),
+            "decrement would overflow: -(-9223372036854775808) is beyond the 64-bit signed range\n\
+             usage: meridian decrby KEY N"
+        );
+        assert_eq!(
+            ok(&["decrby", "c", "-9223372036854775807"]),
+            Command::IncrBy {
+                key: b("c"),
+                by: i64::MAX
+            }
+        );
+        assert_eq!(
+            ok(&["incrby", "c", "-9223372036854775808"]),
+            Command::IncrBy {
+                key: b("c"),
+                by: i64::MIN
+            }
+        );
     }
 
     #[test]
@@ -564,8 +854,12 @@ mod tests {
             &["incrby", "c"],
             &["sadd", "s"],
             &["hset", "h", "f"],
+            &["hset", "h", "f", "v", "g"],
+            &["hset", "h"],
             &["hget", "h"],
-            &["ping", "extra"],
+            &["ping", "two", "words"],
+            &["del"],
+            &["exists"],
             &["type"],
         ] {
             assert!(
@@ -654,15 +948,8 @@ mod tests {
                 ttl_ms: 10_000
             }
         );
-        assert_eq!(
-            ok(&["expire", "k", "0"]),
-            Command::Expire {
-                key: b("k"),
-                ttl_ms: 0
-            }
-        );
         assert!(matches!(
-            err(&["expire", "k", "-1"]),
+            err(&["expire", "k", "soon"]),
             UsageError::BadNumber {
                 what: "SECONDS",
                 ..
@@ -681,6 +968,129 @@ mod tests {
         assert_eq!(ok(&["mvget", "k"]), Command::MvGet { key: b("k") });
     }
 
+    fn int(n: i64) -> Answer {
+        Answer {
+            reply: Reply::Int(n),
+            replicas_acked: 2,
+            replicas_needed: 2,
+        }
+    }
+
+    #[test]
+    fn del_of_several_keys_deletes_each_and_counts_those_that_existed() {
+        let del = all(&["del", "a", "b", "c"]);
+        assert_eq!(
+            del.commands,
+            [
+                Command::Del { key: b("a") },
+                Command::Del { key: b("b") },
+                Command::Del { key: b("c") }
+            ]
+        );
+        assert_eq!(del.combine, Combine::Sum);
+        let mut short = int(1);
+        short.replicas_acked = 1;
+        assert_eq!(
+            del.combine(vec![int(1), int(0), short]),
+            Answer {
+                reply: Reply::Int(2),
+                replicas_acked: 1,
+                replicas_needed: 2
+            }
+        );
+        assert_eq!(ok(&["DEL", "k"]), Command::Del { key: b("k") });
+    }
+
+    #[test]
+    fn hset_of_several_pairs_writes_each_and_counts_the_new_fields() {
+        let hset = all(&["hset", "h", "a", "1", "b", "2"]);
+        assert_eq!(
+            hset.commands,
+            [
+                Command::HSet {
+                    key: b("h"),
+                    field: b("a"),
+                    value: b("1")
+                },
+                Command::HSet {
+                    key: b("h"),
+                    field: b("b"),
+                    value: b("2")
+                }
+            ]
+        );
+        assert_eq!(hset.combine(vec![int(1), int(0)]).reply, Reply::Int(1));
+    }
+
+    #[test]
+    fn exists_counts_the_keys_that_have_a_type() {
+        let exists = all(&["exists", "a", "b", "a"]);
+        assert_eq!(exists.commands.len(), 3);
+        assert_eq!(exists.commands[2], Command::Type { key: b("a") });
+        assert_eq!(exists.combine, Combine::CountExisting);
+        let kind = |kind| Answer {
+            reply: Reply::Type(kind),
+            replicas_acked: 1,
+            replicas_needed: 1,
+        };
+        assert_eq!(
+            exists
+                .combine(vec![
+                    kind(Some(crdt_types::Kind::Set)),
+                    kind(None),
+                    kind(Some(crdt_types::Kind::Set))
+                ])
+                .reply,
+            Reply::Int(2)
+        );
+        assert_eq!(all(&["exists", "k"]).combine, Combine::CountExisting);
+    }
+
+    #[test]
+    fn ping_with_a_message_answers_the_message() {
+        let ping = all(&["ping", "hello"]);
+        assert_eq!(ping.commands, [Command::Ping]);
+        let pong = Answer {
+            reply: Reply::Pong,
+            replicas_acked: 1,
+            replicas_needed: 1,
+        };
+        assert_eq!(ping.combine(vec![pong]).reply, Reply::Value(b("hello")));
+    }
+
+    #[test]
+    fn expire_in_zero_or_fewer_seconds_deletes_the_key() {
+        for seconds in [
+            "0",
+            "-5",
+            "-9223372036854775808",
+            "-99999999999999999999999",
+        ] {
+            assert_eq!(
+                ok(&["expire", "k", seconds]),
+                Command::Del { key: b("k") },
+                "{seconds}"
+            );
+        }
+    }
+
+    #[test]
+    fn expire_refuses_times_too_far_ahead() {
+        assert_eq!(
+            err(&["expire", "k", "9223372036854775806"]).to_string(),
+            "invalid expire time in 'expire': 9223372036854775806 seconds is too far ahead \
+             (at most 9223372036854775)\n\
+             usage: meridian expire KEY SECONDS"
+        );
+        assert_eq!(
+            ok(&["expire", "k", "9223372036854775"]),
+            Command::Expire {
+                key: b("k"),
+                ttl_ms: 9_223_372_036_854_775_000
+            }
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn arguments_are_taken_as_raw_bytes() {
@@ -692,13 +1102,42 @@ mod tests {
             OsString::from("é"),
         ];
         assert_eq!(
-            parse(&words).unwrap(),
-            Command::Set {
+            parse(&words).unwrap().commands,
+            [Command::Set {
                 key: Bytes::from(vec![0xff, b'k']),
                 value: Bytes::from("é".as_bytes()),
                 ttl_ms: None
-            }
+            }]
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_last_argument_from_stdin_is_taken_byte_for_byte() {
+        let words = [OsString::from("set"), OsString::from("big")];
+        let value = vec![0, 0xff, b'\n', b'-', b'x'];
+        let all = with_last_argument(&words, value.clone());
+        assert_eq!(
+            parse(&all).unwrap().commands,
+            [Command::Set {
+                key: b("big"),
+                value: Bytes::from(value),
+                ttl_ms: None
+            }]
+        );
+    }
+
+    #[test]
+    fn help_lines_are_wrapped_under_their_summary() {
+        let text = help_text();
+        for line in text.lines() {
+            assert!(line.len() <= HELP_WIDTH, "{line}");
+        }
+        let del = text.lines().position(|l| l.starts_with("  del ")).unwrap();
+        let next = text.lines().nth(del + 1).unwrap();
+        let column = text.lines().nth(del).unwrap().find("delete").unwrap();
+        assert!(next.starts_with(&" ".repeat(column)), "{next}");
+        assert!(next[column..].starts_with(|c: char| c != ' '), "{next}");
     }
 
     #[test]

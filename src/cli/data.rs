@@ -13,14 +13,20 @@ use crate::topology::Topology;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-/// Connects to the target's region and runs one command.
-pub async fn execute(target: Target, command: Command) -> Result<Answer, ClientError> {
+/// Connects to the target's region and runs `commands` one after another;
+/// their answers in order, or the first error (the commands before it have
+/// run).
+pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>, ClientError> {
     let mut options = ClientOptions::new(target.topology, target.region, target.cert_dir);
     options.client_name = target.client_name;
     options.write = target.write;
     options.read = target.read;
     let client = Client::connect(options).await?;
-    client.execute(command).await
+    let mut answers = Vec::with_capacity(commands.len());
+    for command in commands {
+        answers.push(client.execute(command.clone()).await?);
+    }
+    Ok(answers)
 }
 
 /// Ready when the node listens (see [`ListeningProbe`]) and its region

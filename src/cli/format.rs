@@ -12,8 +12,11 @@ use crate::protocol::{Answer, Command, Reply};
 use std::fmt::{self, Write as _};
 
 /// The text of `answer` to `command`, one line per `\n`, without a final
-/// newline. With `verbose`, a write's answer is followed by the number of
-/// replicas that acknowledged it: `(acked by 2/3 replicas)`.
+/// newline. With `verbose`, a write's answer is followed by how many
+/// replicas had applied it when the node answered and how many its write
+/// consistency needed: `(acked by 2 replicas, 2 needed)`. A node answers as
+/// soon as enough replicas have applied a write, so the two numbers are
+/// usually equal; the key's other replicas apply it afterwards.
 ///
 /// ```
 /// use meridian::cli::format::answer;
@@ -22,18 +25,25 @@ use std::fmt::{self, Write as _};
 /// let set = Command::Set { key: "k".into(), value: "v".into(), ttl_ms: None };
 /// let ok = Answer { reply: Reply::Ok, replicas_acked: 2, replicas_needed: 2 };
 /// assert_eq!(answer(&set, &ok, false), "OK");
-/// assert_eq!(answer(&set, &ok, true), "OK\n(acked by 2/2 replicas)");
+/// assert_eq!(answer(&set, &ok, true), "OK\n(acked by 2 replicas, 2 needed)");
 /// ```
 pub fn answer(command: &Command, answer: &Answer, verbose: bool) -> String {
     let mut text = reply(&answer.reply);
     if verbose && command.is_write() {
-        let _ = write!(
-            text,
-            "\n(acked by {}/{} replicas)",
-            answer.replicas_acked, answer.replicas_needed
-        );
+        text.push('\n');
+        text.push_str(&acks(answer));
     }
     text
+}
+
+/// `(acked by A replicas, W needed)` for a write's answer.
+pub fn acks(answer: &Answer) -> String {
+    let acked = answer.replicas_acked;
+    format!(
+        "(acked by {acked} replica{}, {} needed)",
+        if acked == 1 { "" } else { "s" },
+        answer.replicas_needed
+    )
 }
 
 /// The text of one reply, as redis-cli would print it.
@@ -164,10 +174,12 @@ impl Shape {
         )
     }
 
+    /// A field's value. A counter field prints as its decimal string, as
+    /// `hget` answers it and as Redis prints a hash field.
     fn field_value(value: &FieldValue) -> Shape {
         match value {
             FieldValue::Register(bytes) => Shape::Line(quote(bytes)),
-            FieldValue::Counter(n) => Shape::integer(*n),
+            FieldValue::Counter(n) => Shape::Line(quote(n.to_string().as_bytes())),
             FieldValue::Set(members) => Shape::values(members),
             FieldValue::MvRegister(values) => Shape::values(values),
             FieldValue::Map(fields) => Shape::fields(fields),
@@ -260,6 +272,8 @@ mod tests {
         assert_eq!(lines[9], "10) \"9\"");
     }
 
+    /// `hget` answers a counter field with its decimal string; `hgetall`
+    /// prints it the same way.
     #[test]
     fn hgetall_alternates_fields_and_values() {
         let fields = vec![
@@ -268,7 +282,7 @@ mod tests {
         ];
         assert_eq!(
             reply(&Reply::Fields(fields)),
-            "1) \"name\"\n2) \"ada\"\n3) \"visits\"\n4) (integer) 3"
+            "1) \"name\"\n2) \"ada\"\n3) \"visits\"\n4) \"3\""
         );
     }
 
@@ -287,8 +301,8 @@ mod tests {
              4) (empty array)"
         );
         assert_eq!(
-            reply(&Reply::Field(Some(FieldValue::Counter(4)))),
-            "(integer) 4"
+            reply(&Reply::Field(Some(FieldValue::Counter(-4)))),
+            "\"-4\""
         );
     }
 
@@ -320,8 +334,20 @@ mod tests {
         assert_eq!(answer(&incr, &answered, false), "(integer) 5");
         assert_eq!(
             answer(&incr, &answered, true),
-            "(integer) 5\n(acked by 2/2 replicas)"
+            "(integer) 5\n(acked by 2 replicas, 2 needed)"
         );
+        let one = Answer {
+            reply: Reply::Ok,
+            replicas_acked: 1,
+            replicas_needed: 1,
+        };
+        assert_eq!(acks(&one), "(acked by 1 replica, 1 needed)");
+        let all = Answer {
+            reply: Reply::Ok,
+            replicas_acked: 3,
+            replicas_needed: 3,
+        };
+        assert_eq!(acks(&all), "(acked by 3 replicas, 3 needed)");
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! With no options, a data command finds the cluster that `meridian
 //! cluster up` runs in `.meridian`: its topology (from `cluster.json`,
 //! else `regions/local.toml`), the first region of that topology, and the
-//! `cli` client certificate in `.meridian/certs`. Resolving reads files
-//! only; it never connects.
+//! `cli` client certificate in `.meridian/certs` (`--cert-dir` and
+//! `--client` name others). Resolving reads files only; it never connects.
 
-use super::args::GlobalArgs;
-use super::cluster::{ClusterFile, ClusterFileError, CLIENT_NAME};
+use super::args::{GlobalArgs, DEFAULT_TOPOLOGY};
+use super::cluster::{ClusterFile, ClusterFileError};
 use crate::topology::{ReadConsistency, Topology, TopologyError, WriteConsistency};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where and how a data command is sent.
 #[derive(Debug, Clone)]
@@ -38,6 +38,17 @@ pub enum TargetError {
     /// The running cluster's file is unreadable.
     #[error(transparent)]
     ClusterFile(#[from] ClusterFileError),
+    /// No `--topology`, no cluster running in the state directory, and no
+    /// default topology file to fall back on.
+    #[error(
+        "no running cluster found in {state_dir} (no cluster.json there): start one with \
+         `meridian cluster up`, or pass --state-dir DIR (the running cluster's state \
+         directory) or --topology FILE"
+    )]
+    NoCluster {
+        /// The state directory searched.
+        state_dir: String,
+    },
     /// `--region` names no region of the topology.
     #[error("no region {region} in {topology} (regions: {})", .known.join(", "))]
     UnknownRegion {
@@ -52,14 +63,21 @@ pub enum TargetError {
 
 impl Target {
     /// The target named by `global`: `--topology`, else the topology of the
-    /// cluster running in `--state-dir`, else `regions/local.toml`;
-    /// `--region`, else the topology's first region; the `cli` certificate
-    /// in `<state-dir>/certs`.
+    /// cluster running in `--state-dir`, else `regions/local.toml` when
+    /// that file exists (nodes run by hand with `meridian serve`), else
+    /// [`TargetError::NoCluster`];
+    /// `--region`, else the topology's first region; the `--client`
+    /// certificate (`cli`) in `--cert-dir` (`<state-dir>/certs`).
     pub fn resolve(global: &GlobalArgs) -> Result<Target, TargetError> {
         let running = match &global.topology {
             Some(_) => None,
             None => ClusterFile::load_if_present(&global.state_dir)?,
         };
+        if global.topology.is_none() && running.is_none() && !Path::new(DEFAULT_TOPOLOGY).exists() {
+            return Err(TargetError::NoCluster {
+                state_dir: global.state_dir.display().to_string(),
+            });
+        }
         let path = global.topology_or(running.as_ref().map(|file| file.topology.as_path()));
         let topology = Topology::load(&path)?;
         let region = match &global.region {
@@ -81,7 +99,7 @@ impl Target {
             topology,
             region,
             cert_dir: global.cert_dir(),
-            client_name: CLIENT_NAME.to_owned(),
+            client_name: global.client.clone(),
             write: global.consistency,
             read: global.read,
         })
@@ -123,6 +141,18 @@ mod tests {
         assert_eq!(target.client_name, "cli");
         assert_eq!(target.write, Some(WriteConsistency::All));
         assert_eq!(target.read, None);
+
+        let target = Target::resolve(&global(&[
+            "--topology",
+            &local,
+            "--cert-dir",
+            "pki",
+            "--client",
+            "alice",
+        ]))
+        .unwrap();
+        assert_eq!(target.cert_dir, PathBuf::from("pki"));
+        assert_eq!(target.client_name, "alice");
     }
 
     #[test]
