@@ -730,6 +730,19 @@ impl Builder<'_> {
             for (node_index, raw_node) in raw_region.node.into_iter().enumerate() {
                 let id = raw_node.id.get_ref();
                 self.check_name("node id", &raw_node.id)?;
+                // A node id is also the name in its certificate.
+                if let Err(crate::tls::TlsError::InvalidName { reason, .. }) =
+                    crate::tls::validate_name(crate::tls::Role::Node, id)
+                {
+                    return Err(self.error(
+                        raw_node.id.span(),
+                        Problem::BadName {
+                            what: "node id",
+                            name: id.clone(),
+                            reason,
+                        },
+                    ));
+                }
                 let id_line = self.line(&raw_node.id.span());
                 if let Some(&first_line) = id_lines.get(id) {
                     return Err(self.error(

@@ -369,6 +369,19 @@ fn bad_node_id_names_file_and_line() {
 }
 
 #[test]
+fn a_node_id_that_cannot_name_a_certificate_names_file_and_line() {
+    for bad in ["A-2", "a_2", "a.2", "-a2"] {
+        let text = TWO_REGIONS.replace("id = \"a-2\"", &format!("id = \"{bad}\""));
+        let error = parse_error(&text);
+        assert_located(&error, line_of(&text, &format!("id = \"{bad}\""), 0));
+        assert!(
+            matches!(error.problem(), Problem::BadName { what: "node id", name, .. } if name == bad),
+            "{bad}: {error}"
+        );
+    }
+}
+
+#[test]
 fn link_to_an_unknown_region_names_file_and_line() {
     let text = TWO_REGIONS.replace("regions = [\"a\", \"b\"]", "regions = [\"a\", \"c\"]");
     let error = parse_error(&text);
