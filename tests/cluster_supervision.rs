@@ -482,6 +482,7 @@ fn stale_file(state_dir: &Path, supervisor_pid: u32, nodes: Vec<(&str, u32)>) {
                 region: "left".into(),
                 pid: Some(pid),
                 exit: None,
+                lives: 1,
                 client_addr: format!("127.0.0.1:{}", 19_001 + i).parse().unwrap(),
                 peer_addr: format!("127.0.0.1:{}", 19_501 + i).parse().unwrap(),
                 log: state_dir.join(format!("logs/{id}.log")),
@@ -627,6 +628,39 @@ async fn up_with_a_data_dir_gives_every_node_its_own_directory() {
         let want = format!("--data-dir {}", data_dir.join(id).display());
         assert!(args.contains(&want), "{id} ran with {args}");
     }
+}
+
+#[tokio::test]
+async fn restart_reports_a_node_that_exits_at_once_without_waiting_out_the_timeout() {
+    let lab = Lab::new();
+    // Listens in its first life; in the next it fails at once.
+    let marker = lab.dir.path().join("lived");
+    let script = format!(
+        r#"trap 'exit 0' TERM; if [ -e "{m}-$3" ]; then echo "cannot bind"; exit 3; fi; touch "{m}-$3"; echo "fake node $3 listening"; while :; do sleep 0.1; done"#,
+        m = marker.display()
+    );
+    let options = lab.options(&script);
+    let (elapsed, _) = up_while(&options, move |state_dir| {
+        wait_for_file(&state_dir, |f| f.ready);
+        let started = Instant::now();
+        let error = cluster::restart(&state_dir, "left-1", Duration::from_secs(30)).unwrap_err();
+        match &error {
+            ClusterError::ExitedDuringStartup {
+                node,
+                how,
+                log_tail,
+                ..
+            } => {
+                assert_eq!(node, "left-1");
+                assert_eq!(how, "exited with code 3");
+                assert!(log_tail.contains("cannot bind"), "{log_tail}");
+            }
+            other => panic!("unexpected error {other}"),
+        }
+        started.elapsed()
+    })
+    .await;
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
 }
 
 #[tokio::test]

@@ -178,6 +178,7 @@ mod tests {
             exit: pid
                 .is_none()
                 .then(|| "was killed by signal 9 (SIGKILL)".to_owned()),
+            lives: 1,
             client_addr: format!("127.0.0.1:{port}").parse().unwrap(),
             peer_addr: format!("127.0.0.1:{}", port + 10).parse().unwrap(),
             log: format!("/lab/.meridian/logs/{id}.log").into(),

@@ -65,7 +65,7 @@ pub fn kill(state_dir: &Path, node_id: &str) -> Result<u32, ClusterError> {
 /// the new pid.
 pub fn restart(state_dir: &Path, node_id: &str, timeout: Duration) -> Result<u32, ClusterError> {
     let file = ClusterFile::load(state_dir)?;
-    let Some(before) = file.node(node_id).map(|n| n.pid) else {
+    let Some((before, lives)) = file.node(node_id).map(|n| (n.pid, n.lives)) else {
         return Err(ClusterError::UnknownNode {
             node: node_id.to_owned(),
             known: file.nodes.iter().map(|n| n.id.clone()).collect(),
@@ -89,6 +89,8 @@ pub fn restart(state_dir: &Path, node_id: &str, timeout: Duration) -> Result<u32
         &super::members::Request::Restart(node_id.to_owned()),
     )?;
     let mut started = None;
+    // How the new life ended, if it did before it listened.
+    let mut exited: Option<(String, std::path::PathBuf)> = None;
     let ready = wait_until(timeout, || {
         let Ok(file) = ClusterFile::load(state_dir) else {
             return false;
@@ -102,9 +104,24 @@ pub fn restart(state_dir: &Path, node_id: &str, timeout: Duration) -> Result<u32
                 super::readiness::udp_port_bound_by(pid, node.client_addr.port()) == Some(true)
                     || super::readiness::log_says_listening_after(&node.log, log_end)
             }
+            // Started again, then gone (the supervisor has recorded how):
+            // no use waiting any longer.
+            None if node.lives > lives => {
+                let how = node.exit.clone().unwrap_or_else(|| "exited".to_owned());
+                exited = Some((how, node.log.clone()));
+                true
+            }
             _ => false,
         }
     });
+    if let Some((how, log)) = exited {
+        return Err(ClusterError::ExitedDuringStartup {
+            node: node_id.to_owned(),
+            how,
+            log_tail: super::supervisor::log_tail(&log),
+            log,
+        });
+    }
     match (ready, started) {
         (true, Some(pid)) => Ok(pid),
         _ => Err(ClusterError::Membership(format!(

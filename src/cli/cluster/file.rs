@@ -50,6 +50,9 @@ pub struct NodeEntry {
     pub pid: Option<u32>,
     /// How it exited (`was killed by signal 9 (SIGKILL)`), once it has.
     pub exit: Option<String>,
+    /// How many times it has been started (1 in its first life).
+    #[serde(default)]
+    pub lives: u32,
     /// Where clients connect.
     pub client_addr: SocketAddr,
     /// Where other nodes connect.
@@ -198,6 +201,7 @@ mod tests {
                     region: "us-east".into(),
                     pid: Some(101),
                     exit: None,
+                    lives: 1,
                     client_addr: "127.0.0.1:7101".parse().unwrap(),
                     peer_addr: "127.0.0.1:7111".parse().unwrap(),
                     log: "/lab/.meridian/logs/us-east-1.log".into(),
@@ -207,6 +211,7 @@ mod tests {
                     region: "us-east".into(),
                     pid: None,
                     exit: Some("was killed by signal 9 (SIGKILL)".into()),
+                    lives: 1,
                     client_addr: "127.0.0.1:7102".parse().unwrap(),
                     peer_addr: "127.0.0.1:7112".parse().unwrap(),
                     log: "/lab/.meridian/logs/us-east-2.log".into(),

@@ -442,6 +442,7 @@ impl Fleet {
             region: region.to_owned(),
             pid: Some(pid),
             exit: None,
+            lives: 1,
             client_addr: node.client_addr,
             peer_addr: node.peer_addr,
             log,
@@ -527,6 +528,7 @@ impl Fleet {
         let pid = child.id();
         self.file.nodes[index].pid = Some(pid);
         self.file.nodes[index].exit = None;
+        self.file.nodes[index].lives += 1;
         self.children[index] = Some(child);
         self.pids[index] = pid;
         tracing::info!(node = %id, pid, "restarted a node");
@@ -670,7 +672,7 @@ fn create_dir(path: &Path) -> Result<PathBuf, ClusterError> {
 
 /// The last lines of the log at `path` (at most [`LOG_TAIL_LINES_MAX`]),
 /// indented for quoting in an error.
-fn log_tail(path: &Path) -> String {
+pub(super) fn log_tail(path: &Path) -> String {
     let read = || -> std::io::Result<String> {
         let mut file = File::open(path)?;
         let len = file.metadata()?.len();
