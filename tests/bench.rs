@@ -139,6 +139,42 @@ async fn a_bench_of_n_requests_answers_exactly_n() {
     node.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_bench_that_cannot_work_says_why_before_it_runs() {
+    let (dir, topology, node) = single_node().await;
+    let client = ClientOptions::new(topology, "lab", dir.path());
+    let mut too_large = options(Mix::only(Op::Get), Stop::Requests(10));
+    too_large.value_bytes = (1 << 20) + 1;
+    let error = bench::run(client.clone(), &too_large, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, bench::BenchError::Options(why) if why.contains("value limit of 1048576")),
+        "{error}"
+    );
+
+    // Every key the gets read already holds a counter: the preload cannot
+    // write one, and the bench stops there instead of timing misses.
+    let mut few = options(Mix::only(Op::Get), Stop::Requests(10));
+    few.keys = 20;
+    let sdk = meridian::client::Client::connect(client.clone())
+        .await
+        .unwrap();
+    for n in 0..few.keys {
+        let meridian::client::Command::Set { key, .. } = bench::request(Op::Set, n, &"v".into())
+        else {
+            panic!("a set")
+        };
+        sdk.counter(key).incr(1).await.unwrap();
+    }
+    let error = bench::run(client, &few, |_| {}).await.unwrap_err();
+    assert!(
+        matches!(&error, bench::BenchError::Preload { keys: 20, last } if last.contains("WRONGTYPE")),
+        "{error}"
+    );
+    node.shutdown().await;
+}
+
 #[test]
 fn the_bench_region_is_one_region_of_three_nodes_writing_to_a_quorum() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/bench-region.toml");

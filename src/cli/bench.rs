@@ -178,6 +178,14 @@ pub enum BenchError {
     /// The client could not be set up (certificates, region).
     #[error("cannot set up the client: {0}")]
     Client(#[source] ClientError),
+    /// Not one of the keys gets read could be written beforehand.
+    #[error("could not write any of the {keys} keys gets read: {last}")]
+    Preload {
+        /// Keys tried.
+        keys: u64,
+        /// The last error.
+        last: String,
+    },
     /// No node of the region answered a ping.
     #[error("no node of region {region} answers: {source}")]
     Unreachable {
@@ -324,6 +332,13 @@ pub async fn run(
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<Report, BenchError> {
     check(bench)?;
+    let limit = client.topology.limits().value_bytes_max;
+    if bench.value_bytes > limit as usize {
+        return Err(BenchError::Options(format!(
+            "--value-size {} is over the cluster's value limit of {limit} bytes",
+            bench.value_bytes
+        )));
+    }
     let setup = setup(&client, bench);
     let node_ids: Vec<String> = client
         .topology
@@ -356,7 +371,15 @@ pub async fn run(
     let value = Bytes::from(vec![b'x'; bench.value_bytes]);
 
     let preload = if bench.mix.contains(Op::Get) {
-        Some(preload(&clients, bench, &value).await)
+        let done = preload(&clients, bench, &value).await;
+        if done.errors == done.keys {
+            // Every get would read a key that is not there.
+            return Err(BenchError::Preload {
+                keys: done.keys,
+                last: done.last_error.unwrap_or_default(),
+            });
+        }
+        Some(done)
     } else {
         None
     };
@@ -513,6 +536,7 @@ async fn preload(clients: &[Client], bench: &BenchOptions, value: &Bytes) -> Pre
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(Mutex::new(None));
     let mut tasks = tokio::task::JoinSet::new();
     let workers = bench
         .concurrency
@@ -520,14 +544,16 @@ async fn preload(clients: &[Client], bench: &BenchOptions, value: &Bytes) -> Pre
     for task in 0..workers {
         let client = clients[task % clients.len()].clone();
         let (next, errors, value, keys) = (next.clone(), errors.clone(), value.clone(), bench.keys);
+        let last_error = last_error.clone();
         tasks.spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= keys {
                     break;
                 }
-                if client.execute(request(Op::Set, n, &value)).await.is_err() {
+                if let Err(e) = client.execute(request(Op::Set, n, &value)).await {
                     errors.fetch_add(1, Ordering::Relaxed);
+                    *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 }
             }
         });
@@ -537,10 +563,12 @@ async fn preload(clients: &[Client], bench: &BenchOptions, value: &Bytes) -> Pre
             std::panic::resume_unwind(e.into_panic());
         }
     }
+    let last_error = last_error.lock().unwrap_or_else(|p| p.into_inner()).take();
     Preload {
         keys: bench.keys,
         elapsed_s: started.elapsed().as_secs_f64(),
         errors: errors.load(Ordering::Relaxed),
+        last_error,
     }
 }
 

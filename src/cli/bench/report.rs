@@ -103,6 +103,9 @@ pub struct Preload {
     pub elapsed_s: f64,
     /// Writes that failed.
     pub errors: u64,
+    /// Why the last failed write failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Everything a benchmark measured.
@@ -215,6 +218,14 @@ impl fmt::Display for Report {
         )?;
         let rows = self.per_op.iter().chain(std::iter::once(&self.total));
         for row in rows {
+            // No successful request, no latency to show.
+            let us = |us: f64| {
+                if row.ops == 0 {
+                    "-".to_owned()
+                } else {
+                    format_us(us)
+                }
+            };
             writeln!(
                 f,
                 "{:<5} {:>10} {:>11} {:>8} {:>9} {:>9} {:>9} {:>9}",
@@ -222,10 +233,10 @@ impl fmt::Display for Report {
                 format_count(row.ops_per_s.round() as u64),
                 format_count(row.ops),
                 format_count(row.errors),
-                format_us(row.latency.p50_us),
-                format_us(row.latency.p99_us),
-                format_us(row.latency.p999_us),
-                format_us(row.latency.max_us),
+                us(row.latency.p50_us),
+                us(row.latency.p99_us),
+                us(row.latency.p999_us),
+                us(row.latency.max_us),
             )?;
         }
         for row in &self.per_op {
