@@ -27,13 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::driver::Event;
 use super::peer_accept::preamble_code;
 use super::request_reader::{Next, RequestReader};
 use super::{
-    Shared, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES, WRITE_BATCH_BYTES,
+    Shared, HANDSHAKES_MAX, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES,
+    WRITE_BATCH_BYTES,
 };
 use crate::node::ClientId;
 use crate::protocol::frame::{check_preamble, encode_into, preamble, FrameError, PREAMBLE_LEN};
@@ -173,19 +174,22 @@ pub(crate) struct ClientSide {
     pub(crate) held: Arc<AtomicUsize>,
 }
 
-/// Accepts client connections until the endpoint closes.
+/// Accepts client connections until the endpoint closes. Handshakes in
+/// progress and established connections are limited apart, so peers that
+/// never finish a handshake cannot take the places of clients.
 pub(crate) async fn accept(endpoint: quinn::Endpoint, side: ClientSide) {
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
     let slots = Arc::new(Semaphore::new(CLIENT_CONNECTIONS_MAX));
     while let Some(incoming) = endpoint.accept().await {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(remote = %incoming.remote_address(), "refused a client connection: too many open");
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(remote = %incoming.remote_address(), "refused a client connection: too many handshakes in progress");
             incoming.refuse();
             continue;
         };
         let side = side.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
-            side.serve_connection(incoming).await;
-            drop(slot);
+            side.serve_connection(incoming, handshake, slots).await;
         });
     }
 }
@@ -201,7 +205,12 @@ enum ReadEnd {
 }
 
 impl ClientSide {
-    async fn serve_connection(self, incoming: quinn::Incoming) {
+    async fn serve_connection(
+        self,
+        incoming: quinn::Incoming,
+        handshake: OwnedSemaphorePermit,
+        slots: Arc<Semaphore>,
+    ) {
         let remote = incoming.remote_address();
         let connecting = match incoming.accept() {
             Ok(connecting) => connecting,
@@ -224,6 +233,12 @@ impl ClientSide {
                     return;
                 }
             };
+        drop(handshake);
+        let Ok(_slot) = slots.try_acquire_owned() else {
+            tracing::warn!(%remote, "refused a client connection: too many open");
+            connection.close(codes::OVERLOADED.into(), b"too many client connections");
+            return;
+        };
         self.shared.count_client_connection();
         let who = peer_identity(&connection).map_or_else(|e| e.to_string(), |p| p.to_string());
         tracing::debug!(%remote, peer = %who, "client connected");

@@ -89,6 +89,9 @@ pub const WRITE_BATCH_BYTES: usize = 256 << 10;
 pub const READ_CHUNK_BYTES: usize = 64 << 10;
 /// How long a TLS handshake may take on an accepted connection.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// Handshakes an endpoint carries on at once (apart from the connections
+/// it has established).
+pub const HANDSHAKES_MAX: usize = 1024;
 /// How long a new stream may take to send its preamble.
 pub const PREAMBLE_TIMEOUT_MS: u64 = 10_000;
 /// Smallest frame limit between nodes. Peer messages carry whole key states

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crdt_types::ReplicaId;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::driver::Event;
 use super::peer_link::{pump, Queue};
 use super::{
-    Shared, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES, WRITE_BATCH_BYTES,
+    Shared, HANDSHAKES_MAX, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES,
+    WRITE_BATCH_BYTES,
 };
 use crate::protocol::frame::{check_preamble, preamble, FrameError, PREAMBLE_LEN};
 use crate::protocol::{codes, FrameReader, PeerMsg};
@@ -35,23 +36,31 @@ pub(crate) struct PeerInbound {
 
 /// Accepts peer connections until the endpoint closes.
 pub(crate) async fn accept(endpoint: quinn::Endpoint, inbound: PeerInbound) {
+    // Handshakes in progress and established connections are limited
+    // apart: what never finishes a handshake cannot take a node's place.
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
     let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
     while let Some(incoming) = endpoint.accept().await {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(remote = %incoming.remote_address(), "refused a peer connection: too many open");
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(remote = %incoming.remote_address(), "refused a peer connection: too many handshakes in progress");
             incoming.refuse();
             continue;
         };
         let inbound = inbound.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
-            inbound.serve_connection(incoming).await;
-            drop(slot);
+            inbound.serve_connection(incoming, handshake, slots).await;
         });
     }
 }
 
 impl PeerInbound {
-    async fn serve_connection(self, incoming: quinn::Incoming) {
+    async fn serve_connection(
+        self,
+        incoming: quinn::Incoming,
+        handshake: OwnedSemaphorePermit,
+        slots: Arc<Semaphore>,
+    ) {
         let remote = incoming.remote_address();
         let connecting = match incoming.accept() {
             Ok(connecting) => connecting,
@@ -74,6 +83,12 @@ impl PeerInbound {
                     return;
                 }
             };
+        drop(handshake);
+        let Ok(_slot) = slots.try_acquire_owned() else {
+            tracing::warn!(%remote, "refused a peer connection: too many open");
+            connection.close(codes::OVERLOADED.into(), b"too many peer connections");
+            return;
+        };
         let Some(from) = self.replica_of(&connection) else {
             tracing::warn!(%remote, "refused a peer whose certificate names no node of the topology");
             connection.close(codes::UNKNOWN_PEER.into(), b"not a node of this topology");
