@@ -34,9 +34,31 @@ pub enum FieldValue {
     /// A set's members, in byte order.
     Set(Vec<Bytes>),
     /// A map's fields, in field order.
+    #[serde(deserialize_with = "nested_fields")]
     Map(Vec<(Bytes, FieldValue)>),
     /// A multi-value register's concurrent values.
     MvRegister(Vec<Bytes>),
+}
+
+std::thread_local! {
+    static FIELD_DECODE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes a map's fields, refusing maps nested deeper than
+/// [`MAP_NESTING_MAX`]: answers come from the network, and unbounded
+/// nesting would overflow the decoder's stack.
+fn nested_fields<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(Bytes, FieldValue)>, D::Error> {
+    use serde::Deserialize as _;
+    let depth = FIELD_DECODE_DEPTH.with(|c| c.get());
+    if depth >= MAP_NESTING_MAX {
+        return Err(serde::de::Error::custom("maps nested too deeply"));
+    }
+    FIELD_DECODE_DEPTH.with(|c| c.set(depth + 1));
+    let fields = Vec::deserialize(d);
+    FIELD_DECODE_DEPTH.with(|c| c.set(depth));
+    fields
 }
 
 impl FieldValue {

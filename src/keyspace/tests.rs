@@ -540,3 +540,22 @@ fn full_state_join_converges_replicas() {
     assert_eq!(a.state(b"s"), c.state(b"s"));
     assert_eq!(a.recount_bytes(), a.memory().bytes);
 }
+
+#[test]
+fn a_field_value_nested_without_bound_is_refused_when_decoded() {
+    // postcard: `Map` is variant 3, then one field with an empty name.
+    let nested = |depth: usize| {
+        let mut bytes = [3u8, 1, 0].repeat(depth);
+        bytes.extend([1, 2]); // Counter(1)
+        bytes
+    };
+    let shallow: FieldValue = postcard::from_bytes(&nested(3)).unwrap();
+    let mut expected = FieldValue::Counter(1);
+    for _ in 0..3 {
+        expected = FieldValue::Map(vec![(b(""), expected)]);
+    }
+    assert_eq!(shallow, expected);
+    // Deep enough to overflow the stack if decoding recursed unbounded.
+    assert!(postcard::from_bytes::<FieldValue>(&nested(200_000)).is_err());
+    assert!(postcard::from_bytes::<FieldValue>(&nested(crdt_types::MAP_NESTING_MAX + 1)).is_err());
+}
