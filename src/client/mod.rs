@@ -15,7 +15,11 @@
 //! final, errors included: a `WrongType` would be the same elsewhere, and a
 //! `QuorumNotReached` write was kept and is replicated later, so resending it
 //! would only apply it twice. Counter increments are not idempotent, so
-//! they fail over only when they certainly never left the client.
+//! they fail over only when they certainly never left the client. Other
+//! writes that timed out are sent again to the next replica: on their own
+//! they have the same effect twice as once, but the resent write is
+//! stamped when it arrives, so a write another client made to the same key
+//! in between loses to it (last writer wins, and the resend is the last).
 //!
 //! This module uses the protocol, placement, topology, TLS and busy-poll
 //! modules only, never the node or the network layer: it must never assume
