@@ -403,6 +403,24 @@ async fn a_second_cluster_up_starting_at_the_same_time_is_refused_at_once() {
     .unwrap();
 }
 
+#[tokio::test]
+async fn a_state_dir_that_is_a_file_is_refused_as_such() {
+    let lab = Lab::new();
+    std::fs::write(lab.state_dir(), "not a directory").unwrap();
+    let error = cluster::up(
+        &lab.options(GOOD_NODE),
+        &mut ListeningProbe,
+        std::future::ready(()),
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("is a file, not a directory"),
+        "{error}"
+    );
+}
+
 #[test]
 fn down_without_a_supervisor_stops_the_recorded_nodes_itself() {
     let lab = Lab::new();

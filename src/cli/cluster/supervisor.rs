@@ -666,6 +666,11 @@ fn create_dir(path: &Path) -> Result<PathBuf, ClusterError> {
         path: path.to_owned(),
         source,
     };
+    if path.exists() && !path.is_dir() {
+        return Err(path_err(std::io::Error::other(
+            "it is a file, not a directory",
+        )));
+    }
     std::fs::create_dir_all(path).map_err(path_err)?;
     std::fs::canonicalize(path).map_err(path_err)
 }
