@@ -342,7 +342,10 @@ impl Keyspace {
         op: FieldOp,
         now_ms: u64,
     ) -> Result<Written<Option<i64>>, KeyspaceError> {
-        if path.is_empty() || path.len() >= MAP_NESTING_MAX {
+        if path.is_empty() {
+            return Err(KeyspaceError::NoField);
+        }
+        if path.len() >= MAP_NESTING_MAX {
             return Err(KeyspaceError::NestingTooDeep {
                 max: MAP_NESTING_MAX,
             });

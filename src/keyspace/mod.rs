@@ -95,6 +95,9 @@ pub enum KeyspaceError {
         /// The limit.
         max: usize,
     },
+    /// A map operation named no field.
+    #[error("a map operation needs a field")]
+    NoField,
     /// A remote delta carried a timestamp too far in the future.
     #[error("rejected remote update: {0}")]
     ClockSkew(#[from] ClockSkew),

@@ -149,6 +149,11 @@ fn nested_map_fields_take_every_type_and_depth_is_bounded() {
             max: MAP_NESTING_MAX
         }
     );
+    assert_eq!(
+        k.map_apply(b"user", &[], FieldOp::Set(b("x")), T0)
+            .unwrap_err(),
+        KeyspaceError::NoField
+    );
 }
 
 use crdt_types::MAP_NESTING_MAX;

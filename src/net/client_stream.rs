@@ -274,7 +274,16 @@ impl ClientSide {
                 tracing::debug!(error = %e, "client stream ended before its preamble");
                 return;
             }
-            Err(_) => Err(FrameError::BadMagic),
+            Err(_) => {
+                // Said apart from a wrong preamble: nothing bad was sent.
+                tracing::info!(
+                    "closed a client stream that sent no preamble within {PREAMBLE_TIMEOUT_MS} ms"
+                );
+                let code = preamble_code(&FrameError::BadMagic);
+                let _ = recv.stop(code.into());
+                let _ = send.reset(code.into());
+                return;
+            }
         };
         if let Err(e) = checked {
             self.shared.count_bad_frame();

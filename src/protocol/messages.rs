@@ -324,6 +324,9 @@ impl From<KeyspaceError> for ErrorReply {
             },
             KeyspaceError::Overflow => ErrorReply::Overflow,
             KeyspaceError::NestingTooDeep { max } => ErrorReply::NestingTooDeep { max: max as u64 },
+            e @ KeyspaceError::NoField => ErrorReply::BadRequest {
+                reason: e.to_string(),
+            },
             e @ KeyspaceError::ClockSkew(_) => ErrorReply::Refused {
                 reason: e.to_string(),
             },
