@@ -784,6 +784,51 @@ async fn a_client_that_does_not_read_its_answers_gets_errors_instead_of_memory()
 }
 
 #[tokio::test]
+async fn many_streams_each_in_the_middle_of_a_large_request_all_get_answers() {
+    let region = Region::start(3, 3).await;
+    let node = region.ids[0].clone();
+    let cli = CertStore::new(region.dir.path())
+        .load_client_identity("cli")
+        .unwrap();
+    let connection = raw_connection(&region, &node, &cli).await;
+
+    within("the half-sent requests", async {
+        // 16 streams whose large requests (about 6 KB each, 96 KB in
+        // all: more than 8 frames' worth) arrive all but their last byte
+        // first, then the rest.
+        let mut streams = Vec::new();
+        for i in 0..16u64 {
+            let (mut send, recv) = connection.open_bi().await.unwrap();
+            let request = Request {
+                id: i,
+                command: Command::SAdd {
+                    key: format!("half-{i}").into_bytes().into(),
+                    members: vec![vec![b'a'; 3_000].into(), vec![b'b'; 3_000].into()],
+                },
+                write: None,
+                read: None,
+            };
+            let mut wire = preamble().to_vec();
+            encode_into(&request, &mut wire, FRAME_BYTES_MAX).unwrap();
+            let last = wire.pop().unwrap();
+            send.write_all(&wire).await.unwrap();
+            streams.push((send, recv, last));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (send, _, last) in &mut streams {
+            send.write_all(&[*last]).await.unwrap();
+        }
+        for (i, (_, recv, _)) in streams.iter_mut().enumerate() {
+            let response = read_responses(recv, 1).await.remove(0);
+            assert_eq!(response.id, i as u64);
+            assert!(response.result.is_ok(), "{response:?}");
+        }
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbage_frames_on_a_raw_stream_get_errors_and_the_node_keeps_serving() {
     let region = Region::start(3, 3).await;
     let node = region.ids[0].clone();

@@ -9,14 +9,17 @@
 //! [`STREAM_INFLIGHT_MAX`] requests in flight: past that its reader stops
 //! reading and QUIC flow control holds the client back.
 //!
-//! What a client connection makes the node hold — answers not yet read,
-//! requests partly received — is counted against a [`Budget`]: past
-//! [`BUDGET_SOFT_FRAMES`] frames' worth its streams stop taking new
-//! requests until the client reads; past [`BUDGET_HARD_FRAMES`] (or the
-//! node-wide [`NODE_CLIENT_BYTES_MAX`]) a large answer is replaced by an
-//! `Unavailable` error and a stream whose partial request would not fit is
-//! reset. A client that sends requests and never reads the answers cannot
-//! make the node run out of memory.
+//! What a client connection makes the node hold is counted against a
+//! [`Budget`]. Answers not yet read: past [`BUDGET_SOFT_FRAMES`] frames'
+//! worth its streams stop taking new requests until the client reads; past
+//! [`BUDGET_HARD_FRAMES`] (or the node-wide [`NODE_CLIENT_BYTES_MAX`]) a
+//! large answer is replaced by an `Unavailable` error. Requests partly
+//! received, counted apart (a reader waiting for its client to read must
+//! not wait on them): past [`BUDGET_HARD_FRAMES`] the stream whose partial
+//! request does not fit is reset ([`codes::TOO_MANY_PARTIAL`]); a client
+//! has that many only with that many streams each in the middle of a large
+//! request. A client that sends requests and never reads the answers
+//! cannot make the node run out of memory.
 //!
 //! A bad frame costs one request (it is answered with `BadRequest`) when
 //! its id can be read, otherwise the stream is reset with a
@@ -62,7 +65,10 @@ pub const SMALL_ANSWER_BYTES: usize = 1024;
 /// total over all of them.
 #[derive(Debug)]
 pub(crate) struct Budget {
+    /// Bytes of answers queued and not yet written.
     used: AtomicUsize,
+    /// Bytes of requests partly received.
+    partial: AtomicUsize,
     node: Arc<AtomicUsize>,
     soft: usize,
     hard: usize,
@@ -75,6 +81,7 @@ impl Budget {
         let hard = frame_bytes_max.saturating_mul(BUDGET_HARD_FRAMES);
         Budget {
             used: AtomicUsize::new(0),
+            partial: AtomicUsize::new(0),
             node,
             soft: frame_bytes_max.saturating_mul(BUDGET_SOFT_FRAMES),
             hard,
@@ -107,6 +114,22 @@ impl Budget {
         self.used.fetch_sub(bytes, Ordering::Relaxed);
         self.node.fetch_sub(bytes, Ordering::Relaxed);
         self.released.notify_waiters();
+    }
+
+    /// Counts `bytes` of partly received requests if they fit under the
+    /// hard budget (of this connection only: one client's partial requests
+    /// never make another's fail).
+    fn try_charge_partial(&self, bytes: usize) -> bool {
+        let partial = self.partial.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if partial > self.hard {
+            self.partial.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release_partial(&self, bytes: usize) {
+        self.partial.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Returns once the connection holds less than its soft budget.
@@ -415,7 +438,7 @@ impl ClientSide {
                     client,
                     "a partly received request does not fit in the connection's budget; resetting the stream"
                 );
-                return ReadEnd::Fatal(codes::OVERLOADED);
+                return ReadEnd::Fatal(codes::TOO_MANY_PARTIAL);
             }
         }
     }
@@ -433,11 +456,11 @@ impl Held<'_> {
     /// do not fit.
     fn update(&mut self, now: usize) -> bool {
         if now > self.bytes {
-            if !self.budget.try_charge(now - self.bytes) {
+            if !self.budget.try_charge_partial(now - self.bytes) {
                 return false;
             }
         } else {
-            self.budget.release(self.bytes - now);
+            self.budget.release_partial(self.bytes - now);
         }
         self.bytes = now;
         true
@@ -446,7 +469,7 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.budget.release(self.bytes);
+        self.budget.release_partial(self.bytes);
     }
 }
 
@@ -639,11 +662,14 @@ mod tests {
             assert!(held.update(hard / 2));
             assert!(held.update(hard));
             assert!(!held.update(hard + 1), "over the hard budget");
-            assert_eq!(budget.used(), hard);
+            assert_eq!(budget.partial.load(Ordering::Relaxed), hard);
+            // Apart from answers: a reader waiting on the soft budget does
+            // not wait on partial requests, and nothing counts node-wide.
+            assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
             assert!(held.update(10));
-            assert_eq!(budget.used(), 10);
+            assert_eq!(budget.partial.load(Ordering::Relaxed), 10);
         }
-        assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
+        assert_eq!(budget.partial.load(Ordering::Relaxed), 0);
         // The node-wide total counts every connection.
         let other = Budget::new(1000, node.clone());
         node.store(NODE_CLIENT_BYTES_MAX, Ordering::Relaxed);

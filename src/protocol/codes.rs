@@ -19,6 +19,8 @@ pub const UNKNOWN_PEER: u32 = 5;
 pub const SHUTDOWN: u32 = 6;
 /// The node has too many connections open.
 pub const OVERLOADED: u32 = 7;
+/// The connection holds too many half-received requests.
+pub const TOO_MANY_PARTIAL: u32 = 8;
 
 /// A sentence for `code`, as read from a reset, stop or close.
 ///
@@ -36,6 +38,9 @@ pub fn describe(code: u64) -> &'static str {
         c if c == u64::from(UNKNOWN_PEER) => "the peer is not a node of the topology",
         c if c == u64::from(SHUTDOWN) => "the node is shutting down",
         c if c == u64::from(OVERLOADED) => "the node has too many connections",
+        c if c == u64::from(TOO_MANY_PARTIAL) => {
+            "the connection holds too many half-received requests"
+        }
         _ => "unknown error code",
     }
 }
