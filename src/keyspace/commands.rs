@@ -61,6 +61,39 @@ fn nested_fields<'de, D: serde::Deserializer<'de>>(
     fields
 }
 
+/// About how many bytes the visible value of `store` takes in an answer
+/// (its values, plus a little per item, as `Response::approx_bytes`).
+pub(crate) fn answer_bytes(store: &TypedStore) -> usize {
+    const ITEM: usize = 8;
+    let Some(kind) = store.kind() else {
+        return 0;
+    };
+    ITEM + match kind {
+        Kind::Register => store
+            .read::<LwwRegister>()
+            .ok()
+            .flatten()
+            .and_then(LwwRegister::get)
+            .map_or(0, |v| v.len()),
+        Kind::Counter => ITEM,
+        Kind::Set => store
+            .read::<OrSet>()
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.members().map(|m| m.len() + ITEM).sum()),
+        Kind::MvRegister => store
+            .read::<MvRegister>()
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.values().map(|v| v.len() + ITEM).sum()),
+        Kind::Map => store.read::<OrMap>().ok().flatten().map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| k.len() + ITEM + answer_bytes(v))
+                .sum()
+        }),
+    }
+}
+
 impl FieldValue {
     /// The visible value of a typed store (`None` when empty).
     pub fn of(store: &TypedStore) -> Option<FieldValue> {
@@ -360,19 +393,30 @@ impl Keyspace {
         }
         let hlc = self.clock.now(now_ms);
         let max = self.config.key_value_bytes_max;
-        let adds = path
-            .iter()
-            .map(|p| p.len() + MEMBER_OVERHEAD_BYTES)
-            .sum::<usize>()
-            + match &op {
-                FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::MvSet(v) => {
-                    v.len() + MEMBER_OVERHEAD_BYTES
-                }
-                _ => 0,
-            };
+        let value_bytes = match &op {
+            FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::MvSet(v) => {
+                v.len() + MEMBER_OVERHEAD_BYTES
+            }
+            _ => 0,
+        };
         self.update(key, now_ms, |t| {
             if !matches!(op, FieldOp::Remove | FieldOp::SetRemove(_)) {
-                t.check_growth(adds, max)?;
+                // A new field adds its path; one already there only what
+                // its new value may add (nothing for an increment).
+                let exists = t
+                    .record()
+                    .data
+                    .read::<OrMap>()
+                    .ok()
+                    .flatten()
+                    .and_then(|m| field_at(m, path))
+                    .is_some();
+                let path_bytes = if exists {
+                    0
+                } else {
+                    path.iter().map(|p| p.len() + MEMBER_OVERHEAD_BYTES).sum()
+                };
+                t.check_growth(path_bytes + value_bytes, max)?;
             }
             let replica = t.replica;
             // Borrow the map: a large map must not be copied per write.

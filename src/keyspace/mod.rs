@@ -210,6 +210,9 @@ fn deadline_of(state: &Causal<Record>) -> Option<u64> {
     state.store().expiry.deadline_ms()
 }
 
+/// How many times its answer limit a key's whole state may take in memory.
+pub const STATE_PER_ANSWER_MAX: usize = 8;
+
 /// Whether a state holds a value: a key whose set or map lost its last
 /// member, or that holds only a deadline or tombstones, does not exist.
 fn holds_data(state: &Causal<Record>) -> bool {
@@ -412,13 +415,19 @@ impl Keyspace {
         // deadline that no longer belongs to anything), is gone: a write
         // starts it afresh, as Redis does.
         let deadline = deadline_of(txn.state);
+        // A refused write changes nothing, that clearing included.
+        let mut before = None;
         if is_expired(deadline, now_ms) || (deadline.is_some() && !holds_data(txn.state)) {
+            before = Some((txn.state.clone(), *txn.heap));
             let clear = txn.state.clear();
             txn.push(clear);
         }
         let result = f(&mut txn);
         let delta = txn.delta.take();
-        self.put(key, state, heap);
+        match (&result, before) {
+            (Err(_), Some((state, heap))) => self.put(key, state, heap),
+            _ => self.put(key, state, heap),
+        }
         result.map(|reply| Written { reply, delta })
     }
 
@@ -610,13 +619,16 @@ impl Keyspace {
     /// The states of the keys `filter` accepts whose bucket is in `wanted`
     /// (see [`Keyspace::bucket_digests`]), at most `max` of them, and no
     /// more once they take `bytes_max` bytes (at least one is given), so
-    /// that they fit in one message.
+    /// that they fit in one message. When not all fit, which ones are given
+    /// turns with `turn` (any number that changes between calls, such as
+    /// the time), so that every key is given in some call.
     pub fn states_in_buckets(
         &self,
         buckets: usize,
         wanted: &[u32],
         max: usize,
         bytes_max: usize,
+        turn: u64,
         mut filter: impl FnMut(&[u8]) -> bool,
     ) -> Vec<(Bytes, Causal<Record>)> {
         let (Some(&lo), Some(&hi)) = (wanted.iter().min(), wanted.iter().max()) else {
@@ -635,18 +647,28 @@ impl Keyspace {
             lo_hash..=hi_hash
         };
         let wanted: std::collections::HashSet<u32> = wanted.iter().copied().collect();
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        self.for_each_in_range(range, |k, s| {
-            if out.len() < max
-                && bytes < bytes_max
-                && wanted.contains(&(bucket_of(k, buckets) as u32))
-                && filter(k)
-            {
-                bytes = bytes.saturating_add(k.len() + s.heap_bytes());
-                out.push((Bytes::from(k), s.clone()));
+        let mut keys = Vec::new();
+        self.for_each_in_range(range, |k, _| {
+            if wanted.contains(&(bucket_of(k, buckets) as u32)) && filter(k) {
+                keys.push(Bytes::from(k));
             }
         });
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let first = (turn % keys.len() as u64) as usize;
+        keys.rotate_left(first);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for key in keys {
+            if out.len() >= max || bytes >= bytes_max {
+                break;
+            }
+            if let Some(state) = self.state(&key) {
+                bytes = bytes.saturating_add(key.len() + state.heap_bytes());
+                out.push((key, state));
+            }
+        }
         out
     }
 }
@@ -661,10 +683,23 @@ pub(crate) struct Txn<'a> {
 }
 
 impl Txn<'_> {
-    /// Refuses a write that would add `adds` bytes to a value that may take
-    /// at most `max` (checked before anything changes).
+    /// Refuses a write that would add `adds` bytes to a value whose answer
+    /// may take at most `max` (checked before anything changes). The
+    /// state's memory bounds its answer, so most writes pass on that alone;
+    /// near the limit the answer itself is measured (small members take
+    /// much more memory than answer bytes). The whole state, which nodes
+    /// send each other in one message, may take at most
+    /// [`STATE_PER_ANSWER_MAX`] times `max`.
     fn check_growth(&self, adds: usize, max: usize) -> Result<(), KeyspaceError> {
-        let len = self.heap.saturating_add(adds);
+        let heap = self.heap.saturating_add(adds);
+        if heap <= max {
+            return Ok(());
+        }
+        let len = if heap > max.saturating_mul(STATE_PER_ANSWER_MAX) {
+            heap
+        } else {
+            commands::answer_bytes(&self.state.store().data).saturating_add(adds)
+        };
         if len > max {
             return Err(KeyspaceError::KeyValueTooLarge { len, max });
         }

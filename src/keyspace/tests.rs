@@ -350,6 +350,7 @@ fn a_set_or_map_cannot_grow_past_what_one_answer_carries() {
     k.srem(b"s", &[member(0)], T0).unwrap();
     k.sadd(b"s", &[member(0)], T0).unwrap();
 
+    k.hincrby(b"h", b"count", 1, T0).unwrap();
     let mut fields = 0;
     while k
         .hset(b"h", format!("f{fields}").as_bytes(), member(fields), T0)
@@ -358,10 +359,35 @@ fn a_set_or_map_cannot_grow_past_what_one_answer_carries() {
         fields += 1;
         assert!(fields < 1_000, "never refused");
     }
-    assert_eq!(k.hlen(b"h", T0).unwrap(), fields);
+    assert_eq!(k.hlen(b"h", T0).unwrap(), fields + 1);
     assert!(fields > 50, "{fields} fields");
+    // At the limit, a field already there still takes what does not grow.
+    assert_eq!(k.hincrby(b"h", b"count", 1, T0).unwrap().reply, 2);
     k.hdel(b"h", &[b("f0")], T0).unwrap();
     assert_eq!(k.memory().bytes, k.recount_bytes());
+
+    // Small members take far more memory than answer bytes: the limit is
+    // on the answer, so a set of them grows until its answer nears it.
+    let mut small = 0usize;
+    while k
+        .sadd(b"small", &[Bytes::from(format!("{small:08}").as_str())], T0)
+        .is_ok()
+    {
+        small += 1;
+        assert!(small < 100_000, "never refused");
+    }
+    let answer = postcard::to_allocvec(&k.smembers(b"small", T0).unwrap())
+        .unwrap()
+        .len();
+    assert!(answer > max / 4 && answer < max, "answer of {answer} bytes");
+    // A refused write to an expired key leaves it as it was (its clearing
+    // is not applied without a delta to tell the other replicas).
+    k.sadd(b"old", &[b("a")], T0).unwrap();
+    k.expire_at(b"old", T0 + 10, T0).unwrap();
+    let before = k.state(b"old");
+    let many: Vec<Bytes> = (0..300).map(member).collect();
+    assert!(k.sadd(b"old", &many, T0 + 20).is_err());
+    assert_eq!(k.state(b"old"), before);
 }
 
 #[test]
@@ -500,7 +526,7 @@ fn digests_of_a_slice_of_buckets_equal_that_slice_of_all_digests() {
     }
     for wanted in [vec![5u32, 6], vec![0], vec![63], vec![0, 63], vec![17, 40]] {
         let mut got: Vec<Bytes> = a
-            .states_in_buckets(64, &wanted, usize::MAX, usize::MAX, |_| true)
+            .states_in_buckets(64, &wanted, usize::MAX, usize::MAX, 0, |_| true)
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -517,9 +543,19 @@ fn digests_of_a_slice_of_buckets_equal_that_slice_of_all_digests() {
     }
     // A byte budget stops the states early, after at least one.
     let all_buckets: Vec<u32> = (0..64).collect();
-    let one = a.states_in_buckets(64, &all_buckets, usize::MAX, 1, |_| true);
+    let one = a.states_in_buckets(64, &all_buckets, usize::MAX, 1, 0, |_| true);
     assert_eq!(one.len(), 1);
-    let some = a.states_in_buckets(64, &all_buckets, usize::MAX, 2_000, |_| true);
+    // Turn after turn, every key is given.
+    let few = [5u32, 6];
+    let all_of_few = a.states_in_buckets(64, &few, usize::MAX, usize::MAX, 0, |_| true);
+    let mut seen = std::collections::HashSet::new();
+    for turn in 0..all_of_few.len() as u64 {
+        let one = a.states_in_buckets(64, &few, usize::MAX, 1, turn, |_| true);
+        seen.insert(one[0].0.clone());
+    }
+    assert_eq!(seen.len(), all_of_few.len());
+    assert!(seen.len() > 10);
+    let some = a.states_in_buckets(64, &all_buckets, usize::MAX, 2_000, 0, |_| true);
     let taken: usize = some.iter().map(|(k, s)| k.len() + s.heap_bytes()).sum();
     assert!(some.len() > 1 && some.len() < 2_000, "{}", some.len());
     let last = some.last().map_or(0, |(k, s)| k.len() + s.heap_bytes());

@@ -487,6 +487,7 @@ impl Node {
 
     pub(super) fn on_digest_request(
         &mut self,
+        now_ms: u64,
         from: ReplicaId,
         op: u64,
         first: u32,
@@ -514,6 +515,7 @@ impl Node {
             &mismatched,
             self.digest_states_per_round(),
             self.config.geo_batch_bytes_max,
+            now_ms,
             |k| self.shared_with(from, k),
         );
         self.stats.digest_buckets_repaired += mismatched.len() as u64;
@@ -539,6 +541,7 @@ impl Node {
             &mismatched,
             self.digest_states_per_round(),
             self.config.geo_batch_bytes_max,
+            now_ms,
             |k| self.shared_with(from, k),
         );
         for (key, state) in states {

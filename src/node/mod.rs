@@ -948,7 +948,7 @@ impl Node {
             } => self.on_hinted_replicate(now_ms, from, op, key, delta, owner),
             PeerMsg::GeoAck { next_seq } => self.on_geo_ack(now_ms, from, next_seq),
             PeerMsg::DigestRequest { op, first, buckets } => {
-                self.on_digest_request(from, op, first, buckets)
+                self.on_digest_request(now_ms, from, op, first, buckets)
             }
             PeerMsg::DigestReply {
                 mismatched, states, ..
