@@ -119,11 +119,11 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
         }
     };
     let answered = current_thread_runtime()
-        .map_err(|e| e.to_string())
+        .map_err(|e| format::error(&e))
         .and_then(|runtime| {
             runtime
                 .block_on(data::execute(target, &command.commands))
-                .map_err(|e| e.to_string())
+                .map_err(|e| format::command_error(command.first(), &e))
         });
     match answered {
         Ok(answers) => {
@@ -135,7 +135,7 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => {
-            errln!("{}", format::error(&message));
+            errln!("{message}");
             ExitCode::from(EXIT_FAILED)
         }
     }

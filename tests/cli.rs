@@ -370,6 +370,16 @@ mod against_a_cluster {
         assert!(wrong.starts_with("(error) WRONGTYPE"), "{wrong}");
         assert_eq!(lab.ok(&["incrby", "count", "10"]), "(integer) 10\n");
         assert_eq!(lab.ok(&["get", "count"]), "\"10\"\n");
+        // A field of another type is named as a field, a key as a key.
+        assert_eq!(lab.ok(&["hincrby", "fields", "n", "1"]), "(integer) 1\n");
+        assert_eq!(
+            lab.fails(&["hset", "fields", "n", "x"]).trim_end(),
+            "(error) WRONGTYPE operation against a map field holding a counter, wanted a register"
+        );
+        assert_eq!(
+            lab.fails(&["hset", "count", "f", "x"]).trim_end(),
+            "(error) WRONGTYPE operation against a key holding a counter, wanted a map"
+        );
     }
 
     fn x_reads_a_value_too_long_for_a_command_line_from_stdin(lab: &Lab) {

@@ -7,8 +7,10 @@
 //! `\n`, `\t`, `"`, `\\` and the like escaped; any other byte as `\xhh`), so
 //! what is printed always tells the bytes stored.
 
+use crate::client::ClientError;
 use crate::keyspace::{FieldValue, Ttl};
 use crate::protocol::{Answer, Command, Reply};
+use crdt_types::Kind;
 use std::fmt::{self, Write as _};
 
 /// The text of `answer` to `command`, one line per `\n`, without a final
@@ -112,6 +114,43 @@ pub fn ttl_seconds(ttl: Ttl) -> i64 {
 /// The line printed for a failed command: `(error) <message>`.
 pub fn error(message: &dyn fmt::Display) -> String {
     format!("(error) {message}")
+}
+
+/// `(error) ...` for a failed `command`. A map command refused for a
+/// type other than a map met a field of another type, not a key: the
+/// message says so.
+///
+/// ```
+/// use meridian::cli::format::command_error;
+/// use meridian::client::{ClientError, Command, Kind};
+///
+/// let hset = Command::HSet { key: "h".into(), field: "f".into(), value: "v".into() };
+/// let field = ClientError::WrongType { wanted: Kind::Register, found: Kind::Counter };
+/// assert_eq!(
+///     command_error(&hset, &field),
+///     "(error) WRONGTYPE operation against a map field holding a counter, wanted a register"
+/// );
+/// let key = ClientError::WrongType { wanted: Kind::Map, found: Kind::Set };
+/// assert_eq!(
+///     command_error(&hset, &key),
+///     "(error) WRONGTYPE operation against a key holding a set, wanted a map"
+/// );
+/// ```
+pub fn command_error(command: &Command, e: &ClientError) -> String {
+    let on_a_map = matches!(
+        command,
+        Command::HSet { .. }
+            | Command::HGet { .. }
+            | Command::HIncrBy { .. }
+            | Command::MapApply { .. }
+            | Command::MapGet { .. }
+    );
+    match e {
+        ClientError::WrongType { wanted, found } if on_a_map && *wanted != Kind::Map => format!(
+            "(error) WRONGTYPE operation against a map field holding a {found}, wanted a {wanted}"
+        ),
+        e => error(e),
+    }
 }
 
 /// `bytes` in double quotes, escaped as redis-cli escapes them.
