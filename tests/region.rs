@@ -649,10 +649,20 @@ async fn raw_connection(
     node: &str,
     identity: &meridian::tls::Identity,
 ) -> quinn::Connection {
+    raw_connection_with(region, node, identity, &TransportLimits::default()).await
+}
+
+/// [`raw_connection`] with these transport limits on the client's side.
+async fn raw_connection_with(
+    region: &Region,
+    node: &str,
+    identity: &meridian::tls::Identity,
+    limits: &TransportLimits,
+) -> quinn::Connection {
     let ca = CertStore::new(region.dir.path())
         .load_ca_certificate()
         .unwrap();
-    let config = client_config(identity, &ca, &TransportLimits::default()).unwrap();
+    let config = client_config(identity, &ca, limits).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(config);
     let addr: SocketAddr = region.node(node).client_addr();
@@ -778,6 +788,45 @@ async fn a_client_that_does_not_read_its_answers_gets_errors_instead_of_memory()
             client.register("fat").get().await.unwrap().map(|v| v.len()),
             Some(VALUE_BYTES_MAX)
         );
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_stuck_on_unread_answers_ends_when_its_connection_closes() {
+    let region = Region::start(3, 3).await;
+    let node = region.ids[0].clone();
+    let cli = CertStore::new(region.dir.path())
+        .load_client_identity("cli")
+        .unwrap();
+    // The client takes in at most 2,000 bytes of answers it has not read.
+    let limits = TransportLimits {
+        stream_receive_window_bytes: 2_000,
+        receive_window_bytes: 2_000,
+        ..TransportLimits::default()
+    };
+    let connection = raw_connection_with(&region, &node, &cli, &limits).await;
+    let stats = || region.node(&node).net_stats().client_streams_open;
+
+    within("the stuck stream", async {
+        // More pings than a stream may have in flight, never read: the
+        // node's writer blocks and its reader waits for permits.
+        let (mut send, _recv) = connection.open_bi().await.unwrap();
+        let mut wire = preamble().to_vec();
+        for id in 0..3_000 {
+            wire.extend(ping_frame(id));
+        }
+        send.write_all(&wire).await.unwrap();
+        while stats() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(stats(), 1);
+        connection.close(0u32.into(), b"bye");
+        while stats() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     })
     .await;
     region.shutdown().await;

@@ -401,22 +401,28 @@ impl Keyspace {
         };
         self.update(key, now_ms, |t| {
             if !matches!(op, FieldOp::Remove | FieldOp::SetRemove(_)) {
-                // A new field adds its path; one already there only what
-                // its new value may add (nothing for an increment).
-                let exists = t
+                // A new field adds its path and value; one already there
+                // only what its new value has beyond the old (nothing for
+                // an increment).
+                let old = t
                     .record()
                     .data
                     .read::<OrMap>()
                     .ok()
                     .flatten()
                     .and_then(|m| field_at(m, path))
-                    .is_some();
-                let path_bytes = if exists {
-                    0
-                } else {
-                    path.iter().map(|p| p.len() + MEMBER_OVERHEAD_BYTES).sum()
+                    .map(answer_bytes);
+                let adds = match old {
+                    Some(_) if matches!(op, FieldOp::SetAdd(_)) => value_bytes,
+                    Some(old) => value_bytes.saturating_sub(old + MEMBER_OVERHEAD_BYTES),
+                    None => {
+                        path.iter()
+                            .map(|p| p.len() + MEMBER_OVERHEAD_BYTES)
+                            .sum::<usize>()
+                            + value_bytes
+                    }
                 };
-                t.check_growth(path_bytes + value_bytes, max)?;
+                t.check_growth(adds, max)?;
             }
             let replica = t.replica;
             // Borrow the map: a large map must not be copied per write.

@@ -210,6 +210,13 @@ fn deadline_of(state: &Causal<Record>) -> Option<u64> {
     state.store().expiry.deadline_ms()
 }
 
+/// A 64-bit mixing function (SplitMix64's finalizer).
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// How many times its answer limit a key's whole state may take in memory.
 pub const STATE_PER_ANSWER_MAX: usize = 8;
 
@@ -656,7 +663,9 @@ impl Keyspace {
         if keys.is_empty() {
             return Vec::new();
         }
-        let first = (turn % keys.len() as u64) as usize;
+        // Mixed, so that turns a multiple of the key count apart (rounds at
+        // a fixed period) still start at different keys.
+        let first = (mix64(turn) % keys.len() as u64) as usize;
         keys.rotate_left(first);
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -692,7 +701,7 @@ impl Txn<'_> {
     /// [`STATE_PER_ANSWER_MAX`] times `max`.
     fn check_growth(&self, adds: usize, max: usize) -> Result<(), KeyspaceError> {
         let heap = self.heap.saturating_add(adds);
-        if heap <= max {
+        if adds == 0 || heap <= max {
             return Ok(());
         }
         let len = if heap > max.saturating_mul(STATE_PER_ANSWER_MAX) {

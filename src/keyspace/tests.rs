@@ -363,6 +363,8 @@ fn a_set_or_map_cannot_grow_past_what_one_answer_carries() {
     assert!(fields > 50, "{fields} fields");
     // At the limit, a field already there still takes what does not grow.
     assert_eq!(k.hincrby(b"h", b"count", 1, T0).unwrap().reply, 2);
+    k.hset(b"h", b"f1", b("x"), T0).unwrap();
+    assert_eq!(k.hget(b"h", b"f1", T0).unwrap(), Some(b("x")));
     k.hdel(b"h", &[b("f0")], T0).unwrap();
     assert_eq!(k.memory().bytes, k.recount_bytes());
 
@@ -549,12 +551,22 @@ fn digests_of_a_slice_of_buckets_equal_that_slice_of_all_digests() {
     let few = [5u32, 6];
     let all_of_few = a.states_in_buckets(64, &few, usize::MAX, usize::MAX, 0, |_| true);
     let mut seen = std::collections::HashSet::new();
-    for turn in 0..all_of_few.len() as u64 {
+    for turn in 0..20 * all_of_few.len() as u64 {
         let one = a.states_in_buckets(64, &few, usize::MAX, 1, turn, |_| true);
         seen.insert(one[0].0.clone());
     }
     assert_eq!(seen.len(), all_of_few.len());
     assert!(seen.len() > 10);
+    // Rounds at a period that is a multiple of the key count still turn.
+    let n = all_of_few.len() as u64;
+    let firsts: std::collections::HashSet<Bytes> = (0..50)
+        .map(|round| {
+            a.states_in_buckets(64, &few, usize::MAX, 1, round * n * 1_000, |_| true)[0]
+                .0
+                .clone()
+        })
+        .collect();
+    assert!(firsts.len() > 10, "{} distinct", firsts.len());
     let some = a.states_in_buckets(64, &all_buckets, usize::MAX, 2_000, 0, |_| true);
     let taken: usize = some.iter().map(|(k, s)| k.len() + s.heap_bytes()).sum();
     assert!(some.len() > 1 && some.len() < 2_000, "{}", some.len());

@@ -61,6 +61,15 @@ pub const NODE_CLIENT_BYTES_MAX: usize = 1 << 30;
 /// client, the write being done).
 pub const SMALL_ANSWER_BYTES: usize = 1024;
 
+/// What all client connections of a node hold, each kind apart.
+#[derive(Debug, Default)]
+pub(crate) struct NodeHeld {
+    /// Bytes of answers queued and not yet written.
+    answers: AtomicUsize,
+    /// Bytes of requests partly received.
+    partial: AtomicUsize,
+}
+
 /// The bytes one client connection makes the node hold, and the node's
 /// total over all of them.
 #[derive(Debug)]
@@ -69,7 +78,7 @@ pub(crate) struct Budget {
     used: AtomicUsize,
     /// Bytes of requests partly received.
     partial: AtomicUsize,
-    node: Arc<AtomicUsize>,
+    node: Arc<NodeHeld>,
     soft: usize,
     hard: usize,
     node_max: usize,
@@ -77,7 +86,7 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    pub(crate) fn new(frame_bytes_max: usize, node: Arc<AtomicUsize>) -> Self {
+    pub(crate) fn new(frame_bytes_max: usize, node: Arc<NodeHeld>) -> Self {
         let hard = frame_bytes_max.saturating_mul(BUDGET_HARD_FRAMES);
         Budget {
             used: AtomicUsize::new(0),
@@ -93,7 +102,7 @@ impl Budget {
     /// Counts `bytes` if they fit under the hard budget and the node's.
     pub(crate) fn try_charge(&self, bytes: usize) -> bool {
         let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let node = self.node.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let node = self.node.answers.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if used > self.hard || node > self.node_max {
             self.release(bytes);
             return false;
@@ -104,7 +113,7 @@ impl Budget {
     /// Counts `bytes` whatever the budget (small answers).
     pub(crate) fn charge(&self, bytes: usize) {
         self.used.fetch_add(bytes, Ordering::Relaxed);
-        self.node.fetch_add(bytes, Ordering::Relaxed);
+        self.node.answers.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn release(&self, bytes: usize) {
@@ -112,17 +121,18 @@ impl Budget {
             return;
         }
         self.used.fetch_sub(bytes, Ordering::Relaxed);
-        self.node.fetch_sub(bytes, Ordering::Relaxed);
+        self.node.answers.fetch_sub(bytes, Ordering::Relaxed);
         self.released.notify_waiters();
     }
 
     /// Counts `bytes` of partly received requests if they fit under the
-    /// hard budget (of this connection only: one client's partial requests
-    /// never make another's fail).
+    /// hard budget and the node's total of them (apart from answers: a
+    /// reader waiting for its client to read never waits on these).
     fn try_charge_partial(&self, bytes: usize) -> bool {
         let partial = self.partial.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if partial > self.hard {
-            self.partial.fetch_sub(bytes, Ordering::Relaxed);
+        let node = self.node.partial.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if partial > self.hard || node > self.node_max {
+            self.release_partial(bytes);
             return false;
         }
         true
@@ -130,6 +140,7 @@ impl Budget {
 
     fn release_partial(&self, bytes: usize) {
         self.partial.fetch_sub(bytes, Ordering::Relaxed);
+        self.node.partial.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Returns once the connection holds less than its soft budget.
@@ -194,7 +205,7 @@ pub(crate) struct ClientSide {
     pub(crate) next_client: Arc<AtomicU64>,
     pub(crate) shared: Arc<Shared>,
     /// Bytes held for all client connections ([`Budget`]).
-    pub(crate) held: Arc<AtomicUsize>,
+    pub(crate) held: Arc<NodeHeld>,
 }
 
 /// Accepts client connections until the endpoint closes. Handshakes in
@@ -319,6 +330,7 @@ impl ClientSide {
 
         let client: ClientId = self.next_client.fetch_add(1, Ordering::Relaxed);
         self.shared.count_client_stream();
+        let _open = self.shared.open_client_stream();
         let (tx, replies_rx) = mpsc::channel(STREAM_INFLIGHT_MAX);
         let replies = Replies {
             tx,
@@ -473,6 +485,16 @@ impl Drop for Held<'_> {
     }
 }
 
+/// Closes a stream's in-flight semaphore when its writer ends, so that its
+/// reader, waiting for a permit the writer will never give back, ends.
+struct CloseOnDrop<'a>(&'a Semaphore);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A stream's queue of answers, counted against its connection's budget
 /// until written; whatever is left when the writer ends is given back.
 struct Queued {
@@ -499,6 +521,8 @@ async fn write_responses(
     frame_bytes_max: usize,
     mut reset: oneshot::Receiver<u32>,
 ) {
+    // However the writer ends, a reader waiting for permits ends too.
+    let _closes = CloseOnDrop(&inflight);
     let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES);
     if send.write_all(&preamble()).await.is_err() {
         return;
@@ -591,7 +615,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn answers_not_read_are_bounded_and_large_ones_become_errors() {
         let frame = 4096;
-        let node = Arc::new(AtomicUsize::new(0));
+        let node = Arc::new(NodeHeld::default());
         let budget = Arc::new(Budget::new(frame, node.clone()));
         let (tx, rx) = mpsc::channel(1024);
         let replies = Replies {
@@ -622,7 +646,10 @@ mod tests {
         let hard = frame * BUDGET_HARD_FRAMES;
         assert_eq!(values, hard / value(0, 2000).approx_bytes());
         assert_eq!(values + refused, 200);
-        assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
+        assert_eq!(
+            (budget.used(), node.answers.load(Ordering::Relaxed)),
+            (0, 0)
+        );
 
         // Past the soft budget, and then the hard one: small answers (a
         // write's) still go through.
@@ -642,7 +669,10 @@ mod tests {
         assert!(waiting.await.is_err(), "over the soft budget");
         // Whatever is left queued is given back with the queue.
         drop(queued);
-        assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
+        assert_eq!(
+            (budget.used(), node.answers.load(Ordering::Relaxed)),
+            (0, 0)
+        );
         budget.below_soft().await;
         // And a closed queue gives back what could not be sent.
         assert!(replies.send(value(1, 2000)).is_err());
@@ -651,7 +681,7 @@ mod tests {
 
     #[test]
     fn partly_received_requests_count_until_the_reader_ends() {
-        let node = Arc::new(AtomicUsize::new(0));
+        let node = Arc::new(NodeHeld::default());
         let budget = Budget::new(1000, node.clone());
         let hard = 1000 * BUDGET_HARD_FRAMES;
         {
@@ -663,17 +693,27 @@ mod tests {
             assert!(held.update(hard));
             assert!(!held.update(hard + 1), "over the hard budget");
             assert_eq!(budget.partial.load(Ordering::Relaxed), hard);
+            assert_eq!(node.partial.load(Ordering::Relaxed), hard);
             // Apart from answers: a reader waiting on the soft budget does
-            // not wait on partial requests, and nothing counts node-wide.
-            assert_eq!((budget.used(), node.load(Ordering::Relaxed)), (0, 0));
+            // not wait on partial requests.
+            assert_eq!(
+                (budget.used(), node.answers.load(Ordering::Relaxed)),
+                (0, 0)
+            );
             assert!(held.update(10));
             assert_eq!(budget.partial.load(Ordering::Relaxed), 10);
         }
         assert_eq!(budget.partial.load(Ordering::Relaxed), 0);
-        // The node-wide total counts every connection.
+        assert_eq!(node.partial.load(Ordering::Relaxed), 0);
+        // The node-wide totals count every connection.
         let other = Budget::new(1000, node.clone());
-        node.store(NODE_CLIENT_BYTES_MAX, Ordering::Relaxed);
+        node.answers.store(NODE_CLIENT_BYTES_MAX, Ordering::Relaxed);
+        node.partial.store(NODE_CLIENT_BYTES_MAX, Ordering::Relaxed);
         assert!(!other.try_charge(1));
-        assert_eq!(other.used(), 0);
+        assert!(!other.try_charge_partial(1));
+        assert_eq!(
+            (other.used(), other.partial.load(Ordering::Relaxed)),
+            (0, 0)
+        );
     }
 }

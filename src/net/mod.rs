@@ -65,7 +65,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,6 +131,8 @@ pub struct NetStats {
     pub client_connections: u64,
     /// Client streams opened with a valid preamble.
     pub client_streams: u64,
+    /// Client streams being served now (their tasks still run).
+    pub client_streams_open: u64,
     /// Bad preambles and frames, from clients and peers.
     pub bad_frames: u64,
     /// Outbound peer connections established.
@@ -143,11 +145,22 @@ pub struct NetStats {
     pub replies_dropped: u64,
 }
 
+/// A client stream being served; counted in `client_streams_open` until
+/// dropped.
+pub(crate) struct OpenStream(Arc<Shared>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.client_streams_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// State shared between the node task, the stream tasks and the handle.
 #[derive(Default)]
 pub(crate) struct Shared {
     client_connections: AtomicU64,
     client_streams: AtomicU64,
+    client_streams_open: AtomicU64,
     bad_frames: AtomicU64,
     peer_dials: AtomicU64,
     peer_msgs_dropped: AtomicU64,
@@ -167,6 +180,11 @@ impl Shared {
     }
     pub(crate) fn count_client_stream(&self) {
         Self::bump(&self.client_streams, 1);
+    }
+    /// Counts a client stream as open until the guard drops.
+    pub(crate) fn open_client_stream(self: &Arc<Self>) -> OpenStream {
+        self.client_streams_open.fetch_add(1, Ordering::Relaxed);
+        OpenStream(self.clone())
     }
     pub(crate) fn count_bad_frame(&self) {
         Self::bump(&self.bad_frames, 1);
@@ -192,6 +210,7 @@ impl Shared {
         NetStats {
             client_connections: get(&self.client_connections),
             client_streams: get(&self.client_streams),
+            client_streams_open: get(&self.client_streams_open),
             bad_frames: get(&self.bad_frames),
             peer_dials: get(&self.peer_dials),
             peer_msgs_dropped: get(&self.peer_msgs_dropped),
@@ -443,7 +462,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
             frame_bytes_max: client_frame_bytes_max,
             next_client: Arc::new(AtomicU64::new(1)),
             shared: shared.clone(),
-            held: Arc::new(AtomicUsize::new(0)),
+            held: Arc::new(client_stream::NodeHeld::default()),
         },
     ));
     let peers = tokio::spawn(peer_accept::accept(
