@@ -144,6 +144,13 @@ impl Region {
         Client::connect(self.options()).await.unwrap()
     }
 
+    /// The identity of the `cli` client certificate, for raw connections.
+    fn cli_identity(&self) -> meridian::tls::Identity {
+        CertStore::new(self.dir.path())
+            .load_client_identity("cli")
+            .unwrap()
+    }
+
     fn node(&self, id: &str) -> &ServerHandle {
         let i = self.ids.iter().position(|n| n == id).unwrap();
         self.nodes[i].as_ref().unwrap()
@@ -729,9 +736,7 @@ async fn a_client_that_does_not_read_its_answers_gets_errors_instead_of_memory()
     let region = Region::start(3, 3).await;
     let node = region.ids[0].clone();
     let client = region.client().await;
-    let cli = CertStore::new(region.dir.path())
-        .load_client_identity("cli")
-        .unwrap();
+    let cli = region.cli_identity();
     let connection = raw_connection(&region, &node, &cli).await;
 
     within("the unread answers", async {
@@ -797,9 +802,7 @@ async fn a_client_that_does_not_read_its_answers_gets_errors_instead_of_memory()
 async fn a_stream_stuck_on_unread_answers_ends_when_its_connection_closes() {
     let region = Region::start(3, 3).await;
     let node = region.ids[0].clone();
-    let cli = CertStore::new(region.dir.path())
-        .load_client_identity("cli")
-        .unwrap();
+    let cli = region.cli_identity();
     // The client takes in at most 2,000 bytes of answers it has not read.
     let limits = TransportLimits {
         stream_receive_window_bytes: 2_000,
@@ -836,9 +839,7 @@ async fn a_stream_stuck_on_unread_answers_ends_when_its_connection_closes() {
 async fn many_streams_each_in_the_middle_of_a_large_request_all_get_answers() {
     let region = Region::start(3, 3).await;
     let node = region.ids[0].clone();
-    let cli = CertStore::new(region.dir.path())
-        .load_client_identity("cli")
-        .unwrap();
+    let cli = region.cli_identity();
     let connection = raw_connection(&region, &node, &cli).await;
 
     within("the half-sent requests", async {
@@ -881,9 +882,7 @@ async fn many_streams_each_in_the_middle_of_a_large_request_all_get_answers() {
 async fn garbage_frames_on_a_raw_stream_get_errors_and_the_node_keeps_serving() {
     let region = Region::start(3, 3).await;
     let node = region.ids[0].clone();
-    let cli = CertStore::new(region.dir.path())
-        .load_client_identity("cli")
-        .unwrap();
+    let cli = region.cli_identity();
     let connection = raw_connection(&region, &node, &cli).await;
 
     within("the raw streams", async {

@@ -35,8 +35,9 @@ pub struct KeyspaceConfig {
     pub key_bytes_max: usize,
     /// The largest register value, set member or map field accepted, in bytes.
     pub value_bytes_max: usize,
-    /// The most memory one key's set or map may take, in bytes: every
-    /// member is read back in one answer, which must fit in a frame.
+    /// The largest answer one key's set or map may make, in bytes: every
+    /// member is read back in one answer, which must fit in a frame (its
+    /// memory may take [`STATE_PER_ANSWER_MAX`] times this).
     pub key_value_bytes_max: usize,
     /// How far ahead of local time a remote HLC stamp may be.
     pub max_skew_ms: u64,
@@ -208,13 +209,6 @@ pub fn bucket_of(key: &[u8], buckets: usize) -> usize {
 
 fn deadline_of(state: &Causal<Record>) -> Option<u64> {
     state.store().expiry.deadline_ms()
-}
-
-/// A 64-bit mixing function (SplitMix64's finalizer).
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// How many times its answer limit a key's whole state may take in memory.
@@ -431,10 +425,11 @@ impl Keyspace {
         }
         let result = f(&mut txn);
         let delta = txn.delta.take();
-        match (&result, before) {
-            (Err(_), Some((state, heap))) => self.put(key, state, heap),
-            _ => self.put(key, state, heap),
-        }
+        let (state, heap) = match before {
+            Some(before) if result.is_err() => before,
+            _ => (state, heap),
+        };
+        self.put(key, state, heap);
         result.map(|reply| Written { reply, delta })
     }
 
@@ -663,9 +658,9 @@ impl Keyspace {
         if keys.is_empty() {
             return Vec::new();
         }
-        // Mixed, so that turns a multiple of the key count apart (rounds at
-        // a fixed period) still start at different keys.
-        let first = (mix64(turn) % keys.len() as u64) as usize;
+        // Hashed, so that turns a multiple of the key count apart (rounds
+        // at a fixed period) still start at different keys.
+        let first = (key_hash(&turn.to_le_bytes()) % keys.len() as u64) as usize;
         keys.rotate_left(first);
         let mut out = Vec::new();
         let mut bytes = 0usize;

@@ -101,13 +101,7 @@ impl Budget {
 
     /// Counts `bytes` if they fit under the hard budget and the node's.
     pub(crate) fn try_charge(&self, bytes: usize) -> bool {
-        let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let node = self.node.answers.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if used > self.hard || node > self.node_max {
-            self.release(bytes);
-            return false;
-        }
-        true
+        self.count_within(&self.used, &self.node.answers, bytes)
     }
 
     /// Counts `bytes` whatever the budget (small answers).
@@ -129,10 +123,18 @@ impl Budget {
     /// hard budget and the node's total of them (apart from answers: a
     /// reader waiting for its client to read never waits on these).
     fn try_charge_partial(&self, bytes: usize) -> bool {
-        let partial = self.partial.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let node = self.node.partial.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if partial > self.hard || node > self.node_max {
-            self.release_partial(bytes);
+        self.count_within(&self.partial, &self.node.partial, bytes)
+    }
+
+    /// Adds `bytes` to this connection's count `mine` and the node's
+    /// `node` if both stay within the hard budget and the node's limit;
+    /// otherwise leaves them as they were.
+    fn count_within(&self, mine: &AtomicUsize, node: &AtomicUsize, bytes: usize) -> bool {
+        let mine_over = mine.fetch_add(bytes, Ordering::Relaxed) + bytes > self.hard;
+        let node_over = node.fetch_add(bytes, Ordering::Relaxed) + bytes > self.node_max;
+        if mine_over || node_over {
+            mine.fetch_sub(bytes, Ordering::Relaxed);
+            node.fetch_sub(bytes, Ordering::Relaxed);
             return false;
         }
         true
@@ -172,8 +174,7 @@ impl Replies {
     /// budget; a large one that does not fit is replaced by an
     /// `Unavailable` error. Gives the response back if the queue is full
     /// or closed.
-    pub(crate) fn send(&self, response: Response) -> Result<(), TrySendError<Response>> {
-        let mut response = response;
+    pub(crate) fn send(&self, mut response: Response) -> Result<(), TrySendError<Response>> {
         let mut bytes = response.approx_bytes();
         if bytes <= SMALL_ANSWER_BYTES {
             self.budget.charge(bytes);

@@ -378,8 +378,10 @@ impl Node {
         config.keyspace.key_bytes_max = limits.key_bytes_max as usize;
         config.keyspace.value_bytes_max = limits.value_bytes_max as usize;
         // A whole set or map is read back in one answer.
-        config.keyspace.key_value_bytes_max =
-            (limits.frame_bytes_max - crate::topology::FRAME_HEADROOM_BYTES) as usize;
+        config.keyspace.key_value_bytes_max = limits
+            .frame_bytes_max
+            .saturating_sub(crate::topology::FRAME_HEADROOM_BYTES)
+            as usize;
         let detector = membership::Detector::new(
             topology
                 .nodes_in(&region)
