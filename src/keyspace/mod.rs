@@ -134,6 +134,9 @@ pub struct MemoryStats {
     pub bytes: usize,
 }
 
+/// The most scratch space kept between writes of compact keys.
+const SCRATCH_KEEP_BYTES: usize = 16 << 10;
+
 /// One replica's keys and values. See the module docs.
 pub struct Keyspace {
     replica: ReplicaId,
@@ -147,6 +150,8 @@ pub struct Keyspace {
     /// Keys with a deadline, by deadline, for the active sweep.
     deadlines: BTreeSet<(u64, Bytes)>,
     bytes: usize,
+    /// Where a compact key's new form is written before it replaces the old.
+    scratch: Vec<u8>,
 }
 
 /// Bytes the allocator hands out for a request of `n` (glibc-like: 8 bytes
@@ -249,6 +254,7 @@ impl Keyspace {
             live: HashMap::with_hasher(hasher),
             deadlines: BTreeSet::new(),
             bytes: 0,
+            scratch: Vec::new(),
             config,
         }
     }
@@ -324,6 +330,52 @@ impl Keyspace {
     pub fn type_of(&self, key: &[u8], now_ms: u64) -> Option<Kind> {
         self.visible(key, now_ms)
             .and_then(|s| s.store().data.kind())
+    }
+
+    /// Runs `f` on the state of `key` (a bottom state when absent) and its
+    /// heap bytes, then stores what `f` left. A compact key that stays
+    /// compact is rewritten in its table slot, in place when its size is
+    /// unchanged: no second lookup and, most of the time, no allocation.
+    fn modify<T>(&mut self, key: &[u8], f: impl FnOnce(&mut Causal<Record>, &mut usize) -> T) -> T {
+        let hash = self.hash(key);
+        let Ok(mut entry) = self.compact.find_entry(hash, |e| packed::key(e) == key) else {
+            let (mut state, mut heap) = self.take(key);
+            let out = f(&mut state, &mut heap);
+            self.put(key, state, heap);
+            return out;
+        };
+        let mut state = packed::view(entry.get()).to_state();
+        let before = deadline_of(&state);
+        let mut heap = state.heap_bytes();
+        let out = f(&mut state, &mut heap);
+        let after = deadline_of(&state);
+        if !state.context().is_empty() && packed::pack_into(key, &state, &mut self.scratch) {
+            let slot = entry.get_mut();
+            self.bytes -= compact_bytes(slot);
+            if slot.len() == self.scratch.len() {
+                slot.copy_from_slice(&self.scratch);
+            } else {
+                *slot = self.scratch.as_slice().into();
+            }
+            self.bytes += compact_bytes(slot);
+            if self.scratch.capacity() > SCRATCH_KEEP_BYTES {
+                // A large value passed through: do not hold its size for good.
+                self.scratch = Vec::new();
+            }
+            if before != after {
+                self.unindex_deadline(key, before);
+                if let Some(ms) = after {
+                    self.deadlines.insert((ms, Bytes::from(key)));
+                }
+            }
+            return out;
+        }
+        // No longer compact (or nothing seen): stored the general way.
+        let (old, _) = entry.remove();
+        self.bytes -= compact_bytes(&old);
+        self.unindex_deadline(key, before);
+        self.put(key, state, heap);
+        out
     }
 
     /// Removes `key` from the tables, returning its state and heap bytes
@@ -405,32 +457,33 @@ impl Keyspace {
         f: impl FnOnce(&mut Txn<'_>) -> Result<T, KeyspaceError>,
     ) -> Result<Written<T>, KeyspaceError> {
         self.check_key(key)?;
-        let (mut state, mut heap) = self.take(key);
-        let mut txn = Txn {
-            state: &mut state,
-            heap: &mut heap,
-            delta: None,
-            replica: self.replica,
-        };
-        // An expired key, or one whose set or map was emptied (it keeps a
-        // deadline that no longer belongs to anything), is gone: a write
-        // starts it afresh, as Redis does.
-        let deadline = deadline_of(txn.state);
-        // A refused write changes nothing, that clearing included.
-        let mut before = None;
-        if is_expired(deadline, now_ms) || (deadline.is_some() && !holds_data(txn.state)) {
-            before = Some((txn.state.clone(), *txn.heap));
-            let clear = txn.state.clear();
-            txn.push(clear);
-        }
-        let result = f(&mut txn);
-        let delta = txn.delta.take();
-        let (state, heap) = match before {
-            Some(before) if result.is_err() => before,
-            _ => (state, heap),
-        };
-        self.put(key, state, heap);
-        result.map(|reply| Written { reply, delta })
+        let replica = self.replica;
+        self.modify(key, |state, heap| {
+            let mut txn = Txn {
+                state,
+                heap,
+                delta: None,
+                replica,
+            };
+            // An expired key, or one whose set or map was emptied (it keeps a
+            // deadline that no longer belongs to anything), is gone: a write
+            // starts it afresh, as Redis does.
+            let deadline = deadline_of(txn.state);
+            // A refused write changes nothing, that clearing included.
+            let mut before = None;
+            if is_expired(deadline, now_ms) || (deadline.is_some() && !holds_data(txn.state)) {
+                before = Some((txn.state.clone(), *txn.heap));
+                let clear = txn.state.clear();
+                txn.push(clear);
+            }
+            let result = f(&mut txn);
+            let delta = txn.delta.take();
+            if let (Some((state, heap)), true) = (before, result.is_err()) {
+                *txn.state = state;
+                *txn.heap = heap;
+            }
+            result.map(|reply| Written { reply, delta })
+        })
     }
 
     /// Joins a delta from another replica into `key`. Refused (and nothing
@@ -443,9 +496,7 @@ impl Keyspace {
     ) -> Result<(), KeyspaceError> {
         self.check_key(key)?;
         self.observe_stamps(&delta.store().data, now_ms)?;
-        let (mut state, mut heap) = self.take(key);
-        apply_accounted(&mut state, &mut heap, delta);
-        self.put(key, state, heap);
+        self.modify(key, |state, heap| apply_accounted(state, heap, delta));
         Ok(())
     }
 
@@ -459,10 +510,10 @@ impl Keyspace {
     ) -> Result<(), KeyspaceError> {
         self.check_key(key)?;
         self.observe_stamps(&other.store().data, now_ms)?;
-        let (mut state, _) = self.take(key);
-        state.join(other);
-        let heap = state.heap_bytes();
-        self.put(key, state, heap);
+        self.modify(key, |state, heap| {
+            state.join(other);
+            *heap = state.heap_bytes();
+        });
         Ok(())
     }
 

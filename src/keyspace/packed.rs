@@ -78,43 +78,51 @@ pub(crate) fn key(entry: &[u8]) -> &[u8] {
 
 /// Packs `key` and `state` if the state has the simple shape; `None` otherwise.
 pub(crate) fn pack(key: &[u8], state: &Causal<Record>) -> Option<Box<[u8]>> {
+    let mut out = Vec::with_capacity(key.len() + 32 + 8);
+    pack_into(key, state, &mut out).then(|| out.into_boxed_slice())
+}
+
+/// Writes the packed entry of `key` and `state` into `out` (cleared first)
+/// if the state has the simple shape; false (and `out` left empty)
+/// otherwise.
+pub(crate) fn pack_into(key: &[u8], state: &Causal<Record>, out: &mut Vec<u8>) -> bool {
+    out.clear();
     let ctx = state.context();
     let [(replica, ctx_seq)] = *ctx.version_vector() else {
-        return None;
+        return false;
     };
     if !ctx.cloud().is_empty() {
-        return None;
+        return false;
     }
     let record = state.store();
     let expiry = match record.expiry.entries() {
         [] => None,
         [(d, ExpiryEntry::Deadline(ms))] if d.replica == replica => Some((d.seq, *ms)),
-        _ => return None,
+        _ => return false,
     };
     let (kind, value_seq) = match &record.data {
         TypedStore::Register(r) => match r.entries() {
             [(d, _)] if d.replica == replica => (KIND_REGISTER, d.seq),
-            _ => return None,
+            _ => return false,
         },
         TypedStore::Counter(c) => match c.entries() {
             [(d, _)] if d.replica == replica => (KIND_COUNTER, d.seq),
-            _ => return None,
+            _ => return false,
         },
         TypedStore::MvRegister(m) => match m.entries() {
             [(d, _)] if d.replica == replica => (KIND_MVREGISTER, d.seq),
-            _ => return None,
+            _ => return false,
         },
-        _ => return None,
+        _ => return false,
     };
-    let mut out = Vec::with_capacity(key.len() + 32 + 8);
     out.push(kind | if expiry.is_some() { HAS_EXPIRY } else { 0 });
-    put_varint(&mut out, key.len() as u64);
+    put_varint(out, key.len() as u64);
     out.extend_from_slice(key);
     out.extend_from_slice(&replica.0.to_le_bytes());
-    put_varint(&mut out, ctx_seq);
-    put_varint(&mut out, value_seq);
+    put_varint(out, ctx_seq);
+    put_varint(out, value_seq);
     if let Some((seq, ms)) = expiry {
-        put_varint(&mut out, seq);
+        put_varint(out, seq);
         out.extend_from_slice(&ms.to_le_bytes());
     }
     match &record.data {
@@ -127,7 +135,7 @@ pub(crate) fn pack(key: &[u8], state: &Causal<Record>) -> Option<Box<[u8]>> {
         TypedStore::MvRegister(m) => out.extend_from_slice(&m.entries()[0].1),
         _ => unreachable!("kind checked above"),
     }
-    Some(out.into_boxed_slice())
+    true
 }
 
 /// What a packed entry holds, without building the full state.

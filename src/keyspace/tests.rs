@@ -36,6 +36,22 @@ impl Keyspace {
         }
         total
     }
+
+    /// The deadline index recomputed from the stored keys.
+    fn recount_deadlines(&self) -> BTreeSet<(u64, Bytes)> {
+        let mut out = BTreeSet::new();
+        for e in &self.compact {
+            if let Some(ms) = packed::view(e).deadline_ms {
+                out.insert((ms, Bytes::from(packed::key(e))));
+            }
+        }
+        for (k, l) in &self.live {
+            if let Some(ms) = deadline_of(&l.state) {
+                out.insert((ms, k.clone()));
+            }
+        }
+        out
+    }
 }
 
 #[test]
@@ -611,4 +627,57 @@ fn a_field_value_nested_without_bound_is_refused_when_decoded() {
     // Deep enough to overflow the stack if decoding recursed unbounded.
     assert!(postcard::from_bytes::<FieldValue>(&nested(200_000)).is_err());
     assert!(postcard::from_bytes::<FieldValue>(&nested(crdt_types::MAP_NESTING_MAX + 1)).is_err());
+}
+
+#[test]
+fn compact_keys_rewritten_in_place_keep_accounting_deadlines_and_states_exact() {
+    // Writes of every kind that change a compact key's size, its deadline
+    // and its form (a second writer makes it non-compact, a delete and a
+    // new write make it compact again), on a few keys so that each is
+    // rewritten many times. A second keyspace takes only whole states; the
+    // two must agree, and the first's memory estimate and deadline index
+    // must equal what a recount finds.
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut a = ks(1);
+    let mut other = ks(2);
+    let mut mirror = ks(3);
+    let mut now = T0;
+    let mut compact_seen = 0;
+    for step in 0..4_000 {
+        now += next(50);
+        let key = format!("k{}", next(6));
+        let k = key.as_bytes();
+        let value = Bytes::from(vec![b'v'; next(40) as usize]);
+        let _ = match next(9) {
+            0 | 1 => a.set(k, value, None, now).map(drop),
+            2 => a.set(k, value, Some(now + 1 + next(200)), now).map(drop),
+            3 => a.incr_by(k, next(1_000) as i64 - 500, now).map(drop),
+            4 => a.mvset(k, value, now).map(drop),
+            5 => a.expire_at(k, now + next(300), now).map(drop),
+            6 => a.persist(k, now).map(drop),
+            7 => a.del(k, now).map(drop),
+            _ => {
+                // Another replica's write arrives as a delta.
+                let theirs = other.set(k, value, None, now).unwrap();
+                a.apply_delta(k, theirs.delta.as_ref().unwrap(), now)
+            }
+        };
+        if next(20) == 0 {
+            a.sweep_expired(now, 3);
+        }
+        compact_seen = compact_seen.max(a.memory().keys_compact);
+        assert_eq!(a.recount_bytes(), a.bytes, "step {step}");
+        assert_eq!(a.recount_deadlines(), a.deadlines, "step {step}");
+        if let Some(state) = a.state(k) {
+            mirror.join_state(k, &state, now).unwrap();
+        }
+        assert_eq!(mirror.state(k), a.state(k), "step {step}");
+    }
+    assert!(compact_seen > 0, "no key stayed compact");
 }
