@@ -339,7 +339,7 @@ impl Keyspace {
     fn modify<T>(&mut self, key: &[u8], f: impl FnOnce(&mut Causal<Record>, &mut usize) -> T) -> T {
         let hash = self.hash(key);
         let Ok(mut entry) = self.compact.find_entry(hash, |e| packed::key(e) == key) else {
-            let (mut state, mut heap) = self.take(key);
+            let (mut state, mut heap) = self.take_live(key);
             let out = f(&mut state, &mut heap);
             self.put(key, state, heap);
             return out;
@@ -390,6 +390,11 @@ impl Keyspace {
             let heap = state.heap_bytes();
             return (state, heap);
         }
+        self.take_live(key)
+    }
+
+    /// [`Keyspace::take`] for a key known not to be compact.
+    fn take_live(&mut self, key: &[u8]) -> (Causal<Record>, usize) {
         match self.live.remove_entry(key) {
             Some((k, live)) => {
                 self.bytes -= live_bytes(&k, live.heap);
