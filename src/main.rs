@@ -221,7 +221,7 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
         Cmd::Cluster(ClusterCmd::Heal) => {
             out!(
                 "{}",
-                cluster::links_text(&cluster::heal(&global.state_dir)?)
+                cluster::healed_text(&cluster::heal(&global.state_dir)?)
             );
             Ok(())
         }

@@ -559,7 +559,10 @@ async fn several_regions_get_wan_relays_and_each_node_its_regions_route_file() {
                 unknown.to_string(),
                 "no region up in the running cluster (regions: left, right)"
             );
-            assert!(!cluster::heal(&state_dir).unwrap()[0].cut);
+            let healed = cluster::heal(&state_dir).unwrap();
+            assert_eq!(healed.mended, 1);
+            assert!(!healed.links[0].cut);
+            assert_eq!(cluster::heal(&state_dir).unwrap().mended, 0);
             checked = true;
         },
         &mut |event| events.push(event),

@@ -43,8 +43,8 @@ pub use readiness::{
 };
 pub use supervisor::{up, Event, UpOptions, CLIENT_NAME, LOG_TAIL_LINES_MAX};
 pub use wan::{
-    heal, link_states, links, links_text, partition, partitions_path, LinkState,
-    PARTITIONS_FILE_NAME, ROUTES_DIR_NAME,
+    heal, healed_text, link_states, links, links_text, partition, partitions_path, Healed,
+    LinkState, PARTITIONS_FILE_NAME, ROUTES_DIR_NAME,
 };
 
 use crate::tls::TlsError;

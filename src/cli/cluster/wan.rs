@@ -131,13 +131,47 @@ pub fn partition(
     Ok(link_states(&topology, &state))
 }
 
-/// Mends every link of the cluster running in `state_dir` and returns
-/// every link's state.
-pub fn heal(state_dir: &Path) -> Result<Vec<LinkState>, ClusterError> {
+/// What `heal` did: how many links were cut before it, and every link's
+/// state after it.
+#[derive(Debug, Clone)]
+pub struct Healed {
+    /// Links that were cut and are now mended.
+    pub mended: usize,
+    /// Every link, now all up.
+    pub links: Vec<LinkState>,
+}
+
+/// Mends every link of the cluster running in `state_dir`.
+pub fn heal(state_dir: &Path) -> Result<Healed, ClusterError> {
     let topology = running_topology(state_dir)?;
+    let control = partitions_path(state_dir);
+    let before = PartitionState::load(&control)?;
+    let mended = link_states(&topology, &before)
+        .iter()
+        .filter(|l| l.cut)
+        .count();
     let state = PartitionState::default();
-    state.store(&partitions_path(state_dir))?;
-    Ok(link_states(&topology, &state))
+    state.store(&control)?;
+    Ok(Healed {
+        mended,
+        links: link_states(&topology, &state),
+    })
+}
+
+/// What `cluster heal` prints: how many links it mended (or that none
+/// was cut), then every link and its state.
+pub fn healed_text(healed: &Healed) -> String {
+    let links = links_text(&healed.links);
+    if healed.mended == 0 {
+        return links.replacen("Nothing is cut:", "Nothing was cut:", 1);
+    }
+    let body = links.split_once('\n').map_or("", |(_, rest)| rest);
+    format!(
+        "Mended {} of {} {} (the relays apply changes within {CONTROL_POLL_MS} ms); every link between regions is up:\n{body}",
+        healed.mended,
+        healed.links.len(),
+        if healed.links.len() == 1 { "link" } else { "links" },
+    )
 }
 
 /// The links of the cluster running in `state_dir`, as they are now.
@@ -211,6 +245,38 @@ mod tests {
              \x20 us-east <-> eu-west   cut\n\
              \x20 us-east <-> ap-south  cut\n\
              \x20 eu-west <-> ap-south  up (150 ms RTT)"
+        );
+    }
+
+    #[test]
+    fn heal_says_how_many_links_it_mended() {
+        let mut state = PartitionState::default();
+        state.partition(&local(), "us-east", None).unwrap();
+        let mended = link_states(&local(), &state)
+            .iter()
+            .filter(|l| l.cut)
+            .count();
+        let healed = Healed {
+            mended,
+            links: link_states(&local(), &PartitionState::default()),
+        };
+        assert_eq!(
+            healed_text(&healed),
+            "Mended 2 of 3 links (the relays apply changes within 100 ms); \
+             every link between regions is up:\n\
+             \x20 us-east <-> eu-west   up (80 ms RTT)\n\
+             \x20 us-east <-> ap-south  up (200 ms RTT)\n\
+             \x20 eu-west <-> ap-south  up (150 ms RTT)"
+        );
+        let nothing = Healed {
+            mended: 0,
+            ..healed
+        };
+        assert!(
+            healed_text(&nothing)
+                .starts_with("Nothing was cut: every link between regions is up.\n"),
+            "{}",
+            healed_text(&nothing)
         );
     }
 
