@@ -122,8 +122,11 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
         .map_err(|e| format::error(&e))
         .and_then(|runtime| {
             runtime
-                .block_on(data::execute(target, &command.commands))
-                .map_err(|e| format::command_error(command.first(), &e))
+                .block_on(data::execute(target.clone(), &command.commands))
+                .map_err(|e| match target.guess_hint(&e, &global.state_dir) {
+                    Some(hint) => format!("{}\n{hint}", format::command_error(command.first(), &e)),
+                    None => format::command_error(command.first(), &e),
+                })
         });
     match answered {
         Ok(answers) => {

@@ -264,6 +264,31 @@ fn a_data_command_without_a_cluster_says_none_runs_and_how_to_start_one() {
 }
 
 #[test]
+fn a_data_command_that_guessed_the_local_topology_says_no_cluster_runs() {
+    // Inside a checkout, with no cluster running, the CLI falls back on
+    // regions/local.toml (nodes run by hand); when that finds nothing
+    // either, the error says no cluster runs and how to start one.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("regions")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml"),
+        dir.path().join("regions/local.toml"),
+    )
+    .unwrap();
+    let output = meridian(dir.path(), &["--state-dir", "empty", "get", "k"]);
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(err.starts_with("(error) TLS: "), "{err}");
+    assert!(
+        err.contains(
+            "no cluster is running in empty (no cluster.json there), so regions/local.toml was tried: \
+             start one with `meridian cluster up`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn x_is_refused_outside_data_commands() {
     let dir = tempfile::tempdir().unwrap();
     let output = meridian(dir.path(), &["-x", "cluster", "status"]);

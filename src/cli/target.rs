@@ -9,6 +9,7 @@
 
 use super::args::{GlobalArgs, DEFAULT_TOPOLOGY};
 use super::cluster::{ClusterFile, ClusterFileError};
+use crate::client::ClientError;
 use crate::topology::{ReadConsistency, Topology, TopologyError, WriteConsistency};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,9 @@ pub struct Target {
     pub write: Option<WriteConsistency>,
     /// Read consistency; the topology's default when `None`.
     pub read: Option<ReadConsistency>,
+    /// No `--topology` and no cluster running in the state directory: the
+    /// topology is `regions/local.toml`, a guess that nodes run by hand.
+    pub guessed: bool,
 }
 
 /// Why a data command has no target.
@@ -62,6 +66,25 @@ pub enum TargetError {
 }
 
 impl Target {
+    /// What to add to an error that `error` might owe to a guessed target:
+    /// that no cluster runs in the state directory, and how to start or
+    /// name one. `None` when the target was not guessed, or the error came
+    /// from a node that answered.
+    pub fn guess_hint(&self, error: &ClientError, state_dir: &Path) -> Option<String> {
+        let unreachable = matches!(
+            error,
+            ClientError::Connect(_) | ClientError::Tls(_) | ClientError::Timeout
+        );
+        (self.guessed && unreachable).then(|| {
+            format!(
+                "no cluster is running in {} (no cluster.json there), so {DEFAULT_TOPOLOGY} \
+                 was tried: start one with `meridian cluster up`, or pass --state-dir DIR \
+                 (the running cluster's state directory) or --topology FILE",
+                state_dir.display()
+            )
+        })
+    }
+
     /// The target named by `global`: `--topology`, else the topology of the
     /// cluster running in `--state-dir`, else `regions/local.toml` when
     /// that file exists (nodes run by hand with `meridian serve`), else
@@ -102,6 +125,7 @@ impl Target {
             client_name: global.client.clone(),
             write: global.consistency,
             read: global.read,
+            guessed: global.topology.is_none() && running.is_none(),
         })
     }
 }
