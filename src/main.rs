@@ -131,10 +131,17 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
     match answered {
         Ok(answers) => {
             let answer = command.combine(answers);
-            out!(
-                "{}",
-                format::answer(command.first(), &answer, global.verbose)
-            );
+            if global.raw {
+                use std::io::Write as _;
+                let bytes = format::raw_answer(command.first(), &answer, global.verbose);
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(&bytes).and_then(|()| stdout.flush());
+            } else {
+                out!(
+                    "{}",
+                    format::answer(command.first(), &answer, global.verbose)
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {

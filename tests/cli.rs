@@ -384,6 +384,7 @@ mod against_a_cluster {
         expire_in_zero_or_fewer_seconds_deletes_the_key(&lab);
         other_certificates_are_named_by_cert_dir_and_client(&lab);
         x_reads_a_value_too_long_for_a_command_line_from_stdin(&lab);
+        raw_prints_values_bare_and_one_item_per_line(&lab);
         a_keys_type_is_fixed_by_its_first_write(&lab);
     }
 
@@ -431,6 +432,44 @@ mod against_a_cluster {
         assert_eq!(
             lab.ok(&["get", "big"]),
             format!("{}\n", meridian::cli::format::quote(&value))
+        );
+
+        // --raw gives the bytes back as stored, as `redis-cli --raw` does.
+        let raw = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["--raw", "get", "big"])
+            .current_dir(lab.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            raw.status.success(),
+            "{}",
+            String::from_utf8_lossy(&raw.stderr)
+        );
+        assert_eq!(raw.stdout.len(), value.len() + 1);
+        assert_eq!(&raw.stdout[..value.len()], &value[..]);
+        assert_eq!(raw.stdout.last(), Some(&b'\n'));
+    }
+
+    fn raw_prints_values_bare_and_one_item_per_line(lab: &Lab) {
+        assert_eq!(lab.ok(&["--raw", "set", "rk", "a \"b\""]), "OK\n");
+        assert_eq!(lab.ok(&["--raw", "get", "rk"]), "a \"b\"\n");
+        assert_eq!(lab.ok(&["--raw", "get", "nothing-here"]), "\n");
+        assert_eq!(lab.ok(&["--raw", "incrby", "rn", "7"]), "7\n");
+        assert_eq!(lab.ok(&["--raw", "ttl", "rn"]), "-1\n");
+        assert_eq!(lab.ok(&["--raw", "sadd", "rs", "x"]), "1\n");
+        assert_eq!(lab.ok(&["--raw", "smembers", "rs"]), "x\n");
+        assert_eq!(lab.ok(&["--raw", "smembers", "no-set"]), "");
+        assert_eq!(lab.ok(&["hset", "rh", "f", "v"]), "(integer) 1\n");
+        assert_eq!(lab.ok(&["hincrby", "rh", "n", "3"]), "(integer) 3\n");
+        let fields = lab.ok(&["--raw", "hgetall", "rh"]);
+        assert!(
+            fields == "f\nv\nn\n3\n" || fields == "n\n3\nf\nv\n",
+            "{fields:?}"
+        );
+        assert_eq!(lab.ok(&["--raw", "type", "rh"]), "map\n");
+        assert_eq!(
+            lab.ok(&["--raw", "-v", "set", "rk", "c"]),
+            "OK\n(acked by 2 replicas, 2 needed)\n"
         );
     }
 

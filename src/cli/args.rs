@@ -113,6 +113,12 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// Print answers raw, like redis-cli --raw: values as stored (no quotes
+    /// or escapes), integers as bare numbers, a missing value as an empty
+    /// line, one list item per line
+    #[arg(long, global = true)]
+    pub raw: bool,
+
     /// Read a data command's last argument from stdin, to its end (like
     /// redis-cli -x)
     #[arg(short = 'x', global = true)]

@@ -38,6 +38,78 @@ pub fn answer(command: &Command, answer: &Answer, verbose: bool) -> String {
     text
 }
 
+/// The bytes of `answer` as `redis-cli --raw` prints them, each line ending
+/// in `\n`: values as stored (no quotes, no escapes), integers as bare
+/// numbers, a missing value as an empty line, one item per line for a list
+/// (a map's fields and values alternate, nested values flattened), nothing
+/// for an empty list. With `verbose`, a write's acknowledgements follow on
+/// their own line.
+///
+/// ```
+/// use meridian::cli::format::raw_answer;
+/// use meridian::protocol::{Answer, Command, Reply};
+///
+/// let get = Command::Get { key: "k".into() };
+/// let value = Answer { reply: Reply::Value("a\"b\n".into()), replicas_acked: 1, replicas_needed: 1 };
+/// assert_eq!(raw_answer(&get, &value, false), b"a\"b\n\n");
+/// let nil = Answer { reply: Reply::Nil, ..value };
+/// assert_eq!(raw_answer(&get, &nil, false), b"\n");
+/// ```
+pub fn raw_answer(command: &Command, answer: &Answer, verbose: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    raw_reply(&answer.reply, &mut out);
+    if verbose && command.is_write() {
+        out.extend_from_slice(acks(answer).as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
+    let mut line = |bytes: &[u8]| {
+        out.extend_from_slice(bytes);
+        out.push(b'\n');
+    };
+    match reply {
+        Reply::Ok => line(b"OK"),
+        Reply::Pong => line(b"PONG"),
+        Reply::Nil | Reply::Field(None) => line(b""),
+        Reply::Int(n) => line(n.to_string().as_bytes()),
+        Reply::Bool(b) => line(if *b { b"1" } else { b"0" }),
+        Reply::Value(value) => line(value),
+        Reply::Values(values) => values.iter().for_each(|v| line(v)),
+        Reply::Fields(fields) => raw_fields(fields, out),
+        Reply::Field(Some(value)) => raw_field_value(value, out),
+        Reply::Type(Some(kind)) => line(kind.name().as_bytes()),
+        Reply::Type(None) => line(b"none"),
+        Reply::Ttl(ttl) => line(ttl_seconds(*ttl).to_string().as_bytes()),
+        Reply::Status(status) => line(node_status(status).as_bytes()),
+    }
+}
+
+fn raw_fields(fields: &[(crdt_types::Bytes, FieldValue)], out: &mut Vec<u8>) {
+    for (field, value) in fields {
+        out.extend_from_slice(field);
+        out.push(b'\n');
+        raw_field_value(value, out);
+    }
+}
+
+fn raw_field_value(value: &FieldValue, out: &mut Vec<u8>) {
+    let mut line = |bytes: &[u8]| {
+        out.extend_from_slice(bytes);
+        out.push(b'\n');
+    };
+    match value {
+        FieldValue::Register(bytes) => line(bytes),
+        FieldValue::Counter(n) => line(n.to_string().as_bytes()),
+        FieldValue::Set(members) | FieldValue::MvRegister(members) => {
+            members.iter().for_each(|m| line(m))
+        }
+        FieldValue::Map(fields) => raw_fields(fields, out),
+    }
+}
+
 /// `(acked by A replicas, W needed)` for a write's answer.
 pub fn acks(answer: &Answer) -> String {
     let acked = answer.replicas_acked;
