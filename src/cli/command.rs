@@ -561,12 +561,17 @@ impl Parser<'_> {
         what: &'static str,
         scale_ms: u64,
     ) -> Result<Option<u64>, UsageError> {
-        let units = integer(arg).ok_or_else(|| UsageError::BadNumber {
-            spec: self.spec,
-            what,
-            expected: "an integer",
-            value: arg.to_string_lossy().into_owned(),
-        })?;
+        // Like Redis, a negative time below the 64-bit signed range is not
+        // an integer at all (rather than a time that deletes the key); a
+        // positive one is too far ahead, below.
+        let units = integer(arg)
+            .filter(|n| *n >= i128::from(i64::MIN))
+            .ok_or_else(|| UsageError::BadNumber {
+                spec: self.spec,
+                what,
+                expected: "an integer in the 64-bit signed range",
+                value: arg.to_string_lossy().into_owned(),
+            })?;
         if units <= 0 {
             return Ok(None);
         }
@@ -1060,15 +1065,19 @@ mod tests {
 
     #[test]
     fn expire_in_zero_or_fewer_seconds_deletes_the_key() {
-        for seconds in [
-            "0",
-            "-5",
-            "-9223372036854775808",
-            "-99999999999999999999999",
-        ] {
+        for seconds in ["0", "-5", "-9223372036854775808"] {
             assert_eq!(
                 ok(&["expire", "k", seconds]),
                 Command::Del { key: b("k") },
+                "{seconds}"
+            );
+        }
+        // Below the 64-bit range it is no integer, as Redis says.
+        for seconds in ["-9223372036854775809", "-99999999999999999999999"] {
+            assert!(
+                err(&["expire", "k", seconds])
+                    .to_string()
+                    .contains("an integer in the 64-bit signed range"),
                 "{seconds}"
             );
         }
