@@ -97,9 +97,30 @@ fn a_bad_global_option_is_a_usage_error_with_exit_code_2() {
 #[test]
 fn a_data_commands_usage_is_shown_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let output = meridian(dir.path(), &["hset", "--help"]);
+    for args in [
+        &["hset", "--help"][..],
+        &["help", "hset"],
+        &["-v", "help", "hset"],
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 0);
+        assert!(
+            stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE [FIELD VALUE...]\n"),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+    // clap's own help of a subcommand is unchanged, and an unknown name is
+    // still refused.
+    let output = meridian(dir.path(), &["help", "cluster"]);
     assert_exit(&output, 0);
-    assert!(stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE [FIELD VALUE...]\n"));
+    assert!(
+        stdout(&output).contains("Usage: meridian cluster"),
+        "{}",
+        stdout(&output)
+    );
+    let output = meridian(dir.path(), &["help", "nosuch"]);
+    assert_exit(&output, 2);
 }
 
 #[test]

@@ -31,6 +31,19 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// `args` with `help NAME` turned into `NAME --help` when NAME is a data
+/// command; `None` when there is no such pair.
+fn help_of_a_data_command(args: &[OsString]) -> Option<Vec<OsString>> {
+    let at = args
+        .windows(2)
+        .position(|w| w[0] == "help" && super::command::find(&w[1].to_string_lossy()).is_some())?;
+    let mut out = args[..at].to_vec();
+    out.push(args[at + 1].clone());
+    out.push("--help".into());
+    out.extend_from_slice(&args[at + 2..]);
+    Some(out)
+}
+
 impl Cli {
     /// Parses the process's arguments; prints help or a usage error and
     /// exits (code 2) on a bad command line, as clap does.
@@ -45,8 +58,7 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = Self::clap_command().get_matches_from(args);
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        Self::try_parse_args(args).unwrap_or_else(|e| e.exit())
     }
 
     /// Parses `args` without exiting.
@@ -55,8 +67,19 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = Self::clap_command().try_get_matches_from(args)?;
-        Cli::from_arg_matches(&matches)
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        match Self::clap_command().try_get_matches_from(&args) {
+            Ok(matches) => Cli::from_arg_matches(&matches),
+            Err(e) => match help_of_a_data_command(&args) {
+                // `help set`: clap knows only its own subcommands; a data
+                // command's help is `set --help`.
+                Some(args) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+                    let matches = Self::clap_command().try_get_matches_from(args)?;
+                    Cli::from_arg_matches(&matches)
+                }
+                _ => Err(e),
+            },
+        }
     }
 
     /// The clap command, with the data commands listed in the help.
