@@ -50,6 +50,18 @@ impl Kind {
             Kind::Map => "map",
         }
     }
+
+    /// The name with its indefinite article, for messages: `a register`,
+    /// `an mvregister`.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Kind::Register => "a register",
+            Kind::MvRegister => "an mvregister",
+            Kind::Counter => "a counter",
+            Kind::Set => "a set",
+            Kind::Map => "a map",
+        }
+    }
 }
 
 impl fmt::Display for Kind {
@@ -60,7 +72,10 @@ impl fmt::Display for Kind {
 
 /// An operation of one type was applied to a value of another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("WRONGTYPE operation against a {found} holding the wrong kind of value (wanted {wanted})")]
+#[error(
+    "WRONGTYPE operation against {} holding the wrong kind of value (wanted {wanted})",
+    found.with_article()
+)]
 pub struct WrongType {
     /// The type the operation works on.
     pub wanted: Kind,

@@ -219,7 +219,9 @@ pub fn command_error(command: &Command, e: &ClientError) -> String {
     );
     match e {
         ClientError::WrongType { wanted, found } if on_a_map && *wanted != Kind::Map => format!(
-            "(error) WRONGTYPE operation against a map field holding a {found}, wanted a {wanted}"
+            "(error) WRONGTYPE operation against a map field holding {}, wanted {}",
+            found.with_article(),
+            wanted.with_article()
         ),
         e => error(e),
     }
@@ -476,6 +478,14 @@ mod tests {
         assert_eq!(
             error(&wrong),
             "(error) WRONGTYPE operation against a key holding a set, wanted a counter"
+        );
+        let mv = ErrorReply::WrongType {
+            wanted: Kind::Register,
+            found: Kind::MvRegister,
+        };
+        assert_eq!(
+            error(&mv),
+            "(error) WRONGTYPE operation against a key holding an mvregister, wanted a register"
         );
     }
 }

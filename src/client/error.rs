@@ -27,7 +27,11 @@ use crate::protocol::ErrorReply;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The key holds another type.
-    #[error("WRONGTYPE operation against a key holding a {found}, wanted a {wanted}")]
+    #[error(
+        "WRONGTYPE operation against a key holding {}, wanted {}",
+        found.with_article(),
+        wanted.with_article()
+    )]
     WrongType {
         /// The type the operation works on.
         wanted: Kind,

@@ -265,7 +265,11 @@ pub struct Answer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ErrorReply {
     /// The key holds another type.
-    #[error("WRONGTYPE operation against a key holding a {found}, wanted a {wanted}")]
+    #[error(
+        "WRONGTYPE operation against a key holding {}, wanted {}",
+        found.with_article(),
+        wanted.with_article()
+    )]
     WrongType { wanted: Kind, found: Kind },
     /// The key is over the size limit.
     #[error("key of {len} bytes exceeds the limit of {max} bytes")]
