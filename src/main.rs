@@ -347,7 +347,10 @@ fn cluster_up(
             "meridian: node {node} (pid {pid}) {how}; it is not restarted (log: {})",
             log.display()
         ),
-        Event::Stopping { nodes } => errln!("meridian: stopping {nodes} nodes..."),
+        Event::Stopping { nodes } => errln!(
+            "meridian: stopping {nodes} node{}...",
+            if nodes == 1 { "" } else { "s" }
+        ),
         Event::ForceKilled { node, pid } => {
             errln!("meridian: node {node} (pid {pid}) ignored SIGTERM; killed it")
         }
