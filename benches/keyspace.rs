@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Keys written before timing starts.
 const KEYS: usize = 100_000;
+/// Fields of the map the `hset` benchmark writes.
+const MAP_FIELDS: usize = 10_000;
 /// Bytes of each value.
 const VALUE_BYTES: usize = 64;
 /// A fixed wall-clock time (the keyspace takes time as an input).
@@ -69,6 +71,25 @@ fn coordinator(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let w = ks.incr_by(&keys[i % KEYS], 1, NOW_MS).expect("incr");
+            black_box(w.delta)
+        })
+    });
+    // As `meridian bench --ops hset` and redis-benchmark's HSET: fields of
+    // one map, rewritten in turn.
+    let mut ks = Keyspace::new(ReplicaId(1), KeyspaceConfig::default());
+    let fields: Vec<Vec<u8>> = (0..MAP_FIELDS)
+        .map(|i| format!("element:{i:06}").into_bytes())
+        .collect();
+    for (i, f) in fields.iter().enumerate() {
+        ks.hset(b"myhash", f, value(i), NOW_MS).expect("prefill");
+    }
+    let mut i = 0usize;
+    g.bench_function("hset_existing_field_of_a_10k_field_map", |b| {
+        b.iter(|| {
+            i += 1;
+            let w = ks
+                .hset(b"myhash", &fields[i % MAP_FIELDS], value(i), NOW_MS)
+                .expect("hset");
             black_box(w.delta)
         })
     });
