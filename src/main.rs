@@ -89,7 +89,10 @@ fn init_logging(command: &Cmd) {
 /// stderr with exit code 1 (2 for a usage error).
 fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
     let with_stdin;
-    let words = if global.last_from_stdin {
+    // `set --help` asks for help whatever -x says: stdin must not turn it
+    // into a write of the key `--help`.
+    let asks_help = matches!(words, [_, flag] if flag == "--help" || flag == "-h");
+    let words = if global.last_from_stdin && !asks_help {
         let mut last = Vec::new();
         if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut last) {
             errln!("{}", format::error(&format_args!("cannot read stdin: {e}")));
@@ -135,7 +138,14 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
                 use std::io::Write as _;
                 let bytes = format::raw_answer(command.first(), &answer, global.verbose);
                 let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(&bytes).and_then(|()| stdout.flush());
+                if let Err(e) = stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+                    // A truncated value must not look like a success.
+                    errln!(
+                        "{}",
+                        format::error(&format_args!("cannot write the answer: {e}"))
+                    );
+                    return ExitCode::from(EXIT_FAILED);
+                }
             } else {
                 out!(
                     "{}",

@@ -121,6 +121,28 @@ fn a_data_commands_usage_is_shown_on_request() {
     );
     let output = meridian(dir.path(), &["help", "nosuch"]);
     assert_exit(&output, 2);
+    // Words after the name are no help request: `--help` must never
+    // become a key that is written or deleted.
+    let output = meridian(dir.path(), &["help", "del", "mykey"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("unrecognized subcommand"),
+        "{}",
+        stderr(&output)
+    );
+    // Nor does -x turn `set --help` into a write of stdin.
+    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["-x", "set", "--help"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).starts_with("usage: meridian set KEY VALUE"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]

@@ -563,6 +563,12 @@ async fn several_regions_get_wan_relays_and_each_node_its_regions_route_file() {
             assert_eq!(healed.mended, 1);
             assert!(!healed.links[0].cut);
             assert_eq!(cluster::heal(&state_dir).unwrap().mended, 0);
+            // A control file that does not parse is what heal repairs.
+            std::fs::write(&control, "isolated = [").unwrap();
+            assert_eq!(cluster::heal(&state_dir).unwrap().mended, 0);
+            assert!(!meridian::wan::PartitionState::load(&control)
+                .unwrap()
+                .is_cut("left", "right"));
             checked = true;
         },
         &mut |event| events.push(event),

@@ -31,16 +31,19 @@ pub struct Cli {
     pub command: Cmd,
 }
 
-/// `args` with `help NAME` turned into `NAME --help` when NAME is a data
-/// command; `None` when there is no such pair.
+/// `args` with a final `help NAME` turned into `NAME --help` when NAME is
+/// a data command; `None` otherwise. Only as the last two words: with more
+/// after it, `--help` would become a key (`help del k` must not delete).
 fn help_of_a_data_command(args: &[OsString]) -> Option<Vec<OsString>> {
-    let at = args
-        .windows(2)
-        .position(|w| w[0] == "help" && super::command::find(&w[1].to_string_lossy()).is_some())?;
-    let mut out = args[..at].to_vec();
-    out.push(args[at + 1].clone());
+    let [.., help, name] = args else {
+        return None;
+    };
+    if help != "help" || super::command::find(&name.to_string_lossy()).is_none() {
+        return None;
+    }
+    let mut out = args[..args.len() - 2].to_vec();
+    out.push(name.clone());
     out.push("--help".into());
-    out.extend_from_slice(&args[at + 2..]);
     Some(out)
 }
 

@@ -71,10 +71,9 @@ impl Target {
     /// name one. `None` when the target was not guessed, or the error came
     /// from a node that answered.
     pub fn guess_hint(&self, error: &ClientError, state_dir: &Path) -> Option<String> {
-        let unreachable = matches!(
-            error,
-            ClientError::Connect(_) | ClientError::Tls(_) | ClientError::Timeout
-        );
+        // Not `Timeout`: a node that answers may say it timed out waiting
+        // for its replicas.
+        let unreachable = matches!(error, ClientError::Connect(_) | ClientError::Tls(_));
         (self.guessed && unreachable).then(|| {
             format!(
                 "no cluster is running in {} (no cluster.json there), so {DEFAULT_TOPOLOGY} \

@@ -145,11 +145,14 @@ pub struct Healed {
 pub fn heal(state_dir: &Path) -> Result<Healed, ClusterError> {
     let topology = running_topology(state_dir)?;
     let control = partitions_path(state_dir);
-    let before = PartitionState::load(&control)?;
-    let mended = link_states(&topology, &before)
-        .iter()
-        .filter(|l| l.cut)
-        .count();
+    // A control file that does not parse is what heal repairs: it counts
+    // as nothing cut.
+    let mended = PartitionState::load(&control).map_or(0, |before| {
+        link_states(&topology, &before)
+            .iter()
+            .filter(|l| l.cut)
+            .count()
+    });
     let state = PartitionState::default();
     state.store(&control)?;
     Ok(Healed {
