@@ -375,6 +375,22 @@ impl Keyspace {
         op: FieldOp,
         now_ms: u64,
     ) -> Result<Written<Option<i64>>, KeyspaceError> {
+        let w = self.map_write(key, path, op, now_ms)?;
+        Ok(Written {
+            reply: w.reply.0,
+            delta: w.delta,
+        })
+    }
+
+    /// [`Keyspace::map_apply`], also answering whether the field held a
+    /// value before (always false for a removal, which does not look).
+    fn map_write(
+        &mut self,
+        key: &[u8],
+        path: &[Bytes],
+        op: FieldOp,
+        now_ms: u64,
+    ) -> Result<Written<(Option<i64>, bool)>, KeyspaceError> {
         if path.is_empty() {
             return Err(KeyspaceError::NoField);
         }
@@ -400,18 +416,21 @@ impl Keyspace {
             _ => 0,
         };
         self.update(key, now_ms, |t| {
+            let mut existed = false;
             if !matches!(op, FieldOp::Remove | FieldOp::SetRemove(_)) {
                 // A new field adds its path and value; one already there
                 // only what its new value has beyond the old (nothing for
                 // an increment).
-                let old = t
+                let field = t
                     .record()
                     .data
                     .read::<OrMap>()
                     .ok()
                     .flatten()
-                    .and_then(|m| field_at(m, path))
-                    .map(answer_bytes);
+                    .and_then(|m| field_at(m, path));
+                // As `map_field` sees it: a field with a visible value.
+                existed = field.is_some_and(|f| f.kind().is_some());
+                let old = field.map(answer_bytes);
                 let adds = match old {
                     Some(_) if matches!(op, FieldOp::SetAdd(_)) => value_bytes,
                     Some(old) => value_bytes.saturating_sub(old + MEMBER_OVERHEAD_BYTES),
@@ -430,17 +449,18 @@ impl Keyspace {
             let map = t.record().data.read::<OrMap>()?.unwrap_or(&empty);
             let d = field_delta(map, t.state.context(), path, &op, replica, hlc)?;
             if matches!(op, FieldOp::Remove) && d.is_noop() {
-                return Ok(None);
+                return Ok((None, existed));
             }
             t.write_data::<OrMap>(|_, _| d)?;
             if let FieldOp::Incr(_) = op {
                 let map = t.record().data.read::<OrMap>()?;
-                return Ok(map
+                let value = map
                     .and_then(|m| field_at(m, path))
                     .and_then(|f| f.read::<Counter>().ok()?)
-                    .map(Counter::value));
+                    .map(Counter::value);
+                return Ok((value, existed));
             }
-            Ok(None)
+            Ok((None, existed))
         })
     }
 
@@ -452,12 +472,9 @@ impl Keyspace {
         value: Bytes,
         now_ms: u64,
     ) -> Result<Written<bool>, KeyspaceError> {
-        let existed = self
-            .map_field(key, &[Bytes::from(field)], now_ms)?
-            .is_some();
-        let w = self.map_apply(key, &[Bytes::from(field)], FieldOp::Set(value), now_ms)?;
+        let w = self.map_write(key, &[Bytes::from(field)], FieldOp::Set(value), now_ms)?;
         Ok(Written {
-            reply: !existed,
+            reply: !w.reply.1,
             delta: w.delta,
         })
     }

@@ -111,6 +111,13 @@ fn every_type_round_trips_its_operations() {
     assert_eq!(k.scard(b"set", T0).unwrap(), 1);
     assert!(k.hset(b"map", b"f1", b("x"), T0).unwrap().reply);
     assert!(!k.hset(b"map", b"f1", b("y"), T0).unwrap().reply);
+    // A field deleted, or a map expired, is new again when set.
+    k.hset(b"gone", b"f", b("x"), T0).unwrap();
+    k.hdel(b"gone", &[b("f")], T0).unwrap();
+    assert!(k.hset(b"gone", b"f", b("x"), T0).unwrap().reply);
+    k.expire_at(b"gone", T0 + 10, T0).unwrap();
+    assert!(!k.hset(b"gone", b"f", b("y"), T0 + 5).unwrap().reply);
+    assert!(k.hset(b"gone", b"f", b("z"), T0 + 10).unwrap().reply);
     assert_eq!(k.hincrby(b"map", b"n", 3, T0).unwrap().reply, 3);
     assert_eq!(k.hget(b"map", b"f1", T0).unwrap(), Some(b("y")));
     assert_eq!(k.hget(b"map", b"n", T0).unwrap(), Some(b("3")));
