@@ -5,13 +5,17 @@
 //!
 //! ```text
 //! meridian cluster up
-//! cargo run --example quickstart            # region us-east
-//! cargo run --example quickstart -- eu-west # or another region
+//! cargo run --release --example quickstart            # region us-east
+//! cargo run --release --example quickstart -- eu-west # or another region
+//! cargo run --release --example quickstart -- us-east lab  # the cluster of `--state-dir lab`
 //! ```
 //!
-//! Run from the repository root, so `regions/local.toml` and
-//! `.meridian/certs` are found.
+//! Run from the repository root. It reads the topology `cluster up` runs
+//! (`<state dir>/topology.toml`, else `regions/local.toml`) and the
+//! certificates in `<state dir>/certs`; the state dir is `.meridian`
+//! unless given.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use meridian::client::{Client, ClientError, ClientOptions, FieldOp, ReadConsistency};
@@ -20,8 +24,23 @@ use meridian::topology::Topology;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let region = std::env::args().nth(1).unwrap_or_else(|| "us-east".into());
-    let topology = Topology::load("regions/local.toml")?;
-    let client = Client::connect(ClientOptions::new(topology, &region, ".meridian/certs")).await?;
+    let state_dir = PathBuf::from(
+        std::env::args()
+            .nth(2)
+            .unwrap_or_else(|| ".meridian".into()),
+    );
+    let running = state_dir.join("topology.toml");
+    let topology = if running.exists() {
+        Topology::load(&running)?
+    } else {
+        Topology::load("regions/local.toml")?
+    };
+    let client = Client::connect(ClientOptions::new(
+        topology,
+        &region,
+        state_dir.join("certs"),
+    ))
+    .await?;
     client.ping().await?;
     println!("connected to region {region}");
 
@@ -59,10 +78,7 @@ async fn main() -> anyhow::Result<()> {
     profile.put("name", "Ada").await?;
     profile.incr("logins", 1).await?;
     profile
-        .apply(
-            ["prefs".into(), "theme".into()],
-            FieldOp::Set("dark".into()),
-        )
+        .apply(["prefs", "theme"], FieldOp::Set("dark".into()))
         .await?;
     println!("map:      {} fields", profile.len().await?);
 

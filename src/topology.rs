@@ -46,6 +46,7 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use toml::Spanned;
 
 /// Largest topology file [`Topology::load`] reads.
@@ -247,6 +248,8 @@ pub fn derived_replica_id(node_id: &str) -> ReplicaId {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Topology {
     origin: String,
+    /// The text it was parsed from, as nodes hand it to clients.
+    source: Arc<str>,
     cluster: String,
     replication_factor: usize,
     write_consistency: WriteConsistency,
@@ -293,6 +296,12 @@ impl Topology {
             origin: origin.clone(),
         })?;
         Builder { text, origin }.build(raw)
+    }
+
+    /// The text the topology was parsed from (what a node sends a client
+    /// that asks for it with `Command::Topology`).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Where the topology was read from.
@@ -805,6 +814,7 @@ impl Builder<'_> {
 
         Ok(Topology {
             origin: self.origin.clone(),
+            source: Arc::from(self.text),
             cluster: cluster.name.into_inner(),
             replication_factor: n,
             write_consistency: cluster.write_consistency,

@@ -226,6 +226,12 @@ async fn every_data_type_and_command_round_trips_through_the_sdk() {
         assert!(matches!(client.ttl("greeting").await.unwrap(), Ttl::Ms(ms) if ms > 50_000 && ms <= 60_000));
         assert!(client.persist("greeting").await.unwrap());
         assert_eq!(client.ttl("greeting").await.unwrap(), Ttl::Persistent);
+        // As Redis refuses `SET k v PX 0`.
+        assert!(matches!(
+            reg.set_with_ttl("never", Duration::from_micros(999)).await,
+            Err(ClientError::BadRequest(_))
+        ));
+        assert_eq!(reg.get().await.unwrap(), Some(b("hello")));
         reg.set_with_ttl("brief", Duration::from_millis(200)).await.unwrap();
         assert_eq!(reg.get().await.unwrap(), Some(b("brief")));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -280,6 +286,19 @@ async fn every_data_type_and_command_round_trips_through_the_sdk() {
             user.get_path([b("prefs"), b("theme")]).await.unwrap(),
             Some(FieldValue::Register(b("dark")))
         );
+        // Paths of plain strings, and keys built at run time.
+        assert_eq!(
+            user.get_path(["prefs", "visits"]).await.unwrap(),
+            Some(FieldValue::Counter(4))
+        );
+        let id = 7;
+        let key = format!("user:{id}");
+        assert_eq!(client.map(&key).get("name").await.unwrap(), Some(b("Ada L.")));
+        assert_eq!(client.type_of(key).await.unwrap(), Some(Kind::Map));
+        assert!(matches!(
+            user.get_path(Vec::<&str>::new()).await,
+            Err(ClientError::BadRequest(_))
+        ));
         assert_eq!(user.len().await.unwrap(), 3);
         let all = user.get_all().await.unwrap();
         let names: Vec<&Bytes> = all.iter().map(|(f, _)| f).collect();
@@ -481,7 +500,7 @@ async fn a_client_with_a_home_node_has_it_coordinate_every_key_it_replicates() {
     let mut opts = region.options();
     opts.routing = Routing::Home(home.clone());
     let client = Client::connect(opts).await.unwrap();
-    assert_eq!(client.home(), Some(home.as_str()));
+    assert_eq!(client.home().as_deref(), Some(home.as_str()));
 
     // With five nodes and N = 3, the home replicates some keys and not others.
     let keys: Vec<String> = (0..60).map(|i| format!("homed-{i}")).collect();
@@ -523,6 +542,57 @@ async fn a_client_with_a_home_node_has_it_coordinate_every_key_it_replicates() {
         matches!(&refused, ClientError::BadRequest(m) if m.contains("nowhere-9")),
         "{refused}"
     );
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_with_an_outdated_topology_fetches_the_current_one_from_a_node() {
+    let region = Region::start(3, 2).await;
+    // The client knows only the first two nodes (the third joined since).
+    let source = region.topology.source();
+    let third = source.rfind("\n[[region.node]]").unwrap();
+    let outdated = Topology::parse(&source[..third], "outdated.toml").unwrap();
+    assert_eq!(outdated.nodes().count(), 2);
+    let mut opts = region.options();
+    opts.topology = outdated;
+    let client = Client::connect(opts).await.unwrap();
+    let last = region.ids[2].clone();
+
+    within("the refresh", async {
+        // Requests work meanwhile: nodes forward what they do not hold.
+        client.register("before").set("v").await.unwrap();
+        assert!(matches!(
+            client.execute_on(&last, Command::Ping).await,
+            Err(ClientError::BadRequest(_))
+        ));
+
+        assert!(client.refresh_topology().await.unwrap());
+        assert_eq!(client.topology().nodes().count(), 3);
+        assert_eq!(client.topology().source(), region.topology.source());
+        let answer = client.execute_on(&last, Command::Ping).await.unwrap();
+        assert_eq!(answer.reply, Reply::Pong);
+        assert_eq!(client.register("before").get().await.unwrap(), Some(b("v")));
+        // The same topology again changes nothing.
+        assert!(!client.refresh_topology().await.unwrap());
+
+        // A client fetches it by itself every `topology_refresh`.
+        let mut opts = region.options();
+        opts.topology = Topology::parse(&source[..third], "outdated.toml").unwrap();
+        opts.topology_refresh = Duration::from_millis(100);
+        let auto = Client::connect(opts).await.unwrap();
+        auto.ping().await.unwrap();
+        assert_eq!(auto.topology().nodes().count(), 2, "too early to refresh");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        auto.ping().await.unwrap(); // starts a fetch in the background
+        for _ in 0..100 {
+            if auto.topology().nodes().count() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(auto.topology().nodes().count(), 3);
+    })
+    .await;
     region.shutdown().await;
 }
 

@@ -59,9 +59,33 @@ impl From<Vec<u8>> for Bytes {
     }
 }
 
+impl From<&Vec<u8>> for Bytes {
+    fn from(b: &Vec<u8>) -> Self {
+        Bytes(b.as_slice().into())
+    }
+}
+
 impl From<&str> for Bytes {
     fn from(s: &str) -> Self {
         Bytes(s.as_bytes().into())
+    }
+}
+
+impl From<String> for Bytes {
+    fn from(s: String) -> Self {
+        Bytes(s.into_bytes().into_boxed_slice())
+    }
+}
+
+impl From<&String> for Bytes {
+    fn from(s: &String) -> Self {
+        Bytes(s.as_bytes().into())
+    }
+}
+
+impl From<&Bytes> for Bytes {
+    fn from(b: &Bytes) -> Self {
+        b.clone()
     }
 }
 

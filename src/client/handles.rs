@@ -84,13 +84,22 @@ impl Register {
         self.write(value.into(), None).await
     }
 
-    /// Writes the value and makes the key expire `ttl` from now.
+    /// Writes the value and makes the key expire `ttl` from now. A `ttl`
+    /// under 1 ms is `BadRequest`, as Redis refuses `SET k v PX 0`
+    /// ("invalid expire time"); [`Client::expire`](crate::client::Client::expire)
+    /// with no time left deletes the key instead.
     pub async fn set_with_ttl(
         &self,
         value: impl Into<Bytes>,
         ttl: Duration,
     ) -> Result<(), ClientError> {
-        self.write(value.into(), Some(duration_ms(ttl))).await
+        let ttl_ms = duration_ms(ttl);
+        if ttl_ms == 0 {
+            return Err(ClientError::BadRequest(format!(
+                "invalid expire time: a time to live of {ttl:?} is under 1 ms"
+            )));
+        }
+        self.write(value.into(), Some(ttl_ms)).await
     }
 
     async fn write(&self, value: Bytes, ttl_ms: Option<u64>) -> Result<(), ClientError> {
@@ -241,7 +250,7 @@ impl Set {
 /// let user = client.map("user:7");
 /// user.put("name", "Ada").await?;
 /// user.incr("logins", 1).await?;
-/// user.apply(["prefs".into(), "theme".into()], FieldOp::Set("dark".into())).await?;
+/// user.apply(["prefs", "theme"], FieldOp::Set("dark".into())).await?;
 /// assert_eq!(user.get("name").await?.as_deref(), Some(&b"Ada"[..]));
 /// assert_eq!(user.len().await?, 3);
 /// # Ok(())
@@ -329,12 +338,12 @@ impl Map {
     /// as needed); the counter's new value after [`FieldOp::Incr`].
     pub async fn apply(
         &self,
-        path: impl IntoIterator<Item = Bytes>,
+        path: impl IntoIterator<Item = impl Into<Bytes>>,
         op: FieldOp,
     ) -> Result<Option<i64>, ClientError> {
         let command = Command::MapApply {
             key: self.key.clone(),
-            path: path.into_iter().collect(),
+            path: path.into_iter().map(Into::into).collect(),
             op,
         };
         match self.client.execute(command).await?.reply {
@@ -347,11 +356,18 @@ impl Map {
     /// The nested field at `path`, `None` if absent.
     pub async fn get_path(
         &self,
-        path: impl IntoIterator<Item = Bytes>,
+        path: impl IntoIterator<Item = impl Into<Bytes>>,
     ) -> Result<Option<FieldValue>, ClientError> {
+        let path: Vec<Bytes> = path.into_iter().map(Into::into).collect();
+        if path.is_empty() {
+            // As `apply` answers (from the node) for an empty path.
+            return Err(ClientError::BadRequest(
+                "a map operation needs a field".to_owned(),
+            ));
+        }
         let command = Command::MapGet {
             key: self.key.clone(),
-            path: path.into_iter().collect(),
+            path,
         };
         match self.client.execute(command).await?.reply {
             Reply::Field(field) => Ok(field),

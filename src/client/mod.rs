@@ -69,7 +69,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use connection::{CallError, NodeConnection};
@@ -93,6 +93,8 @@ pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 pub const NODE_DOWN_MS_MIN: u64 = 1_000;
 /// Longest time a node is passed over after failures.
 pub const NODE_DOWN_MS_MAX: u64 = 30_000;
+/// Default of [`ClientOptions::topology_refresh`].
+pub const TOPOLOGY_REFRESH_DEFAULT: Duration = Duration::from_secs(30);
 
 /// How to reach a cluster, and the defaults of every request.
 #[derive(Debug, Clone)]
@@ -113,6 +115,11 @@ pub struct ClientOptions {
     pub read: Option<ReadConsistency>,
     /// Which of a key's replicas a request goes to first.
     pub routing: Routing,
+    /// How often the client fetches the topology its region's nodes run
+    /// and routes by it ([`Client::refresh_topology`]): the first request
+    /// after this much time since the last fetch starts one in the
+    /// background. 30 s by default; zero never fetches by itself.
+    pub topology_refresh: Duration,
     /// After sending a request, keep the runtime polling its sockets for
     /// this long instead of sleeping until the answer arrives, while the
     /// runtime's thread has a core to spare (zero, the default: never; at
@@ -203,6 +210,7 @@ impl ClientOptions {
             write: None,
             read: None,
             routing: Routing::default(),
+            topology_refresh: TOPOLOGY_REFRESH_DEFAULT,
             busy_poll: Duration::ZERO,
         }
     }
@@ -218,20 +226,74 @@ pub struct Client {
 }
 
 struct Inner {
-    topology: Topology,
-    placement: Placement,
+    /// The cluster as the client knows it now; replaced whole when a node
+    /// hands over a newer topology ([`Client::refresh_topology`]).
+    ring: RwLock<Arc<Ring>>,
     region: String,
     request_timeout: Duration,
     connect_timeout: Duration,
+    /// The frame limit of the topology the client connected with.
     frame_bytes_max: usize,
     endpoint: quinn::Endpoint,
-    slots: HashMap<ReplicaId, Slot>,
     next_id: AtomicU64,
-    /// Where requests go first when it holds a replica of their key.
-    home: Option<ReplicaId>,
+    /// [`ClientOptions::topology_refresh`], and when the last fetch began.
+    topology_refresh: Duration,
+    refreshed_at: Mutex<Instant>,
     /// Keeps the runtime polling after each request (see
     /// [`ClientOptions::busy_poll`]).
     spin: Option<Spin>,
+}
+
+impl Inner {
+    fn ring(&self) -> Arc<Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One version of the cluster's membership: its topology, ring and nodes.
+struct Ring {
+    topology: Topology,
+    placement: Placement,
+    /// Nodes carried over from the previous version keep their slot (and
+    /// their connection and health).
+    slots: HashMap<ReplicaId, Arc<Slot>>,
+    /// Where requests go first when it holds a replica of their key.
+    home: Option<ReplicaId>,
+}
+
+impl Ring {
+    /// The ring of `topology`, reusing the slots of `previous` for nodes
+    /// whose id and address did not change.
+    fn new(
+        topology: Topology,
+        home: Option<ReplicaId>,
+        previous: Option<&Ring>,
+    ) -> Result<Ring, ClientError> {
+        let mut slots = HashMap::new();
+        for (_, node) in topology.nodes() {
+            let kept = previous
+                .and_then(|p| p.slots.get(&node.replica))
+                .filter(|s| s.node == *node)
+                .cloned();
+            let slot = match kept {
+                Some(slot) => slot,
+                None => Arc::new(Slot {
+                    node: node.clone(),
+                    server_name: PeerIdentity::node(&node.id)?.dns_name(),
+                    connection: Mutex::new(None),
+                    dialling: tokio::sync::Mutex::new(()),
+                    health: Mutex::new(Health::default()),
+                }),
+            };
+            slots.insert(node.replica, slot);
+        }
+        Ok(Ring {
+            placement: Placement::new(&topology),
+            home: home.filter(|h| slots.contains_key(h)),
+            slots,
+            topology,
+        })
+    }
 }
 
 /// What the client knows of one node.
@@ -311,6 +373,7 @@ impl Client {
             write,
             read,
             routing,
+            topology_refresh,
             busy_poll,
         } = opts;
         if topology.region(&region).is_none() {
@@ -338,31 +401,16 @@ impl Client {
         let mut endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| ClientError::Connect(format!("cannot bind a UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
-        let mut slots = HashMap::new();
-        for (_, node) in topology.nodes() {
-            let server_name = PeerIdentity::node(&node.id)?.dns_name();
-            slots.insert(
-                node.replica,
-                Slot {
-                    node: node.clone(),
-                    server_name,
-                    connection: Mutex::new(None),
-                    dialling: tokio::sync::Mutex::new(()),
-                    health: Mutex::new(Health::default()),
-                },
-            );
-        }
         let inner = Inner {
-            placement: Placement::new(&topology),
             frame_bytes_max: topology.limits().frame_bytes_max as usize,
+            ring: RwLock::new(Arc::new(Ring::new(topology, home, None)?)),
             region,
             request_timeout,
             connect_timeout: request_timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)),
             endpoint,
-            slots,
             next_id: AtomicU64::new(1),
-            home,
-            topology,
+            topology_refresh,
+            refreshed_at: Mutex::new(Instant::now()),
             // On a multi-thread runtime the polling worker could not reach
             // the sockets while another waits on them: no polling there.
             spin: (!busy_poll.is_zero()
@@ -405,9 +453,87 @@ impl Client {
     }
 
     /// The client's home node (see [`Routing`]), if it has one.
-    pub fn home(&self) -> Option<&str> {
-        let home = self.inner.home?;
-        self.inner.slots.get(&home).map(|s| s.node.id.as_str())
+    pub fn home(&self) -> Option<String> {
+        let ring = self.inner.ring();
+        let home = ring.home?;
+        ring.slots.get(&home).map(|s| s.node.id.clone())
+    }
+
+    /// The topology the client routes by: the one it connected with, or a
+    /// newer one fetched from the cluster by [`Client::refresh_topology`].
+    pub fn topology(&self) -> Topology {
+        self.inner.ring().topology.clone()
+    }
+
+    /// Starts a background [`Client::refresh_topology`] when
+    /// [`ClientOptions::topology_refresh`] has passed since the last one.
+    fn refresh_when_due(&self) {
+        let every = self.inner.topology_refresh;
+        if every.is_zero() {
+            return;
+        }
+        {
+            let mut at = lock(&self.inner.refreshed_at);
+            if at.elapsed() < every {
+                return;
+            }
+            *at = Instant::now();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self.clone();
+        runtime.spawn(async move {
+            match client.refresh_topology().await {
+                Ok(true) => tracing::info!(
+                    nodes = client.topology().nodes().count(),
+                    "routing by the cluster's new topology"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "could not fetch the topology"),
+            }
+        });
+    }
+
+    /// Fetches the topology a node of the client's region runs and, when it
+    /// differs from the client's, routes by it from now on: nodes added to
+    /// the region are used, removed ones dropped, and the others keep their
+    /// connections. True when the topology changed. Requests keep working
+    /// with an outdated topology (a node that holds no replica of a key
+    /// forwards the request), so this only saves them that hop; call it
+    /// after changing the cluster's membership, or from time to time.
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// if client.refresh_topology().await? {
+    ///     println!("now {} nodes", client.topology().nodes().count());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn refresh_topology(&self) -> Result<bool, ClientError> {
+        let text = match self.execute(Command::Topology).await?.reply {
+            Reply::Value(text) => text,
+            other => return Err(unexpected(other, "TOPOLOGY")),
+        };
+        let text = std::str::from_utf8(&text)
+            .map_err(|_| ClientError::Protocol("the topology is not UTF-8".to_owned()))?;
+        let origin = format!("the topology of region {}", self.inner.region);
+        let topology = Topology::parse(text, origin)
+            .map_err(|e| ClientError::Protocol(format!("a node sent a bad topology: {e}")))?;
+        if topology.region(&self.inner.region).is_none() {
+            return Err(ClientError::Protocol(format!(
+                "the topology a node sent has no region {}",
+                self.inner.region
+            )));
+        }
+        let mut current = self.inner.ring.write().unwrap_or_else(|e| e.into_inner());
+        if current.topology.source() == topology.source() {
+            return Ok(false);
+        }
+        let ring = Ring::new(topology, current.home, Some(&current))?;
+        *current = Arc::new(ring);
+        Ok(true)
     }
 
     /// The region this client is served by.
@@ -451,15 +577,15 @@ impl Client {
         write: Option<WriteConsistency>,
         read: Option<ReadConsistency>,
     ) -> Result<Answer, ClientError> {
+        self.refresh_when_due();
+        let ring = self.inner.ring();
         let replicas: Vec<ReplicaId> = match command.key() {
-            Some(key) => self
-                .inner
+            Some(key) => ring
                 .placement
                 .preference_list(&self.inner.region, key)
                 .map_err(|e| ClientError::BadRequest(e.to_string()))?
                 .to_vec(),
-            None => self
-                .inner
+            None => ring
                 .topology
                 .nodes_in(&self.inner.region)
                 .unwrap_or_default()
@@ -467,7 +593,7 @@ impl Client {
                 .map(|n| n.replica)
                 .collect(),
         };
-        let replicas = home_first(replicas, self.inner.home);
+        let replicas = home_first(replicas, ring.home);
         let resend_after_sent = is_idempotent(&command);
         let (id, frame) = self.frame(command, write, read)?;
 
@@ -476,11 +602,11 @@ impl Client {
         let now = Instant::now();
         let (up, down): (Vec<_>, Vec<_>) = replicas
             .into_iter()
-            .partition(|r| !self.inner.slots.get(r).is_some_and(|s| s.is_down(now)));
+            .partition(|r| !ring.slots.get(r).is_some_and(|s| s.is_down(now)));
         let mut last_error = None;
         for replica in up.into_iter().chain(down) {
             match self
-                .attempt(replica, id, frame.clone(), Dial::UnlessShutDown)
+                .attempt(&ring, replica, id, frame.clone(), Dial::UnlessShutDown)
                 .await
             {
                 Ok(answer) => return answer,
@@ -509,11 +635,15 @@ impl Client {
     /// # }
     /// ```
     pub async fn execute_on(&self, node_id: &str, command: Command) -> Result<Answer, ClientError> {
-        let node = self.inner.topology.node(node_id).ok_or_else(|| {
+        let ring = self.inner.ring();
+        let node = ring.topology.node(node_id).ok_or_else(|| {
             ClientError::BadRequest(format!("no node {node_id:?} in the topology"))
         })?;
         let (id, frame) = self.frame(command, self.write, self.read)?;
-        match self.attempt(node.replica, id, frame, Dial::Always).await {
+        match self
+            .attempt(&ring, node.replica, id, frame, Dial::Always)
+            .await
+        {
             Ok(answer) => answer,
             Err(CallError::NotSent(e) | CallError::Sent(e)) => Err(e),
         }
@@ -645,12 +775,13 @@ impl Client {
     /// One try on one replica: the node's answer, or why there was none.
     async fn attempt(
         &self,
+        ring: &Ring,
         replica: ReplicaId,
         id: u64,
         frame: Vec<u8>,
         dial: Dial,
     ) -> Result<Result<Answer, ClientError>, CallError> {
-        let Some(slot) = self.inner.slots.get(&replica) else {
+        let Some(slot) = ring.slots.get(&replica) else {
             return Err(CallError::NotSent(ClientError::Unavailable(format!(
                 "replica {replica} is not in the topology"
             ))));

@@ -17,7 +17,7 @@ pub(crate) fn execute(
     match command {
         Ping => read(Reply::Pong),
         // Answered by the node itself, which knows more than the keyspace.
-        Status | ReloadTopology => read(Reply::Ok),
+        Status | ReloadTopology | Topology => read(Reply::Ok),
         Get { key } => read(ks.get(key, now_ms)?.map_or(Reply::Nil, Reply::Value)),
         CounterGet { key } => read(ks.counter(key, now_ms)?.map_or(Reply::Nil, Reply::Int)),
         SMembers { key } => read(Reply::Values(ks.smembers(key, now_ms)?)),

@@ -295,6 +295,9 @@ pub struct Node {
     id: ReplicaId,
     region: String,
     placement: Placement,
+    /// The text of the topology `placement` comes from, for clients that
+    /// ask (`Command::Topology`).
+    topology_source: std::sync::Arc<str>,
     write_default: WriteConsistency,
     read_default: ReadConsistency,
     config: NodeConfig,
@@ -399,6 +402,7 @@ impl Node {
             id,
             region,
             placement: Placement::new(topology),
+            topology_source: topology.source().into(),
             write_default: topology.write_consistency(),
             read_default: topology.read_consistency(),
             keyspace: Keyspace::new(writer_id(id, config.incarnation), config.keyspace.clone()),
@@ -651,6 +655,7 @@ impl Node {
         let Some(key) = request.command.key().cloned() else {
             let reply = match request.command {
                 Command::Status => Reply::Status(Box::new(self.status(now_ms))),
+                Command::Topology => Reply::Value(self.topology_source.as_bytes().into()),
                 Command::ReloadTopology => {
                     // The server reads files, not the node: it answers this itself.
                     let reason = "this node cannot reload its topology".to_owned();

@@ -234,6 +234,7 @@ impl Node {
             }
         }
         let epoch = epoch_of(topology, &self.region);
+        self.topology_source = topology.source().into();
         let new_placement = Placement::new(topology);
         let old_placement = std::mem::replace(&mut self.placement, new_placement);
         let members = |p: &Placement| -> BTreeSet<ReplicaId> {

@@ -78,6 +78,9 @@ pub enum Command {
     /// removed from a region); answered `Ok`, or `BadRequest` naming why the
     /// file was refused. An administrative command of the local lab.
     ReloadTopology,
+    /// The topology the node runs, as the text of its file: answered
+    /// `Value`. Clients fetch it to learn the current ring.
+    Topology,
 }
 
 impl Command {
@@ -85,7 +88,7 @@ impl Command {
     pub fn key(&self) -> Option<&Bytes> {
         use Command::*;
         match self {
-            Ping | Status | ReloadTopology => None,
+            Ping | Status | ReloadTopology | Topology => None,
             Get { key }
             | Set { key, .. }
             | Del { key }
