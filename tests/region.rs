@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use meridian::client::{
     Bytes, Client, ClientError, ClientOptions, Command, FieldOp, FieldValue, Kind, ReadConsistency,
-    Reply, Routing, Ttl, WriteConsistency, BUSY_POLL_MAX,
+    Reply, Routing, Ttl, WriteConsistency, BUSY_POLL_MAX, CONNECT_TIMEOUT_MS, NODE_DOWN_MS_MIN,
 };
 use meridian::net::{start, ServeOptions, ServerHandle};
 use meridian::node::NodeConfig;
@@ -405,6 +405,48 @@ async fn quorum_write_survives_a_replica_shutdown_and_is_read_back_from_the_othe
             })
         );
         assert_eq!(quorum.register(key).get().await.unwrap(), Some(b("v3")));
+    })
+    .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_still_gone_after_its_time_passed_over_is_checked_in_the_background() {
+    let mut region = Region::start(3, 3).await;
+    let client = region.client().await;
+    let key = "probed";
+    client.register(key).set("v").await.unwrap();
+    let first = region.replicas(key.as_bytes())[0].clone();
+    region.stop(&first).await;
+
+    within("reads while the key's first replica is gone", async {
+        // The first read finds it gone and fails over; it is then passed
+        // over for NODE_DOWN_MS_MIN.
+        assert_eq!(client.register(key).get().await.unwrap(), Some(b("v")));
+        tokio::time::sleep(Duration::from_millis(NODE_DOWN_MS_MIN + 200)).await;
+        // Its time is up, but it has not answered since: the read goes to
+        // the other replicas first instead of waiting a connect timeout on
+        // it, while a dial in the background checks whether it is back.
+        let started = std::time::Instant::now();
+        assert_eq!(client.register(key).get().await.unwrap(), Some(b("v")));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(CONNECT_TIMEOUT_MS * 3 / 4),
+            "the read waited {took:?} on the gone node"
+        );
+    })
+    .await;
+
+    // Once back, the background dial finds it and it serves again.
+    region.restart(&first).await;
+    within("the node's return", async {
+        loop {
+            let _ = client.register(key).get().await;
+            if region.node(&first).node_stats().requests > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
     region.shutdown().await;

@@ -283,6 +283,7 @@ impl Ring {
                     connection: Mutex::new(None),
                     dialling: tokio::sync::Mutex::new(()),
                     health: Mutex::new(Health::default()),
+                    probing: std::sync::atomic::AtomicBool::new(false),
                 }),
             };
             slots.insert(node.replica, slot);
@@ -304,6 +305,8 @@ struct Slot {
     /// Held while dialling, so concurrent callers share one dial.
     dialling: tokio::sync::Mutex<()>,
     health: Mutex<Health>,
+    /// Set while a background dial checks whether the node is back.
+    probing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -326,6 +329,12 @@ impl Slot {
         health.down_until = Some(now + Duration::from_millis(health.down_ms));
         health.failed_at = Some(now);
         tracing::debug!(node = %self.node.id, down_ms = health.down_ms, "node marked down");
+    }
+
+    /// Whether the node failed and has not answered since (its time passed
+    /// over may have run out).
+    fn is_suspect(&self) -> bool {
+        lock(&self.health).failed_at.is_some()
     }
 
     /// Whether the node was marked down at or after `t`.
@@ -597,14 +606,24 @@ impl Client {
         let resend_after_sent = is_idempotent(&command);
         let (id, frame) = self.frame(command, write, read)?;
 
-        // Reachable replicas first, in preference order; those recently
-        // unreachable last.
+        // Reachable replicas first, in preference order; then those that
+        // failed and may be back (a dial in the background checks, so that
+        // no request waits a connect timeout on a node still gone while
+        // another replica can answer); those recently unreachable last.
         let now = Instant::now();
-        let (up, down): (Vec<_>, Vec<_>) = replicas
-            .into_iter()
-            .partition(|r| !ring.slots.get(r).is_some_and(|s| s.is_down(now)));
+        let (mut up, mut suspect, mut down) = (Vec::new(), Vec::new(), Vec::new());
+        for replica in replicas {
+            match ring.slots.get(&replica) {
+                Some(s) if s.is_down(now) => down.push(replica),
+                Some(s) if s.is_suspect() && s.live_connection().is_none() => {
+                    self.probe(s);
+                    suspect.push(replica);
+                }
+                _ => up.push(replica),
+            }
+        }
         let mut last_error = None;
-        for replica in up.into_iter().chain(down) {
+        for replica in up.into_iter().chain(suspect).chain(down) {
             match self
                 .attempt(&ring, replica, id, frame.clone(), Dial::UnlessShutDown)
                 .await
@@ -815,6 +834,25 @@ impl Client {
                 Err(CallError::Sent(ClientError::Timeout))
             }
         }
+    }
+
+    /// Dials `slot`'s node in the background, unless a probe already runs
+    /// (or there is no runtime to run one): a node that answers is up
+    /// again, one that does not is passed over for longer.
+    fn probe(&self, slot: &Arc<Slot>) {
+        use std::sync::atomic::Ordering::AcqRel;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if slot.probing.swap(true, AcqRel) {
+            return;
+        }
+        let (client, slot) = (self.clone(), slot.clone());
+        runtime.spawn(async move {
+            let _ = client.connection(&slot, Dial::UnlessShutDown).await;
+            slot.probing
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// The live connection to `slot`'s node, dialling if there is none.
