@@ -259,6 +259,9 @@ struct Ring {
     slots: HashMap<ReplicaId, Arc<Slot>>,
     /// Where requests go first when it holds a replica of their key.
     home: Option<ReplicaId>,
+    /// The home node's id, kept while a topology lacks it, so that it is
+    /// the home again in a later one that has it back.
+    home_id: Option<String>,
 }
 
 impl Ring {
@@ -266,7 +269,7 @@ impl Ring {
     /// whose id and address did not change.
     fn new(
         topology: Topology,
-        home: Option<ReplicaId>,
+        home_id: Option<String>,
         previous: Option<&Ring>,
     ) -> Result<Ring, ClientError> {
         let mut slots = HashMap::new();
@@ -290,7 +293,11 @@ impl Ring {
         }
         Ok(Ring {
             placement: Placement::new(&topology),
-            home: home.filter(|h| slots.contains_key(h)),
+            home: home_id
+                .as_deref()
+                .and_then(|id| topology.node(id))
+                .map(|n| n.replica),
+            home_id,
             slots,
             topology,
         })
@@ -331,8 +338,8 @@ impl Slot {
         tracing::debug!(node = %self.node.id, down_ms = health.down_ms, "node marked down");
     }
 
-    /// Whether the node failed and has not answered since (its time passed
-    /// over may have run out).
+    /// Whether the node failed and has not been dialled successfully since
+    /// (its time passed over may have run out).
     fn is_suspect(&self) -> bool {
         lock(&self.health).failed_at.is_some()
     }
@@ -412,7 +419,12 @@ impl Client {
         endpoint.set_default_client_config(config);
         let inner = Inner {
             frame_bytes_max: topology.limits().frame_bytes_max as usize,
-            ring: RwLock::new(Arc::new(Ring::new(topology, home, None)?)),
+            ring: RwLock::new(Arc::new(Ring::new(
+                topology.clone(),
+                home.and_then(|h| topology.node_by_replica(h))
+                    .map(|n| n.id.clone()),
+                None,
+            )?)),
             region,
             request_timeout,
             connect_timeout: request_timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)),
@@ -537,10 +549,17 @@ impl Client {
             )));
         }
         let mut current = self.inner.ring.write().unwrap_or_else(|e| e.into_inner());
+        if topology.cluster() != current.topology.cluster() {
+            return Err(ClientError::Protocol(format!(
+                "a node sent the topology of cluster {:?}, not {:?}",
+                topology.cluster(),
+                current.topology.cluster()
+            )));
+        }
         if current.topology.source() == topology.source() {
             return Ok(false);
         }
-        let ring = Ring::new(topology, current.home, Some(&current))?;
+        let ring = Ring::new(topology, current.home_id.clone(), Some(&current))?;
         *current = Arc::new(ring);
         Ok(true)
     }
@@ -828,9 +847,12 @@ impl Client {
             }
             Err(_) => {
                 // Silent for a whole request timeout: tried after the others
-                // for a while (a node killed without closing its connection
-                // looks alive until the connection's idle timeout).
+                // for a while, and its connection is no longer used for new
+                // requests (a node killed without closing its connection
+                // looks alive until the connection's idle timeout), so that
+                // it is dialled again in the background before it is trusted.
                 slot.mark_down();
+                lock(&slot.connection).take();
                 Err(CallError::Sent(ClientError::Timeout))
             }
         }
