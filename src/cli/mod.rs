@@ -11,7 +11,7 @@
 //! - [`cluster`]: `meridian cluster up | down | kill | status | partition
 //!   | heal`.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
-//! - `serve`, `data`, [`bench`], [`status`] and [`demo`]: the only parts
+//! - `serve`, `data`, [`bench`](mod@bench), [`status`] and [`demo`]: the only parts
 //!   that need the network layer and the client SDK.
 //!
 //! Exit codes of the binary: 0 on success, 1 when a command fails (an

@@ -1,6 +1,6 @@
 //! Meridian's network layer: the only place with sockets.
 //!
-//! It drives one sans-IO [`Node`](crate::node::Node) with tokio and quinn:
+//! It drives one sans-IO [`Node`] with tokio and quinn:
 //!
 //! - `endpoint.rs`: UDP sockets with 4 MiB kernel buffers, under quinn endpoints.
 //! - `driver.rs`: the task that owns the node; every event reaches it through

@@ -40,7 +40,7 @@ fn bucket_range(index: usize) -> (u64, u64) {
     (low, low + (1 << shift) - 1)
 }
 
-/// Counts of values in logarithmic buckets; see the [module docs](self).
+/// Counts of values in logarithmic buckets; see the module docs.
 ///
 /// ```
 /// use meridian::cli::bench::Histogram;

@@ -82,7 +82,7 @@ pub enum MixError {
     AllZero,
 }
 
-/// Operations with their weights; see the [module docs](self).
+/// Operations with their weights; see the module docs.
 ///
 /// ```
 /// use meridian::cli::bench::{Mix, Op};
