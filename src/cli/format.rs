@@ -65,11 +65,14 @@ pub fn raw_answer(command: &Command, answer: &Answer, verbose: bool) -> Vec<u8> 
     out
 }
 
+/// Appends `bytes` and a newline.
+fn raw_line(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes);
+    out.push(b'\n');
+}
+
 fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
-    let mut line = |bytes: &[u8]| {
-        out.extend_from_slice(bytes);
-        out.push(b'\n');
-    };
+    let mut line = |bytes: &[u8]| raw_line(out, bytes);
     match reply {
         Reply::Ok => line(b"OK"),
         Reply::Pong => line(b"PONG"),
@@ -89,17 +92,13 @@ fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
 
 fn raw_fields(fields: &[(crdt_types::Bytes, FieldValue)], out: &mut Vec<u8>) {
     for (field, value) in fields {
-        out.extend_from_slice(field);
-        out.push(b'\n');
+        raw_line(out, field);
         raw_field_value(value, out);
     }
 }
 
 fn raw_field_value(value: &FieldValue, out: &mut Vec<u8>) {
-    let mut line = |bytes: &[u8]| {
-        out.extend_from_slice(bytes);
-        out.push(b'\n');
-    };
+    let mut line = |bytes: &[u8]| raw_line(out, bytes);
     match value {
         FieldValue::Register(bytes) => line(bytes),
         FieldValue::Counter(n) => line(n.to_string().as_bytes()),

@@ -324,9 +324,28 @@ struct Health {
     failed_at: Option<Instant>,
 }
 
+/// Where a node stands for the next request, from its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Never failed, or dialled successfully since.
+    Up,
+    /// Failed, and its time passed over has run out: it may be back.
+    Suspect,
+    /// Failed, and still passed over.
+    Down,
+}
+
 impl Slot {
-    fn is_down(&self, now: Instant) -> bool {
-        lock(&self.health).down_until.is_some_and(|t| t > now)
+    /// One look at the node's health.
+    fn standing(&self, now: Instant) -> Standing {
+        let health = lock(&self.health);
+        if health.down_until.is_some_and(|t| t > now) {
+            Standing::Down
+        } else if health.failed_at.is_some() {
+            Standing::Suspect
+        } else {
+            Standing::Up
+        }
     }
 
     fn mark_down(&self) {
@@ -336,12 +355,6 @@ impl Slot {
         health.down_until = Some(now + Duration::from_millis(health.down_ms));
         health.failed_at = Some(now);
         tracing::debug!(node = %self.node.id, down_ms = health.down_ms, "node marked down");
-    }
-
-    /// Whether the node failed and has not been dialled successfully since
-    /// (its time passed over may have run out).
-    fn is_suspect(&self) -> bool {
-        lock(&self.health).failed_at.is_some()
     }
 
     /// Whether the node was marked down at or after `t`.
@@ -632,10 +645,14 @@ impl Client {
         let now = Instant::now();
         let (mut up, mut suspect, mut down) = (Vec::new(), Vec::new(), Vec::new());
         for replica in replicas {
-            match ring.slots.get(&replica) {
-                Some(s) if s.is_down(now) => down.push(replica),
-                Some(s) if s.is_suspect() && s.live_connection().is_none() => {
-                    self.probe(s);
+            let Some(slot) = ring.slots.get(&replica) else {
+                up.push(replica); // `attempt` says it is not in the topology
+                continue;
+            };
+            match slot.standing(now) {
+                Standing::Down => down.push(replica),
+                Standing::Suspect if slot.live_connection().is_none() => {
+                    self.probe(slot);
                     suspect.push(replica);
                 }
                 _ => up.push(replica),
