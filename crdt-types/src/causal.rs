@@ -1,6 +1,7 @@
 //! A dot store paired with its causal context: a whole CRDT state
 //! ([`Causal`]) or a delta ([`Delta`]).
 
+use crate::context::WireContext;
 use crate::{CausalContext, DotStore, InvalidState, JoinMode};
 use serde::{Deserialize, Serialize};
 
@@ -21,12 +22,9 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(x, y);
 /// assert!(x.store().contains(b"milk"));
 /// ```
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "Parts<S>", into = "Parts<S>")]
-#[serde(bound(
-    serialize = "S: DotStore + Serialize",
-    deserialize = "S: DotStore + Deserialize<'de>"
-))]
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "Parts<S>")]
+#[serde(bound(deserialize = "S: DotStore + Deserialize<'de>"))]
 pub struct Causal<S> {
     store: S,
     ctx: CausalContext,
@@ -36,21 +34,47 @@ pub struct Causal<S> {
 ///
 /// A delta lists every key its context touches (removals list their keys
 /// with bottom stores), so joining it into a state visits only those keys.
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "Parts<S>", into = "Parts<S>")]
-#[serde(bound(
-    serialize = "S: DotStore + Serialize",
-    deserialize = "S: DotStore + Deserialize<'de>"
-))]
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "Parts<S>")]
+#[serde(bound(deserialize = "S: DotStore + Deserialize<'de>"))]
 pub struct Delta<S> {
     store: S,
     ctx: CausalContext,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Parts<S> {
     store: S,
     ctx: CausalContext,
+}
+
+/// What `Parts` encodes, borrowed: encoding a state or a delta copies
+/// nothing.
+#[derive(Serialize)]
+#[serde(rename = "Parts")]
+struct PartsRef<'a, S> {
+    store: &'a S,
+    ctx: WireContext<'a>,
+}
+
+impl<S: DotStore + Serialize> Serialize for Causal<S> {
+    fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        PartsRef {
+            store: &self.store,
+            ctx: WireContext::whole(&self.ctx),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<S: DotStore + Serialize> Serialize for Delta<S> {
+    fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        PartsRef {
+            store: &self.store,
+            ctx: WireContext::without_store_dots(&self.ctx, &self.store),
+        }
+        .serialize(serializer)
+    }
 }
 
 fn check<S: DotStore>(store: &S, ctx: &CausalContext) -> Result<(), InvalidState> {
@@ -95,31 +119,6 @@ impl<S: DotStore> TryFrom<Parts<S>> for Delta<S> {
             store: p.store,
             ctx,
         })
-    }
-}
-
-impl<S> From<Causal<S>> for Parts<S> {
-    fn from(c: Causal<S>) -> Self {
-        Parts {
-            store: c.store,
-            ctx: c.ctx,
-        }
-    }
-}
-
-impl<S: DotStore> From<Delta<S>> for Parts<S> {
-    fn from(c: Delta<S>) -> Self {
-        let ctx = if c.ctx.cloud().is_empty() {
-            c.ctx
-        } else {
-            let in_store: std::collections::BTreeSet<crate::Dot> =
-                c.store.dots().into_iter().collect();
-            c.ctx.without_cloud_dots(|d| in_store.contains(&d))
-        };
-        Parts {
-            store: c.store,
-            ctx,
-        }
     }
 }
 
@@ -261,5 +260,94 @@ impl<S: DotStore> Delta<S> {
         S: Serialize,
     {
         postcard::experimental::serialized_size(self).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Bytes, Dot, DotMap, DotSet, OrSet, ReplicaId};
+
+    /// The encoding as it was when states and deltas were copied into
+    /// `Parts` to be encoded: borrowing must not change a byte.
+    #[derive(Serialize)]
+    struct OwnedParts<S> {
+        store: S,
+        ctx: CausalContext,
+    }
+
+    fn owned_delta_bytes<S: DotStore + Serialize + Clone>(d: &Delta<S>) -> Vec<u8> {
+        let in_store: std::collections::BTreeSet<Dot> = d.store.dots().into_iter().collect();
+        let ctx = d.ctx.clone().without_cloud_dots(|x| in_store.contains(&x));
+        postcard::to_allocvec(&OwnedParts {
+            store: d.store.clone(),
+            ctx,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn borrowed_encoding_matches_the_owned_one_and_leaves_out_store_dots() {
+        let a = ReplicaId(1);
+        let mut x: Causal<OrSet> = Causal::new();
+        for i in 0..5u8 {
+            x.mutate(|s, c| s.add(c, a, vec![i].into()));
+        }
+        // Removing the third member (dot a:3) and adding a sixth (dot a:6):
+        // both dots are out of order for a receiver that saw nothing, so
+        // both sit in the group's cloud; only a:6 is in its store.
+        let mut group = x.mutate(|s, _| s.remove(&[2]));
+        group.join(&x.mutate(|s, c| s.add(c, a, vec![9].into())));
+        assert_eq!(group.ctx.cloud(), &[Dot::new(a, 3), Dot::new(a, 6)]);
+
+        let bytes = postcard::to_allocvec(&group).unwrap();
+        assert_eq!(bytes, owned_delta_bytes(&group));
+        let mut without = group.ctx.clone();
+        without = without.without_cloud_dots(|d| d == Dot::new(a, 6));
+        assert_eq!(
+            bytes,
+            postcard::to_allocvec(&OwnedParts {
+                store: group.store.clone(),
+                ctx: without
+            })
+            .unwrap(),
+            "the store's own dot is left out of the cloud on the wire"
+        );
+        assert_eq!(group.encoded_len(), bytes.len());
+        let back: Delta<OrSet> = postcard::from_bytes(&bytes).unwrap();
+        assert!(back == group, "decoding puts the left-out dot back");
+
+        // A cloud longer than 64 dots takes the other way of marking.
+        let mut many: Delta<DotMap<Bytes, DotSet>> = Delta::default();
+        for i in 0..70u64 {
+            let d = Dot::new(a, 10 + 2 * i);
+            let mut ctx = CausalContext::new();
+            ctx.insert(d);
+            // Every third dot is a removal's: in the context, not the store.
+            let dots = if i % 3 == 0 {
+                DotSet::default()
+            } else {
+                DotSet::single(d)
+            };
+            many.join(&Delta::new(DotMap::single(vec![i as u8].into(), dots), ctx));
+        }
+        assert_eq!(many.ctx.cloud().len(), 70);
+        let bytes = postcard::to_allocvec(&many).unwrap();
+        assert_eq!(bytes, owned_delta_bytes(&many));
+        let wire: Parts<DotMap<Bytes, DotSet>> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(wire.ctx.cloud().len(), 24, "only the removals' dots travel");
+        let back: Delta<DotMap<Bytes, DotSet>> = postcard::from_bytes(&bytes).unwrap();
+        assert!(back == many);
+
+        // A whole state encodes its context whole.
+        let state = postcard::to_allocvec(&x).unwrap();
+        assert_eq!(
+            state,
+            postcard::to_allocvec(&OwnedParts {
+                store: x.store.clone(),
+                ctx: x.ctx.clone()
+            })
+            .unwrap()
+        );
     }
 }

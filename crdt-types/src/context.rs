@@ -65,6 +65,87 @@ impl TryFrom<RawContext> for CausalContext {
     }
 }
 
+/// A context as the wire carries it, borrowed: the whole context, or a
+/// delta's context without the cloud dots its store holds (decoding a delta
+/// puts them back). Encodes exactly as a `CausalContext` with that cloud.
+pub(crate) struct WireContext<'a> {
+    ctx: &'a CausalContext,
+    /// Which cloud dots to leave out, by position in the cloud.
+    left_out: LeftOut,
+}
+
+enum LeftOut {
+    None,
+    /// Bit `i` set: leave out `cloud[i]` (clouds of at most 64 dots).
+    Bits(u64),
+    Flags(Vec<bool>),
+}
+
+impl<'a> WireContext<'a> {
+    pub(crate) fn whole(ctx: &'a CausalContext) -> Self {
+        WireContext {
+            ctx,
+            left_out: LeftOut::None,
+        }
+    }
+
+    pub(crate) fn without_store_dots(ctx: &'a CausalContext, store: &impl crate::DotStore) -> Self {
+        let cloud = &ctx.cloud;
+        let left_out = if cloud.is_empty() {
+            LeftOut::None
+        } else if cloud.len() <= 64 {
+            let mut bits = 0u64;
+            store.for_each_dot(&mut |d| {
+                if let Ok(i) = cloud.binary_search(&d) {
+                    bits |= 1 << i;
+                }
+            });
+            LeftOut::Bits(bits)
+        } else {
+            let mut flags = vec![false; cloud.len()];
+            store.for_each_dot(&mut |d| {
+                if let Ok(i) = cloud.binary_search(&d) {
+                    flags[i] = true;
+                }
+            });
+            LeftOut::Flags(flags)
+        };
+        WireContext { ctx, left_out }
+    }
+
+    fn keeps(&self, i: usize) -> bool {
+        match &self.left_out {
+            LeftOut::None => true,
+            LeftOut::Bits(bits) => bits & (1 << i) == 0,
+            LeftOut::Flags(flags) => !flags[i],
+        }
+    }
+}
+
+impl Serialize for WireContext<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+
+        struct Cloud<'b, 'a>(&'b WireContext<'a>);
+        impl Serialize for Cloud<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let cloud = &self.0.ctx.cloud;
+                let kept = (0..cloud.len()).filter(|&i| self.0.keeps(i));
+                let mut seq = serializer.serialize_seq(Some(kept.clone().count()))?;
+                for i in kept {
+                    seq.serialize_element(&cloud[i])?;
+                }
+                seq.end()
+            }
+        }
+
+        let mut st = serializer.serialize_struct("CausalContext", 2)?;
+        st.serialize_field("vv", &self.ctx.vv)?;
+        st.serialize_field("cloud", &Cloud(self))?;
+        st.end()
+    }
+}
+
 impl std::fmt::Debug for CausalContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{{")?;
