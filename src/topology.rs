@@ -11,6 +11,7 @@
 //! replication_factor = 3        # N: replicas of each key in a region
 //! write_consistency = "quorum"  # one | quorum | all (default quorum)
 //! read_consistency = "one"      # one | quorum (default one)
+//! version = 1                   # optional (default 0); higher is newer
 //!
 //! [limits]                      # optional; these are the defaults
 //! key_bytes_max = 1024
@@ -251,6 +252,7 @@ pub struct Topology {
     /// The text it was parsed from, as nodes hand it to clients.
     source: Arc<str>,
     cluster: String,
+    version: u64,
     replication_factor: usize,
     write_consistency: WriteConsistency,
     read_consistency: ReadConsistency,
@@ -269,6 +271,7 @@ impl PartialEq for Topology {
     fn eq(&self, other: &Topology) -> bool {
         self.origin == other.origin
             && self.cluster == other.cluster
+            && self.version == other.version
             && self.replication_factor == other.replication_factor
             && self.write_consistency == other.write_consistency
             && self.read_consistency == other.read_consistency
@@ -327,6 +330,14 @@ impl Topology {
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
         &self.cluster
+    }
+
+    /// The topology's version (`[cluster] version`, 0 when the file does
+    /// not say): `cluster add-node` and `remove-node` write the next one. A
+    /// node refuses to reload an older version than it runs, and a client
+    /// never trades its topology for an older one a node sends it.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// N: how many nodes of a region hold each key.
@@ -610,6 +621,8 @@ struct RawTopology {
 #[serde(deny_unknown_fields)]
 struct RawCluster {
     name: Spanned<String>,
+    #[serde(default)]
+    version: u64,
     replication_factor: Spanned<usize>,
     #[serde(default)]
     write_consistency: WriteConsistency,
@@ -831,6 +844,7 @@ impl Builder<'_> {
             origin: self.origin.clone(),
             source: Arc::from(self.text),
             cluster: cluster.name.into_inner(),
+            version: cluster.version,
             replication_factor: n,
             write_consistency: cluster.write_consistency,
             read_consistency: cluster.read_consistency,

@@ -88,6 +88,13 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
         "add-node did not end complete:\n{added}"
     );
     assert!(lab.ok(&["cluster", "status"]).contains("east-4"));
+    let copy = lab.cluster_file().topology;
+    let after_add = std::fs::read_to_string(&copy).unwrap();
+    assert_eq!(
+        lab_topology(&lab).version(),
+        1,
+        "add-node writes the next version"
+    );
 
     let removed = lab.ok(&["cluster", "remove-node", "east-2"]);
     let last_block = removed.rsplit("rebalance of east:").next().unwrap();
@@ -166,5 +173,37 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
             }
         }
     });
+
+    // A stale copy put back is refused by the nodes, which keep the
+    // current topology.
+    assert_eq!(topology.version(), 2);
+    let current = std::fs::read_to_string(&copy).unwrap();
+    std::fs::write(&copy, &after_add).unwrap();
+    runtime.block_on(async {
+        let mut options =
+            ClientOptions::new(topology.clone(), "east", lab.state_dir().join("certs"));
+        options.request_timeout = Duration::from_secs(5);
+        let c = Client::connect(options).await.unwrap();
+        let refused = c
+            .execute_on("east-1", Command::ReloadTopology)
+            .await
+            .expect_err("an older topology version");
+        assert!(
+            refused
+                .to_string()
+                .contains("version 1, older than the running version 2"),
+            "{refused}"
+        );
+        let Reply::Value(running) = c
+            .execute_on("east-1", Command::Topology)
+            .await
+            .unwrap()
+            .reply
+        else {
+            panic!("no topology text")
+        };
+        assert_eq!(running.as_ref(), current.as_bytes());
+    });
+    std::fs::write(&copy, &current).unwrap();
     eprintln!("{} writes acknowledged during the changes", acked.len());
 }

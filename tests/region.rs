@@ -633,6 +633,20 @@ async fn a_client_with_an_outdated_topology_fetches_the_current_one_from_a_node(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(auto.topology().nodes().count(), 3);
+
+        // A client that already has a newer version than the nodes run (a
+        // node that has not taken a membership change yet) keeps it.
+        assert_eq!(region.topology.version(), 0);
+        let newer = source.replacen("[cluster]\n", "[cluster]\nversion = 7\n", 1);
+        let mut opts = region.options();
+        let newer_third = newer.rfind("\n[[region.node]]").unwrap();
+        opts.topology = Topology::parse(&newer[..newer_third], "newer.toml").unwrap();
+        assert_eq!(opts.topology.nodes().count(), 2);
+        let ahead = Client::connect(opts).await.unwrap();
+        assert!(!ahead.refresh_topology().await.unwrap());
+        assert_eq!(ahead.topology().version(), 7);
+        assert_eq!(ahead.topology().nodes().count(), 2);
+        ahead.register("ahead").set("v").await.unwrap();
     })
     .await;
     region.shutdown().await;

@@ -532,7 +532,10 @@ impl Client {
     /// Fetches the topology a node of the client's region runs and, when it
     /// differs from the client's, routes by it from now on: nodes added to
     /// the region are used, removed ones dropped, and the others keep their
-    /// connections. True when the topology changed. Requests keep working
+    /// connections. True when the topology changed. A fetched topology of
+    /// an older [`version`](Topology::version) than the client's (a node
+    /// that has not taken a membership change yet) is not used, so a client
+    /// never goes back to an older ring. Requests keep working
     /// with an outdated topology (a node that holds no replica of a key
     /// forwards the request), so this only saves them that hop; call it
     /// after changing the cluster's membership, or from time to time.
@@ -570,6 +573,14 @@ impl Client {
             )));
         }
         if current.topology.source() == topology.source() {
+            return Ok(false);
+        }
+        if topology.version() < current.topology.version() {
+            tracing::debug!(
+                fetched = topology.version(),
+                current = current.topology.version(),
+                "kept the client's topology: a node sent an older version"
+            );
             return Ok(false);
         }
         let ring = Ring::new(topology, current.home_id.clone(), Some(&current))?;

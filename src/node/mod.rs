@@ -298,6 +298,8 @@ pub struct Node {
     /// The text of the topology `placement` comes from, for clients that
     /// ask (`Command::Topology`).
     topology_source: std::sync::Arc<str>,
+    /// The running topology's version: an older one is refused.
+    topology_version: u64,
     write_default: WriteConsistency,
     read_default: ReadConsistency,
     config: NodeConfig,
@@ -403,6 +405,7 @@ impl Node {
             region,
             placement: Placement::new(topology),
             topology_source: topology.source().into(),
+            topology_version: topology.version(),
             write_default: topology.write_consistency(),
             read_default: topology.read_consistency(),
             keyspace: Keyspace::new(writer_id(id, config.incarnation), config.keyspace.clone()),

@@ -61,6 +61,15 @@ pub enum TopologyChangeError {
         /// After.
         new: usize,
     },
+    /// The offered topology is an older version than the running one (a
+    /// stale copy of the file).
+    #[error("the topology is version {offered}, older than the running version {running}")]
+    Older {
+        /// The running topology's version.
+        running: u64,
+        /// The offered topology's version.
+        offered: u64,
+    },
     /// A node kept its id but changed its replica id.
     #[error("node {0} changed its replica id")]
     ReplicaChanged(String),
@@ -207,6 +216,12 @@ impl Node {
         topology: &Topology,
     ) -> Result<(), TopologyChangeError> {
         self.observe_time(now_ms);
+        if topology.version() < self.topology_version {
+            return Err(TopologyChangeError::Older {
+                running: self.topology_version,
+                offered: topology.version(),
+            });
+        }
         let old_regions: Vec<String> = self.placement.regions().map(str::to_owned).collect();
         let new_regions: Vec<String> = topology.regions().iter().map(|r| r.name.clone()).collect();
         if old_regions != new_regions {
@@ -235,6 +250,7 @@ impl Node {
         }
         let epoch = epoch_of(topology, &self.region);
         self.topology_source = topology.source().into();
+        self.topology_version = topology.version();
         let new_placement = Placement::new(topology);
         let old_placement = std::mem::replace(&mut self.placement, new_placement);
         let members = |p: &Placement| -> BTreeSet<ReplicaId> {
@@ -700,5 +716,59 @@ impl Node {
         }
         self.rebalance.keys_dropped = gone.len() as u64;
         tracing::info!(node = %self.id, keys_dropped = gone.len(), "rebalance finished");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeConfig;
+
+    fn region(version: u64, nodes: u32) -> Topology {
+        let mut text = format!(
+            "[cluster]\nname = \"t\"\nversion = {version}\nreplication_factor = 3\n\n[[region]]\nname = \"r\"\n"
+        );
+        for i in 1..=nodes {
+            text.push_str(&format!(
+                "\n[[region.node]]\nid = \"n{i}\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n",
+                9400 + i,
+                9500 + i
+            ));
+        }
+        Topology::parse(&text, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn an_older_topology_version_is_refused_and_changes_nothing() {
+        let three = region(2, 3);
+        let me = three.node("n1").unwrap().replica;
+        let mut node = Node::new(&three, me, NodeConfig::default()).unwrap();
+        let epoch = membership_epoch(&three, "r");
+
+        let stale = region(1, 4);
+        assert!(matches!(
+            node.set_topology(1_000, &stale),
+            Err(TopologyChangeError::Older {
+                running: 2,
+                offered: 1
+            })
+        ));
+        assert_eq!(node.topology_source.as_ref(), three.source());
+        assert_eq!(node.placement.ring("r").unwrap().nodes().len(), 3);
+
+        // The same version (files without one are all version 0) and newer
+        // ones are taken; after that the one before is older.
+        node.set_topology(2_000, &region(2, 3)).unwrap();
+        let four = region(3, 4);
+        node.set_topology(3_000, &four).unwrap();
+        assert_eq!(node.placement.ring("r").unwrap().nodes().len(), 4);
+        assert_ne!(membership_epoch(&four, "r"), epoch);
+        assert!(matches!(
+            node.set_topology(4_000, &region(2, 3)),
+            Err(TopologyChangeError::Older {
+                running: 3,
+                offered: 2
+            })
+        ));
     }
 }

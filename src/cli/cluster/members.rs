@@ -117,12 +117,21 @@ pub fn take_requests(state_dir: &Path) -> Result<Vec<Request>, ClusterError> {
 
 /// `topology` as a topology file.
 pub fn render(topology: &Topology) -> String {
+    render_as(topology, topology.version())
+}
+
+/// `topology` as a topology file of version `version`.
+fn render_as(topology: &Topology, version: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "# Written by meridian cluster add-node / remove-node.\n"
     );
-    let _ = writeln!(out, "[cluster]\nname = {:?}", topology.cluster());
+    let _ = writeln!(
+        out,
+        "[cluster]\nname = {:?}\nversion = {version}",
+        topology.cluster()
+    );
     let _ = writeln!(
         out,
         "replication_factor = {}",
@@ -175,7 +184,8 @@ fn reparse(text: &str, origin: &str) -> Result<Topology, ClusterError> {
     Ok(Topology::parse(text, origin)?)
 }
 
-/// `topology` with node `id` (at `client_addr` / `peer_addr`) added to `region`.
+/// `topology` with node `id` (at `client_addr` / `peer_addr`) added to
+/// `region`, as the next version.
 pub fn with_node(
     topology: &Topology,
     region: &str,
@@ -194,7 +204,7 @@ pub fn with_node(
             "node {id} is already in the cluster"
         )));
     }
-    let text = render(topology);
+    let text = render_as(topology, topology.version().saturating_add(1));
     let marker = format!("[[region]]\nname = {region:?}\n\n");
     let Some(at) = text.find(&marker) else {
         return Err(ClusterError::Membership(format!(
@@ -215,7 +225,7 @@ pub fn with_node(
     reparse(&out, topology.origin())
 }
 
-/// `topology` without node `id`.
+/// `topology` without node `id`, as the next version.
 pub fn without_node(topology: &Topology, id: &str) -> Result<Topology, ClusterError> {
     let known = || topology.nodes().map(|(_, n)| n.id.clone()).collect();
     let Some(region) = topology.region_of(id) else {
@@ -230,7 +240,7 @@ pub fn without_node(topology: &Topology, id: &str) -> Result<Topology, ClusterEr
             region.name
         )));
     }
-    let text = render(topology);
+    let text = render_as(topology, topology.version().saturating_add(1));
     let node = topology.node(id).expect("found above");
     let mut block = format!("[[region.node]]\nid = {id:?}\n");
     if node.replica != crate::topology::derived_replica_id(id) {
@@ -545,8 +555,11 @@ mod tests {
         assert_eq!(added.region_of("eu-west-4").unwrap().name, "eu-west");
         assert_eq!(added.nodes_in("eu-west").unwrap()[3].id, "eu-west-4");
         assert_eq!(added.nodes_in("us-east").unwrap().len(), 3);
+        assert_eq!(added.version(), t.version() + 1);
         let removed = without_node(&added, "eu-west-4").unwrap();
-        assert_eq!(removed, t);
+        assert_eq!(removed.version(), t.version() + 2);
+        assert_eq!(removed.nodes().count(), t.nodes().count());
+        assert_eq!(removed.regions(), t.regions());
         assert!(matches!(
             with_node(&t, "mars", "mars-1", c, p),
             Err(ClusterError::UnknownRegion { .. })
