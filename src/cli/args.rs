@@ -91,6 +91,9 @@ impl Cli {
     }
 }
 
+/// The help heading of the options only data commands use.
+const DATA_OPTIONS: &str = "Data command options";
+
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -108,13 +111,18 @@ pub struct GlobalArgs {
     pub state_dir: PathBuf,
 
     /// Certificates of the CA, nodes and clients, for serve and data
-    /// commands [default: <state-dir>/certs]
-    #[arg(long, global = true, value_name = "DIR")]
+    /// commands (by default `<state-dir>/certs`)
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help = "Certificates of the CA, nodes and clients, for serve and data commands [default: <state-dir>/certs]"
+    )]
     pub cert_dir: Option<PathBuf>,
 
     /// Client certificate data commands present (client-NAME.*.pem, from
     /// `meridian certs client NAME`)
-    #[arg(long, global = true, value_name = "NAME", default_value = CLIENT_NAME)]
+    #[arg(long, global = true, value_name = "NAME", default_value = CLIENT_NAME, help_heading = DATA_OPTIONS)]
     pub client: String,
 
     /// Replicas that must apply a write [default: the topology's]
@@ -123,6 +131,7 @@ pub struct GlobalArgs {
         global = true,
         value_name = "LEVEL",
         value_parser = PossibleValuesParser::new(["one", "quorum", "all"]).map(|s| write_level(&s)),
+        help_heading = DATA_OPTIONS,
     )]
     pub consistency: Option<WriteConsistency>,
 
@@ -132,22 +141,23 @@ pub struct GlobalArgs {
         global = true,
         value_name = "LEVEL",
         value_parser = PossibleValuesParser::new(["one", "quorum"]).map(|s| read_level(&s)),
+        help_heading = DATA_OPTIONS,
     )]
     pub read: Option<ReadConsistency>,
 
     /// Also print how many replicas acknowledged each write
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = DATA_OPTIONS)]
     pub verbose: bool,
 
     /// Print answers raw, like redis-cli --raw: values as stored (no quotes
     /// or escapes), integers as bare numbers, a missing value as an empty
     /// line, one list item per line
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = DATA_OPTIONS)]
     pub raw: bool,
 
     /// Read a data command's last argument from stdin, to its end (like
     /// redis-cli -x)
-    #[arg(short = 'x', global = true)]
+    #[arg(short = 'x', global = true, help_heading = DATA_OPTIONS)]
     pub last_from_stdin: bool,
 }
 
@@ -282,10 +292,13 @@ pub enum ClusterCmd {
         /// How long to wait for every node to listen
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         ready_timeout: u64,
-        /// Persist every node under DIR/<node id> (serve --data-dir), so a
-        /// killed node restarts with its data; without it nodes keep
-        /// nothing on disk
-        #[arg(long, value_name = "DIR")]
+        /// Persist every node under `DIR/<node id>` (serve --data-dir), so
+        /// a killed node restarts with its data
+        #[arg(
+            long,
+            value_name = "DIR",
+            help = "Persist every node under DIR/<node id> (serve --data-dir), so a killed node restarts with its data; without it nodes keep nothing on disk"
+        )]
         data_dir: Option<PathBuf>,
     },
     /// Stop the cluster running in --state-dir
