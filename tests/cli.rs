@@ -63,23 +63,28 @@ fn help_lists_the_subcommands_and_the_data_commands() {
     for word in ["up", "down", "kill", "status"] {
         assert!(stdout(&output).contains(word), "{word}");
     }
-    // A cluster command's help sets the options only data commands use
-    // apart, after its own.
-    let output = meridian(dir.path(), &["cluster", "up", "--help"]);
-    assert_exit(&output, 0);
-    let help = stdout(&output);
-    let (own, data) = help
-        .split_once("Data command options:")
-        .unwrap_or_else(|| panic!("no data options heading in:\n{help}"));
-    assert!(
-        own.contains("--ready-timeout") && own.contains("--state-dir"),
-        "{help}"
-    );
-    for option in ["--consistency", "--raw", "-x", "--client"] {
-        assert!(
-            data.contains(option) && !own.contains(option),
-            "{option} in:\n{help}"
-        );
+    // Every command's help sets the options of commands that act as a
+    // client (data commands, bench, status) apart, after its own.
+    for command in [&["cluster", "up", "--help"][..], &["bench", "--help"]] {
+        let output = meridian(dir.path(), command);
+        assert_exit(&output, 0);
+        let help = stdout(&output);
+        let (own, client) = help
+            .split_once("Client options:")
+            .unwrap_or_else(|| panic!("no client options heading in:\n{help}"));
+        assert!(own.contains("--state-dir"), "{help}");
+        for option in [
+            "--consistency <LEVEL>",
+            "--read <LEVEL>",
+            "--raw ",
+            "  -x ",
+            "--client <NAME>",
+        ] {
+            assert!(
+                client.contains(option) && !own.contains(option),
+                "{option} in:\n{help}"
+            );
+        }
     }
 }
 

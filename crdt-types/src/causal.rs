@@ -317,37 +317,50 @@ mod tests {
         let back: Delta<OrSet> = postcard::from_bytes(&bytes).unwrap();
         assert!(back == group, "decoding puts the left-out dot back");
 
-        // A cloud longer than 64 dots takes the other way of marking.
-        let mut many: Delta<DotMap<Bytes, DotSet>> = Delta::default();
-        for i in 0..70u64 {
-            let d = Dot::new(a, 10 + 2 * i);
-            let mut ctx = CausalContext::new();
-            ctx.insert(d);
-            // Every third dot is a removal's: in the context, not the store.
-            let dots = if i % 3 == 0 {
-                DotSet::default()
-            } else {
-                DotSet::single(d)
-            };
-            many.join(&Delta::new(DotMap::single(vec![i as u8].into(), dots), ctx));
+        // Clouds of 64 dots (the last bit of the mask) and longer (the
+        // other way of marking).
+        for len in [64u64, 65, 70] {
+            let mut many: Delta<DotMap<Bytes, DotSet>> = Delta::default();
+            for i in 0..len {
+                let d = Dot::new(a, 10 + 2 * i);
+                let mut ctx = CausalContext::new();
+                ctx.insert(d);
+                // Every third dot is a removal's: in the context, not the store.
+                let dots = if i % 3 == 0 {
+                    DotSet::default()
+                } else {
+                    DotSet::single(d)
+                };
+                many.join(&Delta::new(DotMap::single(vec![i as u8].into(), dots), ctx));
+            }
+            assert_eq!(many.ctx.cloud().len() as u64, len);
+            let bytes = postcard::to_allocvec(&many).unwrap();
+            assert_eq!(bytes, owned_delta_bytes(&many), "{len} dots");
+            let wire: Parts<DotMap<Bytes, DotSet>> = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(
+                wire.ctx.cloud().len() as u64,
+                len.div_ceil(3),
+                "only the removals' dots travel"
+            );
+            let back: Delta<DotMap<Bytes, DotSet>> = postcard::from_bytes(&bytes).unwrap();
+            assert!(back == many);
         }
-        assert_eq!(many.ctx.cloud().len(), 70);
-        let bytes = postcard::to_allocvec(&many).unwrap();
-        assert_eq!(bytes, owned_delta_bytes(&many));
-        let wire: Parts<DotMap<Bytes, DotSet>> = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(wire.ctx.cloud().len(), 24, "only the removals' dots travel");
-        let back: Delta<DotMap<Bytes, DotSet>> = postcard::from_bytes(&bytes).unwrap();
-        assert!(back == many);
 
-        // A whole state encodes its context whole.
-        let state = postcard::to_allocvec(&x).unwrap();
-        assert_eq!(
-            state,
-            postcard::to_allocvec(&OwnedParts {
-                store: x.store.clone(),
-                ctx: x.ctx.clone()
-            })
-            .unwrap()
-        );
+        // A whole state encodes its context whole, cloud dots its store
+        // holds included: a state that took only the last add has a:6 in
+        // both.
+        let mut y: Causal<OrSet> = Causal::new();
+        y.apply(&x.mutate(|s, c| s.add(c, a, vec![7].into())));
+        assert_eq!(y.ctx.cloud(), &[Dot::new(a, 7)]);
+        for state in [&x, &y] {
+            let bytes = postcard::to_allocvec(state).unwrap();
+            let owned = OwnedParts {
+                store: state.store.clone(),
+                ctx: state.ctx.clone(),
+            };
+            assert_eq!(bytes, postcard::to_allocvec(&owned).unwrap());
+            let back: Causal<OrSet> = postcard::from_bytes(&bytes).unwrap();
+            assert!(back == *state);
+        }
     }
 }

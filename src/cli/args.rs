@@ -91,8 +91,9 @@ impl Cli {
     }
 }
 
-/// The help heading of the options only data commands use.
-const DATA_OPTIONS: &str = "Data command options";
+/// The help heading of the options of commands that talk to a cluster as
+/// a client (data commands, `bench`, `status`).
+const CLIENT_OPTIONS: &str = "Client options";
 
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, Args)]
@@ -122,7 +123,7 @@ pub struct GlobalArgs {
 
     /// Client certificate data commands present (client-NAME.*.pem, from
     /// `meridian certs client NAME`)
-    #[arg(long, global = true, value_name = "NAME", default_value = CLIENT_NAME, help_heading = DATA_OPTIONS)]
+    #[arg(long, global = true, value_name = "NAME", default_value = CLIENT_NAME, help_heading = CLIENT_OPTIONS)]
     pub client: String,
 
     /// Replicas that must apply a write [default: the topology's]
@@ -131,7 +132,7 @@ pub struct GlobalArgs {
         global = true,
         value_name = "LEVEL",
         value_parser = PossibleValuesParser::new(["one", "quorum", "all"]).map(|s| write_level(&s)),
-        help_heading = DATA_OPTIONS,
+        help_heading = CLIENT_OPTIONS,
     )]
     pub consistency: Option<WriteConsistency>,
 
@@ -141,23 +142,23 @@ pub struct GlobalArgs {
         global = true,
         value_name = "LEVEL",
         value_parser = PossibleValuesParser::new(["one", "quorum"]).map(|s| read_level(&s)),
-        help_heading = DATA_OPTIONS,
+        help_heading = CLIENT_OPTIONS,
     )]
     pub read: Option<ReadConsistency>,
 
     /// Also print how many replicas acknowledged each write
-    #[arg(short, long, global = true, help_heading = DATA_OPTIONS)]
+    #[arg(short, long, global = true, help_heading = CLIENT_OPTIONS)]
     pub verbose: bool,
 
     /// Print answers raw, like redis-cli --raw: values as stored (no quotes
     /// or escapes), integers as bare numbers, a missing value as an empty
     /// line, one list item per line
-    #[arg(long, global = true, help_heading = DATA_OPTIONS)]
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS)]
     pub raw: bool,
 
     /// Read a data command's last argument from stdin, to its end (like
     /// redis-cli -x)
-    #[arg(short = 'x', global = true, help_heading = DATA_OPTIONS)]
+    #[arg(short = 'x', global = true, help_heading = CLIENT_OPTIONS)]
     pub last_from_stdin: bool,
 }
 

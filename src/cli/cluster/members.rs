@@ -204,7 +204,7 @@ pub fn with_node(
             "node {id} is already in the cluster"
         )));
     }
-    let text = render_as(topology, topology.version().saturating_add(1));
+    let text = render_as(topology, next_version(topology.version())?);
     let marker = format!("[[region]]\nname = {region:?}\n\n");
     let Some(at) = text.find(&marker) else {
         return Err(ClusterError::Membership(format!(
@@ -240,7 +240,7 @@ pub fn without_node(topology: &Topology, id: &str) -> Result<Topology, ClusterEr
             region.name
         )));
     }
-    let text = render_as(topology, topology.version().saturating_add(1));
+    let text = render_as(topology, next_version(topology.version())?);
     let node = topology.node(id).expect("found above");
     let mut block = format!("[[region.node]]\nid = {id:?}\n");
     if node.replica != crate::topology::derived_replica_id(id) {
@@ -256,10 +256,24 @@ pub fn without_node(topology: &Topology, id: &str) -> Result<Topology, ClusterEr
 
 /// Writes `topology` over the file it came from (atomically).
 fn save(topology: &Topology) -> Result<(), ClusterError> {
-    let path = PathBuf::from(topology.origin());
+    save_as(topology, Path::new(topology.origin()), topology.version())
+}
+
+/// Writes `topology` as version `version` to `path` (atomically).
+pub(super) fn save_as(topology: &Topology, path: &Path, version: u64) -> Result<(), ClusterError> {
     let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, render(topology)).map_err(path_error(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(path_error(&path))
+    std::fs::write(&tmp, render_as(topology, version)).map_err(path_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(path_error(path))
+}
+
+/// The version after `version`; TOML integers end at `i64::MAX`.
+pub(super) fn next_version(version: u64) -> Result<u64, ClusterError> {
+    match version.checked_add(1) {
+        Some(next) if i64::try_from(next).is_ok() => Ok(next),
+        _ => Err(ClusterError::Membership(format!(
+            "the topology's version {version} is the largest a topology file can hold"
+        ))),
+    }
 }
 
 /// A free UDP port on loopback.
@@ -571,6 +585,30 @@ mod tests {
         assert!(matches!(
             without_node(&t, "nope"),
             Err(ClusterError::UnknownNode { .. })
+        ));
+    }
+
+    #[test]
+    fn versions_stop_at_the_largest_a_topology_file_holds() {
+        assert_eq!(next_version(0).unwrap(), 1);
+        let last = i64::MAX as u64;
+        assert_eq!(next_version(last - 1).unwrap(), last);
+        assert!(
+            matches!(next_version(last), Err(ClusterError::Membership(m)) if m.contains("largest"))
+        );
+        assert!(next_version(u64::MAX).is_err());
+        let text = format!(
+            "[cluster]\nname = \"t\"\nversion = {last}\nreplication_factor = 1\n\n[[region]]\nname = \"r\"\n\n[[region.node]]\nid = \"r-1\"\nclient_addr = \"127.0.0.1:1\"\npeer_addr = \"127.0.0.1:2\"\n"
+        );
+        let t = Topology::parse(&text, "t.toml").unwrap();
+        assert_eq!(t.version(), last);
+        let (c, p) = (
+            "127.0.0.1:3".parse().unwrap(),
+            "127.0.0.1:4".parse().unwrap(),
+        );
+        assert!(matches!(
+            with_node(&t, "r", "r-2", c, p),
+            Err(ClusterError::Membership(_))
         ));
     }
 

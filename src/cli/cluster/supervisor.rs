@@ -186,10 +186,7 @@ where
     // `remove-node` rewrite; the file given is never changed.
     let topology_path = state_dir.join(super::members::TOPOLOGY_COPY_NAME);
     if original != topology_path {
-        std::fs::copy(&original, &topology_path).map_err(|source| ClusterError::Path {
-            path: topology_path.clone(),
-            source,
-        })?;
+        write_copy(&topology, &original, &topology_path)?;
     }
     super::members::clear_requests(&state_dir)?;
 
@@ -701,9 +698,69 @@ pub(super) fn log_tail(path: &Path) -> String {
     }
 }
 
+/// Copies the topology file `original` (parsed: `topology`) to the lab's
+/// `copy`. A previous run's copy may have reached a higher version through
+/// membership changes, and a client that outlived that run keeps the
+/// highest version it saw: then the copy is written as the version after
+/// it, so that such a client takes this run's topology.
+fn write_copy(topology: &Topology, original: &Path, copy: &Path) -> Result<(), ClusterError> {
+    let previous = Topology::load(copy).ok().map(|t| t.version());
+    match previous {
+        Some(previous) if previous > topology.version() => {
+            let next = super::members::next_version(previous)?;
+            super::members::save_as(topology, copy, next)
+        }
+        _ => std::fs::copy(original, copy)
+            .map(drop)
+            .map_err(|source| ClusterError::Path {
+                path: copy.to_path_buf(),
+                source,
+            }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_comes_after_the_version_a_previous_run_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = dir.path().join("given.toml");
+        let copy = dir.path().join("topology.toml");
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml"))
+                .unwrap();
+        std::fs::write(&original, &text).unwrap();
+        let given = Topology::load(&original).unwrap();
+        assert_eq!(given.version(), 0);
+
+        // No previous copy, or one not ahead: copied as it is.
+        write_copy(&given, &original, &copy).unwrap();
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), text);
+        write_copy(&given, &original, &copy).unwrap();
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), text);
+
+        // Membership changes took the copy to version 2: the next run's
+        // copy is the given topology as version 3.
+        let mut changed = Topology::load(&copy).unwrap();
+        for _ in 0..2 {
+            let next = super::super::members::next_version(changed.version()).unwrap();
+            super::super::members::save_as(&changed, &copy, next).unwrap();
+            changed = Topology::load(&copy).unwrap();
+        }
+        assert_eq!(changed.version(), 2);
+        write_copy(&given, &original, &copy).unwrap();
+        let written = Topology::load(&copy).unwrap();
+        assert_eq!(written.version(), 3);
+        assert_eq!(written.regions(), given.regions());
+
+        // A given file at or beyond the copy's version is copied as it is.
+        let ahead = text.replacen("[cluster]\n", "[cluster]\nversion = 3\n", 1);
+        std::fs::write(&original, &ahead).unwrap();
+        write_copy(&Topology::load(&original).unwrap(), &original, &copy).unwrap();
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), ahead);
+    }
 
     #[test]
     fn log_tail_quotes_the_last_lines() {
