@@ -114,22 +114,25 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let target = match Target::resolve(global) {
+    let runtime = match current_thread_runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            errln!("{}", format::error(&e));
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let target = match runtime.block_on(Target::resolve_async(global)) {
         Ok(target) => target,
         Err(e) => {
             errln!("{}", format::error(&e));
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let answered = current_thread_runtime()
-        .map_err(|e| format::error(&e))
-        .and_then(|runtime| {
-            runtime
-                .block_on(data::execute(target.clone(), &command.commands))
-                .map_err(|e| match target.guess_hint(&e, &global.state_dir) {
-                    Some(hint) => format!("{}\n{hint}", format::command_error(command.first(), &e)),
-                    None => format::command_error(command.first(), &e),
-                })
+    let answered = runtime
+        .block_on(data::execute(target.clone(), &command.commands))
+        .map_err(|e| match target.guess_hint(&e, &global.state_dir) {
+            Some(hint) => format!("{}\n{hint}", format::command_error(command.first(), &e)),
+            None => format::command_error(command.first(), &e),
         });
     match answered {
         Ok(answers) => {

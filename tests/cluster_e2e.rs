@@ -116,6 +116,32 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
     // Another region sees the writes once they are shipped.
     eventually(&lab, &["--region", "west", "get", "hello"], "\"world\"\n");
 
+    // With --seed the topology comes from a node, not from a file: the
+    // first seed that answers (any node, of any region).
+    let topology = meridian::topology::Topology::load(lab.cluster_file().topology).unwrap();
+    let west_2 = topology.node("west-2").unwrap().client_addr.to_string();
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        lab.ok(&["--seed", &nobody, "--seed", &west_2, "get", "hello"]),
+        "\"world\"\n"
+    );
+    let unreachable = lab.fails(&["--seed", &nobody, "get", "hello"]);
+    assert!(
+        unreachable.contains("cannot fetch the topology from a seed")
+            && unreachable.contains(&nobody),
+        "{unreachable}"
+    );
+    let both = lab.meridian(&["--seed", &west_2, "--topology", "lab.toml", "get", "hello"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--seed and --topology together"
+    );
+
     // A second cluster in the same directory is refused.
     let second = lab.fails(&["cluster", "up", "lab.toml"]);
     assert!(second.contains("already running"), "{second}");

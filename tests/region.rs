@@ -7,8 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use meridian::client::{
-    Bytes, Client, ClientError, ClientOptions, Command, FieldOp, FieldValue, Kind, ReadConsistency,
-    Reply, Routing, Ttl, WriteConsistency, BUSY_POLL_MAX, CONNECT_TIMEOUT_MS, NODE_DOWN_MS_MIN,
+    fetch_topology, Bytes, Client, ClientError, ClientOptions, Command, FieldOp, FieldValue, Kind,
+    ReadConsistency, Reply, Routing, Ttl, WriteConsistency, BUSY_POLL_MAX, CONNECT_TIMEOUT_MS,
+    NODE_DOWN_MS_MIN,
 };
 use meridian::net::{start, ServeOptions, ServerHandle};
 use meridian::node::NodeConfig;
@@ -649,6 +650,64 @@ async fn a_client_with_an_outdated_topology_fetches_the_current_one_from_a_node(
         ahead.register("ahead").set("v").await.unwrap();
     })
     .await;
+    region.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_connects_through_seed_addresses_of_its_cluster_only() {
+    let region = Region::start(3, 2).await;
+    // Another cluster, with its own CA.
+    let other = Region::start(1, 1).await;
+    let addr =
+        |region: &Region, i: usize| region.topology.node(&region.ids[i]).unwrap().client_addr;
+    let nobody: SocketAddr = {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    let certs = region.dir.path();
+    let wait = Duration::from_millis(500);
+
+    within("the seeded connections", async {
+        // The first seed that answers sends its topology.
+        let seeds = [nobody, addr(&region, 1)];
+        let topology = fetch_topology(&seeds, certs, "cli", wait).await.unwrap();
+        assert_eq!(topology.source(), region.topology.source());
+        assert_eq!(topology.nodes().count(), 3);
+
+        let client = Client::connect_seeds(&seeds, REGION, certs).await.unwrap();
+        client.register("seeded").set("v").await.unwrap();
+        assert_eq!(client.register("seeded").get().await.unwrap(), Some(b("v")));
+        assert_eq!(client.topology().nodes().count(), 3);
+
+        // A node of another cluster is not a seed: its certificate is not
+        // from this cluster's CA. With no seed left the error names each.
+        let refused = fetch_topology(&[addr(&other, 0), nobody], certs, "cli", wait)
+            .await
+            .expect_err("no seed of this cluster");
+        let ClientError::Unavailable(why) = &refused else {
+            panic!("{refused:?}")
+        };
+        assert!(
+            why.contains(&addr(&other, 0).to_string()) && why.contains(&nobody.to_string()),
+            "{why}"
+        );
+        // The other cluster's own clients use it as a seed.
+        let theirs = fetch_topology(&[addr(&other, 0)], other.dir.path(), "cli", wait)
+            .await
+            .unwrap();
+        assert_eq!(theirs.source(), other.topology.source());
+
+        assert!(matches!(
+            fetch_topology(&[], certs, "cli", wait).await,
+            Err(ClientError::BadRequest(_))
+        ));
+        assert!(matches!(
+            Client::connect_seeds(&seeds, "nowhere", certs).await,
+            Err(ClientError::BadRequest(_))
+        ));
+    })
+    .await;
+    other.shutdown().await;
     region.shutdown().await;
 }
 

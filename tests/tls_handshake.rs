@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian::tls::{
-    client_config, peer_identity, server_config, tls_alert, Admit, ClusterCa, Identity,
-    PeerIdentity, Role, TlsError, TransportLimits, Validity, ALPN,
+    client_config, peer_identity, seed_client_config, server_config, tls_alert, Admit, ClusterCa,
+    Identity, PeerIdentity, Role, TlsError, TransportLimits, Validity, ALPN,
 };
 use quinn::{ConnectionError, Endpoint};
 use rustls::AlertDescription;
@@ -429,4 +429,52 @@ async fn more_than_quinns_default_100_streams_can_be_open_at_once() {
         let reply = recv.read_to_end(REPLY_LEN_MAX).await.unwrap();
         assert_eq!(reply, (i as u32).to_be_bytes());
     }
+}
+
+#[tokio::test]
+async fn a_seed_dialler_accepts_any_node_of_its_ca_and_no_other_server() {
+    let ca = new_ca();
+    let seed_dialer = client_endpoint(
+        seed_client_config(
+            &client(&ca, "app"),
+            ca.certificate(),
+            &TransportLimits::default(),
+        )
+        .unwrap(),
+    );
+    // Any node of the cluster, whatever name is dialled.
+    let (server, mut accepted) = echo_server(&node(&ca, "eu-7"), &ca, Admit::NodesAndClients);
+    let addr = server.local_addr().unwrap();
+    let (connection, reply) = request(&seed_dialer, addr, "seed.node.meridian", b"hi")
+        .await
+        .unwrap();
+    assert_eq!(reply, b"hi");
+    assert_eq!(
+        peer_identity(&connection).unwrap(),
+        PeerIdentity::node("eu-7").unwrap()
+    );
+    assert_eq!(
+        next_accepted(&mut accepted).await.unwrap(),
+        PeerIdentity::client("app").unwrap()
+    );
+
+    // A server that admits this cluster's clients but presents a node
+    // certificate of another CA is refused by the dialler itself.
+    let other = new_ca();
+    let (impostor, _accepted) = echo_server(&node(&other, "eu-7"), &ca, Admit::NodesAndClients);
+    let refused = request(
+        &seed_dialer,
+        impostor.local_addr().unwrap(),
+        "seed.node.meridian",
+        b"hi",
+    )
+    .await
+    .expect_err("a server certificate of another CA");
+    assert!(
+        matches!(
+            &refused,
+            ConnectionError::TransportError(e) if e.to_string().contains("certificate")
+        ),
+        "{refused:?}"
+    );
 }

@@ -622,7 +622,11 @@ fn report(
 /// about once a second, and prints the report (a table, or JSON with
 /// `--json`) on stdout.
 pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
-    let target = Target::resolve(global)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let target = runtime.block_on(Target::resolve_async(global))?;
     let mut client = ClientOptions::new(target.topology, target.region, target.cert_dir);
     client.client_name = target.client_name;
     client.write = target.write;
@@ -632,10 +636,6 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
     }
     client.busy_poll = Duration::from_micros(args.busy_poll_us);
     let options = args.options();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let terminal = std::io::stderr().is_terminal();
     let report = runtime.block_on(run(client, &options, |p| {
         let line = format!(

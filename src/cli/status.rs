@@ -267,7 +267,7 @@ pub async fn gather(
 /// (as for data commands: `--topology`, else the running cluster's), only
 /// `--region` if given, with the `cli` certificate of `<state-dir>/certs`.
 pub async fn for_cli(global: &super::args::GlobalArgs) -> anyhow::Result<ClusterReport> {
-    let target = super::target::Target::resolve(global)?;
+    let target = super::target::Target::resolve_async(global).await?;
     let region = global.region.as_deref();
     let report = gather(
         &target.topology,

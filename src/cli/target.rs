@@ -5,13 +5,17 @@
 //! cluster up` runs in `.meridian`: its topology (from `cluster.json`,
 //! else `regions/local.toml`), the first region of that topology, and the
 //! `cli` client certificate in `.meridian/certs` (`--cert-dir` and
-//! `--client` name others). Resolving reads files only; it never connects.
+//! `--client` name others). Resolving reads files only; it never connects,
+//! unless `--seed ADDR` asks for the topology from a node instead.
 
 use super::args::{GlobalArgs, DEFAULT_TOPOLOGY};
 use super::cluster::{ClusterFile, ClusterFileError};
 use crate::client::ClientError;
 use crate::topology::{ReadConsistency, Topology, TopologyError, WriteConsistency};
 use std::path::{Path, PathBuf};
+
+/// How long a `--seed` has to complete its handshake, then to answer.
+pub const SEED_TIMEOUT_MS: u64 = 2_000;
 
 /// Where and how a data command is sent.
 #[derive(Debug, Clone)]
@@ -53,6 +57,9 @@ pub enum TargetError {
         /// The state directory searched.
         state_dir: String,
     },
+    /// No `--seed` answered with the topology.
+    #[error("cannot fetch the topology from a seed: {0}")]
+    Seeds(ClientError),
     /// `--region` names no region of the topology.
     #[error("no region {region} in {topology} (regions: {})", .known.join(", "))]
     UnknownRegion {
@@ -102,6 +109,32 @@ impl Target {
         }
         let path = global.topology_or(running.as_ref().map(|file| file.topology.as_path()));
         let topology = Topology::load(&path)?;
+        let guessed = global.topology.is_none() && running.is_none();
+        Target::with_topology(global, topology, guessed)
+    }
+
+    /// [`Target::resolve`], but with `--seed` addresses the topology is
+    /// fetched from the first of those nodes that answers instead.
+    pub async fn resolve_async(global: &GlobalArgs) -> Result<Target, TargetError> {
+        if global.seeds.is_empty() {
+            return Target::resolve(global);
+        }
+        let topology = crate::client::fetch_topology(
+            &global.seeds,
+            global.cert_dir(),
+            &global.client,
+            std::time::Duration::from_millis(SEED_TIMEOUT_MS),
+        )
+        .await
+        .map_err(TargetError::Seeds)?;
+        Target::with_topology(global, topology, false)
+    }
+
+    fn with_topology(
+        global: &GlobalArgs,
+        topology: Topology,
+        guessed: bool,
+    ) -> Result<Target, TargetError> {
         let region = match &global.region {
             Some(region) if topology.region(region).is_some() => region.clone(),
             Some(region) => {
@@ -124,7 +157,7 @@ impl Target {
             client_name: global.client.clone(),
             write: global.consistency,
             read: global.read,
-            guessed: global.topology.is_none() && running.is_none(),
+            guessed,
         })
     }
 }

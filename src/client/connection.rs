@@ -37,6 +37,15 @@ pub(crate) enum CallError {
     Sent(ClientError),
 }
 
+impl CallError {
+    /// Why the call failed, wherever it did.
+    pub(crate) fn into_error(self) -> ClientError {
+        match self {
+            CallError::NotSent(e) | CallError::Sent(e) => e,
+        }
+    }
+}
+
 type Waiter = oneshot::Sender<Result<Response, ClientError>>;
 
 /// Callers waiting on one stream, by request id.

@@ -79,7 +79,7 @@ use crate::busy_poll::Spin;
 use crate::placement::Placement;
 use crate::protocol::frame::{encode_into, FrameError};
 use crate::protocol::Request;
-use crate::tls::{client_config, CertStore, PeerIdentity, TransportLimits};
+use crate::tls::{client_config, seed_client_config, CertStore, PeerIdentity, TransportLimits};
 use crate::topology::{Node as NodeAddr, Topology};
 
 /// Longest [`ClientOptions::busy_poll`]: polling longer than this after a
@@ -375,6 +375,96 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Fetches the cluster's topology from the first of `seeds` that answers:
+/// client addresses of any nodes of the cluster, of any region. Each seed
+/// must present a node certificate of the cluster CA in `cert_dir` (its id
+/// need not be known); the client presents certificate `client_name`.
+/// `timeout` bounds each seed's handshake and answer. Build
+/// [`ClientOptions`] from the result, or use [`Client::connect_seeds`].
+///
+/// ```no_run
+/// use meridian::client::{fetch_topology, Client, ClientOptions};
+/// use std::time::Duration;
+/// # async fn run() -> Result<(), meridian::client::ClientError> {
+/// let seeds = ["127.0.0.1:7201".parse().unwrap(), "127.0.0.1:7202".parse().unwrap()];
+/// let topology = fetch_topology(&seeds, ".meridian/certs", "cli", Duration::from_secs(2)).await?;
+/// let mut opts = ClientOptions::new(topology, "eu-west", ".meridian/certs");
+/// opts.request_timeout = Duration::from_secs(1);
+/// let client = Client::connect(opts).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn fetch_topology(
+    seeds: &[SocketAddr],
+    cert_dir: impl Into<PathBuf>,
+    client_name: &str,
+    timeout: Duration,
+) -> Result<Topology, ClientError> {
+    if seeds.is_empty() {
+        return Err(ClientError::BadRequest("no seed address given".into()));
+    }
+    let store = CertStore::new(cert_dir.into());
+    let identity = store.load_client_identity(client_name)?;
+    let ca = store.load_ca_certificate()?;
+    let config = seed_client_config(&identity, &ca, &TransportLimits::default())?;
+    let bind: SocketAddr = if seeds.iter().any(SocketAddr::is_ipv6) {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(bind)
+        .map_err(|e| ClientError::Connect(format!("cannot bind a UDP socket: {e}")))?;
+    endpoint.set_default_client_config(config);
+    // The name dialled is not checked (any node of the cluster will do),
+    // but it must be a DNS name.
+    let server_name = PeerIdentity::node("seed")?.dns_name();
+    // A topology file is at most TOPOLOGY_BYTES_MAX; its answer a little more.
+    let frame_bytes_max = crate::topology::TOPOLOGY_BYTES_MAX as usize + 1024;
+    let mut failures = Vec::with_capacity(seeds.len());
+    for &seed in seeds {
+        let fetched = async {
+            let connection =
+                NodeConnection::open(&endpoint, seed, &server_name, timeout, frame_bytes_max)
+                    .await?;
+            let request = Request {
+                id: 1,
+                command: Command::Topology,
+                write: None,
+                read: None,
+            };
+            let mut frame = Vec::new();
+            encode_into(&request, &mut frame, frame_bytes_max)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let answer = tokio::time::timeout(timeout, connection.call(1, frame))
+                .await
+                .map_err(|_| ClientError::Timeout)?
+                .map_err(CallError::into_error)?
+                .result
+                .map_err(ClientError::from)?;
+            let Reply::Value(text) = answer.reply else {
+                return Err(unexpected(answer.reply, "TOPOLOGY"));
+            };
+            let text = std::str::from_utf8(&text)
+                .map_err(|_| ClientError::Protocol("the topology is not UTF-8".to_owned()))?;
+            Topology::parse(text, format!("the topology from seed {seed}"))
+                .map_err(|e| ClientError::Protocol(format!("a bad topology: {e}")))
+        }
+        .await;
+        match fetched {
+            Ok(topology) => {
+                endpoint.close(0u32.into(), b"");
+                return Ok(topology);
+            }
+            Err(e) => failures.push(format!("{seed}: {e}")),
+        }
+    }
+    endpoint.close(0u32.into(), b"");
+    Err(ClientError::Unavailable(format!(
+        "no seed answered with the topology ({})",
+        failures.join("; ")
+    )))
+}
+
 impl Client {
     /// Loads the client's certificate and the cluster CA from
     /// `opts.cert_dir` and prepares to reach `opts.region`. Connections to
@@ -392,6 +482,30 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
+    /// Connects to region `region` of the cluster whose topology the first
+    /// answering seed sends (see [`fetch_topology`]), with the defaults of
+    /// [`ClientOptions::new`]: client certificate `cli` from `cert_dir`.
+    ///
+    /// ```no_run
+    /// use meridian::client::Client;
+    /// # async fn run() -> Result<(), meridian::client::ClientError> {
+    /// let seeds = ["127.0.0.1:7101".parse().unwrap()];
+    /// let client = Client::connect_seeds(&seeds, "us-east", ".meridian/certs").await?;
+    /// client.register("greeting").set("hello").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_seeds(
+        seeds: &[SocketAddr],
+        region: &str,
+        cert_dir: impl Into<PathBuf>,
+    ) -> Result<Client, ClientError> {
+        let cert_dir = cert_dir.into();
+        let timeout = Duration::from_millis(CONNECT_TIMEOUT_MS * 2);
+        let topology = fetch_topology(seeds, cert_dir.clone(), "cli", timeout).await?;
+        Client::connect(ClientOptions::new(topology, region, cert_dir)).await
+    }
+
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
         let ClientOptions {
             topology,

@@ -15,7 +15,7 @@ use super::ca::CaCertificate;
 use super::error::TlsError;
 use super::identity::Identity;
 use super::peer::Role;
-use super::verify::{provider, Admit, RoleVerifier};
+use super::verify::{provider, Admit, AnyNodeVerifier, RoleVerifier};
 
 /// The ALPN protocol id of Meridian's wire protocol, version 1. A peer that
 /// does not offer it is refused in the handshake.
@@ -206,6 +206,37 @@ pub fn client_config(
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(ca.root_store()?)
+        .with_client_auth_cert(identity.cert_chain().to_vec(), identity.key())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The configuration of a client that dials a node it knows only by
+/// address (a seed): it presents `identity` and accepts any node
+/// certificate the cluster CA `ca` issued, whatever server name it dials
+/// with. Use [`client_config`] to check that a server is a given node.
+///
+/// ```
+/// use meridian::tls::{seed_client_config, ClusterCa, PeerIdentity, Role, TransportLimits, Validity};
+///
+/// let ca = ClusterCa::generate(Validity::days_from_now(30)).unwrap();
+/// let alice = ca.issue(&PeerIdentity::client("alice").unwrap(), Validity::default_for(Role::Client)).unwrap();
+/// let config = seed_client_config(&alice, ca.certificate(), &TransportLimits::default()).unwrap();
+/// # drop(config);
+/// ```
+pub fn seed_client_config(
+    identity: &Identity,
+    ca: &CaCertificate,
+    limits: &TransportLimits,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let transport = limits.transport_config()?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyNodeVerifier::new(ca)?))
         .with_client_auth_cert(identity.cert_chain().to_vec(), identity.key())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls)?;

@@ -46,7 +46,7 @@ pub use ca::{
     CaCertificate, ClusterCa, Validity, BACKDATE_MINUTES, CA_VALIDITY_DAYS, CLIENT_VALIDITY_DAYS,
     NODE_VALIDITY_DAYS,
 };
-pub use config::{client_config, server_config, TransportLimits, ALPN};
+pub use config::{client_config, seed_client_config, server_config, TransportLimits, ALPN};
 pub use error::TlsError;
 pub use identity::Identity;
 pub use peer::{

@@ -122,6 +122,73 @@ impl ClientCertVerifier for RoleVerifier {
     }
 }
 
+/// A server certificate verifier for dialling a node whose id the client
+/// does not know yet (a seed address): the cluster CA's WebPKI check for
+/// the node identity the certificate itself names. Any node of the cluster
+/// passes; a client certificate, or one of another CA, does not.
+#[derive(Debug)]
+pub(crate) struct AnyNodeVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl AnyNodeVerifier {
+    pub(crate) fn new(ca: &CaCertificate) -> Result<Self, TlsError> {
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(ca.root_store()?), provider())
+                .build()?;
+        Ok(AnyNodeVerifier { webpki })
+    }
+}
+
+impl ServerCertVerifier for AnyNodeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let peer = match PeerIdentity::from_certificate(end_entity) {
+            Ok(peer) if peer.role() == Role::Node => peer,
+            Ok(peer) => {
+                tracing::debug!(%peer, "a seed presented a certificate that is not a node's");
+                return Err(CertificateError::ApplicationVerificationFailure.into());
+            }
+            Err(error) => {
+                tracing::debug!(%error, "a seed presented a certificate without a Meridian identity");
+                return Err(CertificateError::ApplicationVerificationFailure.into());
+            }
+        };
+        let name = ServerName::try_from(peer.dns_name())
+            .map_err(|_| rustls::Error::from(CertificateError::BadEncoding))?;
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
 /// Checks that now is within `validity`, the validity period of the
 /// certificate in `path`.
 pub(crate) fn check_validity(validity: Validity, path: &Path) -> Result<(), TlsError> {
