@@ -165,6 +165,12 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
 }
 
 fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
+    if !global.seeds.is_empty() && !matches!(command, Cmd::Bench(_) | Cmd::Status(_)) {
+        anyhow::bail!(
+            "--seed is for commands that talk to a cluster as a client (data commands, bench, \
+             status); this one reads its topology from a file"
+        );
+    }
     match command {
         Cmd::Serve(args) => serve_node(global, args),
         Cmd::Certs(args) => certs_command(global, args),

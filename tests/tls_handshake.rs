@@ -477,4 +477,52 @@ async fn a_seed_dialler_accepts_any_node_of_its_ca_and_no_other_server() {
         ),
         "{refused:?}"
     );
+
+    // Nor an expired node certificate of the cluster's own CA.
+    let stale = ca
+        .issue(&PeerIdentity::node("eu-8").unwrap(), expired())
+        .unwrap();
+    let (stale_server, _accepted) = echo_server(&stale, &ca, Admit::NodesAndClients);
+    let refused = request(
+        &seed_dialer,
+        stale_server.local_addr().unwrap(),
+        "seed.node.meridian",
+        b"hi",
+    )
+    .await
+    .expect_err("an expired node certificate");
+    assert!(refused.to_string().contains("expired"), "{refused}");
+
+    // Nor a server presenting a client certificate of the cluster's CA.
+    let posing = client(&ca, "mallory");
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(posing.cert_chain().to_vec(), posing.key())
+    .unwrap();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+    let poser = Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+        loopback(),
+    )
+    .unwrap();
+    let accepting = poser.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            let _ = incoming.await;
+        }
+    });
+    let refused = request(
+        &seed_dialer,
+        poser.local_addr().unwrap(),
+        "seed.node.meridian",
+        b"hi",
+    )
+    .await
+    .expect_err("a client certificate posing as a node");
+    assert!(refused.to_string().contains("certificate"), "{refused}");
 }

@@ -114,7 +114,6 @@ pub struct GlobalArgs {
         long = "seed",
         global = true,
         value_name = "ADDR",
-        conflicts_with = "topology",
         help_heading = CLIENT_OPTIONS
     )]
     pub seeds: Vec<std::net::SocketAddr>,

@@ -264,7 +264,8 @@ pub async fn gather(
 }
 
 /// What `meridian status` reports: the cluster named by the global options
-/// (as for data commands: `--topology`, else the running cluster's), only
+/// (as for data commands: `--seed`, else `--topology`, else the running
+/// cluster's), only
 /// `--region` if given, with the `cli` certificate of `<state-dir>/certs`.
 pub async fn for_cli(global: &super::args::GlobalArgs) -> anyhow::Result<ClusterReport> {
     let target = super::target::Target::resolve_async(global).await?;

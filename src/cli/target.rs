@@ -57,9 +57,13 @@ pub enum TargetError {
         /// The state directory searched.
         state_dir: String,
     },
-    /// No `--seed` answered with the topology.
-    #[error("cannot fetch the topology from a seed: {0}")]
+    /// No `--seed` answered with the topology (or the client's own
+    /// certificates could not be loaded to ask).
+    #[error("{0}")]
     Seeds(ClientError),
+    /// `--seed` and `--topology` name the topology twice.
+    #[error("--seed and --topology both name the topology: use one")]
+    SeedsAndTopology,
     /// `--region` names no region of the topology.
     #[error("no region {region} in {topology} (regions: {})", .known.join(", "))]
     UnknownRegion {
@@ -118,6 +122,9 @@ impl Target {
     pub async fn resolve_async(global: &GlobalArgs) -> Result<Target, TargetError> {
         if global.seeds.is_empty() {
             return Target::resolve(global);
+        }
+        if global.topology.is_some() {
+            return Err(TargetError::SeedsAndTopology);
         }
         let topology = crate::client::fetch_topology(
             &global.seeds,

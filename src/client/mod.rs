@@ -379,7 +379,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// client addresses of any nodes of the cluster, of any region. Each seed
 /// must present a node certificate of the cluster CA in `cert_dir` (its id
 /// need not be known); the client presents certificate `client_name`.
-/// `timeout` bounds each seed's handshake and answer. Build
+/// `timeout` bounds the whole attempt at each seed (handshake and answer),
+/// and seeds are tried one after another. Build
 /// [`ClientOptions`] from the result, or use [`Client::connect_seeds`].
 ///
 /// ```no_run
@@ -422,7 +423,7 @@ pub async fn fetch_topology(
     let frame_bytes_max = crate::topology::TOPOLOGY_BYTES_MAX as usize + 1024;
     let mut failures = Vec::with_capacity(seeds.len());
     for &seed in seeds {
-        let fetched = async {
+        let attempt = async {
             let connection =
                 NodeConnection::open(&endpoint, seed, &server_name, timeout, frame_bytes_max)
                     .await?;
@@ -435,9 +436,9 @@ pub async fn fetch_topology(
             let mut frame = Vec::new();
             encode_into(&request, &mut frame, frame_bytes_max)
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let answer = tokio::time::timeout(timeout, connection.call(1, frame))
+            let answer = connection
+                .call(1, frame)
                 .await
-                .map_err(|_| ClientError::Timeout)?
                 .map_err(CallError::into_error)?
                 .result
                 .map_err(ClientError::from)?;
@@ -448,13 +449,19 @@ pub async fn fetch_topology(
                 .map_err(|_| ClientError::Protocol("the topology is not UTF-8".to_owned()))?;
             Topology::parse(text, format!("the topology from seed {seed}"))
                 .map_err(|e| ClientError::Protocol(format!("a bad topology: {e}")))
-        }
-        .await;
+        };
+        // One bound for the whole attempt: handshake, streams and answer.
+        let fetched = match tokio::time::timeout(timeout, attempt).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err(ClientError::Timeout),
+        };
         match fetched {
             Ok(topology) => {
                 endpoint.close(0u32.into(), b"");
                 return Ok(topology);
             }
+            // Connection errors already name the address.
+            Err(ClientError::Connect(why) | ClientError::Tls(why)) => failures.push(why),
             Err(e) => failures.push(format!("{seed}: {e}")),
         }
     }
@@ -466,22 +473,6 @@ pub async fn fetch_topology(
 }
 
 impl Client {
-    /// Loads the client's certificate and the cluster CA from
-    /// `opts.cert_dir` and prepares to reach `opts.region`. Connections to
-    /// nodes are made on first use, so this succeeds without a running
-    /// cluster; [`Client::ping`] checks that one answers.
-    ///
-    /// ```no_run
-    /// use meridian::client::{Client, ClientOptions, WriteConsistency};
-    /// use meridian::topology::Topology;
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut opts = ClientOptions::new(Topology::load("regions/local.toml")?, "eu-west", ".meridian/certs");
-    /// opts.write = Some(WriteConsistency::All);
-    /// let client = Client::connect(opts).await?;
-    /// client.ping().await?;
-    /// # Ok(())
-    /// # }
-    /// ```
     /// Connects to region `region` of the cluster whose topology the first
     /// answering seed sends (see [`fetch_topology`]), with the defaults of
     /// [`ClientOptions::new`]: client certificate `cli` from `cert_dir`.
@@ -506,6 +497,22 @@ impl Client {
         Client::connect(ClientOptions::new(topology, region, cert_dir)).await
     }
 
+    /// Loads the client's certificate and the cluster CA from
+    /// `opts.cert_dir` and prepares to reach `opts.region`. Connections to
+    /// nodes are made on first use, so this succeeds without a running
+    /// cluster; [`Client::ping`] checks that one answers.
+    ///
+    /// ```no_run
+    /// use meridian::client::{Client, ClientOptions, WriteConsistency};
+    /// use meridian::topology::Topology;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut opts = ClientOptions::new(Topology::load("regions/local.toml")?, "eu-west", ".meridian/certs");
+    /// opts.write = Some(WriteConsistency::All);
+    /// let client = Client::connect(opts).await?;
+    /// client.ping().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
         let ClientOptions {
             topology,
