@@ -85,6 +85,8 @@ pub struct NodeReport {
     pub writes_short: Option<u64>,
     /// Remote updates refused (clock skew, bad key).
     pub refused: Option<u64>,
+    /// The version of the topology the node runs.
+    pub topology_version: Option<u64>,
     /// Replication of this node's writes to each other region.
     pub replication: Vec<LinkReport>,
 }
@@ -133,6 +135,7 @@ impl NodeReport {
             requests: Some(status.requests),
             writes_short: Some(status.writes_short),
             refused: Some(status.refused),
+            topology_version: Some(status.topology_version),
             replication: status.links.iter().map(LinkReport::from).collect(),
         }
     }
@@ -149,6 +152,7 @@ impl NodeReport {
             requests: None,
             writes_short: None,
             refused: None,
+            topology_version: None,
             replication: Vec::new(),
         }
     }
@@ -297,6 +301,9 @@ pub fn text(report: &ClusterReport) -> String {
         "Cluster \"{}\": {} of {} nodes up.\n",
         report.cluster, report.nodes_up, report.nodes_total
     );
+    if let Some(differ) = versions_differ(report) {
+        let _ = writeln!(out, "{differ}");
+    }
     for region in &report.regions {
         let _ = writeln!(
             out,
@@ -305,7 +312,9 @@ pub fn text(report: &ClusterReport) -> String {
             region.nodes_up,
             region.nodes.len()
         );
-        let mut rows = vec![row(&["NODE", "HEALTH", "KEYS", "MEMORY", "HINTS", ""])];
+        let mut rows = vec![row(&[
+            "NODE", "HEALTH", "KEYS", "MEMORY", "HINTS", "TOPOLOGY", "",
+        ])];
         for node in &region.nodes {
             match node.health {
                 Health::Up => rows.push(vec![
@@ -314,6 +323,8 @@ pub fn text(report: &ClusterReport) -> String {
                     number(node.keys),
                     node.memory_bytes.map_or_else(String::new, bytes),
                     number(node.hints_pending),
+                    node.topology_version
+                        .map_or_else(String::new, |v| format!("v{v}")),
                     String::new(),
                 ]),
                 Health::Unreachable => rows.push(vec![
@@ -322,11 +333,15 @@ pub fn text(report: &ClusterReport) -> String {
                     String::new(),
                     String::new(),
                     String::new(),
+                    String::new(),
                     format!("({})", node.error.as_deref().unwrap_or("no answer")),
                 ]),
             }
         }
-        out.push_str(&table(&rows, &[false, false, true, true, true, false]));
+        out.push_str(&table(
+            &rows,
+            &[false, false, true, true, true, true, false],
+        ));
         if region.replication.is_empty() {
             continue;
         }
@@ -353,6 +368,32 @@ pub fn text(report: &ClusterReport) -> String {
         out.push_str(&table(&rows, &[false, true, true, true, true]));
     }
     out.trim_end().to_owned()
+}
+
+/// A line naming which nodes run which topology version, when the nodes
+/// that answered do not all run the same one (a node missed a reload).
+fn versions_differ(report: &ClusterReport) -> Option<String> {
+    let mut by_version: std::collections::BTreeMap<u64, Vec<&str>> = Default::default();
+    for node in report.regions.iter().flat_map(|r| &r.nodes) {
+        if let Some(v) = node.topology_version {
+            by_version.entry(v).or_default().push(&node.id);
+        }
+    }
+    if by_version.len() < 2 {
+        return None;
+    }
+    let groups: Vec<String> = by_version
+        .iter()
+        .map(|(v, ids)| match ids.len() {
+            1..=3 => format!("v{v} on {}", ids.join(", ")),
+            n => format!("v{v} on {n} nodes"),
+        })
+        .collect();
+    Some(format!(
+        "Nodes run different topology versions: {}. A node behind missed a reload: send it \
+         ReloadTopology (cluster add-node and remove-node do).",
+        groups.join("; ")
+    ))
 }
 
 fn row(cells: &[&str]) -> Vec<String> {
@@ -444,6 +485,7 @@ mod tests {
             peers_suspected: Vec::new(),
             links,
             rebalance: Default::default(),
+            topology_version: 2,
         }
     }
 
@@ -489,10 +531,10 @@ mod tests {
         assert!(text.contains("\nus-east: 2 of 3 nodes up\n"), "{text}");
         assert!(
             text.contains(
-                "  NODE       HEALTH       KEYS   MEMORY  HINTS\n\
-                 \x20 us-east-1  up             10  1.3 KiB      0\n\
-                 \x20 us-east-2  up             12  1.5 KiB      0\n\
-                 \x20 us-east-3  unreachable                        (no answer within 1000 ms)\n\
+                "  NODE       HEALTH       KEYS   MEMORY  HINTS  TOPOLOGY\n\
+                 \x20 us-east-1  up             10  1.3 KiB      0        v2\n\
+                 \x20 us-east-2  up             12  1.5 KiB      0        v2\n\
+                 \x20 us-east-3  unreachable                                  (no answer within 1000 ms)\n\
                  \x20 REPLICATION TO     LAG  LAST LAG           BACKLOG  DROPPED\n\
                  \x20 eu-west         300 ms     45 ms  7 deltas (700 B)        0\n"
             ),
@@ -520,6 +562,34 @@ mod tests {
         assert_eq!(east["nodes"][2]["keys"], serde_json::Value::Null);
         assert_eq!(east["replication"][1]["region"], "ap-south");
         assert_eq!(east["replication"][1]["lag_ms"], 300);
+    }
+
+    #[test]
+    fn nodes_on_different_topology_versions_are_named() {
+        assert!(!text(&report()).contains("different topology versions"));
+        let behind = ClusterReport::build(&local(), |id| {
+            let region = id.rsplit_once('-').unwrap().0;
+            let mut status = status(region, 1, 0, 0);
+            if id == "eu-west-3" {
+                status.topology_version = 1;
+            }
+            Some(NodeReport::up(id, &status))
+        });
+        let text = text(&behind);
+        assert!(
+            text.contains(
+                "\nNodes run different topology versions: v1 on eu-west-3; v2 on 8 nodes. \
+                 A node behind missed a reload"
+            ),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  eu-west-3 "))
+            .unwrap();
+        assert!(line.ends_with(" v1"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&behind.json()).unwrap();
+        assert_eq!(json["regions"][1]["nodes"][2]["topology_version"], 1);
     }
 
     #[test]

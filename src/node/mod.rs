@@ -1331,6 +1331,7 @@ impl Node {
                 })
                 .collect(),
             rebalance: self.rebalance_status(),
+            topology_version: self.topology_version,
         }
     }
 

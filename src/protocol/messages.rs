@@ -207,6 +207,8 @@ pub struct NodeStatus {
     pub links: Vec<LinkStatus>,
     /// The last membership change inside the region and its key transfer.
     pub rebalance: RebalanceStatus,
+    /// The version of the topology the node runs.
+    pub topology_version: u64,
 }
 
 /// A node's part of a membership change inside its region: the keys it
