@@ -205,5 +205,12 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
         assert_eq!(running.as_ref(), current.as_bytes());
     });
     std::fs::write(&copy, &current).unwrap();
+    let status = lab.ok(&["status"]);
+    assert!(
+        status.contains(" v2\n")
+            && !status.contains(" v1")
+            && !status.contains("different topology"),
+        "{status}"
+    );
     eprintln!("{} writes acknowledged during the changes", acked.len());
 }
