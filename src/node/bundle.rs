@@ -19,6 +19,7 @@ use super::Action;
 use crate::protocol::PeerMsg;
 use crdt_types::{Bytes, Delta, Record, ReplicaId};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Most messages merged into one bundle.
 pub const BUNDLE_MSGS_MAX: usize = 256;
@@ -119,7 +120,7 @@ pub fn bundle_sends(actions: Vec<Action>) -> Vec<Action> {
 }
 
 /// Adds a replicated delta to the `Replicate` or `ReplicateMany` in `slot`.
-fn push_replicate(slot: &mut Action, item: (u64, Bytes, Delta<Record>)) {
+fn push_replicate(slot: &mut Action, item: (u64, Bytes, Arc<Delta<Record>>)) {
     let Action::Send { msg, .. } = slot else {
         unreachable!("an open bundle is a send");
     };
@@ -179,7 +180,11 @@ mod tests {
             .unwrap();
         Action::Send {
             to: replica(to),
-            msg: PeerMsg::Replicate { op, key, delta },
+            msg: PeerMsg::Replicate {
+                op,
+                key,
+                delta: delta.into(),
+            },
         }
     }
 

@@ -834,7 +834,7 @@ impl Node {
             answered,
             deadline_ms: now_ms + self.config.write_timeout_ms,
         }));
-        self.replicate_write(now_ms, op, &key, &delta, others);
+        self.replicate_write(now_ms, op, &key, delta, others);
     }
 
     fn start_quorum_read(
@@ -1251,6 +1251,7 @@ impl Node {
     /// Sends a local change (an expiry sweep) to the key's other replicas
     /// without waiting; a replica that misses it expires the key by itself.
     fn replicate_quietly(&mut self, key: &Bytes, delta: &Delta<Record>) {
+        let delta = std::sync::Arc::new(delta.clone());
         for to in self.replicas(key).into_iter().filter(|r| *r != self.id) {
             self.actions.push_back(Action::Send {
                 to,

@@ -81,16 +81,18 @@ impl Node {
         now_ms: u64,
         op: u64,
         key: &Bytes,
-        delta: &Delta<Record>,
+        delta: Delta<Record>,
         others: Vec<ReplicaId>,
     ) {
+        // One copy of the delta, shared by the sends to every replica.
+        let delta = std::sync::Arc::new(delta);
         let sloppy = self.config.sloppy_quorum && self.has_fallbacks();
         if sloppy {
             self.stand_ins.writes.insert(
                 op,
                 StandInWrite {
                     key: key.clone(),
-                    delta: delta.clone(),
+                    delta: Delta::clone(&delta),
                     sent: Vec::new(),
                 },
             );
@@ -104,7 +106,7 @@ impl Node {
             let msg = PeerMsg::Replicate {
                 op,
                 key: key.clone(),
-                delta: delta.clone(),
+                delta: std::sync::Arc::clone(&delta),
             };
             self.actions.push_back(super::Action::Send { to, msg });
         }
@@ -496,7 +498,7 @@ mod tests {
                 msg: PeerMsg::HintedReplicate {
                     op: 9,
                     key: key.clone(),
-                    delta,
+                    delta: Delta::clone(&delta),
                     owner,
                 },
             },

@@ -5,6 +5,7 @@ use crate::keyspace::{FieldOp, FieldValue, KeyspaceError, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
 use crdt_types::{Bytes, Causal, Delta, Kind, Record, ReplicaId};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One operation a client asks for. Writes name one key; so do reads,
 /// except `Ping`.
@@ -399,7 +400,7 @@ pub enum PeerMsg {
     Replicate {
         op: u64,
         key: Bytes,
-        delta: Delta<Record>,
+        delta: Arc<Delta<Record>>,
     },
     /// Apply these deltas (of writes made in another region) and
     /// acknowledge operation `op` once for all of them.
@@ -496,7 +497,7 @@ pub enum PeerMsg {
     /// Several `Replicate`s in one message, handled in order: apply each
     /// delta `(op, key, delta)` and acknowledge each `op`.
     ReplicateMany {
-        items: Vec<(u64, Bytes, Delta<Record>)>,
+        items: Vec<(u64, Bytes, Arc<Delta<Record>>)>,
     },
     /// Several `Ack`s `(op, ok)` in one message.
     AckMany { acks: Vec<(u64, bool)> },
