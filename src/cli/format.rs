@@ -152,8 +152,8 @@ pub fn reply(reply: &Reply) -> String {
 /// One node's status on one line, then one line per remote region.
 pub fn node_status(s: &crate::protocol::NodeStatus) -> String {
     let mut text = format!(
-        "replica {} in {}: {} keys, {} bytes, {} hints pending, {} requests, {} writes acked, {} short, {} refused",
-        s.replica, s.region, s.keys, s.memory_bytes, s.hints_pending, s.requests, s.writes_acked, s.writes_short, s.refused
+        "replica {} in {}: {} keys, {} bytes, {} hints pending, {} requests, {} writes acked, {} short, {} refused, topology v{}",
+        s.replica, s.region, s.keys, s.memory_bytes, s.hints_pending, s.requests, s.writes_acked, s.writes_short, s.refused, s.topology_version
     );
     if !s.peers_suspected.is_empty() {
         let _ = write!(

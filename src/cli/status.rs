@@ -382,17 +382,16 @@ fn versions_differ(report: &ClusterReport) -> Option<String> {
     if by_version.len() < 2 {
         return None;
     }
-    let groups: Vec<String> = by_version
+    let (newest, _) = by_version.last_key_value()?;
+    let behind: Vec<String> = by_version
         .iter()
-        .map(|(v, ids)| match ids.len() {
-            1..=3 => format!("v{v} on {}", ids.join(", ")),
-            n => format!("v{v} on {n} nodes"),
-        })
+        .filter(|(v, _)| *v != newest)
+        .flat_map(|(v, ids)| ids.iter().map(move |id| format!("{id} (v{v})")))
         .collect();
     Some(format!(
-        "Nodes run different topology versions: {}. A node behind missed a reload: send it \
-         ReloadTopology (cluster add-node and remove-node do).",
-        groups.join("; ")
+        "Nodes run different topology versions: {} behind v{newest}; they missed a \
+         topology reload.",
+        behind.join(", ")
     ))
 }
 
@@ -578,8 +577,8 @@ mod tests {
         let text = text(&behind);
         assert!(
             text.contains(
-                "\nNodes run different topology versions: v1 on eu-west-3; v2 on 8 nodes. \
-                 A node behind missed a reload"
+                "\nNodes run different topology versions: eu-west-3 (v1) behind v2; they \
+                 missed a topology reload."
             ),
             "{text}"
         );

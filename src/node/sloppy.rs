@@ -36,7 +36,7 @@ pub(super) struct StandIns {
 #[derive(Debug)]
 struct StandInWrite {
     key: Bytes,
-    delta: Delta<Record>,
+    delta: std::sync::Arc<Delta<Record>>,
     sent: Vec<(ReplicaId, ReplicaId)>,
 }
 
@@ -92,7 +92,7 @@ impl Node {
                 op,
                 StandInWrite {
                     key: key.clone(),
-                    delta: Delta::clone(&delta),
+                    delta: std::sync::Arc::clone(&delta),
                     sent: Vec::new(),
                 },
             );
@@ -144,7 +144,7 @@ impl Node {
         let msg = PeerMsg::HintedReplicate {
             op,
             key: write.key.clone(),
-            delta: write.delta.clone(),
+            delta: Delta::clone(&write.delta),
             owner,
         };
         self.stats.stand_ins_asked += 1;
