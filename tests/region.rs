@@ -668,8 +668,10 @@ async fn a_client_connects_through_seed_addresses_of_its_cluster_only() {
     let wait = Duration::from_millis(500);
 
     within("the seeded connections", async {
-        // The first seed that answers sends its topology.
-        let seeds = [nobody, addr(&region, 1)];
+        // The first seed that answers sends its topology; an IPv6 seed
+        // first does not keep the client from the IPv4 ones.
+        let v6_nobody: SocketAddr = format!("[::1]:{}", nobody.port()).parse().unwrap();
+        let seeds = [v6_nobody, nobody, addr(&region, 1)];
         let topology = fetch_topology(&seeds, certs, "cli", wait).await.unwrap();
         assert_eq!(topology.source(), region.topology.source());
         assert_eq!(topology.nodes().count(), 3);

@@ -375,6 +375,39 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The client's UDP endpoint: with `v6`, on `[::]:0` and dual-stack (IPv4
+/// addresses are reached too), falling back to `0.0.0.0:0` where the host
+/// has no IPv6; else on `0.0.0.0:0`.
+fn client_endpoint(v6: bool) -> Result<quinn::Endpoint, ClientError> {
+    let bind_error =
+        |e: std::io::Error| ClientError::Connect(format!("cannot bind a UDP socket: {e}"));
+    if v6 {
+        match dual_stack_socket() {
+            Ok(socket) => {
+                return quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+                .map_err(bind_error)
+            }
+            Err(e) => tracing::debug!(error = %e, "no IPv6 socket; the client uses IPv4 only"),
+        }
+    }
+    quinn::Endpoint::client((Ipv4Addr::UNSPECIFIED, 0).into()).map_err(bind_error)
+}
+
+/// A non-blocking UDP socket on `[::]:0` that also carries IPv4.
+fn dual_stack_socket() -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(false)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+    Ok(socket.into())
+}
+
 /// Fetches the cluster's topology from the first of `seeds` that answers:
 /// client addresses of any nodes of the cluster, of any region. Each seed
 /// must present a node certificate of the cluster CA in `cert_dir` (its id
@@ -408,13 +441,7 @@ pub async fn fetch_topology(
     let identity = store.load_client_identity(client_name)?;
     let ca = store.load_ca_certificate()?;
     let config = seed_client_config(&identity, &ca, &TransportLimits::default())?;
-    let bind: SocketAddr = if seeds.iter().any(SocketAddr::is_ipv6) {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    let mut endpoint = quinn::Endpoint::client(bind)
-        .map_err(|e| ClientError::Connect(format!("cannot bind a UDP socket: {e}")))?;
+    let mut endpoint = client_endpoint(seeds.iter().any(SocketAddr::is_ipv6))?;
     endpoint.set_default_client_config(config);
     // The name dialled is not checked (any node of the cluster will do),
     // but it must be a DNS name.
@@ -543,13 +570,7 @@ impl Client {
         let ca = store.load_ca_certificate()?;
         let config = client_config(&identity, &ca, &TransportLimits::default())?;
         let any_v6 = topology.nodes().any(|(_, n)| n.client_addr.is_ipv6());
-        let bind: SocketAddr = if any_v6 {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        };
-        let mut endpoint = quinn::Endpoint::client(bind)
-            .map_err(|e| ClientError::Connect(format!("cannot bind a UDP socket: {e}")))?;
+        let mut endpoint = client_endpoint(any_v6)?;
         endpoint.set_default_client_config(config);
         let inner = Inner {
             frame_bytes_max: topology.limits().frame_bytes_max as usize,
