@@ -53,7 +53,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse_args();
     init_logging(&cli.command);
     match cli.command {
+        _ if !cli.global.seeds.is_empty() && cli.global.topology.is_some() => {
+            errln!("error: --seed and --topology both name the topology: use one");
+            ExitCode::from(EXIT_USAGE)
+        }
         Cmd::Data(words) => data_command(&cli.global, &words),
+        Cmd::Bench(_) | Cmd::Status(_) => match admin_command(&cli.global, cli.command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                errln!("error: {}", meridian::cli::error_text(&e));
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+        _ if !cli.global.seeds.is_empty() => {
+            errln!("error: --seed is for data commands, status and bench only");
+            ExitCode::from(EXIT_USAGE)
+        }
         _ if cli.global.last_from_stdin => {
             errln!("error: -x (the last argument from stdin) is for data commands only");
             ExitCode::from(EXIT_USAGE)
@@ -165,12 +180,6 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
 }
 
 fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
-    if !global.seeds.is_empty() && !matches!(command, Cmd::Bench(_) | Cmd::Status(_)) {
-        anyhow::bail!(
-            "--seed is for commands that talk to a cluster as a client (data commands, bench, \
-             status); this one reads its topology from a file"
-        );
-    }
     match command {
         Cmd::Serve(args) => serve_node(global, args),
         Cmd::Certs(args) => certs_command(global, args),

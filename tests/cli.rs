@@ -424,7 +424,7 @@ fn an_unknown_region_is_refused_with_the_known_ones() {
     );
     assert_exit(&output, 1);
     assert!(
-        stderr(&output).contains("no region mars in")
+        stderr(&output).contains("no region \"mars\" in")
             && stderr(&output).contains("us-east, eu-west, ap-south"),
         "{}",
         stderr(&output)

@@ -134,10 +134,27 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
         unreachable.contains("no seed answered with the topology") && unreachable.contains(&nobody),
         "{unreachable}"
     );
-    let both = lab.fails(&["--seed", &west_2, "--topology", "lab.toml", "get", "hello"]);
-    assert!(both.contains("use one"), "{both}");
-    let admin = lab.fails(&["--seed", &west_2, "cluster", "status"]);
-    assert!(admin.contains("--seed is for commands"), "{admin}");
+    for args in [
+        &["--seed", &west_2, "--topology", "lab.toml", "get", "hello"][..],
+        &["--seed", &west_2, "--topology", "lab.toml", "status"],
+        &["--seed", &west_2, "cluster", "status"],
+    ] {
+        let refused = lab.meridian(args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            why.contains("use one") || why.contains("--seed is for data commands"),
+            "{why}"
+        );
+    }
+    // A seed may be a name.
+    let by_name = west_2.replace("127.0.0.1", "localhost");
+    assert_eq!(lab.ok(&["--seed", &by_name, "get", "hello"]), "\"world\"\n");
+    let bad = lab.fails(&["--seed", "no-such-host.invalid:7101", "get", "hello"]);
+    assert!(
+        bad.contains("cannot resolve seed \"no-such-host.invalid:7101\""),
+        "{bad}"
+    );
 
     // A second cluster in the same directory is refused.
     let second = lab.fails(&["cluster", "up", "lab.toml"]);

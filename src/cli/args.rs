@@ -107,16 +107,16 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "R")]
     pub region: Option<String>,
 
-    /// Client address of a node to fetch the cluster's topology from,
-    /// instead of reading a topology file (repeatable: the first that
-    /// answers)
+    /// Client address (HOST:PORT) of a node to fetch the cluster's
+    /// topology from, instead of reading a topology file; data commands,
+    /// status and bench (repeatable: the first that answers)
     #[arg(
         long = "seed",
         global = true,
-        value_name = "ADDR",
+        value_name = "HOST:PORT",
         help_heading = CLIENT_OPTIONS
     )]
-    pub seeds: Vec<std::net::SocketAddr>,
+    pub seeds: Vec<String>,
 
     /// Where certificates, logs and cluster.json are kept
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]

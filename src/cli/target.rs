@@ -61,11 +61,19 @@ pub enum TargetError {
     /// certificates could not be loaded to ask).
     #[error("{0}")]
     Seeds(ClientError),
+    /// A `--seed` is not an address or a name that resolves.
+    #[error("cannot resolve seed {seed:?}: {reason}")]
+    BadSeed {
+        /// The seed as given.
+        seed: String,
+        /// Why.
+        reason: String,
+    },
     /// `--seed` and `--topology` name the topology twice.
     #[error("--seed and --topology both name the topology: use one")]
     SeedsAndTopology,
     /// `--region` names no region of the topology.
-    #[error("no region {region} in {topology} (regions: {})", .known.join(", "))]
+    #[error("no region {region:?} in {topology} (regions: {})", .known.join(", "))]
     UnknownRegion {
         /// The region asked for.
         region: String,
@@ -126,8 +134,17 @@ impl Target {
         if global.topology.is_some() {
             return Err(TargetError::SeedsAndTopology);
         }
+        let mut seeds = Vec::new();
+        for seed in &global.seeds {
+            use std::net::ToSocketAddrs as _;
+            let resolved = seed.to_socket_addrs().map_err(|e| TargetError::BadSeed {
+                seed: seed.clone(),
+                reason: e.to_string(),
+            })?;
+            seeds.extend(resolved);
+        }
         let topology = crate::client::fetch_topology(
-            &global.seeds,
+            &seeds,
             global.cert_dir(),
             &global.client,
             std::time::Duration::from_millis(SEED_TIMEOUT_MS),
@@ -224,7 +241,7 @@ mod tests {
         let e = Target::resolve(&global(&["--topology", &local, "--region", "mars"])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!("no region mars in {local} (regions: us-east, eu-west, ap-south)")
+            format!("no region \"mars\" in {local} (regions: us-east, eu-west, ap-south)")
         );
     }
 

@@ -125,7 +125,7 @@ fn render_as(topology: &Topology, version: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# Written by meridian cluster add-node / remove-node.\n"
+        "# Written by meridian (cluster up, add-node or remove-node).\n"
     );
     let _ = writeln!(
         out,
