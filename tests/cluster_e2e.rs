@@ -147,6 +147,13 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
             "{why}"
         );
     }
+    // A node's peer address is no seed, and the error says what to use.
+    let peer = topology.node("west-2").unwrap().peer_addr.to_string();
+    let wrong_port = lab.fails(&["--seed", &peer, "get", "hello"]);
+    assert!(
+        wrong_port.contains("clients use its client address"),
+        "{wrong_port}"
+    );
     // A seed may be a name.
     let by_name = west_2.replace("127.0.0.1", "localhost");
     assert_eq!(lab.ok(&["--seed", &by_name, "get", "hello"]), "\"world\"\n");

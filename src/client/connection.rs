@@ -219,7 +219,13 @@ impl Drop for NodeConnection {
 /// The error a caller sees for a lost or refused connection.
 fn connection_error(addr: std::net::SocketAddr, e: &quinn::ConnectionError) -> ClientError {
     if let Some(alert) = tls_alert(e) {
-        return ClientError::Tls(format!("{addr} refused the TLS handshake: {alert:?}"));
+        // A node's peer endpoint admits only nodes.
+        let hint = if alert == rustls::AlertDescription::AccessDenied {
+            " (is this a node's peer address? clients use its client address)"
+        } else {
+            ""
+        };
+        return ClientError::Tls(format!("{addr} refused the TLS handshake: {alert:?}{hint}"));
     }
     match e {
         quinn::ConnectionError::ApplicationClosed(close) => ClientError::Connect(format!(
