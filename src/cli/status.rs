@@ -36,6 +36,9 @@ pub struct ClusterReport {
     pub nodes_up: usize,
     /// Nodes asked.
     pub nodes_total: usize,
+    /// Regions in the topology (more than `regions` holds when only some
+    /// were asked, as with `--region`).
+    pub regions_total: usize,
     /// The regions, in topology order.
     pub regions: Vec<RegionReport>,
 }
@@ -197,6 +200,7 @@ impl ClusterReport {
             cluster: topology.cluster().to_owned(),
             nodes_up: regions.iter().map(|r| r.nodes_up).sum(),
             nodes_total: regions.iter().map(|r| r.nodes.len()).sum(),
+            regions_total: topology.regions().len(),
             regions,
         }
     }
@@ -297,8 +301,22 @@ pub fn render(report: &ClusterReport, json: bool) -> String {
 /// The report for people: a summary line, then per region its nodes and
 /// its replication to every other region.
 pub fn text(report: &ClusterReport) -> String {
+    let asked = if report.regions.len() < report.regions_total {
+        let names: Vec<&str> = report.regions.iter().map(|r| r.name.as_str()).collect();
+        format!(
+            ", {} {}",
+            if names.len() == 1 {
+                "region"
+            } else {
+                "regions"
+            },
+            names.join(", ")
+        )
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "Cluster \"{}\": {} of {} nodes up.\n",
+        "Cluster \"{}\"{asked}: {} of {} nodes up.\n",
         report.cluster, report.nodes_up, report.nodes_total
     );
     if let Some(differ) = versions_differ(report) {
@@ -589,6 +607,20 @@ mod tests {
         assert!(line.ends_with(" v1"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&behind.json()).unwrap();
         assert_eq!(json["regions"][1]["nodes"][2]["topology_version"], 1);
+    }
+
+    #[test]
+    fn a_report_of_some_regions_says_which() {
+        let west = ClusterReport::build(&local(), |id| {
+            id.starts_with("eu-west")
+                .then(|| NodeReport::up(id, &status("eu-west", 1, 0, 0)))
+        });
+        let text = text(&west);
+        assert!(
+            text.starts_with("Cluster \"local\", region eu-west: 3 of 3 nodes up.\n"),
+            "{text}"
+        );
+        assert!(super::text(&report()).starts_with("Cluster \"local\": 8 of 9"));
     }
 
     #[test]
