@@ -110,9 +110,18 @@ pub fn status_text(file: &ClusterFile, alive: impl Fn(u32) -> bool) -> String {
 
 /// One line per node: region, id, client address, state.
 fn node_table(file: &ClusterFile, alive: impl Fn(u32) -> bool) -> String {
-    let rows: Vec<[String; 4]> = file
-        .nodes
-        .iter()
+    // By region, in the order regions first appear (a node added to a
+    // region later is listed with it, not last).
+    let mut regions: Vec<&str> = Vec::new();
+    for node in &file.nodes {
+        if !regions.contains(&node.region.as_str()) {
+            regions.push(&node.region);
+        }
+    }
+    let mut nodes: Vec<_> = file.nodes.iter().collect();
+    nodes.sort_by_key(|n| regions.iter().position(|r| *r == n.region));
+    let rows: Vec<[String; 4]> = nodes
+        .into_iter()
         .map(|node| {
             let state = match (node.pid, &node.exit) {
                 (Some(pid), _) if alive(pid) => format!("pid {pid}"),
@@ -262,6 +271,24 @@ mod tests {
         );
         assert!(
             text.contains("eu-west-1  127.0.0.1:7201  down, was killed by signal 9 (SIGKILL)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_node_added_later_is_listed_with_its_region() {
+        let mut file = file();
+        file.nodes
+            .push(node("us-east-4", "us-east", 7104, Some(14)));
+        let text = status_text(&file, |_| true);
+        let ids: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|w| w.contains('-') && w.ends_with(char::is_numeric))
+            .collect();
+        assert_eq!(
+            ids,
+            ["us-east-1", "us-east-2", "us-east-4", "eu-west-1"],
             "{text}"
         );
     }
