@@ -154,6 +154,9 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
         wrong_port.contains("clients use its client address"),
         "{wrong_port}"
     );
+    // Without certificates there is nothing to present to a seed.
+    let no_certs = lab.fails(&["--state-dir", "nowhere", "--seed", &west_2, "get", "hello"]);
+    assert!(no_certs.contains("pass --cert-dir DIR"), "{no_certs}");
     // A seed may be a name.
     let by_name = west_2.replace("127.0.0.1", "localhost");
     assert_eq!(lab.ok(&["--seed", &by_name, "get", "hello"]), "\"world\"\n");

@@ -69,6 +69,16 @@ pub enum TargetError {
         /// Why.
         reason: String,
     },
+    /// `--seed` without a certificate directory to present a client
+    /// certificate from.
+    #[error(
+        "no certificate directory {dir} to reach a seed with: pass --cert-dir DIR (the cluster \
+         CA's certificate and a client certificate), or --state-dir DIR of the cluster"
+    )]
+    NoCertDir {
+        /// The directory looked for.
+        dir: String,
+    },
     /// `--seed` and `--topology` name the topology twice.
     #[error("--seed and --topology both name the topology: use one")]
     SeedsAndTopology,
@@ -133,6 +143,12 @@ impl Target {
         }
         if global.topology.is_some() {
             return Err(TargetError::SeedsAndTopology);
+        }
+        let cert_dir = global.cert_dir();
+        if !cert_dir.is_dir() {
+            return Err(TargetError::NoCertDir {
+                dir: cert_dir.display().to_string(),
+            });
         }
         let mut seeds = Vec::new();
         for seed in &global.seeds {
