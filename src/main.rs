@@ -8,7 +8,7 @@ use meridian::cli::args::{CertsArgs, Cli, ClusterCmd, Cmd, GlobalArgs, ServeArgs
 use meridian::cli::cluster::{self, ClusterFile, Event, Stopped, UpOptions};
 use meridian::cli::command::{self, UsageError};
 use meridian::cli::shutdown::shutdown_signal;
-use meridian::cli::target::Target;
+use meridian::cli::target::{Target, TargetError};
 use meridian::cli::{certs, data, format, serve};
 use meridian::cli::{demo, status};
 use meridian::tls::CertStore;
@@ -54,32 +54,31 @@ fn main() -> ExitCode {
     init_logging(&cli.command);
     match cli.command {
         _ if !cli.global.seeds.is_empty() && cli.global.topology.is_some() => {
-            errln!("error: --seed and --topology both name the topology: use one");
+            errln!("error: {}", TargetError::SeedsAndTopology);
             ExitCode::from(EXIT_USAGE)
         }
         Cmd::Data(words) => data_command(&cli.global, &words),
-        Cmd::Bench(_) | Cmd::Status(_) => match admin_command(&cli.global, cli.command) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                errln!("error: {}", meridian::cli::error_text(&e));
-                ExitCode::from(EXIT_FAILED)
-            }
-        },
+        Cmd::Bench(_) | Cmd::Status(_) => admin_or_usage(&cli.global, cli.command),
         _ if !cli.global.seeds.is_empty() => {
             errln!("error: --seed is for data commands, status and bench only");
             ExitCode::from(EXIT_USAGE)
         }
-        _ if cli.global.last_from_stdin => {
-            errln!("error: -x (the last argument from stdin) is for data commands only");
-            ExitCode::from(EXIT_USAGE)
+        command => admin_or_usage(&cli.global, command),
+    }
+}
+
+/// Runs an admin command (not a data command): `-x` is a usage error there.
+fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
+    if global.last_from_stdin {
+        errln!("error: -x (the last argument from stdin) is for data commands only");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match admin_command(global, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            errln!("error: {}", meridian::cli::error_text(&e));
+            ExitCode::from(EXIT_FAILED)
         }
-        command => match admin_command(&cli.global, command) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                errln!("error: {}", meridian::cli::error_text(&e));
-                ExitCode::from(EXIT_FAILED)
-            }
-        },
     }
 }
 

@@ -161,7 +161,7 @@ impl Target {
         }
         let topology = crate::client::fetch_topology(
             &seeds,
-            global.cert_dir(),
+            cert_dir,
             &global.client,
             std::time::Duration::from_millis(SEED_TIMEOUT_MS),
         )

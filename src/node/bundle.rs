@@ -42,6 +42,9 @@ pub fn bundle_sends(actions: Vec<Action>) -> Vec<Action> {
     let mut out: Vec<Action> = Vec::with_capacity(actions.len());
     let mut replicates: HashMap<ReplicaId, Open> = HashMap::new();
     let mut acks: HashMap<ReplicaId, Open> = HashMap::new();
+    // A write's delta goes to each replica as the same shared copy: sized
+    // once, for the first of them.
+    let mut last_sized: Option<(Arc<Delta<Record>>, usize)> = None;
     for action in actions {
         let (to, msg) = match action {
             Action::Send { to, msg } => (to, msg),
@@ -59,7 +62,15 @@ pub fn bundle_sends(actions: Vec<Action>) -> Vec<Action> {
         };
         match msg {
             PeerMsg::Replicate { op, key, delta } => {
-                let bytes = key.len() + delta.encoded_len();
+                let delta_bytes = match &last_sized {
+                    Some((sized, len)) if Arc::ptr_eq(sized, &delta) => *len,
+                    _ => {
+                        let len = delta.encoded_len();
+                        last_sized = Some((Arc::clone(&delta), len));
+                        len
+                    }
+                };
+                let bytes = key.len() + delta_bytes;
                 match replicates.get_mut(&to) {
                     Some(open)
                         if open.msgs < BUNDLE_MSGS_MAX

@@ -1251,8 +1251,16 @@ impl Node {
     /// Sends a local change (an expiry sweep) to the key's other replicas
     /// without waiting; a replica that misses it expires the key by itself.
     fn replicate_quietly(&mut self, key: &Bytes, delta: &Delta<Record>) {
+        let others: Vec<ReplicaId> = self
+            .replicas(key)
+            .into_iter()
+            .filter(|r| *r != self.id)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
         let delta = std::sync::Arc::new(delta.clone());
-        for to in self.replicas(key).into_iter().filter(|r| *r != self.id) {
+        for to in others {
             self.actions.push_back(Action::Send {
                 to,
                 msg: PeerMsg::Replicate {

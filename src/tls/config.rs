@@ -203,10 +203,19 @@ pub fn client_config(
     limits: &TransportLimits,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let transport = limits.transport_config()?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(ca.root_store()?)
         .with_client_auth_cert(identity.cert_chain().to_vec(), identity.key())?;
+    quic_client_config(tls, transport)
+}
+
+/// `tls` with Meridian's ALPN, as a quinn client configuration with
+/// `transport`.
+fn quic_client_config(
+    mut tls: rustls::ClientConfig,
+    transport: TransportConfig,
+) -> Result<quinn::ClientConfig, TlsError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -233,16 +242,12 @@ pub fn seed_client_config(
     limits: &TransportLimits,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let transport = limits.transport_config()?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyNodeVerifier::new(ca)?))
         .with_client_auth_cert(identity.cert_chain().to_vec(), identity.key())?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls)?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    quic_client_config(tls, transport)
 }
 
 #[cfg(test)]
