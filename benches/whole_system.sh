@@ -10,7 +10,8 @@
 # Needs a release build of meridian, redis-server and redis-benchmark
 # (Debian: redis-server, redis-tools).
 # Usage: bash benches/whole_system.sh [ROUNDS] [SECONDS]   (default 3 rounds, 4 s)
-# ROUTE=home routes each meridian bench client through a home node;
+# ROUTE sets meridian bench --route (default read-home, the SDK's default;
+# primary or home);
 # BUSY_POLL_US sets the client's busy polling (default 100 µs, 0: sleep).
 # Raw figures go to $OUT (default: a temporary file, named at the end).
 set -euo pipefail
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 meridian=${MERIDIAN:-${CARGO_TARGET_DIR:-target}/release/meridian}
 port=${REDIS_PORT:-6390}
 concurrencies=${CONCURRENCY:-"1 16 64"}
-route=${ROUTE:-primary}   # meridian bench --route: primary or home
+route=${ROUTE:-read-home}   # meridian bench --route: read-home, primary or home
 busy_poll_us=${BUSY_POLL_US:-100}   # meridian bench --busy-poll-us (0: sleep)
 ops="get set incr hset"
 dir=$(mktemp -d)

@@ -28,7 +28,7 @@
 
 use meridian::cli::cluster::ClusterFile;
 use meridian::cli::status;
-use meridian::client::{Client, ClientOptions};
+use meridian::client::{Client, ClientOptions, Routing};
 use meridian::topology::Topology;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,11 +105,9 @@ async fn main() -> anyhow::Result<()> {
     let topology = Topology::load(&file.topology)?;
     let rtt = topology.link(&o.from, &o.to).map(|l| l.rtt_ms);
     let connect = |region: &str| {
-        Client::connect(ClientOptions::new(
-            topology.clone(),
-            region,
-            file.cert_dir.clone(),
-        ))
+        let mut options = ClientOptions::new(topology.clone(), region, file.cert_dir.clone());
+        options.routing = Routing::Primary;
+        Client::connect(options)
     };
     let writer = connect(&o.from).await?;
     let reader = connect(&o.to).await?;

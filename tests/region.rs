@@ -589,6 +589,85 @@ async fn a_client_with_a_home_node_has_it_coordinate_every_key_it_replicates() {
 }
 
 #[tokio::test]
+async fn a_client_reads_from_its_home_but_its_own_recent_writes_from_their_coordinator() {
+    let region = Region::start(5, 3).await;
+    let home = region.ids[2].clone();
+    let mut opts = region.options();
+    opts.routing = Routing::ReadHomeAt(home.clone());
+    opts.topology_refresh = Duration::ZERO;
+    let client = Client::connect(opts).await.unwrap();
+    assert_eq!(client.home().as_deref(), Some(home.as_str()));
+    let loader = region.client().await;
+    let requests = |region: &Region| -> BTreeMap<String, u64> {
+        region
+            .ids
+            .iter()
+            .map(|id| (id.clone(), region.node(id).node_stats().requests))
+            .collect()
+    };
+    let served_since = |before: &BTreeMap<String, u64>, region: &Region| {
+        let now = requests(region);
+        let mut served: BTreeMap<String, u64> = BTreeMap::new();
+        for (id, n) in now {
+            if n > before[&id] {
+                served.insert(id.clone(), n - before[&id]);
+            }
+        }
+        served
+    };
+
+    // Keys another client wrote: each read goes to the home where it holds
+    // a replica (with five nodes and N = 3, some keys and not others).
+    let keys: Vec<String> = (0..60).map(|i| format!("read-home-{i}")).collect();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for key in &keys {
+        let set = Command::Set {
+            key: b(key),
+            value: b("old"),
+            ttl_ms: None,
+        };
+        loader
+            .execute_with(set, Some(WriteConsistency::All), None)
+            .await
+            .unwrap();
+        let replicas = region.replicas(key.as_bytes());
+        let first = if replicas.contains(&home) {
+            home.clone()
+        } else {
+            replicas[0].clone()
+        };
+        *expected.entry(first).or_default() += 1;
+    }
+    assert!(expected[&home] > 0 && expected[&home] < keys.len() as u64);
+    let before = requests(&region);
+    for key in &keys {
+        let answer = client.execute(Command::Get { key: b(key) }).await.unwrap();
+        assert_eq!(answer.reply, Reply::Value(b("old")), "{key}");
+    }
+    assert_eq!(served_since(&before, &region), expected);
+
+    // The client's own writes go to each key's first replica, and so do
+    // its reads of them right after, which find the new value there.
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let before = requests(&region);
+    for key in &keys {
+        let set = Command::Set {
+            key: b(key),
+            value: b("new"),
+            ttl_ms: None,
+        };
+        client.execute(set).await.unwrap();
+        let answer = client.execute(Command::Get { key: b(key) }).await.unwrap();
+        assert_eq!(answer.reply, Reply::Value(b("new")), "{key}");
+        *expected
+            .entry(region.replicas(key.as_bytes())[0].clone())
+            .or_default() += 2;
+    }
+    assert_eq!(served_since(&before, &region), expected);
+    region.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_client_with_an_outdated_topology_fetches_the_current_one_from_a_node() {
     let region = Region::start(3, 2).await;
     // The client knows only the first two nodes (the third joined since).

@@ -83,11 +83,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
     pub connections: u64,
-    /// Which replica of a key each request goes to first: `primary` (the
-    /// key's first replica on the ring) or `home` (each client's home node
-    /// when it holds one; the clients' homes spread over the region)
-    #[arg(long, value_name = "ROUTE", default_value = "primary",
-          value_parser = ["primary", "home"])]
+    /// Which replica of a key each request goes to first: `read-home`
+    /// (writes to the key's first replica on the ring, reads to each
+    /// client's home node when it holds one), `primary` (everything to the
+    /// key's first replica) or `home` (everything to the home node when it
+    /// holds one); the clients' homes spread over the region
+    #[arg(long, value_name = "ROUTE", default_value = "read-home",
+          value_parser = ["read-home", "primary", "home"])]
     pub route: String,
     /// After each request, keep polling for US microseconds instead of
     /// sleeping until the answer, where that pays (0: never; at most
@@ -353,8 +355,13 @@ pub async fn run(
     let first_home = crate::client::random_below(node_ids.len());
     for i in 0..bench.connections {
         let mut options = client.clone();
-        if options.routing == Routing::RandomHome && bench.connections > 1 && !node_ids.is_empty() {
-            options.routing = Routing::Home(node_ids[(first_home + i) % node_ids.len()].clone());
+        if bench.connections > 1 && !node_ids.is_empty() {
+            let home = node_ids[(first_home + i) % node_ids.len()].clone();
+            match options.routing {
+                Routing::RandomHome => options.routing = Routing::Home(home),
+                Routing::ReadHome => options.routing = Routing::ReadHomeAt(home),
+                _ => {}
+            }
         }
         let c = Client::connect(options).await.map_err(BenchError::Client)?;
         c.ping().await.map_err(|source| BenchError::Unreachable {
@@ -371,7 +378,15 @@ pub async fn run(
     let value = Bytes::from(vec![b'x'; bench.value_bytes]);
 
     let preload = if bench.mix.contains(Op::Get) {
-        let done = preload(&clients, bench, &value).await;
+        // A client of its own, gone before the run: the keys are data
+        // others wrote earlier, not the measured clients' own writes (a
+        // client reads its own recent writes from the replica that
+        // coordinated them; see `Routing`).
+        let mut options = client.clone();
+        options.routing = Routing::Primary;
+        let loader = Client::connect(options).await.map_err(BenchError::Client)?;
+        let done = preload(&loader, bench, &value).await;
+        drop(loader);
         if done.errors == done.keys {
             // Every get would read a key that is not there.
             return Err(BenchError::Preload {
@@ -532,7 +547,7 @@ fn read_name(level: ReadConsistency) -> &'static str {
 }
 
 /// Writes every key gets will read, `concurrency` at a time.
-async fn preload(clients: &[Client], bench: &BenchOptions, value: &Bytes) -> Preload {
+async fn preload(client: &Client, bench: &BenchOptions, value: &Bytes) -> Preload {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -541,8 +556,8 @@ async fn preload(clients: &[Client], bench: &BenchOptions, value: &Bytes) -> Pre
     let workers = bench
         .concurrency
         .min(usize::try_from(bench.keys).unwrap_or(usize::MAX));
-    for task in 0..workers {
-        let client = clients[task % clients.len()].clone();
+    for _ in 0..workers {
+        let client = client.clone();
         let (next, errors, value, keys) = (next.clone(), errors.clone(), value.clone(), bench.keys);
         let last_error = last_error.clone();
         tasks.spawn(async move {
@@ -631,9 +646,11 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
     client.client_name = target.client_name;
     client.write = target.write;
     client.read = target.read;
-    if args.route == "home" {
-        client.routing = Routing::RandomHome;
-    }
+    client.routing = match args.route.as_str() {
+        "primary" => Routing::Primary,
+        "home" => Routing::RandomHome,
+        _ => Routing::ReadHome,
+    };
     client.busy_poll = Duration::from_micros(args.busy_poll_us);
     let options = args.options();
     let terminal = std::io::stderr().is_terminal();

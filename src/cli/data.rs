@@ -7,7 +7,7 @@
 
 use super::cluster::{ListeningProbe, NodeEntry, ReadinessProbe};
 use super::target::Target;
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::{Client, ClientError, ClientOptions, Routing};
 use crate::protocol::{Answer, Command};
 use crate::topology::Topology;
 use std::collections::HashSet;
@@ -21,6 +21,9 @@ pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>
     options.client_name = target.client_name;
     options.write = target.write;
     options.read = target.read;
+    // One command per process: a home node would buy nothing, and by key a
+    // read finds the replica that coordinated an earlier command's write.
+    options.routing = Routing::Primary;
     let client = Client::connect(options).await?;
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {

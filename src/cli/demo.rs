@@ -11,7 +11,7 @@
 //! found them (healed), also when it fails or is interrupted.
 
 use super::cluster::{self, ClusterError};
-use crate::client::{Bytes, Client, ClientOptions, Command};
+use crate::client::{Bytes, Client, ClientOptions, Command, Routing};
 use crate::topology::Topology;
 use std::future::Future;
 use std::io::Write;
@@ -122,6 +122,9 @@ async fn steps(options: DemoOptions, out: &mut dyn Write) -> Result<(), DemoErro
     for region in &regions {
         let mut opts = ClientOptions::new(topology.clone(), region, &options.cert_dir);
         opts.client_name = options.client_name.clone();
+        // Each step reads what the one before wrote: by key, from the
+        // replica that coordinated it.
+        opts.routing = Routing::Primary;
         let client = Client::connect(opts)
             .await
             .map_err(|source| DemoError::Client {

@@ -2,8 +2,9 @@
 //!
 //! A [`Client`] computes, with the same [`Placement`] code as the nodes,
 //! which replicas of its region hold a key, and sends each request straight
-//! to one of them over QUIC: the key's first replica, or the client's
-//! *home* node when it has one that holds the key (see [`Routing`]). It
+//! to one of them over QUIC: by default a write to the key's first replica
+//! and a read to the client's *home* node when that holds the key (see
+//! [`Routing`]). It
 //! keeps one connection per node, made on first use, with a few long-lived
 //! streams that multiplex many requests by id, so one client serves many
 //! concurrent callers. Typed handles
@@ -161,25 +162,94 @@ pub struct ClientOptions {
 /// Which of a key's replicas a request goes to first (the others follow in
 /// ring order, for failover).
 ///
-/// A client with a home node sends every request that node holds a replica
-/// for to it, so that node coordinates the client's writes: the deltas of
-/// many writes then leave for each other replica in one message (see the
-/// README, "Consistency"), which costs the region much less CPU per write
-/// than spreading one client's writes over every node, and a read at `one`
-/// reaches the replica that applied the client's own writes first. But the
-/// home serves all of that client's reads too, so one busy client is
-/// limited to what one node can serve; many clients with different homes
-/// spread it. The default, [`Routing::Primary`], balances by key instead.
+/// The default, [`Routing::ReadHome`], sends each write to its key's first
+/// replica on the ring, so one client's writes are coordinated by every
+/// node in turn, and each read to the client's *home* node, picked at
+/// random when the client connects, whenever that node holds a replica of
+/// the key. A long-lived client's reads then keep one node busy instead of
+/// waking every node in turn, which is much cheaper for the region (in
+/// BENCHMARKS.md, "Reads from a home replica", one client's gets 1.3–3.8×
+/// faster than spread by key), and many clients with different homes
+/// spread the reads. A read of a key the client wrote in the last
+/// [`RECENT_WRITE_MS`] ms goes to the key's first replica instead, the one
+/// that coordinated the write, so a client reads its own writes as soon as
+/// they are acknowledged; after that the home has them too, unless a
+/// failure delayed their replication there (then it has them once hinted
+/// handoff or anti-entropy delivers them, as for any read at `one`).
+///
+/// With [`Routing::RandomHome`] or [`Routing::Home`] writes go to the home
+/// node too: the deltas of many writes then leave for each other replica in
+/// one message, which costs the region less CPU per write with few requests
+/// in flight, but that one node then coordinates every write of the client.
+/// [`Routing::Primary`] sends everything to the key's first replica.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Routing {
+    /// Writes to the key's first replica; reads to a home node of the
+    /// region picked at random when the client connects.
+    #[default]
+    ReadHome,
+    /// Writes to the key's first replica; reads to this node (an id of the
+    /// client's region).
+    ReadHomeAt(String),
     /// No home: each key's first replica on the ring, so one client's keys
     /// are coordinated, and its reads served, by every node in turn.
-    #[default]
     Primary,
-    /// A node of the region picked at random when the client connects.
+    /// Reads and writes to a node of the region picked at random when the
+    /// client connects.
     RandomHome,
-    /// This node (an id of the client's region).
+    /// Reads and writes to this node (an id of the client's region).
     Home(String),
+}
+
+impl Routing {
+    /// Whether only reads go to the home node (writes go by key).
+    fn home_reads_only(&self) -> bool {
+        matches!(self, Routing::ReadHome | Routing::ReadHomeAt(_))
+    }
+}
+
+/// How long after writing a key a client with [`Routing::ReadHome`] reads it
+/// from the key's first replica rather than from its home node.
+pub const RECENT_WRITE_MS: u32 = 1_000;
+
+/// The keys a client wrote lately, by hash: a fixed table of the time of
+/// the last write to any key of each hash slot. Two keys sharing a slot
+/// only send a read to the first replica when the home would have done.
+struct RecentWrites {
+    start: Instant,
+    /// Milliseconds since `start` plus one at the last write (0: none).
+    slots: Box<[AtomicU64]>,
+}
+
+impl RecentWrites {
+    const SLOTS: usize = 4096;
+
+    fn new() -> RecentWrites {
+        RecentWrites {
+            start: Instant::now(),
+            slots: (0..Self::SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self, key: &[u8]) -> &AtomicU64 {
+        &self.slots[crate::keyhash::key_hash(key) as usize % Self::SLOTS]
+    }
+
+    /// Milliseconds since the table began, plus one, at `now`.
+    fn stamp(&self, now: Instant) -> u64 {
+        duration_ms(now.saturating_duration_since(self.start)).saturating_add(1)
+    }
+
+    fn wrote(&self, key: &[u8], now: Instant) {
+        self.slot(key).store(self.stamp(now), Ordering::Relaxed);
+    }
+
+    /// Whether `key` (or a key of its slot) was written within
+    /// [`RECENT_WRITE_MS`] before `now`.
+    fn recent(&self, key: &[u8], now: Instant) -> bool {
+        let at = self.slot(key).load(Ordering::Relaxed);
+        at != 0 && self.stamp(now).saturating_sub(at) < u64::from(RECENT_WRITE_MS)
+    }
 }
 
 impl ClientOptions {
@@ -236,6 +306,10 @@ struct Inner {
     frame_bytes_max: usize,
     endpoint: quinn::Endpoint,
     next_id: AtomicU64,
+    /// Whether the home node takes only reads ([`Routing::ReadHome`]).
+    home_reads_only: bool,
+    /// The keys written lately, whose reads skip a reads-only home.
+    recent_writes: RecentWrites,
     /// [`ClientOptions::topology_refresh`], and when the last fetch began.
     topology_refresh: Duration,
     refreshed_at: Mutex<Instant>,
@@ -585,6 +659,8 @@ impl Client {
             connect_timeout: request_timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)),
             endpoint,
             next_id: AtomicU64::new(1),
+            home_reads_only: routing.home_reads_only(),
+            recent_writes: RecentWrites::new(),
             topology_refresh,
             refreshed_at: Mutex::new(Instant::now()),
             // On a multi-thread runtime the polling worker could not reach
@@ -787,7 +863,7 @@ impl Client {
                 .map(|n| n.replica)
                 .collect(),
         };
-        let replicas = home_first(replicas, ring.home);
+        let replicas = self.route(replicas, ring.home, &command);
         let resend_after_sent = is_idempotent(&command);
         let (id, frame) = self.frame(command, write, read)?;
 
@@ -1114,6 +1190,46 @@ enum Dial {
     Always,
 }
 
+impl Client {
+    /// `replicas` (a key's preference list) in the order to try them for
+    /// `command` (see [`route`]).
+    fn route(
+        &self,
+        replicas: Vec<ReplicaId>,
+        home: Option<ReplicaId>,
+        command: &Command,
+    ) -> Vec<ReplicaId> {
+        let inner = &self.inner;
+        let reads_only = inner.home_reads_only.then_some(&inner.recent_writes);
+        route(replicas, home, reads_only, command, Instant::now())
+    }
+}
+
+/// `replicas` (a key's preference list) in the order to try them for
+/// `command` at `now`: the home first, if it is one of them, unless the home
+/// takes only reads (`reads_only`, with the client's recent writes) and
+/// `command` is a write, or a read of a key written lately. Notes a write's
+/// key in the recent writes.
+fn route(
+    replicas: Vec<ReplicaId>,
+    home: Option<ReplicaId>,
+    reads_only: Option<&RecentWrites>,
+    command: &Command,
+    now: Instant,
+) -> Vec<ReplicaId> {
+    let (Some(recent), Some(key)) = (reads_only, command.key()) else {
+        return home_first(replicas, home);
+    };
+    if command.is_write() {
+        recent.wrote(key, now);
+        replicas
+    } else if recent.recent(key, now) {
+        replicas
+    } else {
+        home_first(replicas, home)
+    }
+}
+
 /// The node `routing` makes the client's home in `region`.
 fn home_node(
     topology: &Topology,
@@ -1123,9 +1239,11 @@ fn home_node(
     let nodes = topology.nodes_in(region).unwrap_or_default();
     match routing {
         Routing::Primary => Ok(None),
-        Routing::RandomHome if nodes.is_empty() => Ok(None),
-        Routing::RandomHome => Ok(Some(nodes[random_below(nodes.len())].replica)),
-        Routing::Home(id) => nodes
+        Routing::ReadHome | Routing::RandomHome if nodes.is_empty() => Ok(None),
+        Routing::ReadHome | Routing::RandomHome => {
+            Ok(Some(nodes[random_below(nodes.len())].replica))
+        }
+        Routing::Home(id) | Routing::ReadHomeAt(id) => nodes
             .iter()
             .find(|n| n.id == *id)
             .map(|n| Some(n.replica))
@@ -1177,5 +1295,90 @@ fn flag(reply: Reply, command: &str) -> Result<bool, ClientError> {
         Reply::Int(n) => Ok(n > 0),
         Reply::Bool(b) => Ok(b),
         other => Err(unexpected(other, command)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(ids: &[u32]) -> Vec<ReplicaId> {
+        ids.iter().map(|&i| ReplicaId(i)).collect()
+    }
+
+    fn get(key: &str) -> Command {
+        Command::Get { key: key.into() }
+    }
+
+    fn set(key: &str) -> Command {
+        Command::Set {
+            key: key.into(),
+            value: "v".into(),
+            ttl_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_home_for_everything_takes_reads_and_writes_of_its_keys() {
+        let home = Some(ReplicaId(3));
+        let now = Instant::now();
+        for command in [get("k"), set("k"), Command::Ping] {
+            assert_eq!(
+                route(r(&[1, 2, 3]), home, None, &command, now),
+                r(&[3, 1, 2])
+            );
+            // Not a replica of the key: by key.
+            assert_eq!(
+                route(r(&[1, 2, 4]), home, None, &command, now),
+                r(&[1, 2, 4])
+            );
+            // No home (primary routing).
+            assert_eq!(
+                route(r(&[1, 2, 3]), None, None, &command, now),
+                r(&[1, 2, 3])
+            );
+        }
+    }
+
+    #[test]
+    fn a_reads_only_home_takes_reads_but_not_writes_nor_reads_of_recent_writes() {
+        let recent = RecentWrites::new();
+        let home = Some(ReplicaId(3));
+        let t0 = recent.start + Duration::from_secs(5);
+        let route_at =
+            |command: &Command, at: Instant| route(r(&[1, 2, 3]), home, Some(&recent), command, at);
+        assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]), "a read goes home");
+        assert_eq!(
+            route_at(&set("k"), t0),
+            r(&[1, 2, 3]),
+            "a write goes by key"
+        );
+        // The key's reads now go to its first replica, which coordinated the
+        // write, until RECENT_WRITE_MS have passed; other keys' go home.
+        let window = Duration::from_millis(u64::from(RECENT_WRITE_MS));
+        let just_before = t0 + window - Duration::from_millis(1);
+        assert_eq!(route_at(&get("k"), t0), r(&[1, 2, 3]));
+        assert_eq!(route_at(&get("k"), just_before), r(&[1, 2, 3]));
+        assert_eq!(route_at(&get("k"), t0 + window), r(&[3, 1, 2]));
+        assert_eq!(route_at(&get("other"), t0), r(&[3, 1, 2]));
+        // Every write counts, whatever its type, and so does every read.
+        let del = Command::Del { key: "d".into() };
+        assert_eq!(route_at(&del, t0), r(&[1, 2, 3]));
+        let ttl = Command::Ttl { key: "d".into() };
+        assert_eq!(route_at(&ttl, t0), r(&[1, 2, 3]));
+        assert_eq!(route_at(&ttl, t0 + window), r(&[3, 1, 2]));
+        // Commands without a key go home first.
+        assert_eq!(route_at(&Command::Ping, t0), r(&[3, 1, 2]));
+    }
+
+    #[test]
+    fn recent_writes_start_empty_and_survive_a_clock_before_their_start() {
+        let recent = RecentWrites::new();
+        let early = recent.start - Duration::from_secs(1);
+        let later = recent.start + Duration::from_secs(3600);
+        assert!(!recent.recent(b"k", later));
+        recent.wrote(b"k", early);
+        assert!(recent.recent(b"k", recent.start));
+        assert!(!recent.recent(b"k", later));
     }
 }
