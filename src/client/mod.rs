@@ -168,7 +168,7 @@ pub struct ClientOptions {
 /// random when the client connects, whenever that node holds a replica of
 /// the key. A long-lived client's reads then keep one node busy instead of
 /// waking every node in turn, which is much cheaper for the region (in
-/// BENCHMARKS.md, "Reads from a home replica", one client's gets 1.3–3.8×
+/// BENCHMARKS.md, "Reads from a home replica", one client's gets 1.4–4.0×
 /// faster than spread by key), and many clients with different homes
 /// spread the reads. A read of a key the client wrote in the last
 /// [`RECENT_WRITE_MS`] ms goes to the key's first replica instead, the one
