@@ -13,6 +13,11 @@
 # ROUTE sets meridian bench --route (default read-home, the SDK's default;
 # primary or home);
 # BUSY_POLL_US sets the client's busy polling (default 100 µs, 0: sleep).
+# PIN=1 pins every process to a CPU: the nodes with `cluster up
+# --pin-cpus` (in turn over the CPUs this script may use), each meridian
+# bench client with `--cpus` on the next CPU in turn, and redis-server and
+# redis-benchmark with taskset on the first two. PIN=0 (the default) leaves
+# placement to the kernel.
 # Raw figures go to $OUT (default: a temporary file, named at the end).
 set -euo pipefail
 rounds=${1:-3}
@@ -23,6 +28,21 @@ port=${REDIS_PORT:-6390}
 concurrencies=${CONCURRENCY:-"1 16 64"}
 route=${ROUTE:-read-home}   # meridian bench --route: read-home, primary or home
 busy_poll_us=${BUSY_POLL_US:-100}   # meridian bench --busy-poll-us (0: sleep)
+pin=${PIN:-0}
+read -r -a cpus <<<"$(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')"
+# The CPU after `nodes` nodes placed in turn: the client's.
+next_cpu() { echo "${cpus[$(($1 % ${#cpus[@]}))]}"; }
+if [ "$pin" = 1 ]; then
+    pin_up=(--pin-cpus)
+    redis_server_pin=(taskset -c "$(next_cpu 0)")
+    redis_bench_pin=(taskset -c "$(next_cpu 1)")
+    declare -A bench_pin=([single]="--cpus $(next_cpu 1)" [region]="--cpus $(next_cpu 3)")
+else
+    pin_up=()
+    redis_server_pin=()
+    redis_bench_pin=()
+    declare -A bench_pin=([single]="" [region]="")
+fi
 ops="get set incr hset"
 dir=$(mktemp -d)
 out=${OUT:-$dir/figures.csv}
@@ -35,7 +55,7 @@ stop() {
 trap stop EXIT
 
 up() { # up NAME TOPOLOGY
-    "$meridian" --state-dir "$dir/$1" cluster up "$2" >"$dir/$1.log" 2>&1 &
+    "$meridian" --state-dir "$dir/$1" cluster up "$2" "${pin_up[@]}" >"$dir/$1.log" 2>&1 &
     for _ in $(seq 300); do
         grep -q "is up" "$dir/$1.log" && return 0
         sleep 0.1
@@ -45,7 +65,7 @@ up() { # up NAME TOPOLOGY
 }
 up single regions/single.toml
 up region regions/bench-region.toml
-redis-server --port "$port" --save '' --appendonly no --dir "$dir" --daemonize yes \
+"${redis_server_pin[@]}" redis-server --port "$port" --save '' --appendonly no --dir "$dir" --daemonize yes \
     --logfile "$dir/redis.log" >/dev/null
 until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
 
@@ -54,7 +74,7 @@ echo "round,target,concurrency,op,ops_per_s,p50_us,p99_us,errors,error_kinds" >"
 run_redis() { # run_redis ROUND C
     # -c clients, each with one request in flight; about $seconds s per test.
     local n=$(($2 == 1 ? 25000 * seconds : 75000 * seconds))
-    redis-benchmark -p "$port" -t get,set,incr,hset -c "$2" -n "$n" -r 10000 -d 64 -P 1 --csv |
+    "${redis_bench_pin[@]}" redis-benchmark -p "$port" -t get,set,incr,hset -c "$2" -n "$n" -r 10000 -d 64 -P 1 --csv |
         tr -d '"' | awk -F, -v r="$1" -v c="$2" 'NR > 1 {
             printf "%s,redis,%s,%s,%s,%.0f,%.0f,0,\n", r, c, tolower($1), $2, $5 * 1000, $7 * 1000 }' >>"$out"
 }
@@ -63,7 +83,7 @@ run_meridian() { # run_meridian ROUND TARGET C
     for op in $ops; do
         "$meridian" --state-dir "$dir/$2" bench --ops "$op" --keys 10000 --value-size 64 \
             --concurrency "$3" --duration "$seconds" --route "$route" \
-            --busy-poll-us "$busy_poll_us" --json 2>/dev/null |
+            --busy-poll-us "$busy_poll_us" ${bench_pin[$2]} --json 2>/dev/null |
             python3 -c '
 import json, sys
 r = json.load(sys.stdin); t = r["total"]

@@ -17,12 +17,14 @@
 //! - [`cli`]: the `meridian` command line: argument parsing, answer
 //!   formatting, certificates and the local cluster supervisor.
 //! - [`wan`]: the WAN emulator of the local geo lab (UDP relays with latency, loss, partitions).
+//! - [`affinity`]: pinning a process to chosen CPUs (`serve --cpus`).
 //!
 //! The CRDT algebra itself lives in the `crdt-types` crate, re-exported as
 //! [`crdt`].
 
 pub use crdt_types as crdt;
 
+pub mod affinity;
 pub(crate) mod busy_poll;
 pub mod cli;
 pub mod client;

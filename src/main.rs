@@ -4,6 +4,7 @@
 //! and a runtime, and prints.
 
 use anyhow::{bail, Context};
+use meridian::affinity::{self, CpuList};
 use meridian::cli::args::{CertsArgs, Cli, ClusterCmd, Cmd, GlobalArgs, ServeArgs};
 use meridian::cli::cluster::{self, ClusterFile, Event, Stopped, UpOptions};
 use meridian::cli::command::{self, UsageError};
@@ -186,7 +187,8 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             topology,
             ready_timeout,
             data_dir,
-        }) => cluster_up(global, topology, ready_timeout, data_dir),
+            pin_cpus,
+        }) => cluster_up(global, topology, ready_timeout, data_dir, pin_cpus),
         Cmd::Cluster(ClusterCmd::Down) => cluster_down(global),
         Cmd::Cluster(ClusterCmd::Kill { node }) => {
             let pid = cluster::kill(&global.state_dir, &node)?;
@@ -292,6 +294,12 @@ fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let cert_dir = global.cert_dir();
+    if let Some(cpus) = &args.cpus {
+        // Before the runtime, so that every thread it starts inherits it.
+        affinity::pin_current_thread(cpus)
+            .with_context(|| format!("node {}: --cpus {cpus}", args.node))?;
+        tracing::info!(node = %args.node, %cpus, "pinned to CPUs");
+    }
     // One thread per node: for request/response traffic on a small machine
     // it beats a multi-thread runtime (no wake-ups across threads), and
     // several nodes of a local cluster share the cores.
@@ -331,6 +339,7 @@ fn cluster_up(
     topology: Option<PathBuf>,
     ready_timeout_s: u64,
     data_dir: Option<PathBuf>,
+    pin_cpus: Option<Option<CpuList>>,
 ) -> anyhow::Result<()> {
     if let Some(dir) = &global.cert_dir {
         bail!(
@@ -346,6 +355,27 @@ fn cluster_up(
     options.ready_timeout_ms = ready_timeout_s.saturating_mul(1000);
     options.stop_grace_ms = STOP_GRACE_MS;
     options.data_dir = data_dir;
+    options.cpus = match pin_cpus {
+        None => None,
+        Some(None) => Some(affinity::allowed_cpus().context("cluster up --pin-cpus")?),
+        Some(Some(cpus)) => {
+            affinity::check_allowed(&cpus).context("cluster up --pin-cpus")?;
+            Some(cpus)
+        }
+    };
+    if let Some(cpus) = &options.cpus {
+        let nodes = loaded.nodes().count();
+        let spare = if nodes % cpus.cpus().len() == 0 {
+            String::new()
+        } else {
+            // The next CPU in turn has one node fewer than the first ones.
+            let cpu = cpus.nth_round(nodes);
+            format!(
+                " (CPU {cpu} has the fewest: a client there, e.g. `meridian bench --cpus {cpu}`)"
+            )
+        };
+        errln!("meridian: pinning the {nodes} nodes to CPUs {cpus} in turn{spare}");
+    }
     let invocation = invocation(global);
     let mut probe = data::PingProbe::new(loaded, global.cert_dir());
     let mut on_event = |event: Event| match event {

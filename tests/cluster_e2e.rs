@@ -228,3 +228,55 @@ fn a_killed_node_is_reported_not_restarted_and_down_stops_the_rest() {
         );
     }
 }
+
+/// The `Cpus_allowed_list` of process `pid` (as the kernel writes it).
+fn cpus_allowed(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap();
+    line.trim().to_owned()
+}
+
+#[test]
+fn cluster_up_pins_each_node_to_a_cpu_in_turn() {
+    let allowed: meridian::affinity::CpuList = cpus_allowed(std::process::id()).parse().unwrap();
+    let lab = Lab::start_with(|| topology(&["east"], &[]), &["--pin-cpus"]);
+    let file = lab.cluster_file();
+    assert_eq!(file.nodes.len(), 3);
+    for (i, node) in file.nodes.iter().enumerate() {
+        let pinned = cpus_allowed(node.pid.unwrap());
+        assert_eq!(pinned, allowed.nth_round(i).to_string(), "{}", node.id);
+    }
+    assert_eq!(lab.ok(&["set", "pinned", "yes"]), "OK\n");
+    assert_eq!(lab.ok(&["get", "pinned"]), "\"yes\"\n");
+
+    // A node given a CPU this machine does not let it use says so, naming
+    // the ones it may use, and does not start.
+    let absent = (0..meridian::affinity::CPUS_MAX)
+        .find(|c| !allowed.cpus().contains(c))
+        .unwrap()
+        .to_string();
+    let args = [
+        "--topology",
+        "lab.toml",
+        "serve",
+        "--node",
+        "east-1",
+        "--cpus",
+        &absent,
+    ];
+    let refused = lab.fails(&args);
+    assert!(
+        refused.contains(&format!(
+            "CPU {absent} is not available to this process (it may run on CPUs {allowed})"
+        )),
+        "{refused}"
+    );
+    let bench = lab.fails(&["bench", "--requests", "1", "--cpus", &absent]);
+    assert!(
+        bench.contains("is not available to this process"),
+        "{bench}"
+    );
+}

@@ -7,6 +7,7 @@
 //! command line; it reads no file and starts nothing.
 
 use super::cluster::CLIENT_NAME;
+use crate::affinity::CpuList;
 use crate::topology::{ReadConsistency, WriteConsistency};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -249,6 +250,10 @@ pub struct ServeArgs {
     /// its keys
     #[arg(long)]
     pub joining: bool,
+    /// Run only on these CPUs (a list like 0,2-3; Linux only), so that
+    /// nodes sharing a machine keep their caches warm
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<CpuList>,
 }
 
 /// `meridian status`.
@@ -312,6 +317,11 @@ pub enum ClusterCmd {
             help = "Persist every node under DIR/<node id> (serve --data-dir), so a killed node restarts with its data; without it nodes keep nothing on disk"
         )]
         data_dir: Option<PathBuf>,
+        /// Pin each node to one CPU of LIST in turn (serve --cpus; default:
+        /// every CPU this process may use; Linux only), so nodes sharing
+        /// the machine keep their caches warm
+        #[arg(long, value_name = "LIST", num_args = 0..=1)]
+        pin_cpus: Option<Option<CpuList>>,
     },
     /// Stop the cluster running in --state-dir
     Down,
@@ -508,6 +518,7 @@ mod tests {
             topology,
             ready_timeout,
             data_dir,
+            pin_cpus,
         }) = parse(&["cluster", "up", "regions/single.toml"]).command
         else {
             panic!("not cluster up")
@@ -515,6 +526,23 @@ mod tests {
         assert_eq!(topology, Some(PathBuf::from("regions/single.toml")));
         assert_eq!(ready_timeout, 30);
         assert_eq!(data_dir, None);
+        assert_eq!(pin_cpus, None);
+        for (args, expected) in [
+            (&["cluster", "up", "--pin-cpus"][..], Some(None)),
+            (
+                &["cluster", "up", "--pin-cpus", "1-2"][..],
+                Some("1-2".parse().ok()),
+            ),
+        ] {
+            let Cmd::Cluster(ClusterCmd::Up { pin_cpus, .. }) = parse(args).command else {
+                panic!("not cluster up")
+            };
+            assert_eq!(pin_cpus, expected, "{args:?}");
+        }
+        let err = Cli::try_parse_args(["meridian", "cluster", "up", "--pin-cpus", "2-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the range 2-1 is backwards"), "{err}");
         let Cmd::Cluster(ClusterCmd::Up { data_dir, .. }) =
             parse(&["cluster", "up", "--data-dir", "lab-data"]).command
         else {

@@ -35,6 +35,7 @@ use anyhow::Context;
 
 use super::args::GlobalArgs;
 use super::target::Target;
+use crate::affinity::CpuList;
 use crate::client::{
     Bytes, Client, ClientError, ClientOptions, Command, ReadConsistency, Reply, Routing,
     WriteConsistency,
@@ -97,6 +98,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "US", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub busy_poll_us: u64,
+    /// Run the benchmark client only on these CPUs (a list like 0,2-3;
+    /// Linux only): beside pinned nodes (`cluster up --pin-cpus`), give it
+    /// the CPU with the fewest nodes
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<CpuList>,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -637,6 +643,11 @@ fn report(
 /// about once a second, and prints the report (a table, or JSON with
 /// `--json`) on stdout.
 pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(cpus) = &args.cpus {
+        // Before the runtime, so that every thread it starts inherits it.
+        crate::affinity::pin_current_thread(cpus)
+            .with_context(|| format!("bench --cpus {cpus}"))?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -26,9 +26,14 @@ impl Lab {
     /// another process between choosing it and a node binding it starts
     /// the cluster again on new ports (a few times).
     pub fn start(make_topology: impl Fn() -> String) -> Lab {
+        Lab::start_with(make_topology, &[])
+    }
+
+    /// [`Lab::start`] with more arguments for `cluster up`.
+    pub fn start_with(make_topology: impl Fn() -> String, up_args: &[&str]) -> Lab {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
-            match Lab::try_start(&make_topology()) {
+            match Lab::try_start(&make_topology(), up_args) {
                 Ok(lab) => return lab,
                 Err(report) if attempt < ATTEMPTS && report.contains("Address already in use") => {
                     eprintln!("a port was taken; starting the cluster again on others");
@@ -39,11 +44,12 @@ impl Lab {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn try_start(topology: &str) -> Result<Lab, String> {
+    fn try_start(topology: &str, up_args: &[&str]) -> Result<Lab, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lab.toml"), topology).unwrap();
         let supervisor = Command::new(env!("CARGO_BIN_EXE_meridian"))
             .args(["cluster", "up", "lab.toml", "--ready-timeout", "80"])
+            .args(up_args)
             .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -24,6 +24,7 @@ use super::process::{self, Signal};
 use super::readiness::ReadinessProbe;
 use super::wan::LabWan;
 use super::ClusterError;
+use crate::affinity::CpuList;
 use crate::tls::CertStore;
 use crate::topology::Topology;
 use std::ffi::OsString;
@@ -67,6 +68,9 @@ pub struct UpOptions {
     /// With a directory, every node persists under `<dir>/<node id>`
     /// (`serve --data-dir`); without, nodes are pure in-memory caches.
     pub data_dir: Option<PathBuf>,
+    /// With a list, the n-th node of the cluster runs on its n-th CPU,
+    /// counting round (`serve --cpus`).
+    pub cpus: Option<CpuList>,
 }
 
 impl UpOptions {
@@ -88,6 +92,7 @@ impl UpOptions {
             stop_grace_ms: 5_000,
             poll_interval_ms: 100,
             data_dir: None,
+            cpus: None,
         }
     }
 }
@@ -319,7 +324,7 @@ where
 }
 
 /// Starts `program [program_args] serve --node ID --topology FILE
-/// --cert-dir DIR [--peer-routes FILE] [--data-dir DIR/ID]` with its output written to `log`,
+/// --cert-dir DIR [--peer-routes FILE] [--data-dir DIR/ID] [--cpus CPU]` with its output written to `log`,
 /// in its own process group (so a Ctrl-C at the terminal reaches only the
 /// supervisor, which then stops the nodes in order).
 fn spawn_node(
@@ -361,6 +366,12 @@ fn spawn_node(
     }
     if let Some(dir) = &options.data_dir {
         command.arg("--data-dir").arg(dir.join(node_id));
+    }
+    if let Some(cpus) = &options.cpus {
+        // Its place in the cluster (a node added later comes last).
+        let index = file.nodes.iter().position(|n| n.id == node_id);
+        let cpu = cpus.nth_round(index.unwrap_or(file.nodes.len()));
+        command.arg("--cpus").arg(cpu.to_string());
     }
     command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     #[cfg(unix)]
