@@ -68,10 +68,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an admin command (not a data command): `-x` is a usage error there.
+/// Runs an admin command (not a data command): a client option it would
+/// ignore (`-x`, `--raw`, `-v`; `--consistency` and `--read` except for
+/// `bench`) is a usage error there.
 fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
-    if global.last_from_stdin {
-        errln!("error: -x (the last argument from stdin) is for data commands only");
+    if let Some((option, users)) = unused_client_option(global, &command) {
+        errln!("error: {option} is for {users} only");
         return ExitCode::from(EXIT_USAGE);
     }
     match admin_command(global, command) {
@@ -81,6 +83,37 @@ fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// The first client option given that `command` (not a data command) would
+/// ignore, and the commands that take it.
+fn unused_client_option(
+    global: &GlobalArgs,
+    command: &Cmd,
+) -> Option<(&'static str, &'static str)> {
+    let bench = matches!(command, Cmd::Bench(_));
+    [
+        (
+            global.last_from_stdin,
+            "-x (the last argument from stdin)",
+            "data commands",
+        ),
+        (global.raw, "--raw", "data commands"),
+        (global.verbose, "-v/--verbose", "data commands"),
+        (
+            global.consistency.is_some() && !bench,
+            "--consistency",
+            "data commands and bench",
+        ),
+        (
+            global.read.is_some() && !bench,
+            "--read",
+            "data commands and bench",
+        ),
+    ]
+    .into_iter()
+    .find(|(given, ..)| *given)
+    .map(|(_, option, users)| (option, users))
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG`; by default `info` for

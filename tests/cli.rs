@@ -355,15 +355,43 @@ fn a_data_command_that_guessed_the_local_topology_says_no_cluster_runs() {
 }
 
 #[test]
-fn x_is_refused_outside_data_commands() {
+fn client_options_are_refused_by_commands_that_would_ignore_them() {
     let dir = tempfile::tempdir().unwrap();
-    let output = meridian(dir.path(), &["-x", "cluster", "status"]);
-    assert_exit(&output, 2);
-    assert!(
-        stderr(&output).contains("-x (the last argument from stdin) is for data commands only"),
-        "{}",
-        stderr(&output)
+    for (args, message) in [
+        (
+            &["-x", "cluster", "status"][..],
+            "-x (the last argument from stdin) is for data commands only",
+        ),
+        (&["--raw", "status"], "--raw is for data commands only"),
+        (
+            &["-v", "cluster", "status"],
+            "-v/--verbose is for data commands only",
+        ),
+        (&["--raw", "bench"], "--raw is for data commands only"),
+        (
+            &["--read", "quorum", "status"],
+            "--read is for data commands and bench only",
+        ),
+        (
+            &["--consistency", "all", "cluster", "down"],
+            "--consistency is for data commands and bench only",
+        ),
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // bench takes the consistency levels (it finds no cluster here).
+    let output = meridian(
+        dir.path(),
+        &["--consistency", "all", "--read", "quorum", "bench"],
     );
+    assert_exit(&output, 1);
+    assert!(!stderr(&output).contains("only"), "{}", stderr(&output));
 }
 
 #[test]
