@@ -795,6 +795,71 @@ async fn a_client_connects_through_seed_addresses_of_its_cluster_only() {
 }
 
 #[tokio::test]
+async fn seeds_that_run_different_versions_give_the_newest_topology() {
+    let dir = TempDir::new().unwrap();
+    let ids: Vec<String> = vec!["lab-1".into(), "lab-2".into()];
+    CertStore::new(dir.path())
+        .ensure_cluster(&["lab-1", "lab-2"], &["cli"])
+        .unwrap();
+    // lab-2 has taken a membership change (version 5) that lab-1 has not.
+    let (old, handles) = 'ports: loop {
+        let text = topology_text(&ids, &free_ports(4), 2);
+        let old = Topology::parse(&text, "old.toml").unwrap();
+        let newer = text.replacen("[cluster]\n", "[cluster]\nversion = 5\n", 1);
+        let newer = Topology::parse(&newer, "newer.toml").unwrap();
+        let mut handles = Vec::new();
+        for (id, topology) in [(&ids[0], &old), (&ids[1], &newer)] {
+            let started = start(ServeOptions {
+                topology: topology.clone(),
+                node_id: id.clone(),
+                cert_dir: dir.path().to_owned(),
+                node: node_config(),
+                data_dir: None,
+                peer_routes: Default::default(),
+            })
+            .await;
+            match started {
+                Ok(handle) => handles.push(handle),
+                Err(e) if format!("{e:#}").contains("in use") => {
+                    for handle in handles {
+                        handle.shutdown().await;
+                    }
+                    continue 'ports;
+                }
+                Err(e) => panic!("starting {id}: {e:#}"),
+            }
+        }
+        break (old, handles);
+    };
+    let addr = |i: usize| old.node(&ids[i]).unwrap().client_addr;
+    let nobody = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let wait = Duration::from_secs(2);
+    within("the seeded fetches", async {
+        for seeds in [
+            [addr(0), addr(1), nobody],
+            [addr(1), addr(0), nobody],
+            [nobody, addr(0), addr(1)],
+        ] {
+            let topology = fetch_topology(&seeds, dir.path(), "cli", wait)
+                .await
+                .unwrap();
+            assert_eq!(topology.version(), 5, "seeds {seeds:?}");
+        }
+        let alone = fetch_topology(&[addr(0)], dir.path(), "cli", wait)
+            .await
+            .unwrap();
+        assert_eq!(alone.version(), 0);
+    })
+    .await;
+    for handle in handles {
+        handle.shutdown().await;
+    }
+}
+
+#[tokio::test]
 async fn request_sent_to_a_node_outside_the_keys_replicas_is_forwarded() {
     let region = Region::start(3, 2).await;
     let client = region.client().await;

@@ -110,7 +110,7 @@ pub struct GlobalArgs {
 
     /// Client address (HOST:PORT) of a node to fetch the cluster's
     /// topology from, instead of reading a topology file; data commands,
-    /// status and bench (repeatable: the first that answers)
+    /// status and bench (repeatable: all are asked, the newest version is taken)
     #[arg(
         long = "seed",
         global = true,

@@ -482,13 +482,20 @@ fn dual_stack_socket() -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// Fetches the cluster's topology from the first of `seeds` that answers:
-/// client addresses of any nodes of the cluster, of any region. Each seed
-/// must present a node certificate of the cluster CA in `cert_dir` (its id
-/// need not be known); the client presents certificate `client_name`.
-/// `timeout` bounds the whole attempt at each seed (handshake and answer),
-/// and seeds are tried one after another. Build
-/// [`ClientOptions`] from the result, or use [`Client::connect_seeds`].
+/// How long [`fetch_topology`], once one seed has answered, waits for the
+/// others' answers (a newer topology may be among them).
+pub const SEED_GRACE_MS: u64 = 100;
+
+/// Fetches the cluster's topology from `seeds`: client addresses of any
+/// nodes of the cluster, of any region. Each seed must present a node
+/// certificate of the cluster CA in `cert_dir` (its id need not be known);
+/// the client presents certificate `client_name`. Every seed is asked at
+/// once, and `timeout` bounds each attempt (handshake and answer). Once
+/// one has answered, the others get [`SEED_GRACE_MS`] more to answer, and
+/// the newest version among the answers of that seed's cluster is taken, so
+/// a seed that has not yet heard of a change (`cluster add-node`) does not
+/// hold a client back. Build [`ClientOptions`] from the result, or use
+/// [`Client::connect_seeds`].
 ///
 /// ```no_run
 /// use meridian::client::{fetch_topology, Client, ClientOptions};
@@ -520,62 +527,102 @@ pub async fn fetch_topology(
     // The name dialled is not checked (any node of the cluster will do),
     // but it must be a DNS name.
     let server_name = PeerIdentity::node("seed")?.dns_name();
-    // A topology file is at most TOPOLOGY_BYTES_MAX; its answer a little more.
-    let frame_bytes_max = crate::topology::TOPOLOGY_BYTES_MAX as usize + 1024;
-    let mut failures = Vec::with_capacity(seeds.len());
-    for &seed in seeds {
-        let attempt = async {
-            let connection =
-                NodeConnection::open(&endpoint, seed, &server_name, timeout, frame_bytes_max)
-                    .await?;
-            let request = Request {
-                id: 1,
-                command: Command::Topology,
-                write: None,
-                read: None,
-            };
-            let mut frame = Vec::new();
-            encode_into(&request, &mut frame, frame_bytes_max)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let answer = connection
-                .call(1, frame)
+    let mut attempts = tokio::task::JoinSet::new();
+    for (i, &seed) in seeds.iter().enumerate() {
+        let (endpoint, server_name) = (endpoint.clone(), server_name.clone());
+        attempts.spawn(async move {
+            // One bound for the whole attempt: handshake, streams and answer.
+            let attempt = ask_seed(&endpoint, seed, &server_name, timeout);
+            let fetched = tokio::time::timeout(timeout, attempt)
                 .await
-                .map_err(CallError::into_error)?
-                .result
-                .map_err(ClientError::from)?;
-            let Reply::Value(text) = answer.reply else {
-                return Err(unexpected(answer.reply, "TOPOLOGY"));
-            };
-            let text = std::str::from_utf8(&text)
-                .map_err(|_| ClientError::Protocol("the topology is not UTF-8".to_owned()))?;
-            Topology::parse(text, format!("the topology from seed {seed}"))
-                .map_err(|e| ClientError::Protocol(format!("a bad topology: {e}")))
+                .unwrap_or(Err(ClientError::Timeout));
+            (i, seed, fetched)
+        });
+    }
+    let mut newest: Option<Topology> = None;
+    let mut grace_until = None;
+    let mut failures = Vec::with_capacity(seeds.len());
+    loop {
+        let joined = match grace_until {
+            None => attempts.join_next().await,
+            Some(until) => tokio::time::timeout_at(until, attempts.join_next())
+                .await
+                .unwrap_or(None),
         };
-        // One bound for the whole attempt: handshake, streams and answer.
-        let fetched = match tokio::time::timeout(timeout, attempt).await {
-            Ok(fetched) => fetched,
-            Err(_) => Err(ClientError::Timeout),
+        let Some(joined) = joined else { break };
+        let (i, seed, fetched) = match joined {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => continue,
         };
-        match fetched {
-            Ok(topology) => {
-                endpoint.close(0u32.into(), b"");
-                return Ok(topology);
+        match (fetched, &newest) {
+            (Ok(topology), None) => {
+                newest = Some(topology);
+                grace_until =
+                    Some(tokio::time::Instant::now() + Duration::from_millis(SEED_GRACE_MS));
+            }
+            (Ok(topology), Some(current)) => {
+                if topology.cluster() == current.cluster() && topology.version() > current.version()
+                {
+                    newest = Some(topology);
+                }
             }
             // Connection errors already name the address.
-            Err(ClientError::Connect(why) | ClientError::Tls(why)) => failures.push(why),
-            Err(e) => failures.push(format!("{seed}: {e}")),
+            (Err(ClientError::Connect(why) | ClientError::Tls(why)), _) => failures.push((i, why)),
+            (Err(e), _) => failures.push((i, format!("{seed}: {e}"))),
         }
     }
+    attempts.abort_all();
     endpoint.close(0u32.into(), b"");
+    if let Some(topology) = newest {
+        return Ok(topology);
+    }
+    failures.sort_by_key(|(i, _)| *i);
+    let failures: Vec<String> = failures.into_iter().map(|(_, why)| why).collect();
     Err(ClientError::Unavailable(format!(
         "no seed answered with the topology ({})",
         failures.join("; ")
     )))
 }
 
+/// Asks `seed` for the topology it runs.
+async fn ask_seed(
+    endpoint: &quinn::Endpoint,
+    seed: SocketAddr,
+    server_name: &str,
+    timeout: Duration,
+) -> Result<Topology, ClientError> {
+    // A topology file is at most TOPOLOGY_BYTES_MAX; its answer a little more.
+    let frame_bytes_max = crate::topology::TOPOLOGY_BYTES_MAX as usize + 1024;
+    let connection =
+        NodeConnection::open(endpoint, seed, server_name, timeout, frame_bytes_max).await?;
+    let request = Request {
+        id: 1,
+        command: Command::Topology,
+        write: None,
+        read: None,
+    };
+    let mut frame = Vec::new();
+    encode_into(&request, &mut frame, frame_bytes_max)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let answer = connection
+        .call(1, frame)
+        .await
+        .map_err(CallError::into_error)?
+        .result
+        .map_err(ClientError::from)?;
+    let Reply::Value(text) = answer.reply else {
+        return Err(unexpected(answer.reply, "TOPOLOGY"));
+    };
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| ClientError::Protocol("the topology is not UTF-8".to_owned()))?;
+    Topology::parse(text, format!("the topology from seed {seed}"))
+        .map_err(|e| ClientError::Protocol(format!("a bad topology: {e}")))
+}
+
 impl Client {
-    /// Connects to region `region` of the cluster whose topology the first
-    /// answering seed sends (see [`fetch_topology`]), with the defaults of
+    /// Connects to region `region` of the cluster whose topology the seeds
+    /// send (the newest version, see [`fetch_topology`]), with the defaults of
     /// [`ClientOptions::new`]: client certificate `cli` from `cert_dir`.
     ///
     /// ```no_run
