@@ -30,6 +30,7 @@ route=${ROUTE:-read-home}   # meridian bench --route: read-home, primary or home
 busy_poll_us=${BUSY_POLL_US:-100}   # meridian bench --busy-poll-us (0: sleep)
 pin=${PIN:-0}
 read -r -a cpus <<<"$(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')"
+if [ "${#cpus[@]}" -eq 0 ]; then echo "cannot list the CPUs this script may use" >&2; exit 1; fi
 # The CPU after `nodes` nodes placed in turn: the client's.
 next_cpu() { echo "${cpus[$(($1 % ${#cpus[@]}))]}"; }
 if [ "$pin" = 1 ]; then

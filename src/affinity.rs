@@ -45,8 +45,8 @@ pub enum AffinityError {
     /// Pinning is implemented for Linux only.
     #[error("CPU pinning is only supported on Linux")]
     Unsupported,
-    /// The kernel refused.
-    #[error("cannot set the CPU affinity: {0}")]
+    /// The kernel refused to give or set the CPU affinity.
+    #[error("CPU affinity: {0}")]
     Os(#[from] std::io::Error),
 }
 
@@ -116,7 +116,8 @@ impl FromStr for CpuList {
 }
 
 impl fmt::Display for CpuList {
-    /// Ranges where the CPUs are consecutive: `0-3,6`.
+    /// Ranges where the CPUs are consecutive, as the kernel writes them:
+    /// `0-3,6`, `0-1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut i = 0;
         while i < self.0.len() {
@@ -127,10 +128,10 @@ impl fmt::Display for CpuList {
             if i > 0 {
                 f.write_str(",")?;
             }
-            match j - i {
-                0 => write!(f, "{}", self.0[i])?,
-                1 => write!(f, "{},{}", self.0[i], self.0[j])?,
-                _ => write!(f, "{}-{}", self.0[i], self.0[j])?,
+            if i == j {
+                write!(f, "{}", self.0[i])?;
+            } else {
+                write!(f, "{}-{}", self.0[i], self.0[j])?;
             }
             i = j + 1;
         }
@@ -216,7 +217,7 @@ mod tests {
         assert_eq!(list("3,1,1"), [1, 3]);
         assert_eq!(list("1-3,6"), [1, 2, 3, 6]);
         assert_eq!(list(" 2 - 2 "), [2]);
-        for text in ["0", "0,1", "0-2", "0-2,4,6-9", "1023"] {
+        for text in ["0", "0-1", "0,2", "0-2", "0-2,4,6-9", "1023"] {
             assert_eq!(text.parse::<CpuList>().unwrap().to_string(), text);
         }
         assert_eq!(CpuList::new([5, 0, 1, 2]).unwrap().to_string(), "0-2,5");

@@ -317,10 +317,10 @@ pub enum ClusterCmd {
             help = "Persist every node under DIR/<node id> (serve --data-dir), so a killed node restarts with its data; without it nodes keep nothing on disk"
         )]
         data_dir: Option<PathBuf>,
-        /// Pin each node to one CPU of LIST in turn (serve --cpus; default:
-        /// every CPU this process may use; Linux only), so nodes sharing
-        /// the machine keep their caches warm
-        #[arg(long, value_name = "LIST", num_args = 0..=1)]
+        /// Pin each node to one CPU in turn (serve --cpus): of every CPU
+        /// this process may use, or of LIST with --pin-cpus=LIST (Linux
+        /// only), so nodes sharing the machine keep their caches warm
+        #[arg(long, value_name = "LIST", num_args = 0..=1, require_equals = true)]
         pin_cpus: Option<Option<CpuList>>,
     },
     /// Stop the cluster running in --state-dir
@@ -530,16 +530,29 @@ mod tests {
         for (args, expected) in [
             (&["cluster", "up", "--pin-cpus"][..], Some(None)),
             (
-                &["cluster", "up", "--pin-cpus", "1-2"][..],
+                &["cluster", "up", "--pin-cpus=1-2"][..],
                 Some("1-2".parse().ok()),
             ),
+            // The flag before the topology leaves it alone.
+            (
+                &["cluster", "up", "--pin-cpus", "regions/single.toml"][..],
+                Some(None),
+            ),
         ] {
-            let Cmd::Cluster(ClusterCmd::Up { pin_cpus, .. }) = parse(args).command else {
+            let Cmd::Cluster(ClusterCmd::Up {
+                pin_cpus, topology, ..
+            }) = parse(args).command
+            else {
                 panic!("not cluster up")
             };
             assert_eq!(pin_cpus, expected, "{args:?}");
+            let file = args
+                .iter()
+                .find(|a| a.ends_with(".toml"))
+                .map(PathBuf::from);
+            assert_eq!(topology, file, "{args:?}");
         }
-        let err = Cli::try_parse_args(["meridian", "cluster", "up", "--pin-cpus", "2-1"])
+        let err = Cli::try_parse_args(["meridian", "cluster", "up", "--pin-cpus=2-1"])
             .unwrap_err()
             .to_string();
         assert!(err.contains("the range 2-1 is backwards"), "{err}");

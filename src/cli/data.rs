@@ -21,8 +21,9 @@ pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>
     options.client_name = target.client_name;
     options.write = target.write;
     options.read = target.read;
-    // One command per process: a home node would buy nothing, and by key a
-    // read finds the replica that coordinated an earlier command's write.
+    // A client per command line: a home node would buy nothing, and by key
+    // a read finds the replica that coordinated an earlier command line's
+    // write.
     options.routing = Routing::Primary;
     let client = Client::connect(options).await?;
     let mut answers = Vec::with_capacity(commands.len());

@@ -170,12 +170,15 @@ pub struct ClientOptions {
 /// waking every node in turn, which is much cheaper for the region (in
 /// BENCHMARKS.md, "Reads from a home replica", one client's gets 1.4–4.0×
 /// faster than spread by key), and many clients with different homes
-/// spread the reads. A read of a key the client wrote in the last
-/// [`RECENT_WRITE_MS`] ms goes to the key's first replica instead, the one
-/// that coordinated the write, so a client reads its own writes as soon as
-/// they are acknowledged; after that the home has them too, unless a
-/// failure delayed their replication there (then it has them once hinted
-/// handoff or anti-entropy delivers them, as for any read at `one`).
+/// spread the reads. A client (this [`Client`] and its clones) reads its
+/// own writes: a read of a key whose write was answered in the last
+/// [`RECENT_WRITE_MS`] ms goes to the replica that coordinated the write
+/// (the key's first, unless the write failed over), and a read of a key
+/// whose slot in the client's table of recent writes another key took
+/// lately goes to the key's first replica. After that the home has the
+/// write too, unless a failure delayed its replication there (then it has
+/// it once hinted handoff or anti-entropy delivers it, as for any read at
+/// `one`).
 ///
 /// With [`Routing::RandomHome`] or [`Routing::Home`] writes go to the home
 /// node too: the deltas of many writes then leave for each other replica in
@@ -208,31 +211,54 @@ impl Routing {
     }
 }
 
-/// How long after writing a key a client with [`Routing::ReadHome`] reads it
-/// from the key's first replica rather than from its home node.
+/// How long after its write to a key was answered a client with
+/// [`Routing::ReadHome`] reads the key from the replica that coordinated
+/// the write rather than from its home node.
 pub const RECENT_WRITE_MS: u32 = 1_000;
 
-/// The keys a client wrote lately, by hash: a fixed table of the time of
-/// the last write to any key of each hash slot. Two keys sharing a slot
-/// only send a read to the first replica when the home would have done.
+/// The keys a client wrote lately, by hash: a fixed table holding, for each
+/// hash slot, when a key of the slot was last written, which key (a
+/// fingerprint of its hash) and which replica answered. A read of a key of
+/// a slot written lately goes to that replica if the fingerprint is the
+/// key's, else (another key of the slot) to the key's first replica: never
+/// to the home by mistake.
 struct RecentWrites {
     start: Instant,
     /// Milliseconds since `start` plus one at the last write (0: none).
-    slots: Box<[AtomicU64]>,
+    stamps: Box<[AtomicU64]>,
+    /// The key's fingerprint (high 32 bits) and the replica that answered.
+    writers: Box<[AtomicU64]>,
+}
+
+/// What [`RecentWrites`] knows of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recent {
+    /// No key of its slot was written lately.
+    No,
+    /// The key was, and this replica answered the write.
+    By(ReplicaId),
+    /// Another key of its slot was (the key may have been too).
+    Unknown,
 }
 
 impl RecentWrites {
-    const SLOTS: usize = 4096;
+    /// 192 KiB per client with home reads; a client writing about 2,000
+    /// keys a second finds a slot taken by another key for one read in
+    /// ten, and then reads by key.
+    const SLOTS: usize = 16_384;
 
     fn new() -> RecentWrites {
         RecentWrites {
             start: Instant::now(),
-            slots: (0..Self::SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            stamps: (0..Self::SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            writers: (0..Self::SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    fn slot(&self, key: &[u8]) -> &AtomicU64 {
-        &self.slots[crate::keyhash::key_hash(key) as usize % Self::SLOTS]
+    /// The slot of `key` and its fingerprint.
+    fn slot(key: &[u8]) -> (usize, u64) {
+        let hash = crate::keyhash::key_hash(key);
+        (hash as usize % Self::SLOTS, hash >> 32)
     }
 
     /// Milliseconds since the table began, plus one, at `now`.
@@ -240,15 +266,27 @@ impl RecentWrites {
         duration_ms(now.saturating_duration_since(self.start)).saturating_add(1)
     }
 
-    fn wrote(&self, key: &[u8], now: Instant) {
-        self.slot(key).store(self.stamp(now), Ordering::Relaxed);
+    /// `replica` answered (or may have applied) a write to `key` at `now`.
+    fn wrote(&self, key: &[u8], replica: ReplicaId, now: Instant) {
+        let (slot, fingerprint) = Self::slot(key);
+        self.writers[slot].store(fingerprint << 32 | u64::from(replica.0), Ordering::Relaxed);
+        self.stamps[slot].store(self.stamp(now), Ordering::Relaxed);
     }
 
-    /// Whether `key` (or a key of its slot) was written within
-    /// [`RECENT_WRITE_MS`] before `now`.
-    fn recent(&self, key: &[u8], now: Instant) -> bool {
-        let at = self.slot(key).load(Ordering::Relaxed);
-        at != 0 && self.stamp(now).saturating_sub(at) < u64::from(RECENT_WRITE_MS)
+    /// Whether `key` was written within [`RECENT_WRITE_MS`] before `now`,
+    /// and by which replica.
+    fn recent(&self, key: &[u8], now: Instant) -> Recent {
+        let (slot, fingerprint) = Self::slot(key);
+        let at = self.stamps[slot].load(Ordering::Relaxed);
+        if at == 0 || self.stamp(now).saturating_sub(at) >= u64::from(RECENT_WRITE_MS) {
+            return Recent::No;
+        }
+        let writer = self.writers[slot].load(Ordering::Relaxed);
+        if writer >> 32 == fingerprint {
+            Recent::By(ReplicaId(writer as u32))
+        } else {
+            Recent::Unknown
+        }
     }
 }
 
@@ -306,10 +344,9 @@ struct Inner {
     frame_bytes_max: usize,
     endpoint: quinn::Endpoint,
     next_id: AtomicU64,
-    /// Whether the home node takes only reads ([`Routing::ReadHome`]).
-    home_reads_only: bool,
-    /// The keys written lately, whose reads skip a reads-only home.
-    recent_writes: RecentWrites,
+    /// With a home that takes only reads ([`Routing::ReadHome`]): the keys
+    /// written lately, whose reads go to the replica that took the write.
+    recent_writes: Option<RecentWrites>,
     /// [`ClientOptions::topology_refresh`], and when the last fetch began.
     topology_refresh: Duration,
     refreshed_at: Mutex<Instant>,
@@ -706,8 +743,7 @@ impl Client {
             connect_timeout: request_timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)),
             endpoint,
             next_id: AtomicU64::new(1),
-            home_reads_only: routing.home_reads_only(),
-            recent_writes: RecentWrites::new(),
+            recent_writes: routing.home_reads_only().then(RecentWrites::new),
             topology_refresh,
             refreshed_at: Mutex::new(Instant::now()),
             // On a multi-thread runtime the polling worker could not reach
@@ -912,6 +948,7 @@ impl Client {
         };
         let replicas = self.route(replicas, ring.home, &command);
         let resend_after_sent = is_idempotent(&command);
+        let written = command.is_write().then(|| command.key().cloned()).flatten();
         let (id, frame) = self.frame(command, write, read)?;
 
         // Reachable replicas first, in preference order; then those that
@@ -936,10 +973,15 @@ impl Client {
         }
         let mut last_error = None;
         for replica in up.into_iter().chain(suspect).chain(down) {
-            match self
+            let attempt = self
                 .attempt(&ring, replica, id, frame.clone(), Dial::UnlessShutDown)
-                .await
-            {
+                .await;
+            // A write's key is read from where it went (from when it was
+            // answered, or may have been applied) for a while.
+            if !matches!(attempt, Err(CallError::NotSent(_))) {
+                self.note_write(written.as_ref(), replica);
+            }
+            match attempt {
                 Ok(answer) => return answer,
                 Err(CallError::NotSent(e)) if e.fails_over() => last_error = Some(e),
                 Err(CallError::Sent(e)) if e.fails_over() && resend_after_sent => {
@@ -1246,34 +1288,41 @@ impl Client {
         home: Option<ReplicaId>,
         command: &Command,
     ) -> Vec<ReplicaId> {
-        let inner = &self.inner;
-        let reads_only = inner.home_reads_only.then_some(&inner.recent_writes);
-        route(replicas, home, reads_only, command, Instant::now())
+        let recent = self.inner.recent_writes.as_ref();
+        route(replicas, home, recent, command, Instant::now())
+    }
+
+    /// Notes that `replica` answered, or may have applied, a write to `key`
+    /// (with home reads only).
+    fn note_write(&self, key: Option<&Bytes>, replica: ReplicaId) {
+        if let (Some(recent), Some(key)) = (&self.inner.recent_writes, key) {
+            recent.wrote(key, replica, Instant::now());
+        }
     }
 }
 
 /// `replicas` (a key's preference list) in the order to try them for
-/// `command` at `now`: the home first, if it is one of them, unless the home
-/// takes only reads (`reads_only`, with the client's recent writes) and
-/// `command` is a write, or a read of a key written lately. Notes a write's
-/// key in the recent writes.
+/// `command` at `now`: the home first, if it is one of them; but where the
+/// home takes only reads (`recent`, the client's recent writes), a write in
+/// ring order, and a read of a key written lately from the replica that
+/// took the write (in ring order if that is not known).
 fn route(
     replicas: Vec<ReplicaId>,
     home: Option<ReplicaId>,
-    reads_only: Option<&RecentWrites>,
+    recent: Option<&RecentWrites>,
     command: &Command,
     now: Instant,
 ) -> Vec<ReplicaId> {
-    let (Some(recent), Some(key)) = (reads_only, command.key()) else {
+    let (Some(recent), Some(key)) = (recent, command.key()) else {
         return home_first(replicas, home);
     };
     if command.is_write() {
-        recent.wrote(key, now);
-        replicas
-    } else if recent.recent(key, now) {
-        replicas
-    } else {
-        home_first(replicas, home)
+        return replicas;
+    }
+    match recent.recent(key, now) {
+        Recent::No => home_first(replicas, home),
+        Recent::By(writer) => home_first(replicas, Some(writer)),
+        Recent::Unknown => replicas,
     }
 }
 
@@ -1395,37 +1444,61 @@ mod tests {
         let route_at =
             |command: &Command, at: Instant| route(r(&[1, 2, 3]), home, Some(&recent), command, at);
         assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]), "a read goes home");
-        assert_eq!(
-            route_at(&set("k"), t0),
-            r(&[1, 2, 3]),
-            "a write goes by key"
-        );
-        // The key's reads now go to its first replica, which coordinated the
-        // write, until RECENT_WRITE_MS have passed; other keys' go home.
+        let write = route_at(&set("k"), t0);
+        assert_eq!(write, r(&[1, 2, 3]), "a write goes by key");
+        // Replica 2 took it (the first had failed): the key's reads go there
+        // until RECENT_WRITE_MS after the answer; other keys' go home.
+        let answered = t0 + Duration::from_millis(1_500);
+        recent.wrote(b"k", ReplicaId(2), answered);
         let window = Duration::from_millis(u64::from(RECENT_WRITE_MS));
-        let just_before = t0 + window - Duration::from_millis(1);
-        assert_eq!(route_at(&get("k"), t0), r(&[1, 2, 3]));
-        assert_eq!(route_at(&get("k"), just_before), r(&[1, 2, 3]));
-        assert_eq!(route_at(&get("k"), t0 + window), r(&[3, 1, 2]));
-        assert_eq!(route_at(&get("other"), t0), r(&[3, 1, 2]));
-        // Every write counts, whatever its type, and so does every read.
-        let del = Command::Del { key: "d".into() };
-        assert_eq!(route_at(&del, t0), r(&[1, 2, 3]));
-        let ttl = Command::Ttl { key: "d".into() };
-        assert_eq!(route_at(&ttl, t0), r(&[1, 2, 3]));
-        assert_eq!(route_at(&ttl, t0 + window), r(&[3, 1, 2]));
+        let just_before = answered + window - Duration::from_millis(1);
+        assert_eq!(route_at(&get("k"), answered), r(&[2, 1, 3]));
+        assert_eq!(route_at(&get("k"), just_before), r(&[2, 1, 3]));
+        assert_eq!(route_at(&get("k"), answered + window), r(&[3, 1, 2]));
+        assert_eq!(route_at(&get("other"), answered), r(&[3, 1, 2]));
+        // Every read counts, whatever its type.
+        let ttl = Command::Ttl { key: "k".into() };
+        assert_eq!(route_at(&ttl, answered), r(&[2, 1, 3]));
         // Commands without a key go home first.
-        assert_eq!(route_at(&Command::Ping, t0), r(&[3, 1, 2]));
+        assert_eq!(route_at(&Command::Ping, answered), r(&[3, 1, 2]));
+    }
+
+    #[test]
+    fn a_key_whose_slot_another_key_took_is_read_by_key_not_from_the_home() {
+        let recent = RecentWrites::new();
+        let now = recent.start + Duration::from_secs(1);
+        // Two keys of one slot.
+        let (slot, _) = RecentWrites::slot(b"k");
+        let other = (0u64..)
+            .map(|i| format!("other-{i}"))
+            .find(|o| RecentWrites::slot(o.as_bytes()).0 == slot && o.as_bytes() != b"k")
+            .unwrap();
+        recent.wrote(b"k", ReplicaId(2), now);
+        recent.wrote(other.as_bytes(), ReplicaId(3), now);
+        assert_eq!(
+            recent.recent(other.as_bytes(), now),
+            Recent::By(ReplicaId(3))
+        );
+        assert_eq!(recent.recent(b"k", now), Recent::Unknown);
+        let read = route(
+            r(&[1, 2, 3]),
+            Some(ReplicaId(3)),
+            Some(&recent),
+            &get("k"),
+            now,
+        );
+        assert_eq!(read, r(&[1, 2, 3]));
     }
 
     #[test]
     fn recent_writes_start_empty_and_survive_a_clock_before_their_start() {
         let recent = RecentWrites::new();
-        let early = recent.start - Duration::from_secs(1);
         let later = recent.start + Duration::from_secs(3600);
-        assert!(!recent.recent(b"k", later));
-        recent.wrote(b"k", early);
-        assert!(recent.recent(b"k", recent.start));
-        assert!(!recent.recent(b"k", later));
+        assert_eq!(recent.recent(b"k", later), Recent::No);
+        if let Some(early) = recent.start.checked_sub(Duration::from_secs(1)) {
+            recent.wrote(b"k", ReplicaId(7), early);
+            assert_eq!(recent.recent(b"k", recent.start), Recent::By(ReplicaId(7)));
+            assert_eq!(recent.recent(b"k", later), Recent::No);
+        }
     }
 }
