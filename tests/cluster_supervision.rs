@@ -504,6 +504,7 @@ fn stale_file(state_dir: &Path, supervisor_pid: u32, nodes: Vec<(&str, u32)>) {
                 client_addr: format!("127.0.0.1:{}", 19_001 + i).parse().unwrap(),
                 peer_addr: format!("127.0.0.1:{}", 19_501 + i).parse().unwrap(),
                 log: state_dir.join(format!("logs/{id}.log")),
+                cpu: None,
             })
             .collect(),
     };

@@ -191,6 +191,7 @@ mod tests {
             client_addr: format!("127.0.0.1:{port}").parse().unwrap(),
             peer_addr: format!("127.0.0.1:{}", port + 10).parse().unwrap(),
             log: format!("/lab/.meridian/logs/{id}.log").into(),
+            cpu: None,
         }
     }
 

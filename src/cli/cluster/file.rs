@@ -59,6 +59,9 @@ pub struct NodeEntry {
     pub peer_addr: SocketAddr,
     /// Its log file, as an absolute path.
     pub log: PathBuf,
+    /// The CPU it runs on (`cluster up --pin-cpus`), kept across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<usize>,
 }
 
 /// A cluster file that could not be read, parsed or written.
@@ -205,6 +208,7 @@ mod tests {
                     client_addr: "127.0.0.1:7101".parse().unwrap(),
                     peer_addr: "127.0.0.1:7111".parse().unwrap(),
                     log: "/lab/.meridian/logs/us-east-1.log".into(),
+                    cpu: None,
                 },
                 NodeEntry {
                     id: "us-east-2".into(),
@@ -215,6 +219,7 @@ mod tests {
                     client_addr: "127.0.0.1:7102".parse().unwrap(),
                     peer_addr: "127.0.0.1:7112".parse().unwrap(),
                     log: "/lab/.meridian/logs/us-east-2.log".into(),
+                    cpu: None,
                 },
             ],
         }

@@ -323,6 +323,20 @@ where
     fleet.stop(options.stop_grace_ms, poll, on_event).await
 }
 
+/// The CPU of `cpus` that the fewest of `nodes` run on (the first such in
+/// the list): in turn over the list as nodes start, and a node added after
+/// another left takes the CPU it freed.
+fn least_used_cpu(cpus: &CpuList, nodes: &[NodeEntry]) -> usize {
+    let used = |cpu: usize| nodes.iter().filter(|n| n.cpu == Some(cpu)).count();
+    let mut best = cpus.cpus()[0];
+    for &cpu in cpus.cpus() {
+        if used(cpu) < used(best) {
+            best = cpu;
+        }
+    }
+    best
+}
+
 /// Starts `program [program_args] serve --node ID --topology FILE
 /// --cert-dir DIR [--peer-routes FILE] [--data-dir DIR/ID] [--cpus CPU]` with its output written to `log`,
 /// in its own process group (so a Ctrl-C at the terminal reaches only the
@@ -334,6 +348,7 @@ fn spawn_node(
     routes: Option<&Path>,
     log: &Path,
     start: Start,
+    cpu: Option<usize>,
 ) -> Result<Child, ClusterError> {
     let path_err = |source| ClusterError::Path {
         path: log.to_owned(),
@@ -367,10 +382,7 @@ fn spawn_node(
     if let Some(dir) = &options.data_dir {
         command.arg("--data-dir").arg(dir.join(node_id));
     }
-    if let Some(cpus) = &options.cpus {
-        // Its place in the cluster (a node added later comes last).
-        let index = file.nodes.iter().position(|n| n.id == node_id);
-        let cpu = cpus.nth_round(index.unwrap_or(file.nodes.len()));
+    if let Some(cpu) = cpu {
         command.arg("--cpus").arg(cpu.to_string());
     }
     command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
@@ -443,7 +455,11 @@ impl Fleet {
         } else {
             Start::Initial
         };
-        let child = spawn_node(options, &self.file, &node.id, routes, &log, start)?;
+        let cpu = options
+            .cpus
+            .as_ref()
+            .map(|cpus| least_used_cpu(cpus, &self.file.nodes));
+        let child = spawn_node(options, &self.file, &node.id, routes, &log, start, cpu)?;
         let pid = child.id();
         self.file.nodes.push(NodeEntry {
             id: node.id.clone(),
@@ -454,6 +470,7 @@ impl Fleet {
             client_addr: node.client_addr,
             peer_addr: node.peer_addr,
             log,
+            cpu,
         });
         self.pids.push(pid);
         self.children.push(Some(child));
@@ -532,7 +549,8 @@ impl Fleet {
         let entry = &self.file.nodes[index];
         let routes = wan.and_then(|w| w.route_file(&entry.region));
         let log = entry.log.clone();
-        let child = spawn_node(options, &self.file, id, routes, &log, Start::Restart)?;
+        let cpu = entry.cpu;
+        let child = spawn_node(options, &self.file, id, routes, &log, Start::Restart, cpu)?;
         let pid = child.id();
         self.file.nodes[index].pid = Some(pid);
         self.file.nodes[index].exit = None;
@@ -733,6 +751,33 @@ fn write_copy(topology: &Topology, original: &Path, copy: &Path) -> Result<(), C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_take_the_least_used_cpu_in_turn_and_keep_it() {
+        let entry = |id: &str, cpu: usize| NodeEntry {
+            id: id.into(),
+            region: "r".into(),
+            pid: Some(1),
+            exit: None,
+            lives: 1,
+            client_addr: "127.0.0.1:1".parse().unwrap(),
+            peer_addr: "127.0.0.1:2".parse().unwrap(),
+            log: "/lab/n.log".into(),
+            cpu: Some(cpu),
+        };
+        let cpus: CpuList = "2-3".parse().unwrap();
+        let mut nodes = Vec::new();
+        for id in ["a", "b", "c"] {
+            let cpu = least_used_cpu(&cpus, &nodes);
+            nodes.push(entry(id, cpu));
+        }
+        let placed: Vec<Option<usize>> = nodes.iter().map(|n| n.cpu).collect();
+        assert_eq!(placed, [Some(2), Some(3), Some(2)]);
+        // b leaves: a node added next takes the CPU it freed, not the
+        // next in turn after c.
+        nodes.remove(1);
+        assert_eq!(least_used_cpu(&cpus, &nodes), 3);
+    }
 
     #[test]
     fn a_copy_comes_after_the_version_a_previous_run_reached() {
