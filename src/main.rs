@@ -11,7 +11,7 @@ use meridian::cli::command::{self, UsageError};
 use meridian::cli::shutdown::shutdown_signal;
 use meridian::cli::target::{Target, TargetError};
 use meridian::cli::{certs, data, format, serve};
-use meridian::cli::{demo, status};
+use meridian::cli::{demo, reload, status};
 use meridian::tls::CertStore;
 use meridian::topology::Topology;
 use mimalloc::MiMalloc;
@@ -121,7 +121,7 @@ fn unused_client_option(
 /// the answer.
 fn init_logging(command: &Cmd) {
     let default = match command {
-        Cmd::Data(_) | Cmd::Status(_) | Cmd::Demo => "warn",
+        Cmd::Data(_) | Cmd::Status(_) | Cmd::Reload { .. } | Cmd::Demo => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -302,6 +302,15 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             out!("{}", status::render(&report, args.json));
             if report.nodes_up == 0 {
                 bail!("no node answered");
+            }
+            Ok(())
+        }
+        Cmd::Reload { nodes } => {
+            let reloaded = current_thread_runtime()?.block_on(reload::run(global, &nodes))?;
+            out!("{}", reload::text(&reloaded).trim_end());
+            let failed = reloaded.iter().filter(|r| r.outcome.is_err()).count();
+            if failed > 0 {
+                bail!("{failed} of {} nodes did not reload", reloaded.len());
             }
             Ok(())
         }

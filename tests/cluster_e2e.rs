@@ -280,3 +280,39 @@ fn cluster_up_pins_each_node_to_a_cpu_in_turn() {
         "{bench}"
     );
 }
+
+#[test]
+fn reload_has_nodes_reread_their_topology_file_and_refuse_an_older_one() {
+    let lab = Lab::start(|| topology(&["east"], &[]));
+    assert_eq!(
+        lab.ok(&["reload"]),
+        "east-1: topology version 0\neast-2: topology version 0\neast-3: topology version 0\n"
+    );
+
+    // The nodes run the state directory's copy: a newer version of it is
+    // taken by the node asked, and only by it.
+    let copy = lab.state_dir().join("topology.toml");
+    let text = std::fs::read_to_string(&copy).unwrap();
+    assert!(!text.contains("version ="), "{text}");
+    let newer = text.replacen("[cluster]\n", "[cluster]\nversion = 1\n", 1);
+    std::fs::write(&copy, newer).unwrap();
+    assert_eq!(
+        lab.ok(&["reload", "east-2"]),
+        "east-2: topology version 1\n"
+    );
+    let status = lab.ok(&["status"]);
+    assert!(status.contains("behind"), "{status}");
+
+    // An older file is refused, and said so, and the node keeps its version.
+    std::fs::write(&copy, &text).unwrap();
+    let output = lab.meridian(&["reload", "east-2"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("east-2: not reloaded: "), "{stdout}");
+    assert!(stdout.contains("older"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("1 of 1 nodes did not reload"), "{stderr}");
+
+    let unknown = lab.fails(&["reload", "nowhere-9"]);
+    assert!(unknown.contains("no node nowhere-9 in"), "{unknown}");
+}

@@ -222,6 +222,13 @@ pub enum Cmd {
     Bench(super::bench::BenchArgs),
     /// Health, keys, memory and replication lag of every node
     Status(StatusArgs),
+    /// Ask running nodes (default: every node, of --region if given) to
+    /// re-read the topology file each was started with
+    Reload {
+        /// Node ids
+        #[arg(value_name = "NODE")]
+        nodes: Vec<String>,
+    },
     /// Watch geo-replication on the running cluster: a partition, conflicting
     /// writes on both sides, a heal, convergence
     Demo,

@@ -29,6 +29,7 @@ pub mod target;
 pub mod bench;
 pub mod data;
 pub mod demo;
+pub mod reload;
 pub mod serve;
 pub mod status;
 

@@ -1,0 +1,117 @@
+//! `meridian reload [NODE...]`: asks running nodes to re-read their
+//! topology file (the one each was started with), as `cluster add-node` and
+//! `remove-node` do, for nodes run by hand with `serve --topology FILE`
+//! after the file was edited. A node keeps its topology when the file's is
+//! older than the one it runs, or not valid.
+
+use std::time::Duration;
+
+use super::args::GlobalArgs;
+use super::target::Target;
+use crate::client::{Client, ClientOptions};
+use crate::protocol::{Command, Reply};
+
+/// How long a node may take to answer each request.
+pub const RELOAD_TIMEOUT_MS: u64 = 2_000;
+
+/// What one node said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The node's id.
+    pub node: String,
+    /// The topology version it runs now, or why it did not reload.
+    pub outcome: Result<u64, String>,
+}
+
+/// Sends `ReloadTopology` to `nodes` (ids of the target's topology; none:
+/// every node, of `--region` if given), one after another, and reads back
+/// the topology version each runs.
+pub async fn run(global: &GlobalArgs, nodes: &[String]) -> anyhow::Result<Vec<Reloaded>> {
+    let target = Target::resolve_async(global).await?;
+    let topology = &target.topology;
+    let ids: Vec<String> = if nodes.is_empty() {
+        topology
+            .nodes()
+            .filter(|(region, _)| global.region.as_ref().is_none_or(|r| *r == region.name))
+            .map(|(_, node)| node.id.clone())
+            .collect()
+    } else {
+        for id in nodes {
+            if topology.node(id).is_none() {
+                let known: Vec<&str> = topology.nodes().map(|(_, n)| n.id.as_str()).collect();
+                anyhow::bail!(
+                    "no node {id} in {} (nodes: {})",
+                    topology.origin(),
+                    known.join(", ")
+                );
+            }
+        }
+        nodes.to_vec()
+    };
+    let mut options = ClientOptions::new(topology.clone(), target.region, target.cert_dir);
+    options.client_name = target.client_name;
+    options.request_timeout = Duration::from_millis(RELOAD_TIMEOUT_MS);
+    let client = Client::connect(options).await?;
+    let mut reloaded = Vec::with_capacity(ids.len());
+    for id in ids {
+        let outcome = reload_one(&client, &id).await;
+        reloaded.push(Reloaded { node: id, outcome });
+    }
+    Ok(reloaded)
+}
+
+async fn reload_one(client: &Client, id: &str) -> Result<u64, String> {
+    let wait = Duration::from_millis(RELOAD_TIMEOUT_MS);
+    let ask = |command| tokio::time::timeout(wait, client.execute_on(id, command));
+    match ask(Command::ReloadTopology).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no answer within {RELOAD_TIMEOUT_MS} ms")),
+    }
+    match ask(Command::Status).await {
+        Ok(Ok(answer)) => match answer.reply {
+            Reply::Status(status) => Ok(status.topology_version),
+            other => Err(format!("unexpected reply {other:?} to STATUS")),
+        },
+        Ok(Err(e)) => Err(format!("reloaded, but its status: {e}")),
+        Err(_) => Err(format!(
+            "reloaded, but no status within {RELOAD_TIMEOUT_MS} ms"
+        )),
+    }
+}
+
+/// One line per node: `us-east-1: topology version 3`, or
+/// `us-east-2: not reloaded: ...`.
+pub fn text(reloaded: &[Reloaded]) -> String {
+    let mut out = String::new();
+    for r in reloaded {
+        match &r.outcome {
+            Ok(version) => out.push_str(&format!("{}: topology version {version}\n", r.node)),
+            Err(why) => out.push_str(&format!("{}: not reloaded: {why}\n", r.node)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_node_gets_a_line() {
+        let reloaded = [
+            Reloaded {
+                node: "a-1".into(),
+                outcome: Ok(3),
+            },
+            Reloaded {
+                node: "a-2".into(),
+                outcome: Err("older".into()),
+            },
+        ];
+        assert_eq!(
+            text(&reloaded),
+            "a-1: topology version 3\na-2: not reloaded: older\n"
+        );
+    }
+}
