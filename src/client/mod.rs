@@ -1012,11 +1012,15 @@ impl Client {
         let node = ring.topology.node(node_id).ok_or_else(|| {
             ClientError::BadRequest(format!("no node {node_id:?} in the topology"))
         })?;
+        let written = command.is_write().then(|| command.key().cloned()).flatten();
         let (id, frame) = self.frame(command, self.write, self.read)?;
-        match self
+        let attempt = self
             .attempt(&ring, node.replica, id, frame, Dial::Always)
-            .await
-        {
+            .await;
+        if !matches!(attempt, Err(CallError::NotSent(_))) {
+            self.note_write(written.as_ref(), node.replica);
+        }
+        match attempt {
             Ok(answer) => answer,
             Err(CallError::NotSent(e) | CallError::Sent(e)) => Err(e),
         }
