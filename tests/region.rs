@@ -795,6 +795,47 @@ async fn a_client_connects_through_seed_addresses_of_its_cluster_only() {
 }
 
 #[tokio::test]
+async fn a_random_home_that_leaves_the_region_is_replaced_and_a_chosen_one_is_kept() {
+    let region = Region::start(3, 3).await;
+    // The client's topology has a fourth node, which the cluster's lacks
+    // (it was removed).
+    let with_gone = format!(
+        "{}\n[[region.node]]\nid = \"lab-9\"\nclient_addr = \"127.0.0.1:9\"\npeer_addr = \"127.0.0.1:10\"\n",
+        region.topology.source()
+    );
+    let with_gone = Topology::parse(&with_gone, "with-gone.toml").unwrap();
+    for routing in [Routing::ReadHome, Routing::RandomHome] {
+        // Connect until the random home is the gone node.
+        let mut client = None;
+        for _ in 0..200 {
+            let mut opts = region.options();
+            opts.topology = with_gone.clone();
+            opts.topology_refresh = Duration::ZERO;
+            opts.routing = routing.clone();
+            let c = Client::connect(opts).await.unwrap();
+            if c.home().as_deref() == Some("lab-9") {
+                client = Some(c);
+                break;
+            }
+        }
+        let client = client.expect("lab-9 as a random home in 200 tries");
+        assert!(client.refresh_topology().await.unwrap());
+        let home = client.home().expect("a new home");
+        assert!(region.ids.contains(&home), "{routing:?}: {home}");
+        client.register("rehomed").set("v").await.unwrap();
+    }
+    // A home the application chose stays its home (none while it is gone).
+    let mut opts = region.options();
+    opts.topology = with_gone.clone();
+    opts.topology_refresh = Duration::ZERO;
+    opts.routing = Routing::ReadHomeAt("lab-9".into());
+    let chosen = Client::connect(opts).await.unwrap();
+    assert!(chosen.refresh_topology().await.unwrap());
+    assert_eq!(chosen.home(), None);
+    region.shutdown().await;
+}
+
+#[tokio::test]
 async fn seeds_that_run_different_versions_give_the_newest_topology() {
     let dir = TempDir::new().unwrap();
     let ids: Vec<String> = vec!["lab-1".into(), "lab-2".into()];

@@ -188,7 +188,8 @@ pub struct ClientOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Routing {
     /// Writes to the key's first replica; reads to a home node of the
-    /// region picked at random when the client connects.
+    /// region picked at random when the client connects (and again when a
+    /// topology the client takes no longer has it).
     #[default]
     ReadHome,
     /// Writes to the key's first replica; reads to this node (an id of the
@@ -198,7 +199,8 @@ pub enum Routing {
     /// are coordinated, and its reads served, by every node in turn.
     Primary,
     /// Reads and writes to a node of the region picked at random when the
-    /// client connects.
+    /// client connects (and again when a topology the client takes no
+    /// longer has it).
     RandomHome,
     /// Reads and writes to this node (an id of the client's region).
     Home(String),
@@ -344,6 +346,9 @@ struct Inner {
     frame_bytes_max: usize,
     endpoint: quinn::Endpoint,
     next_id: AtomicU64,
+    /// Whether the home was picked at random (then a topology without it
+    /// gets the client another).
+    random_home: bool,
     /// With a home that takes only reads ([`Routing::ReadHome`]): the keys
     /// written lately, whose reads go to the replica that took the write.
     recent_writes: Option<RecentWrites>,
@@ -744,6 +749,7 @@ impl Client {
             endpoint,
             next_id: AtomicU64::new(1),
             recent_writes: routing.home_reads_only().then(RecentWrites::new),
+            random_home: matches!(routing, Routing::ReadHome | Routing::RandomHome),
             topology_refresh,
             refreshed_at: Mutex::new(Instant::now()),
             // On a multi-thread runtime the polling worker could not reach
@@ -884,7 +890,16 @@ impl Client {
             );
             return Ok(false);
         }
-        let ring = Ring::new(topology, current.home_id.clone(), Some(&current))?;
+        let mut home_id = current.home_id.clone();
+        let region_nodes = topology.nodes_in(&self.inner.region).unwrap_or_default();
+        let gone = |id: &String| !region_nodes.iter().any(|n| n.id == *id);
+        if self.inner.random_home && home_id.as_ref().is_some_and(gone) && !region_nodes.is_empty()
+        {
+            // A home picked at random left the region: pick another. A home
+            // the application chose stays its home for when it is back.
+            home_id = Some(region_nodes[random_below(region_nodes.len())].id.clone());
+        }
+        let ring = Ring::new(topology, home_id, Some(&current))?;
         *current = Arc::new(ring);
         Ok(true)
     }
