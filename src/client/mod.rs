@@ -186,6 +186,7 @@ pub struct ClientOptions {
 /// in flight, but that one node then coordinates every write of the client.
 /// [`Routing::Primary`] sends everything to the key's first replica.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Routing {
     /// Writes to the key's first replica; reads to a home node of the
     /// region picked at random when the client connects (and again when a
