@@ -19,8 +19,10 @@ pub const RELOAD_TIMEOUT_MS: u64 = 2_000;
 pub struct Reloaded {
     /// The node's id.
     pub node: String,
-    /// The topology version it runs now, or why it did not reload.
-    pub outcome: Result<u64, String>,
+    /// The topology version it runs now (`Err` with why it is not known,
+    /// when it reloaded but its status did not come), or why it did not
+    /// reload.
+    pub outcome: Result<Result<u64, String>, String>,
 }
 
 /// Sends `ReloadTopology` to `nodes` (ids of the target's topology; none:
@@ -29,21 +31,25 @@ pub struct Reloaded {
 pub async fn run(global: &GlobalArgs, nodes: &[String]) -> anyhow::Result<Vec<Reloaded>> {
     let target = Target::resolve_async(global).await?;
     let topology = &target.topology;
+    let in_region = |region: &str| global.region.as_ref().is_none_or(|r| r == region);
     let ids: Vec<String> = if nodes.is_empty() {
         topology
             .nodes()
-            .filter(|(region, _)| global.region.as_ref().is_none_or(|r| *r == region.name))
+            .filter(|(region, _)| in_region(&region.name))
             .map(|(_, node)| node.id.clone())
             .collect()
     } else {
         for id in nodes {
-            if topology.node(id).is_none() {
+            let Some((region, _)) = topology.nodes().find(|(_, n)| n.id == *id) else {
                 let known: Vec<&str> = topology.nodes().map(|(_, n)| n.id.as_str()).collect();
                 anyhow::bail!(
                     "no node {id} in {} (nodes: {})",
                     topology.origin(),
                     known.join(", ")
                 );
+            };
+            if !in_region(&region.name) {
+                anyhow::bail!("node {id} is in region {:?}, not in --region", region.name);
             }
         }
         nodes.to_vec()
@@ -60,7 +66,7 @@ pub async fn run(global: &GlobalArgs, nodes: &[String]) -> anyhow::Result<Vec<Re
     Ok(reloaded)
 }
 
-async fn reload_one(client: &Client, id: &str) -> Result<u64, String> {
+async fn reload_one(client: &Client, id: &str) -> Result<Result<u64, String>, String> {
     let wait = Duration::from_millis(RELOAD_TIMEOUT_MS);
     let ask = |command| tokio::time::timeout(wait, client.execute_on(id, command));
     match ask(Command::ReloadTopology).await {
@@ -68,27 +74,29 @@ async fn reload_one(client: &Client, id: &str) -> Result<u64, String> {
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err(format!("no answer within {RELOAD_TIMEOUT_MS} ms")),
     }
-    match ask(Command::Status).await {
+    Ok(match ask(Command::Status).await {
         Ok(Ok(answer)) => match answer.reply {
             Reply::Status(status) => Ok(status.topology_version),
             other => Err(format!("unexpected reply {other:?} to STATUS")),
         },
-        Ok(Err(e)) => Err(format!("reloaded, but its status: {e}")),
-        Err(_) => Err(format!(
-            "reloaded, but no status within {RELOAD_TIMEOUT_MS} ms"
-        )),
-    }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no status within {RELOAD_TIMEOUT_MS} ms")),
+    })
 }
 
-/// One line per node: `us-east-1: topology version 3`, or
-/// `us-east-2: not reloaded: ...`.
+/// One line per node: `us-east-1: topology version 3`,
+/// `us-east-2: reloaded (version unknown: ...)` or
+/// `us-east-3: not reloaded: ...`.
 pub fn text(reloaded: &[Reloaded]) -> String {
     let mut out = String::new();
     for r in reloaded {
-        match &r.outcome {
-            Ok(version) => out.push_str(&format!("{}: topology version {version}\n", r.node)),
-            Err(why) => out.push_str(&format!("{}: not reloaded: {why}\n", r.node)),
-        }
+        let line = match &r.outcome {
+            Ok(Ok(version)) => format!("{}: topology version {version}", r.node),
+            Ok(Err(why)) => format!("{}: reloaded (version unknown: {why})", r.node),
+            Err(why) => format!("{}: not reloaded: {why}", r.node),
+        };
+        out.push_str(&line);
+        out.push('\n');
     }
     out
 }
@@ -102,16 +110,21 @@ mod tests {
         let reloaded = [
             Reloaded {
                 node: "a-1".into(),
-                outcome: Ok(3),
+                outcome: Ok(Ok(3)),
             },
             Reloaded {
                 node: "a-2".into(),
                 outcome: Err("older".into()),
             },
+            Reloaded {
+                node: "a-3".into(),
+                outcome: Ok(Err("timed out".into())),
+            },
         ];
         assert_eq!(
             text(&reloaded),
-            "a-1: topology version 3\na-2: not reloaded: older\n"
+            "a-1: topology version 3\na-2: not reloaded: older\n\
+             a-3: reloaded (version unknown: timed out)\n"
         );
     }
 }

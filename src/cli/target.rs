@@ -136,7 +136,8 @@ impl Target {
     }
 
     /// [`Target::resolve`], but with `--seed` addresses the topology is
-    /// fetched from the first of those nodes that answers instead.
+    /// fetched from those nodes instead (the newest version among their
+    /// answers, see [`crate::client::fetch_topology`]).
     pub async fn resolve_async(global: &GlobalArgs) -> Result<Target, TargetError> {
         if global.seeds.is_empty() {
             return Target::resolve(global);

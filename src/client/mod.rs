@@ -165,8 +165,8 @@ pub struct ClientOptions {
 /// The default, [`Routing::ReadHome`], sends each write to its key's first
 /// replica on the ring, so one client's writes are coordinated by every
 /// node in turn, and each read to the client's *home* node, picked at
-/// random when the client connects, whenever that node holds a replica of
-/// the key. A long-lived client's reads then keep one node busy instead of
+/// random when the client connects (and again if a later topology lacks
+/// it), whenever that node holds a replica of the key. A long-lived client's reads then keep one node busy instead of
 /// waking every node in turn, which is much cheaper for the region (in
 /// BENCHMARKS.md, "Reads from a home replica", one client's gets 1.4–4.0×
 /// faster than spread by key), and many clients with different homes
@@ -245,7 +245,7 @@ enum Recent {
 }
 
 impl RecentWrites {
-    /// 192 KiB per client with home reads; a client writing about 2,000
+    /// 256 KiB per client with home reads; a client writing about 2,000
     /// keys a second finds a slot taken by another key for one read in
     /// ten, and then reads by key.
     const SLOTS: usize = 16_384;
@@ -525,8 +525,9 @@ fn dual_stack_socket() -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// How long [`fetch_topology`], once one seed has answered, waits for the
-/// others' answers (a newer topology may be among them).
+/// How long at least [`fetch_topology`], once one seed has answered, waits
+/// for the others' answers (a newer topology may be among them); as long
+/// again as the first answer took, if that is longer.
 pub const SEED_GRACE_MS: u64 = 100;
 
 /// Fetches the cluster's topology from `seeds`: client addresses of any
@@ -534,7 +535,8 @@ pub const SEED_GRACE_MS: u64 = 100;
 /// certificate of the cluster CA in `cert_dir` (its id need not be known);
 /// the client presents certificate `client_name`. Every seed is asked at
 /// once, and `timeout` bounds each attempt (handshake and answer). Once
-/// one has answered, the others get [`SEED_GRACE_MS`] more to answer, and
+/// one has answered, the others get [`SEED_GRACE_MS`] more to answer (or
+/// as long again as that first answer took, if longer), and
 /// the newest version among the answers of that seed's cluster is taken, so
 /// a seed that has not yet heard of a change (`cluster add-node`) does not
 /// hold a client back. Build [`ClientOptions`] from the result, or use
@@ -582,6 +584,7 @@ pub async fn fetch_topology(
             (i, seed, fetched)
         });
     }
+    let started = tokio::time::Instant::now();
     let mut newest: Option<Topology> = None;
     let mut grace_until = None;
     let mut failures = Vec::with_capacity(seeds.len());
@@ -601,8 +604,11 @@ pub async fn fetch_topology(
         match (fetched, &newest) {
             (Ok(topology), None) => {
                 newest = Some(topology);
-                grace_until =
-                    Some(tokio::time::Instant::now() + Duration::from_millis(SEED_GRACE_MS));
+                // As long again as the first answer took, so that farther
+                // seeds (another region) get their turn too.
+                let now = tokio::time::Instant::now();
+                let grace = Duration::from_millis(SEED_GRACE_MS).max(now - started);
+                grace_until = Some(now + grace);
             }
             (Ok(topology), Some(current)) => {
                 if topology.cluster() == current.cluster() && topology.version() > current.version()
@@ -1337,6 +1343,11 @@ fn route(
         return home_first(replicas, home);
     };
     if command.is_write() {
+        // Noted before it is sent, in case the caller stops waiting for
+        // the answer; noted again with the replica that took it.
+        if let Some(&first) = replicas.first() {
+            recent.wrote(key, first, now);
+        }
         return replicas;
     }
     match recent.recent(key, now) {
