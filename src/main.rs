@@ -391,6 +391,14 @@ fn cluster_up(
         );
     }
     let path = topology.unwrap_or_else(|| global.topology_or(None));
+    // `--pin-cpus 2-5` reads 2-5 as the topology: say how to write it.
+    let list = path.to_str().and_then(|p| p.parse::<CpuList>().ok());
+    if let (Some(None), Some(list), false) = (&pin_cpus, list, path.exists()) {
+        bail!(
+            "no topology file {}: to pin the nodes to CPUs {list}, write --pin-cpus={list}",
+            path.display()
+        );
+    }
     let loaded = load_topology(&path)?;
     let program = std::env::current_exe().context("cannot find the meridian binary")?;
     let mut options = UpOptions::new(&path, &global.state_dir, program);

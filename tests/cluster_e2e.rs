@@ -279,6 +279,14 @@ fn cluster_up_pins_each_node_to_a_cpu_in_turn() {
         bench.contains("is not available to this process"),
         "{bench}"
     );
+
+    // A list after a space is read as the topology: the error says how to
+    // write it.
+    let spaced = lab.fails(&["--state-dir", "other", "cluster", "up", "--pin-cpus", "0-1"]);
+    assert!(
+        spaced.contains("no topology file 0-1: to pin the nodes to CPUs 0-1, write --pin-cpus=0-1"),
+        "{spaced}"
+    );
 }
 
 #[test]
