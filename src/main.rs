@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 
 /// Runs an admin command (not a data command): a client option it would
 /// ignore (`-x`, `--raw`, `-v`; `--consistency` and `--read` except for
-/// `bench`) is a usage error there.
+/// `bench`; `--client` where it does not connect) is a usage error there.
 fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
     if let Some((option, users)) = unused_client_option(global, &command) {
         errln!("error: {option} is for {users} only");
@@ -92,7 +92,17 @@ fn unused_client_option(
     command: &Cmd,
 ) -> Option<(&'static str, &'static str)> {
     let bench = matches!(command, Cmd::Bench(_));
+    // Commands that connect as a client (data commands never come here).
+    let connects = matches!(
+        command,
+        Cmd::Bench(_) | Cmd::Status(_) | Cmd::Reload { .. } | Cmd::Demo
+    );
     [
+        (
+            global.client.is_some() && !connects,
+            "--client",
+            "data commands, status, reload, bench and demo",
+        ),
         (
             global.last_from_stdin,
             "-x (the last argument from stdin)",

@@ -376,6 +376,10 @@ fn client_options_are_refused_by_commands_that_would_ignore_them() {
             &["--consistency", "all", "cluster", "down"],
             "--consistency is for data commands and bench only",
         ),
+        (
+            &["--client", "alice", "cluster", "status"],
+            "--client is for data commands, status, reload, bench and demo only",
+        ),
     ] {
         let output = meridian(dir.path(), args);
         assert_exit(&output, 2);

@@ -134,9 +134,9 @@ pub struct GlobalArgs {
     pub cert_dir: Option<PathBuf>,
 
     /// Client certificate data commands present (client-NAME.*.pem, from
-    /// `meridian certs client NAME`)
-    #[arg(long, global = true, value_name = "NAME", default_value = CLIENT_NAME, help_heading = CLIENT_OPTIONS)]
-    pub client: String,
+    /// `meridian certs client NAME`) [default: cli]
+    #[arg(long, global = true, value_name = "NAME", help_heading = CLIENT_OPTIONS)]
+    pub client: Option<String>,
 
     /// Replicas that must apply a write [default: the topology's]
     #[arg(
@@ -175,6 +175,11 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The client certificate's name: `--client`, else `cli`.
+    pub fn client_name(&self) -> &str {
+        self.client.as_deref().unwrap_or(CLIENT_NAME)
+    }
+
     /// The certificate directory: `--cert-dir`, else `certs` in the state
     /// directory.
     pub fn cert_dir(&self) -> PathBuf {
@@ -408,7 +413,7 @@ mod tests {
         assert_eq!(cli.global.state_dir, PathBuf::from(".meridian"));
         assert_eq!(cli.global.cert_dir, None);
         assert_eq!(cli.global.cert_dir(), PathBuf::from(".meridian/certs"));
-        assert_eq!(cli.global.client, "cli");
+        assert_eq!(cli.global.client_name(), "cli");
         assert_eq!(cli.global.region, None);
         assert_eq!(cli.global.consistency, None);
         assert_eq!(cli.global.read, None);
@@ -494,10 +499,10 @@ mod tests {
     fn data_commands_take_a_cert_dir_and_a_client_name() {
         let cli = parse(&["--cert-dir", "pki", "--client", "alice", "get", "k"]);
         assert_eq!(cli.global.cert_dir(), PathBuf::from("pki"));
-        assert_eq!(cli.global.client, "alice");
+        assert_eq!(cli.global.client_name(), "alice");
         let cli = parse(&["--state-dir", "lab", "--client", "bob", "ping"]);
         assert_eq!(cli.global.cert_dir(), PathBuf::from("lab/certs"));
-        assert_eq!(cli.global.client, "bob");
+        assert_eq!(cli.global.client_name(), "bob");
     }
 
     #[test]

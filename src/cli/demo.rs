@@ -38,7 +38,8 @@ pub struct DemoOptions {
 }
 
 impl DemoOptions {
-    /// The cluster running in `--state-dir`, with the `cli` certificate.
+    /// The cluster running in `--state-dir`, with the `--client`
+    /// certificate (`cli` by default).
     pub fn for_cli(global: &super::args::GlobalArgs) -> anyhow::Result<DemoOptions> {
         let file = cluster::ClusterFile::load(&global.state_dir)?;
         let topology = Topology::load(&file.topology)?;
@@ -46,7 +47,7 @@ impl DemoOptions {
             state_dir: global.state_dir.clone(),
             topology,
             cert_dir: file.cert_dir,
-            client_name: cluster::CLIENT_NAME.to_owned(),
+            client_name: global.client_name().to_owned(),
         })
     }
 }

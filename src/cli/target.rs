@@ -163,7 +163,7 @@ impl Target {
         let topology = crate::client::fetch_topology(
             &seeds,
             cert_dir,
-            &global.client,
+            global.client_name(),
             std::time::Duration::from_millis(SEED_TIMEOUT_MS),
         )
         .await
@@ -195,7 +195,7 @@ impl Target {
             topology,
             region,
             cert_dir: global.cert_dir(),
-            client_name: global.client.clone(),
+            client_name: global.client_name().to_owned(),
             write: global.consistency,
             read: global.read,
             guessed,
