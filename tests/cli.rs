@@ -63,9 +63,26 @@ fn help_lists_the_subcommands_and_the_data_commands() {
     for word in ["up", "down", "kill", "status"] {
         assert!(stdout(&output).contains(word), "{word}");
     }
-    // Every command's help sets the options of commands that act as a
-    // client (data commands, bench, status) apart, after its own.
-    for command in [&["cluster", "up", "--help"][..], &["bench", "--help"]] {
+    // The top-level help sets the options of commands that act as a client
+    // apart, after the others; a command's help lists only those it takes.
+    for (command, taken, refused) in [
+        (
+            &["--help"][..],
+            &[
+                "--consistency <LEVEL>",
+                "--read <LEVEL>",
+                "--raw ",
+                "  -x ",
+                "--client <NAME>",
+            ][..],
+            &[][..],
+        ),
+        (
+            &["bench", "--help"],
+            &["--consistency <LEVEL>", "--read <LEVEL>", "--client <NAME>"],
+            &["--raw ", "  -x "],
+        ),
+    ] {
         let output = meridian(dir.path(), command);
         assert_exit(&output, 0);
         let help = stdout(&output);
@@ -73,19 +90,22 @@ fn help_lists_the_subcommands_and_the_data_commands() {
             .split_once("Client options:")
             .unwrap_or_else(|| panic!("no client options heading in:\n{help}"));
         assert!(own.contains("--state-dir"), "{help}");
-        for option in [
-            "--consistency <LEVEL>",
-            "--read <LEVEL>",
-            "--raw ",
-            "  -x ",
-            "--client <NAME>",
-        ] {
+        for option in taken {
             assert!(
                 client.contains(option) && !own.contains(option),
                 "{option} in:\n{help}"
             );
         }
+        for option in refused {
+            assert!(!help.contains(option), "{option} in:\n{help}");
+        }
     }
+    let output = meridian(dir.path(), &["cluster", "up", "--help"]);
+    assert!(
+        !stdout(&output).contains("Client options"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]

@@ -86,15 +86,41 @@ impl Cli {
         }
     }
 
-    /// The clap command, with the data commands listed in the help.
+    /// The clap command, with the data commands listed in the help, and
+    /// each command's help without the client options it refuses.
     pub fn clap_command() -> clap::Command {
-        Cli::command().after_help(super::command::help_text())
+        let mut command = Cli::command().after_help(super::command::help_text());
+        // Global options reach the subcommands when the command is built.
+        command.build();
+        command.mut_subcommands(hide_refused_client_options)
     }
 }
 
 /// The help heading of the options of commands that talk to a cluster as
 /// a client (data commands, `bench`, `status`).
 const CLIENT_OPTIONS: &str = "Client options";
+
+/// `command` (a subcommand, and its own subcommands) with the client
+/// options it refuses hidden from its help; the refusal itself is in
+/// `main`.
+fn hide_refused_client_options(command: clap::Command) -> clap::Command {
+    let taken: &[&str] = match command.get_name() {
+        "bench" => &["consistency", "read", "client", "seeds"],
+        "status" => &["client", "seeds"],
+        "reload" | "demo" => &["client"],
+        _ => &[],
+    };
+    command
+        .mut_args(|arg| {
+            let client_option = arg.get_help_heading() == Some(CLIENT_OPTIONS);
+            if client_option && !taken.contains(&arg.get_id().as_str()) {
+                arg.hide(true)
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(hide_refused_client_options)
+}
 
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, Args)]
@@ -580,6 +606,44 @@ mod tests {
             panic!("not cluster kill")
         };
         assert_eq!(node, "us-east-2");
+    }
+
+    #[test]
+    fn a_commands_help_lists_only_the_client_options_it_takes() {
+        let help = |path: &[&str]| {
+            let mut command = Cli::clap_command();
+            let mut sub = &mut command;
+            for name in path {
+                sub = sub.find_subcommand_mut(name).unwrap();
+            }
+            sub.render_help().to_string()
+        };
+        let top = help(&[]);
+        for option in ["--raw", "--consistency", "--seed", "--client", "-x"] {
+            assert!(top.contains(option), "{option} in\n{top}");
+        }
+        let bench = help(&["bench"]);
+        assert!(
+            bench.contains("--consistency") && bench.contains("--seed"),
+            "{bench}"
+        );
+        assert!(
+            !bench.contains("--raw") && !bench.contains("--verbose"),
+            "{bench}"
+        );
+        let status = help(&["status"]);
+        assert!(
+            status.contains("--seed") && !status.contains("--read"),
+            "{status}"
+        );
+        for path in [&["serve"][..], &["cluster", "up"], &["certs", "create-ca"]] {
+            let text = help(path);
+            assert!(!text.contains("Client options"), "{path:?}:\n{text}");
+            assert!(
+                !text.contains("--raw") && !text.contains("--client"),
+                "{path:?}"
+            );
+        }
     }
 
     #[test]
