@@ -85,6 +85,40 @@ fn node_config() -> NodeConfig {
     }
 }
 
+/// Starts `nodes` (each id with the topology it runs), certificates in
+/// `dir`. A port found free can be taken (by another test's client) before
+/// a node binds it: then, if `retry`, the nodes started are stopped again
+/// and `None` says to start over on other ports.
+async fn start_nodes(
+    dir: &std::path::Path,
+    nodes: &[(&String, &Topology)],
+    retry: bool,
+) -> Option<Vec<ServerHandle>> {
+    let mut handles = Vec::new();
+    for (id, topology) in nodes {
+        let started = start(ServeOptions {
+            topology: (*topology).clone(),
+            node_id: (*id).clone(),
+            cert_dir: dir.to_owned(),
+            node: node_config(),
+            data_dir: None,
+            peer_routes: Default::default(),
+        })
+        .await;
+        match started {
+            Ok(handle) => handles.push(handle),
+            Err(e) if retry && format!("{e:#}").contains("in use") => {
+                for handle in handles {
+                    handle.shutdown().await;
+                }
+                return None;
+            }
+            Err(e) => panic!("starting {id}: {e:#}"),
+        }
+    }
+    Some(handles)
+}
+
 impl Region {
     async fn start(nodes: usize, replication_factor: usize) -> Region {
         let dir = TempDir::new().unwrap();
@@ -93,36 +127,16 @@ impl Region {
         CertStore::new(dir.path())
             .ensure_cluster(&id_refs, &["cli"])
             .unwrap();
-        // A port found free can be taken (by another test's client) before
-        // a node binds it: then start over on other ports.
+        // Other ports when one was taken (see `start_nodes`).
         let mut attempt = 0;
-        let (topology, handles) = 'ports: loop {
+        let (topology, handles) = loop {
             attempt += 1;
             let text = topology_text(&ids, &free_ports(2 * nodes), replication_factor);
             let topology = Topology::parse(&text, "region-test.toml").unwrap();
-            let mut handles = Vec::new();
-            for id in &ids {
-                let started = start(ServeOptions {
-                    topology: topology.clone(),
-                    node_id: id.clone(),
-                    cert_dir: dir.path().to_owned(),
-                    node: node_config(),
-                    data_dir: None,
-                    peer_routes: Default::default(),
-                })
-                .await;
-                match started {
-                    Ok(handle) => handles.push(Some(handle)),
-                    Err(e) if attempt < 5 && format!("{e:#}").contains("in use") => {
-                        for handle in handles.into_iter().flatten() {
-                            handle.shutdown().await;
-                        }
-                        continue 'ports;
-                    }
-                    Err(e) => panic!("starting {id}: {e:#}"),
-                }
+            let nodes: Vec<(&String, &Topology)> = ids.iter().map(|id| (id, &topology)).collect();
+            if let Some(handles) = start_nodes(dir.path(), &nodes, attempt < 5).await {
+                break (topology, handles.into_iter().map(Some).collect());
             }
-            break (topology, handles);
         };
         Region {
             dir,
@@ -843,34 +857,17 @@ async fn seeds_that_run_different_versions_give_the_newest_topology() {
         .ensure_cluster(&["lab-1", "lab-2"], &["cli"])
         .unwrap();
     // lab-2 has taken a membership change (version 5) that lab-1 has not.
-    let (old, handles) = 'ports: loop {
+    let mut attempt = 0;
+    let (old, handles) = loop {
+        attempt += 1;
         let text = topology_text(&ids, &free_ports(4), 2);
         let old = Topology::parse(&text, "old.toml").unwrap();
         let newer = text.replacen("[cluster]\n", "[cluster]\nversion = 5\n", 1);
         let newer = Topology::parse(&newer, "newer.toml").unwrap();
-        let mut handles = Vec::new();
-        for (id, topology) in [(&ids[0], &old), (&ids[1], &newer)] {
-            let started = start(ServeOptions {
-                topology: topology.clone(),
-                node_id: id.clone(),
-                cert_dir: dir.path().to_owned(),
-                node: node_config(),
-                data_dir: None,
-                peer_routes: Default::default(),
-            })
-            .await;
-            match started {
-                Ok(handle) => handles.push(handle),
-                Err(e) if format!("{e:#}").contains("in use") => {
-                    for handle in handles {
-                        handle.shutdown().await;
-                    }
-                    continue 'ports;
-                }
-                Err(e) => panic!("starting {id}: {e:#}"),
-            }
+        let nodes = [(&ids[0], &old), (&ids[1], &newer)];
+        if let Some(handles) = start_nodes(dir.path(), &nodes, attempt < 5).await {
+            break (old, handles);
         }
-        break (old, handles);
     };
     let addr = |i: usize| old.node(&ids[i]).unwrap().client_addr;
     let nobody = UdpSocket::bind("127.0.0.1:0")
