@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context};
 use meridian::affinity::{self, CpuList};
-use meridian::cli::args::{CertsArgs, Cli, ClusterCmd, Cmd, GlobalArgs, ServeArgs};
+use meridian::cli::args::{self, CertsArgs, Cli, ClusterCmd, Cmd, GlobalArgs, ServeArgs};
 use meridian::cli::cluster::{self, ClusterFile, Event, Stopped, UpOptions};
 use meridian::cli::command::{self, UsageError};
 use meridian::cli::shutdown::shutdown_signal;
@@ -91,32 +91,32 @@ fn unused_client_option(
     global: &GlobalArgs,
     command: &Cmd,
 ) -> Option<(&'static str, &'static str)> {
-    let bench = matches!(command, Cmd::Bench(_));
-    // Commands that connect as a client (data commands never come here).
-    let connects = matches!(
-        command,
-        Cmd::Bench(_) | Cmd::Status(_) | Cmd::Reload { .. } | Cmd::Demo
-    );
+    let taken = args::client_options_taken(command.name());
+    let refused = |id: &str| !taken.contains(&id);
     [
         (
-            global.client.is_some() && !connects,
+            global.client.is_some() && refused("client"),
             "--client",
             "data commands, status, reload, bench and demo",
         ),
         (
-            global.last_from_stdin,
+            global.last_from_stdin && refused("last_from_stdin"),
             "-x (the last argument from stdin)",
             "data commands",
         ),
-        (global.raw, "--raw", "data commands"),
-        (global.verbose, "-v/--verbose", "data commands"),
+        (global.raw && refused("raw"), "--raw", "data commands"),
         (
-            global.consistency.is_some() && !bench,
+            global.verbose && refused("verbose"),
+            "-v/--verbose",
+            "data commands",
+        ),
+        (
+            global.consistency.is_some() && refused("consistency"),
             "--consistency",
             "data commands and bench",
         ),
         (
-            global.read.is_some() && !bench,
+            global.read.is_some() && refused("read"),
             "--read",
             "data commands and bench",
         ),

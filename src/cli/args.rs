@@ -92,7 +92,10 @@ impl Cli {
         let mut command = Cli::command().after_help(super::command::help_text());
         // Global options reach the subcommands when the command is built.
         command.build();
-        command.mut_subcommands(hide_refused_client_options)
+        command.mut_subcommands(|sub| {
+            let taken = client_options_taken(sub.get_name());
+            hide_client_options(sub, taken)
+        })
     }
 }
 
@@ -100,16 +103,21 @@ impl Cli {
 /// a client (data commands, `bench`, `status`).
 const CLIENT_OPTIONS: &str = "Client options";
 
-/// `command` (a subcommand, and its own subcommands) with the client
-/// options it refuses hidden from its help; the refusal itself is in
-/// `main`.
-fn hide_refused_client_options(command: clap::Command) -> clap::Command {
-    let taken: &[&str] = match command.get_name() {
+/// The client options (ids of [`GlobalArgs`] fields, under "Client
+/// options") that the top-level command `name`, other than a data command,
+/// takes; `main` refuses the others, and its help does not list them.
+pub fn client_options_taken(name: &str) -> &'static [&'static str] {
+    match name {
         "bench" => &["consistency", "read", "client", "seeds"],
         "status" => &["client", "seeds"],
         "reload" | "demo" => &["client"],
         _ => &[],
-    };
+    }
+}
+
+/// `command` (a subcommand, and its own subcommands) with the client
+/// options other than `taken` hidden from its help.
+fn hide_client_options(command: clap::Command, taken: &[&str]) -> clap::Command {
     command
         .mut_args(|arg| {
             let client_option = arg.get_help_heading() == Some(CLIENT_OPTIONS);
@@ -119,7 +127,7 @@ fn hide_refused_client_options(command: clap::Command) -> clap::Command {
                 arg
             }
         })
-        .mut_subcommands(hide_refused_client_options)
+        .mut_subcommands(|sub| hide_client_options(sub, taken))
 }
 
 /// Options every subcommand accepts.
@@ -266,6 +274,22 @@ pub enum Cmd {
     /// A data command (`get`, `set`...; see the list below)
     #[command(external_subcommand)]
     Data(Vec<OsString>),
+}
+
+impl Cmd {
+    /// The command's name on the command line (`data` for a data command).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Cmd::Serve(_) => "serve",
+            Cmd::Certs(_) => "certs",
+            Cmd::Cluster(_) => "cluster",
+            Cmd::Bench(_) => "bench",
+            Cmd::Status(_) => "status",
+            Cmd::Reload { .. } => "reload",
+            Cmd::Demo => "demo",
+            Cmd::Data(_) => "data",
+        }
+    }
 }
 
 /// `meridian serve`.
@@ -636,7 +660,12 @@ mod tests {
             status.contains("--seed") && !status.contains("--read"),
             "{status}"
         );
-        for path in [&["serve"][..], &["cluster", "up"], &["certs", "create-ca"]] {
+        for path in [
+            &["serve"][..],
+            &["cluster", "up"],
+            &["cluster", "status"],
+            &["certs", "create-ca"],
+        ] {
             let text = help(path);
             assert!(!text.contains("Client options"), "{path:?}:\n{text}");
             assert!(
