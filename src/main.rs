@@ -59,18 +59,14 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Cmd::Data(words) => data_command(&cli.global, &words),
-        Cmd::Bench(_) | Cmd::Status(_) => admin_or_usage(&cli.global, cli.command),
-        _ if !cli.global.seeds.is_empty() => {
-            errln!("error: --seed is for data commands, status and bench only");
-            ExitCode::from(EXIT_USAGE)
-        }
         command => admin_or_usage(&cli.global, command),
     }
 }
 
 /// Runs an admin command (not a data command): a client option it would
 /// ignore (`-x`, `--raw`, `-v`; `--consistency` and `--read` except for
-/// `bench`; `--client` where it does not connect) is a usage error there.
+/// `bench`; `--seed` except for `status` and `bench`; `--client` where it
+/// does not connect) is a usage error there.
 fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
     if let Some((option, users)) = unused_client_option(global, &command) {
         errln!("error: {option} is for {users} only");
@@ -94,6 +90,11 @@ fn unused_client_option(
     let taken = args::client_options_taken(command.name());
     let refused = |id: &str| !taken.contains(&id);
     [
+        (
+            !global.seeds.is_empty() && refused("seeds"),
+            "--seed",
+            "data commands, status and bench",
+        ),
         (
             global.client.is_some() && refused("client"),
             "--client",
