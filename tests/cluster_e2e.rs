@@ -324,3 +324,90 @@ fn reload_has_nodes_reread_their_topology_file_and_refuse_an_older_one() {
     let unknown = lab.fails(&["reload", "nowhere-9"]);
     assert!(unknown.contains("no node nowhere-9 in"), "{unknown}");
 }
+
+/// Client requests each node of `lab` has served, by node id.
+fn requests_by_node(lab: &Lab) -> std::collections::BTreeMap<String, u64> {
+    let status: serde_json::Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
+    status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["nodes"].as_array().unwrap())
+        .map(|n| {
+            let id = n["id"].as_str().unwrap().to_owned();
+            (id, n["requests"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn bench_home_sends_the_reads_to_the_chosen_node() {
+    let lab = Lab::start(|| topology(&["east"], &[]));
+    let before = requests_by_node(&lab);
+    let args = [
+        "bench",
+        "--ops",
+        "get",
+        "--keys",
+        "100",
+        "--requests",
+        "2000",
+        "--home",
+        "east-2",
+    ];
+    let report = lab.ok(&args);
+    assert!(report.contains("\nroute read-home, home east-2\n"), "{report}");
+    let after = requests_by_node(&lab);
+    let served = |id: &str| after[id] - before[id];
+    // Every node holds every key (N = 3), so all 2,000 gets go to the home;
+    // the others see only their share of the preload's 100 writes, pings
+    // and status requests.
+    assert!(served("east-2") >= 2000, "{before:?} → {after:?}");
+    for other in ["east-1", "east-3"] {
+        assert!(served(other) < 200, "{other}: {before:?} → {after:?}");
+    }
+
+    // With --route home the writes go there too.
+    let before = requests_by_node(&lab);
+    let args = [
+        "bench",
+        "--ops",
+        "set",
+        "--keys",
+        "100",
+        "--requests",
+        "1000",
+        "--route",
+        "home",
+        "--home",
+        "east-3",
+    ];
+    let report = lab.ok(&args);
+    assert!(report.contains("\nroute home, home east-3\n"), "{report}");
+    let after = requests_by_node(&lab);
+    assert!(
+        after["east-3"] - before["east-3"] >= 1000,
+        "{before:?} → {after:?}"
+    );
+
+    // A node of no region of the client, and --home where every request
+    // goes by key, are refused.
+    let unknown = lab.fails(&["bench", "--requests", "1", "--home", "west-1"]);
+    assert!(
+        unknown.contains("home node \"west-1\" is not in region \"east\""),
+        "{unknown}"
+    );
+    let primary = lab.fails(&[
+        "bench",
+        "--requests",
+        "1",
+        "--route",
+        "primary",
+        "--home",
+        "east-1",
+    ]);
+    assert!(
+        primary.contains("--home needs --route read-home or home"),
+        "{primary}"
+    );
+}

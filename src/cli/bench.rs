@@ -92,6 +92,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "ROUTE", default_value = "read-home",
           value_parser = ["read-home", "primary", "home"])]
     pub route: String,
+    /// The client's home node, an id of the region (with `--connections
+    /// K` the first client's; the others take the next nodes in turn)
+    /// [default: one picked at random]; needs `--route read-home` or
+    /// `home`. Beside pinned nodes, a home off the client's own CPU keeps
+    /// the two from sharing a core
+    #[arg(long, value_name = "NODE")]
+    pub home: Option<String>,
     /// After each request, keep polling for US microseconds instead of
     /// sleeping until the answer, where that pays (0: never; at most
     /// 10,000; see the SDK's `ClientOptions::busy_poll`)
@@ -347,7 +354,7 @@ pub async fn run(
             bench.value_bytes
         )));
     }
-    let setup = setup(&client, bench);
+    let mut setup = setup(&client, bench);
     let node_ids: Vec<String> = client
         .topology
         .nodes_in(&client.region)
@@ -357,15 +364,22 @@ pub async fn run(
         .collect();
     let mut clients = Vec::with_capacity(bench.connections);
     // Several clients with random homes would pile up on some nodes: give
-    // them homes in turn from a random start.
-    let first_home = crate::client::random_below(node_ids.len());
+    // them homes in turn, from the chosen home or a random start. (A chosen
+    // home that is not in the region is refused when the client connects.)
+    let chosen = match &client.routing {
+        Routing::Home(id) | Routing::ReadHomeAt(id) => node_ids.iter().position(|n| n == id),
+        _ => None,
+    };
+    let first_home = chosen.unwrap_or_else(|| crate::client::random_below(node_ids.len()));
     for i in 0..bench.connections {
         let mut options = client.clone();
         if bench.connections > 1 && !node_ids.is_empty() {
             let home = node_ids[(first_home + i) % node_ids.len()].clone();
             match options.routing {
-                Routing::RandomHome => options.routing = Routing::Home(home),
-                Routing::ReadHome => options.routing = Routing::ReadHomeAt(home),
+                Routing::RandomHome | Routing::Home(_) => options.routing = Routing::Home(home),
+                Routing::ReadHome | Routing::ReadHomeAt(_) => {
+                    options.routing = Routing::ReadHomeAt(home)
+                }
                 _ => {}
             }
         }
@@ -379,6 +393,7 @@ pub async fn run(
         for id in &node_ids {
             let _ = c.execute_on(id, Command::Ping).await;
         }
+        setup.homes.extend(c.home());
         clients.push(c);
     }
     let value = Bytes::from(vec![b'x'; bench.value_bytes]);
@@ -534,6 +549,13 @@ fn setup(client: &ClientOptions, bench: &BenchOptions) -> Setup {
         concurrency: bench.concurrency,
         connections: bench.connections,
         busy_poll_us: u64::try_from(client.busy_poll.as_micros()).unwrap_or(u64::MAX),
+        route: match client.routing {
+            Routing::Primary => "primary",
+            Routing::RandomHome | Routing::Home(_) => "home",
+            _ => "read-home",
+        }
+        .to_owned(),
+        homes: Vec::new(),
     }
 }
 
@@ -657,11 +679,7 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
     client.client_name = target.client_name;
     client.write = target.write;
     client.read = target.read;
-    client.routing = match args.route.as_str() {
-        "primary" => Routing::Primary,
-        "home" => Routing::RandomHome,
-        _ => Routing::ReadHome,
-    };
+    client.routing = routing(&args.route, args.home.as_deref())?;
     client.busy_poll = Duration::from_micros(args.busy_poll_us);
     let options = args.options();
     let terminal = std::io::stderr().is_terminal();
@@ -691,6 +709,24 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
         write!(out, "{report}")
     };
     Ok(())
+}
+
+/// The routing `--route` and `--home` ask for.
+fn routing(route: &str, home: Option<&str>) -> Result<Routing, BenchError> {
+    Ok(match (route, home) {
+        ("primary", None) => Routing::Primary,
+        ("primary", Some(_)) => {
+            return Err(BenchError::Options(
+                "--home needs --route read-home or home: with --route primary every \
+                 request goes to its key's first replica"
+                    .to_owned(),
+            ))
+        }
+        ("home", None) => Routing::RandomHome,
+        ("home", Some(id)) => Routing::Home(id.to_owned()),
+        (_, None) => Routing::ReadHome,
+        (_, Some(id)) => Routing::ReadHomeAt(id.to_owned()),
+    })
 }
 
 #[cfg(test)]
@@ -883,5 +919,24 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["total"]["ops"], 200);
         assert_eq!(json["per_op"][1]["op"], "set");
+    }
+
+    #[test]
+    fn home_picks_the_routing_of_the_route_and_primary_refuses_it() {
+        assert_eq!(routing("read-home", None).unwrap(), Routing::ReadHome);
+        assert_eq!(
+            routing("read-home", Some("n2")).unwrap(),
+            Routing::ReadHomeAt("n2".into())
+        );
+        assert_eq!(routing("home", None).unwrap(), Routing::RandomHome);
+        assert_eq!(
+            routing("home", Some("n2")).unwrap(),
+            Routing::Home("n2".into())
+        );
+        assert_eq!(routing("primary", None).unwrap(), Routing::Primary);
+        assert!(matches!(
+            routing("primary", Some("n2")),
+            Err(BenchError::Options(_))
+        ));
     }
 }

@@ -35,6 +35,11 @@ pub struct Setup {
     /// How long the client was set to poll after each request where that
     /// pays (see `ClientOptions::busy_poll`; 0: it slept until the answer).
     pub busy_poll_us: u64,
+    /// Which replica of a key each request went to first (`read-home`,
+    /// `primary`, `home`; see `meridian::client::Routing`).
+    pub route: String,
+    /// The home node of each client, where the route has one.
+    pub homes: Vec<String>,
 }
 
 /// Latency percentiles of successful requests, in microseconds.
@@ -201,6 +206,12 @@ impl fmt::Display for Report {
                 format!(", busy polling {} µs where it pays", s.busy_poll_us)
             }
         )?;
+        let homes = match s.homes.as_slice() {
+            [] => String::new(),
+            [one] => format!(", home {one}"),
+            many => format!(", homes {}", many.join(", ")),
+        };
+        writeln!(f, "route {}{homes}", s.route)?;
         if let Some(preload) = &self.preload {
             writeln!(
                 f,
