@@ -16,8 +16,9 @@
 # PIN=1 pins every process to a CPU: the nodes with `cluster up
 # --pin-cpus` (in turn over the CPUs this script may use), each meridian
 # bench client with `--cpus` on the next CPU in turn, and redis-server and
-# redis-benchmark with taskset on the first two. PIN=0 (the default) leaves
-# placement to the kernel.
+# redis-benchmark with taskset on the first two; the region's client then
+# reads from a home node on another CPU than its own (`--home`, unless
+# ROUTE=primary). PIN=0 (the default) leaves placement to the kernel.
 # Raw figures go to $OUT (default: a temporary file, named at the end).
 set -euo pipefail
 rounds=${1:-3}
@@ -66,6 +67,18 @@ up() { # up NAME TOPOLOGY
 }
 up single regions/single.toml
 up region regions/bench-region.toml
+if [ "$pin" = 1 ] && [ "$route" != primary ]; then
+    # A home on the client's own CPU would serve its reads from the core it
+    # polls on: take the first node on another.
+    home=$(python3 - "$dir/region/cluster.json" "$(next_cpu 3)" <<'PY'
+import json, sys
+nodes = json.load(open(sys.argv[1]))["nodes"]
+print(next((n["id"] for n in nodes if n.get("cpu") != int(sys.argv[2])), nodes[0]["id"]))
+PY
+)
+    bench_pin[region]+=" --home $home"
+    echo "pinned: the region's client on CPU $(next_cpu 3) reads from $home" >&2
+fi
 "${redis_server_pin[@]}" redis-server --port "$port" --save '' --appendonly no --dir "$dir" --daemonize yes \
     --logfile "$dir/redis.log" >/dev/null
 until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
