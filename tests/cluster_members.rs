@@ -214,3 +214,62 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
     );
     eprintln!("{} writes acknowledged during the changes", acked.len());
 }
+
+#[test]
+fn a_removed_node_added_again_under_its_old_id_gets_its_keys() {
+    let lab = Lab::start(|| topology(&["east"], &[]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let c = client(&lab).await;
+        for i in 0..500 {
+            c.register(format!("k-{i}").as_str())
+                .set(format!("v{i}").as_str())
+                .await
+                .unwrap();
+        }
+    });
+    let added = lab.ok(&["cluster", "add-node", "east", "--timeout", "60"]);
+    assert!(added.contains("starting east-4 in east"), "{added}");
+    let removed = lab.ok(&["cluster", "remove-node", "east-2", "--timeout", "60"]);
+    assert!(removed.contains("stopped east-2"), "{removed}");
+    // The first free id is the removed node's: it comes back on other
+    // ports, and the others must dial it there, not where it used to be.
+    let added = lab.ok(&["cluster", "add-node", "east", "--timeout", "60"]);
+    assert!(added.contains("starting east-2 in east"), "{added}");
+    assert!(
+        added.contains("rebalance complete"),
+        "add-node did not end complete:\n{added}"
+    );
+    runtime.block_on(async {
+        let c = client(&lab).await.with_read(ReadConsistency::One);
+        let mut missing = 0;
+        for i in 0..500 {
+            let command = Command::Get {
+                key: format!("k-{i}").as_str().into(),
+            };
+            let answer = c.execute_on("east-2", command).await.unwrap();
+            if answer.reply != Reply::Value(format!("v{i}").as_str().into()) {
+                missing += 1;
+            }
+        }
+        assert_eq!(missing, 0, "east-2 lacks keys after coming back");
+        // And writes reach it through the others' links (four nodes,
+        // N = 3: through east-1 and east-3, whose links were made before).
+        c.register("after").set("x").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let command = Command::Get {
+                key: "after".into(),
+            };
+            let answer = c.execute_on("east-2", command).await.unwrap();
+            if answer.reply == Reply::Value("x".into()) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", answer.reply);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}

@@ -142,7 +142,11 @@ fn handle(
 ) {
     match event {
         Event::Request { client, request } if request.command == Command::ReloadTopology => {
+            let old = shared.topology.get();
             let response = super::topology_cell::reload(&shared.topology, node, now_ms, &request);
+            if response.result.is_ok() {
+                links.readdress(old.as_deref());
+            }
             if let Some(replies) = clients.get(&client) {
                 let _ = replies.send(response);
             }

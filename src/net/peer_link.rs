@@ -10,14 +10,19 @@
 //! never retried here: the node's timeouts, hinted handoff and read repair
 //! are what make replication reliable, not this link.
 //!
-//! A peer is dialled at its `peer_addr`, or at its route when one is given
-//! (the local lab's WAN relays); the TLS server name is always the peer's.
+//! A peer is dialled at its `peer_addr` in the topology the node runs at
+//! the time of the dial (a node removed and added again under its old id
+//! comes back on other ports), or at its route when one is given (the local
+//! lab's WAN relays); the TLS server name is always the peer's. A
+//! connection the peer closes within [`STABLE_LINK_MS`] of the handshake
+//! (a peer that does not know this node yet) is dialled again after the
+//! same backoff as a failed dial, not at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crdt_types::ReplicaId;
 use tokio::sync::{mpsc, watch};
@@ -41,6 +46,9 @@ pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
 /// How long a dial (QUIC and TLS handshake) may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// A connection that lasted this long resets the backoff; one the peer
+/// closed sooner counts as a failed dial.
+pub const STABLE_LINK_MS: u64 = 1_000;
 
 /// The node task's handle on every outbound link.
 pub(crate) struct Links {
@@ -220,11 +228,11 @@ impl Links {
                 return;
             };
             let (queue, rx) = Queue::new();
-            let dial_addr = self.routes.get(&peer.id).copied().unwrap_or(peer.peer_addr);
+            let route = self.routes.get(&peer.id).copied();
             let link = Link {
                 endpoint: self.endpoint.clone(),
                 peer,
-                dial_addr,
+                route,
                 shared: self.shared.clone(),
                 budget: queue.budget.clone(),
                 redial: queue.redial.clone(),
@@ -242,6 +250,24 @@ impl Links {
         };
         if let Pushed::Closed = self.push(to, queue, frame) {
             self.shared.count_peer_dropped();
+        }
+    }
+
+    /// After a topology reload (`old` was the topology before): the links
+    /// to nodes whose `peer_addr` changed drop their connection, or their
+    /// wait before the next dial, and dial the new address.
+    pub(crate) fn readdress(&mut self, old: Option<&crate::topology::Topology>) {
+        let Some(new) = self.shared.topology.get() else {
+            return;
+        };
+        for (replica, queue) in &self.queues {
+            let addr =
+                |t: &crate::topology::Topology| t.node_by_replica(*replica).map(|n| n.peer_addr);
+            let now = addr(&new);
+            if now.is_some() && now != old.and_then(addr) {
+                tracing::info!(replica = %replica, addr = ?now, "the peer moved; dialling its new address");
+                queue.redial.notify_one();
+            }
         }
     }
 
@@ -313,8 +339,8 @@ enum Pushed {
 struct Link {
     endpoint: quinn::Endpoint,
     peer: NodeAddr,
-    /// The peer's `peer_addr`, or its route.
-    dial_addr: SocketAddr,
+    /// Where to dial instead of the peer's `peer_addr`, if anywhere.
+    route: Option<SocketAddr>,
     shared: Arc<Shared>,
     budget: Arc<ByteBudget>,
     /// Set when the peer started a new life: the connection is stale.
@@ -344,15 +370,15 @@ impl Link {
                 Ok(opened) => opened,
                 Err(reason) => {
                     tracing::debug!(peer = %self.peer.id, %reason, backoff_ms, "dial failed");
-                    tokio::select! {
-                        _ = shutdown.wait_for(|stop| *stop) => return,
-                        () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                    if !self.back_off(backoff_ms, &mut shutdown).await {
+                        return;
                     }
                     backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
                     continue;
                 }
             };
-            backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+            let up_since = Instant::now();
+            let mut closed_by_peer = false;
             tracing::debug!(peer = %self.peer.id, "peer link up");
             // The peer answers on this connection (see `peer_accept`).
             tokio::spawn(accept_streams(
@@ -371,6 +397,7 @@ impl Link {
                     }
                     reason = connection.closed() => {
                         tracing::info!(peer = %self.peer.id, %reason, "peer link closed; redialling");
+                        closed_by_peer = true;
                         break;
                     }
                     () = self.redial.notified() => break,
@@ -395,7 +422,39 @@ impl Link {
                 }
             }
             connection.close(codes::NO_ERROR.into(), b"redialling");
+            if closed_by_peer && up_since.elapsed() < Duration::from_millis(STABLE_LINK_MS) {
+                // Refused right after the handshake: dialling again at once
+                // would only be refused again, as fast as the peer answers.
+                if !self.back_off(backoff_ms, &mut shutdown).await {
+                    return;
+                }
+                backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+            } else {
+                backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+            }
         }
+    }
+
+    /// Waits `backoff_ms` before the next dial, less if told to redial (the
+    /// peer moved); `false` if the node shuts down meanwhile.
+    async fn back_off(&self, backoff_ms: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => false,
+            () = self.redial.notified() => true,
+            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => true,
+        }
+    }
+
+    /// The address to dial now: the route, else the peer's `peer_addr` in
+    /// the topology the node runs now (it may have moved since the link
+    /// started), else the one it had then.
+    fn dial_addr(&self) -> SocketAddr {
+        self.route.unwrap_or_else(|| {
+            self.shared
+                .topology
+                .node(&self.peer.id)
+                .map_or(self.peer.peer_addr, |n| n.peer_addr)
+        })
     }
 
     /// Connects to the peer and opens the link's stream, preamble written.
@@ -405,7 +464,7 @@ impl Link {
     ) -> Result<(quinn::Connection, quinn::SendStream), String> {
         let connecting = self
             .endpoint
-            .connect(self.dial_addr, server_name)
+            .connect(self.dial_addr(), server_name)
             .map_err(|e| e.to_string())?;
         let connection =
             tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting)
