@@ -1,7 +1,7 @@
 //! A dot store paired with its causal context: a whole CRDT state
 //! ([`Causal`]) or a delta ([`Delta`]).
 
-use crate::context::WireContext;
+use crate::context::{WireContext, SEQ_MAX};
 use crate::{CausalContext, DotStore, InvalidState, JoinMode};
 use serde::{Deserialize, Serialize};
 
@@ -109,12 +109,21 @@ impl<S: DotStore> TryFrom<Parts<S>> for Causal<S> {
 
 // On the wire a delta's context leaves out the out-of-order dots its store
 // holds (every store dot is in the context by construction), which saves a
-// dot per write; decoding puts them back.
+// dot per write; decoding puts them back. Those dots are held to the range
+// a decoded context is held to: past it, the writer of the dot could not
+// mint a next one.
 impl<S: DotStore> TryFrom<Parts<S>> for Delta<S> {
     type Error = InvalidState;
     fn try_from(p: Parts<S>) -> Result<Self, InvalidState> {
         let mut ctx = p.ctx;
-        p.store.for_each_dot(&mut |d| ctx.insert(d));
+        let mut in_range = true;
+        p.store.for_each_dot(&mut |d| {
+            in_range &= d.seq <= SEQ_MAX;
+            ctx.insert(d);
+        });
+        if !in_range {
+            return Err(InvalidState("sequence number out of range"));
+        }
         Ok(Delta {
             store: p.store,
             ctx,
@@ -284,6 +293,26 @@ mod tests {
             ctx,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_delta_holding_a_dot_beyond_the_sequence_range_is_refused() {
+        // Its writer, having joined it, could never mint another dot
+        // (`next_dot` would overflow), and the state it made could not be
+        // sent: its context would be refused on the other side.
+        let writer = ReplicaId(1);
+        for (seq, ok) in [(SEQ_MAX, true), (SEQ_MAX + 1, false), (u64::MAX, false)] {
+            let dot = Dot::new(writer, seq);
+            let d: Delta<DotSet> = Delta::new(DotSet::single(dot), CausalContext::from_dots([dot]));
+            let decoded = crate::decode::<Delta<DotSet>>(&crate::encode(&d));
+            assert_eq!(decoded.is_ok(), ok, "seq {seq}: {decoded:?}");
+            if let Ok(d) = decoded {
+                let mut state: Causal<DotSet> = Causal::new();
+                state.apply(&d);
+                assert_eq!(state.context().next_dot(writer), Dot::new(writer, seq + 1));
+                assert!(crate::decode::<Causal<DotSet>>(&crate::encode(&state)).is_ok());
+            }
+        }
     }
 
     #[test]

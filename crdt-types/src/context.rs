@@ -30,7 +30,7 @@ struct RawContext {
 
 /// The largest sequence number a decoded context may hold: far beyond what
 /// a replica mints, and far enough below `u64::MAX` to leave room for more.
-const SEQ_MAX: u64 = u64::MAX >> 1;
+pub(crate) const SEQ_MAX: u64 = u64::MAX >> 1;
 
 /// A decoded value broke an invariant of its type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
