@@ -925,6 +925,11 @@ impl Node {
                 self.on_request(now_ms, Origin::Forwarded { from, op }, request)
             }
             PeerMsg::ForwardReply { op, response } => {
+                // Only a forward is answered this way: a reply naming
+                // another operation must not take it from its waiters.
+                if !matches!(self.pending.get(&op), Some(Pending::Forward(_))) {
+                    return;
+                }
                 if let Some(Pending::Forward(f)) = self.take_pending(op) {
                     self.reply(
                         f.origin,
@@ -1347,5 +1352,74 @@ impl Node {
     /// The placement this node routes by.
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::REGION_OF_THREE;
+
+    const NOW_MS: u64 = 1_800_000_000_000;
+
+    fn drain(node: &mut Node) -> Vec<Action> {
+        std::iter::from_fn(|| node.poll_action()).collect()
+    }
+
+    #[test]
+    fn a_forward_reply_naming_a_pending_write_leaves_the_write_alone() {
+        let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
+        let ids: Vec<ReplicaId> = topology.nodes().map(|(_, n)| n.replica).collect();
+        let mut node = Node::new(&topology, ids[0], NodeConfig::default()).unwrap();
+        let request = Request {
+            id: 7,
+            command: Command::IncrBy {
+                key: Bytes::from("hits"),
+                by: 1,
+            },
+            write: Some(WriteConsistency::All),
+            read: None,
+        };
+        node.handle(NOW_MS, Input::Client { client: 1, request });
+        let op = drain(&mut node)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    msg: PeerMsg::Replicate { op, .. },
+                    ..
+                } => Some(op),
+                _ => None,
+            })
+            .expect("the write is replicated");
+        let stray = PeerMsg::ForwardReply {
+            op,
+            response: Response {
+                id: 99,
+                result: Err(ErrorReply::Timeout),
+            },
+        };
+        node.handle(
+            NOW_MS,
+            Input::Peer {
+                from: ids[1],
+                msg: stray,
+            },
+        );
+        assert!(drain(&mut node).is_empty(), "a stray reply is ignored");
+        for from in &ids[1..] {
+            let msg = PeerMsg::Ack { op, ok: true };
+            node.handle(NOW_MS, Input::Peer { from: *from, msg });
+        }
+        let replies: Vec<Response> = drain(&mut node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Reply { response, .. } => Some(response),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert_eq!(replies[0].id, 7);
+        let answer = replies[0].result.as_ref().expect("the write reached W");
+        assert_eq!((answer.replicas_acked, answer.replicas_needed), (3, 3));
     }
 }
