@@ -52,6 +52,8 @@ mod peer_accept;
 mod peer_link;
 mod request_reader;
 mod topology_cell;
+#[cfg(test)]
+mod wire_fuzz;
 
 pub use client_stream::{CLIENT_CONNECTIONS_MAX, STREAM_INFLIGHT_MAX};
 pub use endpoint::UDP_BUFFER_BYTES;

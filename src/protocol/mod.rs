@@ -5,6 +5,8 @@
 pub mod codes;
 pub mod frame;
 mod messages;
+#[cfg(test)]
+pub(crate) mod samples;
 
 pub use frame::{FrameError, FrameReader, PROTOCOL_VERSION};
 pub use messages::{
