@@ -12,6 +12,8 @@
 //! time comes in as `now_ms`, so the same code runs under tokio and quinn in
 //! production and under a seeded simulator in tests.
 
+#[cfg(test)]
+mod adversarial;
 mod bundle;
 mod catchup;
 mod execute;
