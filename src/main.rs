@@ -72,6 +72,10 @@ fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
         errln!("error: {option} is for {users} only");
         return ExitCode::from(EXIT_USAGE);
     }
+    if let Some(refusal) = unused_place_option(global, &command) {
+        errln!("error: {refusal}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     match admin_command(global, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -79,6 +83,30 @@ fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// Why `command` (not a data command) refuses the first place option given
+/// (`--topology`, `--region`, `--cert-dir`) that it would ignore.
+fn unused_place_option(global: &GlobalArgs, command: &Cmd) -> Option<String> {
+    let path = command.path();
+    let taken = args::place_options_taken(&path);
+    let (id, flag) = args::PLACE_OPTIONS.into_iter().find(|(id, _)| {
+        let given = match *id {
+            "topology" => global.topology.is_some(),
+            "region" => global.region.is_some(),
+            _ => global.cert_dir.is_some(),
+        };
+        given && !taken.contains(id)
+    })?;
+    let mut refusal = format!("{flag} is for {} only", args::place_option_users(id));
+    if path.starts_with("cluster") {
+        refusal.push_str(if id == "cert_dir" {
+            ": cluster commands keep their certificates in <state-dir>/certs (give --state-dir instead)"
+        } else {
+            ": cluster commands other than up work on the cluster running in --state-dir"
+        });
+    }
+    Some(refusal)
 }
 
 /// The first client option given that `command` (not a data command) would
@@ -394,13 +422,6 @@ fn cluster_up(
     data_dir: Option<PathBuf>,
     pin_cpus: Option<Option<CpuList>>,
 ) -> anyhow::Result<()> {
-    if let Some(dir) = &global.cert_dir {
-        bail!(
-            "cluster up keeps its certificates in <state-dir>/certs, not in --cert-dir {} \
-             (give --state-dir instead)",
-            dir.display()
-        );
-    }
     let path = topology.unwrap_or_else(|| global.topology_or(None));
     // `--pin-cpus 2-5` reads 2-5 as the topology: say how to write it.
     let list = path.to_str().and_then(|p| p.parse::<CpuList>().ok());

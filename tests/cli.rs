@@ -106,6 +106,45 @@ fn help_lists_the_subcommands_and_the_data_commands() {
         "{}",
         stdout(&output)
     );
+    // Likewise the options that say where the cluster is.
+    for (command, taken, refused) in [
+        (
+            &["--help"][..],
+            &["--topology <FILE>", "--region <R>", "--cert-dir <DIR>"][..],
+            &[][..],
+        ),
+        (
+            &["cluster", "up", "--help"],
+            &["[TOPOLOGY]"],
+            &["--region <R>", "--cert-dir <DIR>"],
+        ),
+        (
+            &["cluster", "down", "--help"],
+            &[],
+            &["--topology <FILE>", "--region <R>", "--cert-dir <DIR>"],
+        ),
+        (
+            &["serve", "--help"],
+            &["--topology <FILE>", "--cert-dir <DIR>"],
+            &["--region <R>"],
+        ),
+        (
+            &["status", "--help"],
+            &["--topology <FILE>", "--region <R>", "--cert-dir <DIR>"],
+            &[],
+        ),
+    ] {
+        let output = meridian(dir.path(), command);
+        assert_exit(&output, 0);
+        let help = stdout(&output);
+        for option in taken {
+            assert!(help.contains(option), "{option} not in:\n{help}");
+        }
+        for option in refused {
+            assert!(!help.contains(option), "{option} in:\n{help}");
+        }
+        assert!(help.contains("--state-dir <DIR>"), "{help}");
+    }
 }
 
 #[test]
@@ -423,13 +462,84 @@ fn cluster_up_refuses_a_cert_dir_it_would_not_use() {
     let dir = tempfile::tempdir().unwrap();
     let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");
     let output = meridian(dir.path(), &["--cert-dir", "pki", "cluster", "up", local]);
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     assert!(
-        stderr(&output).contains("cluster up keeps its certificates in <state-dir>/certs"),
+        stderr(&output).contains(
+            "--cert-dir is for data commands, serve, certs, status, reload and bench only: \
+             cluster commands keep their certificates in <state-dir>/certs (give --state-dir instead)"
+        ),
         "{}",
         stderr(&output)
     );
     assert!(!dir.path().join(".meridian").exists());
+}
+
+#[test]
+fn place_options_are_refused_by_commands_that_would_ignore_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = ": cluster commands other than up work on the cluster running in --state-dir";
+    for (args, message) in [
+        (
+            &["--region", "eu-west", "cluster", "down"][..],
+            format!("--region is for data commands, status, reload and bench only{elsewhere}"),
+        ),
+        (
+            &["--region", "mars", "cluster", "heal"],
+            format!("--region is for data commands, status, reload and bench only{elsewhere}"),
+        ),
+        (
+            &[
+                "--topology",
+                "regions/single.toml",
+                "cluster",
+                "add-node",
+                "east",
+            ],
+            format!(
+                "--topology is for data commands, serve, cluster up, status, reload and bench \
+                 only{elsewhere}"
+            ),
+        ),
+        (
+            &["--region", "east", "serve", "--node", "east-1"],
+            "--region is for data commands, status, reload and bench only".to_owned(),
+        ),
+        (
+            &["--topology", "t.toml", "demo"],
+            "--topology is for data commands, serve, cluster up, status, reload and bench only"
+                .to_owned(),
+        ),
+        (
+            &["--region", "east", "certs", "create-ca"],
+            "--region is for data commands, status, reload and bench only".to_owned(),
+        ),
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains(&message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(
+        !dir.path().join(".meridian").exists(),
+        "nothing was created"
+    );
+    // The commands that take them get past the check (and find no cluster).
+    for args in [
+        &["--region", "east", "status"][..],
+        &["--topology", "nope.toml", "--region", "east", "reload"],
+        &["--topology", "nope.toml", "cluster", "up"],
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 1);
+        assert!(
+            !stderr(&output).contains(" only"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]

@@ -93,10 +93,67 @@ impl Cli {
         // Global options reach the subcommands when the command is built.
         command.build();
         command.mut_subcommands(|sub| {
-            let taken = client_options_taken(sub.get_name());
-            hide_client_options(sub, taken)
+            let name = sub.get_name().to_owned();
+            let sub = hide_client_options(sub, client_options_taken(&name));
+            if name == "cluster" {
+                sub.mut_subcommands(|cluster| {
+                    let path = format!("cluster {}", cluster.get_name());
+                    hide_place_options(cluster, place_options_taken(&path))
+                })
+            } else {
+                hide_place_options(sub, place_options_taken(&name))
+            }
         })
     }
+}
+
+/// The options that say where a command finds the cluster: its topology
+/// file, its region, its certificates (ids of [`GlobalArgs`] fields, and
+/// their flags).
+pub const PLACE_OPTIONS: [(&str, &str); 3] = [
+    ("topology", "--topology"),
+    ("region", "--region"),
+    ("cert_dir", "--cert-dir"),
+];
+
+/// The place options ([`PLACE_OPTIONS`]) that command `path` (`serve`,
+/// `cluster up`, `status`...; not a data command, which takes them all)
+/// takes; `main` refuses the others, and its help does not list them. The
+/// `cluster` commands other than `up` work on the cluster running in
+/// `--state-dir`, whose files name everything else.
+pub fn place_options_taken(path: &str) -> &'static [&'static str] {
+    match path {
+        "serve" => &["topology", "cert_dir"],
+        "certs" => &["cert_dir"],
+        "cluster up" => &["topology"],
+        "bench" | "status" | "reload" => &["topology", "region", "cert_dir"],
+        _ => &[],
+    }
+}
+
+/// The commands that take place option `id`, for the refusal's message.
+pub fn place_option_users(id: &str) -> &'static str {
+    match id {
+        "topology" => "data commands, serve, cluster up, status, reload and bench",
+        "region" => "data commands, status, reload and bench",
+        _ => "data commands, serve, certs, status, reload and bench",
+    }
+}
+
+/// `command` (and its own subcommands) with the place options other than
+/// `taken` hidden from its help.
+fn hide_place_options(command: clap::Command, taken: &'static [&'static str]) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let id = arg.get_id().as_str();
+            let place = PLACE_OPTIONS.iter().any(|(p, _)| *p == id);
+            if place && !taken.contains(&id) {
+                arg.hide(true)
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(|sub| hide_place_options(sub, taken))
 }
 
 /// The help heading of the options of commands that talk to a cluster as
@@ -138,7 +195,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub topology: Option<PathBuf>,
 
-    /// Region that data commands talk to [default: the topology's first]
+    /// Region that data commands, status, reload and bench talk to
+    /// [default: the topology's first]
     #[arg(long, global = true, value_name = "R")]
     pub region: Option<String>,
 
@@ -157,13 +215,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
-    /// Certificates of the CA, nodes and clients, for serve and data
-    /// commands (by default `<state-dir>/certs`)
+    /// Certificates of the CA, nodes and clients, for serve, certs, data
+    /// commands, status, reload and bench (by default `<state-dir>/certs`;
+    /// cluster commands always use that)
     #[arg(
         long,
         global = true,
         value_name = "DIR",
-        help = "Certificates of the CA, nodes and clients, for serve and data commands [default: <state-dir>/certs]"
+        help = "Certificates of the CA, nodes and clients, for serve, certs, data commands, status, reload and bench [default: <state-dir>/certs; cluster commands always use that]"
     )]
     pub cert_dir: Option<PathBuf>,
 
@@ -288,6 +347,32 @@ impl Cmd {
             Cmd::Reload { .. } => "reload",
             Cmd::Demo => "demo",
             Cmd::Data(_) => "data",
+        }
+    }
+
+    /// The command's words on the command line: its name, and for
+    /// `cluster` the subcommand's (`cluster up`).
+    pub fn path(&self) -> String {
+        match self {
+            Cmd::Cluster(sub) => format!("cluster {}", sub.name()),
+            other => other.name().to_owned(),
+        }
+    }
+}
+
+impl ClusterCmd {
+    /// The subcommand's name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClusterCmd::Up { .. } => "up",
+            ClusterCmd::Down => "down",
+            ClusterCmd::Kill { .. } => "kill",
+            ClusterCmd::Restart { .. } => "restart",
+            ClusterCmd::Status => "status",
+            ClusterCmd::Partition { .. } => "partition",
+            ClusterCmd::Heal => "heal",
+            ClusterCmd::AddNode { .. } => "add-node",
+            ClusterCmd::RemoveNode { .. } => "remove-node",
         }
     }
 }
