@@ -304,10 +304,10 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             )
             .await?;
             out!(
-                "added {} to {region}: {} key copies ({} bytes) streamed in {:.1} s",
+                "added {} to {region}: {} key copies ({}) streamed in {:.1} s",
                 moved.node,
                 moved.keys,
-                moved.bytes,
+                status::bytes(moved.bytes),
                 moved.elapsed_ms as f64 / 1000.0
             );
             Ok(())
@@ -322,9 +322,9 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
                 )
                 .await?;
                 out!(
-                    "removed {node}: {} key copies ({} bytes) handed over in {:.1} s",
+                    "removed {node}: {} key copies ({}) handed over in {:.1} s",
                     moved.keys,
-                    moved.bytes,
+                    status::bytes(moved.bytes),
                     moved.elapsed_ms as f64 / 1000.0
                 );
                 Ok(())

@@ -404,13 +404,40 @@ fn a_data_command_that_guessed_the_local_topology_says_no_cluster_runs() {
     assert_exit(&output, 1);
     let err = stderr(&output);
     assert!(err.starts_with("(error) TLS: "), "{err}");
-    assert!(
-        err.contains(
-            "no cluster is running in empty (no cluster.json there), so regions/local.toml was tried: \
-             start one with `meridian cluster up`"
-        ),
-        "{err}"
+    let hint = "no cluster is running in empty (no cluster.json there), so regions/local.toml \
+                was tried: start one with `meridian cluster up`";
+    assert!(err.contains(hint), "{err}");
+    // So do status and reload.
+    for command in ["status", "reload"] {
+        let output = meridian(dir.path(), &["--state-dir", "empty", command]);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(err.starts_with("error: TLS: "), "{command}: {err}");
+        assert!(err.contains(hint), "{command}: {err}");
+    }
+    // With certificates but no node up, status lists the nodes it could
+    // not reach, then says the same.
+    let certs = dir.path().join("empty/certs");
+    let created = meridian(
+        dir.path(),
+        &["--cert-dir", certs.to_str().unwrap(), "certs", "create-ca"],
     );
+    assert_exit(&created, 0);
+    let issued = meridian(
+        dir.path(),
+        &[
+            "--cert-dir",
+            certs.to_str().unwrap(),
+            "certs",
+            "client",
+            "cli",
+        ],
+    );
+    assert_exit(&issued, 0);
+    let output = meridian(dir.path(), &["--state-dir", "empty", "status"]);
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(err.contains("us-east-1") && err.contains(hint), "{err}");
 }
 
 #[test]

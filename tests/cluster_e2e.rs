@@ -356,7 +356,10 @@ fn bench_home_sends_the_reads_to_the_chosen_node() {
         "east-2",
     ];
     let report = lab.ok(&args);
-    assert!(report.contains("\nroute read-home, home east-2\n"), "{report}");
+    assert!(
+        report.contains("\nroute read-home, home east-2\n"),
+        "{report}"
+    );
     let after = requests_by_node(&lab);
     let served = |id: &str| after[id] - before[id];
     // Every node holds every key (N = 3), so all 2,000 gets go to the home;

@@ -594,7 +594,7 @@ async fn a_client_with_a_home_node_has_it_coordinate_every_key_it_replicates() {
     // A home outside the region is refused when connecting.
     let mut opts = region.options();
     opts.routing = Routing::Home("nowhere-9".into());
-    let refused = Client::connect(opts).await.err().expect("an unknown home");
+    let refused = Client::connect(opts).await.expect_err("an unknown home");
     assert!(
         matches!(&refused, ClientError::BadRequest(m) if m.contains("nowhere-9")),
         "{refused}"

@@ -226,8 +226,8 @@ pub struct GlobalArgs {
     )]
     pub cert_dir: Option<PathBuf>,
 
-    /// Client certificate data commands present (client-NAME.*.pem, from
-    /// `meridian certs client NAME`) [default: cli]
+    /// Client certificate to present (client-NAME.*.pem, from `meridian
+    /// certs client NAME`) [default: cli]
     #[arg(long, global = true, value_name = "NAME", help_heading = CLIENT_OPTIONS)]
     pub client: Option<String>,
 
@@ -316,7 +316,10 @@ pub enum Cmd {
     /// Run a whole cluster locally, one process per node
     #[command(subcommand)]
     Cluster(ClusterCmd),
-    /// Load the cluster through the SDK; report throughput and latency
+    /// Load the cluster through the SDK; report throughput and latency.
+    /// It writes keys key:<n> and counter:<n> (n below --keys, 12 digits)
+    /// and fields of the map myhash, as redis-benchmark does, over what
+    /// they held: run it on a cluster whose data can take that
     Bench(super::bench::BenchArgs),
     /// Health, keys, memory and replication lag of every node
     Status(StatusArgs),

@@ -54,10 +54,20 @@ pub async fn run(global: &GlobalArgs, nodes: &[String]) -> anyhow::Result<Vec<Re
         }
         nodes.to_vec()
     };
-    let mut options = ClientOptions::new(topology.clone(), target.region, target.cert_dir);
-    options.client_name = target.client_name;
+    let target_hint = |e: &crate::client::ClientError| target.guess_hint(e, &global.state_dir);
+    let mut options = ClientOptions::new(
+        topology.clone(),
+        target.region.clone(),
+        target.cert_dir.clone(),
+    );
+    options.client_name = target.client_name.clone();
     options.request_timeout = Duration::from_millis(RELOAD_TIMEOUT_MS);
-    let client = Client::connect(options).await?;
+    let client = Client::connect(options)
+        .await
+        .map_err(|e| match target_hint(&e) {
+            Some(hint) => anyhow::anyhow!("{e}\n{hint}"),
+            None => e.into(),
+        })?;
     let mut reloaded = Vec::with_capacity(ids.len());
     for id in ids {
         let outcome = reload_one(&client, &id).await;

@@ -281,11 +281,22 @@ pub async fn for_cli(global: &super::args::GlobalArgs) -> anyhow::Result<Cluster
     let report = gather(
         &target.topology,
         region,
-        target.cert_dir,
+        target.cert_dir.clone(),
         &target.client_name,
         Duration::from_millis(STATUS_TIMEOUT_MS),
     )
-    .await?;
+    .await
+    .map_err(|e| match target.guess_hint(&e, &global.state_dir) {
+        Some(hint) => anyhow::anyhow!("{e}\n{hint}"),
+        None => e.into(),
+    })?;
+    if report.nodes_up == 0 {
+        // Nothing answered a guessed topology: most likely no cluster runs.
+        let unreachable = crate::client::ClientError::Connect("no node answered".to_owned());
+        if let Some(hint) = target.guess_hint(&unreachable, &global.state_dir) {
+            anyhow::bail!("{}\nno node answered\n{hint}", text(&report).trim_end());
+        }
+    }
     Ok(report)
 }
 

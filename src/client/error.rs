@@ -18,11 +18,15 @@ use crate::protocol::ErrorReply;
 ///     match e {
 ///         ClientError::WrongType { found: Kind::Counter, .. } => "that key is a counter",
 ///         ClientError::QuorumNotReached { .. } => "kept, but not yet on enough replicas",
-///         ClientError::Timeout | ClientError::Connect(_) => "try again",
+///         // The request may have been applied before the answer was
+///         // lost: repeating a `set` is harmless, repeating an `incr` may
+///         // count twice (the client already tried the key's other
+///         // replicas where that was safe; see the module docs).
+///         ClientError::Timeout | ClientError::Connect(_) => "perhaps applied: re-read before repeating",
 ///         _ => "see the message",
 ///     }
 /// }
-/// assert_eq!(explain(&ClientError::Timeout), "try again");
+/// assert_eq!(explain(&ClientError::Timeout), "perhaps applied: re-read before repeating");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {

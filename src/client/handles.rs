@@ -60,7 +60,7 @@ fn values(reply: Reply, command: &str) -> Result<Vec<Bytes>, ClientError> {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Register {
     client: Client,
     key: Bytes,
@@ -123,7 +123,7 @@ impl Register {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Counter {
     client: Client,
     key: Bytes,
@@ -173,7 +173,7 @@ impl Counter {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Set {
     client: Client,
     key: Bytes,
@@ -256,7 +256,7 @@ impl Set {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Map {
     client: Client,
     key: Bytes,
@@ -388,7 +388,7 @@ impl Map {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MvRegister {
     client: Client,
     key: Bytes,

@@ -336,6 +336,17 @@ pub struct Client {
     read: Option<ReadConsistency>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("region", &self.inner.region)
+            .field("home", &self.home())
+            .field("write", &self.write)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     /// The cluster as the client knows it now; replaced whole when a node
     /// hands over a newer topology ([`Client::refresh_topology`]).
@@ -673,6 +684,8 @@ impl Client {
     /// Connects to region `region` of the cluster whose topology the seeds
     /// send (the newest version, see [`fetch_topology`]), with the defaults of
     /// [`ClientOptions::new`]: client certificate `cli` from `cert_dir`.
+    /// To present another certificate, fetch the topology with
+    /// [`fetch_topology`] and set [`ClientOptions::client_name`].
     ///
     /// ```no_run
     /// use meridian::client::Client;
@@ -1066,7 +1079,8 @@ impl Client {
         Counter::new(self.clone(), key.into())
     }
 
-    /// The set at `key`.
+    /// The set (OR-set, Redis's `SADD` family) at `key`. To write a plain
+    /// value, like Redis's `SET`, use [`Client::register`].
     pub fn set(&self, key: impl Into<Bytes>) -> Set {
         Set::new(self.clone(), key.into())
     }
