@@ -558,6 +558,9 @@ fn place_options_are_refused_by_commands_that_would_ignore_them() {
         &["--region", "east", "status"][..],
         &["--topology", "nope.toml", "--region", "east", "reload"],
         &["--topology", "nope.toml", "cluster", "up"],
+        // A region given as the command's own argument is no --region.
+        &["cluster", "add-node", "east"],
+        &["cluster", "partition", "east", "west"],
     ] {
         let output = meridian(dir.path(), args);
         assert_exit(&output, 1);

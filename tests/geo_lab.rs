@@ -11,7 +11,7 @@ mod common;
 
 use common::{topology, Lab};
 use meridian::client::{Client, ClientError, ClientOptions, Command, FieldValue, Kind, Reply, Ttl};
-use meridian::topology::Topology;
+use meridian::topology::{derived_replica_id, Topology};
 use std::time::{Duration, Instant};
 
 /// How long replicas get to converge after a heal.
@@ -575,4 +575,88 @@ async fn the_demo_shows_the_regions_diverge_under_a_partition_and_converge_after
     // It leaves the links healed.
     let links = cli(&lab, &["cluster", "partition", "west", "south"]);
     assert!(links.starts_with("1 of 3 links cut"), "{links}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_to_a_running_lab_is_cut_off_by_a_partition_like_the_others() {
+    let lab = Lab::start(|| topology(&["east", "west"], &[("east", "west", 20)]));
+    // An id whose replica id sorts first in east: the new node is then
+    // the gateway every west node ships east's deltas to.
+    let smallest = ["east-1", "east-2", "east-3"]
+        .map(derived_replica_id)
+        .into_iter()
+        .min()
+        .unwrap();
+    let id = (0..)
+        .map(|i| format!("east-x{i}"))
+        .find(|id| derived_replica_id(id) < smallest)
+        .unwrap();
+    let added = cli(
+        &lab,
+        &[
+            "cluster",
+            "add-node",
+            "east",
+            "--id",
+            &id,
+            "--timeout",
+            "60",
+        ],
+    );
+    assert!(
+        added.contains(&format!("starting {id} in east")) && added.contains("rebalance complete"),
+        "{added}"
+    );
+    let running = Topology::load(lab.cluster_file().topology).unwrap();
+    let certs = lab.state_dir().join("certs");
+    let west = Client::connect(ClientOptions::new(running.clone(), "west", &certs))
+        .await
+        .unwrap();
+    let east = Client::connect(ClientOptions::new(running, "east", &certs))
+        .await
+        .unwrap();
+
+    cli(&lab, &["cluster", "partition", "east"]);
+    // The relays read the control file every 100 ms.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys: Vec<String> = (0..60).map(|i| format!("cut-{i}")).collect();
+    for key in &keys {
+        west.register(key.as_str()).set("west").await.unwrap();
+    }
+    // West ships its deltas to the gateway in batches every 10 ms: they
+    // would reach it within a round trip or two if west dialled it directly.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for id in ["east-1", "east-2", "east-3", id.as_str()] {
+        for key in &keys {
+            let get = Command::Get {
+                key: key.as_str().into(),
+            };
+            let answer = east.execute_on(id, get).await.unwrap();
+            assert_eq!(
+                answer.reply,
+                Reply::Nil,
+                "{key} crossed the partition to {id}"
+            );
+        }
+    }
+
+    cli(&lab, &["cluster", "heal"]);
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    for key in &keys {
+        loop {
+            let get = Command::Get {
+                key: key.as_str().into(),
+            };
+            let answer = east.execute_on(&id, get).await.unwrap();
+            if answer.reply == Reply::Value(bytes("west")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} never reached east: {:?}",
+                answer.reply
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -496,6 +496,8 @@ pub enum ClusterCmd {
     /// emulator of the running cluster)
     Partition {
         /// The region to cut off
+        // Not the id `region`: that is the global --region's.
+        #[arg(id = "region_arg", value_name = "REGION")]
         region: String,
         /// Cut only the link between REGION and this region
         other: Option<String>,
@@ -506,6 +508,8 @@ pub enum ClusterCmd {
     /// now owns, showing progress until every node is done
     AddNode {
         /// The region to grow
+        // Not the id `region`: that is the global --region's.
+        #[arg(id = "region_arg", value_name = "REGION")]
         region: String,
         /// The new node's id [default: REGION-K, the first free K]
         #[arg(long, value_name = "ID")]

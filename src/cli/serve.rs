@@ -7,6 +7,7 @@
 //! the file are dialled at the addresses it gives: the local lab's WAN
 //! relays for the nodes of other regions.
 
+use crate::net::PeerRoutes;
 use crate::net::{serve, ServeOptions};
 use crate::node::NodeConfig;
 use crate::topology::Topology;
@@ -31,8 +32,11 @@ pub async fn run(
     let mut node = node_config(&topology);
     node.joining = joining;
     let peer_routes = match peer_routes {
-        Some(path) => load_routes(&topology, &path)?,
-        None => Routes::new(),
+        Some(path) => PeerRoutes {
+            routes: load_routes(&topology, &path)?,
+            file: Some(path),
+        },
+        None => PeerRoutes::default(),
     };
     serve(
         ServeOptions {

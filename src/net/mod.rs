@@ -119,11 +119,21 @@ pub struct ServeOptions {
     /// Where the node keeps its delta log and snapshots; `None` for a pure
     /// in-memory cache that recovers from its replicas.
     pub data_dir: Option<PathBuf>,
-    /// Where to dial other nodes instead of their `peer_addr`, by node id
-    /// (the local lab routes other regions through its WAN emulator). The
-    /// TLS server name stays the node's; nodes not listed are dialled
-    /// directly.
-    pub peer_routes: BTreeMap<String, SocketAddr>,
+    /// Where to dial other nodes instead of their `peer_addr` (the local
+    /// lab routes other regions through its WAN emulator).
+    pub peer_routes: PeerRoutes,
+}
+
+/// Where a node dials other nodes instead of their `peer_addr`, by node id.
+/// The TLS server name stays the node's; nodes not listed are dialled
+/// directly. Routes read from a file are read again whenever the node
+/// reloads its topology (a node added to a running lab gets routes too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerRoutes {
+    /// The routes, by node id.
+    pub routes: BTreeMap<String, SocketAddr>,
+    /// The file they were read from (see [`crate::wan::read_routes`]), if any.
+    pub file: Option<PathBuf>,
 }
 
 /// Counters of the network layer, for operators and tests.
@@ -171,9 +181,21 @@ pub(crate) struct Shared {
     node_stats: Mutex<NodeStats>,
     /// The topology peers are dialled and recognised by (swapped on reload).
     pub(crate) topology: topology_cell::TopologyCell,
+    /// Where to dial peers instead of their `peer_addr` (swapped on reload).
+    routes: std::sync::RwLock<Arc<BTreeMap<String, SocketAddr>>>,
 }
 
 impl Shared {
+    /// The peer routes now.
+    pub(crate) fn routes(&self) -> Arc<BTreeMap<String, SocketAddr>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub(crate) fn set_routes(&self, routes: BTreeMap<String, SocketAddr>) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+    }
     fn bump(counter: &AtomicU64, n: u64) -> u64 {
         counter.fetch_add(n, Ordering::Relaxed) + n
     }
@@ -438,12 +460,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let (stop, stop_rx) = watch::channel(false);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);
 
-    for (id, route) in &peer_routes {
+    for (id, route) in &peer_routes.routes {
         tracing::info!(peer = %id, %route, "peer dialled through a route");
     }
+    shared.set_routes(peer_routes.routes);
     let links = peer_link::Links::new(
         peer_endpoint.clone(),
-        Arc::new(peer_routes),
+        peer_routes.file,
         peer_frame_bytes_max,
         stop_rx.clone(),
         shared.clone(),

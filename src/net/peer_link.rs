@@ -13,7 +13,8 @@
 //! A peer is dialled at its `peer_addr` in the topology the node runs at
 //! the time of the dial (a node removed and added again under its old id
 //! comes back on other ports), or at its route when one is given (the local
-//! lab's WAN relays); the TLS server name is always the peer's. A
+//! lab's WAN relays; a route file is read again on every topology reload);
+//! the TLS server name is always the peer's. A
 //! connection the peer closes within [`STABLE_LINK_MS`] of the handshake
 //! (a peer that does not know this node yet) is dialled again after the
 //! same backoff as a failed dial, not at once.
@@ -53,8 +54,8 @@ pub const STABLE_LINK_MS: u64 = 1_000;
 /// The node task's handle on every outbound link.
 pub(crate) struct Links {
     endpoint: quinn::Endpoint,
-    /// Where to dial a node instead of its `peer_addr`, by node id.
-    routes: Arc<BTreeMap<String, SocketAddr>>,
+    /// The file the peer routes come from, read again on a topology reload.
+    routes_file: Option<std::path::PathBuf>,
     frame_bytes_max: usize,
     shutdown: watch::Receiver<bool>,
     shared: Arc<Shared>,
@@ -185,7 +186,7 @@ impl ByteBudget {
 impl Links {
     pub(crate) fn new(
         endpoint: quinn::Endpoint,
-        routes: Arc<BTreeMap<String, SocketAddr>>,
+        routes_file: Option<std::path::PathBuf>,
         frame_bytes_max: usize,
         shutdown: watch::Receiver<bool>,
         shared: Arc<Shared>,
@@ -193,7 +194,7 @@ impl Links {
     ) -> Self {
         Links {
             endpoint,
-            routes,
+            routes_file,
             frame_bytes_max,
             shutdown,
             shared,
@@ -228,11 +229,9 @@ impl Links {
                 return;
             };
             let (queue, rx) = Queue::new();
-            let route = self.routes.get(&peer.id).copied();
             let link = Link {
                 endpoint: self.endpoint.clone(),
                 peer,
-                route,
                 shared: self.shared.clone(),
                 budget: queue.budget.clone(),
                 redial: queue.redial.clone(),
@@ -253,18 +252,31 @@ impl Links {
         }
     }
 
-    /// After a topology reload (`old` was the topology before): the links
-    /// to nodes whose `peer_addr` changed drop their connection, or their
-    /// wait before the next dial, and dial the new address.
+    /// After a topology reload (`old` was the topology before): reads the
+    /// route file again, if there is one; then the links to nodes whose
+    /// address changed (their `peer_addr`, or their route) drop their
+    /// connection, or their wait before the next dial, and dial the new one.
     pub(crate) fn readdress(&mut self, old: Option<&crate::topology::Topology>) {
         let Some(new) = self.shared.topology.get() else {
             return;
         };
+        let old_routes = self.shared.routes();
+        if let Some(file) = &self.routes_file {
+            match crate::wan::read_routes(file) {
+                Ok(routes) => self.shared.set_routes(routes),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the peer routes again; keeping them")
+                }
+            }
+        }
+        let new_routes = self.shared.routes();
         for (replica, queue) in &self.queues {
-            let addr =
-                |t: &crate::topology::Topology| t.node_by_replica(*replica).map(|n| n.peer_addr);
-            let now = addr(&new);
-            if now.is_some() && now != old.and_then(addr) {
+            let addr = |t: &crate::topology::Topology, routes: &BTreeMap<String, SocketAddr>| {
+                let node = t.node_by_replica(*replica)?;
+                Some(routes.get(&node.id).copied().unwrap_or(node.peer_addr))
+            };
+            let now = addr(&new, &new_routes);
+            if now.is_some() && now != old.and_then(|old| addr(old, &old_routes)) {
                 tracing::info!(replica = %replica, addr = ?now, "the peer moved; dialling its new address");
                 queue.redial.notify_one();
             }
@@ -339,8 +351,6 @@ enum Pushed {
 struct Link {
     endpoint: quinn::Endpoint,
     peer: NodeAddr,
-    /// Where to dial instead of the peer's `peer_addr`, if anywhere.
-    route: Option<SocketAddr>,
     shared: Arc<Shared>,
     budget: Arc<ByteBudget>,
     /// Set when the peer started a new life: the connection is stale.
@@ -445,16 +455,17 @@ impl Link {
         }
     }
 
-    /// The address to dial now: the route, else the peer's `peer_addr` in
-    /// the topology the node runs now (it may have moved since the link
-    /// started), else the one it had then.
+    /// The address to dial now: the peer's route, else its `peer_addr`,
+    /// both as of the topology the node runs now (it may have moved since
+    /// the link started), else the `peer_addr` it had then.
     fn dial_addr(&self) -> SocketAddr {
-        self.route.unwrap_or_else(|| {
-            self.shared
-                .topology
-                .node(&self.peer.id)
-                .map_or(self.peer.peer_addr, |n| n.peer_addr)
-        })
+        if let Some(route) = self.shared.routes().get(&self.peer.id) {
+            return *route;
+        }
+        self.shared
+            .topology
+            .node(&self.peer.id)
+            .map_or(self.peer.peer_addr, |n| n.peer_addr)
     }
 
     /// Connects to the peer and opens the link's stream, preamble written.

@@ -47,6 +47,9 @@ pub enum WanError {
     /// A region named in a partition does not exist.
     #[error("unknown region {0:?}")]
     UnknownRegion(String),
+    /// A node to relay to is not in the topology.
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
 }
 
 /// Which regions and links are cut.
@@ -137,7 +140,8 @@ pub type Routes = BTreeMap<String, SocketAddr>;
 /// Every relay of a lab. Dropping it stops the relays and the control
 /// file poller.
 pub struct WanEmulator {
-    relays: Vec<Relay>,
+    /// Every relay, with the id of the node it leads to.
+    relays: Vec<(String, Relay)>,
     routes: BTreeMap<String, Routes>,
     partitions: SharedPartitions,
     control: PathBuf,
@@ -159,61 +163,76 @@ impl WanEmulator {
     /// called inside a tokio runtime.
     pub async fn start(topology: &Topology, control: PathBuf) -> Result<WanEmulator, WanError> {
         let partitions: SharedPartitions = Arc::new(RwLock::new(PartitionState::load(&control)?));
-        let mut relays = Vec::new();
-        let mut routes: BTreeMap<String, Routes> = BTreeMap::new();
+        let mut emulator = WanEmulator {
+            relays: Vec::new(),
+            routes: BTreeMap::new(),
+            partitions,
+            control,
+            poller: None,
+        };
+        for (_, node) in topology.nodes() {
+            emulator.add_node(topology, &node.id).await?;
+        }
+        emulator.poller = Some(emulator.spawn_control_poller());
+        Ok(emulator)
+    }
+
+    /// Starts a relay to node `id` of `topology` from every other region
+    /// (a node added to a running lab), in place of any it had (a node
+    /// removed and added again under its old id, on other ports). A relay
+    /// never takes a port a node of `topology` has, started or not.
+    pub async fn add_node(&mut self, topology: &Topology, id: &str) -> Result<(), WanError> {
+        let (Some(node), Some(dst)) = (topology.node(id), topology.region_of(id)) else {
+            return Err(WanError::UnknownNode(id.to_owned()));
+        };
+        self.relays.retain(|(to, _)| to != id);
         let none = Link {
             regions: [String::new(), String::new()],
             rtt_ms: 0,
             jitter_ms: 0,
             loss: 0.0,
         };
-        for src in topology.regions() {
-            for dst in topology.regions().iter().filter(|d| d.name != src.name) {
-                let link = topology.link(&src.name, &dst.name).unwrap_or(&none).clone();
-                for node in &dst.nodes {
-                    let mut relay = None;
-                    for _ in 0..RELAY_BIND_ATTEMPTS {
-                        let started = Relay::start(
-                            src.name.clone(),
-                            dst.name.clone(),
-                            node.peer_addr,
-                            link.clone(),
-                            partitions.clone(),
-                        )
-                        .await?;
-                        // The nodes are not started yet: a relay must not
-                        // take a port one of them is about to bind.
-                        let local = started.local_addr();
-                        if !topology
-                            .nodes()
-                            .any(|(_, n)| n.client_addr == local || n.peer_addr == local)
-                        {
-                            relay = Some(started);
-                            break;
-                        }
-                    }
-                    let Some(relay) = relay else {
-                        return Err(WanError::Bind(std::io::Error::other(
-                            "every port the system offered belongs to a node",
-                        )));
-                    };
-                    routes
-                        .entry(src.name.clone())
-                        .or_default()
-                        .insert(node.id.clone(), relay.local_addr());
-                    relays.push(relay);
+        for src in topology.regions().iter().filter(|r| r.name != dst.name) {
+            let link = topology.link(&src.name, &dst.name).unwrap_or(&none).clone();
+            let mut relay = None;
+            for _ in 0..RELAY_BIND_ATTEMPTS {
+                let started = Relay::start(
+                    src.name.clone(),
+                    dst.name.clone(),
+                    node.peer_addr,
+                    link.clone(),
+                    self.partitions.clone(),
+                )
+                .await?;
+                let local = started.local_addr();
+                if !topology
+                    .nodes()
+                    .any(|(_, n)| n.client_addr == local || n.peer_addr == local)
+                {
+                    relay = Some(started);
+                    break;
                 }
             }
+            let Some(relay) = relay else {
+                return Err(WanError::Bind(std::io::Error::other(
+                    "every port the system offered belongs to a node",
+                )));
+            };
+            self.routes
+                .entry(src.name.clone())
+                .or_default()
+                .insert(id.to_owned(), relay.local_addr());
+            self.relays.push((id.to_owned(), relay));
         }
-        let mut emulator = WanEmulator {
-            relays,
-            routes,
-            partitions,
-            control,
-            poller: None,
-        };
-        emulator.poller = Some(emulator.spawn_control_poller());
-        Ok(emulator)
+        Ok(())
+    }
+
+    /// Stops the relays to node `id` (a node removed from the lab).
+    pub fn remove_node(&mut self, id: &str) {
+        self.relays.retain(|(to, _)| to != id);
+        for routes in self.routes.values_mut() {
+            routes.remove(id);
+        }
     }
 
     fn spawn_control_poller(&self) -> tokio::task::JoinHandle<()> {
@@ -243,8 +262,8 @@ impl WanEmulator {
     }
 
     /// Every relay, for statistics.
-    pub fn relays(&self) -> &[Relay] {
-        &self.relays
+    pub fn relays(&self) -> impl ExactSizeIterator<Item = &Relay> {
+        self.relays.iter().map(|(_, relay)| relay)
     }
 }
 
@@ -254,10 +273,14 @@ pub fn write_routes(path: &Path, routes: &Routes) -> Result<(), WanError> {
         .iter()
         .map(|(id, addr)| format!("{id:?} = \"{addr}\"\n"))
         .collect();
-    std::fs::write(path, text).map_err(|e| WanError::Control {
+    let err = |e: std::io::Error| WanError::Control {
         path: path.into(),
         message: e.to_string(),
-    })
+    };
+    // Whole or not at all: running nodes read it again when they reload.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
 }
 
 /// Reads a route file written by [`write_routes`].

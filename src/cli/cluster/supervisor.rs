@@ -203,7 +203,7 @@ where
         dir: cert_dir.clone(),
     });
 
-    let wan = LabWan::start(&topology, &state_dir).await?;
+    let mut wan = LabWan::start(&topology, &state_dir).await?;
     if let Some(wan) = &wan {
         on_event(Event::WanReady {
             relays: wan.relays(),
@@ -299,7 +299,7 @@ where
             () = tokio::time::sleep(poll) => {}
         }
         fleet
-            .serve_member_requests(options, wan.as_ref(), &logs_dir)
+            .serve_member_requests(options, wan.as_mut(), &logs_dir)
             .await?;
         let exits = fleet.reap();
         if exits.is_empty() {
@@ -483,12 +483,14 @@ impl Fleet {
     async fn serve_member_requests(
         &mut self,
         options: &UpOptions,
-        wan: Option<&LabWan>,
+        mut wan: Option<&mut LabWan>,
         logs_dir: &Path,
     ) -> Result<(), ClusterError> {
         for request in super::members::take_requests(&self.state_dir)? {
             match request {
-                super::members::Request::Restart(id) => self.restart(options, wan, &id).await?,
+                super::members::Request::Restart(id) => {
+                    self.restart(options, wan.as_deref(), &id).await?
+                }
                 super::members::Request::Start(id) => {
                     if self.file.nodes.iter().any(|n| n.id == id) {
                         continue;
@@ -499,6 +501,14 @@ impl Fleet {
                         tracing::warn!(node = %id, "asked to start a node the topology lacks");
                         continue;
                     };
+                    if let Some(wan) = wan.as_deref_mut() {
+                        // Before the node starts, so that the others find
+                        // the routes to it when they reload the topology.
+                        if let Err(e) = wan.add_node(&topology, &id).await {
+                            tracing::warn!(node = %id, error = %e, "no WAN relays to an added node: other regions dial it directly");
+                        }
+                    }
+                    let wan = wan.as_deref();
                     let pid = self.launch(options, wan, &region.name, node, logs_dir, true)?;
                     tracing::info!(node = %id, pid, "started an added node");
                     self.save()?;
@@ -509,6 +519,11 @@ impl Fleet {
                     };
                     self.stop_one(index, options.stop_grace_ms).await;
                     tracing::info!(node = %id, "stopped a removed node");
+                    if let Some(wan) = wan.as_deref_mut() {
+                        if let Err(e) = wan.remove_node(&id) {
+                            tracing::warn!(node = %id, error = %e, "cannot rewrite the WAN routes");
+                        }
+                    }
                     self.file.nodes.remove(index);
                     self.children.remove(index);
                     self.pids.remove(index);

@@ -75,6 +75,32 @@ impl LabWan {
     pub(super) fn relays(&self) -> usize {
         self.emulator.relays().len()
     }
+
+    /// Starts relays to node `id` of `topology` (added to the running lab)
+    /// from the other regions, and rewrites the route files: the other
+    /// regions' nodes take them when they reload the topology.
+    pub(super) async fn add_node(
+        &mut self,
+        topology: &Topology,
+        id: &str,
+    ) -> Result<(), ClusterError> {
+        self.emulator.add_node(topology, id).await?;
+        self.write_route_files()
+    }
+
+    /// Stops the relays to node `id` (removed from the lab) and rewrites
+    /// the route files.
+    pub(super) fn remove_node(&mut self, id: &str) -> Result<(), ClusterError> {
+        self.emulator.remove_node(id);
+        self.write_route_files()
+    }
+
+    fn write_route_files(&self) -> Result<(), ClusterError> {
+        for (region, path) in &self.route_files {
+            write_routes(path, &self.emulator.routes(region))?;
+        }
+        Ok(())
+    }
 }
 
 /// One link between two regions and whether it is cut.
