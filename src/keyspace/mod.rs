@@ -102,6 +102,42 @@ pub enum KeyspaceError {
     /// A remote delta carried a timestamp too far in the future.
     #[error("rejected remote update: {0}")]
     ClockSkew(#[from] ClockSkew),
+    /// A remote update counted a replica's writes so high that the replica
+    /// could not write the key again ([`REMOTE_SEQ_MAX`]).
+    #[error("rejected remote update: a write count of {seq}, over the limit of {max}")]
+    SequenceTooHigh {
+        /// The highest write count it carried.
+        seq: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
+/// The highest write count (dot sequence number) of any replica that a
+/// remote update may carry. Decoding allows up to 2^63 - 1, but a replica
+/// counts on from the highest count it knows of itself, so an update near
+/// that edge (only a peer that misbehaves sends one: no replica writes
+/// 2^62 times) would leave it writing counts no replica can decode, and
+/// the key would stop replicating from it. 2^62 leaves room for as many
+/// writes again.
+pub const REMOTE_SEQ_MAX: u64 = 1 << 62;
+
+/// Refuses a remote update whose context counts past [`REMOTE_SEQ_MAX`].
+fn check_sequences(context: &crdt_types::CausalContext) -> Result<(), KeyspaceError> {
+    let seq = context
+        .version_vector()
+        .iter()
+        .map(|&(_, n)| n)
+        .chain(context.cloud().iter().map(|d| d.seq))
+        .max()
+        .unwrap_or(0);
+    if seq > REMOTE_SEQ_MAX {
+        return Err(KeyspaceError::SequenceTooHigh {
+            seq,
+            max: REMOTE_SEQ_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// The result of a write: what to answer, and the delta to replicate
@@ -500,6 +536,7 @@ impl Keyspace {
         now_ms: u64,
     ) -> Result<(), KeyspaceError> {
         self.check_key(key)?;
+        check_sequences(delta.context())?;
         self.observe_stamps(&delta.store().data, now_ms)?;
         self.modify(key, |state, heap| apply_accounted(state, heap, delta));
         Ok(())
@@ -514,6 +551,7 @@ impl Keyspace {
         now_ms: u64,
     ) -> Result<(), KeyspaceError> {
         self.check_key(key)?;
+        check_sequences(other.context())?;
         self.observe_stamps(&other.store().data, now_ms)?;
         self.modify(key, |state, heap| {
             state.join(other);

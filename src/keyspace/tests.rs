@@ -717,3 +717,41 @@ fn compact_keys_rewritten_in_place_keep_accounting_deadlines_and_states_exact() 
     let seq = a.state(b"k0").unwrap().context().vv_get(ReplicaId(1));
     assert!(seq > 300, "sequence numbers stayed small ({seq})");
 }
+
+#[test]
+fn remote_updates_counting_past_the_sequence_limit_are_refused() {
+    // A delta whose context claims writer 1 wrote 2^62 + 1 times: taken
+    // in, writer 1's next write to the key would count where no replica
+    // can follow it.
+    let (mut a, mut c) = (ks(1), ks(2));
+    let w = a.set(b"k", b("v"), None, T0).unwrap();
+    let (store, mut ctx) = w.delta.unwrap().into_parts();
+    ctx.join(&crdt_types::CausalContext::from_version_vector([(
+        crdt_types::ReplicaId(1),
+        REMOTE_SEQ_MAX + 1,
+    )]));
+    let high = crdt_types::Delta::new(store.clone(), ctx.clone());
+    assert_eq!(
+        c.apply_delta(b"k", &high, T0).unwrap_err(),
+        KeyspaceError::SequenceTooHigh {
+            seq: REMOTE_SEQ_MAX + 1,
+            max: REMOTE_SEQ_MAX
+        }
+    );
+    let state = crdt_types::Causal::from_parts(store, ctx).unwrap();
+    assert!(matches!(
+        c.join_state(b"k", &state, T0),
+        Err(KeyspaceError::SequenceTooHigh { .. })
+    ));
+    assert_eq!(c.get(b"k", T0).unwrap(), None, "nothing taken in");
+    // At the limit it is taken.
+    let w = a.set(b"j", b("v"), None, T0).unwrap();
+    let (store, mut ctx) = w.delta.unwrap().into_parts();
+    ctx.join(&crdt_types::CausalContext::from_version_vector([(
+        crdt_types::ReplicaId(1),
+        REMOTE_SEQ_MAX,
+    )]));
+    c.apply_delta(b"j", &crdt_types::Delta::new(store, ctx), T0)
+        .unwrap();
+    assert_eq!(c.get(b"j", T0).unwrap(), Some(b("v")));
+}

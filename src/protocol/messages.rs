@@ -337,9 +337,11 @@ impl From<KeyspaceError> for ErrorReply {
             e @ KeyspaceError::NoField => ErrorReply::BadRequest {
                 reason: e.to_string(),
             },
-            e @ KeyspaceError::ClockSkew(_) => ErrorReply::Refused {
-                reason: e.to_string(),
-            },
+            e @ (KeyspaceError::ClockSkew(_) | KeyspaceError::SequenceTooHigh { .. }) => {
+                ErrorReply::Refused {
+                    reason: e.to_string(),
+                }
+            }
         }
     }
 }
