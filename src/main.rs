@@ -217,9 +217,23 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
     };
     let answered = runtime
         .block_on(data::execute(target.clone(), &command.commands))
-        .map_err(|e| match target.guess_hint(&e, &global.state_dir) {
-            Some(hint) => format!("{}\n{hint}", format::command_error(command.first(), &e)),
-            None => format::command_error(command.first(), &e),
+        .map_err(|failed| {
+            let commands = &command.commands;
+            let failing = commands.get(failed.done).unwrap_or(command.first());
+            let mut text = format::command_error(failing, &failed.error);
+            if commands.len() > 1 {
+                // `hset k f1 v1 f2 v2`, `del k1 k2`: one command each, in turn.
+                text.push_str(&format!(
+                    "\n(at {}: {} of the line's {} were done before it, the rest not sent)",
+                    format::part(failing),
+                    failed.done,
+                    format::part_count(failing, commands.len()),
+                ));
+            }
+            if let Some(hint) = target.guess_hint(&failed.error, &global.state_dir) {
+                text.push_str(&format!("\n{hint}"));
+            }
+            text
         });
     match answered {
         Ok(answers) => {

@@ -78,6 +78,17 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
         "1) \"logins\"\n2) \"3\"\n3) \"name\"\n4) \"ada\"\n"
     );
     assert_eq!(lab.ok(&["hlen", "user"]), "(integer) 2\n");
+    // Several fields go one command each: an error names the field it
+    // stopped at and what was done before it.
+    let stopped = lab.fails(&["hset", "user", "city", "paris", "logins", "x", "lang", "fr"]);
+    assert_eq!(
+        stopped,
+        "(error) WRONGTYPE operation against a map field holding a counter, wanted a register\n\
+         (at field \"logins\": 1 of the line's 3 fields were done before it, the rest not sent)\n"
+    );
+    assert_eq!(lab.ok(&["hget", "user", "city"]), "\"paris\"\n");
+    assert_eq!(lab.ok(&["hget", "user", "lang"]), "(nil)\n");
+    assert_eq!(lab.ok(&["hdel", "user", "city"]), "(integer) 1\n");
     assert_eq!(lab.ok(&["hdel", "user", "logins"]), "(integer) 1\n");
     assert_eq!(lab.ok(&["type", "user"]), "map\n");
 
@@ -165,6 +176,18 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
         bad.contains("cannot resolve seed \"no-such-host.invalid:7101\""),
         "{bad}"
     );
+
+    // A client certificate never issued: the error says how to issue it.
+    let unknown = lab.fails(&["--client", "bob", "get", "hello"]);
+    assert!(
+        unknown.contains(
+            "no certificate for client bob in .meridian/certs: issue one with \
+             `meridian --cert-dir .meridian/certs certs client bob`"
+        ),
+        "{unknown}"
+    );
+    lab.ok(&["--cert-dir", ".meridian/certs", "certs", "client", "bob"]);
+    assert_eq!(lab.ok(&["--client", "bob", "get", "hello"]), "\"world\"\n");
 
     // A second cluster in the same directory is refused.
     let second = lab.fails(&["cluster", "up", "lab.toml"]);

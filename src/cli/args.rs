@@ -187,6 +187,16 @@ fn hide_client_options(command: clap::Command, taken: &[&str]) -> clap::Command 
         .mut_subcommands(|sub| hide_client_options(sub, taken))
 }
 
+/// A `--seed`: HOST:PORT with a port number (the name is resolved later).
+fn parse_seed(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(text.to_owned())
+        }
+        _ => Err("expected HOST:PORT, a node's client address (such as 127.0.0.1:7001)".to_owned()),
+    }
+}
+
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -207,6 +217,7 @@ pub struct GlobalArgs {
         long = "seed",
         global = true,
         value_name = "HOST:PORT",
+        value_parser = parse_seed,
         help_heading = CLIENT_OPTIONS
     )]
     pub seeds: Vec<String>,
@@ -586,6 +597,18 @@ mod tests {
         assert_eq!(cli.global.consistency, Some(WriteConsistency::One));
         assert!(Cli::try_parse_args(["meridian", "--consistency", "most", "get", "k"]).is_err());
         assert!(Cli::try_parse_args(["meridian", "--read", "all", "get", "k"]).is_err());
+    }
+
+    #[test]
+    fn a_seed_must_name_a_host_and_a_port() {
+        for seed in ["127.0.0.1:7001", "node-1.example:7001", "[::1]:7001"] {
+            assert_eq!(parse(&["--seed", seed, "get", "k"]).global.seeds, [seed]);
+        }
+        for seed in ["nohost", "host:", ":7001", "host:port", "host:70000"] {
+            let e = Cli::try_parse_args(["meridian", "--seed", seed, "get", "k"]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{seed}");
+            assert!(e.to_string().contains("expected HOST:PORT"), "{seed}: {e}");
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 /// Connects to the target's region and runs `commands` one after another;
 /// their answers in order, or the first error (the commands before it have
 /// run).
-pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>, ClientError> {
+pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
+    let failed = |done: usize| move |error| Failed { done, error };
     let mut options = ClientOptions::new(target.topology, target.region, target.cert_dir);
     options.client_name = target.client_name;
     options.write = target.write;
@@ -25,12 +26,23 @@ pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>
     // a read finds the replica that coordinated an earlier command line's
     // write.
     options.routing = Routing::Primary;
-    let client = Client::connect(options).await?;
+    let client = Client::connect(options).await.map_err(failed(0))?;
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
-        answers.push(client.execute(command.clone()).await?);
+        let answer = client.execute(command.clone()).await;
+        answers.push(answer.map_err(failed(answers.len()))?);
     }
     Ok(answers)
+}
+
+/// A command line that failed: its first `done` commands were carried out,
+/// the next one failed with `error`, and the rest were not sent.
+#[derive(Debug)]
+pub struct Failed {
+    /// Commands carried out before the failure.
+    pub done: usize,
+    /// Why the next one failed.
+    pub error: ClientError,
 }
 
 /// Ready when the node listens (see [`ListeningProbe`]) and its region

@@ -99,7 +99,21 @@ impl Target {
     /// that no cluster runs in the state directory, and how to start or
     /// name one. `None` when the target was not guessed, or the error came
     /// from a node that answered.
+    ///
+    /// Otherwise, when the client certificate is missing from a
+    /// certificate directory that holds the CA's, how to issue it.
     pub fn guess_hint(&self, error: &ClientError, state_dir: &Path) -> Option<String> {
+        if let ClientError::Tls(message) = error {
+            let cert = format!("client-{}.cert.pem does not exist", self.client_name);
+            if message.ends_with(&cert) && self.cert_dir.join("ca.cert.pem").exists() {
+                return Some(format!(
+                    "no certificate for client {name} in {dir}: issue one with `meridian \
+                     --cert-dir {dir} certs client {name}`",
+                    name = self.client_name,
+                    dir = self.cert_dir.display()
+                ));
+            }
+        }
         // Not `Timeout`: a node that answers may say it timed out waiting
         // for its replicas.
         let unreachable = matches!(error, ClientError::Connect(_) | ClientError::Tls(_));
