@@ -121,7 +121,7 @@ fn unused_client_option(
         (
             !global.seeds.is_empty() && refused("seeds"),
             "--seed",
-            "data commands, status and bench",
+            "data commands, status, reload and bench",
         ),
         (
             global.client.is_some() && refused("client"),
@@ -221,7 +221,7 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             let commands = &command.commands;
             let failing = commands.get(failed.done).unwrap_or(command.first());
             let mut text = format::command_error(failing, &failed.error);
-            if commands.len() > 1 {
+            if commands.len() > 1 && failed.done > 0 {
                 // `hset k f1 v1 f2 v2`, `del k1 k2`: one command each, in turn.
                 text.push_str(&format!(
                     "\n(at {}: {} of the line's {} were done before it, the rest not sent)",
@@ -351,10 +351,13 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Status(args) => {
-            let report = current_thread_runtime()?.block_on(status::for_cli(global))?;
+            let (report, hint) = current_thread_runtime()?.block_on(status::for_cli(global))?;
             out!("{}", status::render(&report, args.json));
             if report.nodes_up == 0 {
-                bail!("no node answered");
+                match hint {
+                    Some(hint) => bail!("no node answered\n{hint}"),
+                    None => bail!("no node answered"),
+                }
             }
             Ok(())
         }
@@ -436,6 +439,13 @@ fn cluster_up(
     data_dir: Option<PathBuf>,
     pin_cpus: Option<Option<CpuList>>,
 ) -> anyhow::Result<()> {
+    if let (Some(argument), Some(option)) = (&topology, &global.topology) {
+        bail!(
+            "two topology files, {} and --topology {}: give one",
+            argument.display(),
+            option.display()
+        );
+    }
     let path = topology.unwrap_or_else(|| global.topology_or(None));
     // `--pin-cpus 2-5` reads 2-5 as the topology: say how to write it.
     let list = path.to_str().and_then(|p| p.parse::<CpuList>().ok());

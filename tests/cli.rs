@@ -436,8 +436,14 @@ fn a_data_command_that_guessed_the_local_topology_says_no_cluster_runs() {
     assert_exit(&issued, 0);
     let output = meridian(dir.path(), &["--state-dir", "empty", "status"]);
     assert_exit(&output, 1);
-    let err = stderr(&output);
-    assert!(err.contains("us-east-1") && err.contains(hint), "{err}");
+    assert!(stdout(&output).contains("us-east-1"), "{}", stdout(&output));
+    assert!(stderr(&output).contains(hint), "{}", stderr(&output));
+    // JSON stays JSON on stdout.
+    let output = meridian(dir.path(), &["--state-dir", "empty", "status", "--json"]);
+    assert_exit(&output, 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["nodes_up"], 0);
+    assert!(stderr(&output).contains(hint), "{}", stderr(&output));
 }
 
 #[test]
@@ -558,6 +564,8 @@ fn place_options_are_refused_by_commands_that_would_ignore_them() {
         &["--region", "east", "status"][..],
         &["--topology", "nope.toml", "--region", "east", "reload"],
         &["--topology", "nope.toml", "cluster", "up"],
+        &["cluster", "up", "--topology", "nope.toml"],
+        &["--seed", "127.0.0.1:1", "reload"],
         // A region given as the command's own argument is no --region.
         &["cluster", "add-node", "east"],
         &["cluster", "partition", "east", "west"],
@@ -570,6 +578,16 @@ fn place_options_are_refused_by_commands_that_would_ignore_them() {
             stderr(&output)
         );
     }
+    let output = meridian(
+        dir.path(),
+        &["--topology", "a.toml", "cluster", "up", "b.toml"],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("two topology files, b.toml and --topology a.toml: give one"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

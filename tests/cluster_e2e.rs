@@ -418,11 +418,24 @@ fn bench_home_sends_the_reads_to_the_chosen_node() {
 
     // A node of no region of the client, and --home where every request
     // goes by key, are refused.
-    let unknown = lab.fails(&["bench", "--requests", "1", "--home", "west-1"]);
-    assert!(
-        unknown.contains("home node \"west-1\" is not in region \"east\""),
-        "{unknown}"
-    );
+    for connections in ["1", "3"] {
+        let args = [
+            "bench",
+            "--requests",
+            "1",
+            "--connections",
+            connections,
+            "--home",
+            "west-1",
+        ];
+        let unknown = lab.fails(&args);
+        assert!(
+            unknown.contains(
+                "--home west-1 is not a node of region east (its nodes: east-1, east-2, east-3)"
+            ),
+            "{unknown}"
+        );
+    }
     let primary = lab.fails(&[
         "bench",
         "--requests",

@@ -96,7 +96,16 @@ impl Cli {
             let name = sub.get_name().to_owned();
             let sub = hide_client_options(sub, client_options_taken(&name));
             if name == "cluster" {
-                sub.mut_subcommands(|cluster| {
+                // `cluster` itself takes none; `cluster up` its topology.
+                sub.mut_args(|arg| {
+                    let id = arg.get_id().as_str();
+                    if PLACE_OPTIONS.iter().any(|(p, _)| *p == id) {
+                        arg.hide(true)
+                    } else {
+                        arg
+                    }
+                })
+                .mut_subcommands(|cluster| {
                     let path = format!("cluster {}", cluster.get_name());
                     hide_place_options(cluster, place_options_taken(&path))
                 })
@@ -166,8 +175,8 @@ const CLIENT_OPTIONS: &str = "Client options";
 pub fn client_options_taken(name: &str) -> &'static [&'static str] {
     match name {
         "bench" => &["consistency", "read", "client", "seeds"],
-        "status" => &["client", "seeds"],
-        "reload" | "demo" => &["client"],
+        "status" | "reload" => &["client", "seeds"],
+        "demo" => &["client"],
         _ => &[],
     }
 }
@@ -212,7 +221,7 @@ pub struct GlobalArgs {
 
     /// Client address (HOST:PORT) of a node to fetch the cluster's
     /// topology from, instead of reading a topology file; data commands,
-    /// status and bench (repeatable: all are asked, the newest version is taken)
+    /// status, reload and bench (repeatable: all are asked, the newest version is taken)
     #[arg(
         long = "seed",
         global = true,
@@ -465,7 +474,9 @@ pub enum ClusterCmd {
     /// them until Ctrl-C
     Up {
         /// Topology file [default: --topology, else regions/local.toml]
-        #[arg(value_name = "TOPOLOGY")]
+        // Not the id `topology`: that is the global --topology's, which
+        // then would not reach this command.
+        #[arg(id = "topology_arg", value_name = "TOPOLOGY")]
         topology: Option<PathBuf>,
         /// How long to wait for every node to listen
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]

@@ -364,10 +364,20 @@ pub async fn run(
         .collect();
     let mut clients = Vec::with_capacity(bench.connections);
     // Several clients with random homes would pile up on some nodes: give
-    // them homes in turn, from the chosen home or a random start. (A chosen
-    // home that is not in the region is refused when the client connects.)
+    // them homes in turn, from the chosen home or a random start.
     let chosen = match &client.routing {
-        Routing::Home(id) | Routing::ReadHomeAt(id) => node_ids.iter().position(|n| n == id),
+        Routing::Home(id) | Routing::ReadHomeAt(id) => {
+            match node_ids.iter().position(|n| n == id) {
+                Some(i) => Some(i),
+                None => {
+                    return Err(BenchError::Options(format!(
+                        "--home {id} is not a node of region {} (its nodes: {})",
+                        client.region,
+                        node_ids.join(", ")
+                    )))
+                }
+            }
+        }
         _ => None,
     };
     let first_home = chosen.unwrap_or_else(|| crate::client::random_below(node_ids.len()));

@@ -52,17 +52,24 @@ pub async fn run(
     .await
 }
 
-/// Reads a route file and checks that it names only nodes of `topology`.
+/// Reads a route file, leaving out (with a warning) the nodes `topology`
+/// does not have: a node being removed keeps its routes until it has
+/// handed its keys over, and a node restarted meanwhile must still start.
 pub fn load_routes(topology: &Topology, path: &Path) -> anyhow::Result<Routes> {
-    let routes =
+    let mut routes =
         read_routes(path).with_context(|| format!("cannot read peer routes {}", path.display()))?;
-    if let Some(unknown) = routes.keys().find(|id| topology.node(id).is_none()) {
-        anyhow::bail!(
-            "peer routes {} name node {unknown}, which is not in {}",
-            path.display(),
-            topology.origin()
-        );
-    }
+    routes.retain(|id, _| {
+        let known = topology.node(id).is_some();
+        if !known {
+            tracing::warn!(
+                routes = %path.display(),
+                node = %id,
+                topology = topology.origin(),
+                "peer routes name a node the topology does not have; left out"
+            );
+        }
+        known
+    });
     Ok(routes)
 }
 
@@ -80,7 +87,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_naming_unknown_nodes_are_refused() {
+    fn routes_naming_unknown_nodes_leave_them_out() {
         let topology =
             Topology::load(concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml")).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -88,9 +95,15 @@ mod tests {
         std::fs::write(&path, "\"eu-west-1\" = \"127.0.0.1:9001\"\n").unwrap();
         let routes = load_routes(&topology, &path).unwrap();
         assert_eq!(routes["eu-west-1"], "127.0.0.1:9001".parse().unwrap());
-        std::fs::write(&path, "\"mars-1\" = \"127.0.0.1:9001\"\n").unwrap();
-        let e = load_routes(&topology, &path).unwrap_err();
-        assert!(e.to_string().contains("mars-1"), "{e}");
+        // A node being removed (gone from the topology, still in the
+        // file): the others start all the same, without its route.
+        std::fs::write(
+            &path,
+            "\"mars-1\" = \"127.0.0.1:9001\"\n\"eu-west-2\" = \"127.0.0.1:9002\"\n",
+        )
+        .unwrap();
+        let routes = load_routes(&topology, &path).unwrap();
+        assert_eq!(routes.keys().collect::<Vec<_>>(), ["eu-west-2"]);
         assert!(load_routes(&topology, &dir.path().join("none.toml")).is_err());
     }
 }

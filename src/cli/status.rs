@@ -275,7 +275,12 @@ pub async fn gather(
 /// (as for data commands: `--seed`, else `--topology`, else the running
 /// cluster's), only
 /// `--region` if given, with the `cli` certificate of `<state-dir>/certs`.
-pub async fn for_cli(global: &super::args::GlobalArgs) -> anyhow::Result<ClusterReport> {
+///
+/// With it comes, when no node answered a topology guessed for want of a
+/// running cluster, the hint that says so.
+pub async fn for_cli(
+    global: &super::args::GlobalArgs,
+) -> anyhow::Result<(ClusterReport, Option<String>)> {
     let target = super::target::Target::resolve_async(global).await?;
     let region = global.region.as_deref();
     let report = gather(
@@ -290,14 +295,13 @@ pub async fn for_cli(global: &super::args::GlobalArgs) -> anyhow::Result<Cluster
         Some(hint) => anyhow::anyhow!("{e}\n{hint}"),
         None => e.into(),
     })?;
+    let mut hint = None;
     if report.nodes_up == 0 {
         // Nothing answered a guessed topology: most likely no cluster runs.
         let unreachable = crate::client::ClientError::Connect("no node answered".to_owned());
-        if let Some(hint) = target.guess_hint(&unreachable, &global.state_dir) {
-            anyhow::bail!("{}\nno node answered\n{hint}", text(&report).trim_end());
-        }
+        hint = target.guess_hint(&unreachable, &global.state_dir);
     }
-    Ok(report)
+    Ok((report, hint))
 }
 
 /// The report as JSON (`json`) or as [`text`].

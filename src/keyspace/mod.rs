@@ -102,9 +102,10 @@ pub enum KeyspaceError {
     /// A remote delta carried a timestamp too far in the future.
     #[error("rejected remote update: {0}")]
     ClockSkew(#[from] ClockSkew),
-    /// A remote update counted a replica's writes so high that the replica
-    /// could not write the key again ([`REMOTE_SEQ_MAX`]).
-    #[error("rejected remote update: a write count of {seq}, over the limit of {max}")]
+    /// A remote update counted a replica's writes past [`REMOTE_SEQ_MAX`],
+    /// or this replica's own count of writes to the key reached
+    /// [`LOCAL_SEQ_MAX`] (only a misbehaving peer brings either about).
+    #[error("a write count of {seq} for the key, over the limit of {max}")]
     SequenceTooHigh {
         /// The highest write count it carried.
         seq: u64,
@@ -121,6 +122,13 @@ pub enum KeyspaceError {
 /// the key would stop replicating from it. 2^62 leaves room for as many
 /// writes again.
 pub const REMOTE_SEQ_MAX: u64 = 1 << 62;
+
+/// The highest count of its own writes to a key at which a replica still
+/// writes the key: below [`REMOTE_SEQ_MAX`] by more than one write's dots,
+/// so that every delta it makes stays one the others take in. A key a
+/// misbehaving peer pushed past it is still written through the key's
+/// other replicas.
+pub const LOCAL_SEQ_MAX: u64 = REMOTE_SEQ_MAX - 1024;
 
 /// Refuses a remote update whose context counts past [`REMOTE_SEQ_MAX`].
 fn check_sequences(context: &crdt_types::CausalContext) -> Result<(), KeyspaceError> {
@@ -500,6 +508,13 @@ impl Keyspace {
         self.check_key(key)?;
         let replica = self.replica;
         self.modify(key, |state, heap| {
+            let seq = state.context().max_seq(replica);
+            if seq >= LOCAL_SEQ_MAX {
+                return Err(KeyspaceError::SequenceTooHigh {
+                    seq,
+                    max: LOCAL_SEQ_MAX,
+                });
+            }
             let mut txn = Txn {
                 state,
                 heap,

@@ -754,4 +754,20 @@ fn remote_updates_counting_past_the_sequence_limit_are_refused() {
     c.apply_delta(b"j", &crdt_types::Delta::new(store, ctx), T0)
         .unwrap();
     assert_eq!(c.get(b"j", T0).unwrap(), Some(b("v")));
+    // Writer 1 itself, told it wrote that often, no longer writes the key
+    // (its next delta would count past what the others take in); the
+    // others still do.
+    a.join_state(b"j", &c.state(b"j").unwrap(), T0).unwrap();
+    assert!(matches!(
+        a.set(b"j", b("w"), None, T0),
+        Err(KeyspaceError::SequenceTooHigh {
+            max: LOCAL_SEQ_MAX,
+            ..
+        })
+    ));
+    assert_eq!(a.get(b"j", T0).unwrap(), Some(b("v")), "unchanged");
+    let w = c.set(b"j", b("from 2"), None, T0 + 1).unwrap();
+    a.apply_delta(b"j", w.delta.as_ref().unwrap(), T0 + 1)
+        .unwrap();
+    assert_eq!(a.get(b"j", T0 + 1).unwrap(), Some(b("from 2")));
 }

@@ -388,7 +388,9 @@ impl Link {
                 }
             };
             let up_since = Instant::now();
-            let mut closed_by_peer = false;
+            // Whether this node asked for the redial (the peer moved or
+            // started anew), rather than the connection failing.
+            let mut redial_asked = false;
             tracing::debug!(peer = %self.peer.id, "peer link up");
             // The peer answers on this connection (see `peer_accept`).
             tokio::spawn(accept_streams(
@@ -407,10 +409,12 @@ impl Link {
                     }
                     reason = connection.closed() => {
                         tracing::info!(peer = %self.peer.id, %reason, "peer link closed; redialling");
-                        closed_by_peer = true;
                         break;
                     }
-                    () = self.redial.notified() => break,
+                    () = self.redial.notified() => {
+                        redial_asked = true;
+                        break;
+                    }
                     msg = queue.recv() => msg,
                 };
                 let Some(first) = first else {
@@ -432,9 +436,10 @@ impl Link {
                 }
             }
             connection.close(codes::NO_ERROR.into(), b"redialling");
-            if closed_by_peer && up_since.elapsed() < Duration::from_millis(STABLE_LINK_MS) {
-                // Refused right after the handshake: dialling again at once
-                // would only be refused again, as fast as the peer answers.
+            if !redial_asked && up_since.elapsed() < Duration::from_millis(STABLE_LINK_MS) {
+                // Closed or broken right after the handshake (a peer that
+                // refuses this node): dialling again at once would only be
+                // refused again, as fast as the peer answers.
                 if !self.back_off(backoff_ms, &mut shutdown).await {
                     return;
                 }

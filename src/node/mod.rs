@@ -982,6 +982,8 @@ impl Node {
         }
     }
 
+    /// Applies a remote update to `key`; whether it is settled (applied, or
+    /// refused for good), so that its sender may stop resending it.
     fn apply_remote(&mut self, now_ms: u64, key: &[u8], remote: Remote<'_>) -> bool {
         let result = match remote {
             Remote::Delta(d) => self.keyspace.apply_delta(key, d, now_ms),
@@ -1008,7 +1010,11 @@ impl Node {
             Err(e) => {
                 self.stats.refused += 1;
                 tracing::warn!(node = %self.id, error = %e, "refused a remote update");
-                false
+                // A count past the limit is refused for good: sending it
+                // again (a hint, a rebalance batch) would only be refused
+                // again, so it counts as settled. A stamp too far ahead is
+                // taken once the clock catches up.
+                matches!(e, crate::keyspace::KeyspaceError::SequenceTooHigh { .. })
             }
         }
     }

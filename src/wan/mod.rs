@@ -203,7 +203,14 @@ impl WanEmulator {
                     link.clone(),
                     self.partitions.clone(),
                 )
-                .await?;
+                .await;
+                let started = match started {
+                    Ok(started) => started,
+                    Err(e) => {
+                        self.remove_node(id);
+                        return Err(e);
+                    }
+                };
                 let local = started.local_addr();
                 if !topology
                     .nodes()
@@ -214,6 +221,8 @@ impl WanEmulator {
                 }
             }
             let Some(relay) = relay else {
+                // No half-relayed node: what was started for it goes too.
+                self.remove_node(id);
                 return Err(WanError::Bind(std::io::Error::other(
                     "every port the system offered belongs to a node",
                 )));

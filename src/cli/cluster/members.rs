@@ -15,8 +15,9 @@
 //!   once every node finished is its process stopped.
 //!
 //! Nodes of other regions take the new topology too (they route deltas by
-//! it). Their connections to an added node do not pass through the WAN
-//! emulator (its route files are written at `cluster up`).
+//! it), and with it the route files, which the supervisor rewrote with WAN
+//! relays to an added node before starting it (and without a removed node
+//! once it stopped).
 
 use super::file::ClusterFile;
 use super::supervisor::CLIENT_NAME;
