@@ -247,6 +247,8 @@ struct PendingRead {
     origin: Origin,
     request: Request,
     key: Bytes,
+    /// The replicas asked; a reply from any other node does not count.
+    asked: Vec<ReplicaId>,
     replied: Vec<ReplicaId>,
     needed: usize,
     deadline_ms: u64,
@@ -256,6 +258,8 @@ struct PendingRead {
 struct PendingForward {
     origin: Origin,
     request_id: u64,
+    /// The node the request went to: only its reply is taken.
+    to: ReplicaId,
     deadline_ms: u64,
 }
 
@@ -718,6 +722,7 @@ impl Node {
             let op = self.add_pending(Pending::Forward(PendingForward {
                 origin,
                 request_id: id,
+                to: target,
                 deadline_ms,
             }));
             self.actions.push_back(Action::Send {
@@ -853,6 +858,7 @@ impl Node {
             origin,
             request,
             key: key.clone(),
+            asked: others.clone(),
             replied: vec![self.id],
             needed,
             deadline_ms: now_ms + self.config.read_timeout_ms,
@@ -927,9 +933,10 @@ impl Node {
                 self.on_request(now_ms, Origin::Forwarded { from, op }, request)
             }
             PeerMsg::ForwardReply { op, response } => {
-                // Only a forward is answered this way: a reply naming
-                // another operation must not take it from its waiters.
-                if !matches!(self.pending.get(&op), Some(Pending::Forward(_))) {
+                // Only a forward is answered this way, by the node it went
+                // to: a reply naming another operation, or from another
+                // node, must not take it from its waiters.
+                if !matches!(self.pending.get(&op), Some(Pending::Forward(f)) if f.to == from) {
                     return;
                 }
                 if let Some(Pending::Forward(f)) = self.take_pending(op) {
@@ -1126,7 +1133,7 @@ impl Node {
         let Some(Pending::Read(r)) = self.pending.get_mut(&op) else {
             return;
         };
-        if r.replied.contains(&from) {
+        if r.replied.contains(&from) || !r.asked.contains(&from) {
             return;
         }
         r.replied.push(from);
@@ -1368,6 +1375,15 @@ mod tests {
     use super::*;
     use crate::sim::REGION_OF_THREE;
 
+    /// Region `r` of four nodes, N = 3: each key has a node that holds no
+    /// replica of it.
+    fn region_of_four() -> String {
+        format!(
+            "{REGION_OF_THREE}\n[[region.node]]\nid = \"n4\"\n\
+             client_addr = \"127.0.0.1:9104\"\npeer_addr = \"127.0.0.1:9114\"\n"
+        )
+    }
+
     const NOW_MS: u64 = 1_800_000_000_000;
 
     fn drain(node: &mut Node) -> Vec<Action> {
@@ -1429,5 +1445,129 @@ mod tests {
         assert_eq!(replies[0].id, 7);
         let answer = replies[0].result.as_ref().expect("the write reached W");
         assert_eq!((answer.replicas_acked, answer.replicas_needed), (3, 3));
+    }
+
+    #[test]
+    fn read_replies_count_only_from_the_replicas_asked() {
+        // Four nodes, N = 3: the fourth holds no replica of the key.
+        let topology = Topology::parse(&region_of_four(), "sim.toml").unwrap();
+        let ids: Vec<ReplicaId> = topology.nodes().map(|(_, n)| n.replica).collect();
+        let key = Bytes::from("k");
+        let placement = Placement::new(&topology);
+        let owners = placement.preference_list("r", &key).unwrap().to_vec();
+        let coordinator = owners[0];
+        let stranger = *ids.iter().find(|r| !owners.contains(r)).unwrap();
+        let mut node = Node::new(&topology, coordinator, NodeConfig::default()).unwrap();
+        let request = Request {
+            id: 7,
+            command: Command::Get { key: key.clone() },
+            write: None,
+            read: Some(ReadConsistency::Quorum),
+        };
+        node.handle(NOW_MS, Input::Client { client: 1, request });
+        let op = drain(&mut node)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    msg: PeerMsg::Read { op, .. },
+                    ..
+                } => Some(op),
+                _ => None,
+            })
+            .expect("the read asks the other replicas");
+        let reply = |op| PeerMsg::ReadReply { op, state: None };
+        for from in [stranger, coordinator] {
+            node.handle(
+                NOW_MS,
+                Input::Peer {
+                    from,
+                    msg: reply(op),
+                },
+            );
+            let answered = drain(&mut node)
+                .into_iter()
+                .any(|a| matches!(a, Action::Reply { .. }));
+            assert!(!answered, "a reply from a node not asked is not counted");
+        }
+        node.handle(
+            NOW_MS,
+            Input::Peer {
+                from: owners[1],
+                msg: reply(op),
+            },
+        );
+        let answered = drain(&mut node)
+            .into_iter()
+            .any(|a| matches!(a, Action::Reply { .. }));
+        assert!(
+            answered,
+            "one replica asked and the coordinator make a quorum"
+        );
+    }
+
+    #[test]
+    fn a_forward_reply_counts_only_from_the_node_forwarded_to() {
+        let topology = Topology::parse(&region_of_four(), "sim.toml").unwrap();
+        let ids: Vec<ReplicaId> = topology.nodes().map(|(_, n)| n.replica).collect();
+        let key = Bytes::from("k");
+        let placement = Placement::new(&topology);
+        let owners = placement.preference_list("r", &key).unwrap().to_vec();
+        let outsider = *ids.iter().find(|r| !owners.contains(r)).unwrap();
+        let mut node = Node::new(&topology, outsider, NodeConfig::default()).unwrap();
+        let request = Request {
+            id: 7,
+            command: Command::Get { key },
+            write: None,
+            read: None,
+        };
+        node.handle(NOW_MS, Input::Client { client: 1, request });
+        let (to, op) = drain(&mut node)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    to,
+                    msg: PeerMsg::Forward { op, .. },
+                } => Some((to, op)),
+                _ => None,
+            })
+            .expect("the request is forwarded");
+        let reply = |op| PeerMsg::ForwardReply {
+            op,
+            response: Response {
+                id: 0,
+                result: Ok(Answer {
+                    reply: Reply::Nil,
+                    replicas_acked: 1,
+                    replicas_needed: 1,
+                }),
+            },
+        };
+        let other = *owners.iter().find(|r| **r != to).unwrap();
+        node.handle(
+            NOW_MS,
+            Input::Peer {
+                from: other,
+                msg: reply(op),
+            },
+        );
+        assert!(
+            drain(&mut node).is_empty(),
+            "only the node forwarded to answers"
+        );
+        node.handle(
+            NOW_MS,
+            Input::Peer {
+                from: to,
+                msg: reply(op),
+            },
+        );
+        let replies: Vec<u64> = drain(&mut node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Reply { response, .. } => Some(response.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, [7]);
     }
 }
