@@ -546,11 +546,39 @@ fn cluster_down(global: &GlobalArgs) -> anyhow::Result<()> {
 
 /// How to run the command line against the state directory in use.
 fn invocation(global: &GlobalArgs) -> String {
+    let program = program();
     if global.state_dir == Path::new(meridian::cli::args::DEFAULT_STATE_DIR) {
-        "meridian".to_owned()
+        program
     } else {
-        format!("meridian --state-dir {}", global.state_dir.display())
+        format!("{program} --state-dir {}", global.state_dir.display())
     }
+}
+
+/// How the user runs this binary: `meridian` when that name on the PATH
+/// is this binary, `cargo run --release --` when cargo started it (as the
+/// README does), else its path.
+fn program() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "meridian".to_owned();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .filter_map(|dir| std::fs::canonicalize(dir.join("meridian")).ok())
+            .next()
+            .is_some_and(|found| found == me)
+    });
+    if on_path {
+        return "meridian".to_owned();
+    }
+    if std::env::var_os("CARGO").is_some() {
+        let release = me.parent().is_some_and(|dir| dir.ends_with("release"));
+        return if release {
+            "cargo run --release --".to_owned()
+        } else {
+            "cargo run --".to_owned()
+        };
+    }
+    me.display().to_string()
 }
 
 fn load_topology(path: &Path) -> anyhow::Result<Topology> {

@@ -242,7 +242,7 @@ fn a_killed_node_is_reported_not_restarted_and_down_stops_the_rest() {
     );
     assert!(stderr.contains("meridian: cluster stopped"), "{stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("meridian set hello world"), "{stdout}");
+    assert!(stdout.contains(" set hello world"), "{stdout}");
     assert!(!Path::new(&lab.state_dir().join("cluster.json")).exists());
     for pid in pids {
         assert!(
