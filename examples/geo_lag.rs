@@ -188,8 +188,8 @@ async fn main() -> anyhow::Result<()> {
                 };
                 for node in report.regions.iter().flat_map(|r| &r.nodes) {
                     for link in node.replication.iter().filter(|l| l.region == to) {
-                        if link.lag_ms_last > 0 {
-                            samples.push(link.lag_ms_last as f64);
+                        if let Some(ms) = link.lag_ms_last.filter(|ms| *ms > 0) {
+                            samples.push(ms as f64);
                         }
                     }
                 }

@@ -165,8 +165,14 @@ pub fn node_status(s: &crate::protocol::NodeStatus) -> String {
     for l in &s.links {
         let _ = write!(
             text,
-            "\n  -> {}: lag {} ms (last acked {} ms), backlog {} deltas / {} bytes, dropped {}",
-            l.region, l.lag_ms, l.lag_ms_last, l.backlog_deltas, l.backlog_bytes, l.dropped
+            "\n  -> {}: lag {} ms (last acked {}), backlog {} deltas / {} bytes, dropped {}",
+            l.region,
+            l.lag_ms,
+            l.lag_ms_last
+                .map_or_else(|| "none yet".to_owned(), |ms| format!("{ms} ms")),
+            l.backlog_deltas,
+            l.backlog_bytes,
+            l.dropped
         );
     }
     text

@@ -102,8 +102,9 @@ pub struct LinkReport {
     /// Age of the oldest write not yet acknowledged by that region (0 when
     /// none): the replication lag now.
     pub lag_ms: u64,
-    /// Time from queueing to acknowledgement of the last acknowledged write.
-    pub lag_ms_last: u64,
+    /// Time from queueing to acknowledgement of the last acknowledged write
+    /// (`null` until that region acknowledged one).
+    pub lag_ms_last: Option<u64>,
     /// Writes queued and not yet acknowledged.
     pub backlog_deltas: u64,
     /// Their encoded size.
@@ -389,7 +390,8 @@ pub fn text(report: &ClusterReport) -> String {
             rows.push(vec![
                 link.region.clone(),
                 format!("{} ms", link.lag_ms),
-                format!("{} ms", link.lag_ms_last),
+                link.lag_ms_last
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
                 format!(
                     "{} ({})",
                     plural(link.backlog_deltas, "delta", "deltas"),
@@ -500,7 +502,7 @@ mod tests {
                 backlog_deltas: backlog,
                 backlog_bytes: backlog * 100,
                 lag_ms,
-                lag_ms_last: 45,
+                lag_ms_last: Some(45),
                 dropped: 0,
             })
             .collect();
@@ -544,7 +546,7 @@ mod tests {
             LinkReport {
                 region: "eu-west".into(),
                 lag_ms: 300,
-                lag_ms_last: 45,
+                lag_ms_last: Some(45),
                 backlog_deltas: 7,
                 backlog_bytes: 700,
                 dropped: 0,
@@ -575,6 +577,16 @@ mod tests {
         assert!(
             text.contains("  us-east         0 ms     45 ms  0 deltas (0 B)        0\n"),
             "{text}"
+        );
+        // A link that never had a write acknowledged has no last lag.
+        let mut report = report();
+        for link in report.regions.iter_mut().flat_map(|r| &mut r.replication) {
+            link.lag_ms_last = None;
+        }
+        let none = super::text(&report);
+        assert!(
+            none.contains("  us-east         0 ms         -  0 deltas (0 B)        0\n"),
+            "{none}"
         );
     }
 

@@ -113,8 +113,9 @@ pub(super) struct GeoLink {
     buffer: VecDeque<Queued>,
     buffer_bytes: usize,
     dropped: u64,
-    /// When the last acknowledgement's newest delta was queued (for lag).
-    lag_ms_last: u64,
+    /// Queue-to-acknowledgement time of the last acknowledged delta
+    /// (`None` until one was acknowledged).
+    lag_ms_last: Option<u64>,
 }
 
 /// What an operator sees of one link.
@@ -128,8 +129,9 @@ pub struct GeoLinkStats {
     pub backlog_bytes: usize,
     /// Age of the oldest unacknowledged delta (0 when none).
     pub oldest_unacked_ms: u64,
-    /// Time from queueing to acknowledgement of the last acknowledged delta.
-    pub lag_ms_last: u64,
+    /// Time from queueing to acknowledgement of the last acknowledged
+    /// delta (`None` until one was acknowledged).
+    pub lag_ms_last: Option<u64>,
     /// Deltas dropped because the buffer was full (repaired by digests).
     pub dropped: u64,
 }
@@ -147,7 +149,7 @@ impl GeoLink {
             buffer: VecDeque::new(),
             buffer_bytes: 0,
             dropped: 0,
-            lag_ms_last: 0,
+            lag_ms_last: None,
         }
     }
 }
@@ -331,7 +333,7 @@ impl Node {
         while link.buffer.front().is_some_and(|q| q.seq < next_seq) {
             if let Some(q) = link.buffer.pop_front() {
                 link.buffer_bytes -= q.bytes;
-                link.lag_ms_last = now_ms.saturating_sub(q.queued_ms);
+                link.lag_ms_last = Some(now_ms.saturating_sub(q.queued_ms));
             }
         }
     }

@@ -250,8 +250,9 @@ pub struct LinkStatus {
     pub backlog_bytes: u64,
     /// Age of the oldest unacknowledged delta, ms (the replication lag now).
     pub lag_ms: u64,
-    /// Queue-to-acknowledgement time of the last acknowledged delta, ms.
-    pub lag_ms_last: u64,
+    /// Queue-to-acknowledgement time of the last acknowledged delta, ms
+    /// (`None` until one was acknowledged).
+    pub lag_ms_last: Option<u64>,
     /// Deltas dropped from a full buffer (repaired by digests).
     pub dropped: u64,
 }

@@ -335,7 +335,7 @@ impl Gen {
                 backlog_deltas: self.num(),
                 backlog_bytes: self.num(),
                 lag_ms: self.num(),
-                lag_ms_last: self.num(),
+                lag_ms_last: Some(self.num()).filter(|ms| ms % 2 == 0),
                 dropped: self.num(),
             }],
             rebalance: RebalanceStatus {
