@@ -54,6 +54,8 @@ fn main() {
     let frame_len = |entries: Vec<(Bytes, _)>| {
         let mut out = Vec::new();
         let msg = PeerMsg::GeoBatch {
+            // A node's life is named by the wall-clock millisecond it started.
+            session: 1_800_000_000_000,
             acked_seq: 1 << 20,
             first_seq: 1 << 20,
             next_seq: (1 << 20) + 100,

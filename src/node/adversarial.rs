@@ -89,12 +89,13 @@ fn numbers(msg: &PeerMsg) -> Vec<u64> {
         | PeerMsg::HintedReplicate { op, .. } => vec![*op],
         PeerMsg::Transfer { op, epoch, .. } => vec![*op, *epoch],
         PeerMsg::GeoBatch {
+            session,
             acked_seq,
             first_seq,
             next_seq,
             ..
-        } => vec![*acked_seq, *first_seq, *next_seq],
-        PeerMsg::GeoAck { next_seq } => vec![*next_seq],
+        } => vec![*session, *acked_seq, *first_seq, *next_seq],
+        PeerMsg::GeoAck { session, next_seq } => vec![*session, *next_seq],
         PeerMsg::RebalanceDone { epoch } | PeerMsg::RebalanceDoneAck { epoch, .. } => vec![*epoch],
         PeerMsg::CatchUp { session } | PeerMsg::CatchUpDone { session } => vec![*session],
         PeerMsg::ReplicateMany { items } => items.iter().map(|i| i.0).collect(),
@@ -132,7 +133,7 @@ fn renumber(msg: &mut PeerMsg, n: u64) {
             *next_seq = n.saturating_add(1);
             *acked_seq = (*acked_seq).min(n);
         }
-        PeerMsg::GeoAck { next_seq } => *next_seq = n,
+        PeerMsg::GeoAck { next_seq, .. } => *next_seq = n,
         PeerMsg::RebalanceDone { epoch } | PeerMsg::RebalanceDoneAck { epoch, .. } => *epoch = n,
         PeerMsg::CatchUp { session } | PeerMsg::CatchUpDone { session } => *session = n,
         PeerMsg::ReplicateMany { items } => items.iter_mut().for_each(|i| i.0 = n),

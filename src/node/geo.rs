@@ -47,6 +47,8 @@ pub const GEO_AHEAD_MAX: usize = 256;
 /// Per sending node of another region: what it sent that is settled here.
 #[derive(Debug, Default)]
 pub(super) struct Received {
+    /// The sender's life the numbers are of (see `PeerMsg::GeoBatch`).
+    session: u64,
     /// Every sequence number below this is settled.
     prefix: u64,
     /// Settled ranges above the prefix, `first_seq -> next_seq`.
@@ -80,6 +82,7 @@ impl Received {
 #[derive(Debug)]
 pub(super) struct Receipt {
     from: ReplicaId,
+    session: u64,
     first_seq: u64,
     next_seq: u64,
     /// Replicas that have neither acknowledged their share nor timed out.
@@ -240,13 +243,19 @@ impl Node {
             if next_seq == first_seq {
                 continue;
             }
+            if link.sent == link.acked {
+                // The first batch awaiting an acknowledgement starts the
+                // wait; later batches do not, or a steady flow of new ones
+                // would keep a lost batch from ever being sent again.
+                link.progress_ms = now_ms;
+            }
             link.sent = next_seq;
-            link.progress_ms = now_ms;
             let entries = entries.into_iter().collect();
             let acked_seq = link.acked;
             self.actions.push_back(super::Action::Send {
                 to: gateway,
                 msg: PeerMsg::GeoBatch {
+                    session: self.geo_session,
                     acked_seq,
                     first_seq,
                     next_seq,
@@ -260,6 +269,7 @@ impl Node {
         &mut self,
         now_ms: u64,
         from: ReplicaId,
+        session: u64,
         seqs: (u64, u64, u64),
         entries: Vec<(Bytes, Delta<Record>)>,
     ) {
@@ -269,6 +279,19 @@ impl Node {
             self.geo_received.clear();
         }
         let received = self.geo_received.entry(from).or_default();
+        if session < received.session {
+            // From a life of the sender that has ended (it arrived late):
+            // nobody waits for its acknowledgement, and digests repair
+            // whatever it carried.
+            return;
+        }
+        if session > received.session {
+            // The sender started anew and numbers from 0 again.
+            *received = Received {
+                session,
+                ..Received::default()
+            };
+        }
         // Everything below `acked_seq` was acknowledged by some gateway.
         received.settle(0, acked_seq);
         let receipt = self.next_receipt;
@@ -278,6 +301,7 @@ impl Node {
             receipt,
             Receipt {
                 from,
+                session,
                 first_seq,
                 next_seq,
                 unsettled: shares,
@@ -305,18 +329,24 @@ impl Node {
         let Some(r) = self.geo_receipts.remove(&receipt) else {
             return;
         };
-        let next_seq = self
-            .geo_received
-            .entry(r.from)
-            .or_default()
-            .settle(r.first_seq, r.next_seq);
+        let received = self.geo_received.entry(r.from).or_default();
+        if received.session != r.session {
+            return; // the sender started anew since: this ends nothing of its
+        }
+        let next_seq = received.settle(r.first_seq, r.next_seq);
         self.actions.push_back(super::Action::Send {
             to: r.from,
-            msg: PeerMsg::GeoAck { next_seq },
+            msg: PeerMsg::GeoAck {
+                session: r.session,
+                next_seq,
+            },
         });
     }
 
-    pub(super) fn on_geo_ack(&mut self, now_ms: u64, from: ReplicaId, next_seq: u64) {
+    pub(super) fn on_geo_ack(&mut self, now_ms: u64, from: ReplicaId, session: u64, next_seq: u64) {
+        if session != self.geo_session {
+            return; // for batches of an earlier life of this node
+        }
         let Some(region) = self.placement.region_of(from) else {
             return;
         };
@@ -677,7 +707,7 @@ mod tests {
         assert_eq!(seqs, vec![(0, 4), (4, 8)], "two batches of four, then wait");
 
         let gateway = sent[0].0;
-        a.on_geo_ack(NOW + 10, gateway, 4);
+        a.on_geo_ack(NOW + 10, gateway, a.geo_session, 4);
         a.flush_geo(NOW + 11);
         let more: Vec<(u64, u64)> = sends(&mut a)
             .iter()
@@ -696,7 +726,7 @@ mod tests {
     #[test]
     fn deltas_from_another_region_reach_each_replica_in_one_message() {
         let mut b1 = node("b-1", NodeConfig::default());
-        b1.on_geo_batch(NOW, replica("a-1"), (0, 0, 10), deltas(10));
+        b1.on_geo_batch(NOW, replica("a-1"), 1, (0, 0, 10), deltas(10));
         let sent = sends(&mut b1);
         let mut batches: Vec<(ReplicaId, u64, usize)> = sent
             .iter()
@@ -730,8 +760,118 @@ mod tests {
         let hinted: Vec<ReplicaId> = b1.hints.iter().map(|(to, _)| *to).collect();
         assert_eq!(hinted.len() + b1.hints_pending() - b1.hints.len(), 10);
         assert!(hinted.iter().all(|to| *to == batches[1].0));
-        assert!(sends(&mut b1)
+        assert!(sends(&mut b1).iter().any(|(to, m)| *to == replica("a-1")
+            && matches!(
+                m,
+                PeerMsg::GeoAck {
+                    session: 1,
+                    next_seq: 10
+                }
+            )));
+    }
+
+    /// Hands `node` a batch from `from` and has every replica acknowledge
+    /// its share; returns the acknowledgements `from` gets.
+    fn settle_batch(
+        node: &mut Node,
+        from: ReplicaId,
+        session: u64,
+        seqs: (u64, u64, u64),
+        entries: Vec<(Bytes, Delta<Record>)>,
+    ) -> Vec<(u64, u64)> {
+        node.on_geo_batch(NOW, from, session, seqs, entries);
+        let mut acks = Vec::new();
+        let mut pending = sends(node);
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for (to, msg) in pending {
+                match msg {
+                    PeerMsg::ReplicateBatch { op, .. } => {
+                        node.on_ack(op, to, true);
+                        next.extend(sends(node));
+                    }
+                    PeerMsg::GeoAck { session, next_seq } if to == from => {
+                        acks.push((session, next_seq))
+                    }
+                    _ => {}
+                }
+            }
+            pending = next;
+        }
+        acks
+    }
+
+    #[test]
+    fn a_sender_that_started_anew_is_acknowledged_by_its_new_numbers() {
+        let mut b1 = node("b-1", NodeConfig::default());
+        let a1 = replica("a-1");
+        assert_eq!(
+            settle_batch(&mut b1, a1, 100, (0, 0, 10), deltas(10)),
+            [(100, 10)]
+        );
+        // a-1 restarted: its numbers start from 0 again, in a new session.
+        assert_eq!(
+            settle_batch(&mut b1, a1, 200, (0, 0, 4), deltas(4)),
+            [(200, 4)]
+        );
+        assert_eq!(
+            settle_batch(&mut b1, a1, 200, (4, 4, 6), deltas(2)),
+            [(200, 6)]
+        );
+        // A batch of the earlier life arriving late is neither taken as the
+        // new life's nor acknowledged.
+        assert_eq!(settle_batch(&mut b1, a1, 100, (10, 10, 12), deltas(2)), []);
+        assert_eq!(
+            settle_batch(&mut b1, a1, 200, (6, 6, 7), deltas(1)),
+            [(200, 7)]
+        );
+
+        // On the sending side, an acknowledgement for an earlier life's
+        // batches acknowledges nothing of this one's.
+        let mut a = node("a-1", NodeConfig::default());
+        for (key, delta) in deltas(4) {
+            a.queue_geo(NOW, &key, &delta);
+        }
+        a.flush_geo(NOW);
+        let gateway = sends(&mut a)[0].0;
+        a.on_geo_ack(NOW + 1, gateway, a.geo_session - 1, 4);
+        assert_eq!(a.geo_stats(NOW + 1)[0].backlog_deltas, 4);
+        a.on_geo_ack(NOW + 1, gateway, a.geo_session, 4);
+        assert_eq!(a.geo_stats(NOW + 1)[0].backlog_deltas, 0);
+    }
+
+    #[test]
+    fn a_lost_batch_is_sent_again_while_new_ones_keep_going_out() {
+        let config = NodeConfig {
+            geo_batch_entries_max: 1,
+            geo_window_batches: 100_000,
+            ..NodeConfig::default()
+        };
+        let mut a = node("a-1", config);
+        let retransmit_ms = a.config.geo_retransmit_ms;
+        let writes = deltas((retransmit_ms / 10 + 20) as usize);
+        let mut first_seqs = Vec::new();
+        // A write every 10 ms, none acknowledged (the first batch was
+        // lost, so the other region acknowledges no gap-free prefix).
+        for (i, (key, delta)) in writes.iter().enumerate() {
+            let now = NOW + 10 * i as u64;
+            a.queue_geo(now, key, delta);
+            a.flush_geo(now);
+            for (_, msg) in sends(&mut a) {
+                if let PeerMsg::GeoBatch { first_seq, .. } = msg {
+                    first_seqs.push((now - NOW, first_seq));
+                }
+            }
+        }
+        let resent: Vec<u64> = first_seqs
             .iter()
-            .any(|(to, m)| *to == replica("a-1") && matches!(m, PeerMsg::GeoAck { next_seq: 10 })));
+            .filter(|(_, seq)| *seq == 0)
+            .map(|(at, _)| *at)
+            .collect();
+        assert_eq!(resent.len(), 2, "sent, then sent again: {resent:?}");
+        assert!(
+            resent[1] >= retransmit_ms && resent[1] <= retransmit_ms + 10,
+            "{resent:?}"
+        );
     }
 }

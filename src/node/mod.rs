@@ -329,6 +329,10 @@ pub struct Node {
     stats: NodeStats,
     /// One link per other region.
     geo: Vec<geo::GeoLink>,
+    /// This life of the node, as its geo batches name it: the first time
+    /// it observed (0 until then), so that a restarted node's batches,
+    /// numbered from 0 again, are told from its earlier life's.
+    geo_session: u64,
     geo_due_ms: u64,
     /// Per sending node of another region: the gap-free prefix taken in.
     geo_received: HashMap<ReplicaId, geo::Received>,
@@ -427,6 +431,7 @@ impl Node {
             stats: NodeStats::default(),
             geo,
             geo_due_ms: 0,
+            geo_session: 0,
             geo_received: HashMap::new(),
             geo_receipts: HashMap::new(),
             next_receipt: 0,
@@ -476,6 +481,9 @@ impl Node {
         if self.now_ms == 0 {
             // Every peer counts as just heard from when the node starts.
             self.detector.start(now_ms);
+        }
+        if self.geo_session == 0 {
+            self.geo_session = now_ms;
         }
         self.now_ms = self.now_ms.max(now_ms);
     }
@@ -958,11 +966,18 @@ impl Node {
             }
             PeerMsg::ReadReply { op, state } => self.on_read_reply(now_ms, op, from, state),
             PeerMsg::GeoBatch {
+                session,
                 acked_seq,
                 first_seq,
                 next_seq,
                 entries,
-            } => self.on_geo_batch(now_ms, from, (acked_seq, first_seq, next_seq), entries),
+            } => self.on_geo_batch(
+                now_ms,
+                from,
+                session,
+                (acked_seq, first_seq, next_seq),
+                entries,
+            ),
             PeerMsg::Heartbeat => {}
             PeerMsg::HintedReplicate {
                 op,
@@ -970,7 +985,9 @@ impl Node {
                 delta,
                 owner,
             } => self.on_hinted_replicate(now_ms, from, op, key, delta, owner),
-            PeerMsg::GeoAck { next_seq } => self.on_geo_ack(now_ms, from, next_seq),
+            PeerMsg::GeoAck { session, next_seq } => {
+                self.on_geo_ack(now_ms, from, session, next_seq)
+            }
             PeerMsg::DigestRequest { op, first, buckets } => {
                 self.on_digest_request(now_ms, from, op, first, buckets)
             }

@@ -436,16 +436,19 @@ pub enum PeerMsg {
     /// Deltas of writes made in another region, numbered `first_seq..next_seq`
     /// on the sender's link to this region; apply them to their keys'
     /// replicas here and answer `GeoAck`. Everything below `acked_seq` was
-    /// acknowledged before (by this node or another gateway).
+    /// acknowledged before (by this node or another gateway). `session`
+    /// names the sender's life: a restarted sender numbers from 0 again.
     GeoBatch {
+        session: u64,
         acked_seq: u64,
         first_seq: u64,
         next_seq: u64,
         entries: Vec<(Bytes, Delta<Record>)>,
     },
-    /// Every delta numbered below `next_seq` on the link has been taken in
-    /// (the receiver acknowledges only a gap-free prefix).
-    GeoAck { next_seq: u64 },
+    /// Every delta numbered below `next_seq` on the link of the sender's
+    /// life `session` has been taken in (the receiver acknowledges only a
+    /// gap-free prefix).
+    GeoAck { session: u64, next_seq: u64 },
     /// Digests of the keys both nodes hold, by hash bucket (anti-entropy
     /// between regions); answer `DigestReply`.
     /// The digests are those of buckets `first..first + buckets.len()`.

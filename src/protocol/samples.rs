@@ -458,12 +458,14 @@ impl Gen {
                 PeerMsg::Handoff { op, key, state }
             }
             9 => PeerMsg::GeoBatch {
+                session: self.num(),
                 acked_seq: self.num(),
                 first_seq: self.num(),
                 next_seq: self.num(),
                 entries: self.deltas(4),
             },
             10 => PeerMsg::GeoAck {
+                session: self.num(),
                 next_seq: self.num(),
             },
             11 => {
