@@ -221,7 +221,7 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             let commands = &command.commands;
             let failing = commands.get(failed.done).unwrap_or(command.first());
             let mut text = format::command_error(failing, &failed.error);
-            if commands.len() > 1 && failed.done > 0 {
+            if commands.len() > 1 {
                 // `hset k f1 v1 f2 v2`, `del k1 k2`: one command each, in turn.
                 text.push_str(&format!(
                     "\n(at {}: {} of the line's {} were done before it, the rest not sent)",

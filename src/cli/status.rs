@@ -88,6 +88,8 @@ pub struct NodeReport {
     pub writes_short: Option<u64>,
     /// Remote updates refused (clock skew, bad key).
     pub refused: Option<u64>,
+    /// The nodes of its region its failure detector suspects.
+    pub suspects: Vec<String>,
     /// The version of the topology the node runs.
     pub topology_version: Option<u64>,
     /// Replication of this node's writes to each other region.
@@ -128,7 +130,18 @@ impl From<&LinkStatus> for LinkReport {
 
 impl NodeReport {
     /// A node that answered with `status`.
-    pub fn up(id: &str, status: &NodeStatus) -> NodeReport {
+    /// A node that answered `status`; `topology` names the peers it
+    /// suspects.
+    pub fn up(id: &str, status: &NodeStatus, topology: &Topology) -> NodeReport {
+        let suspects = status
+            .peers_suspected
+            .iter()
+            .map(|r| {
+                topology
+                    .node_by_replica(crdt_types::ReplicaId(*r))
+                    .map_or_else(|| format!("replica {r}"), |n| n.id.clone())
+            })
+            .collect();
         NodeReport {
             id: id.to_owned(),
             health: Health::Up,
@@ -139,6 +152,7 @@ impl NodeReport {
             requests: Some(status.requests),
             writes_short: Some(status.writes_short),
             refused: Some(status.refused),
+            suspects,
             topology_version: Some(status.topology_version),
             replication: status.links.iter().map(LinkReport::from).collect(),
         }
@@ -156,6 +170,7 @@ impl NodeReport {
             requests: None,
             writes_short: None,
             refused: None,
+            suspects: Vec::new(),
             topology_version: None,
             replication: Vec::new(),
         }
@@ -242,16 +257,19 @@ pub async fn gather(
     options.request_timeout = timeout;
     let client = Client::connect(options).await?;
     let mut asking = tokio::task::JoinSet::new();
+    // Names the peers each node suspects.
+    let names = std::sync::Arc::new(topology.clone());
     for (r, node) in topology.nodes() {
         if region.is_some_and(|wanted| wanted != r.name) {
             continue;
         }
         let (client, id) = (client.clone(), node.id.clone());
+        let names = names.clone();
         asking.spawn(async move {
             let asked = tokio::time::timeout(timeout, client.execute_on(&id, Command::Status));
             let report = match asked.await {
                 Ok(Ok(answer)) => match answer.reply {
-                    Reply::Status(status) => NodeReport::up(&id, &status),
+                    Reply::Status(status) => NodeReport::up(&id, &status, &names),
                     other => NodeReport::unreachable(&id, format!("unexpected reply {other:?}")),
                 },
                 Ok(Err(e)) => NodeReport::unreachable(&id, e.to_string()),
@@ -303,6 +321,26 @@ pub async fn for_cli(
         hint = target.guess_hint(&unreachable, &global.state_dir);
     }
     Ok((report, hint))
+}
+
+/// What else a node that answered reports, when there is anything: the
+/// peers it suspects, writes short of W, remote updates refused.
+fn notes(node: &NodeReport) -> String {
+    let mut notes = Vec::new();
+    if !node.suspects.is_empty() {
+        notes.push(format!("suspects {}", node.suspects.join(", ")));
+    }
+    if let Some(n @ 1..) = node.writes_short {
+        notes.push(plural(n, "write short of W", "writes short of W"));
+    }
+    if let Some(n @ 1..) = node.refused {
+        notes.push(plural(n, "remote update refused", "remote updates refused"));
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("({})", notes.join("; "))
+    }
 }
 
 /// The report as JSON (`json`) or as [`text`].
@@ -359,7 +397,7 @@ pub fn text(report: &ClusterReport) -> String {
                     number(node.hints_pending),
                     node.topology_version
                         .map_or_else(String::new, |v| format!("v{v}")),
-                    String::new(),
+                    notes(node),
                 ]),
                 Health::Unreachable => rows.push(vec![
                     node.id.clone(),
@@ -527,10 +565,10 @@ mod tests {
         ClusterReport::build(&local(), |id| {
             let region = id.rsplit_once('-').unwrap().0;
             Some(match id {
-                "us-east-1" => NodeReport::up(id, &status(region, 10, 3, 120)),
-                "us-east-2" => NodeReport::up(id, &status(region, 12, 4, 300)),
+                "us-east-1" => NodeReport::up(id, &status(region, 10, 3, 120), &local()),
+                "us-east-2" => NodeReport::up(id, &status(region, 12, 4, 300), &local()),
                 "us-east-3" => NodeReport::unreachable(id, "no answer within 1000 ms"),
-                _ => NodeReport::up(id, &status(region, 11, 0, 0)),
+                _ => NodeReport::up(id, &status(region, 11, 0, 0), &local()),
             })
         })
     }
@@ -617,7 +655,7 @@ mod tests {
             if id == "eu-west-3" {
                 status.topology_version = 1;
             }
-            Some(NodeReport::up(id, &status))
+            Some(NodeReport::up(id, &status, &local()))
         });
         let text = text(&behind);
         assert!(
@@ -637,10 +675,47 @@ mod tests {
     }
 
     #[test]
+    fn a_node_names_the_peers_it_suspects_and_its_short_writes_and_refusals() {
+        let topology = local();
+        let suspect = topology.node("us-east-3").unwrap().replica.0;
+        let report = ClusterReport::build(&topology, |id| {
+            let region = id.rsplit_once('-').unwrap().0;
+            let mut status = status(region, 1, 0, 0);
+            if id == "us-east-1" {
+                status.peers_suspected = vec![suspect, 4_000_000_000];
+                status.writes_short = 2;
+                status.refused = 1;
+            }
+            Some(NodeReport::up(id, &status, &topology))
+        });
+        let text = text(&report);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  us-east-1 "))
+            .unwrap();
+        assert!(
+            line.ends_with(
+                "(suspects us-east-3, replica 4000000000; 2 writes short of W; 1 remote update refused)"
+            ),
+            "{text}"
+        );
+        let quiet = text
+            .lines()
+            .find(|l| l.starts_with("  us-east-2 "))
+            .unwrap();
+        assert!(quiet.ends_with(" v2"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(
+            json["regions"][0]["nodes"][0]["suspects"],
+            serde_json::json!(["us-east-3", "replica 4000000000"])
+        );
+    }
+
+    #[test]
     fn a_report_of_some_regions_says_which() {
         let west = ClusterReport::build(&local(), |id| {
             id.starts_with("eu-west")
-                .then(|| NodeReport::up(id, &status("eu-west", 1, 0, 0)))
+                .then(|| NodeReport::up(id, &status("eu-west", 1, 0, 0), &local()))
         });
         let text = text(&west);
         assert!(
