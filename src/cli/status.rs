@@ -105,8 +105,11 @@ pub struct LinkReport {
     /// none): the replication lag now.
     pub lag_ms: u64,
     /// Time from queueing to acknowledgement of the last acknowledged write
-    /// (`null` until that region acknowledged one).
+    /// (`null` until that region acknowledged one). For a region, that of
+    /// the node whose last acknowledgement is the most recent.
     pub lag_ms_last: Option<u64>,
+    /// How long ago that acknowledgement came.
+    pub last_acked_ago_ms: Option<u64>,
     /// Writes queued and not yet acknowledged.
     pub backlog_deltas: u64,
     /// Their encoded size.
@@ -121,6 +124,7 @@ impl From<&LinkStatus> for LinkReport {
             region: l.region.clone(),
             lag_ms: l.lag_ms,
             lag_ms_last: l.lag_ms_last,
+            last_acked_ago_ms: l.last_acked_ago_ms,
             backlog_deltas: l.backlog_deltas,
             backlog_bytes: l.backlog_bytes,
             dropped: l.dropped,
@@ -196,7 +200,16 @@ impl ClusterReport {
                 match replication.iter_mut().find(|r| r.region == link.region) {
                     Some(sum) => {
                         sum.lag_ms = sum.lag_ms.max(link.lag_ms);
-                        sum.lag_ms_last = sum.lag_ms_last.max(link.lag_ms_last);
+                        // The freshest figure, not the largest: a node
+                        // that has written nothing lately keeps an old one.
+                        let fresher = match (link.last_acked_ago_ms, sum.last_acked_ago_ms) {
+                            (Some(a), Some(b)) => a < b,
+                            (a, b) => a.is_some() && b.is_none(),
+                        };
+                        if fresher {
+                            sum.lag_ms_last = link.lag_ms_last;
+                            sum.last_acked_ago_ms = link.last_acked_ago_ms;
+                        }
                         sum.backlog_deltas += link.backlog_deltas;
                         sum.backlog_bytes += link.backlog_bytes;
                         sum.dropped += link.dropped;
@@ -541,6 +554,7 @@ mod tests {
                 backlog_bytes: backlog * 100,
                 lag_ms,
                 lag_ms_last: Some(45),
+                last_acked_ago_ms: Some(1_000),
                 dropped: 0,
             })
             .collect();
@@ -585,6 +599,7 @@ mod tests {
                 region: "eu-west".into(),
                 lag_ms: 300,
                 lag_ms_last: Some(45),
+                last_acked_ago_ms: Some(1_000),
                 backlog_deltas: 7,
                 backlog_bytes: 700,
                 dropped: 0,
@@ -709,6 +724,29 @@ mod tests {
             json["regions"][0]["nodes"][0]["suspects"],
             serde_json::json!(["us-east-3", "replica 4000000000"])
         );
+    }
+
+    #[test]
+    fn a_region_shows_the_last_lag_of_its_freshest_acknowledgement() {
+        let topology = local();
+        let report = ClusterReport::build(&topology, |id| {
+            let region = id.rsplit_once('-').unwrap().0;
+            let mut status = status(region, 1, 0, 0);
+            for link in &mut status.links {
+                (link.lag_ms_last, link.last_acked_ago_ms) = match id {
+                    // Wrote nothing since a long partition healed.
+                    "us-east-1" => (Some(12_189), Some(60_000)),
+                    "us-east-2" => (Some(95), Some(400)),
+                    _ => (None, None),
+                };
+            }
+            Some(NodeReport::up(id, &status, &topology))
+        });
+        let east = &report.regions[0];
+        assert_eq!(east.replication[0].lag_ms_last, Some(95));
+        assert_eq!(east.replication[0].last_acked_ago_ms, Some(400));
+        let west = &report.regions[1];
+        assert_eq!(west.replication[0].lag_ms_last, None, "none acknowledged");
     }
 
     #[test]

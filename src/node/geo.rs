@@ -119,6 +119,8 @@ pub(super) struct GeoLink {
     /// Queue-to-acknowledgement time of the last acknowledged delta
     /// (`None` until one was acknowledged).
     lag_ms_last: Option<u64>,
+    /// When the last acknowledgement came.
+    last_ack_ms: Option<u64>,
 }
 
 /// What an operator sees of one link.
@@ -135,6 +137,8 @@ pub struct GeoLinkStats {
     /// Time from queueing to acknowledgement of the last acknowledged
     /// delta (`None` until one was acknowledged).
     pub lag_ms_last: Option<u64>,
+    /// How long ago that acknowledgement came.
+    pub last_acked_ago_ms: Option<u64>,
     /// Deltas dropped because the buffer was full (repaired by digests).
     pub dropped: u64,
 }
@@ -153,6 +157,7 @@ impl GeoLink {
             buffer_bytes: 0,
             dropped: 0,
             lag_ms_last: None,
+            last_ack_ms: None,
         }
     }
 }
@@ -364,6 +369,7 @@ impl Node {
             if let Some(q) = link.buffer.pop_front() {
                 link.buffer_bytes -= q.bytes;
                 link.lag_ms_last = Some(now_ms.saturating_sub(q.queued_ms));
+                link.last_ack_ms = Some(now_ms);
             }
         }
     }
@@ -451,6 +457,7 @@ impl Node {
                     .front()
                     .map_or(0, |q| now_ms.saturating_sub(q.queued_ms)),
                 lag_ms_last: l.lag_ms_last,
+                last_acked_ago_ms: l.last_ack_ms.map(|t| now_ms.saturating_sub(t)),
                 dropped: l.dropped,
             })
             .collect()

@@ -1373,6 +1373,7 @@ impl Node {
                     backlog_bytes: l.backlog_bytes as u64,
                     lag_ms: l.oldest_unacked_ms,
                     lag_ms_last: l.lag_ms_last,
+                    last_acked_ago_ms: l.last_acked_ago_ms,
                     dropped: l.dropped,
                 })
                 .collect(),

@@ -253,6 +253,8 @@ pub struct LinkStatus {
     /// Queue-to-acknowledgement time of the last acknowledged delta, ms
     /// (`None` until one was acknowledged).
     pub lag_ms_last: Option<u64>,
+    /// How long ago that acknowledgement came, ms.
+    pub last_acked_ago_ms: Option<u64>,
     /// Deltas dropped from a full buffer (repaired by digests).
     pub dropped: u64,
 }

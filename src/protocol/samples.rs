@@ -336,6 +336,7 @@ impl Gen {
                 backlog_bytes: self.num(),
                 lag_ms: self.num(),
                 lag_ms_last: Some(self.num()).filter(|ms| ms % 2 == 0),
+                last_acked_ago_ms: Some(self.num()).filter(|ms| ms % 3 == 0),
                 dropped: self.num(),
             }],
             rebalance: RebalanceStatus {
