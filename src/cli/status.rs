@@ -9,8 +9,9 @@
 //! names below are the JSON document, [`REPORT_VERSION`] its version).
 //!
 //! A region's replication to another region is the sum of its nodes'
-//! backlogs (each node ships the writes it coordinated) and the largest of
-//! their lags.
+//! backlogs (each node ships the writes it coordinated), the largest of
+//! their lags now, and the last lag of the node acknowledged most
+//! recently.
 
 use crate::client::{Client, ClientOptions};
 use crate::protocol::{Command, LinkStatus, NodeStatus, Reply};
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The version of the JSON document (`"version"`).
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 /// How long a node has to answer by default.
 pub const STATUS_TIMEOUT_MS: u64 = 1_000;
 
@@ -344,10 +345,10 @@ fn notes(node: &NodeReport) -> String {
         notes.push(format!("suspects {}", node.suspects.join(", ")));
     }
     if let Some(n @ 1..) = node.writes_short {
-        notes.push(plural(n, "write short of W", "writes short of W"));
+        notes.push(plural(n, "write short of W", "writes short of W") + " since start");
     }
     if let Some(n @ 1..) = node.refused {
-        notes.push(plural(n, "remote update refused", "remote updates refused"));
+        notes.push(plural(n, "remote update refused", "remote updates refused") + " since start");
     }
     if notes.is_empty() {
         String::new()
@@ -646,7 +647,7 @@ mod tests {
     #[test]
     fn the_json_document_names_every_figure_and_nulls_those_of_unreachable_nodes() {
         let json: serde_json::Value = serde_json::from_str(&report().json()).unwrap();
-        assert_eq!(json["version"], 1);
+        assert_eq!(json["version"], 2);
         assert_eq!(json["cluster"], "local");
         assert_eq!(json["nodes_up"], 8);
         let east = &json["regions"][0];
@@ -710,7 +711,8 @@ mod tests {
             .unwrap();
         assert!(
             line.ends_with(
-                "(suspects us-east-3, replica 4000000000; 2 writes short of W; 1 remote update refused)"
+                "(suspects us-east-3, replica 4000000000; 2 writes short of W since start; \
+                 1 remote update refused since start)"
             ),
             "{text}"
         );

@@ -124,16 +124,26 @@ fn renumber(msg: &mut PeerMsg, n: u64) {
             *epoch = n;
         }
         PeerMsg::GeoBatch {
+            session,
             acked_seq,
             first_seq,
             next_seq,
             ..
         } => {
+            // An odd n keeps the session, an even one starts another.
+            if n & 1 == 0 {
+                *session = n;
+            }
             *first_seq = n;
             *next_seq = n.saturating_add(1);
             *acked_seq = (*acked_seq).min(n);
         }
-        PeerMsg::GeoAck { next_seq, .. } => *next_seq = n,
+        PeerMsg::GeoAck { session, next_seq } => {
+            if n & 1 == 0 {
+                *session = n;
+            }
+            *next_seq = n;
+        }
         PeerMsg::RebalanceDone { epoch } | PeerMsg::RebalanceDoneAck { epoch, .. } => *epoch = n,
         PeerMsg::CatchUp { session } | PeerMsg::CatchUpDone { session } => *session = n,
         PeerMsg::ReplicateMany { items } => items.iter_mut().for_each(|i| i.0 = n),

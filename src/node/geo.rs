@@ -110,7 +110,8 @@ pub(super) struct GeoLink {
     acked: u64,
     /// Every seq below this was sent at least once.
     sent: u64,
-    /// When a batch was last sent or acknowledged.
+    /// When the wait for an acknowledgement started: the first batch sent
+    /// with nothing outstanding, or the last acknowledgement progress.
     progress_ms: u64,
     silent_rounds: u32,
     buffer: VecDeque<Queued>,
@@ -284,14 +285,12 @@ impl Node {
             self.geo_received.clear();
         }
         let received = self.geo_received.entry(from).or_default();
-        if session < received.session {
-            // From a life of the sender that has ended (it arrived late):
-            // nobody waits for its acknowledgement, and digests repair
-            // whatever it carried.
-            return;
-        }
-        if session > received.session {
-            // The sender started anew and numbers from 0 again.
+        if session != received.session {
+            // The sender started anew and numbers from 0 again. (Any other
+            // session than the last one's, not only a later one: a sender
+            // whose clock was put back starts with an earlier session. A
+            // late batch of a life that has ended costs its successor one
+            // resend at most.)
             *received = Received {
                 session,
                 ..Received::default()
@@ -825,12 +824,22 @@ mod tests {
             settle_batch(&mut b1, a1, 200, (4, 4, 6), deltas(2)),
             [(200, 6)]
         );
-        // A batch of the earlier life arriving late is neither taken as the
-        // new life's nor acknowledged.
-        assert_eq!(settle_batch(&mut b1, a1, 100, (10, 10, 12), deltas(2)), []);
+        // A batch of the earlier life arriving late is acknowledged in its
+        // own session (which the new life ignores), and the new life's next
+        // batch is acknowledged by its own numbers again.
+        assert_eq!(
+            settle_batch(&mut b1, a1, 100, (10, 10, 12), deltas(2)),
+            [(100, 12)]
+        );
         assert_eq!(
             settle_batch(&mut b1, a1, 200, (6, 6, 7), deltas(1)),
             [(200, 7)]
+        );
+        // A life whose clock was put back names an earlier session: it is
+        // a new life all the same.
+        assert_eq!(
+            settle_batch(&mut b1, a1, 50, (0, 0, 3), deltas(3)),
+            [(50, 3)]
         );
 
         // On the sending side, an acknowledgement for an earlier life's

@@ -71,11 +71,12 @@ pub struct NodeConfig {
     /// Deltas kept per remote region; past it the oldest are dropped and
     /// digest repair takes over.
     pub geo_buffer_max: usize,
-    /// How long a link waits without progress (a batch sent or
-    /// acknowledged) before it sends everything unacknowledged again. A
-    /// region acknowledges a batch once its replicas there took it (or
-    /// missed it for `GEO_SPREAD_TIMEOUTS` write timeouts), so this must
-    /// exceed that.
+    /// How long a link waits for acknowledgement progress (counted from
+    /// the first batch sent with nothing outstanding, or the last progress;
+    /// new batches sent meanwhile do not restart it) before it sends
+    /// everything unacknowledged again. A region acknowledges a batch once
+    /// its replicas there took it (or missed it for `GEO_SPREAD_TIMEOUTS`
+    /// write timeouts), so this must exceed that plus a round trip.
     pub geo_retransmit_ms: u64,
     /// Most batches sent to another region and not yet acknowledged; a
     /// region slow to take batches in slows its senders rather than being

@@ -14,7 +14,7 @@ use serde::Serialize;
 /// The bytes every stream starts with.
 pub const MAGIC: [u8; 4] = *b"MRDN";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Bytes of the stream preamble.
 pub const PREAMBLE_LEN: usize = 6;
 /// Bytes of a frame's length prefix.
