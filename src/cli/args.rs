@@ -337,7 +337,7 @@ pub enum Cmd {
     #[command(subcommand)]
     Cluster(ClusterCmd),
     /// Load the cluster through the SDK; report throughput and latency.
-    /// It writes keys key:<n> and counter:<n> (n below --keys, 12 digits)
+    /// It writes keys key:N and counter:N (N below --keys, 12 digits)
     /// and fields of the map myhash, as redis-benchmark does, over what
     /// they held: run it on a cluster whose data can take that
     Bench(super::bench::BenchArgs),

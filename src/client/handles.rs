@@ -2,7 +2,8 @@
 //! on one key. A handle is a client and a key; making one costs a clone.
 //!
 //! Using an operation of one type on a key of another fails with
-//! [`ClientError::WrongType`].
+//! [`ClientError::WrongType`], with one exception taken from Redis:
+//! [`Register::get`] reads a counter in decimal.
 
 use std::time::Duration;
 
@@ -71,7 +72,9 @@ impl Register {
         Register { client, key }
     }
 
-    /// The value, `None` if the key does not exist.
+    /// The value, `None` if the key does not exist. On a counter it reads
+    /// the counter in decimal (as Redis's `GET` of an `INCR`ed key does);
+    /// on any other type it fails with [`ClientError::WrongType`].
     pub async fn get(&self) -> Result<Option<Bytes>, ClientError> {
         let command = Command::Get {
             key: self.key.clone(),
@@ -281,7 +284,9 @@ impl Map {
         flag(self.client.execute(command).await?.reply, "HSET")
     }
 
-    /// A register field's value (a counter field's in decimal); `None` if absent.
+    /// A register field's value (a counter field's in decimal); `None` if
+    /// absent. A set or map field fails with [`ClientError::WrongType`]:
+    /// read those with [`Map::get_path`].
     pub async fn get(&self, field: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
         let command = Command::HGet {
             key: self.key.clone(),

@@ -60,7 +60,7 @@ mod handles;
 
 pub use crate::keyspace::{FieldOp, FieldValue, Ttl};
 pub use crate::protocol::{Answer, Command, Reply};
-pub use crate::topology::{ReadConsistency, WriteConsistency};
+pub use crate::topology::{ReadConsistency, Topology, WriteConsistency};
 pub use connection::{STREAMS_PER_CONNECTION, STREAM_INFLIGHT_MAX};
 pub use crdt_types::{Bytes, Kind};
 pub use error::ClientError;
@@ -81,7 +81,7 @@ use crate::placement::Placement;
 use crate::protocol::frame::{encode_into, FrameError};
 use crate::protocol::Request;
 use crate::tls::{client_config, seed_client_config, CertStore, PeerIdentity, TransportLimits};
-use crate::topology::{Node as NodeAddr, Topology};
+use crate::topology::Node as NodeAddr;
 
 /// Longest [`ClientOptions::busy_poll`]: polling longer than this after a
 /// request would hold the runtime's thread for longer than most answers
@@ -698,7 +698,7 @@ impl Client {
     /// ```
     pub async fn connect_seeds(
         seeds: &[SocketAddr],
-        region: &str,
+        region: impl Into<String>,
         cert_dir: impl Into<PathBuf>,
     ) -> Result<Client, ClientError> {
         let cert_dir = cert_dir.into();

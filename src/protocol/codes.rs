@@ -22,6 +22,12 @@ pub const OVERLOADED: u32 = 7;
 /// The connection holds too many half-received requests.
 pub const TOO_MANY_PARTIAL: u32 = 8;
 
+/// What a version mismatch says; names [`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION)
+/// (a test keeps the two in step).
+const VERSION_MISMATCH_TEXT: &str =
+    "the peer speaks another protocol version than this build's (7): \
+     nodes and clients must come from compatible builds (rebuild the older side)";
+
 /// A sentence for `code`, as read from a reset, stop or close.
 ///
 /// ```
@@ -32,7 +38,7 @@ pub fn describe(code: u64) -> &'static str {
     match code {
         c if c == u64::from(NO_ERROR) => "closed normally",
         c if c == u64::from(BAD_PREAMBLE) => "the stream did not start with the Meridian preamble",
-        c if c == u64::from(VERSION_MISMATCH) => "the peer speaks another protocol version",
+        c if c == u64::from(VERSION_MISMATCH) => VERSION_MISMATCH_TEXT,
         c if c == u64::from(FRAME_TOO_LARGE) => "a frame exceeded the size limit",
         c if c == u64::from(MALFORMED_FRAME) => "a frame could not be decoded",
         c if c == u64::from(UNKNOWN_PEER) => "the peer is not a node of the topology",
@@ -42,5 +48,19 @@ pub fn describe(code: u64) -> &'static str {
             "the connection holds too many half-received requests"
         }
         _ => "unknown error code",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_mismatch_names_this_builds_protocol_version() {
+        let version = format!("({})", crate::protocol::frame::PROTOCOL_VERSION);
+        assert!(
+            describe(VERSION_MISMATCH.into()).contains(&version),
+            "{VERSION_MISMATCH_TEXT}: keep it in step with PROTOCOL_VERSION"
+        );
     }
 }
