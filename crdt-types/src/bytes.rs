@@ -20,6 +20,53 @@ impl Bytes {
     pub fn heap_bytes(&self) -> usize {
         self.0.len()
     }
+
+    /// The bytes as text, if they are UTF-8.
+    ///
+    /// ```
+    /// use crdt_types::Bytes;
+    /// assert_eq!(Bytes::from("héllo").to_str(), Ok("héllo"));
+    /// assert!(Bytes::from(vec![0xff]).to_str().is_err());
+    /// ```
+    pub fn to_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.0)
+    }
+}
+
+/// Compares with text or raw bytes as they are:
+///
+/// ```
+/// use crdt_types::Bytes;
+/// let b = Bytes::from("hello");
+/// assert!(b == "hello" && b == *"hello" && b == b"hello"[..] && b == b"hello");
+/// assert!(b != "world");
+/// // From arrays, and from the items of a slice of strings.
+/// assert_eq!(Bytes::from([1u8, 2]), Bytes::from(&[1u8, 2]));
+/// let members: Vec<Bytes> = ["a", "b"].iter().map(Bytes::from).collect();
+/// assert_eq!(members, ["a", "b"]);
+/// ```
+impl PartialEq<str> for Bytes {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Bytes {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == *other.as_bytes()
+    }
+}
+
+impl PartialEq<[u8]> for Bytes {
+    fn eq(&self, other: &[u8]) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Bytes {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        *self.0 == other[..]
+    }
 }
 
 impl Deref for Bytes {
@@ -80,6 +127,18 @@ impl From<String> for Bytes {
 impl From<&String> for Bytes {
     fn from(s: &String) -> Self {
         Bytes(s.as_bytes().into())
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for Bytes {
+    fn from(b: [u8; N]) -> Self {
+        Bytes(Box::new(b))
+    }
+}
+
+impl From<&&str> for Bytes {
+    fn from(s: &&str) -> Self {
+        Bytes::from(*s)
     }
 }
 
