@@ -185,7 +185,7 @@ impl WanEmulator {
         let (Some(node), Some(dst)) = (topology.node(id), topology.region_of(id)) else {
             return Err(WanError::UnknownNode(id.to_owned()));
         };
-        self.relays.retain(|(to, _)| to != id);
+        self.remove_node(id);
         let none = Link {
             regions: [String::new(), String::new()],
             rtt_ms: 0,
@@ -193,39 +193,23 @@ impl WanEmulator {
             loss: 0.0,
         };
         for src in topology.regions().iter().filter(|r| r.name != dst.name) {
-            let link = topology.link(&src.name, &dst.name).unwrap_or(&none).clone();
-            let mut relay = None;
-            for _ in 0..RELAY_BIND_ATTEMPTS {
-                let started = Relay::start(
-                    src.name.clone(),
-                    dst.name.clone(),
-                    node.peer_addr,
-                    link.clone(),
-                    self.partitions.clone(),
-                )
-                .await;
-                let started = match started {
-                    Ok(started) => started,
-                    Err(e) => {
-                        self.remove_node(id);
-                        return Err(e);
-                    }
-                };
-                let local = started.local_addr();
-                if !topology
-                    .nodes()
-                    .any(|(_, n)| n.client_addr == local || n.peer_addr == local)
-                {
-                    relay = Some(started);
-                    break;
+            let link = topology.link(&src.name, &dst.name).unwrap_or(&none);
+            let started = start_relay(
+                topology,
+                &src.name,
+                &dst.name,
+                node.peer_addr,
+                link,
+                &self.partitions,
+            )
+            .await;
+            let relay = match started {
+                Ok(relay) => relay,
+                Err(e) => {
+                    // No half-relayed node: what was started for it goes too.
+                    self.remove_node(id);
+                    return Err(e);
                 }
-            }
-            let Some(relay) = relay else {
-                // No half-relayed node: what was started for it goes too.
-                self.remove_node(id);
-                return Err(WanError::Bind(std::io::Error::other(
-                    "every port the system offered belongs to a node",
-                )));
             };
             self.routes
                 .entry(src.name.clone())
@@ -274,6 +258,38 @@ impl WanEmulator {
     pub fn relays(&self) -> impl ExactSizeIterator<Item = &Relay> {
         self.relays.iter().map(|(_, relay)| relay)
     }
+}
+
+/// A relay from `src` to the node at `target` in `dst`, on a port no node of
+/// `topology` has, started or not.
+async fn start_relay(
+    topology: &Topology,
+    src: &str,
+    dst: &str,
+    target: SocketAddr,
+    link: &Link,
+    partitions: &SharedPartitions,
+) -> Result<Relay, WanError> {
+    for _ in 0..RELAY_BIND_ATTEMPTS {
+        let relay = Relay::start(
+            src.to_owned(),
+            dst.to_owned(),
+            target,
+            link.clone(),
+            partitions.clone(),
+        )
+        .await?;
+        let local = relay.local_addr();
+        if !topology
+            .nodes()
+            .any(|(_, n)| n.client_addr == local || n.peer_addr == local)
+        {
+            return Ok(relay);
+        }
+    }
+    Err(WanError::Bind(std::io::Error::other(
+        "every port the system offered belongs to a node",
+    )))
 }
 
 /// Writes a route file (`node-id = "addr"` lines) for the nodes of one region.
