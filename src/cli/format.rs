@@ -232,28 +232,33 @@ pub fn command_error(command: &Command, e: &ClientError) -> String {
     }
 }
 
-/// What one command of a command line of several names: `field "f"` for
-/// a map field, else `key "k"`.
-pub fn part(command: &Command) -> String {
+/// The map field a command names, if it names one.
+fn field_of(command: &Command) -> Option<&crdt_types::Bytes> {
     match command {
         Command::HSet { field, .. }
         | Command::HGet { field, .. }
-        | Command::HIncrBy { field, .. } => {
-            format!("field {}", quote(field))
-        }
-        other => match other.key() {
-            Some(key) => format!("key {}", quote(key)),
-            None => "a command".to_owned(),
-        },
+        | Command::HIncrBy { field, .. } => Some(field),
+        _ => None,
+    }
+}
+
+/// What one command of a command line of several names: `field "f"` for
+/// a map field, else `key "k"`.
+pub fn part(command: &Command) -> String {
+    match (field_of(command), command.key()) {
+        (Some(field), _) => format!("field {}", quote(field)),
+        (None, Some(key)) => format!("key {}", quote(key)),
+        (None, None) => "a command".to_owned(),
     }
 }
 
 /// `n` commands of a line whose first is `first`, named as `part` names
 /// them: `3 fields`, `2 keys`.
 pub fn part_count(first: &Command, n: usize) -> String {
-    let noun = match first {
-        Command::HSet { .. } | Command::HGet { .. } | Command::HIncrBy { .. } => "fields",
-        _ => "keys",
+    let noun = if field_of(first).is_some() {
+        "fields"
+    } else {
+        "keys"
     };
     format!("{n} {noun}")
 }
