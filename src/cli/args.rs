@@ -95,23 +95,7 @@ impl Cli {
         command.mut_subcommands(|sub| {
             let name = sub.get_name().to_owned();
             let sub = hide_client_options(sub, client_options_taken(&name));
-            if name == "cluster" {
-                // `cluster` itself takes none; `cluster up` its topology.
-                sub.mut_args(|arg| {
-                    let id = arg.get_id().as_str();
-                    if PLACE_OPTIONS.iter().any(|(p, _)| *p == id) {
-                        arg.hide(true)
-                    } else {
-                        arg
-                    }
-                })
-                .mut_subcommands(|cluster| {
-                    let path = format!("cluster {}", cluster.get_name());
-                    hide_place_options(cluster, place_options_taken(&path))
-                })
-            } else {
-                hide_place_options(sub, place_options_taken(&name))
-            }
+            hide_place_options(sub, &name)
         })
     }
 }
@@ -149,9 +133,12 @@ pub fn place_option_users(id: &str) -> &'static str {
     }
 }
 
-/// `command` (and its own subcommands) with the place options other than
-/// `taken` hidden from its help.
-fn hide_place_options(command: clap::Command, taken: &'static [&'static str]) -> clap::Command {
+/// `command` (the command `path`, and its own subcommands) with the place
+/// options it does not take hidden from its help. Each `cluster` command
+/// takes its own (`cluster` itself none); the subcommands of the others
+/// take what their command takes.
+fn hide_place_options(command: clap::Command, path: &str) -> clap::Command {
+    let taken = place_options_taken(path);
     command
         .mut_args(|arg| {
             let id = arg.get_id().as_str();
@@ -162,7 +149,14 @@ fn hide_place_options(command: clap::Command, taken: &'static [&'static str]) ->
                 arg
             }
         })
-        .mut_subcommands(|sub| hide_place_options(sub, taken))
+        .mut_subcommands(|sub| {
+            let path = if path == "cluster" {
+                format!("cluster {}", sub.get_name())
+            } else {
+                path.to_owned()
+            };
+            hide_place_options(sub, &path)
+        })
 }
 
 /// The help heading of the options of commands that talk to a cluster as
