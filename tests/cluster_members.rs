@@ -26,6 +26,26 @@ async fn client(lab: &Lab) -> Client {
     Client::connect(options).await.unwrap()
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes `<prefix>-<i>` = `v<i>` for i below `n`, each acknowledged.
+fn write_keys(runtime: &tokio::runtime::Runtime, lab: &Lab, prefix: &str, n: usize) {
+    runtime.block_on(async {
+        let c = client(lab).await;
+        for i in 0..n {
+            c.register(format!("{prefix}-{i}").as_str())
+                .set(format!("v{i}").as_str())
+                .await
+                .unwrap();
+        }
+    });
+}
+
 /// Writes `key-<i>` = `value-<i>` until `stop`, through a client made
 /// before any change (it keeps the old topology, as a real client would
 /// until it reloads), and returns the writes acknowledged at W = quorum.
@@ -34,11 +54,7 @@ fn write_load(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<BTreeMap<u64, String>> {
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
+        runtime().block_on(async move {
             let client = Client::connect(options).await.unwrap();
             let mut acked = BTreeMap::new();
             let mut i = 0u64;
@@ -62,19 +78,8 @@ fn write_load(
 #[test]
 fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
     let lab = Lab::start(|| topology(&["east"], &[]));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let c = client(&lab).await;
-        for i in 0..2_000 {
-            c.register(format!("pre-{i}").as_str())
-                .set(format!("v{i}").as_str())
-                .await
-                .unwrap();
-        }
-    });
+    let runtime = runtime();
+    write_keys(&runtime, &lab, "pre", 2_000);
     let stop = Arc::new(AtomicBool::new(false));
     let options = ClientOptions::new(lab_topology(&lab), "east", lab.state_dir().join("certs"));
     let load = write_load(options, stop.clone());
@@ -218,19 +223,8 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
 #[test]
 fn a_removed_node_added_again_under_its_old_id_gets_its_keys() {
     let lab = Lab::start(|| topology(&["east"], &[]));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let c = client(&lab).await;
-        for i in 0..500 {
-            c.register(format!("k-{i}").as_str())
-                .set(format!("v{i}").as_str())
-                .await
-                .unwrap();
-        }
-    });
+    let runtime = runtime();
+    write_keys(&runtime, &lab, "k", 500);
     let added = lab.ok(&["cluster", "add-node", "east", "--timeout", "60"]);
     assert!(added.contains("starting east-4 in east"), "{added}");
     let removed = lab.ok(&["cluster", "remove-node", "east-2", "--timeout", "60"]);
