@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use meridian::affinity::{self, CpuList};
 use meridian::cli::args::{self, CertsArgs, Cli, ClusterCmd, Cmd, GlobalArgs, ServeArgs};
 use meridian::cli::cluster::{self, ClusterFile, Event, Stopped, UpOptions};
-use meridian::cli::command::{self, UsageError};
+use meridian::cli::command;
 use meridian::cli::shutdown::shutdown_signal;
 use meridian::cli::target::{Target, TargetError};
 use meridian::cli::{certs, data, format, serve};
@@ -59,6 +59,10 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Cmd::Data(words) => data_command(&cli.global, &words),
+        Cmd::DataHelp(spec) => {
+            out!("{}", spec.help());
+            ExitCode::SUCCESS
+        }
         command => admin_or_usage(&cli.global, command),
     }
 }
@@ -160,7 +164,7 @@ fn unused_client_option(
 /// the answer.
 fn init_logging(command: &Cmd) {
     let default = match command {
-        Cmd::Data(_) | Cmd::Status(_) | Cmd::Reload { .. } | Cmd::Demo => "warn",
+        Cmd::Data(_) | Cmd::DataHelp(_) | Cmd::Status(_) | Cmd::Reload { .. } | Cmd::Demo => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -176,10 +180,7 @@ fn init_logging(command: &Cmd) {
 /// stderr with exit code 1 (2 for a usage error).
 fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
     let with_stdin;
-    // `set --help` asks for help whatever -x says: stdin must not turn it
-    // into a write of the key `--help`.
-    let asks_help = matches!(words, [_, flag] if flag == "--help" || flag == "-h");
-    let words = if global.last_from_stdin && !asks_help {
+    let words = if global.last_from_stdin {
         let mut last = Vec::new();
         if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut last) {
             errln!("{}", format::error(&format_args!("cannot read stdin: {e}")));
@@ -192,10 +193,6 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
     };
     let command = match command::parse(words) {
         Ok(command) => command,
-        Err(help @ UsageError::HelpRequested { .. }) => {
-            out!("{help}");
-            return ExitCode::SUCCESS;
-        }
         Err(e) => {
             errln!("{}", format::error(&e));
             return ExitCode::from(EXIT_USAGE);
@@ -375,7 +372,9 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             let options = demo::DemoOptions::for_cli(global)?;
             Ok(demo::run(options, &mut std::io::stdout(), interrupt).await?)
         }),
-        Cmd::Data(_) => unreachable!("data commands are handled by data_command"),
+        Cmd::Data(_) | Cmd::DataHelp(_) => {
+            unreachable!("data commands and their help are handled by main")
+        }
     }
 }
 

@@ -18,6 +18,26 @@ fn meridian(dir: &Path, args: &[&str]) -> Output {
         .expect("the meridian binary runs")
 }
 
+/// Runs `meridian ARGS` in `dir` with `input` as its stdin.
+fn meridian_with_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the meridian binary runs");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    // A command that does not read stdin may exit before it is written.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().expect("the meridian binary runs")
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -180,11 +200,13 @@ fn a_bad_global_option_is_a_usage_error_with_exit_code_2() {
 fn a_data_commands_usage_is_shown_on_request() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
-        &["hset", "--help"][..],
-        &["help", "hset"],
+        &["help", "hset"][..],
         &["-v", "help", "hset"],
+        &["help", "HSET"],
+        // -x reads no stdin for help.
+        &["-x", "help", "hset"],
     ] {
-        let output = meridian(dir.path(), args);
+        let output = meridian_with_stdin(dir.path(), args, b"");
         assert_exit(&output, 0);
         assert!(
             stdout(&output).starts_with("usage: meridian hset KEY FIELD VALUE [FIELD VALUE...]\n"),
@@ -192,6 +214,16 @@ fn a_data_commands_usage_is_shown_on_request() {
             stdout(&output)
         );
     }
+    // A command with the wrong number of arguments shows its usage too.
+    let output = meridian(dir.path(), &["hset"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).ends_with("usage: meridian hset KEY FIELD VALUE [FIELD VALUE...]\n"),
+        "{}",
+        stderr(&output)
+    );
+    // The top-level help says how to ask.
+    assert!(stdout(&meridian(dir.path(), &["--help"])).contains("`meridian help COMMAND`"));
     // clap's own help of a subcommand is unchanged, and an unknown name is
     // still refused.
     let output = meridian(dir.path(), &["help", "cluster"]);
@@ -203,8 +235,7 @@ fn a_data_commands_usage_is_shown_on_request() {
     );
     let output = meridian(dir.path(), &["help", "nosuch"]);
     assert_exit(&output, 2);
-    // Words after the name are no help request: `--help` must never
-    // become a key that is written or deleted.
+    // Words after the name are no help request, and no command either.
     let output = meridian(dir.path(), &["help", "del", "mykey"]);
     assert_exit(&output, 2);
     assert!(
@@ -212,19 +243,44 @@ fn a_data_commands_usage_is_shown_on_request() {
         "{}",
         stderr(&output)
     );
-    // Nor does -x turn `set --help` into a write of stdin.
-    let output = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["-x", "set", "--help"])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_exit(&output, 0);
-    assert!(
-        stdout(&output).starts_with("usage: meridian set KEY VALUE"),
-        "{}",
-        stdout(&output)
-    );
+}
+
+#[test]
+fn help_flags_after_a_data_commands_name_are_its_arguments() {
+    // Keys named -h or --help are keys: each command goes on to look for
+    // the cluster (there is none here) instead of printing its usage.
+    let dir = tempfile::tempdir().unwrap();
+    let no_cluster = "(error) no running cluster found in .meridian";
+    for args in [
+        &["del", "-h"][..],
+        &["get", "--help"],
+        &["ttl", "-h"],
+        &["type", "--help"],
+        &["incr", "--help"],
+        &["set", "--help", "v"],
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).starts_with(no_cluster),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output), "", "{args:?}");
+    }
+    // Nor is a last argument read from stdin ever a flag.
+    for (args, input) in [
+        (&["-x", "del"][..], &b"-h"[..]),
+        (&["-x", "set", "--help"], b""),
+    ] {
+        let output = meridian_with_stdin(dir.path(), args, input);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).starts_with(no_cluster),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]
@@ -662,6 +718,24 @@ mod against_a_cluster {
         x_reads_a_value_too_long_for_a_command_line_from_stdin(&lab);
         raw_prints_values_bare_and_one_item_per_line(&lab);
         a_keys_type_is_fixed_by_its_first_write(&lab);
+        keys_named_like_help_flags_are_keys(&lab);
+    }
+
+    /// `del -h` deletes the key `-h`, as `redis-cli del -h` does.
+    fn keys_named_like_help_flags_are_keys(lab: &Lab) {
+        assert_eq!(lab.ok(&["set", "-h", "dash"]), "OK\n");
+        assert_eq!(lab.ok(&["set", "--help", "dashes"]), "OK\n");
+        assert_eq!(lab.ok(&["get", "-h"]), "\"dash\"\n");
+        assert_eq!(lab.ok(&["type", "--help"]), "register\n");
+        assert_eq!(lab.ok(&["del", "-h"]), "(integer) 1\n");
+        let output = super::meridian_with_stdin(lab.dir.path(), &["-x", "del"], b"--help");
+        assert_eq!(
+            super::stdout(&output),
+            "(integer) 1\n",
+            "{}",
+            super::stderr(&output)
+        );
+        assert_eq!(lab.ok(&["exists", "-h", "--help"]), "(integer) 0\n");
     }
 
     /// As the README says next to `incr`: unlike Redis, a register holding

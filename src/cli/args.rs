@@ -7,6 +7,7 @@
 //! command line; it reads no file and starts nothing.
 
 use super::cluster::CLIENT_NAME;
+use super::command::CommandSpec;
 use crate::affinity::CpuList;
 use crate::topology::{ReadConsistency, WriteConsistency};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -32,20 +33,21 @@ pub struct Cli {
     pub command: Cmd,
 }
 
-/// `args` with a final `help NAME` turned into `NAME --help` when NAME is
-/// a data command; `None` otherwise. Only as the last two words: with more
-/// after it, `--help` would become a key (`help del k` must not delete).
-fn help_of_a_data_command(args: &[OsString]) -> Option<Vec<OsString>> {
+/// The data command NAME of a final `help NAME` in `args`, and `args`
+/// with NAME in place of `help NAME`; `None` when NAME is no data command.
+/// Only as the last two words: `help del k` is no help request (and no
+/// `del`).
+fn help_of_a_data_command(args: &[OsString]) -> Option<(&'static CommandSpec, Vec<OsString>)> {
     let [.., help, name] = args else {
         return None;
     };
-    if help != "help" || super::command::find(&name.to_string_lossy()).is_none() {
+    if help != "help" {
         return None;
     }
+    let spec = super::command::find(&name.to_string_lossy())?;
     let mut out = args[..args.len() - 2].to_vec();
     out.push(name.clone());
-    out.push("--help".into());
-    Some(out)
+    Some((spec, out))
 }
 
 impl Cli {
@@ -75,11 +77,13 @@ impl Cli {
         match Self::clap_command().try_get_matches_from(&args) {
             Ok(matches) => Cli::from_arg_matches(&matches),
             Err(e) => match help_of_a_data_command(&args) {
-                // `help set`: clap knows only its own subcommands; a data
-                // command's help is `set --help`.
-                Some(args) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+                // `help set`: clap knows only its own subcommands. The
+                // options before `help` parse as they would before `set`.
+                Some((spec, args)) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
                     let matches = Self::clap_command().try_get_matches_from(args)?;
-                    Cli::from_arg_matches(&matches)
+                    let mut cli = Cli::from_arg_matches(&matches)?;
+                    cli.command = Cmd::DataHelp(spec);
+                    Ok(cli)
                 }
                 _ => Err(e),
             },
@@ -350,6 +354,10 @@ pub enum Cmd {
     /// A data command (`get`, `set`...; see the list below)
     #[command(external_subcommand)]
     Data(Vec<OsString>),
+    /// `help NAME` of a data command: its usage. Not parsed by clap, so
+    /// that no word a data command is given can ask for help instead.
+    #[command(skip)]
+    DataHelp(&'static CommandSpec),
 }
 
 impl Cmd {
@@ -363,7 +371,7 @@ impl Cmd {
             Cmd::Status(_) => "status",
             Cmd::Reload { .. } => "reload",
             Cmd::Demo => "demo",
-            Cmd::Data(_) => "data",
+            Cmd::Data(_) | Cmd::DataHelp(_) => "data",
         }
     }
 
@@ -636,6 +644,33 @@ mod tests {
         };
         assert_eq!(words, ["set", "big"]);
         assert!(parse(&["-vx", "hset", "h", "f"]).global.last_from_stdin);
+    }
+
+    #[test]
+    fn help_and_a_data_commands_name_ask_for_its_usage() {
+        for args in [
+            &["help", "del"][..],
+            &["-v", "help", "DEL"],
+            &["-x", "help", "del"],
+        ] {
+            let Cmd::DataHelp(spec) = parse(args).command else {
+                panic!("{args:?} is no help request")
+            };
+            assert_eq!(spec.name, "del", "{args:?}");
+        }
+        assert!(parse(&["-x", "help", "del"]).global.last_from_stdin);
+        // After a data command's name, help flags are its arguments.
+        for args in [
+            &["del", "-h"][..],
+            &["get", "--help"],
+            &["del", "help", "k"],
+        ] {
+            let Cmd::Data(words) = parse(args).command else {
+                panic!("{args:?} is no data command")
+            };
+            assert_eq!(words, args, "{args:?}");
+        }
+        assert!(Cli::try_parse_args(["meridian", "help", "del", "k"]).is_err());
     }
 
     #[test]

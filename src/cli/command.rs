@@ -36,6 +36,12 @@ impl CommandSpec {
             format!("meridian {} {}", self.name, self.args)
         }
     }
+
+    /// What `meridian help <name>` prints: the usage line, then the
+    /// summary.
+    pub fn help(&self) -> String {
+        format!("usage: {}\n{}", self.usage(), self.summary)
+    }
 }
 
 const fn spec(name: &'static str, args: &'static str, summary: &'static str) -> CommandSpec {
@@ -152,6 +158,10 @@ pub fn help_text() -> String {
         text.push_str(&line);
         text.push('\n');
     }
+    text.push_str(
+        "\n`meridian help COMMAND` shows one command's usage. Every word after a command's name is\n\
+         the command's own, even one that looks like an option: `meridian del -h` deletes the key -h.\n",
+    );
     text
 }
 
@@ -206,12 +216,6 @@ pub enum UsageError {
         option: String,
         /// What is wrong with it.
         problem: &'static str,
-    },
-    /// The user asked for the command's usage (`meridian get --help`).
-    #[error("usage: {}\n{}", .spec.usage(), .spec.summary)]
-    HelpRequested {
-        /// The command.
-        spec: &'static CommandSpec,
     },
 }
 
@@ -317,12 +321,9 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<DataCommand, UsageError> {
     let spec = find(&name).ok_or_else(|| UsageError::UnknownCommand {
         name: name.clone().into_owned(),
     })?;
+    // Every word after the name is an argument, whatever it looks like:
+    // `del -h` deletes the key `-h` (`meridian help del` shows the usage).
     let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
-    if let [only] = args.as_slice() {
-        if *only == "--help" || *only == "-h" {
-            return Err(UsageError::HelpRequested { spec });
-        }
-    }
     Parser { spec, args: &args }.data_command()
 }
 
@@ -886,11 +887,41 @@ mod tests {
     }
 
     #[test]
-    fn help_as_the_only_argument_asks_for_the_usage() {
-        assert!(matches!(
-            err(&["hset", "--help"]),
-            UsageError::HelpRequested { spec } if spec.name == "hset"
-        ));
+    fn words_that_look_like_help_flags_are_keys_and_values() {
+        for flag in ["-h", "--help"] {
+            assert_eq!(ok(&["del", flag]), Command::Del { key: b(flag) });
+            assert_eq!(ok(&["get", flag]), Command::Get { key: b(flag) });
+            assert_eq!(ok(&["ttl", flag]), Command::Ttl { key: b(flag) });
+            assert_eq!(ok(&["type", flag]), Command::Type { key: b(flag) });
+            assert_eq!(
+                ok(&["incr", flag]),
+                Command::IncrBy {
+                    key: b(flag),
+                    by: 1
+                }
+            );
+            assert_eq!(
+                ok(&["set", "k", flag]),
+                Command::Set {
+                    key: b("k"),
+                    value: b(flag),
+                    ttl_ms: None
+                }
+            );
+        }
+        assert_eq!(all(&["ping", "--help"]).combine, Combine::Echo(b("--help")));
+    }
+
+    #[test]
+    fn a_commands_help_is_its_usage_and_summary() {
+        let hset = find("HSET").unwrap();
+        assert_eq!(
+            hset.help(),
+            format!(
+                "usage: meridian hset KEY FIELD VALUE [FIELD VALUE...]\n{}",
+                hset.summary
+            )
+        );
     }
 
     #[test]
