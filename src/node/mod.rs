@@ -1117,7 +1117,9 @@ impl Node {
                     self.reply(origin, response);
                 }
                 if finished {
-                    self.take_pending(op);
+                    if let Some(Pending::Write(w)) = self.take_pending(op) {
+                        self.release_if_unowned(&w.key);
+                    }
                 }
             }
             // Refused: the keys get hints (whole states) at the deadline.
@@ -1132,6 +1134,7 @@ impl Node {
                 };
                 if ok {
                     self.stats.hints_delivered += 1;
+                    self.release_if_unowned(&key);
                 } else {
                     self.add_hint(to, key);
                 }
@@ -1269,6 +1272,7 @@ impl Node {
             }
             self.hinted.remove(&(to, key.clone()));
             if !self.replicas(&key).contains(&to) {
+                self.release_if_unowned(&key);
                 continue; // no longer a replica (membership changed)
             }
             let Some(state) = self.keyspace.state(&key) else {

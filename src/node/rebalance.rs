@@ -16,9 +16,13 @@
 //! ring: quorum reads then ask the union of both preference lists and wait
 //! for all but `N − quorum` of them, so their replies hold a read quorum of
 //! each ring and see every write acknowledged under either. Only then does
-//! it drop the keys it no longer replicates. A sender that is down when the
-//! change happens leaves its keys to anti-entropy (digest comparison between
-//! replicas), which repairs them by the new ring.
+//! it drop the keys it no longer replicates (except those it still owes a
+//! replica a hint for, dropped once delivered). A departing node that is
+//! down cannot stream: once a node suspects it, it sends the keys of which
+//! it is the first old replica that stays, and stops waiting for the
+//! departed node. A sender that stays but is down when the change happens
+//! leaves its keys to anti-entropy (digest comparison between replicas),
+//! which repairs them by the new ring.
 //!
 //! No I/O and no clock here either: time comes in as `now_ms`.
 
@@ -116,6 +120,15 @@ pub(super) struct Rebalance {
     keys_dropped: u64,
     /// This node is not in the new topology: it hands its keys over and stops.
     leaving: bool,
+    /// Other nodes of the rings before the change that are not in the new
+    /// one: each streams the keys it was chosen to send, unless it is down.
+    departing: BTreeSet<ReplicaId>,
+    /// Departing nodes found down, whose keys this node's part of the
+    /// change now includes (see [`Node::take_over_from`]).
+    taken_over: BTreeSet<ReplicaId>,
+    /// Keys this node no longer replicates, kept past a change until the
+    /// replicas it owes them to have them (see [`Node::release_if_unowned`]).
+    pub(super) kept: std::collections::HashSet<Bytes>,
     /// A change is in progress (set until old keys are dropped).
     active: bool,
 }
@@ -260,12 +273,20 @@ impl Node {
         };
         let old_members = members(&old_placement);
         let new_members = members(&self.placement);
+        // The members of the ring before an unfinished change too: one of
+        // them may still be due to send keys (see below).
+        let unfinished_members = match self.rebalance.previous.as_ref() {
+            Some(p) if self.rebalance.active => members(p),
+            _ => BTreeSet::new(),
+        };
         // Heartbeats go to old and new members alike until the change
         // finishes: a leaving node that heard nobody would suspect its
-        // targets and stop streaming to them.
+        // targets and stop streaming to them, and a departing node that is
+        // down must be seen to be (its keys are then sent by others).
         self.detector.set_peers(
             new_members
                 .union(&old_members)
+                .chain(unfinished_members.iter())
                 .copied()
                 .filter(|r| *r != self.id),
             now_ms,
@@ -358,12 +379,19 @@ impl Node {
                 }
             }
         }
+        let before_members = members(&before);
+        let departing: BTreeSet<ReplicaId> = before_members
+            .union(&old_members)
+            .copied()
+            .filter(|r| *r != self.id && !new_members.contains(r))
+            .collect();
         // A leaving node waits for nobody: it only hands its keys over.
         let done_awaited: BTreeSet<ReplicaId> = if leaving {
             BTreeSet::new()
         } else {
-            old_members
-                .union(&new_members)
+            before_members
+                .union(&old_members)
+                .chain(new_members.iter())
                 .copied()
                 .filter(|r| *r != self.id)
                 .collect()
@@ -400,10 +428,106 @@ impl Node {
             done_due_ms: now_ms,
             keys_dropped: 0,
             leaving,
+            departing,
+            taken_over: BTreeSet::new(),
+            kept: std::mem::take(&mut self.rebalance.kept),
             active: true,
         };
+        self.take_over_from_departed(now_ms);
         self.pump_transfers(now_ms);
         Ok(())
+    }
+
+    /// Takes over the keys of every departing node that is down and has
+    /// not said it finished sending (see [`Node::take_over_from`]).
+    fn take_over_from_departed(&mut self, now_ms: u64) {
+        let r = &self.rebalance;
+        if !r.active || r.leaving {
+            return;
+        }
+        let down: Vec<ReplicaId> = r
+            .departing
+            .iter()
+            .copied()
+            .filter(|d| !r.taken_over.contains(d) && !r.done_heard.contains(d))
+            .filter(|d| !self.detector.alive(*d, now_ms))
+            .collect();
+        for dead in down {
+            self.take_over_from(dead);
+        }
+    }
+
+    /// A departing node that is down cannot stream the keys it was chosen
+    /// to send: for each of them, the first replica of the key's old
+    /// preference list that stays a member sends it instead, from its own
+    /// copy (which holds every write acknowledged by a quorum that
+    /// included it; writes it missed reach the new owners by hints and
+    /// anti-entropy). The departed node is no longer waited for. Should it
+    /// be alive after all, its keys are sent twice, which merging absorbs.
+    fn take_over_from(&mut self, dead: ReplicaId) {
+        self.rebalance.taken_over.insert(dead);
+        self.rebalance.done_awaited.remove(&dead);
+        let region = self.region.as_str();
+        let me = self.id;
+        let (Some(old_ring), Some(new_ring)) = (
+            self.rebalance
+                .previous
+                .as_ref()
+                .and_then(|p| p.ring(region)),
+            self.placement.ring(region),
+        ) else {
+            return;
+        };
+        let new_members: BTreeSet<ReplicaId> = new_ring.nodes().iter().copied().collect();
+        let queued: BTreeSet<(ReplicaId, Bytes)> = self
+            .rebalance
+            .queues
+            .iter()
+            .flat_map(|(to, q)| q.iter().map(move |(k, _)| (*to, k.clone())))
+            .collect();
+        let mut added: Vec<(ReplicaId, Bytes, u64)> = Vec::new();
+        self.keyspace.for_each_in_range(0..=u64::MAX, |key, state| {
+            let old = old_ring.preference_list(key);
+            let new = new_ring.preference_list(key);
+            if new.iter().all(|r| old.contains(r)) {
+                return;
+            }
+            let sender = old
+                .iter()
+                .copied()
+                .find(|r| !new_members.contains(r))
+                .or(old.first().copied());
+            if sender != Some(dead) {
+                return;
+            }
+            let substitute = old.iter().copied().find(|r| new_members.contains(r));
+            if substitute != Some(me) {
+                return;
+            }
+            let mut bytes = None;
+            for to in new.iter().copied().filter(|r| !old.contains(r) && *r != me) {
+                if queued.contains(&(to, Bytes::from(key))) {
+                    continue;
+                }
+                let bytes = *bytes.get_or_insert_with(|| crdt_types::encode(state).len() as u64);
+                added.push((to, Bytes::from(key), bytes));
+            }
+        });
+        tracing::info!(
+            node = %self.id,
+            departed = %dead,
+            keys = added.len(),
+            "a departing node is down; sending its keys instead"
+        );
+        for (to, key, bytes) in added {
+            self.rebalance
+                .queues
+                .entry(to)
+                .or_default()
+                .push_back((key, bytes));
+            self.rebalance.keys_total += 1;
+            self.rebalance.bytes_total += bytes;
+        }
     }
 
     /// Progress of the current (or last) membership change.
@@ -499,6 +623,7 @@ impl Node {
                 }
             }
         }
+        self.take_over_from_departed(now_ms);
         self.pump_transfers(now_ms);
         if now_ms >= self.rebalance.done_due_ms {
             self.rebalance.done_due_ms = now_ms + DONE_REPEAT_MS;
@@ -695,8 +820,15 @@ impl Node {
             // keeps that writer from minting their dots again.
             gone.clear();
         }
-        // Keys held for a replica that was down stay until handed back.
+        // Keys held for a replica that was down stay until handed back, and
+        // keys a replica still has to be handed stay until it has them (a
+        // hint is sent from the key's state here): see
+        // [`Node::release_if_unowned`].
+        let owed = self.keys_owed();
         gone.retain(|key| !self.is_guest(key));
+        let (owed, gone): (Vec<Bytes>, Vec<Bytes>) =
+            gone.into_iter().partition(|key| owed.contains(key));
+        self.rebalance.kept.extend(owed);
         for key in &gone {
             self.keyspace.forget(key);
         }
@@ -716,6 +848,43 @@ impl Node {
         }
         self.rebalance.keys_dropped = gone.len() as u64;
         tracing::info!(node = %self.id, keys_dropped = gone.len(), "rebalance finished");
+    }
+
+    /// Keys some replica has yet to be handed from this node: hints,
+    /// handoffs in flight, writes still waiting for an acknowledgement.
+    fn keys_owed(&self) -> std::collections::HashSet<Bytes> {
+        self.hinted
+            .iter()
+            .map(|(_, k)| k.clone())
+            .chain(self.handoffs.keys().map(|(_, k)| k.clone()))
+            .chain(self.pending.values().filter_map(|p| match p {
+                super::Pending::Write(w) if !w.waiting.is_empty() => Some(w.key.clone()),
+                _ => None,
+            }))
+            .collect()
+    }
+
+    /// Forgets `key` once this node neither replicates it nor owes it to a
+    /// replica any more (a key kept past a rebalance for its hints).
+    pub(super) fn release_if_unowned(&mut self, key: &Bytes) {
+        if self.rebalance.kept.is_empty()
+            || self.rebalance.active
+            || !self.rebalance.kept.contains(key)
+        {
+            return;
+        }
+        let owed = self.hinted.iter().any(|(_, k)| k == key)
+            || self.handoffs.keys().any(|(_, k)| k == key)
+            || self.pending.values().any(
+                |p| matches!(p, super::Pending::Write(w) if !w.waiting.is_empty() && w.key == *key),
+            );
+        if owed {
+            return;
+        }
+        self.rebalance.kept.remove(key);
+        if !self.replicas(key).contains(&self.id) && !self.is_guest(key) {
+            self.keyspace.forget(key);
+        }
     }
 }
 
