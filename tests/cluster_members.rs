@@ -267,3 +267,36 @@ fn a_removed_node_added_again_under_its_old_id_gets_its_keys() {
         }
     });
 }
+
+#[test]
+fn a_node_removed_while_down_has_its_keys_sent_by_the_others() {
+    let lab = Lab::start(|| topology(&["east"], &[]));
+    let runtime = runtime();
+    let added = lab.ok(&["cluster", "add-node", "east", "--timeout", "60"]);
+    assert!(added.contains("rebalance complete"), "{added}");
+    write_keys(&runtime, &lab, "k", 300);
+    lab.ok(&["cluster", "kill", "east-4"]);
+    // Long enough for the others to suspect it.
+    std::thread::sleep(Duration::from_secs(3));
+    let removed = lab.ok(&["cluster", "remove-node", "east-4", "--timeout", "60"]);
+    assert!(removed.contains("rebalance complete"), "{removed}");
+    assert!(removed.contains("stopped east-4"), "{removed}");
+    // Three nodes, N = 3: each holds every key, including those east-4
+    // was to send, without waiting for anti-entropy.
+    runtime.block_on(async {
+        let c = client(&lab).await.with_read(ReadConsistency::One);
+        for node in ["east-1", "east-2", "east-3"] {
+            let mut missing = 0;
+            for i in 0..300 {
+                let command = Command::Get {
+                    key: format!("k-{i}").as_str().into(),
+                };
+                let answer = c.execute_on(node, command).await.unwrap();
+                if answer.reply != Reply::Value(format!("v{i}").as_str().into()) {
+                    missing += 1;
+                }
+            }
+            assert_eq!(missing, 0, "{node} lacks keys after the removal");
+        }
+    });
+}

@@ -20,6 +20,7 @@
 //! once it stopped).
 
 use super::file::ClusterFile;
+use super::process;
 use super::supervisor::CLIENT_NAME;
 use super::ClusterError;
 use crate::client::{Client, ClientOptions};
@@ -343,6 +344,7 @@ pub async fn add_node(
     out: &mut dyn std::io::Write,
 ) -> Result<Moved, ClusterError> {
     let file = ClusterFile::load(state_dir)?;
+    supervisor_runs(state_dir, &file)?;
     let topology = Topology::load(&file.topology)?;
     let id = match id {
         Some(id) => id.to_owned(),
@@ -367,10 +369,43 @@ pub async fn add_node(
         if let Ok(Ok(_)) = answered {
             break;
         }
-        if Instant::now() >= deadline {
+        // A node that exited (or a supervisor that is gone) will not serve:
+        // the change is undone at once rather than at the deadline.
+        let exited = ClusterFile::load(state_dir)
+            .ok()
+            .and_then(|f| f.node(&id).and_then(|n| n.exit.clone()));
+        let failure = if let Some(how) = exited {
+            Some(format!("node {id} {how} before it served"))
+        } else if !process::is_alive(file.supervisor_pid) {
+            Some(format!(
+                "the supervisor (pid {}) stopped before {id} served",
+                file.supervisor_pid
+            ))
+        } else if Instant::now() >= deadline {
+            Some(format!(
+                "node {id} did not serve within {START_TIMEOUT_MS} ms"
+            ))
+        } else {
+            None
+        };
+        if let Some(failure) = failure {
+            // Nobody took the new topology yet: the file goes back to the
+            // old membership, under a newer version than the one written.
+            save_as(
+                &topology,
+                Path::new(topology.origin()),
+                next_version(new.version())?,
+            )?;
+            if process::is_alive(file.supervisor_pid) {
+                stop_and_wait(state_dir, &id).await?;
+            }
+            let log = ClusterFile::load(state_dir)
+                .ok()
+                .and_then(|f| f.node(&id).map(|n| n.log.clone()))
+                .unwrap_or_else(|| state_dir.join("logs"));
             return Err(ClusterError::Membership(format!(
-                "node {id} did not serve within {START_TIMEOUT_MS} ms; see its log in {}",
-                state_dir.join("logs").display()
+                "{failure}; {id} is not added (see its log, {})",
+                log.display()
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -398,6 +433,7 @@ pub async fn remove_node(
     out: &mut dyn std::io::Write,
 ) -> Result<Moved, ClusterError> {
     let file = ClusterFile::load(state_dir)?;
+    supervisor_runs(state_dir, &file)?;
     let topology = Topology::load(&file.topology)?;
     let new = without_node(&topology, id)?;
     let region = topology
@@ -411,6 +447,19 @@ pub async fn remove_node(
         let _ = writeln!(out, "warning: reload failed on {failure}");
     }
     let (keys, bytes) = watch(&client, &new, &region, &[id], timeout, out).await?;
+    stop_and_wait(state_dir, id).await?;
+    let _ = writeln!(out, "stopped {id}");
+    Ok(Moved {
+        node: id.to_owned(),
+        keys,
+        bytes,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Asks the supervisor to stop node `id` and waits until it has (the node
+/// leaves the cluster file).
+async fn stop_and_wait(state_dir: &Path, id: &str) -> Result<(), ClusterError> {
     put_request(state_dir, &Request::Stop(id.to_owned()))?;
     let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
     while ClusterFile::load(state_dir)?
@@ -425,13 +474,20 @@ pub async fn remove_node(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = writeln!(out, "stopped {id}");
-    Ok(Moved {
-        node: id.to_owned(),
-        keys,
-        bytes,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+    Ok(())
+}
+
+/// Refuses a membership change when the `cluster up` process that would
+/// start or stop the node is gone.
+fn supervisor_runs(state_dir: &Path, file: &ClusterFile) -> Result<(), ClusterError> {
+    if process::is_alive(file.supervisor_pid) {
+        return Ok(());
+    }
+    Err(ClusterError::Membership(format!(
+        "the supervisor of the cluster in {} (pid {}) is not running; `cluster down` clears its state",
+        state_dir.display(),
+        file.supervisor_pid
+    )))
 }
 
 /// One line of the progress display.
@@ -522,9 +578,12 @@ async fn watch(
             let _ = out.flush();
             last = block;
         }
-        let done = statuses
-            .iter()
-            .all(|s| s.as_ref().is_some_and(|s| s.epoch == epoch && s.finished));
+        // A leaving node that does not answer is down: the others send the
+        // keys it was to send, and nobody waits for it.
+        let done = ids.iter().zip(&statuses).all(|(id, s)| match s {
+            Some(s) => s.epoch == epoch && s.finished,
+            None => leaving.contains(&id.as_str()),
+        });
         if done {
             let _ = writeln!(
                 out,
