@@ -613,12 +613,18 @@ impl Parser<'_> {
 pub const TTL_MS_MAX: u64 = i64::MAX as u64;
 
 /// An integer written as Redis writes them: an optional `-` and decimal
-/// digits, nothing else (no `+`, no spaces). Values beyond `i128` saturate,
-/// so callers report them as out of range rather than as not numbers.
+/// digits, nothing else (no `+`, no spaces, no leading zero, no `-0`; `0`
+/// itself is written `0`). Values beyond `i128` saturate, so callers
+/// report them as out of range rather than as not numbers.
 fn integer(arg: &OsStr) -> Option<i128> {
     let text = arg.to_str()?;
+    if text == "0" {
+        return Some(0);
+    }
     let digits = text.strip_prefix('-').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !digits.starts_with(|c: char| matches!(c, '1'..='9'))
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     Some(text.parse::<i128>().unwrap_or(if text.starts_with('-') {
@@ -814,12 +820,50 @@ mod tests {
             UsageError::BadNumber { .. }
         ));
         // Integers are written as Redis writes them.
-        for n in ["+5", " 5", "5 ", "0x10", "1e3", "-", ""] {
+        for n in [
+            "+5", " 5", "5 ", "0x10", "1e3", "-", "", "007", "-0", "00", "-007", "0.0",
+        ] {
             assert!(
                 matches!(err(&["incrby", "c", n]), UsageError::BadNumber { .. }),
                 "{n:?}"
             );
         }
+        assert_eq!(
+            err(&["incrby", "c", "007"]).to_string(),
+            "N must be an integer in the 64-bit signed range, not '007'\n\
+             usage: meridian incrby KEY N"
+        );
+        assert_eq!(
+            ok(&["incrby", "c", "0"]),
+            Command::IncrBy { key: b("c"), by: 0 }
+        );
+        assert_eq!(
+            ok(&["incrby", "c", "-10"]),
+            Command::IncrBy {
+                key: b("c"),
+                by: -10
+            }
+        );
+    }
+
+    #[test]
+    fn times_with_leading_zeros_or_minus_zero_are_no_integers() {
+        for words in [
+            &["expire", "k", "010"][..],
+            &["expire", "k", "-0"],
+            &["set", "k", "v", "EX", "007"],
+            &["set", "k", "v", "--px", "0100"],
+            &["set", "k", "v", "ex", "-0"],
+        ] {
+            let e = err(words);
+            assert!(matches!(e, UsageError::BadNumber { .. }), "{words:?}: {e}");
+            assert!(
+                e.to_string()
+                    .contains("must be an integer in the 64-bit signed range, not '"),
+                "{words:?}: {e}"
+            );
+        }
+        assert_eq!(ok(&["expire", "k", "0"]), Command::Del { key: b("k") });
     }
 
     #[test]
