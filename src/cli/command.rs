@@ -494,16 +494,19 @@ impl Parser<'_> {
             let Some((value, tail)) = tail.split_first() else {
                 return Err(self.wrong_arity());
             };
-            match self.ttl_ms(value, what, scale)? {
-                Some(ms) => ttl_ms = Some(ms),
-                None => {
-                    return Err(self.bad_expire_time(format!(
-                        "{} {} is not a positive time",
-                        option.to_string_lossy(),
-                        value.to_string_lossy()
-                    )))
-                }
+            // Unlike expire, set takes no time in the past (Redis: "invalid
+            // expire time"), however far back.
+            let not_positive = || {
+                self.bad_expire_time(format!(
+                    "{} {} is not a positive time",
+                    option.to_string_lossy(),
+                    value.to_string_lossy()
+                ))
+            };
+            if integer(value).is_some_and(|n| (i128::from(i64::MIN)..=0).contains(&n)) {
+                return Err(not_positive());
             }
+            ttl_ms = Some(self.ttl_ms(value, what, scale)?.ok_or_else(not_positive)?);
             rest = tail;
         }
         Ok(Command::Set {
@@ -555,7 +558,7 @@ impl Parser<'_> {
 
     /// A time to live of `arg` units of `scale_ms`, in milliseconds; `None`
     /// for a time that is zero or negative. Refuses times beyond
-    /// [`TTL_MS_MAX`] (Redis: "invalid expire time").
+    /// [`TTL_MS_MAX`] either way (Redis: "invalid expire time").
     fn ttl_ms(
         &self,
         arg: &OsStr,
@@ -563,8 +566,7 @@ impl Parser<'_> {
         scale_ms: u64,
     ) -> Result<Option<u64>, UsageError> {
         // Like Redis, a negative time below the 64-bit signed range is not
-        // an integer at all (rather than a time that deletes the key); a
-        // positive one is too far ahead, below.
+        // an integer at all; a positive one above it is too far ahead.
         let units = integer(arg)
             .filter(|n| *n >= i128::from(i64::MIN))
             .ok_or_else(|| UsageError::BadNumber {
@@ -573,18 +575,25 @@ impl Parser<'_> {
                 expected: "an integer in the 64-bit signed range",
                 value: arg.to_string_lossy().into_owned(),
             })?;
-        if units <= 0 {
-            return Ok(None);
-        }
         let max_units = TTL_MS_MAX / scale_ms;
-        match u64::try_from(units) {
-            Ok(units) if units <= max_units => Ok(Some(units * scale_ms)),
-            _ => Err(self.bad_expire_time(format!(
-                "{} {} is too far ahead (at most {max_units})",
+        let too_far = |direction: &str, bound: String| {
+            self.bad_expire_time(format!(
+                "{} {} is too far {direction} (at {bound})",
                 arg.to_string_lossy(),
                 what.to_ascii_lowercase()
-            ))),
+            ))
+        };
+        if units > i128::from(max_units) {
+            return Err(too_far("ahead", format!("most {max_units}")));
         }
+        if units < -i128::from(max_units) {
+            return Err(too_far("back", format!("least -{max_units}")));
+        }
+        // In range, so it fits: the product is at most TTL_MS_MAX.
+        Ok(u64::try_from(units)
+            .ok()
+            .filter(|units| *units > 0)
+            .map(|units| units * scale_ms))
     }
 
     fn bad_expire_time(&self, detail: String) -> UsageError {
@@ -607,10 +616,12 @@ impl Parser<'_> {
     }
 }
 
-/// The longest time to live a command accepts, in milliseconds: Redis's
-/// limit (a 64-bit signed number of milliseconds), so that no deadline is
-/// ever clamped.
-pub const TTL_MS_MAX: u64 = i64::MAX as u64;
+/// The longest time to live a command accepts, in milliseconds, and the
+/// furthest in the past `expire` takes: the most whole seconds a 64-bit
+/// signed number of milliseconds holds (Redis's limit for `EXPIRE` in
+/// seconds). `EX`, `PX` and `expire` share it, so no deadline is ever
+/// clamped and `ttl` never reports a time that `expire` would refuse.
+pub const TTL_MS_MAX: u64 = i64::MAX as u64 / 1000 * 1000;
 
 /// An integer written as Redis writes them: an optional `-` and decimal
 /// digits, nothing else (no `+`, no spaces, no leading zero, no `-0`; `0`
@@ -752,6 +763,8 @@ mod tests {
             ("--ex", "18446744073709551"),
             ("EX", "9223372036854776"),
             ("--px", "9223372036854775808"),
+            ("--px", "9223372036854775807"),
+            ("PX", "9223372036854775001"),
             ("px", "18446744073709551615"),
             ("--ex", "99999999999999999999999999999999999999999999"),
         ] {
@@ -769,14 +782,33 @@ mod tests {
                 ttl_ms: Some(9_223_372_036_854_775_000)
             }
         );
+        // One limit, in seconds or in milliseconds.
+        assert_eq!(TTL_MS_MAX, 9_223_372_036_854_775_000);
         assert_eq!(
-            ok(&["set", "k", "v", "--px", "9223372036854775807"]),
+            ok(&["set", "k", "v", "--px", "9223372036854775000"]),
             Command::Set {
                 key: b("k"),
                 value: b("v"),
                 ttl_ms: Some(TTL_MS_MAX)
             }
         );
+        assert_eq!(
+            err(&["set", "k", "v", "PX", "9223372036854775807"]).to_string(),
+            "invalid expire time in 'set': 9223372036854775807 ms is too far ahead \
+             (at most 9223372036854775000)\n\
+             usage: meridian set KEY VALUE [--ex SECONDS | --px MS]"
+        );
+        // However far back, a time that is not ahead is refused as such.
+        for value in ["-1", "-9223372036854775808"] {
+            assert!(
+                err(&["set", "k", "v", "EX", value])
+                    .to_string()
+                    .starts_with(&format!(
+                        "invalid expire time in 'set': EX {value} is not a positive time"
+                    )),
+                "{value}"
+            );
+        }
         assert!(matches!(
             err(&["set", "k", "v", "--ex"]),
             UsageError::WrongArity { .. }
@@ -1140,7 +1172,7 @@ mod tests {
 
     #[test]
     fn expire_in_zero_or_fewer_seconds_deletes_the_key() {
-        for seconds in ["0", "-5", "-9223372036854775808"] {
+        for seconds in ["0", "-5", "-9223372036854775"] {
             assert_eq!(
                 ok(&["expire", "k", seconds]),
                 Command::Del { key: b("k") },
@@ -1156,6 +1188,49 @@ mod tests {
                 "{seconds}"
             );
         }
+    }
+
+    #[test]
+    fn expire_refuses_times_too_far_back_as_redis_does() {
+        // Redis: below LLONG_MIN / 1000 seconds is an invalid expire time.
+        for seconds in [
+            "-9223372036854775808",
+            "-9223372036854775806",
+            "-9223372036854776",
+        ] {
+            assert_eq!(
+                err(&["expire", "k", seconds]).to_string(),
+                format!(
+                    "invalid expire time in 'expire': {seconds} seconds is too far back \
+                     (at least -9223372036854775)\n\
+                     usage: meridian expire KEY SECONDS"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_ttl_set_in_milliseconds_is_one_expire_takes_in_seconds() {
+        // The longest PX, read back by ttl (rounded to whole seconds), is
+        // the longest expire.
+        let Command::Set {
+            ttl_ms: Some(longest),
+            ..
+        } = ok(&["set", "k", "v", "PX", &TTL_MS_MAX.to_string()])
+        else {
+            panic!("no ttl")
+        };
+        let seconds = crate::cli::format::ttl_seconds(crate::keyspace::Ttl::Ms(longest));
+        assert_eq!(
+            ok(&["expire", "k", &seconds.to_string()]),
+            Command::Expire {
+                key: b("k"),
+                ttl_ms: longest
+            }
+        );
+        assert!(err(&["expire", "k", &(seconds + 1).to_string()])
+            .to_string()
+            .contains("too far ahead"));
     }
 
     #[test]
