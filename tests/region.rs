@@ -1376,6 +1376,37 @@ async fn client_certificate_not_signed_by_the_cluster_ca_is_refused() {
             Ok(_) => panic!("a client with a foreign certificate was built"),
         }
 
+        // A certificate directory of another cluster altogether (its CA and
+        // a client certificate it issued): this client refuses the node's
+        // certificate, and says so rather than blaming the node.
+        let other_dir = TempDir::new().unwrap();
+        let other = CertStore::new(other_dir.path());
+        std::fs::write(other.ca_cert_path(), rogue_ca.certificate().pem()).unwrap();
+        std::fs::write(other.cert_path(&peer), rogue.cert_pem()).unwrap();
+        std::fs::write(other.key_path(&peer), rogue.key_pem()).unwrap();
+        let mut opts = region.options();
+        opts.cert_dir = other_dir.path().to_owned();
+        let refused = match Client::connect(opts).await {
+            Ok(client) => client.ping().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match refused {
+            Err(ClientError::Tls(message)) => assert!(
+                message.contains("this client refused the certificate of"),
+                "{message}"
+            ),
+            other => panic!("expected a TLS error, got {other:?}"),
+        }
+        // So do seeds: every one refused, which is a TLS error to fix.
+        let seed = region.topology.node(&node).unwrap().client_addr;
+        match Client::connect_seeds(&[seed], "lab", other_dir.path()).await {
+            Err(ClientError::Tls(message)) => assert!(
+                message.contains("this client refused the certificate of"),
+                "{message}"
+            ),
+            other => panic!("expected a TLS error from the seeds, got {other:?}"),
+        }
+
         // The node still serves clients of its own CA.
         region.client().await.ping().await.unwrap();
     })

@@ -219,6 +219,13 @@ impl Drop for NodeConnection {
 /// The error a caller sees for a lost or refused connection.
 fn connection_error(addr: std::net::SocketAddr, e: &quinn::ConnectionError) -> ClientError {
     if let Some(alert) = tls_alert(e) {
+        if let quinn::ConnectionError::TransportError(local) = e {
+            // Raised here: this client refused the node's certificate.
+            return ClientError::Tls(format!(
+                "this client refused the certificate of {addr} ({}): is the CA in the client's certificate directory this cluster's?",
+                local.reason
+            ));
+        }
         // A node's peer endpoint admits only nodes.
         let hint = if alert == rustls::AlertDescription::AccessDenied {
             " (is this a node's peer address? clients use its client address)"

@@ -628,8 +628,9 @@ pub async fn fetch_topology(
                 }
             }
             // Connection errors already name the address.
-            (Err(ClientError::Connect(why) | ClientError::Tls(why)), _) => failures.push((i, why)),
-            (Err(e), _) => failures.push((i, format!("{seed}: {e}"))),
+            (Err(ClientError::Connect(why)), _) => failures.push((i, why, false)),
+            (Err(ClientError::Tls(why)), _) => failures.push((i, why, true)),
+            (Err(e), _) => failures.push((i, format!("{seed}: {e}"), false)),
         }
     }
     attempts.abort_all();
@@ -637,12 +638,20 @@ pub async fn fetch_topology(
     if let Some(topology) = newest {
         return Ok(topology);
     }
-    failures.sort_by_key(|(i, _)| *i);
-    let failures: Vec<String> = failures.into_iter().map(|(_, why)| why).collect();
-    Err(ClientError::Unavailable(format!(
+    failures.sort_by_key(|(i, _, _)| *i);
+    // Certificates that every seed refused, or that refused every seed,
+    // are a TLS problem to fix, not an outage to wait out.
+    let all_tls = !failures.is_empty() && failures.iter().all(|(_, _, tls)| *tls);
+    let failures: Vec<String> = failures.into_iter().map(|(_, why, _)| why).collect();
+    let why = format!(
         "no seed answered with the topology ({})",
         failures.join("; ")
-    )))
+    );
+    Err(if all_tls {
+        ClientError::Tls(why)
+    } else {
+        ClientError::Unavailable(why)
+    })
 }
 
 /// Asks `seed` for the topology it runs.

@@ -486,7 +486,15 @@ impl Link {
             tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting)
                 .await
                 .map_err(|_| format!("no handshake within {CONNECT_TIMEOUT_MS} ms"))?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match crate::tls::tls_alert(&e) {
+                    // A certificate problem needs an operator; a peer that
+                    // is down only needs time.
+                    Some(alert) => {
+                        tracing::warn!(peer = %self.peer.id, ?alert, error = %e, "TLS handshake with a peer failed: are both certificates from this cluster's CA?");
+                        e.to_string()
+                    }
+                    None => e.to_string(),
+                })?;
         let mut send = connection.open_uni().await.map_err(|e| e.to_string())?;
         send.write_all(&preamble())
             .await
