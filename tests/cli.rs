@@ -808,7 +808,9 @@ mod against_a_cluster {
         assert_eq!(lab.ok(&["--raw", "ttl", "rn"]), "-1\n");
         assert_eq!(lab.ok(&["--raw", "sadd", "rs", "x"]), "1\n");
         assert_eq!(lab.ok(&["--raw", "smembers", "rs"]), "x\n");
-        assert_eq!(lab.ok(&["--raw", "smembers", "no-set"]), "");
+        // An empty list is an empty line, as in `redis-cli --raw`.
+        assert_eq!(lab.ok(&["--raw", "smembers", "no-set"]), "\n");
+        assert_eq!(lab.ok(&["--raw", "hgetall", "no-map"]), "\n");
         assert_eq!(lab.ok(&["hset", "rh", "f", "v"]), "(integer) 1\n");
         assert_eq!(lab.ok(&["hincrby", "rh", "n", "3"]), "(integer) 3\n");
         let fields = lab.ok(&["--raw", "hgetall", "rh"]);

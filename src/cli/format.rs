@@ -38,12 +38,12 @@ pub fn answer(command: &Command, answer: &Answer, verbose: bool) -> String {
     text
 }
 
-/// The bytes of `answer` as `redis-cli --raw` prints them, each line ending
-/// in `\n`: values as stored (no quotes, no escapes), integers as bare
-/// numbers, a missing value as an empty line, one item per line for a list
-/// (a map's fields and values alternate, nested values flattened), nothing
-/// for an empty list. With `verbose`, a write's acknowledgements follow on
-/// their own line.
+/// The bytes of `answer` as `redis-cli --raw` prints them: values as
+/// stored (no quotes, no escapes), integers as bare numbers, a missing
+/// value as an empty line, one item per line for a list (a map's fields
+/// and values alternate, nested values flattened), and then a newline, so
+/// that an empty list, like a missing value, is an empty line. With
+/// `verbose`, a write's acknowledgements follow on their own line.
 ///
 /// ```
 /// use meridian::cli::format::raw_answer;
@@ -52,12 +52,15 @@ pub fn answer(command: &Command, answer: &Answer, verbose: bool) -> String {
 /// let get = Command::Get { key: "k".into() };
 /// let value = Answer { reply: Reply::Value("a\"b\n".into()), replicas_acked: 1, replicas_needed: 1 };
 /// assert_eq!(raw_answer(&get, &value, false), b"a\"b\n\n");
-/// let nil = Answer { reply: Reply::Nil, ..value };
+/// let nil = Answer { reply: Reply::Nil, ..value.clone() };
 /// assert_eq!(raw_answer(&get, &nil, false), b"\n");
+/// let none = Answer { reply: Reply::Values(vec![]), ..value };
+/// assert_eq!(raw_answer(&get, &none, false), b"\n");
 /// ```
 pub fn raw_answer(command: &Command, answer: &Answer, verbose: bool) -> Vec<u8> {
     let mut out = Vec::new();
     raw_reply(&answer.reply, &mut out);
+    out.push(b'\n');
     if verbose && command.is_write() {
         out.extend_from_slice(acks(answer).as_bytes());
         out.push(b'\n');
@@ -65,45 +68,53 @@ pub fn raw_answer(command: &Command, answer: &Answer, verbose: bool) -> Vec<u8> 
     out
 }
 
-/// Appends `bytes` and a newline.
-fn raw_line(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(bytes);
-    out.push(b'\n');
+/// Appends each item of `items` as `item` writes it, with a newline
+/// between two items (none after the last), as redis-cli joins the
+/// elements of an array: an empty list writes nothing, and one nested in
+/// another leaves an empty line.
+fn raw_items<T>(items: &[T], out: &mut Vec<u8>, mut item: impl FnMut(&T, &mut Vec<u8>)) {
+    for (i, one) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        item(one, out);
+    }
 }
 
+/// Appends the reply's text, without a final newline.
 fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
-    let mut line = |bytes: &[u8]| raw_line(out, bytes);
     match reply {
-        Reply::Ok => line(b"OK"),
-        Reply::Pong => line(b"PONG"),
-        Reply::Nil | Reply::Field(None) => line(b""),
-        Reply::Int(n) => line(n.to_string().as_bytes()),
-        Reply::Bool(b) => line(if *b { b"1" } else { b"0" }),
-        Reply::Value(value) => line(value),
-        Reply::Values(values) => values.iter().for_each(|v| line(v)),
+        Reply::Ok => out.extend_from_slice(b"OK"),
+        Reply::Pong => out.extend_from_slice(b"PONG"),
+        Reply::Nil | Reply::Field(None) => {}
+        Reply::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Reply::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
+        Reply::Value(value) => out.extend_from_slice(value),
+        Reply::Values(values) => raw_items(values, out, |v, out| out.extend_from_slice(v)),
         Reply::Fields(fields) => raw_fields(fields, out),
         Reply::Field(Some(value)) => raw_field_value(value, out),
-        Reply::Type(Some(kind)) => line(kind.name().as_bytes()),
-        Reply::Type(None) => line(b"none"),
-        Reply::Ttl(ttl) => line(ttl_seconds(*ttl).to_string().as_bytes()),
-        Reply::Status(status) => line(node_status(status).as_bytes()),
+        Reply::Type(Some(kind)) => out.extend_from_slice(kind.name().as_bytes()),
+        Reply::Type(None) => out.extend_from_slice(b"none"),
+        Reply::Ttl(ttl) => out.extend_from_slice(ttl_seconds(*ttl).to_string().as_bytes()),
+        Reply::Status(status) => out.extend_from_slice(node_status(status).as_bytes()),
     }
 }
 
+/// A map's fields and values, alternating, as one list.
 fn raw_fields(fields: &[(crdt_types::Bytes, FieldValue)], out: &mut Vec<u8>) {
-    for (field, value) in fields {
-        raw_line(out, field);
+    raw_items(fields, out, |(field, value), out| {
+        out.extend_from_slice(field);
+        out.push(b'\n');
         raw_field_value(value, out);
-    }
+    });
 }
 
 fn raw_field_value(value: &FieldValue, out: &mut Vec<u8>) {
-    let mut line = |bytes: &[u8]| raw_line(out, bytes);
     match value {
-        FieldValue::Register(bytes) => line(bytes),
-        FieldValue::Counter(n) => line(n.to_string().as_bytes()),
+        FieldValue::Register(bytes) => out.extend_from_slice(bytes),
+        FieldValue::Counter(n) => out.extend_from_slice(n.to_string().as_bytes()),
         FieldValue::Set(members) | FieldValue::MvRegister(members) => {
-            members.iter().for_each(|m| line(m))
+            raw_items(members, out, |m, out| out.extend_from_slice(m))
         }
         FieldValue::Map(fields) => raw_fields(fields, out),
     }
@@ -470,6 +481,40 @@ mod tests {
         assert_eq!(reply(&Reply::Type(Some(Kind::Counter))), "counter");
         assert_eq!(reply(&Reply::Type(Some(Kind::MvRegister))), "mvregister");
         assert_eq!(reply(&Reply::Type(None)), "none");
+    }
+
+    fn raw(reply: Reply) -> String {
+        let get = Command::Get { key: b("k") };
+        String::from_utf8(raw_answer(&get, &read(reply), false)).unwrap()
+    }
+
+    /// What `redis-cli --raw` prints for the same reply.
+    #[test]
+    fn raw_replies_print_like_redis_cli_raw() {
+        assert_eq!(raw(Reply::Ok), "OK\n");
+        assert_eq!(raw(Reply::Nil), "\n");
+        assert_eq!(raw(Reply::Int(-7)), "-7\n");
+        assert_eq!(raw(Reply::Bool(true)), "1\n");
+        assert_eq!(raw(Reply::Value(b("a b"))), "a b\n");
+        assert_eq!(raw(Reply::Values(vec![b("a"), b("b")])), "a\nb\n");
+        assert_eq!(raw(Reply::Type(None)), "none\n");
+        // An empty list is an empty line (`redis-cli --raw smembers nosuch`).
+        assert_eq!(raw(Reply::Values(vec![])), "\n");
+        assert_eq!(raw(Reply::Fields(vec![])), "\n");
+        assert_eq!(raw(Reply::Field(Some(FieldValue::Set(vec![])))), "\n");
+    }
+
+    #[test]
+    fn raw_nested_lists_are_flattened_and_an_empty_one_leaves_an_empty_line() {
+        let fields = vec![
+            (b("tags"), FieldValue::Set(vec![b("red"), b("blue")])),
+            (b("empty"), FieldValue::Map(vec![])),
+            (b("n"), FieldValue::Counter(3)),
+        ];
+        assert_eq!(
+            raw(Reply::Fields(fields)),
+            "tags\nred\nblue\nempty\n\nn\n3\n"
+        );
     }
 
     #[test]
