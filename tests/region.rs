@@ -599,6 +599,14 @@ async fn a_client_with_a_home_node_has_it_coordinate_every_key_it_replicates() {
         matches!(&refused, ClientError::BadRequest(m) if m.contains("nowhere-9")),
         "{refused}"
     );
+    // So is a request timeout too short for any answer.
+    let mut opts = region.options();
+    opts.request_timeout = std::time::Duration::ZERO;
+    let refused = Client::connect(opts).await.expect_err("a zero timeout");
+    assert!(
+        matches!(&refused, ClientError::BadRequest(m) if m.contains("request_timeout")),
+        "{refused}"
+    );
     region.shutdown().await;
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crdt_types::Bytes;
 
-use super::{duration_ms, flag, unexpected, Client, ClientError};
+use super::{flag, ttl_ms, unexpected, Client, ClientError};
 use crate::keyspace::{FieldOp, FieldValue};
 use crate::protocol::{Command, Reply};
 
@@ -87,8 +87,10 @@ impl Register {
         self.write(value.into(), None).await
     }
 
-    /// Writes the value and makes the key expire `ttl` from now. A `ttl`
-    /// under 1 ms is `BadRequest`, as Redis refuses `SET k v PX 0`
+    /// Writes the value and makes the key expire `ttl` from now (a part of
+    /// a millisecond counts as one). A zero `ttl`, or one past
+    /// [`crate::cli::command::TTL_MS_MAX`] ms, is `BadRequest`, as Redis
+    /// refuses `SET k v PX 0`
     /// ("invalid expire time"); [`Client::expire`](crate::client::Client::expire)
     /// with no time left deletes the key instead.
     pub async fn set_with_ttl(
@@ -96,11 +98,11 @@ impl Register {
         value: impl Into<Bytes>,
         ttl: Duration,
     ) -> Result<(), ClientError> {
-        let ttl_ms = duration_ms(ttl);
+        let ttl_ms = ttl_ms(ttl)?;
         if ttl_ms == 0 {
-            return Err(ClientError::BadRequest(format!(
-                "invalid expire time: a time to live of {ttl:?} is under 1 ms"
-            )));
+            return Err(ClientError::BadRequest(
+                "invalid expire time: a time to live of zero".to_owned(),
+            ));
         }
         self.write(value.into(), Some(ttl_ms)).await
     }

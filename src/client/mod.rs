@@ -97,6 +97,10 @@ pub const NODE_DOWN_MS_MAX: u64 = 30_000;
 /// Default of [`ClientOptions::topology_refresh`].
 pub const TOPOLOGY_REFRESH_DEFAULT: Duration = Duration::from_secs(30);
 
+/// The shortest [`ClientOptions::request_timeout`]: a round trip with room
+/// for a busy node.
+pub const REQUEST_TIMEOUT_MIN: Duration = Duration::from_millis(10);
+
 /// How to reach a cluster, and the defaults of every request.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -108,7 +112,13 @@ pub struct ClientOptions {
     pub cert_dir: PathBuf,
     /// The client identity to load from `cert_dir`.
     pub client_name: String,
-    /// How long one attempt at a request may take before the next replica is tried.
+    /// How long one attempt at a request may take before the next replica
+    /// is tried (5 s by default; at least [`REQUEST_TIMEOUT_MIN`]). Keep it
+    /// above the nodes' write timeout (`write_timeout_ms`, 1 s by default)
+    /// plus a round trip: a write that cannot reach W is answered
+    /// [`ClientError::QuorumNotReached`] only at that timeout, and an
+    /// attempt that gives up first sees [`ClientError::Timeout`] instead,
+    /// passes over a healthy node and sends the write to the next replica.
     pub request_timeout: Duration,
     /// Write consistency; the topology's default when `None`.
     pub write: Option<WriteConsistency>,
@@ -560,7 +570,7 @@ pub const SEED_GRACE_MS: u64 = 100;
 /// let seeds = ["127.0.0.1:7201".parse().unwrap(), "127.0.0.1:7202".parse().unwrap()];
 /// let topology = fetch_topology(&seeds, ".meridian/certs", "cli", Duration::from_secs(2)).await?;
 /// let mut opts = ClientOptions::new(topology, "eu-west", ".meridian/certs");
-/// opts.request_timeout = Duration::from_secs(1);
+/// opts.request_timeout = Duration::from_secs(3);
 /// let client = Client::connect(opts).await?;
 /// # Ok(())
 /// # }
@@ -749,6 +759,11 @@ impl Client {
             return Err(ClientError::BadRequest(format!(
                 "region {region:?} is not in {}",
                 topology.origin()
+            )));
+        }
+        if request_timeout < REQUEST_TIMEOUT_MIN {
+            return Err(ClientError::BadRequest(format!(
+                "request_timeout of {request_timeout:?} is shorter than the least, {REQUEST_TIMEOUT_MIN:?}"
             )));
         }
         if busy_poll > BUSY_POLL_MAX {
@@ -1120,7 +1135,10 @@ impl Client {
     }
 
     /// Makes `key` expire `ttl` from now; false if the key does not exist.
-    /// Concurrent deadlines resolve to the longest.
+    /// Concurrent deadlines resolve to the longest. A zero `ttl` deletes the
+    /// key, as Redis's `EXPIRE` does; a part of a millisecond counts as
+    /// one; past [`crate::cli::command::TTL_MS_MAX`] ms is a
+    /// [`ClientError::BadRequest`].
     ///
     /// ```no_run
     /// use meridian::client::Ttl;
@@ -1137,7 +1155,7 @@ impl Client {
     pub async fn expire(&self, key: impl Into<Bytes>, ttl: Duration) -> Result<bool, ClientError> {
         let command = Command::Expire {
             key: key.into(),
-            ttl_ms: duration_ms(ttl),
+            ttl_ms: ttl_ms(ttl)?,
         };
         flag(self.execute(command).await?.reply, "EXPIRE")
     }
@@ -1431,6 +1449,20 @@ fn is_idempotent(command: &Command) -> bool {
     )
 }
 
+/// A time to live in whole milliseconds, a part of one counting as one (so
+/// that a positive time never means "now"), refused past the longest the
+/// command line takes too, [`crate::cli::command::TTL_MS_MAX`].
+pub(crate) fn ttl_ms(ttl: Duration) -> Result<u64, ClientError> {
+    let ms = ttl.as_nanos().div_ceil(1_000_000);
+    match u64::try_from(ms) {
+        Ok(ms) if ms <= crate::cli::command::TTL_MS_MAX => Ok(ms),
+        _ => Err(ClientError::BadRequest(format!(
+            "invalid expire time: {ttl:?} is longer than the most, {} ms",
+            crate::cli::command::TTL_MS_MAX
+        ))),
+    }
+}
+
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -1451,6 +1483,21 @@ fn flag(reply: Reply, command: &str) -> Result<bool, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_to_live_counts_a_part_of_a_millisecond_as_one_and_has_a_most() {
+        assert_eq!(ttl_ms(Duration::ZERO).unwrap(), 0);
+        assert_eq!(ttl_ms(Duration::from_micros(500)).unwrap(), 1);
+        assert_eq!(ttl_ms(Duration::from_micros(1_500)).unwrap(), 2);
+        assert_eq!(ttl_ms(Duration::from_secs(60)).unwrap(), 60_000);
+        let most = crate::cli::command::TTL_MS_MAX;
+        assert_eq!(ttl_ms(Duration::from_millis(most)).unwrap(), most);
+        assert!(matches!(
+            ttl_ms(Duration::from_millis(most + 1)),
+            Err(ClientError::BadRequest(m)) if m.contains("invalid expire time")
+        ));
+        assert!(ttl_ms(Duration::MAX).is_err());
+    }
 
     fn r(ids: &[u32]) -> Vec<ReplicaId> {
         ids.iter().map(|&i| ReplicaId(i)).collect()
