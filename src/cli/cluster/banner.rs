@@ -104,7 +104,15 @@ pub fn status_text(file: &ClusterFile, alive: impl Fn(u32) -> bool) -> String {
         file.nodes.len(),
         if file.ready { "" } else { ", still starting" },
     );
-    text.push_str(&node_table(file, alive));
+    text.push_str(&node_table(file, &alive));
+    if !alive(file.supervisor_pid) {
+        // Its nodes got SIGTERM with it: nothing restarts or stops them now.
+        let _ = write!(
+            text,
+            "\nThe `cluster up` process (pid {}) is gone: `cluster down` clears what it left, then `cluster up` starts the cluster again.",
+            file.supervisor_pid
+        );
+    }
     text.trim_end().to_owned()
 }
 
@@ -274,6 +282,20 @@ mod tests {
             text.contains("eu-west-1  127.0.0.1:7201  down, was killed by signal 9 (SIGKILL)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_says_when_the_cluster_up_process_is_gone() {
+        let f = file();
+        let supervisor = f.supervisor_pid;
+        let text = status_text(&f, |pid| pid != supervisor);
+        assert!(
+            text.ends_with(&format!(
+                "The `cluster up` process (pid {supervisor}) is gone: `cluster down` clears what it left, then `cluster up` starts the cluster again."
+            )),
+            "{text}"
+        );
+        assert!(!status_text(&f, |_| true).contains("is gone"));
     }
 
     #[test]

@@ -183,7 +183,14 @@ fn render_as(topology: &Topology, version: u64) -> String {
 }
 
 fn reparse(text: &str, origin: &str) -> Result<Topology, ClusterError> {
-    Ok(Topology::parse(text, origin)?)
+    // The text is the candidate, not the file: its line numbers would
+    // point at lines the file does not have.
+    Topology::parse(text, origin).map_err(|e| {
+        ClusterError::Membership(format!(
+            "the change would leave {origin} invalid ({}); nothing was changed",
+            e.problem()
+        ))
+    })
 }
 
 /// `topology` with node `id` (at `client_addr` / `peer_addr`) added to
@@ -646,6 +653,29 @@ mod tests {
             without_node(&t, "nope"),
             Err(ClusterError::UnknownNode { .. })
         ));
+    }
+
+    #[test]
+    fn a_change_that_would_make_an_invalid_topology_names_the_problem_and_no_line() {
+        let t = local();
+        let (c, p) = (
+            "127.0.0.1:7901".parse().unwrap(),
+            "127.0.0.1:7902".parse().unwrap(),
+        );
+        let origin = t.origin().to_owned();
+        for refused in [
+            with_node(&t, "eu-west", "Bad_Id", c, p),
+            // Three nodes and N = 3: one fewer cannot hold three replicas.
+            without_node(&t, "eu-west-2"),
+        ] {
+            match refused {
+                Err(ClusterError::Membership(m)) => {
+                    assert!(m.contains("nothing was changed"), "{m}");
+                    assert!(!m.contains(&format!("{origin}:")), "{m}");
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
     }
 
     #[test]
