@@ -27,12 +27,12 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-/// `println!` that ignores a closed stdout (`meridian smembers s | head -1`).
+/// `println!` that says whether stdout took the line: `Err` of
+/// [`StdoutFailed`] when it did not.
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
 }
 
 /// `eprintln!` that ignores a closed stderr.
@@ -41,6 +41,45 @@ macro_rules! errln {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr().lock(), $($arg)*);
     }};
+}
+
+/// Stdout did not take what a command printed (a full disk, `> /dev/full`;
+/// or a reader that went away, see [`StdoutFailed::is_closed_pipe`]).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout: {0}")]
+struct StdoutFailed(#[source] std::io::Error);
+
+impl StdoutFailed {
+    /// The reader closed the pipe before the end (`meridian smembers s |
+    /// head -1`): it took what it wanted, so the command ends quietly, with
+    /// exit code 0, whatever it printed (as `--raw` or not).
+    fn is_closed_pipe(&self) -> bool {
+        self.0.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
+/// Writes `bytes` to stdout and flushes it.
+fn write_stdout(bytes: &[u8]) -> Result<(), StdoutFailed> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(StdoutFailed)
+}
+
+/// The exit code once a command's output was written (or not): 0 when it
+/// was, or when the reader closed the pipe; else 1, saying why on stderr
+/// with `error` (which prefixes the message as the command's errors are).
+fn printed(written: Result<(), StdoutFailed>, error: impl Fn(&StdoutFailed) -> String) -> ExitCode {
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            errln!("{}", error(&e));
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
 }
 
 /// Exit code of a command that failed.
@@ -59,10 +98,7 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Cmd::Data(words) => data_command(&cli.global, &words),
-        Cmd::DataHelp(spec) => {
-            out!("{}", spec.help());
-            ExitCode::SUCCESS
-        }
+        Cmd::DataHelp(spec) => printed(out!("{}", spec.help()), |e| format!("error: {e}")),
         command => admin_or_usage(&cli.global, command),
     }
 }
@@ -82,6 +118,7 @@ fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
     }
     match admin_command(global, command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref().is_some_and(StdoutFailed::is_closed_pipe) => ExitCode::SUCCESS,
         Err(e) => {
             errln!("error: {}", meridian::cli::error_text(&e));
             ExitCode::from(EXIT_FAILED)
@@ -235,25 +272,24 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
     match answered {
         Ok(answers) => {
             let answer = command.combine(answers);
-            if global.raw {
-                use std::io::Write as _;
-                let bytes = format::raw_answer(command.first(), &answer, global.verbose);
-                let mut stdout = std::io::stdout().lock();
-                if let Err(e) = stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
-                    // A truncated value must not look like a success.
-                    errln!(
-                        "{}",
-                        format::error(&format_args!("cannot write the answer: {e}"))
-                    );
-                    return ExitCode::from(EXIT_FAILED);
-                }
+            let first = command.first();
+            let text = if global.raw {
+                format::raw_answer(&answer)
             } else {
-                out!(
-                    "{}",
-                    format::answer(command.first(), &answer, global.verbose)
-                );
+                let mut text = format::answer(first, &answer, global.verbose);
+                text.push('\n');
+                text.into_bytes()
+            };
+            let written = write_stdout(&text);
+            if global.raw && global.verbose && first.is_write() {
+                // Not among the answer's bytes: stdout holds the answer alone.
+                errln!("{}", format::acks(&answer));
             }
-            ExitCode::SUCCESS
+            // A truncated answer must not look like a success, unless its
+            // reader closed the pipe.
+            printed(written, |e| {
+                format::error(&format_args!("cannot write the answer: {}", e.0))
+            })
         }
         Err(message) => {
             errln!("{message}");
@@ -275,7 +311,7 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
         Cmd::Cluster(ClusterCmd::Down) => cluster_down(global),
         Cmd::Cluster(ClusterCmd::Kill { node }) => {
             let pid = cluster::kill(&global.state_dir, &node)?;
-            out!("killed {node} (pid {pid}) with SIGKILL");
+            out!("killed {node} (pid {pid}) with SIGKILL")?;
             Ok(())
         }
         Cmd::Cluster(ClusterCmd::Restart { node, timeout }) => {
@@ -284,7 +320,7 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
                 &node,
                 std::time::Duration::from_secs(timeout),
             )?;
-            out!("restarted {node} (pid {pid})");
+            out!("restarted {node} (pid {pid})")?;
             Ok(())
         }
         Cmd::Cluster(ClusterCmd::Status) => {
@@ -292,13 +328,21 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             out!(
                 "{}",
                 cluster::status_text(&file, cluster::process::is_alive)
-            );
+            )?;
             Ok(())
         }
-        Cmd::Bench(args) => meridian::cli::bench::command(global, &args),
+        Cmd::Bench(args) => {
+            let report = meridian::cli::bench::command(global, &args)?;
+            if args.json {
+                out!("{}", report.to_json())?;
+            } else {
+                write_stdout(report.to_string().as_bytes())?;
+            }
+            Ok(())
+        }
         Cmd::Cluster(ClusterCmd::Partition { region, other }) => {
             let links = cluster::partition(&global.state_dir, &region, other.as_deref())?;
-            out!("{}", cluster::links_text(&links));
+            out!("{}", cluster::links_text(&links))?;
             Ok(())
         }
         Cmd::Cluster(ClusterCmd::AddNode {
@@ -320,7 +364,7 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
                 moved.keys,
                 status::bytes(moved.bytes),
                 moved.elapsed_ms as f64 / 1000.0
-            );
+            )?;
             Ok(())
         }),
         Cmd::Cluster(ClusterCmd::RemoveNode { node, timeout }) => current_thread_runtime()?
@@ -337,19 +381,19 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
                     moved.keys,
                     status::bytes(moved.bytes),
                     moved.elapsed_ms as f64 / 1000.0
-                );
+                )?;
                 Ok(())
             }),
         Cmd::Cluster(ClusterCmd::Heal) => {
             out!(
                 "{}",
                 cluster::healed_text(&cluster::heal(&global.state_dir)?)
-            );
+            )?;
             Ok(())
         }
         Cmd::Status(args) => {
             let (report, hint) = current_thread_runtime()?.block_on(status::for_cli(global))?;
-            out!("{}", status::render(&report, args.json));
+            out!("{}", status::render(&report, args.json))?;
             if report.nodes_up == 0 {
                 match hint {
                     Some(hint) => bail!("no node answered\n{hint}"),
@@ -360,7 +404,7 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Reload { nodes } => {
             let reloaded = current_thread_runtime()?.block_on(reload::run(global, &nodes))?;
-            out!("{}", reload::text(&reloaded).trim_end());
+            out!("{}", reload::text(&reloaded).trim_end())?;
             let failed = reloaded.iter().filter(|r| r.outcome.is_err()).count();
             if failed > 0 {
                 bail!("{failed} of {} nodes did not reload", reloaded.len());
@@ -427,7 +471,7 @@ fn certs_command(global: &GlobalArgs, args: CertsArgs) -> anyhow::Result<()> {
         written.what,
         written.cert.display(),
         written.key.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -499,7 +543,10 @@ fn cluster_up(
                 logs_dir.display()
             );
         }
-        Event::Ready(file) => out!("{}", cluster::banner(&file, &invocation)),
+        // The cluster runs on whether or not stdout takes the banner.
+        Event::Ready(file) => {
+            let _ = out!("{}", cluster::banner(&file, &invocation));
+        }
         Event::NodeExited {
             node,
             pid,
@@ -530,14 +577,14 @@ fn cluster_up(
 fn cluster_down(global: &GlobalArgs) -> anyhow::Result<()> {
     match cluster::down(&global.state_dir, Duration::from_millis(STOP_GRACE_MS))? {
         Stopped::BySupervisor { pid } => {
-            out!("cluster stopped (its cluster up process, pid {pid}, stopped the nodes)");
+            out!("cluster stopped (its cluster up process, pid {pid}, stopped the nodes)")?;
         }
         Stopped::Directly { terminated, killed } => {
             out!(
                 "cluster stopped: its cluster up process was gone; {} nodes stopped, {} killed",
                 terminated.len(),
                 killed.len()
-            );
+            )?;
         }
     }
     Ok(())

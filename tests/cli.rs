@@ -283,6 +283,34 @@ fn help_flags_after_a_data_commands_name_are_its_arguments() {
     }
 }
 
+/// Runs `meridian ARGS` in `dir` with stdout to /dev/full, where every
+/// write fails with ENOSPC.
+#[cfg(target_os = "linux")]
+fn meridian_to_a_full_disk(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .expect("the meridian binary runs")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_that_stdout_does_not_take_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["help", "get"][..], &["certs", "create-ca"]] {
+        let output = meridian_to_a_full_disk(dir.path(), args);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).starts_with("error: cannot write to stdout: No space left on device"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
 #[test]
 fn certs_create_a_ca_then_node_and_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -798,6 +826,41 @@ mod against_a_cluster {
         assert_eq!(raw.stdout.len(), value.len() + 1);
         assert_eq!(&raw.stdout[..value.len()], &value[..]);
         assert_eq!(raw.stdout.last(), Some(&b'\n'));
+
+        answers_stdout_does_not_take_fail_unless_its_reader_left(lab);
+    }
+
+    /// An answer that cannot be written is an error (exit code 1), in
+    /// either output mode; a reader that closes the pipe early (`| head`)
+    /// ends the command quietly with 0.
+    fn answers_stdout_does_not_take_fail_unless_its_reader_left(lab: &Lab) {
+        use std::process::{Command, Stdio};
+        for args in [&["get", "big"][..], &["--raw", "get", "big"]] {
+            let output = super::meridian_to_a_full_disk(lab.dir.path(), args);
+            assert_eq!(output.status.code(), Some(1), "{args:?}");
+            assert_eq!(
+                super::stderr(&output),
+                "(error) cannot write the answer: No space left on device (os error 28)\n",
+                "{args:?}"
+            );
+
+            // 500 kB: more than a pipe holds, so the write fails once the
+            // reader is gone, whenever that is.
+            let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+                .args(args)
+                .current_dir(lab.dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(
+                (output.status.code(), super::stderr(&output).as_str()),
+                (Some(0), ""),
+                "{args:?}"
+            );
+        }
     }
 
     fn raw_prints_values_bare_and_one_item_per_line(lab: &Lab) {
@@ -819,10 +882,11 @@ mod against_a_cluster {
             "{fields:?}"
         );
         assert_eq!(lab.ok(&["--raw", "type", "rh"]), "map\n");
-        assert_eq!(
-            lab.ok(&["--raw", "-v", "set", "rk", "c"]),
-            "OK\n(acked by 2 replicas, 2 needed)\n"
-        );
+        // -v's line goes to stderr: stdout holds the answer's bytes alone.
+        let verbose = lab.meridian(&["--raw", "-v", "set", "rk", "c"]);
+        assert_eq!(super::stdout(&verbose), "OK\n");
+        assert_eq!(super::stderr(&verbose), "(acked by 2 replicas, 2 needed)\n");
+        assert!(verbose.status.success());
     }
 
     fn other_certificates_are_named_by_cert_dir_and_client(lab: &Lab) {

@@ -672,9 +672,9 @@ fn report(
 
 /// `meridian bench`: resolves the target like a data command, runs the
 /// benchmark on a current-thread runtime with a progress line on stderr
-/// about once a second, and prints the report (a table, or JSON with
-/// `--json`) on stdout.
-pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
+/// about once a second, and returns the report, which the binary prints on
+/// stdout (a table, or JSON with `--json`).
+pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Report> {
     if let Some(cpus) = &args.cpus {
         // Before the runtime, so that every thread it starts inherits it.
         crate::affinity::pin_current_thread(cpus)
@@ -710,15 +710,9 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<()> {
         let _ = err.flush();
     }))?;
     if terminal {
-        eprintln!();
+        let _ = writeln!(std::io::stderr());
     }
-    let mut out = std::io::stdout().lock();
-    let _ = if args.json {
-        writeln!(out, "{}", report.to_json())
-    } else {
-        write!(out, "{report}")
-    };
-    Ok(())
+    Ok(report)
 }
 
 /// The routing `--route` and `--home` ask for.

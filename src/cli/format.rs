@@ -42,29 +42,24 @@ pub fn answer(command: &Command, answer: &Answer, verbose: bool) -> String {
 /// stored (no quotes, no escapes), integers as bare numbers, a missing
 /// value as an empty line, one item per line for a list (a map's fields
 /// and values alternate, nested values flattened), and then a newline, so
-/// that an empty list, like a missing value, is an empty line. With
-/// `verbose`, a write's acknowledgements follow on their own line.
+/// that an empty list, like a missing value, is an empty line. Nothing
+/// else: `-v`'s acknowledgements ([`acks`]) are not among these bytes.
 ///
 /// ```
 /// use meridian::cli::format::raw_answer;
-/// use meridian::protocol::{Answer, Command, Reply};
+/// use meridian::protocol::{Answer, Reply};
 ///
-/// let get = Command::Get { key: "k".into() };
 /// let value = Answer { reply: Reply::Value("a\"b\n".into()), replicas_acked: 1, replicas_needed: 1 };
-/// assert_eq!(raw_answer(&get, &value, false), b"a\"b\n\n");
+/// assert_eq!(raw_answer(&value), b"a\"b\n\n");
 /// let nil = Answer { reply: Reply::Nil, ..value.clone() };
-/// assert_eq!(raw_answer(&get, &nil, false), b"\n");
+/// assert_eq!(raw_answer(&nil), b"\n");
 /// let none = Answer { reply: Reply::Values(vec![]), ..value };
-/// assert_eq!(raw_answer(&get, &none, false), b"\n");
+/// assert_eq!(raw_answer(&none), b"\n");
 /// ```
-pub fn raw_answer(command: &Command, answer: &Answer, verbose: bool) -> Vec<u8> {
+pub fn raw_answer(answer: &Answer) -> Vec<u8> {
     let mut out = Vec::new();
     raw_reply(&answer.reply, &mut out);
     out.push(b'\n');
-    if verbose && command.is_write() {
-        out.extend_from_slice(acks(answer).as_bytes());
-        out.push(b'\n');
-    }
     out
 }
 
@@ -484,8 +479,7 @@ mod tests {
     }
 
     fn raw(reply: Reply) -> String {
-        let get = Command::Get { key: b("k") };
-        String::from_utf8(raw_answer(&get, &read(reply), false)).unwrap()
+        String::from_utf8(raw_answer(&read(reply))).unwrap()
     }
 
     /// What `redis-cli --raw` prints for the same reply.
