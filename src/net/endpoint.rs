@@ -38,21 +38,57 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> 
     Ok(socket.into())
 }
 
+/// What a node's endpoint at `addr` keeps the same in every life of the
+/// node: the key of its stateless reset tokens and the key that marks its
+/// connection ids as its own. Both come from the node's private key, which
+/// no one else holds, and differ per endpoint.
+///
+/// A peer or client still holding a connection to an earlier life of the
+/// node keeps sending on it after the node restarts. The new life
+/// recognises the connection ids as its own kind and answers with a
+/// stateless reset the holder can check (RFC 9000 §10.3), so the
+/// connection ends at once instead of at its idle timeout, and the holder
+/// redials or fails over.
+pub(crate) fn stable_secret(private_key_pem: &str, addr: SocketAddr) -> [u8; 32] {
+    let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, private_key_pem.as_bytes());
+    let label = format!("meridian endpoint {addr}");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::hmac::sign(&secret, label.as_bytes()).as_ref());
+    out
+}
+
 /// A quinn endpoint on a fresh socket bound to `addr`, serving with
-/// `server` (if any) and dialling with `client` (if any).
+/// `server` (if any) and dialling with `client` (if any); `stable`, when
+/// given, is the secret its reset and connection-id keys derive from (see
+/// [`stable_secret`]), else both are random.
 pub(crate) fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
     client: Option<quinn::ClientConfig>,
+    stable: Option<[u8; 32]>,
 ) -> anyhow::Result<quinn::Endpoint> {
     let socket = bind_udp(addr)?;
-    let mut endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .with_context(|| format!("starting a QUIC endpoint on {addr}"))?;
+    let config = match stable {
+        Some(secret) => {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+            let reset = ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                ring::hmac::sign(&key, b"stateless reset").as_ref(),
+            );
+            let mut cid_key = [0u8; 8];
+            cid_key.copy_from_slice(&ring::hmac::sign(&key, b"connection ids").as_ref()[..8]);
+            let cid_key = u64::from_le_bytes(cid_key);
+            let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+            config.cid_generator(move || {
+                Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+                    as Box<dyn quinn::ConnectionIdGenerator>
+            });
+            config
+        }
+        None => quinn::EndpointConfig::default(),
+    };
+    let mut endpoint = quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime))
+        .with_context(|| format!("starting a QUIC endpoint on {addr}"))?;
     if let Some(client) = client {
         endpoint.set_default_client_config(client);
     }

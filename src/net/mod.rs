@@ -450,8 +450,18 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
     let client_server = server_config(&identity, &ca, Admit::NodesAndClients, &client_transport)?;
     let peer_server = server_config(&identity, &ca, Admit::Nodes, &peer_transport)?;
     let peer_dialer = client_config(&identity, &ca, &peer_transport)?;
-    let client_endpoint = endpoint::endpoint(me.client_addr, Some(client_server), None)?;
-    let peer_endpoint = endpoint::endpoint(me.peer_addr, Some(peer_server), Some(peer_dialer))?;
+    let client_endpoint = endpoint::endpoint(
+        me.client_addr,
+        Some(client_server),
+        None,
+        Some(endpoint::stable_secret(identity.key_pem(), me.client_addr)),
+    )?;
+    let peer_endpoint = endpoint::endpoint(
+        me.peer_addr,
+        Some(peer_server),
+        Some(peer_dialer),
+        Some(endpoint::stable_secret(identity.key_pem(), me.peer_addr)),
+    )?;
 
     let client_frame_bytes_max = limits.frame_bytes_max as usize;
     let peer_frame_bytes_max = client_frame_bytes_max.max(PEER_FRAME_BYTES_MIN);
