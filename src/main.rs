@@ -108,7 +108,7 @@ fn main() -> ExitCode {
 /// `bench`; `--seed` except for `status` and `bench`; `--client` where it
 /// does not connect) is a usage error there.
 fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
-    if let Some((option, users)) = unused_client_option(global, &command) {
+    if let Some((option, users)) = unused_client_option(global, command.name()) {
         errln!("error: {option} is for {users} only");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -150,50 +150,14 @@ fn unused_place_option(global: &GlobalArgs, command: &Cmd) -> Option<String> {
     Some(refusal)
 }
 
-/// The first client option given that `command` (not a data command) would
-/// ignore, and the commands that take it.
-fn unused_client_option(
-    global: &GlobalArgs,
-    command: &Cmd,
-) -> Option<(&'static str, &'static str)> {
-    let taken = args::client_options_taken(command.name());
-    let refused = |id: &str| !taken.contains(&id);
-    [
-        (
-            !global.seeds.is_empty() && refused("seeds"),
-            "--seed",
-            "data commands, status, reload and bench",
-        ),
-        (
-            global.client.is_some() && refused("client"),
-            "--client",
-            "data commands, status, reload, bench and demo",
-        ),
-        (
-            global.last_from_stdin && refused("last_from_stdin"),
-            "-x (the last argument from stdin)",
-            "data commands",
-        ),
-        (global.raw && refused("raw"), "--raw", "data commands"),
-        (
-            global.verbose && refused("verbose"),
-            "-v/--verbose",
-            "data commands",
-        ),
-        (
-            global.consistency.is_some() && refused("consistency"),
-            "--consistency",
-            "data commands and bench",
-        ),
-        (
-            global.read.is_some() && refused("read"),
-            "--read",
-            "data commands and bench",
-        ),
-    ]
-    .into_iter()
-    .find(|(given, ..)| *given)
-    .map(|(_, option, users)| (option, users))
+/// The first client option given that command `name` (`status`, or a data
+/// command's name) would ignore, and the commands that take it.
+fn unused_client_option(global: &GlobalArgs, name: &str) -> Option<(&'static str, &'static str)> {
+    let taken = args::client_options_taken(name);
+    args::CLIENT_OPTIONS_IDS
+        .into_iter()
+        .find(|(id, _)| args::client_option_given(global, id) && !taken.contains(id))
+        .map(|(id, option)| (option, args::client_option_users(id)))
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG`; by default `info` for
@@ -216,6 +180,22 @@ fn init_logging(command: &Cmd) {
 /// `meridian get k` and the like: prints the answer, or `(error) ...` on
 /// stderr with exit code 1 (2 for a usage error).
 fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
+    // A client option the command would ignore (`--read` with a write) is
+    // refused before stdin is read.
+    let spec = words
+        .first()
+        .and_then(|name| command::find(&name.to_string_lossy()));
+    if let Some(spec) = spec {
+        if let Some((option, users)) = unused_client_option(global, spec.name) {
+            let refused = command::UsageError::OptionNotTaken {
+                spec,
+                option,
+                users,
+            };
+            errln!("{}", format::error(&refused));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     let with_stdin;
     let words = if global.last_from_stdin {
         let mut last = Vec::new();

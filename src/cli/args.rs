@@ -7,7 +7,7 @@
 //! command line; it reads no file and starts nothing.
 
 use super::cluster::CLIENT_NAME;
-use super::command::CommandSpec;
+use super::command::{Access, CommandSpec};
 use crate::affinity::CpuList;
 use crate::topology::{ReadConsistency, WriteConsistency};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -168,14 +168,67 @@ fn hide_place_options(command: clap::Command, path: &str) -> clap::Command {
 const CLIENT_OPTIONS: &str = "Client options";
 
 /// The client options (ids of [`GlobalArgs`] fields, under "Client
-/// options") that the top-level command `name`, other than a data command,
-/// takes; `main` refuses the others, and its help does not list them.
+/// options") that the top-level command `name` takes; `main` refuses the
+/// others, and a command's help does not list them. A data command (`get`,
+/// `set`...) takes those of its [`Access`]: every data command takes
+/// `--seed`, `--client`, `--raw` and `-x`; one that writes `--consistency`
+/// and `-v`, one that reads `--read`.
 pub fn client_options_taken(name: &str) -> &'static [&'static str] {
     match name {
         "bench" => &["consistency", "read", "client", "seeds"],
         "status" | "reload" => &["client", "seeds"],
         "demo" => &["client"],
-        _ => &[],
+        _ => match super::command::find(name).map(|spec| spec.access) {
+            Some(Access::Write) => &[
+                "seeds",
+                "client",
+                "last_from_stdin",
+                "raw",
+                "verbose",
+                "consistency",
+            ],
+            Some(Access::Read) => &["seeds", "client", "last_from_stdin", "raw", "read"],
+            Some(Access::NoKey) => &["seeds", "client", "last_from_stdin", "raw"],
+            None => &[],
+        },
+    }
+}
+
+/// The client options: ids of [`GlobalArgs`] fields, and their flags as a
+/// refusal names them, in the order it looks for the first given.
+pub const CLIENT_OPTIONS_IDS: [(&str, &str); 7] = [
+    ("seeds", "--seed"),
+    ("client", "--client"),
+    ("last_from_stdin", "-x (the last argument from stdin)"),
+    ("raw", "--raw"),
+    ("verbose", "-v/--verbose"),
+    ("consistency", "--consistency"),
+    ("read", "--read"),
+];
+
+/// The commands that take client option `id` (see
+/// [`client_options_taken`]), for the refusal's message.
+pub fn client_option_users(id: &str) -> &'static str {
+    match id {
+        "seeds" => "data commands, status, reload and bench",
+        "client" => "data commands, status, reload, bench and demo",
+        "verbose" => "writing data commands",
+        "consistency" => "writing data commands and bench",
+        "read" => "reading data commands and bench",
+        _ => "data commands",
+    }
+}
+
+/// Whether client option `id` was given.
+pub fn client_option_given(global: &GlobalArgs, id: &str) -> bool {
+    match id {
+        "seeds" => !global.seeds.is_empty(),
+        "client" => global.client.is_some(),
+        "last_from_stdin" => global.last_from_stdin,
+        "raw" => global.raw,
+        "verbose" => global.verbose,
+        "consistency" => global.consistency.is_some(),
+        _ => global.read.is_some(),
     }
 }
 
@@ -269,7 +322,8 @@ pub struct GlobalArgs {
     )]
     pub read: Option<ReadConsistency>,
 
-    /// Also print how many replicas acknowledged each write
+    /// Also print how many replicas acknowledged a write (on stderr with
+    /// --raw)
     #[arg(short, long, global = true, help_heading = CLIENT_OPTIONS)]
     pub verbose: bool,
 
@@ -671,6 +725,44 @@ mod tests {
             assert_eq!(words, args, "{args:?}");
         }
         assert!(Cli::try_parse_args(["meridian", "help", "del", "k"]).is_err());
+    }
+
+    #[test]
+    fn data_commands_take_the_client_options_of_what_they_do() {
+        let takes = |name: &str, id: &str| client_options_taken(name).contains(&id);
+        for name in ["set", "del", "incr", "hset", "expire", "persist", "mvset"] {
+            assert!(
+                takes(name, "consistency") && takes(name, "verbose"),
+                "{name}"
+            );
+            assert!(!takes(name, "read"), "{name}");
+        }
+        for name in [
+            "get", "exists", "smembers", "hgetall", "ttl", "type", "mvget",
+        ] {
+            assert!(takes(name, "read"), "{name}");
+            assert!(
+                !takes(name, "consistency") && !takes(name, "verbose"),
+                "{name}"
+            );
+        }
+        for id in ["consistency", "read", "verbose"] {
+            assert!(!takes("ping", id), "{id}");
+        }
+        for name in ["ping", "get", "SET"] {
+            for id in ["seeds", "client", "last_from_stdin", "raw"] {
+                assert!(takes(name, id), "{name} {id}");
+            }
+        }
+        // Every id is one of GlobalArgs', under "Client options".
+        let command = Cli::clap_command();
+        for (id, _) in CLIENT_OPTIONS_IDS {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("no option {id}"));
+            assert_eq!(arg.get_help_heading(), Some(CLIENT_OPTIONS), "{id}");
+        }
     }
 
     #[test]

@@ -25,6 +25,32 @@ pub struct CommandSpec {
     pub args: &'static str,
     /// One line saying what it does.
     pub summary: &'static str,
+    /// Whether it reads or writes, which decides the client options it
+    /// takes (`--read`, or `--consistency` and `-v`).
+    pub access: Access,
+}
+
+/// What a data command does with its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// It names no key (`ping`).
+    NoKey,
+    /// It reads: `--read` says how many replicas it merges.
+    Read,
+    /// It writes: `--consistency` says how many replicas must apply it,
+    /// and `-v` prints how many did.
+    Write,
+}
+
+impl Access {
+    /// What a command of this access does, as a refusal names it.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Access::NoKey => "names no key",
+            Access::Read => "only reads",
+            Access::Write => "writes",
+        }
+    }
 }
 
 impl CommandSpec {
@@ -44,12 +70,26 @@ impl CommandSpec {
     }
 }
 
-const fn spec(name: &'static str, args: &'static str, summary: &'static str) -> CommandSpec {
+const fn spec(
+    name: &'static str,
+    args: &'static str,
+    summary: &'static str,
+    access: Access,
+) -> CommandSpec {
     CommandSpec {
         name,
         args,
         summary,
+        access,
     }
+}
+
+const fn read(name: &'static str, args: &'static str, summary: &'static str) -> CommandSpec {
+    spec(name, args, summary, Access::Read)
+}
+
+const fn write(name: &'static str, args: &'static str, summary: &'static str) -> CommandSpec {
+    spec(name, args, summary, Access::Write)
 }
 
 /// Every data command, in the order the help lists them.
@@ -58,66 +98,67 @@ pub const COMMANDS: &[CommandSpec] = &[
         "ping",
         "[MESSAGE]",
         "check that the region answers (PONG, or MESSAGE)",
+        Access::NoKey,
     ),
-    spec(
+    write(
         "set",
         "KEY VALUE [--ex SECONDS | --px MS]",
         "write a register, optionally expiring",
     ),
-    spec("get", "KEY", "read a register (or a counter, in decimal)"),
-    spec(
+    read("get", "KEY", "read a register (or a counter, in decimal)"),
+    write(
         "del",
         "KEY...",
         "delete keys (what their replica has seen); answers how many existed. \
          Several keys are deleted one by one, not atomically",
     ),
-    spec(
+    read(
         "exists",
         "KEY...",
         "how many of the keys exist (a key named twice counts twice)",
     ),
-    spec("incr", "KEY", "add 1 to a counter"),
-    spec("incrby", "KEY N", "add N to a counter"),
-    spec("decr", "KEY", "take 1 from a counter"),
-    spec("decrby", "KEY N", "take N from a counter"),
-    spec("sadd", "KEY MEMBER...", "add members to a set"),
-    spec("srem", "KEY MEMBER...", "remove members from a set"),
-    spec("smembers", "KEY", "list a set's members"),
-    spec("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
-    spec("scard", "KEY", "count a set's members"),
-    spec(
+    write("incr", "KEY", "add 1 to a counter"),
+    write("incrby", "KEY N", "add N to a counter"),
+    write("decr", "KEY", "take 1 from a counter"),
+    write("decrby", "KEY N", "take N from a counter"),
+    write("sadd", "KEY MEMBER...", "add members to a set"),
+    write("srem", "KEY MEMBER...", "remove members from a set"),
+    read("smembers", "KEY", "list a set's members"),
+    read("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
+    read("scard", "KEY", "count a set's members"),
+    write(
         "hset",
         "KEY FIELD VALUE [FIELD VALUE...]",
         "write map fields; answers how many are new. Several fields are \
          written one by one, not atomically",
     ),
-    spec("hget", "KEY FIELD", "read a map field"),
-    spec("hdel", "KEY FIELD...", "remove map fields"),
-    spec("hgetall", "KEY", "list a map's fields and values"),
-    spec("hincrby", "KEY FIELD N", "add N to a map field counter"),
-    spec("hlen", "KEY", "count a map's fields"),
-    spec(
+    read("hget", "KEY FIELD", "read a map field"),
+    write("hdel", "KEY FIELD...", "remove map fields"),
+    read("hgetall", "KEY", "list a map's fields and values"),
+    write("hincrby", "KEY FIELD N", "add N to a map field counter"),
+    read("hlen", "KEY", "count a map's fields"),
+    write(
         "mvset",
         "KEY VALUE",
         "write a multi-value register (keeps concurrent writes)",
     ),
-    spec(
+    read(
         "mvget",
         "KEY",
         "read every concurrent value of a multi-value register",
     ),
-    spec(
+    write(
         "expire",
         "KEY SECONDS",
         "expire the key SECONDS from now (0 or less: delete it now)",
     ),
-    spec(
+    read(
         "ttl",
         "KEY",
         "seconds left to live (-1: never expires, -2: no such key)",
     ),
-    spec("persist", "KEY", "remove the key's expiry"),
-    spec(
+    write("persist", "KEY", "remove the key's expiry"),
+    read(
         "type",
         "KEY",
         "the key's type (register, counter, set, map, mvregister, none)",
@@ -206,6 +247,17 @@ pub enum UsageError {
         spec: &'static CommandSpec,
         /// What is wrong, with the argument.
         message: String,
+    },
+    /// A client option given before the command that it would ignore
+    /// (`--read` with a write, `--consistency` or `-v` with a read).
+    #[error("{option} is for {users} only: '{}' {}", .spec.name, .spec.access.doing())]
+    OptionNotTaken {
+        /// The command.
+        spec: &'static CommandSpec,
+        /// The option as written (`--read`).
+        option: &'static str,
+        /// The commands that take it.
+        users: &'static str,
     },
     /// An option the command does not take, or one given twice.
     #[error("{problem} '{option}'\nusage: {}", .spec.usage())]
@@ -701,6 +753,59 @@ mod tests {
             // Arity errors, never the unreachable! arm.
             let _ = parse(&[spec.name, "k", "a", "b", "c"]);
         }
+    }
+
+    /// The client options a command takes follow from its access: it
+    /// must say what its protocol commands do.
+    #[test]
+    fn every_command_reads_or_writes_as_its_access_says() {
+        for spec in COMMANDS {
+            let words: &[&str] = match spec.name {
+                "ping" => &["ping"],
+                "expire" => &["expire", "k", "10"],
+                "set" | "mvset" | "incrby" | "decrby" | "sadd" | "srem" | "sismember" | "hget"
+                | "hdel" => &[spec.name, "k", "1"],
+                "hset" | "hincrby" => &[spec.name, "k", "f", "1"],
+                _ => &[spec.name, "k"],
+            };
+            for command in all(words).commands {
+                assert_eq!(
+                    command.is_write(),
+                    spec.access == Access::Write,
+                    "{}",
+                    spec.name
+                );
+                assert_eq!(
+                    command.key().is_none(),
+                    spec.access == Access::NoKey,
+                    "{}",
+                    spec.name
+                );
+            }
+        }
+        // expire 0 deletes: a write still.
+        assert!(ok(&["expire", "k", "0"]).is_write());
+    }
+
+    #[test]
+    fn a_refused_option_names_what_the_command_does() {
+        let refusal = |name, option, users| UsageError::OptionNotTaken {
+            spec: find(name).unwrap(),
+            option,
+            users,
+        };
+        assert_eq!(
+            refusal("get", "--consistency", "writing data commands and bench").to_string(),
+            "--consistency is for writing data commands and bench only: 'get' only reads"
+        );
+        assert_eq!(
+            refusal("set", "--read", "reading data commands and bench").to_string(),
+            "--read is for reading data commands and bench only: 'set' writes"
+        );
+        assert_eq!(
+            refusal("ping", "--read", "reading data commands and bench").to_string(),
+            "--read is for reading data commands and bench only: 'ping' names no key"
+        );
     }
 
     #[test]
