@@ -1591,3 +1591,42 @@ async fn requests_queued_on_an_unreachable_node_fail_over_together() {
     );
     region.shutdown().await;
 }
+
+#[tokio::test]
+async fn many_large_reads_at_once_on_one_client_all_answer() {
+    let region = Region::start(3, 3).await;
+    let client = region.client().await;
+    let value = vec![b'x'; VALUE_BYTES_MAX - 64];
+    client.register("big").set(value.as_slice()).await.unwrap();
+    within("the reads", async {
+        // Far more bytes of answers at once than a connection may have on
+        // their way: the node holds some back, and the client, which reads
+        // its answers as they come, asks for those again.
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..400 {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let mut failed = Vec::new();
+                for _ in 0..3 {
+                    match client.register("big").get().await {
+                        Ok(Some(v)) if v.len() == VALUE_BYTES_MAX - 64 => {}
+                        other => failed.push(format!("{other:?}")),
+                    }
+                }
+                failed
+            });
+        }
+        let mut failed = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            failed.extend(done.unwrap());
+        }
+        assert!(
+            failed.is_empty(),
+            "{} of 1200 reads failed, the first: {}",
+            failed.len(),
+            failed[0].chars().take(300).collect::<String>()
+        );
+    })
+    .await;
+    region.shutdown().await;
+}

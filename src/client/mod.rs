@@ -97,6 +97,11 @@ pub const NODE_DOWN_MS_MAX: u64 = 30_000;
 /// Default of [`ClientOptions::topology_refresh`].
 pub const TOPOLOGY_REFRESH_DEFAULT: Duration = Duration::from_secs(30);
 
+/// The first and the longest pause before asking again for an answer the
+/// node held back (see [`crate::net::ANSWERS_UNREAD`]).
+const HELD_BACK_PAUSE_MIN: Duration = Duration::from_millis(5);
+const HELD_BACK_PAUSE_MAX: Duration = Duration::from_millis(200);
+
 /// The shortest [`ClientOptions::request_timeout`]: a round trip with room
 /// for a busy node.
 pub const REQUEST_TIMEOUT_MIN: Duration = Duration::from_millis(10);
@@ -1032,9 +1037,27 @@ impl Client {
         }
         let mut last_error = None;
         for replica in up.into_iter().chain(suspect).chain(down) {
-            let attempt = self
-                .attempt(&ring, replica, id, frame.clone(), Dial::UnlessShutDown)
-                .await;
+            let mut pause = HELD_BACK_PAUSE_MIN;
+            let attempt = loop {
+                let attempt = self
+                    .attempt(&ring, replica, id, frame.clone(), Dial::UnlessShutDown)
+                    .await;
+                // A large answer the node held back because this client's
+                // connection had too many bytes of answers on their way:
+                // they are being read, so the same node is asked again
+                // after a pause, within the request timeout. (Only reads
+                // have answers large enough to be held back.)
+                match &attempt {
+                    Ok(Err(ClientError::Unavailable(why)))
+                        if why.starts_with(crate::net::ANSWERS_UNREAD)
+                            && now.elapsed() + pause < self.inner.request_timeout =>
+                    {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(HELD_BACK_PAUSE_MAX);
+                    }
+                    _ => break attempt,
+                }
+            };
             // A write's key is read from where it went (from when it was
             // answered, or may have been applied) for a while.
             if !matches!(attempt, Err(CallError::NotSent(_))) {

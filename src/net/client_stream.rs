@@ -56,6 +56,10 @@ pub const BUDGET_HARD_FRAMES: usize = 64;
 /// Bytes all client connections of a node may hold together (at least one
 /// connection's hard budget).
 pub const NODE_CLIENT_BYTES_MAX: usize = 1 << 30;
+/// How the reason of the `Unavailable` error that replaces an answer past
+/// the connection's budget begins: the SDK, which reads its answers as
+/// they come, asks again after a pause (see `Client::execute`).
+pub const ANSWERS_UNREAD: &str = "this connection has not read";
 /// Answers up to this size are always sent: they are no larger than the
 /// error that would replace them (and a write's answer must reach its
 /// client, the write being done).
@@ -183,7 +187,7 @@ impl Replies {
                 id: response.id,
                 result: Err(ErrorReply::Unavailable {
                     reason: format!(
-                        "this connection has not read {} bytes of answers; \
+                        "{ANSWERS_UNREAD} {} bytes of answers; \
                          read them before asking for more",
                         self.budget.used.load(Ordering::Relaxed)
                     ),

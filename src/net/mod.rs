@@ -55,7 +55,7 @@ mod topology_cell;
 #[cfg(test)]
 mod wire_fuzz;
 
-pub use client_stream::{CLIENT_CONNECTIONS_MAX, STREAM_INFLIGHT_MAX};
+pub use client_stream::{ANSWERS_UNREAD, CLIENT_CONNECTIONS_MAX, STREAM_INFLIGHT_MAX};
 pub use endpoint::UDP_BUFFER_BYTES;
 pub use peer_accept::PEER_CONNECTIONS_MAX;
 pub use peer_link::{
