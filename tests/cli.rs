@@ -801,6 +801,35 @@ mod against_a_cluster {
         raw_prints_values_bare_and_one_item_per_line(&lab);
         a_keys_type_is_fixed_by_its_first_write(&lab);
         keys_named_like_help_flags_are_keys(&lab);
+        too_large_keys_and_values_name_their_own_limit(&lab);
+    }
+
+    /// However large, a value names the value limit and a key the key
+    /// limit, not the limit of a request's frame; a line of several
+    /// commands stops at the part too large.
+    fn too_large_keys_and_values_name_their_own_limit(lab: &Lab) {
+        let huge = vec![b'x'; 3_000_000];
+        for (args, error) in [
+            (
+                &["-x", "set", "huge"][..],
+                "(error) value of 3000000 bytes exceeds the limit of 1048576 bytes\n",
+            ),
+            (
+                &["-x", "get"],
+                "(error) key of 3000000 bytes exceeds the limit of 1024 bytes\n",
+            ),
+            (
+                &["-x", "hset", "huge-h", "a", "1", "b"],
+                "(error) value of 3000000 bytes exceeds the limit of 1048576 bytes\n\
+                 (at field \"b\": 1 of the line's 2 fields was done before it, the rest not sent)\n",
+            ),
+        ] {
+            let output = super::meridian_with_stdin(lab.dir.path(), args, &huge);
+            assert_eq!(output.status.code(), Some(1), "{args:?}");
+            assert_eq!(super::stderr(&output), error, "{args:?}");
+        }
+        assert_eq!(lab.ok(&["hgetall", "huge-h"]), "1) \"a\"\n2) \"1\"\n");
+        assert_eq!(lab.ok(&["exists", "huge"]), "(integer) 0\n");
     }
 
     /// `del -h` deletes the key `-h`, as `redis-cli del -h` does.

@@ -7,17 +7,19 @@
 
 use super::cluster::{ListeningProbe, NodeEntry, ReadinessProbe};
 use super::target::Target;
-use crate::client::{Client, ClientError, ClientOptions, Routing};
+use crate::client::{Client, ClientError, ClientOptions, FieldOp, Routing};
 use crate::protocol::{Answer, Command};
-use crate::topology::Topology;
+use crate::topology::{Limits, Topology};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 /// Connects to the target's region and runs `commands` one after another;
 /// their answers in order, or the first error (the commands before it have
-/// run).
+/// run). A command with a key or value over the cluster's limits is not
+/// sent (see [`check_sizes`]).
 pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
     let failed = |done: usize| move |error| Failed { done, error };
+    let limits = *target.topology.limits();
     let mut options = ClientOptions::new(target.topology, target.region, target.cert_dir);
     options.client_name = target.client_name;
     options.write = target.write;
@@ -29,10 +31,64 @@ pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>
     let client = Client::connect(options).await.map_err(failed(0))?;
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
+        check_sizes(command, &limits).map_err(failed(answers.len()))?;
         let answer = client.execute(command.clone()).await;
         answers.push(answer.map_err(failed(answers.len()))?);
     }
     Ok(answers)
+}
+
+/// Refuses `command` when its key is over the cluster's key limit, or a
+/// value, set member or map field it names over the value limit: the
+/// error a node gives, but before the request is framed, so that one too
+/// large for a frame names the limit the user went over rather than the
+/// frame's. Reads are refused too, as nodes refuse a key too long for any
+/// write: no such member or field can be stored.
+///
+/// ```
+/// use meridian::cli::data::check_sizes;
+/// use meridian::protocol::Command;
+/// use meridian::topology::Limits;
+///
+/// let set = Command::Set { key: "k".into(), value: vec![b'x'; 3_000_000].into(), ttl_ms: None };
+/// assert_eq!(
+///     check_sizes(&set, &Limits::default()).unwrap_err().to_string(),
+///     "value of 3000000 bytes exceeds the limit of 1048576 bytes"
+/// );
+/// ```
+pub fn check_sizes(command: &Command, limits: &Limits) -> Result<(), ClientError> {
+    let check = |what, bytes: &[u8], max: u32| {
+        let (len, max) = (bytes.len() as u64, u64::from(max));
+        if len > max {
+            Err(ClientError::TooLarge { what, len, max })
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(key) = command.key() {
+        check("key", key, limits.key_bytes_max)?;
+    }
+    let one = std::slice::from_ref;
+    let values: &[&[crdt_types::Bytes]] = match command {
+        Command::Set { value, .. } | Command::MvSet { value, .. } => &[one(value)],
+        Command::SAdd { members, .. } | Command::SRem { members, .. } => &[members],
+        Command::SIsMember { member, .. } => &[one(member)],
+        Command::HSet { field, value, .. } => &[one(field), one(value)],
+        Command::HGet { field, .. } | Command::HIncrBy { field, .. } => &[one(field)],
+        Command::HDel { fields, .. } => &[fields],
+        Command::MapGet { path, .. } => &[path],
+        Command::MapApply { path, op, .. } => match op {
+            FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::SetRemove(v) | FieldOp::MvSet(v) => {
+                &[path, one(v)]
+            }
+            FieldOp::Incr(_) | FieldOp::Remove => &[path],
+        },
+        _ => &[],
+    };
+    for value in values.iter().copied().flatten() {
+        check("value", value, limits.value_bytes_max)?;
+    }
+    Ok(())
 }
 
 /// A command line that failed: its first `done` commands were carried out,
@@ -87,5 +143,90 @@ impl ReadinessProbe for PingProbe {
             self.regions_answering.insert(node.region.clone());
         }
         answered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crdt_types::Bytes;
+
+    fn bytes(n: usize) -> Bytes {
+        vec![b'x'; n].into()
+    }
+
+    #[test]
+    fn keys_and_values_are_held_to_their_own_limits() {
+        let limits = Limits::default();
+        let (key_max, value_max) = (
+            limits.key_bytes_max as usize,
+            limits.value_bytes_max as usize,
+        );
+        let too_large = |command: &Command| match check_sizes(command, &limits) {
+            Err(ClientError::TooLarge { what, len, max }) => Some((what, len, max)),
+            Err(e) => panic!("{command:?}: {e}"),
+            Ok(()) => None,
+        };
+        // Past the frame limit too: still the value's limit that is named.
+        let huge = limits.frame_bytes_max as usize + 1;
+        for n in [value_max + 1, huge] {
+            let set = Command::Set {
+                key: "k".into(),
+                value: bytes(n),
+                ttl_ms: None,
+            };
+            assert_eq!(too_large(&set), Some(("value", n as u64, value_max as u64)));
+            let get = Command::Get { key: bytes(n) };
+            assert_eq!(too_large(&get), Some(("key", n as u64, key_max as u64)));
+        }
+        let at_limit = Command::Set {
+            key: bytes(key_max),
+            value: bytes(value_max),
+            ttl_ms: None,
+        };
+        assert_eq!(too_large(&at_limit), None);
+        // Members and fields are values, in writes and reads alike.
+        for command in [
+            Command::SAdd {
+                key: "s".into(),
+                members: vec!["a".into(), bytes(huge)],
+            },
+            Command::SIsMember {
+                key: "s".into(),
+                member: bytes(huge),
+            },
+            Command::HSet {
+                key: "h".into(),
+                field: bytes(huge),
+                value: "v".into(),
+            },
+            Command::HSet {
+                key: "h".into(),
+                field: "f".into(),
+                value: bytes(huge),
+            },
+            Command::HGet {
+                key: "h".into(),
+                field: bytes(huge),
+            },
+            Command::HDel {
+                key: "h".into(),
+                fields: vec![bytes(huge)],
+            },
+        ] {
+            assert_eq!(
+                too_large(&command),
+                Some(("value", huge as u64, value_max as u64)),
+                "{command:?}"
+            );
+        }
+        assert_eq!(too_large(&Command::Ping), None);
+        // The key first, as a node checks it first.
+        let both = Command::Set {
+            key: bytes(key_max + 1),
+            value: bytes(huge),
+            ttl_ms: None,
+        };
+        assert_eq!(too_large(&both).map(|(what, ..)| what), Some("key"));
     }
 }
