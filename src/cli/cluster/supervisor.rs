@@ -191,7 +191,9 @@ where
     // `remove-node` rewrite; the file given is never changed.
     let topology_path = state_dir.join(super::members::TOPOLOGY_COPY_NAME);
     if original != topology_path {
-        write_copy(&topology, &original, &topology_path)?;
+        if let Some(note) = write_copy(&topology, &original, &topology_path)? {
+            eprintln!("{note}");
+        }
     }
     super::members::clear_requests(&state_dir)?;
 
@@ -747,8 +749,20 @@ pub(super) fn log_tail(path: &Path) -> String {
 /// membership changes, and a client that outlived that run keeps the
 /// highest version it saw: then the copy is written as the version after
 /// it, so that such a client takes this run's topology.
-fn write_copy(topology: &Topology, original: &Path, copy: &Path) -> Result<(), ClusterError> {
-    let previous = Topology::load(copy).ok().map(|t| t.version());
+///
+/// Returns a note when the previous copy's nodes differ from the given
+/// file's (nodes added or removed by an earlier run that ended without
+/// `cluster down`): this run starts from the given file's membership.
+fn write_copy(
+    topology: &Topology,
+    original: &Path,
+    copy: &Path,
+) -> Result<Option<String>, ClusterError> {
+    let previous = Topology::load(copy).ok();
+    let note = previous
+        .as_ref()
+        .and_then(|p| membership_note(p, topology, original));
+    let previous = previous.map(|t| t.version());
     match previous {
         Some(previous) if previous > topology.version() => {
             let next = super::members::next_version(previous)?;
@@ -760,7 +774,34 @@ fn write_copy(topology: &Topology, original: &Path, copy: &Path) -> Result<(), C
                 path: copy.to_path_buf(),
                 source,
             }),
+    }?;
+    Ok(note)
+}
+
+/// What an earlier run's membership had that the given file's lacks, and
+/// the reverse, if anything.
+fn membership_note(previous: &Topology, given: &Topology, original: &Path) -> Option<String> {
+    let ids = |t: &Topology| -> std::collections::BTreeSet<String> {
+        t.nodes().map(|(_, n)| n.id.clone()).collect()
+    };
+    let (before, now) = (ids(previous), ids(given));
+    if before == now {
+        return None;
     }
+    let added: Vec<&str> = before.difference(&now).map(String::as_str).collect();
+    let removed: Vec<&str> = now.difference(&before).map(String::as_str).collect();
+    let mut changes = Vec::new();
+    if !added.is_empty() {
+        changes.push(format!("had {} as well", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        changes.push(format!("had no {}", removed.join(", ")));
+    }
+    Some(format!(
+        "note: the earlier cluster in this state directory {} (nodes added or removed while it ran); this one starts with the nodes of {}",
+        changes.join(" and "),
+        original.display()
+    ))
 }
 
 #[cfg(test)]
@@ -807,9 +848,9 @@ mod tests {
         assert_eq!(given.version(), 0);
 
         // No previous copy, or one not ahead: copied as it is.
-        write_copy(&given, &original, &copy).unwrap();
+        assert_eq!(write_copy(&given, &original, &copy).unwrap(), None);
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), text);
-        write_copy(&given, &original, &copy).unwrap();
+        assert_eq!(write_copy(&given, &original, &copy).unwrap(), None);
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), text);
 
         // Membership changes took the copy to version 2: the next run's
@@ -831,6 +872,22 @@ mod tests {
         std::fs::write(&original, &ahead).unwrap();
         write_copy(&Topology::load(&original).unwrap(), &original, &copy).unwrap();
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), ahead);
+
+        // An earlier run that added a node: named.
+        let grown = super::super::members::with_node(
+            &Topology::load(&copy).unwrap(),
+            "eu-west",
+            "eu-west-4",
+            "127.0.0.1:7901".parse().unwrap(),
+            "127.0.0.1:7902".parse().unwrap(),
+        )
+        .unwrap();
+        super::super::members::save_as(&grown, &copy, grown.version()).unwrap();
+        let note = write_copy(&Topology::load(&original).unwrap(), &original, &copy)
+            .unwrap()
+            .expect("a note");
+        assert!(note.contains("had eu-west-4 as well"), "{note}");
+        assert!(note.contains("given.toml"), "{note}");
     }
 
     #[test]
