@@ -629,6 +629,42 @@ fn data_commands_refuse_the_client_options_of_what_they_do_not_do() {
 }
 
 #[test]
+fn bench_counts_below_one_are_usage_errors_said_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, message) in [
+        (
+            &["bench", "--keys", "0"][..],
+            "error: invalid value '0' for '--keys <N>': expected at least 1",
+        ),
+        (
+            &["bench", "--requests", "0"],
+            "error: invalid value '0' for '--requests <N>': expected at least 1",
+        ),
+    ] {
+        let output = meridian(dir.path(), args);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).starts_with(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // A --home the region does not have is, like a --region the topology
+    // does not have, the command's failure (exit code 1), named.
+    let single = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/single.toml");
+    let output = meridian(
+        dir.path(),
+        &["--topology", single, "bench", "--home", "nosuch"],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("--home nosuch is not a node of region local"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn cluster_up_refuses_a_cert_dir_it_would_not_use() {
     let dir = tempfile::tempdir().unwrap();
     let local = concat!(env!("CARGO_MANIFEST_DIR"), "/regions/local.toml");

@@ -62,8 +62,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MIX", default_value = "set:50,get:50")]
     pub ops: Mix,
     /// Keys to spread requests over (uniformly)
-    #[arg(long, value_name = "N", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = parse_count)]
     pub keys: u64,
     /// Bytes of every value written
     #[arg(long, value_name = "B", default_value_t = 64,
@@ -77,7 +76,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS", conflicts_with = "requests", value_parser = parse_duration_s)]
     pub duration: Option<f64>,
     /// Run until this many requests have been answered
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub requests: Option<u64>,
     /// Client connections to spread the requests over (each has its own
     /// connection to every node)
@@ -115,6 +114,19 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// A count of at least 1 (`--keys`, `--requests`).
+fn parse_count(text: &str) -> Result<u64, String> {
+    use std::num::IntErrorKind;
+    match text.parse::<u64>() {
+        Ok(0) => Err("expected at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => {
+            Err(format!("expected at most {}", u64::MAX))
+        }
+        Err(_) => Err("expected a whole number of at least 1".to_owned()),
+    }
+}
+
 fn parse_duration_s(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if s > 0.0 && s <= DURATION_S_MAX => Ok(s),
@@ -125,6 +137,13 @@ fn parse_duration_s(text: &str) -> Result<f64, String> {
 }
 
 impl BenchArgs {
+    /// The routing `--route` and `--home` ask for, or why they contradict
+    /// each other (`--route primary --home N`): a usage error, found
+    /// without the topology.
+    pub fn routing(&self) -> Result<Routing, BenchError> {
+        routing(&self.route, self.home.as_deref())
+    }
+
     /// The benchmark these arguments describe.
     pub fn options(&self) -> BenchOptions {
         let stop = match (self.requests, self.duration) {
@@ -689,7 +708,7 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Report> 
     client.client_name = target.client_name;
     client.write = target.write;
     client.read = target.read;
-    client.routing = routing(&args.route, args.home.as_deref())?;
+    client.routing = args.routing()?;
     client.busy_poll = Duration::from_micros(args.busy_poll_us);
     let options = args.options();
     let terminal = std::io::stderr().is_terminal();
@@ -801,6 +820,41 @@ mod tests {
         ] {
             assert!(bench_args(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn counts_below_one_are_refused_in_words() {
+        for (args, why) in [
+            (&["--keys", "0"][..], "'0' for '--keys <N>': expected at least 1"),
+            (&["--requests", "0"], "'0' for '--requests <N>': expected at least 1"),
+            (
+                &["--keys", "ten"],
+                "'ten' for '--keys <N>': expected a whole number of at least 1",
+            ),
+            (
+                &["--requests", "18446744073709551616"],
+                "'18446744073709551616' for '--requests <N>': expected at most 18446744073709551615",
+            ),
+        ] {
+            let e = bench_args(args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}");
+            assert!(e.to_string().contains(why), "{args:?}: {e}");
+        }
+        assert_eq!(bench_args(&["--keys", "1"]).unwrap().keys, 1);
+        assert_eq!(
+            bench_args(&["--requests", "18446744073709551615"])
+                .unwrap()
+                .requests,
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn home_with_route_primary_is_refused_from_the_arguments() {
+        let args = bench_args(&["--route", "primary", "--home", "n2"]).unwrap();
+        assert!(matches!(args.routing(), Err(BenchError::Options(_))));
+        let args = bench_args(&["--home", "n2"]).unwrap();
+        assert_eq!(args.routing().unwrap(), Routing::ReadHomeAt("n2".into()));
     }
 
     #[test]
