@@ -310,7 +310,7 @@ impl Topology {
         let origin = origin.into();
         let raw: RawTopology = toml::from_str(text).map_err(|e| TopologyError {
             line: e.span().map(|span| line_of(text, span.start)),
-            problem: Problem::Syntax(e.message().trim().replace('\n', "; ")),
+            problem: Problem::Syntax(syntax_message(e.message())),
             origin: origin.clone(),
         })?;
         Builder { text, origin }.build(raw)
@@ -898,10 +898,20 @@ impl Builder<'_> {
                 },
             )
         };
-        let addr: SocketAddr = value
-            .get_ref()
-            .parse()
-            .map_err(|e| bad(format!("{e} (expected IP:port, such as 127.0.0.1:7101)")))?;
+        let text = value.get_ref();
+        let addr: SocketAddr = text.parse().map_err(|e| {
+            let port = text
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u64>().ok());
+            match port {
+                Some(port) if port > u64::from(u16::MAX) => {
+                    bad(format!("port {port} is out of range (at most 65535)"))
+                }
+                _ => bad(format!("{e} (expected IP:port, such as 127.0.0.1:7101)")),
+            }
+        })?;
+        // An IPv4-mapped IPv6 address is the IPv4 one.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         if addr.port() == 0 {
             return Err(bad("port 0 cannot be dialled".to_owned()));
         }
@@ -1076,9 +1086,42 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The TOML parser's message, on one line, with the words serde uses for
+/// an enum given as something other than its name made plain.
+fn syntax_message(message: &str) -> String {
+    let message = message.trim().replace('\n', "; ");
+    if message == "wanted string or table" {
+        return "wanted a quoted name here, such as \"quorum\"".to_owned();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one_node(cluster_extra: &str, addr: &str) -> String {
+        format!(
+            "[cluster]\nname = \"t\"\nreplication_factor = 1\n{cluster_extra}\n[[region]]\nname = \"r\"\n\n[[region.node]]\nid = \"r-1\"\nclient_addr = \"{addr}\"\npeer_addr = \"127.0.0.1:2\"\n"
+        )
+    }
+
+    #[test]
+    fn enum_values_ports_and_mapped_addresses_get_clear_errors() {
+        let err = |extra: &str, addr: &str| {
+            Topology::parse(&one_node(extra, addr), "t.toml")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("write_consistency = 2", "127.0.0.1:1");
+        assert!(e.contains("t.toml:4") && e.contains("\"quorum\""), "{e}");
+        let e = err("", "127.0.0.1:99999");
+        assert!(e.contains("port 99999 is out of range"), "{e}");
+        // The same address written as an IPv4-mapped IPv6 one.
+        let e = err("", "[::ffff:127.0.0.1]:2");
+        assert!(e.contains("127.0.0.1:2"), "{e}");
+    }
 
     #[test]
     fn line_of_counts_newlines_before_the_offset() {
