@@ -360,7 +360,9 @@ impl Map {
         }
     }
 
-    /// The nested field at `path`, `None` if absent.
+    /// The nested field at `path`, `None` if absent; a step through a
+    /// field that is not a map is [`ClientError::WrongType`], as an
+    /// [`apply`](Map::apply) through it is.
     pub async fn get_path(
         &self,
         path: impl IntoIterator<Item = impl Into<Bytes>>,

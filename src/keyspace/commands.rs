@@ -427,7 +427,7 @@ impl Keyspace {
                     .read::<OrMap>()
                     .ok()
                     .flatten()
-                    .and_then(|m| field_at(m, path));
+                    .and_then(|m| field_at(m, path).ok().flatten());
                 // As `map_field` sees it: a field with a visible value.
                 existed = field.is_some_and(|f| f.kind().is_some());
                 let old = field.map(answer_bytes);
@@ -455,7 +455,7 @@ impl Keyspace {
             if let FieldOp::Incr(_) = op {
                 let map = t.record().data.read::<OrMap>()?;
                 let value = map
-                    .and_then(|m| field_at(m, path))
+                    .and_then(|m| field_at(m, path).ok().flatten())
                     .and_then(|f| f.read::<Counter>().ok()?)
                     .map(Counter::value);
                 return Ok((value, existed));
@@ -535,9 +535,10 @@ impl Keyspace {
         now_ms: u64,
     ) -> Result<Option<FieldValue>, KeyspaceError> {
         let v = self.read_value(key, now_ms, |d| {
-            Ok(d.read::<OrMap>()?
-                .and_then(|m| field_at(m, path))
-                .and_then(FieldValue::of))
+            Ok(match d.read::<OrMap>()? {
+                Some(m) => field_at(m, path)?.and_then(FieldValue::of),
+                None => None,
+            })
         })?;
         Ok(v.flatten())
     }
@@ -663,13 +664,21 @@ impl Keyspace {
     }
 }
 
-fn field_at<'a>(map: &'a OrMap, path: &[Bytes]) -> Option<&'a TypedStore> {
-    let (first, rest) = path.split_first()?;
-    let store = map.get(first)?;
+/// The field at `path` in `map`; a step through a field that is not a map
+/// is `WrongType`, as an update through it is.
+fn field_at<'a>(map: &'a OrMap, path: &[Bytes]) -> Result<Option<&'a TypedStore>, WrongType> {
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(None);
+    };
+    let Some(store) = map.get(first) else {
+        return Ok(None);
+    };
     if rest.is_empty() {
-        Some(store)
-    } else {
-        field_at(store.read::<OrMap>().ok()??, rest)
+        return Ok(Some(store));
+    }
+    match store.read::<OrMap>()? {
+        Some(inner) => field_at(inner, rest),
+        None => Ok(None),
     }
 }
 

@@ -170,6 +170,28 @@ fn nested_map_fields_take_every_type_and_depth_is_bounded() {
             found: Kind::Map
         })
     ));
+    // Reading through a field that is not a map is WrongType, as writing
+    // through it is; a missing step is nothing.
+    let through_counter = [b("profile"), b("visits"), b("x")];
+    assert!(matches!(
+        k.map_field(b"user", &through_counter, T0).unwrap_err(),
+        KeyspaceError::WrongType(WrongType {
+            wanted: Kind::Map,
+            found: Kind::Counter
+        })
+    ));
+    assert!(matches!(
+        k.map_apply(b"user", &through_counter, FieldOp::Set(b("y")), T0)
+            .unwrap_err(),
+        KeyspaceError::WrongType(WrongType {
+            wanted: Kind::Map,
+            ..
+        })
+    ));
+    assert_eq!(
+        k.map_field(b"user", &[b("nobody"), b("x")], T0).unwrap(),
+        None
+    );
     let deep: Vec<Bytes> = (0..MAP_NESTING_MAX).map(|i| b(&i.to_string())).collect();
     assert_eq!(
         k.map_apply(b"user", &deep, FieldOp::Set(b("x")), T0)
