@@ -237,11 +237,11 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             let mut text = format::command_error(failing, &failed.error);
             if commands.len() > 1 {
                 // `hset k f1 v1 f2 v2`, `del k1 k2`: one command each, in turn.
-                text.push('\n');
-                text.push_str(&format::partial_failure(
-                    failing,
+                text.push_str(&format!(
+                    "\n(at {}: {} of the line's {} were done before it, the rest not sent)",
+                    format::part(failing),
                     failed.done,
-                    commands.len(),
+                    format::part_count(failing, commands.len()),
                 ));
             }
             if let Some(hint) = target.guess_hint(&failed.error, &global.state_dir) {
