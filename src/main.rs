@@ -116,6 +116,13 @@ fn admin_or_usage(global: &GlobalArgs, command: Cmd) -> ExitCode {
         errln!("error: {refusal}");
         return ExitCode::from(EXIT_USAGE);
     }
+    // Options that contradict each other whatever the cluster.
+    if let Cmd::Bench(args) = &command {
+        if let Err(e) = args.routing() {
+            errln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     match admin_command(global, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref().is_some_and(StdoutFailed::is_closed_pipe) => ExitCode::SUCCESS,
@@ -237,11 +244,11 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             let mut text = format::command_error(failing, &failed.error);
             if commands.len() > 1 {
                 // `hset k f1 v1 f2 v2`, `del k1 k2`: one command each, in turn.
-                text.push_str(&format!(
-                    "\n(at {}: {} of the line's {} were done before it, the rest not sent)",
-                    format::part(failing),
+                text.push('\n');
+                text.push_str(&format::partial_failure(
+                    failing,
                     failed.done,
-                    format::part_count(failing, commands.len()),
+                    commands.len(),
                 ));
             }
             if let Some(hint) = target.guess_hint(&failed.error, &global.state_dir) {

@@ -857,7 +857,7 @@ mod against_a_cluster {
             (
                 &["-x", "hset", "huge-h", "a", "1", "b"],
                 "(error) value of 3000000 bytes exceeds the limit of 1048576 bytes\n\
-                 (at field \"b\": 1 of the line's 2 fields were done before it, the rest not sent)\n",
+                 (at field \"b\": 1 of the line's 2 fields was done before it, the rest not sent)\n",
             ),
         ] {
             let output = super::meridian_with_stdin(lab.dir.path(), args, &huge);

@@ -269,6 +269,29 @@ pub fn part_count(first: &Command, n: usize) -> String {
     format!("{n} {noun}")
 }
 
+/// The line after the error of a command line of several commands (`del
+/// k1 k2 k3`) whose command `failing` failed after `done` of its `total`
+/// were carried out.
+///
+/// ```
+/// use meridian::cli::format::partial_failure;
+/// use meridian::protocol::Command;
+///
+/// let del = Command::Del { key: "b".into() };
+/// assert_eq!(
+///     partial_failure(&del, 1, 3),
+///     r#"(at key "b": 1 of the line's 3 keys was done before it, the rest not sent)"#
+/// );
+/// ```
+pub fn partial_failure(failing: &Command, done: usize, total: usize) -> String {
+    format!(
+        "(at {}: {done} of the line's {} {} done before it, the rest not sent)",
+        part(failing),
+        part_count(failing, total),
+        if done == 1 { "was" } else { "were" }
+    )
+}
+
 /// `bytes` in double quotes, escaped as redis-cli escapes them.
 ///
 /// ```
@@ -542,6 +565,28 @@ mod tests {
     fn reads_show_no_acknowledgements_even_when_verbose() {
         let get = Command::Get { key: b("k") };
         assert_eq!(answer(&get, &read(Reply::Nil), true), "(nil)");
+    }
+
+    #[test]
+    fn a_partial_failure_says_how_many_were_done_in_good_grammar() {
+        let del = Command::Del { key: b("c") };
+        assert_eq!(
+            partial_failure(&del, 0, 3),
+            "(at key \"c\": 0 of the line's 3 keys were done before it, the rest not sent)"
+        );
+        assert_eq!(
+            partial_failure(&del, 1, 3),
+            "(at key \"c\": 1 of the line's 3 keys was done before it, the rest not sent)"
+        );
+        let hset = Command::HSet {
+            key: b("h"),
+            field: b("g"),
+            value: b("v"),
+        };
+        assert_eq!(
+            partial_failure(&hset, 2, 4),
+            "(at field \"g\": 2 of the line's 4 fields were done before it, the rest not sent)"
+        );
     }
 
     #[test]
