@@ -101,7 +101,13 @@ async fn a_short_mixed_bench_does_every_operation_without_errors() {
     );
     assert_eq!(report.total.errors, 0);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.failovers, 0, "nothing failed over on a healthy node");
     assert!(report.elapsed_s >= 1.5, "ran {} s", report.elapsed_s);
+    // (The preload may report too, before the run.)
+    let progress: Vec<_> = progress
+        .into_iter()
+        .filter(|p| p.preloading.is_none())
+        .collect();
     assert!(
         (2..=8).contains(&progress.len()),
         "{} progress reports in 1.5 s at 250 ms",
@@ -111,6 +117,36 @@ async fn a_short_mixed_bench_does_every_operation_without_errors() {
     assert_eq!(report.setup.connections, 2);
     assert_eq!(report.setup.write, "quorum");
     assert!(node.net_stats().client_connections >= 2);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_preload_reports_its_progress_before_the_run() {
+    let (dir, topology, node) = single_node().await;
+    let client = ClientOptions::new(topology, "lab", dir.path());
+    let mut bench = options("get".parse().unwrap(), Stop::Requests(10));
+    bench.keys = 5_000;
+    bench.progress_every = Duration::from_millis(10);
+    let mut progress = Vec::new();
+    let report = bench::run(client, &bench, |p| progress.push(*p))
+        .await
+        .unwrap();
+    assert_eq!(report.preload.as_ref().unwrap().keys, 5_000);
+    let preloading: Vec<_> = progress.iter().filter_map(|p| p.preloading).collect();
+    assert!(
+        !preloading.is_empty(),
+        "no preload progress in {progress:?}"
+    );
+    assert!(preloading
+        .iter()
+        .all(|p| p.keys == 5_000 && p.done <= 5_000));
+    assert!(preloading.windows(2).all(|w| w[0].done <= w[1].done));
+    // Every preload report comes before every run report.
+    let first_run = progress.iter().position(|p| p.preloading.is_none());
+    let last_preload = progress.iter().rposition(|p| p.preloading.is_some());
+    if let (Some(run), Some(pre)) = (first_run, last_preload) {
+        assert!(pre < run, "{progress:?}");
+    }
     node.shutdown().await;
 }
 

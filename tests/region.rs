@@ -241,9 +241,18 @@ async fn every_data_type_and_command_round_trips_through_the_sdk() {
         assert!(matches!(client.ttl("greeting").await.unwrap(), Ttl::Ms(ms) if ms > 50_000 && ms <= 60_000));
         assert!(client.persist("greeting").await.unwrap());
         assert_eq!(client.ttl("greeting").await.unwrap(), Ttl::Persistent);
-        // As Redis refuses `SET k v PX 0`.
+        // As Redis refuses `SET k v PX 0`; a part of a millisecond counts
+        // as one, and past the longest is refused as well.
         assert!(matches!(
-            reg.set_with_ttl("never", Duration::from_micros(999)).await,
+            reg.set_with_ttl("never", Duration::ZERO).await,
+            Err(ClientError::BadRequest(_))
+        ));
+        assert!(matches!(
+            reg.set_with_ttl("never", Duration::MAX).await,
+            Err(ClientError::BadRequest(_))
+        ));
+        assert!(matches!(
+            client.expire("greeting", Duration::MAX).await,
             Err(ClientError::BadRequest(_))
         ));
         assert_eq!(reg.get().await.unwrap(), Some(b("hello")));
@@ -392,7 +401,10 @@ async fn quorum_write_survives_a_replica_shutdown_and_is_read_back_from_the_othe
     region.stop(&replicas[0]).await;
 
     within("reads after the shutdown", async {
+        let failovers = client.failovers();
         assert_eq!(client.register(key).get().await.unwrap(), Some(b("v1")));
+        // It went on to the next replica, and the client counted it.
+        assert!(client.failovers() > failovers);
         let quorum = client.with_read(ReadConsistency::Quorum);
         assert_eq!(quorum.register(key).get().await.unwrap(), Some(b("v1")));
 

@@ -201,6 +201,18 @@ pub struct Progress {
     pub errors: u64,
     /// Successful requests per second since the previous report.
     pub ops_per_s_recent: f64,
+    /// While the keys a run reads are written beforehand: how many of
+    /// them are (`ops` and `errors` then count the preload's requests).
+    pub preloading: Option<PreloadProgress>,
+}
+
+/// How far the preload has got.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PreloadProgress {
+    /// Keys written (or failed) so far.
+    pub done: u64,
+    /// Keys to write.
+    pub keys: u64,
 }
 
 /// Why a benchmark could not run at all (failing requests do not stop it).
@@ -435,7 +447,7 @@ pub async fn run(
         let mut options = client.clone();
         options.routing = Routing::Primary;
         let loader = Client::connect(options).await.map_err(BenchError::Client)?;
-        let done = preload(&loader, bench, &value).await;
+        let done = preload(&loader, bench, &value, &mut on_progress).await;
         drop(loader);
         if done.errors == done.keys {
             // Every get would read a key that is not there.
@@ -463,6 +475,7 @@ pub async fn run(
         Stop::Requests(n) => n,
         Stop::Elapsed(_) => u64::MAX,
     };
+    let failovers_before: u64 = clients.iter().map(Client::failovers).sum();
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..bench.concurrency {
         let client = clients[task % clients.len()].clone();
@@ -529,6 +542,7 @@ pub async fn run(
                     ops,
                     errors,
                     ops_per_s_recent: (ops - last_ops) as f64 / window_s,
+                    preloading: None,
                 });
                 (last_at, last_ops) = (now, ops);
             }
@@ -536,7 +550,10 @@ pub async fn run(
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let tally = std::mem::take(&mut *shared.tally());
-    Ok(report(setup, preload, elapsed_s, &bench.mix, tally))
+    let failovers = clients.iter().map(Client::failovers).sum::<u64>() - failovers_before;
+    let mut report = report(setup, preload, elapsed_s, &bench.mix, tally);
+    report.failovers = failovers;
+    Ok(report)
 }
 
 fn check(bench: &BenchOptions) -> Result<(), BenchError> {
@@ -604,7 +621,12 @@ fn read_name(level: ReadConsistency) -> &'static str {
 }
 
 /// Writes every key gets will read, `concurrency` at a time.
-async fn preload(client: &Client, bench: &BenchOptions, value: &Bytes) -> Preload {
+async fn preload(
+    client: &Client,
+    bench: &BenchOptions,
+    value: &Bytes,
+    on_progress: &mut impl FnMut(&Progress),
+) -> Preload {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -630,9 +652,33 @@ async fn preload(client: &Client, bench: &BenchOptions, value: &Bytes) -> Preloa
             }
         });
     }
-    while let Some(joined) = tasks.join_next().await {
-        if let Err(e) = joined {
-            std::panic::resume_unwind(e.into_panic());
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::from_std(started) + bench.progress_every,
+        bench.progress_every,
+    );
+    let mut reported = 0u64;
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            _ = ticks.tick() => {
+                let done = next.load(Ordering::Relaxed).min(bench.keys);
+                let errors = errors.load(Ordering::Relaxed);
+                on_progress(&Progress {
+                    elapsed: started.elapsed(),
+                    ops: done.saturating_sub(errors),
+                    errors,
+                    ops_per_s_recent: (done - reported.min(done)) as f64
+                        / bench.progress_every.as_secs_f64(),
+                    preloading: Some(PreloadProgress { done, keys: bench.keys }),
+                });
+                reported = done;
+                continue;
+            }
+        };
+        match joined {
+            None => break,
+            Some(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+            Some(Ok(())) => {}
         }
     }
     let last_error = last_error.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -686,6 +732,7 @@ fn report(
         per_op,
         total: row("all".to_owned(), &all),
         errors,
+        failovers: 0,
     }
 }
 
@@ -712,14 +759,30 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Report> 
     client.busy_poll = Duration::from_micros(args.busy_poll_us);
     let options = args.options();
     let terminal = std::io::stderr().is_terminal();
+    let mut was_preloading = false;
     let report = runtime.block_on(run(client, &options, |p| {
-        let line = format!(
-            "bench: {:>4.0} s  {:>11} ops  {:>9} ops/s  {} errors",
-            p.elapsed.as_secs_f64(),
-            format_count(p.ops),
-            format_count(p.ops_per_s_recent.round() as u64),
-            format_count(p.errors)
-        );
+        if terminal && was_preloading && p.preloading.is_none() {
+            // The preload's line stays; the run's goes under it.
+            let _ = writeln!(std::io::stderr());
+        }
+        was_preloading = p.preloading.is_some();
+        let line = match p.preloading {
+            Some(pre) => format!(
+                "bench: preloading {:>4.0} s  {}/{} keys  {:>9} keys/s  {} errors",
+                p.elapsed.as_secs_f64(),
+                format_count(pre.done),
+                format_count(pre.keys),
+                format_count(p.ops_per_s_recent.round() as u64),
+                format_count(p.errors)
+            ),
+            None => format!(
+                "bench: {:>4.0} s  {:>11} ops  {:>9} ops/s  {} errors",
+                p.elapsed.as_secs_f64(),
+                format_count(p.ops),
+                format_count(p.ops_per_s_recent.round() as u64),
+                format_count(p.errors)
+            ),
+        };
         let mut err = std::io::stderr().lock();
         let _ = if terminal {
             write!(err, "\r{line}")

@@ -373,6 +373,8 @@ struct Inner {
     frame_bytes_max: usize,
     endpoint: quinn::Endpoint,
     next_id: AtomicU64,
+    /// Attempts sent again, to another replica or the same ([`Client::failovers`]).
+    failovers: AtomicU64,
     /// Whether the home was picked at random (then a topology without it
     /// gets the client another).
     random_home: bool,
@@ -797,6 +799,7 @@ impl Client {
             connect_timeout: request_timeout.min(Duration::from_millis(CONNECT_TIMEOUT_MS)),
             endpoint,
             next_id: AtomicU64::new(1),
+            failovers: AtomicU64::new(0),
             recent_writes: routing.home_reads_only().then(RecentWrites::new),
             random_home: matches!(routing, Routing::ReadHome | Routing::RandomHome),
             topology_refresh,
@@ -1052,6 +1055,7 @@ impl Client {
                         if why.starts_with(crate::net::ANSWERS_UNREAD)
                             && now.elapsed() + pause < self.inner.request_timeout =>
                     {
+                        self.inner.failovers.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(HELD_BACK_PAUSE_MAX);
                     }
@@ -1071,10 +1075,21 @@ impl Client {
                 }
                 Err(CallError::NotSent(e) | CallError::Sent(e)) => return Err(e),
             }
+            // The next replica (if any) gets the request.
+            self.inner.failovers.fetch_add(1, Ordering::Relaxed);
         }
         Err(last_error.unwrap_or_else(|| {
             ClientError::Unavailable(format!("region {} has no nodes", self.inner.region))
         }))
+    }
+
+    /// How many times this client (and its clones) sent a request again
+    /// since it connected: to the key's next replica after a connection
+    /// error or a timeout, or to the same node for an answer it held back
+    /// (see [`crate::net::ANSWERS_UNREAD`]). A load generator shows it to
+    /// tell failovers from a quiet run.
+    pub fn failovers(&self) -> u64 {
+        self.inner.failovers.load(Ordering::Relaxed)
     }
 
     /// Runs `command` on node `node_id` only, without failover, with the

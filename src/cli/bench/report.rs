@@ -128,6 +128,11 @@ pub struct Report {
     pub total: OpReport,
     /// Errors by kind, most frequent first.
     pub errors: Vec<ErrorCount>,
+    /// Requests the SDK sent again during the run, to another replica after
+    /// a connection error or timeout, or to the same node for an answer it
+    /// held back ([`crate::client::Client::failovers`]): a request that
+    /// succeeded that way is no error, but its latency shows the wait.
+    pub failovers: u64,
 }
 
 impl Report {
@@ -254,6 +259,13 @@ impl fmt::Display for Report {
             if row.misses > 0 {
                 writeln!(f, "{}: {} found no value", row.op, format_count(row.misses))?;
             }
+        }
+        if self.failovers > 0 {
+            writeln!(
+                f,
+                "failovers: {} requests sent again (to another replica after a timeout or a lost connection, or for an answer held back)",
+                format_count(self.failovers)
+            )?;
         }
         if !self.errors.is_empty() {
             writeln!(f)?;
