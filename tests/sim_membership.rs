@@ -527,3 +527,223 @@ fn a_node_added_before_the_removal_of_a_down_node_finished_gets_every_key() {
         |seed| run_departed_seed(seed, true),
     );
 }
+
+/// A write acknowledged by a node and one other old replica only (the
+/// third missed it, and the hint for it dies with the first node): the
+/// first node is removed while down and two nodes join in the same change,
+/// so the other old replica stops owning the key. It must send its copy
+/// before it drops it: the write survives, read at quorum from the new
+/// owners, with anti-entropy off.
+#[test]
+fn a_write_held_only_by_a_down_departed_node_and_one_that_stops_owning_the_key_survives() {
+    use meridian::placement::Placement;
+    use meridian::protocol::Reply;
+    let five = topology(&[1, 2, 3, 4, 5]);
+    let p5 = Placement::new(&five);
+    // A node D and a key whose old replicas are [D, S, X] and whose new
+    // ones (D gone, n6 and n7 added) leave X out.
+    let mut found = None;
+    'search: for d in 1..=5u32 {
+        let members: Vec<u32> = (1..=7).filter(|n| *n != d).collect();
+        let after = topology(&members);
+        let pn = Placement::new(&after);
+        let dr = replica(&five, &format!("n{d}"));
+        for i in 0..10_000 {
+            let key = format!("k{i}");
+            let old = p5.preference_list("r", key.as_bytes()).unwrap().to_vec();
+            let new = pn.preference_list("r", key.as_bytes()).unwrap().to_vec();
+            if old[0] == dr && !new.contains(&old[2]) {
+                found = Some((dr, key, after, old, new));
+                break 'search;
+            }
+        }
+    }
+    let (d, key, after, old, new) = found.expect("such a key among 10,000");
+    let (s, _x) = (old[1], old[2]);
+    let config = NodeConfig {
+        write_timeout_ms: 200,
+        hint_retry_ms: 100,
+        sloppy_quorum: false,
+        digest_interval_ms: 3_600_000,
+        ..NodeConfig::default()
+    };
+    let net = NetConfig {
+        latency_ms_min: 1,
+        latency_ms_max: 5,
+        ..NetConfig::default()
+    };
+    let mut sim = Sim::new(five.clone(), config, net, 7, START_MS);
+    let until = sim.now_ms() + 2_000;
+    sim.run_until(until);
+    // S cannot hear D: D's write reaches X only.
+    sim.partition(s, d);
+    let incr = Request {
+        id: 1,
+        command: Command::IncrBy {
+            key: Bytes::from(key.as_str()),
+            by: 7,
+        },
+        write: None,
+        read: None,
+    };
+    sim.client_request(d, 1, incr);
+    let until = sim.now_ms() + 100;
+    sim.run_until(until);
+    assert!(
+        sim.take_responses().iter().any(|(_, r)| r.result.is_ok()),
+        "the write was not acknowledged"
+    );
+    // D dies with the hint it held for S, and is removed while two join.
+    sim.crash(d);
+    sim.heal();
+    let until = sim.now_ms() + 3_000;
+    sim.run_until(until);
+    sim.set_topology(after.clone()).unwrap();
+    let members: Vec<ReplicaId> = after.nodes().map(|(_, n)| n.replica).collect();
+    let changed_at = sim.now_ms();
+    while !all_finished(&sim, &members) {
+        assert!(
+            sim.now_ms() < changed_at + 30_000,
+            "the change did not finish"
+        );
+        let until = sim.now_ms() + 50;
+        sim.run_until(until);
+    }
+    let until = sim.now_ms() + 5_000;
+    sim.run_until(until);
+    let read = Request {
+        id: 2,
+        command: Command::CounterGet {
+            key: Bytes::from(key.as_str()),
+        },
+        write: None,
+        read: Some(ReadConsistency::Quorum),
+    };
+    sim.client_request(new[0], 2, read);
+    let until = sim.now_ms() + 500;
+    sim.run_until(until);
+    let answers = sim.take_responses();
+    assert!(
+        answers
+            .iter()
+            .any(|(_, r)| matches!(&r.result, Ok(a) if a.reply == Reply::Int(7))),
+        "the acknowledged increment of 7 is lost: {answers:?}"
+    );
+}
+
+/// A node keeps a key it no longer replicates past a change because it
+/// still owes a replica a hint for it, forgets it once the hint is
+/// delivered, and replicates it again after a second change. Its new
+/// writes to the key must not reuse the dots of its old ones (which the
+/// other replicas would take for writes they have and discard).
+#[test]
+fn a_key_kept_for_a_hint_and_forgotten_later_is_written_under_a_new_writer() {
+    use meridian::keyspace::FieldValue;
+    use meridian::placement::Placement;
+    use meridian::sim::NodeClock;
+    let four = topology(&[1, 2, 3, 4]);
+    let five = topology(&[1, 2, 3, 4, 5]);
+    let (p4, p5) = (Placement::new(&four), Placement::new(&five));
+    let n5 = replica(&five, "n5");
+    // A key whose third replica M gives way to n5 in the change.
+    let (key, old) = (0..10_000)
+        .map(|i| format!("k{i}"))
+        .find_map(|key| {
+            let old = p4.preference_list("r", key.as_bytes()).unwrap().to_vec();
+            let new = p5.preference_list("r", key.as_bytes()).unwrap().to_vec();
+            (new.contains(&n5) && !new.contains(&old[2])).then_some((key, old))
+        })
+        .expect("such a key among 10,000");
+    let (r, m) = (old[0], old[2]);
+    let config = NodeConfig {
+        write_timeout_ms: 200,
+        hint_retry_ms: 100,
+        sloppy_quorum: false,
+        digest_interval_ms: 3_600_000,
+        ..NodeConfig::default()
+    };
+    let net = NetConfig {
+        latency_ms_min: 1,
+        latency_ms_max: 5,
+        ..NetConfig::default()
+    };
+    let mut sim = Sim::new(four.clone(), config, net, 11, START_MS);
+    let write = |sim: &mut Sim, id: u64, command: Command| {
+        let request = Request {
+            id,
+            command,
+            write: None,
+            read: None,
+        };
+        sim.client_request(m, id, request);
+        let until = sim.now_ms() + 200;
+        sim.run_until(until);
+        assert!(
+            sim.take_responses().iter().any(|(_, r)| r.result.is_ok()),
+            "write {id} was not acknowledged"
+        );
+    };
+    // R's clock is 2 s behind: it refuses M's fresh stamps, so M keeps a
+    // hint for R.
+    sim.set_clock(
+        r,
+        NodeClock {
+            offset_ms: -2_000,
+            drift_ppm: 0,
+        },
+    );
+    let until = sim.now_ms() + 2_000;
+    sim.run_until(until);
+    let hset = Command::HSet {
+        key: Bytes::from(key.as_str()),
+        field: Bytes::from("f"),
+        value: Bytes::from("x"),
+    };
+    write(&mut sim, 1, hset);
+    let incr = |by| Command::HIncrBy {
+        key: Bytes::from(key.as_str()),
+        field: Bytes::from("c"),
+        by,
+    };
+    write(&mut sim, 2, incr(5));
+    let until = sim.now_ms() + 1_000;
+    sim.run_until(until);
+    sim.set_topology(five.clone()).unwrap();
+    let members: Vec<ReplicaId> = five.nodes().map(|(_, n)| n.replica).collect();
+    let changed_at = sim.now_ms();
+    while !all_finished(&sim, &members) {
+        assert!(
+            sim.now_ms() < changed_at + 30_000,
+            "the change did not finish"
+        );
+        let until = sim.now_ms() + 50;
+        sim.run_until(until);
+    }
+    // R's clock is put right: the hint is delivered and M forgets the key.
+    sim.set_clock(
+        r,
+        NodeClock {
+            offset_ms: 0,
+            drift_ppm: 0,
+        },
+    );
+    let until = sim.now_ms() + 3_000;
+    sim.run_until(until);
+    // n5 leaves again and M replicates the key again; cut off from n5 (the
+    // key's sender), M writes before it has the key's state back.
+    sim.partition(m, n5);
+    sim.set_topology(four.clone()).unwrap();
+    write(&mut sim, 3, incr(3));
+    let until = sim.now_ms() + 1_000;
+    sim.run_until(until);
+    let now = sim.now_ms();
+    let fields = sim.node(r).keyspace().hgetall(key.as_bytes(), now).unwrap();
+    assert!(
+        fields.contains(&(Bytes::from("c"), FieldValue::Counter(8))),
+        "R lost an acknowledged increment: {fields:?}"
+    );
+    assert!(
+        fields.contains(&(Bytes::from("f"), FieldValue::Register(Bytes::from("x")))),
+        "R lost a field: {fields:?}"
+    );
+}

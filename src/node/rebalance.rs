@@ -18,9 +18,9 @@
 //! each ring and see every write acknowledged under either. Only then does
 //! it drop the keys it no longer replicates (except those it still owes a
 //! replica a hint for, dropped once delivered). A departing node that is
-//! down cannot stream: once a node suspects it, it sends the keys of which
-//! it is the first old replica that stays, and stops waiting for the
-//! departed node. A sender that stays but is down when the change happens
+//! down cannot stream: once a node suspects it, it sends its own copy of
+//! every key the departed node was to send and of which it is an old
+//! replica, and stops waiting for the departed node. A sender that stays but is down when the change happens
 //! leaves its keys to anti-entropy (digest comparison between replicas),
 //! which repairs them by the new ring.
 //!
@@ -194,6 +194,11 @@ impl Rebalance {
 /// reports in its [`RebalanceStatus`] once it runs with that membership.
 pub fn membership_epoch(topology: &Topology, region: &str) -> u64 {
     epoch_of(topology, region)
+}
+
+/// Whether `node` replicates `key` by its current ring.
+fn owned(node: &Node, key: &[u8]) -> bool {
+    node.replicas(key).contains(&node.id)
 }
 
 fn epoch_of(topology: &Topology, region: &str) -> u64 {
@@ -442,7 +447,7 @@ impl Node {
     /// not said it finished sending (see [`Node::take_over_from`]).
     fn take_over_from_departed(&mut self, now_ms: u64) {
         let r = &self.rebalance;
-        if !r.active || r.leaving {
+        if !r.active {
             return;
         }
         let down: Vec<ReplicaId> = r
@@ -458,12 +463,12 @@ impl Node {
     }
 
     /// A departing node that is down cannot stream the keys it was chosen
-    /// to send: for each of them, the first replica of the key's old
-    /// preference list that stays a member sends it instead, from its own
-    /// copy (which holds every write acknowledged by a quorum that
-    /// included it; writes it missed reach the new owners by hints and
-    /// anti-entropy). The departed node is no longer waited for. Should it
-    /// be alive after all, its keys are sent twice, which merging absorbs.
+    /// to send: each other old replica of such a key (a leaving one too)
+    /// sends its own copy to the new owners instead. Every write
+    /// acknowledged by a quorum is in one of those copies, and a node sends
+    /// its copy before it can finish the change and drop the key. The
+    /// departed node is no longer waited for; should it be alive after all,
+    /// its keys are sent more than once, which merging absorbs.
     fn take_over_from(&mut self, dead: ReplicaId) {
         self.rebalance.taken_over.insert(dead);
         self.rebalance.done_awaited.remove(&dead);
@@ -500,8 +505,11 @@ impl Node {
             if sender != Some(dead) {
                 return;
             }
-            let substitute = old.iter().copied().find(|r| new_members.contains(r));
-            if substitute != Some(me) {
+            // Every old replica sends its copy, not one chosen among them:
+            // a write acknowledged by the dead node and one other may be in
+            // no other copy, and an old replica that stops owning the key
+            // drops it once the change finishes.
+            if !old.contains(&me) {
                 return;
             }
             let mut bytes = None;
@@ -828,13 +836,22 @@ impl Node {
         gone.retain(|key| !self.is_guest(key));
         let (owed, gone): (Vec<Bytes>, Vec<Bytes>) =
             gone.into_iter().partition(|key| owed.contains(key));
-        self.rebalance.kept.extend(owed);
+        // Kept keys from an earlier change that this node owns again, or
+        // has forgotten since, are kept no more.
+        let kept = std::mem::take(&mut self.rebalance.kept);
+        self.rebalance.kept = kept
+            .into_iter()
+            .filter(|key| self.keyspace.state(key).is_some() && !owned(self, key))
+            .chain(owed)
+            .collect();
         for key in &gone {
             self.keyspace.forget(key);
         }
-        if !gone.is_empty() {
+        if !gone.is_empty() || !self.rebalance.kept.is_empty() {
             // Forgotten keys forget which dots this writer minted for them:
-            // later writes go under a writer id never used before.
+            // later writes go under a writer id never used before (kept
+            // keys too: they are forgotten once handed over, and this node
+            // mints no dots for a key it does not replicate meanwhile).
             let life = self.config.incarnation
                 ^ ((self.rebalance.epoch >> 32) as u32)
                 ^ (self.rebalance.epoch as u32);
@@ -873,11 +890,12 @@ impl Node {
         {
             return;
         }
-        let owed = self.hinted.iter().any(|(_, k)| k == key)
-            || self.handoffs.keys().any(|(_, k)| k == key)
-            || self.pending.values().any(
-                |p| matches!(p, super::Pending::Write(w) if !w.waiting.is_empty() && w.key == *key),
-            );
+        // Hints and handoffs go to members of the region.
+        let owed = self.detector.peers().any(|r| {
+            self.hinted.contains(&(r, key.clone())) || self.handoffs.contains_key(&(r, key.clone()))
+        }) || self.pending.values().any(
+            |p| matches!(p, super::Pending::Write(w) if !w.waiting.is_empty() && w.key == *key),
+        );
         if owed {
             return;
         }
