@@ -1016,6 +1016,7 @@ impl Client {
         let replicas = self.route(replicas, ring.home, &command);
         let resend_after_sent = is_idempotent(&command);
         let written = command.is_write().then(|| command.key().cloned()).flatten();
+        let is_read = !command.is_write();
         let (id, frame) = self.frame(command, write, read)?;
 
         // Reachable replicas first, in preference order; then those that
@@ -1039,9 +1040,16 @@ impl Client {
             }
         }
         let mut last_error = None;
+        let mut tried = false;
         for replica in up.into_iter().chain(suspect).chain(down) {
             let mut pause = HELD_BACK_PAUSE_MIN;
+            let replica_started = Instant::now();
             let attempt = loop {
+                if std::mem::replace(&mut tried, true) {
+                    // Sent again: to this replica after another, or to the
+                    // same one for an answer it held back.
+                    self.inner.failovers.fetch_add(1, Ordering::Relaxed);
+                }
                 let attempt = self
                     .attempt(&ring, replica, id, frame.clone(), Dial::UnlessShutDown)
                     .await;
@@ -1052,10 +1060,10 @@ impl Client {
                 // have answers large enough to be held back.)
                 match &attempt {
                     Ok(Err(ClientError::Unavailable(why)))
-                        if why.starts_with(crate::net::ANSWERS_UNREAD)
-                            && now.elapsed() + pause < self.inner.request_timeout =>
+                        if is_read
+                            && why.starts_with(crate::net::ANSWERS_UNREAD)
+                            && replica_started.elapsed() + pause < self.inner.request_timeout =>
                     {
-                        self.inner.failovers.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(HELD_BACK_PAUSE_MAX);
                     }
@@ -1075,8 +1083,6 @@ impl Client {
                 }
                 Err(CallError::NotSent(e) | CallError::Sent(e)) => return Err(e),
             }
-            // The next replica (if any) gets the request.
-            self.inner.failovers.fetch_add(1, Ordering::Relaxed);
         }
         Err(last_error.unwrap_or_else(|| {
             ClientError::Unavailable(format!("region {} has no nodes", self.inner.region))
