@@ -57,6 +57,62 @@ pub(crate) fn stable_secret(private_key_pem: &str, addr: SocketAddr) -> [u8; 32]
     out
 }
 
+/// Random bytes in a connection id: enough that a node never issues one
+/// twice over its lives, as a static reset key requires (RFC 9000 §10.3.2).
+const CID_RANDOM_BYTES: usize = 12;
+/// Bytes of the keyed tag that marks a connection id as the node's own.
+const CID_TAG_BYTES: usize = 4;
+
+/// Connection ids of random bytes and a keyed tag, so that every life of a
+/// node recognises those of the others (and answers their packets with a
+/// stateless reset) while ignoring packets that are not QUIC.
+struct TaggedConnectionIds {
+    key: ring::hmac::Key,
+}
+
+impl TaggedConnectionIds {
+    fn tag(&self, random: &[u8]) -> [u8; CID_TAG_BYTES] {
+        let mut tag = [0u8; CID_TAG_BYTES];
+        tag.copy_from_slice(&ring::hmac::sign(&self.key, random).as_ref()[..CID_TAG_BYTES]);
+        tag
+    }
+}
+
+impl quinn::ConnectionIdGenerator for TaggedConnectionIds {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut bytes = [0u8; CID_RANDOM_BYTES + CID_TAG_BYTES];
+        // The system's random source does not fail on Linux; should it, the
+        // id is still unique enough for one life (the tag covers it).
+        let _ = ring::rand::SecureRandom::fill(
+            &ring::rand::SystemRandom::new(),
+            &mut bytes[..CID_RANDOM_BYTES],
+        );
+        let tag = self.tag(&bytes[..CID_RANDOM_BYTES]);
+        bytes[CID_RANDOM_BYTES..].copy_from_slice(&tag);
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn validate(&self, cid: &quinn::ConnectionId) -> Result<(), quinn_proto::InvalidCid> {
+        if cid.len() != CID_RANDOM_BYTES + CID_TAG_BYTES {
+            return Err(quinn_proto::InvalidCid);
+        }
+        let (random, tag) = cid.split_at(CID_RANDOM_BYTES);
+        if self.tag(random)[..] == *tag {
+            Ok(())
+        } else {
+            Err(quinn_proto::InvalidCid)
+        }
+    }
+
+    fn cid_len(&self) -> usize {
+        CID_RANDOM_BYTES + CID_TAG_BYTES
+    }
+
+    fn cid_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
 /// A quinn endpoint on a fresh socket bound to `addr`, serving with
 /// `server` (if any) and dialling with `client` (if any); `stable`, when
 /// given, is the secret its reset and connection-id keys derive from (see
@@ -75,14 +131,19 @@ pub(crate) fn endpoint(
                 ring::hmac::HMAC_SHA256,
                 ring::hmac::sign(&key, b"stateless reset").as_ref(),
             );
-            let mut cid_key = [0u8; 8];
-            cid_key.copy_from_slice(&ring::hmac::sign(&key, b"connection ids").as_ref()[..8]);
-            let cid_key = u64::from_le_bytes(cid_key);
+            let cid_key = ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                ring::hmac::sign(&key, b"connection ids").as_ref(),
+            );
             let mut config = quinn::EndpointConfig::new(Arc::new(reset));
             config.cid_generator(move || {
-                Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-                    as Box<dyn quinn::ConnectionIdGenerator>
+                Box::new(TaggedConnectionIds {
+                    key: cid_key.clone(),
+                }) as Box<dyn quinn::ConnectionIdGenerator>
             });
+            // A restarted node may have many old connections to end at
+            // once; each reset is smaller than the packet that caused it.
+            config.min_reset_interval(std::time::Duration::from_millis(1));
             config
         }
         None => quinn::EndpointConfig::default(),
@@ -114,5 +175,44 @@ pub(crate) fn release_port(endpoint: &quinn::Endpoint) {
             tracing::debug!(addr = %local, error = %e, "could not release the port at once");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quinn::ConnectionIdGenerator;
+
+    fn ids(secret: &[u8]) -> TaggedConnectionIds {
+        TaggedConnectionIds {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    #[test]
+    fn connection_ids_carry_a_tag_only_the_same_key_recognises() {
+        let mut mine = ids(b"node a");
+        let a = mine.generate_cid();
+        let b = mine.generate_cid();
+        assert_eq!(a.len(), CID_RANDOM_BYTES + CID_TAG_BYTES);
+        assert_ne!(a, b);
+        // Another life with the same key knows them; another node does not.
+        assert!(ids(b"node a").validate(&a).is_ok());
+        assert!(ids(b"node b").validate(&a).is_err());
+        let mut bent = a.to_vec();
+        bent[0] ^= 1;
+        assert!(mine.validate(&quinn::ConnectionId::new(&bent)).is_err());
+        assert!(mine.validate(&quinn::ConnectionId::new(&a[..8])).is_err());
+    }
+
+    #[test]
+    fn the_stable_secret_depends_on_the_key_and_the_address() {
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert_eq!(stable_secret("key", a), stable_secret("key", a));
+        assert_ne!(stable_secret("key", a), stable_secret("key", b));
+        assert_ne!(stable_secret("key", a), stable_secret("other", a));
     }
 }
