@@ -421,7 +421,7 @@ pub async fn add_node(
     for failure in reload_all(&client, &new).await {
         let _ = writeln!(out, "warning: reload failed on {failure}");
     }
-    let (keys, bytes) = watch(&client, &new, region, &[], timeout, out).await?;
+    let (keys, bytes) = watch(state_dir, &client, &new, region, &[], timeout, out).await?;
     Ok(Moved {
         node: id,
         keys,
@@ -453,7 +453,7 @@ pub async fn remove_node(
     for failure in reload_all(&client, &topology).await {
         let _ = writeln!(out, "warning: reload failed on {failure}");
     }
-    let (keys, bytes) = watch(&client, &new, &region, &[id], timeout, out).await?;
+    let (keys, bytes) = watch(state_dir, &client, &new, &region, &[id], timeout, out).await?;
     stop_and_wait(state_dir, id).await?;
     let _ = writeln!(out, "stopped {id}");
     Ok(Moved {
@@ -526,6 +526,7 @@ pub fn progress_line(id: &str, status: Option<&RebalanceStatus>, epoch: u64) -> 
 /// one finished rebalancing to `topology`'s membership; prints progress.
 /// Returns the key copies and bytes streamed.
 async fn watch(
+    state_dir: &Path,
     client: &Client,
     topology: &Topology,
     region: &str,
@@ -585,11 +586,21 @@ async fn watch(
             let _ = out.flush();
             last = block;
         }
-        // A leaving node that does not answer is down: the others send the
-        // keys it was to send, and nobody waits for it.
+        // A leaving node whose process has exited is down: the others send
+        // the keys it was to send, and nobody waits for it. (One that only
+        // answers slowly is still streaming.)
+        let exited = |id: &str| {
+            ClusterFile::load(state_dir)
+                .ok()
+                .and_then(|f| {
+                    f.node(id)
+                        .map(|n| n.pid.is_none_or(|pid| !process::is_alive(pid)))
+                })
+                .unwrap_or(false)
+        };
         let done = ids.iter().zip(&statuses).all(|(id, s)| match s {
             Some(s) => s.epoch == epoch && s.finished,
-            None => leaving.contains(&id.as_str()),
+            None => leaving.contains(&id.as_str()) && exited(id),
         });
         if done {
             let _ = writeln!(
