@@ -353,6 +353,7 @@ pub async fn add_node(
     let file = ClusterFile::load(state_dir)?;
     supervisor_runs(state_dir, &file)?;
     let topology = Topology::load(&file.topology)?;
+    unfinished_removals(&file, &topology)?;
     let id = match id {
         Some(id) => id.to_owned(),
         None => (1..)
@@ -442,6 +443,29 @@ pub async fn remove_node(
     let file = ClusterFile::load(state_dir)?;
     supervisor_runs(state_dir, &file)?;
     let topology = Topology::load(&file.topology)?;
+    if topology.node(id).is_none() {
+        if let Some(entry) = file.node(id) {
+            // Removed by an earlier remove-node that did not finish: the
+            // others took the topology without it but still wait for it
+            // (it may never finish: a node restarted since does not talk
+            // to it). It is stopped; the others then find it down and send
+            // its keys from their own copies.
+            let region = entry.region.clone();
+            let client = client(&topology, &file.cert_dir).await?;
+            let started = Instant::now();
+            stop_and_wait(state_dir, id).await?;
+            let _ = writeln!(out, "stopped {id}; the others send its keys");
+            let (keys, bytes) =
+                watch(state_dir, &client, &topology, &region, &[], timeout, out).await?;
+            return Ok(Moved {
+                node: id.to_owned(),
+                keys,
+                bytes,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+    }
+    unfinished_removals(&file, &topology)?;
     let new = without_node(&topology, id)?;
     let region = topology
         .region_of(id)
@@ -482,6 +506,25 @@ async fn stop_and_wait(state_dir: &Path, id: &str) -> Result<(), ClusterError> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Refuses a membership change while a node removed from the topology by
+/// an earlier `remove-node` that did not finish still runs: the region's
+/// nodes would wait for it in the next change too.
+fn unfinished_removals(file: &ClusterFile, topology: &Topology) -> Result<(), ClusterError> {
+    let left: Vec<&str> = file
+        .nodes
+        .iter()
+        .filter(|n| topology.node(&n.id).is_none())
+        .map(|n| n.id.as_str())
+        .collect();
+    match left.first() {
+        None => Ok(()),
+        Some(first) => Err(ClusterError::Membership(format!(
+            "{} removed by a remove-node that did not finish, and still in the cluster; `cluster remove-node {first}` finishes it",
+            left.join(", ")
+        ))),
+    }
 }
 
 /// Refuses a membership change when the `cluster up` process that would
