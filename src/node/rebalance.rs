@@ -196,6 +196,24 @@ pub fn membership_epoch(topology: &Topology, region: &str) -> u64 {
     epoch_of(topology, region)
 }
 
+/// Which old replica streams a key whose preference list goes from `old`
+/// to `new` in a change to `new_members`: the node leaving the region if
+/// one held the key, else the old coordinator. `None` when the key gains
+/// no replica.
+fn sender_of(
+    old: &[ReplicaId],
+    new: &[ReplicaId],
+    new_members: &BTreeSet<ReplicaId>,
+) -> Option<ReplicaId> {
+    if new.iter().all(|r| old.contains(r)) {
+        return None;
+    }
+    old.iter()
+        .copied()
+        .find(|r| !new_members.contains(r))
+        .or(old.first().copied())
+}
+
 /// Whether `node` replicates `key` by its current ring.
 fn owned(node: &Node, key: &[u8]) -> bool {
     node.replicas(key).contains(&node.id)
@@ -325,16 +343,7 @@ impl Node {
             self.keyspace.for_each_in_range(0..=u64::MAX, |key, state| {
                 let old = old_ring.preference_list(key);
                 let new = new_ring.preference_list(key);
-                if new.iter().all(|r| old.contains(r)) {
-                    return;
-                }
-                // One sender per key: the leaving node, else the old coordinator.
-                let sender = old
-                    .iter()
-                    .copied()
-                    .find(|r| !new_members.contains(r))
-                    .or(old.first().copied());
-                if sender != Some(me) {
+                if sender_of(old, new, new_members) != Some(me) {
                     return;
                 }
                 let bytes = crdt_types::encode(state).len() as u64;
@@ -494,15 +503,7 @@ impl Node {
         self.keyspace.for_each_in_range(0..=u64::MAX, |key, state| {
             let old = old_ring.preference_list(key);
             let new = new_ring.preference_list(key);
-            if new.iter().all(|r| old.contains(r)) {
-                return;
-            }
-            let sender = old
-                .iter()
-                .copied()
-                .find(|r| !new_members.contains(r))
-                .or(old.first().copied());
-            if sender != Some(dead) {
+            if sender_of(old, new, &new_members) != Some(dead) {
                 return;
             }
             // Every old replica sends its copy, not one chosen among them:
