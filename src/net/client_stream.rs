@@ -258,26 +258,20 @@ impl ClientSide {
                 return;
             }
         };
-        let connection = match tokio::time::timeout(
-            Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
-            connecting,
-        )
-        .await
-        {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => {
-                if crate::tls::tls_alert(&e).is_some() {
-                    tracing::warn!(%remote, error = %e, "client handshake failed: a certificate was refused");
-                } else {
-                    tracing::info!(%remote, error = %e, "client handshake failed");
+        let connection =
+            match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), connecting)
+                .await
+            {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) => {
+                    super::log_handshake_failure("client", remote, &e);
+                    return;
                 }
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%remote, "client handshake timed out");
-                return;
-            }
-        };
+                Err(_) => {
+                    tracing::info!(%remote, "client handshake timed out");
+                    return;
+                }
+            };
         drop(handshake);
         let Ok(_slot) = slots.try_acquire_owned() else {
             tracing::warn!(%remote, "refused a client connection: too many open");

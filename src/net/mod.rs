@@ -546,3 +546,14 @@ pub async fn serve(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> an
     handle.shutdown().await;
     outcome
 }
+
+/// Logs a failed handshake of a `kind` ("client" or "peer") connection
+/// from `remote`: a refused certificate as a warning (an operator has
+/// something to fix), anything else (a scanner, a lost packet) as info.
+fn log_handshake_failure(kind: &str, remote: SocketAddr, e: &quinn::ConnectionError) {
+    if crate::tls::tls_alert(e).is_some() {
+        tracing::warn!(%remote, error = %e, "{kind} handshake failed: a certificate was refused");
+    } else {
+        tracing::info!(%remote, error = %e, "{kind} handshake failed");
+    }
+}
