@@ -129,7 +129,7 @@ fn data_commands_answer_like_redis_cli_against_a_local_cluster() {
 
     // With --seed the topology comes from a node, not from a file: the
     // first seed that answers (any node, of any region).
-    let topology = meridian::topology::Topology::load(lab.cluster_file().topology).unwrap();
+    let topology = lab.topology();
     let west_2 = topology.node("west-2").unwrap().client_addr.to_string();
     let nobody = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -459,11 +459,8 @@ fn a_restarted_node_resets_the_connections_of_its_earlier_life_at_once() {
     use meridian::client::{Client, ClientOptions, Command};
     use std::time::{Duration, Instant};
     let lab = Lab::start(|| common::topology(&["east"], &[]));
-    let topology = meridian::topology::Topology::load(lab.cluster_file().topology).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let topology = lab.topology();
+    let runtime = common::runtime();
     runtime.block_on(async {
         let mut options = ClientOptions::new(topology, "east", lab.state_dir().join("certs"));
         // Far longer than the bound below: an answer within the bound
@@ -502,11 +499,8 @@ fn a_node_restarted_after_a_peer_restarted_catches_up_at_once() {
     use meridian::client::{Client, ClientOptions, Command, ReadConsistency, Reply};
     use meridian::crdt::Bytes;
     let lab = Lab::start(|| common::topology(&["east"], &[]));
-    let topology = meridian::topology::Topology::load(lab.cluster_file().topology).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let topology = lab.topology();
+    let runtime = common::runtime();
     // east-1 starts a new life: it keeps no record of east-2's.
     lab.ok(&["cluster", "restart", "east-1"]);
     lab.ok(&["cluster", "kill", "east-2"]);

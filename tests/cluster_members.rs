@@ -8,29 +8,18 @@
 
 mod common;
 
-use common::{topology, Lab};
+use common::{runtime, topology, Lab};
 use meridian::client::{Client, ClientOptions, Command, Reply};
-use meridian::topology::{ReadConsistency, Topology};
+use meridian::topology::ReadConsistency;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn lab_topology(lab: &Lab) -> Topology {
-    Topology::load(lab.cluster_file().topology).unwrap()
-}
-
 async fn client(lab: &Lab) -> Client {
-    let mut options = ClientOptions::new(lab_topology(lab), "east", lab.state_dir().join("certs"));
+    let mut options = ClientOptions::new(lab.topology(), "east", lab.state_dir().join("certs"));
     options.request_timeout = Duration::from_secs(5);
     Client::connect(options).await.unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Writes `<prefix>-<i>` = `v<i>` for i below `n`, each acknowledged.
@@ -81,7 +70,7 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
     let runtime = runtime();
     write_keys(&runtime, &lab, "pre", 2_000);
     let stop = Arc::new(AtomicBool::new(false));
-    let options = ClientOptions::new(lab_topology(&lab), "east", lab.state_dir().join("certs"));
+    let options = ClientOptions::new(lab.topology(), "east", lab.state_dir().join("certs"));
     let load = write_load(options, stop.clone());
     std::thread::sleep(Duration::from_millis(300));
 
@@ -96,7 +85,7 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
     let copy = lab.cluster_file().topology;
     let after_add = std::fs::read_to_string(&copy).unwrap();
     assert_eq!(
-        lab_topology(&lab).version(),
+        lab.topology().version(),
         1,
         "add-node writes the next version"
     );
@@ -114,7 +103,7 @@ fn a_node_added_and_another_removed_under_load_lose_no_acknowledged_write() {
     let acked = load.join().unwrap();
     assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
 
-    let topology = lab_topology(&lab);
+    let topology = lab.topology();
     let ids: Vec<&str> = topology.nodes().map(|(_, n)| n.id.as_str()).collect();
     assert_eq!(ids, ["east-1", "east-3", "east-4"]);
     // Three nodes, N = 3: each node holds every key written before the

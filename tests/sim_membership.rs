@@ -155,6 +155,54 @@ impl Workload {
     }
 }
 
+/// Replicas that time writes out, retry hints and compare digests at the
+/// pace of these tests ([`NO_DIGESTS`] leaves anti-entropy out).
+fn config(digest_interval_ms: u64) -> NodeConfig {
+    NodeConfig {
+        write_timeout_ms: 200,
+        hint_retry_ms: 100,
+        digest_interval_ms,
+        ..NodeConfig::default()
+    }
+}
+
+/// No digest comparison during a test: what it checks must hold without
+/// anti-entropy.
+const NO_DIGESTS: u64 = 3_600_000;
+
+/// A network that loses and duplicates 2 % of messages.
+fn lossy_net() -> NetConfig {
+    NetConfig {
+        latency_ms_min: 1,
+        latency_ms_max: 10,
+        loss: 0.02,
+        duplicate: 0.02,
+        ..NetConfig::default()
+    }
+}
+
+/// A network that delivers every message once, in 1–5 ms.
+fn clean_net() -> NetConfig {
+    NetConfig {
+        latency_ms_min: 1,
+        latency_ms_max: 5,
+        ..NetConfig::default()
+    }
+}
+
+/// Runs `sim` until every one of `members` finished its rebalance.
+fn run_until_finished(sim: &mut Sim, members: &[ReplicaId]) {
+    let changed_at = sim.now_ms();
+    while !all_finished(sim, members) {
+        assert!(
+            sim.now_ms() < changed_at + 30_000,
+            "the change did not finish"
+        );
+        let until = sim.now_ms() + 50;
+        sim.run_until(until);
+    }
+}
+
 fn all_finished(sim: &Sim, ids: &[ReplicaId]) -> bool {
     ids.iter()
         .all(|id| sim.node(*id).rebalance_status().finished)
@@ -165,20 +213,7 @@ fn run_seed(seed: u64, restart: bool) -> Result<(), String> {
     let four = topology(&[1, 2, 3, 4]);
     let after_removal = topology(&[1, 3, 4]);
     let keys: Vec<String> = (0..KEYS).map(|k| format!("c{k}")).collect();
-    let config = NodeConfig {
-        write_timeout_ms: 200,
-        hint_retry_ms: 100,
-        digest_interval_ms: 300,
-        ..NodeConfig::default()
-    };
-    let net = NetConfig {
-        latency_ms_min: 1,
-        latency_ms_max: 10,
-        loss: 0.02,
-        duplicate: 0.02,
-        ..NetConfig::default()
-    };
-    let mut sim = Sim::new(three.clone(), config, net, seed, START_MS);
+    let mut sim = Sim::new(three.clone(), config(300), lossy_net(), seed, START_MS);
     let (n1, n2, n3, n4) = (
         replica(&four, "n1"),
         replica(&four, "n2"),
@@ -387,22 +422,14 @@ fn run_departed_seed(seed: u64, then_add: bool) -> Result<(), String> {
     let four = topology(&[1, 2, 3, 4]);
     let joined = topology(&[1, 2, 3, 4, 6]);
     let keys: Vec<String> = (0..KEYS).map(|k| format!("c{k}")).collect();
-    let config = NodeConfig {
-        write_timeout_ms: 200,
-        hint_retry_ms: 100,
-        // No digest comparison during the test: the moves alone must
-        // put every key where it belongs.
-        digest_interval_ms: 3_600_000,
-        ..NodeConfig::default()
-    };
-    let net = NetConfig {
-        latency_ms_min: 1,
-        latency_ms_max: 10,
-        loss: 0.02,
-        duplicate: 0.02,
-        ..NetConfig::default()
-    };
-    let mut sim = Sim::new(five.clone(), config, net, seed, START_MS);
+    // The moves alone must put every key where it belongs.
+    let mut sim = Sim::new(
+        five.clone(),
+        config(NO_DIGESTS),
+        lossy_net(),
+        seed,
+        START_MS,
+    );
     let ids: Vec<ReplicaId> = (1..=6)
         .map(|n| {
             replica(
@@ -561,18 +588,10 @@ fn a_write_held_only_by_a_down_departed_node_and_one_that_stops_owning_the_key_s
     let (d, key, after, old, new) = found.expect("such a key among 10,000");
     let (s, _x) = (old[1], old[2]);
     let config = NodeConfig {
-        write_timeout_ms: 200,
-        hint_retry_ms: 100,
         sloppy_quorum: false,
-        digest_interval_ms: 3_600_000,
-        ..NodeConfig::default()
+        ..config(NO_DIGESTS)
     };
-    let net = NetConfig {
-        latency_ms_min: 1,
-        latency_ms_max: 5,
-        ..NetConfig::default()
-    };
-    let mut sim = Sim::new(five.clone(), config, net, 7, START_MS);
+    let mut sim = Sim::new(five.clone(), config, clean_net(), 7, START_MS);
     let until = sim.now_ms() + 2_000;
     sim.run_until(until);
     // S cannot hear D: D's write reaches X only.
@@ -600,15 +619,7 @@ fn a_write_held_only_by_a_down_departed_node_and_one_that_stops_owning_the_key_s
     sim.run_until(until);
     sim.set_topology(after.clone()).unwrap();
     let members: Vec<ReplicaId> = after.nodes().map(|(_, n)| n.replica).collect();
-    let changed_at = sim.now_ms();
-    while !all_finished(&sim, &members) {
-        assert!(
-            sim.now_ms() < changed_at + 30_000,
-            "the change did not finish"
-        );
-        let until = sim.now_ms() + 50;
-        sim.run_until(until);
-    }
+    run_until_finished(&mut sim, &members);
     let until = sim.now_ms() + 5_000;
     sim.run_until(until);
     let read = Request {
@@ -656,18 +667,10 @@ fn a_key_kept_for_a_hint_and_forgotten_later_is_written_under_a_new_writer() {
         .expect("such a key among 10,000");
     let (r, m) = (old[0], old[2]);
     let config = NodeConfig {
-        write_timeout_ms: 200,
-        hint_retry_ms: 100,
         sloppy_quorum: false,
-        digest_interval_ms: 3_600_000,
-        ..NodeConfig::default()
+        ..config(NO_DIGESTS)
     };
-    let net = NetConfig {
-        latency_ms_min: 1,
-        latency_ms_max: 5,
-        ..NetConfig::default()
-    };
-    let mut sim = Sim::new(four.clone(), config, net, 11, START_MS);
+    let mut sim = Sim::new(four.clone(), config, clean_net(), 11, START_MS);
     let write = |sim: &mut Sim, id: u64, command: Command| {
         let request = Request {
             id,
@@ -710,15 +713,7 @@ fn a_key_kept_for_a_hint_and_forgotten_later_is_written_under_a_new_writer() {
     sim.run_until(until);
     sim.set_topology(five.clone()).unwrap();
     let members: Vec<ReplicaId> = five.nodes().map(|(_, n)| n.replica).collect();
-    let changed_at = sim.now_ms();
-    while !all_finished(&sim, &members) {
-        assert!(
-            sim.now_ms() < changed_at + 30_000,
-            "the change did not finish"
-        );
-        let until = sim.now_ms() + 50;
-        sim.run_until(until);
-    }
+    run_until_finished(&mut sim, &members);
     // R's clock is put right: the hint is delivered and M forgets the key.
     sim.set_clock(
         r,

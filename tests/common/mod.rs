@@ -91,6 +91,12 @@ impl Lab {
         ClusterFile::load(&self.state_dir()).unwrap()
     }
 
+    /// The topology the lab's nodes run (its copy, which membership
+    /// changes rewrite).
+    pub fn topology(&self) -> meridian::topology::Topology {
+        meridian::topology::Topology::load(self.cluster_file().topology).unwrap()
+    }
+
     /// Runs `meridian ARGS` in the lab's directory, with no other flags.
     pub fn meridian(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_meridian"))
@@ -215,4 +221,12 @@ pub fn topology(regions: &[&str], links: &[(&str, &str, u32)]) -> String {
         ));
     }
     text
+}
+
+/// A current-thread runtime for a test's SDK clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
