@@ -41,6 +41,9 @@ pub(crate) enum Event {
     Peer { from: ReplicaId, msg: PeerMsg },
     /// A stream back to `from` on the connection it dialled opened.
     ReturnPath { from: ReplicaId, queue: Queue },
+    /// A stream `from` opened on a connection it dialled named its life
+    /// (see [`super::peer_link::stale_link`]).
+    PeerLife { from: ReplicaId, life: u64 },
 }
 
 /// Milliseconds since the Unix epoch by the wall clock.
@@ -162,6 +165,7 @@ fn handle(
         }
         Event::Peer { from, msg } => node.handle(now_ms, Input::Peer { from, msg }),
         Event::ReturnPath { from, queue } => links.set_return_path(from, queue),
+        Event::PeerLife { from, life } => links.peer_life(from, life),
     }
 }
 
@@ -235,7 +239,6 @@ fn route(
                 }
             }
             Action::Send { to, msg } => links.send(to, msg),
-            Action::ResetLink { to } => links.reset(to),
         }
     }
 }

@@ -48,7 +48,11 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> 
 /// recognises the connection ids as its own kind and answers with a
 /// stateless reset the holder can check (RFC 9000 §10.3), so the
 /// connection ends at once instead of at its idle timeout, and the holder
-/// redials or fails over.
+/// redials or fails over. At once, that is, after the holder's next packet
+/// on it: a connection that sent into the void for seconds has backed its
+/// retransmissions off to seconds apart. Peers therefore also learn of a
+/// restart from the life named in the new process's stream preambles
+/// (`protocol::frame::peer_preamble`).
 pub(crate) fn stable_secret(private_key_pem: &str, addr: SocketAddr) -> [u8; 32] {
     let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, private_key_pem.as_bytes());
     let label = format!("meridian endpoint {addr}");

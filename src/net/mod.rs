@@ -183,6 +183,9 @@ pub(crate) struct Shared {
     pub(crate) topology: topology_cell::TopologyCell,
     /// Where to dial peers instead of their `peer_addr` (swapped on reload).
     routes: std::sync::RwLock<Arc<BTreeMap<String, SocketAddr>>>,
+    /// This process's life, drawn at start and sent on every stream to a
+    /// peer (see [`crate::protocol::frame::peer_preamble`]).
+    pub(crate) life: u64,
 }
 
 impl Shared {
@@ -195,6 +198,13 @@ impl Shared {
     }
     pub(crate) fn set_routes(&self, routes: BTreeMap<String, SocketAddr>) {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+    }
+    /// A shared state for a process whose life is `life`.
+    pub(crate) fn new(life: u64) -> Shared {
+        Shared {
+            life,
+            ..Shared::default()
+        }
     }
     fn bump(counter: &AtomicU64, n: u64) -> u64 {
         counter.fetch_add(n, Ordering::Relaxed) + n
@@ -465,7 +475,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
 
     let client_frame_bytes_max = limits.frame_bytes_max as usize;
     let peer_frame_bytes_max = client_frame_bytes_max.max(PEER_FRAME_BYTES_MIN);
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(rand::random()));
     shared.topology.set(topology);
     let (stop, stop_rx) = watch::channel(false);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);

@@ -7,6 +7,7 @@
 //! [`codes::UNKNOWN_PEER`]. A stream that breaks framing is stopped; the
 //! sender's link notices and opens a new one.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use super::{
     Shared, HANDSHAKES_MAX, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES,
     WRITE_BATCH_BYTES,
 };
-use crate::protocol::frame::{check_preamble, preamble, FrameError, PREAMBLE_LEN};
+use crate::protocol::frame::{check_peer_preamble, peer_preamble, FrameError, PEER_PREAMBLE_LEN};
 use crate::protocol::{codes, FrameReader, PeerMsg};
 use crate::tls::peer_identity;
 
@@ -110,6 +111,7 @@ impl PeerInbound {
             self.events,
             self.frame_bytes_max,
             self.shared,
+            None,
         )
         .await;
     }
@@ -122,13 +124,16 @@ impl PeerInbound {
 }
 
 /// Reads every unidirectional stream `from` opens on `connection` (in either
-/// direction of dialling) until the connection ends.
+/// direction of dialling) until the connection ends. On a connection this
+/// node's link dialled, `heard` takes the life the peer's streams name;
+/// on one the peer dialled, the life goes to the node task instead.
 pub(crate) async fn accept_streams(
     connection: quinn::Connection,
     from: ReplicaId,
     events: mpsc::Sender<Event>,
     frame_bytes_max: usize,
     shared: Arc<Shared>,
+    heard: Option<Arc<AtomicU64>>,
 ) {
     loop {
         match connection.accept_uni().await {
@@ -139,6 +144,7 @@ pub(crate) async fn accept_streams(
                     events.clone(),
                     frame_bytes_max,
                     shared.clone(),
+                    heard.clone(),
                 ));
             }
             Err(e) => {
@@ -164,7 +170,7 @@ async fn return_path(
             return;
         }
     };
-    if let Err(e) = send.write_all(&preamble()).await {
+    if let Err(e) = send.write_all(&peer_preamble(shared.life)).await {
         tracing::debug!(replica = %from, error = %e, "no return stream to a peer");
         return;
     }
@@ -189,8 +195,9 @@ async fn read_stream(
     events: mpsc::Sender<Event>,
     frame_bytes_max: usize,
     shared: Arc<Shared>,
+    heard: Option<Arc<AtomicU64>>,
 ) {
-    let mut preamble = [0u8; PREAMBLE_LEN];
+    let mut preamble = [0u8; PEER_PREAMBLE_LEN];
     let read = tokio::time::timeout(
         Duration::from_millis(PREAMBLE_TIMEOUT_MS),
         recv.read_exact(&mut preamble),
@@ -207,10 +214,22 @@ async fn read_stream(
             return;
         }
     }
-    if let Err(e) = check_preamble(&preamble) {
-        tracing::warn!(replica = %from, error = %e, "refused a peer stream");
-        let _ = recv.stop(preamble_code(&e).into());
-        return;
+    let life = match check_peer_preamble(&preamble) {
+        Ok(life) => life,
+        Err(e) => {
+            tracing::warn!(replica = %from, error = %e, "refused a peer stream");
+            let _ = recv.stop(preamble_code(&e).into());
+            return;
+        }
+    };
+    match &heard {
+        // The life at the other end of this node's own link.
+        Some(heard) => heard.store(life, std::sync::atomic::Ordering::Release),
+        None => {
+            if events.send(Event::PeerLife { from, life }).await.is_err() {
+                return; // the node task has stopped
+            }
+        }
     }
     let mut reader = FrameReader::new(frame_bytes_max);
     loop {

@@ -18,10 +18,22 @@
 //! connection the peer closes within [`STABLE_LINK_MS`] of the handshake
 //! (a peer that does not know this node yet) is dialled again after the
 //! same backoff as a failed dial, not at once.
+//!
+//! A link also drops a connection that leads to a process gone: a peer
+//! killed and started again is not heard on the old connection, which
+//! looks alive until its idle timeout. Every stream between two nodes
+//! names its sender's life (see [`crate::protocol::frame::peer_preamble`]);
+//! the peer names its life on this link's connection at once, on the
+//! stream it opens back, and again on every connection it dials itself.
+//! When the latter names a life the link's connection did not, see
+//! [`stale_link`], the link dials again. (The new life would also answer
+//! the old connection's next packet with a stateless reset, but after
+//! seconds of sending into the void QUIC backs its retransmissions off to
+//! seconds apart.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +43,7 @@ use tokio::sync::{mpsc, watch};
 use super::driver::Event;
 use super::peer_accept::accept_streams;
 use super::{Shared, WRITE_BATCH_BYTES};
-use crate::protocol::frame::{encode_into, preamble};
+use crate::protocol::frame::{encode_into, peer_preamble};
 use crate::protocol::{codes, PeerMsg};
 use crate::tls::PeerIdentity;
 use crate::topology::Node as NodeAddr;
@@ -50,6 +62,22 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// A connection that lasted this long resets the backoff; one the peer
 /// closed sooner counts as a failed dial.
 pub const STABLE_LINK_MS: u64 = 1_000;
+/// A link's connection up this long on which the peer has named no life
+/// leads to a process that died before it could (a live peer names it
+/// within a round trip of the handshake).
+pub const LIFE_UNHEARD_MS: u64 = 1_000;
+
+/// Whether a link's connection, up for `up_for`, on which the peer named
+/// life `heard` (0: none yet), leads elsewhere than to the peer's `life`
+/// named on a connection the peer dialled.
+pub(crate) fn stale_link(heard: u64, up_for: Duration, life: u64) -> bool {
+    if heard != 0 {
+        return heard != life;
+    }
+    // A young connection may not have heard yet (a region starting: every
+    // node dials and is dialled at once); an old one never will.
+    up_for >= Duration::from_millis(LIFE_UNHEARD_MS)
+}
 
 /// The node task's handle on every outbound link.
 pub(crate) struct Links {
@@ -62,6 +90,8 @@ pub(crate) struct Links {
     queues: HashMap<ReplicaId, Queue>,
     /// Streams back to peers on the connections they dialled, for answers.
     return_paths: HashMap<ReplicaId, Queue>,
+    /// The life each link's peer last named on a connection it dialled.
+    lives: HashMap<ReplicaId, watch::Sender<u64>>,
     /// Where messages a peer sends back on our connection go.
     events: mpsc::Sender<Event>,
 }
@@ -200,6 +230,7 @@ impl Links {
             shared,
             queues: HashMap::new(),
             return_paths: HashMap::new(),
+            lives: HashMap::new(),
             events,
         }
     }
@@ -229,6 +260,7 @@ impl Links {
                 return;
             };
             let (queue, rx) = Queue::new();
+            let (lives, lives_rx) = watch::channel(0);
             let link = Link {
                 endpoint: self.endpoint.clone(),
                 peer,
@@ -238,8 +270,9 @@ impl Links {
                 events: self.events.clone(),
                 frame_bytes_max: self.frame_bytes_max,
             };
-            tokio::spawn(link.run(rx, self.shutdown.clone()));
+            tokio::spawn(link.run(rx, lives_rx, self.shutdown.clone()));
             self.queues.insert(to, queue);
+            self.lives.insert(to, lives);
         }
         let Some(queue) = self.queues.get(&to) else {
             return;
@@ -283,12 +316,12 @@ impl Links {
         }
     }
 
-    /// Makes the link to `to` drop its connection and dial again, keeping
-    /// the frames queued on it (they go on the new connection).
-    pub(crate) fn reset(&mut self, to: ReplicaId) {
-        if let Some(queue) = self.queues.get(&to) {
-            tracing::info!(replica = %to, "the peer started anew; dialling it again");
-            queue.redial.notify_one();
+    /// Tells the link to `from` the life `from` named on a connection it
+    /// dialled; the link dials again if its own connection leads elsewhere,
+    /// keeping the frames queued on it (they go on the new connection).
+    pub(crate) fn peer_life(&mut self, from: ReplicaId, life: u64) {
+        if let Some(lives) = self.lives.get(&from) {
+            lives.send_replace(life);
         }
     }
 
@@ -353,7 +386,7 @@ struct Link {
     peer: NodeAddr,
     shared: Arc<Shared>,
     budget: Arc<ByteBudget>,
-    /// Set when the peer started a new life: the connection is stale.
+    /// Set when the peer moved: the connection leads to the old address.
     redial: Arc<tokio::sync::Notify>,
     /// Where the peer's answers on this link's connection go.
     events: mpsc::Sender<Event>,
@@ -361,7 +394,12 @@ struct Link {
 }
 
 impl Link {
-    async fn run(self, mut queue: mpsc::Receiver<Vec<u8>>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        mut queue: mpsc::Receiver<Vec<u8>>,
+        mut lives: watch::Receiver<u64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let server_name = match PeerIdentity::node(&self.peer.id) {
             Ok(identity) => identity.dns_name(),
             Err(e) => {
@@ -392,14 +430,18 @@ impl Link {
             // started anew), rather than the connection failing.
             let mut redial_asked = false;
             tracing::debug!(peer = %self.peer.id, "peer link up");
-            // The peer answers on this connection (see `peer_accept`).
+            // The peer answers on this connection (see `peer_accept`), and
+            // names its life there first.
+            let heard = Arc::new(AtomicU64::new(0));
             tokio::spawn(accept_streams(
                 connection.clone(),
                 self.peer.replica,
                 self.events.clone(),
                 self.frame_bytes_max,
                 self.shared.clone(),
+                Some(heard.clone()),
             ));
+            lives.borrow_and_update();
             loop {
                 let first = tokio::select! {
                     biased;
@@ -414,6 +456,15 @@ impl Link {
                     () = self.redial.notified() => {
                         redial_asked = true;
                         break;
+                    }
+                    Ok(()) = lives.changed() => {
+                        let life = *lives.borrow_and_update();
+                        if stale_link(heard.load(Ordering::Acquire), up_since.elapsed(), life) {
+                            tracing::info!(peer = %self.peer.id, "the peer started anew; dialling it again");
+                            redial_asked = true;
+                            break;
+                        }
+                        continue;
                     }
                     msg = queue.recv() => msg,
                 };
@@ -496,7 +547,7 @@ impl Link {
                     None => e.to_string(),
                 })?;
         let mut send = connection.open_uni().await.map_err(|e| e.to_string())?;
-        send.write_all(&preamble())
+        send.write_all(&peer_preamble(self.shared.life))
             .await
             .map_err(|e| e.to_string())?;
         self.shared.count_peer_dial();
@@ -507,6 +558,21 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_is_stale_when_its_peer_names_another_life_or_never_named_one() {
+        let young = Duration::from_millis(LIFE_UNHEARD_MS - 1);
+        let old = Duration::from_millis(LIFE_UNHEARD_MS);
+        // The connection's peer named the life the peer names now.
+        assert!(!stale_link(7, old, 7));
+        // It named another: the peer restarted since the link dialled.
+        assert!(stale_link(7, young, 8));
+        // Nothing named yet on a young connection (as when a region
+        // starts): it may still come.
+        assert!(!stale_link(0, young, 8));
+        // Nothing named on an old one: the process it leads to is gone.
+        assert!(stale_link(0, old, 8));
+    }
 
     #[test]
     fn the_byte_budget_refuses_what_does_not_fit_until_bytes_are_given_back() {

@@ -292,7 +292,7 @@ impl Cluster {
                     }
                 }
                 Action::Reply { client, response } => self.replies.push((client, response)),
-                Action::Persist { .. } | Action::ResetLink { .. } => {}
+                Action::Persist { .. } => {}
             }
         }
     }

@@ -48,13 +48,6 @@ pub fn bundle_sends(actions: Vec<Action>) -> Vec<Action> {
     for action in actions {
         let (to, msg) = match action {
             Action::Send { to, msg } => (to, msg),
-            Action::ResetLink { to } => {
-                // What follows goes to the peer's new connection.
-                replicates.remove(&to);
-                acks.remove(&to);
-                out.push(action);
-                continue;
-            }
             other => {
                 out.push(other);
                 continue;
@@ -346,32 +339,6 @@ mod tests {
                 (0, "not-a-send", vec![]),
                 (2, "read", vec![20]),
                 (2, "replicate-many", vec![3, 4]),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_reset_link_closes_the_peers_bundles() {
-        let actions = vec![
-            replicate(2, 1, 8),
-            ack(2, 10),
-            Action::ResetLink { to: replica(2) },
-            replicate(2, 2, 8),
-            ack(2, 11),
-            replicate(3, 1, 8),
-            Action::ResetLink { to: replica(2) },
-            replicate(3, 2, 8),
-        ];
-        assert_eq!(
-            shape(&bundle_sends(actions)),
-            vec![
-                (2, "replicate", vec![1]),
-                (2, "ack", vec![10]),
-                (0, "not-a-send", vec![]),
-                (2, "replicate", vec![2]),
-                (2, "ack", vec![11]),
-                (3, "replicate-many", vec![1, 2]),
-                (0, "not-a-send", vec![]),
             ]
         );
     }

@@ -152,21 +152,6 @@ impl Node {
         if !ring.nodes().contains(&from) || from == self.id {
             return; // not a member of this region
         }
-        if self
-            .catch_ups
-            .serving
-            .get(&from)
-            .is_some_and(|s| s.session != session)
-        {
-            // A new life of `from`: the connection to its previous one may
-            // be dead without having said so; the stream goes on a new one.
-            // (The first life this node hears of gets no reset: every node
-            // asks when the region starts, and resetting fresh links then
-            // loses what is on its way. A link to a life this node's own
-            // earlier life served is ended by the peer's stateless reset,
-            // see `net::endpoint::stable_secret`.)
-            self.actions.push_back(Action::ResetLink { to: from });
-        }
         if let Some(s) = self.catch_ups.serving.get(&from) {
             if s.session == session {
                 if s.finished {
@@ -251,63 +236,5 @@ impl Node {
         {
             self.catch_up_finished_by(now_ms, from);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::node::{Input, NodeConfig};
-    use crate::topology::Topology;
-
-    fn topology() -> Topology {
-        let mut text = String::from(
-            "[cluster]\nname = \"t\"\nreplication_factor = 3\n\n[[region]]\nname = \"r\"\n",
-        );
-        for i in 1..=3 {
-            text.push_str(&format!(
-                "\n[[region.node]]\nid = \"n{i}\"\nclient_addr = \"127.0.0.1:{}\"\npeer_addr = \"127.0.0.1:{}\"\n",
-                9600 + i,
-                9700 + i
-            ));
-        }
-        Topology::parse(&text, "t.toml").unwrap()
-    }
-
-    fn resets(node: &mut Node) -> Vec<ReplicaId> {
-        std::iter::from_fn(|| node.poll_action())
-            .filter_map(|a| match a {
-                Action::ResetLink { to } => Some(to),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_peer_asking_to_catch_up_in_a_new_life_gets_a_fresh_link() {
-        let t = topology();
-        let (n1, n2) = (t.node("n1").unwrap().replica, t.node("n2").unwrap().replica);
-        let mut node = Node::new(&t, n1, NodeConfig::default()).unwrap();
-        node.tick(1_000);
-        resets(&mut node);
-        let ask = |node: &mut Node, now_ms: u64, session: u64| {
-            node.handle(
-                now_ms,
-                Input::Peer {
-                    from: n2,
-                    msg: PeerMsg::CatchUp { session },
-                },
-            );
-        };
-        // The first life of n2 this node hears of (as when the region
-        // starts): its fresh link stays.
-        ask(&mut node, 2_000, 7);
-        assert_eq!(resets(&mut node), Vec::<ReplicaId>::new());
-        // The same life asking again: no new link.
-        ask(&mut node, 2_100, 7);
-        assert_eq!(resets(&mut node), Vec::<ReplicaId>::new());
-        // A new life.
-        ask(&mut node, 3_000, 8);
-        assert_eq!(resets(&mut node), vec![n2]);
     }
 }

@@ -179,10 +179,6 @@ pub enum Action {
     },
     /// Send this message to a peer.
     Send { to: ReplicaId, msg: PeerMsg },
-    /// The peer started a new life: drop the connection to its previous
-    /// one (a killed process's connection looks alive until its idle
-    /// timeout) and dial again for the next message.
-    ResetLink { to: ReplicaId },
 }
 
 /// Counters an operator can read.

@@ -5,6 +5,11 @@
 //! that many bytes of a postcard-encoded message. Frames are small and
 //! written in batches, so one long-lived stream carries many requests.
 //!
+//! A stream between two nodes adds, after the preamble, the sending
+//! process's life: a u64 (little-endian) drawn when the process started.
+//! A node that sees a peer's life change knows the peer restarted, and that
+//! its own connection to the peer leads to a process that is gone.
+//!
 //! Decoding never trusts a length: a frame longer than the limit is refused
 //! before anything is allocated for it.
 
@@ -14,9 +19,12 @@ use serde::Serialize;
 /// The bytes every stream starts with.
 pub const MAGIC: [u8; 4] = *b"MRDN";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Bytes of the stream preamble.
 pub const PREAMBLE_LEN: usize = 6;
+/// Bytes of the preamble of a stream between two nodes (the preamble, then
+/// the sender's life).
+pub const PEER_PREAMBLE_LEN: usize = PREAMBLE_LEN + 8;
 /// Bytes of a frame's length prefix.
 pub const LENGTH_PREFIX_LEN: usize = 4;
 
@@ -66,6 +74,26 @@ pub fn check_preamble(bytes: &[u8; PREAMBLE_LEN]) -> Result<(), FrameError> {
         });
     }
     Ok(())
+}
+
+/// The preamble of a stream a node opens to another, naming the sending
+/// process's `life`.
+pub fn peer_preamble(life: u64) -> [u8; PEER_PREAMBLE_LEN] {
+    let mut bytes = [0u8; PEER_PREAMBLE_LEN];
+    bytes[..PREAMBLE_LEN].copy_from_slice(&preamble());
+    bytes[PREAMBLE_LEN..].copy_from_slice(&life.to_le_bytes());
+    bytes
+}
+
+/// Checks the preamble of a stream from another node, and reads the
+/// sender's life.
+pub fn check_peer_preamble(bytes: &[u8; PEER_PREAMBLE_LEN]) -> Result<u64, FrameError> {
+    let mut head = [0u8; PREAMBLE_LEN];
+    head.copy_from_slice(&bytes[..PREAMBLE_LEN]);
+    check_preamble(&head)?;
+    let mut life = [0u8; 8];
+    life.copy_from_slice(&bytes[PREAMBLE_LEN..]);
+    Ok(u64::from_le_bytes(life))
 }
 
 /// Appends one frame holding `msg` to `out`. Refuses a message larger than `max`
@@ -170,6 +198,22 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_preamble_carries_the_senders_life_and_the_version_check() {
+        let life = 0x0123_4567_89ab_cdef;
+        let bytes = peer_preamble(life);
+        assert_eq!(check_peer_preamble(&bytes), Ok(life));
+        let mut other = bytes;
+        other[4] ^= 1;
+        assert!(matches!(
+            check_peer_preamble(&other),
+            Err(FrameError::VersionMismatch { .. })
+        ));
+        let mut garbage = bytes;
+        garbage[0] = b'X';
+        assert_eq!(check_peer_preamble(&garbage), Err(FrameError::BadMagic));
+    }
 
     #[test]
     fn oversized_frame_is_refused_before_allocation() {

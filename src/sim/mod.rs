@@ -462,8 +462,6 @@ impl Sim {
                 Action::Persist { entry } => self.disks.entry(id).or_default().push(entry),
                 // Client replies travel back without loss (the client's link is not simulated).
                 Action::Reply { client, response } => self.responses.push((client, response)),
-                // No connections here: messages to a restarted node reach it.
-                Action::ResetLink { .. } => {}
                 Action::Send { to, msg } => {
                     if matches!(msg, PeerMsg::ReplicateMany { .. } | PeerMsg::AckMany { .. }) {
                         self.bundles += 1;
