@@ -475,7 +475,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<ServerHandle> {
 
     let client_frame_bytes_max = limits.frame_bytes_max as usize;
     let peer_frame_bytes_max = client_frame_bytes_max.max(PEER_FRAME_BYTES_MIN);
-    let shared = Arc::new(Shared::new(rand::random()));
+    // Never 0, which a link reads as "no life named yet".
+    let shared = Arc::new(Shared::new(rand::random::<u64>().max(1)));
     shared.topology.set(topology);
     let (stop, stop_rx) = watch::channel(false);
     let (events, events_rx) = mpsc::channel(EVENTS_MAX);

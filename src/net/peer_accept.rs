@@ -20,7 +20,9 @@ use super::{
     Shared, HANDSHAKES_MAX, HANDSHAKE_TIMEOUT_MS, PREAMBLE_TIMEOUT_MS, READ_CHUNK_BYTES,
     WRITE_BATCH_BYTES,
 };
-use crate::protocol::frame::{check_peer_preamble, peer_preamble, FrameError, PEER_PREAMBLE_LEN};
+use crate::protocol::frame::{
+    check_preamble, peer_preamble, FrameError, PEER_LIFE_LEN, PREAMBLE_LEN,
+};
 use crate::protocol::{codes, FrameReader, PeerMsg};
 use crate::tls::peer_identity;
 
@@ -197,31 +199,22 @@ async fn read_stream(
     shared: Arc<Shared>,
     heard: Option<Arc<AtomicU64>>,
 ) {
-    let mut preamble = [0u8; PEER_PREAMBLE_LEN];
-    let read = tokio::time::timeout(
-        Duration::from_millis(PREAMBLE_TIMEOUT_MS),
-        recv.read_exact(&mut preamble),
-    )
-    .await;
-    match read {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::debug!(replica = %from, error = %e, "peer stream ended before its preamble");
-            return;
-        }
-        Err(_) => {
-            let _ = recv.stop(codes::BAD_PREAMBLE.into());
-            return;
-        }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(PREAMBLE_TIMEOUT_MS);
+    let mut preamble = [0u8; PREAMBLE_LEN];
+    if !read_preamble_part(&mut recv, &mut preamble, deadline, from).await {
+        return;
     }
-    let life = match check_peer_preamble(&preamble) {
-        Ok(life) => life,
-        Err(e) => {
-            tracing::warn!(replica = %from, error = %e, "refused a peer stream");
-            let _ = recv.stop(preamble_code(&e).into());
-            return;
-        }
-    };
+    // The version first: a node of another version may not send the rest.
+    if let Err(e) = check_preamble(&preamble) {
+        tracing::warn!(replica = %from, error = %e, "refused a peer stream");
+        let _ = recv.stop(preamble_code(&e).into());
+        return;
+    }
+    let mut life = [0u8; PEER_LIFE_LEN];
+    if !read_preamble_part(&mut recv, &mut life, deadline, from).await {
+        return;
+    }
+    let life = u64::from_le_bytes(life);
     match &heard {
         // The life at the other end of this node's own link.
         Some(heard) => heard.store(life, std::sync::atomic::Ordering::Release),
@@ -261,6 +254,27 @@ async fn read_stream(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Reads `buf` whole from a peer stream's preamble by `deadline`; `false`
+/// (the stream stopped, or it ended) if it did not come.
+async fn read_preamble_part(
+    recv: &mut quinn::RecvStream,
+    buf: &mut [u8],
+    deadline: tokio::time::Instant,
+    from: ReplicaId,
+) -> bool {
+    match tokio::time::timeout_at(deadline, recv.read_exact(buf)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(replica = %from, error = %e, "peer stream ended before its preamble");
+            false
+        }
+        Err(_) => {
+            let _ = recv.stop(codes::BAD_PREAMBLE.into());
+            false
         }
     }
 }

@@ -25,11 +25,14 @@
 //! names its sender's life (see [`crate::protocol::frame::peer_preamble`]);
 //! the peer names its life on this link's connection at once, on the
 //! stream it opens back, and again on every connection it dials itself.
-//! When the latter names a life the link's connection did not, see
-//! [`stale_link`], the link dials again. (The new life would also answer
-//! the old connection's next packet with a stateless reset, but after
-//! seconds of sending into the void QUIC backs its retransmissions off to
-//! seconds apart.)
+//! When the latter names a life the link's connection did not, or the
+//! link's connection has named none after [`LIFE_UNHEARD_MS`] (see
+//! [`stale_link`]), a task watching the connection closes it, which also
+//! frees a writer waiting on the dead peer's flow control, and the link
+//! dials again; a link waiting to dial again dials at once. (The new life
+//! would also answer the old connection's next packet with a stateless
+//! reset, but after seconds of sending into the void QUIC backs its
+//! retransmissions off to seconds apart.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -77,6 +80,45 @@ pub(crate) fn stale_link(heard: u64, up_for: Duration, life: u64) -> bool {
     // A young connection may not have heard yet (a region starting: every
     // node dials and is dialled at once); an old one never will.
     up_for >= Duration::from_millis(LIFE_UNHEARD_MS)
+}
+
+/// Closes a link's `connection` (up since `up_since`) once it is stale by
+/// [`stale_link`]: when the peer names a life on a connection it dialled,
+/// and again [`LIFE_UNHEARD_MS`] after `up_since` if the peer named one
+/// while this connection had heard none yet. A task of its own, so that a
+/// writer blocked on the dead connection's flow control is freed too (its
+/// write fails, and the link dials again).
+async fn close_if_stale(
+    connection: quinn::Connection,
+    mut lives: watch::Receiver<u64>,
+    heard: Arc<AtomicU64>,
+    up_since: Instant,
+    peer: String,
+) {
+    let judge_again_at =
+        tokio::time::Instant::from_std(up_since) + Duration::from_millis(LIFE_UNHEARD_MS);
+    let mut unjudged = false;
+    loop {
+        tokio::select! {
+            _ = connection.closed() => return,
+            changed = lives.changed() => {
+                if changed.is_err() {
+                    return; // the node stopped
+                }
+            }
+            () = tokio::time::sleep_until(judge_again_at), if unjudged => {}
+        }
+        let life = *lives.borrow_and_update();
+        let heard_now = heard.load(Ordering::Acquire);
+        if stale_link(heard_now, up_since.elapsed(), life) {
+            tracing::info!(%peer, "the peer started anew; dialling it again");
+            connection.close(codes::NO_ERROR.into(), b"the peer started anew");
+            return;
+        }
+        // Nothing heard yet on a young connection: judge once more when
+        // it is old enough to have heard.
+        unjudged = heard_now == 0;
+    }
 }
 
 /// The node task's handle on every outbound link.
@@ -418,7 +460,7 @@ impl Link {
                 Ok(opened) => opened,
                 Err(reason) => {
                     tracing::debug!(peer = %self.peer.id, %reason, backoff_ms, "dial failed");
-                    if !self.back_off(backoff_ms, &mut shutdown).await {
+                    if !self.back_off(backoff_ms, &mut lives, &mut shutdown).await {
                         return;
                     }
                     backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
@@ -441,7 +483,15 @@ impl Link {
                 self.shared.clone(),
                 Some(heard.clone()),
             ));
+            // Lives named before this connection came up say nothing of it.
             lives.borrow_and_update();
+            tokio::spawn(close_if_stale(
+                connection.clone(),
+                lives.clone(),
+                heard,
+                up_since,
+                self.peer.id.clone(),
+            ));
             loop {
                 let first = tokio::select! {
                     biased;
@@ -456,15 +506,6 @@ impl Link {
                     () = self.redial.notified() => {
                         redial_asked = true;
                         break;
-                    }
-                    Ok(()) = lives.changed() => {
-                        let life = *lives.borrow_and_update();
-                        if stale_link(heard.load(Ordering::Acquire), up_since.elapsed(), life) {
-                            tracing::info!(peer = %self.peer.id, "the peer started anew; dialling it again");
-                            redial_asked = true;
-                            break;
-                        }
-                        continue;
                     }
                     msg = queue.recv() => msg,
                 };
@@ -486,12 +527,17 @@ impl Link {
                     break;
                 }
             }
+            // Closed here: `close_if_stale` found it leads to a process gone.
+            redial_asked |= matches!(
+                connection.close_reason(),
+                Some(quinn::ConnectionError::LocallyClosed)
+            );
             connection.close(codes::NO_ERROR.into(), b"redialling");
             if !redial_asked && up_since.elapsed() < Duration::from_millis(STABLE_LINK_MS) {
                 // Closed or broken right after the handshake (a peer that
                 // refuses this node): dialling again at once would only be
                 // refused again, as fast as the peer answers.
-                if !self.back_off(backoff_ms, &mut shutdown).await {
+                if !self.back_off(backoff_ms, &mut lives, &mut shutdown).await {
                     return;
                 }
                 backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
@@ -502,11 +548,18 @@ impl Link {
     }
 
     /// Waits `backoff_ms` before the next dial, less if told to redial (the
-    /// peer moved); `false` if the node shuts down meanwhile.
-    async fn back_off(&self, backoff_ms: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
+    /// peer moved) or if the peer dialled this node meanwhile (it is up);
+    /// `false` if the node shuts down meanwhile.
+    async fn back_off(
+        &self,
+        backoff_ms: u64,
+        lives: &mut watch::Receiver<u64>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => false,
             () = self.redial.notified() => true,
+            Ok(()) = lives.changed() => true,
             () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => true,
         }
     }

@@ -229,6 +229,9 @@ struct Outcome<T> {
 
 /// A stream read as `peer_accept` and the client read theirs: the
 /// preamble, then frames until one fails (the stream is then stopped).
+/// (A stream between nodes has 8 bytes of the sender's life between the
+/// two, which any bytes make; `peer_accept` reads them only once the
+/// preamble checked.)
 fn read_framed<T: DeserializeOwned>(
     stream: &[u8],
     chunks: &[usize],

@@ -22,9 +22,12 @@ pub const MAGIC: [u8; 4] = *b"MRDN";
 pub const PROTOCOL_VERSION: u16 = 8;
 /// Bytes of the stream preamble.
 pub const PREAMBLE_LEN: usize = 6;
+/// Bytes of the sender's life after the preamble of a stream between two
+/// nodes.
+pub const PEER_LIFE_LEN: usize = 8;
 /// Bytes of the preamble of a stream between two nodes (the preamble, then
 /// the sender's life).
-pub const PEER_PREAMBLE_LEN: usize = PREAMBLE_LEN + 8;
+pub const PEER_PREAMBLE_LEN: usize = PREAMBLE_LEN + PEER_LIFE_LEN;
 /// Bytes of a frame's length prefix.
 pub const LENGTH_PREFIX_LEN: usize = 4;
 
@@ -83,17 +86,6 @@ pub fn peer_preamble(life: u64) -> [u8; PEER_PREAMBLE_LEN] {
     bytes[..PREAMBLE_LEN].copy_from_slice(&preamble());
     bytes[PREAMBLE_LEN..].copy_from_slice(&life.to_le_bytes());
     bytes
-}
-
-/// Checks the preamble of a stream from another node, and reads the
-/// sender's life.
-pub fn check_peer_preamble(bytes: &[u8; PEER_PREAMBLE_LEN]) -> Result<u64, FrameError> {
-    let mut head = [0u8; PREAMBLE_LEN];
-    head.copy_from_slice(&bytes[..PREAMBLE_LEN]);
-    check_preamble(&head)?;
-    let mut life = [0u8; 8];
-    life.copy_from_slice(&bytes[PREAMBLE_LEN..]);
-    Ok(u64::from_le_bytes(life))
 }
 
 /// Appends one frame holding `msg` to `out`. Refuses a message larger than `max`
@@ -200,19 +192,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_peer_preamble_carries_the_senders_life_and_the_version_check() {
-        let life = 0x0123_4567_89ab_cdef;
+    fn a_peer_preamble_is_the_preamble_then_the_senders_life() {
+        let life = 0x0123_4567_89ab_cdef_u64;
         let bytes = peer_preamble(life);
-        assert_eq!(check_peer_preamble(&bytes), Ok(life));
-        let mut other = bytes;
-        other[4] ^= 1;
-        assert!(matches!(
-            check_peer_preamble(&other),
-            Err(FrameError::VersionMismatch { .. })
-        ));
-        let mut garbage = bytes;
-        garbage[0] = b'X';
-        assert_eq!(check_peer_preamble(&garbage), Err(FrameError::BadMagic));
+        assert_eq!(bytes[..PREAMBLE_LEN], preamble());
+        assert_eq!(bytes[PREAMBLE_LEN..], life.to_le_bytes());
     }
 
     #[test]
