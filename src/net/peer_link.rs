@@ -26,7 +26,7 @@
 //! the peer names its life on this link's connection at once, on the
 //! stream it opens back, and again on every connection it dials itself.
 //! When the latter names a life the link's connection did not, or the
-//! link's connection has named none after [`LIFE_UNHEARD_MS`] (see
+//! link's connection has named none after [`unheard_grace`] (see
 //! [`stale_link`]), a task watching the connection closes it, which also
 //! frees a writer waiting on the dead peer's flow control, and the link
 //! dials again; a link waiting to dial again dials at once. (The new life
@@ -67,24 +67,35 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const STABLE_LINK_MS: u64 = 1_000;
 /// A link's connection up this long on which the peer has named no life
 /// leads to a process that died before it could (a live peer names it
-/// within a round trip of the handshake).
+/// within a round trip of the handshake). Longer on a slow path: see
+/// [`unheard_grace`].
 pub const LIFE_UNHEARD_MS: u64 = 1_000;
+/// Round trips a live peer's life may take to arrive (a lost packet is
+/// sent again after a few).
+pub const LIFE_UNHEARD_RTTS: u32 = 8;
+
+/// How long a link's connection whose round trip is `rtt` may go without
+/// the peer naming its life before it counts as leading to a process gone.
+pub(crate) fn unheard_grace(rtt: Duration) -> Duration {
+    Duration::from_millis(LIFE_UNHEARD_MS).max(rtt.saturating_mul(LIFE_UNHEARD_RTTS))
+}
 
 /// Whether a link's connection, up for `up_for`, on which the peer named
 /// life `heard` (0: none yet), leads elsewhere than to the peer's `life`
-/// named on a connection the peer dialled.
-pub(crate) fn stale_link(heard: u64, up_for: Duration, life: u64) -> bool {
+/// named on a connection the peer dialled; `grace` is the connection's
+/// [`unheard_grace`].
+pub(crate) fn stale_link(heard: u64, up_for: Duration, grace: Duration, life: u64) -> bool {
     if heard != 0 {
         return heard != life;
     }
     // A young connection may not have heard yet (a region starting: every
     // node dials and is dialled at once); an old one never will.
-    up_for >= Duration::from_millis(LIFE_UNHEARD_MS)
+    up_for >= grace
 }
 
 /// Closes a link's `connection` (up since `up_since`) once it is stale by
 /// [`stale_link`]: when the peer names a life on a connection it dialled,
-/// and again [`LIFE_UNHEARD_MS`] after `up_since` if the peer named one
+/// and again at the end of its [`unheard_grace`] if the peer named one
 /// while this connection had heard none yet. A task of its own, so that a
 /// writer blocked on the dead connection's flow control is freed too (its
 /// write fails, and the link dials again).
@@ -95,8 +106,9 @@ async fn close_if_stale(
     up_since: Instant,
     peer: String,
 ) {
-    let judge_again_at =
-        tokio::time::Instant::from_std(up_since) + Duration::from_millis(LIFE_UNHEARD_MS);
+    // The round trip the handshake measured.
+    let grace = unheard_grace(connection.rtt());
+    let judge_again_at = tokio::time::Instant::from_std(up_since) + grace;
     let mut unjudged = false;
     loop {
         tokio::select! {
@@ -110,7 +122,7 @@ async fn close_if_stale(
         }
         let life = *lives.borrow_and_update();
         let heard_now = heard.load(Ordering::Acquire);
-        if stale_link(heard_now, up_since.elapsed(), life) {
+        if stale_link(heard_now, up_since.elapsed(), grace, life) {
             tracing::info!(%peer, "the peer started anew; dialling it again");
             connection.close(codes::NO_ERROR.into(), b"the peer started anew");
             return;
@@ -614,17 +626,22 @@ mod tests {
 
     #[test]
     fn a_link_is_stale_when_its_peer_names_another_life_or_never_named_one() {
-        let young = Duration::from_millis(LIFE_UNHEARD_MS - 1);
-        let old = Duration::from_millis(LIFE_UNHEARD_MS);
+        let grace = unheard_grace(Duration::from_micros(50));
+        assert_eq!(grace, Duration::from_millis(LIFE_UNHEARD_MS));
+        let young = grace - Duration::from_millis(1);
         // The connection's peer named the life the peer names now.
-        assert!(!stale_link(7, old, 7));
+        assert!(!stale_link(7, grace, grace, 7));
         // It named another: the peer restarted since the link dialled.
-        assert!(stale_link(7, young, 8));
+        assert!(stale_link(7, young, grace, 8));
         // Nothing named yet on a young connection (as when a region
         // starts): it may still come.
-        assert!(!stale_link(0, young, 8));
+        assert!(!stale_link(0, young, grace, 8));
         // Nothing named on an old one: the process it leads to is gone.
-        assert!(stale_link(0, old, 8));
+        assert!(stale_link(0, grace, grace, 8));
+        // A slow path (a WAN link) waits longer for a lost packet's resend.
+        let wan = unheard_grace(Duration::from_millis(300));
+        assert_eq!(wan, Duration::from_millis(2_400));
+        assert!(!stale_link(0, Duration::from_millis(1_500), wan, 8));
     }
 
     #[test]
