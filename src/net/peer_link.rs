@@ -545,6 +545,10 @@ impl Link {
                 Some(quinn::ConnectionError::LocallyClosed)
             );
             connection.close(codes::NO_ERROR.into(), b"redialling");
+            // The connection's watcher judged the lives named while it was
+            // up; only a later one (the peer dialling in since) cuts the
+            // wait below short.
+            lives.borrow_and_update();
             if !redial_asked && up_since.elapsed() < Duration::from_millis(STABLE_LINK_MS) {
                 // Closed or broken right after the handshake (a peer that
                 // refuses this node): dialling again at once would only be
