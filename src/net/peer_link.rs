@@ -36,7 +36,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,19 +96,22 @@ pub(crate) fn stale_link(heard: u64, up_for: Duration, grace: Duration, life: u6
 /// Closes a link's `connection` (up since `up_since`) once it is stale by
 /// [`stale_link`]: when the peer names a life on a connection it dialled,
 /// and again at the end of its [`unheard_grace`] if the peer named one
-/// while this connection had heard none yet. A task of its own, so that a
-/// writer blocked on the dead connection's flow control is freed too (its
-/// write fails, and the link dials again).
+/// while this connection had heard none yet; `closed` then says so. A task
+/// of its own, so that a writer blocked on the dead connection's flow
+/// control is freed too (its write fails, and the link dials again).
 async fn close_if_stale(
     connection: quinn::Connection,
     mut lives: watch::Receiver<u64>,
     heard: Arc<AtomicU64>,
     up_since: Instant,
+    closed: Arc<AtomicBool>,
     peer: String,
 ) {
     // The round trip the handshake measured.
     let grace = unheard_grace(connection.rtt());
-    let judge_again_at = tokio::time::Instant::from_std(up_since) + grace;
+    // One clock for the deadline and the check.
+    let up_since = tokio::time::Instant::from_std(up_since);
+    let judge_again_at = up_since + grace;
     let mut unjudged = false;
     loop {
         tokio::select! {
@@ -124,6 +127,7 @@ async fn close_if_stale(
         let heard_now = heard.load(Ordering::Acquire);
         if stale_link(heard_now, up_since.elapsed(), grace, life) {
             tracing::info!(%peer, "the peer started anew; dialling it again");
+            closed.store(true, Ordering::Release);
             connection.close(codes::NO_ERROR.into(), b"the peer started anew");
             return;
         }
@@ -497,11 +501,13 @@ impl Link {
             ));
             // Lives named before this connection came up say nothing of it.
             lives.borrow_and_update();
+            let closed_stale = Arc::new(AtomicBool::new(false));
             tokio::spawn(close_if_stale(
                 connection.clone(),
                 lives.clone(),
                 heard,
                 up_since,
+                closed_stale.clone(),
                 self.peer.id.clone(),
             ));
             loop {
@@ -539,11 +545,8 @@ impl Link {
                     break;
                 }
             }
-            // Closed here: `close_if_stale` found it leads to a process gone.
-            redial_asked |= matches!(
-                connection.close_reason(),
-                Some(quinn::ConnectionError::LocallyClosed)
-            );
+            // `close_if_stale` found it leads to a process gone.
+            redial_asked |= closed_stale.load(Ordering::Acquire);
             connection.close(codes::NO_ERROR.into(), b"redialling");
             // The connection's watcher judged the lives named while it was
             // up; only a later one (the peer dialling in since) cuts the
