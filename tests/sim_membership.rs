@@ -72,6 +72,18 @@ struct Workload {
 }
 
 impl Workload {
+    /// No command sent yet; reads are checked.
+    fn new() -> Workload {
+        Workload {
+            commands: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            next_id: 1,
+            violation: None,
+            check_reads: true,
+        }
+    }
+
     fn step(&mut self, sim: &mut Sim, live: &[ReplicaId]) {
         self.collect(sim);
 
@@ -220,14 +232,7 @@ fn run_seed(seed: u64, restart: bool) -> Result<(), String> {
         replica(&four, "n3"),
         replica(&four, "n4"),
     );
-    let mut w = Workload {
-        commands: BTreeMap::new(),
-        reads: BTreeMap::new(),
-        acked: BTreeMap::new(),
-        next_id: 1,
-        violation: None,
-        check_reads: true,
-    };
+    let mut w = Workload::new();
     // Load, then let every write reach every replica before the join, so
     // the transfer's size is known exactly.
     while sim.now_ms() < START_MS + 1_000 {
@@ -439,14 +444,7 @@ fn run_departed_seed(seed: u64, then_add: bool) -> Result<(), String> {
         })
         .collect();
     let (staying, n5, n6) = (&ids[..4], ids[4], ids[5]);
-    let mut w = Workload {
-        commands: BTreeMap::new(),
-        reads: BTreeMap::new(),
-        acked: BTreeMap::new(),
-        next_id: 1,
-        violation: None,
-        check_reads: true,
-    };
+    let mut w = Workload::new();
     while sim.now_ms() < START_MS + 1_000 {
         w.step(&mut sim, &ids[..5]);
     }
