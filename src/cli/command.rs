@@ -668,12 +668,7 @@ impl Parser<'_> {
     }
 }
 
-/// The longest time to live a command accepts, in milliseconds, and the
-/// furthest in the past `expire` takes: the most whole seconds a 64-bit
-/// signed number of milliseconds holds (Redis's limit for `EXPIRE` in
-/// seconds). `EX`, `PX` and `expire` share it, so no deadline is ever
-/// clamped and `ttl` never reports a time that `expire` would refuse.
-pub const TTL_MS_MAX: u64 = i64::MAX as u64 / 1000 * 1000;
+pub use crate::client::TTL_MS_MAX;
 
 /// An integer written as Redis writes them: an optional `-` and decimal
 /// digits, nothing else (no `+`, no spaces, no leading zero, no `-0`; `0`

@@ -89,7 +89,7 @@ impl Register {
 
     /// Writes the value and makes the key expire `ttl` from now (a part of
     /// a millisecond counts as one). A zero `ttl`, or one past
-    /// [`crate::cli::command::TTL_MS_MAX`] ms, is `BadRequest`, as Redis
+    /// [`crate::client::TTL_MS_MAX`] ms, is `BadRequest`, as Redis
     /// refuses `SET k v PX 0`
     /// ("invalid expire time"); [`Client::expire`](crate::client::Client::expire)
     /// with no time left deletes the key instead.

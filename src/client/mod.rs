@@ -1181,7 +1181,7 @@ impl Client {
     /// Makes `key` expire `ttl` from now; false if the key does not exist.
     /// Concurrent deadlines resolve to the longest. A zero `ttl` deletes the
     /// key, as Redis's `EXPIRE` does; a part of a millisecond counts as
-    /// one; past [`crate::cli::command::TTL_MS_MAX`] ms is a
+    /// one; past [`TTL_MS_MAX`] ms is a
     /// [`ClientError::BadRequest`].
     ///
     /// ```no_run
@@ -1493,16 +1493,24 @@ fn is_idempotent(command: &Command) -> bool {
     )
 }
 
+/// The longest time to live a command accepts, in milliseconds, and the
+/// furthest in the past `expire` takes: the most whole seconds a 64-bit
+/// signed number of milliseconds holds (Redis's limit for `EXPIRE` in
+/// seconds). The SDK and the command line's `EX`, `PX` and `expire` share
+/// it, so no deadline is ever clamped and `ttl` never reports a time that
+/// `expire` would refuse.
+pub const TTL_MS_MAX: u64 = i64::MAX as u64 / 1000 * 1000;
+
 /// A time to live in whole milliseconds, a part of one counting as one (so
 /// that a positive time never means "now"), refused past the longest the
-/// command line takes too, [`crate::cli::command::TTL_MS_MAX`].
+/// command line takes too, [`TTL_MS_MAX`].
 pub(crate) fn ttl_ms(ttl: Duration) -> Result<u64, ClientError> {
     let ms = ttl.as_nanos().div_ceil(1_000_000);
     match u64::try_from(ms) {
-        Ok(ms) if ms <= crate::cli::command::TTL_MS_MAX => Ok(ms),
+        Ok(ms) if ms <= TTL_MS_MAX => Ok(ms),
         _ => Err(ClientError::BadRequest(format!(
             "invalid expire time: {ttl:?} is longer than the most, {} ms",
-            crate::cli::command::TTL_MS_MAX
+            TTL_MS_MAX
         ))),
     }
 }
@@ -1534,7 +1542,7 @@ mod tests {
         assert_eq!(ttl_ms(Duration::from_micros(500)).unwrap(), 1);
         assert_eq!(ttl_ms(Duration::from_micros(1_500)).unwrap(), 2);
         assert_eq!(ttl_ms(Duration::from_secs(60)).unwrap(), 60_000);
-        let most = crate::cli::command::TTL_MS_MAX;
+        let most = TTL_MS_MAX;
         assert_eq!(ttl_ms(Duration::from_millis(most)).unwrap(), most);
         assert!(matches!(
             ttl_ms(Duration::from_millis(most + 1)),
