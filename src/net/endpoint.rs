@@ -85,12 +85,9 @@ impl TaggedConnectionIds {
 impl quinn::ConnectionIdGenerator for TaggedConnectionIds {
     fn generate_cid(&mut self) -> quinn::ConnectionId {
         let mut bytes = [0u8; CID_RANDOM_BYTES + CID_TAG_BYTES];
-        // The system's random source does not fail on Linux; should it, the
-        // id is still unique enough for one life (the tag covers it).
-        let _ = ring::rand::SecureRandom::fill(
-            &ring::rand::SystemRandom::new(),
-            &mut bytes[..CID_RANDOM_BYTES],
-        );
+        // A generator seeded from the system's random source, which cannot
+        // fail here.
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes[..CID_RANDOM_BYTES]);
         let tag = self.tag(&bytes[..CID_RANDOM_BYTES]);
         bytes[CID_RANDOM_BYTES..].copy_from_slice(&tag);
         quinn::ConnectionId::new(&bytes)
