@@ -660,3 +660,116 @@ async fn a_node_added_to_a_running_lab_is_cut_off_by_a_partition_like_the_others
         }
     }
 }
+
+/// Regions `east` and `west` of three nodes each, 20 ms apart, with small
+/// limits: one answer carries at most 15 KiB of a set or map.
+fn two_small_regions() -> String {
+    let mut text = topology(&["east", "west"], &[("east", "west", 20)]);
+    text.push_str(
+        "\n[limits]\nkey_bytes_max = 256\nvalue_bytes_max = 2048\nframe_bytes_max = 16384\n",
+    );
+    text
+}
+
+/// Adds 1000-byte members named `prefix` and a number to set `key` (or
+/// fields to map `key`) until the region refuses the next one; how many.
+async fn fill(client: &Client, key: &str, prefix: &str, map: bool) -> usize {
+    for i in 0.. {
+        let item = format!("{prefix}{i:04}{}", "-".repeat(995));
+        let added = if map {
+            client.map(key).put(item.as_str(), "v").await.map(|_| ())
+        } else {
+            client.set(key).add(item.as_str()).await.map(|_| ())
+        };
+        match added {
+            Ok(()) => assert!(i < 100, "never refused"),
+            Err(ClientError::TooLarge {
+                what: "the key's value",
+                ..
+            }) => return i,
+            Err(e) => panic!("adding to {key}: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_or_map_merged_past_one_answer_by_two_regions_is_read_in_pages() {
+    let lab = Lab::start(two_small_regions);
+    let east = client(&lab, "east").await;
+    let west = client(&lab, "west").await;
+
+    // Cut apart, each region fills the same set and map to the limit.
+    let cut = cli(&lab, &["cluster", "partition", "east"]);
+    assert!(cut.starts_with("1 of 1 link cut"), "{cut}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let in_east = fill(&east, "big", "e", false).await;
+    let in_west = fill(&west, "big", "w", false).await;
+    let fields_east = fill(&east, "big-map", "e", true).await;
+    let fields_west = fill(&west, "big-map", "w", true).await;
+    assert!(
+        in_east > 5 && in_west > 5,
+        "{in_east} and {in_west} members"
+    );
+    cli(&lab, &["cluster", "heal"]);
+
+    // Merged, the set holds both sides' members: more than one answer
+    // carries.
+    let total = in_east + in_west;
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    for client in [&east, &west] {
+        let quorum = client.with_read(meridian::client::ReadConsistency::Quorum);
+        loop {
+            let len = quorum.set("big").len().await.unwrap();
+            let fields = quorum.map("big-map").len().await.unwrap();
+            if len == total && fields == fields_east + fields_west {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{len} of {total} members");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let whole = east.execute(Command::SMembers { key: bytes("big") }).await;
+    assert!(
+        matches!(
+            whole,
+            Err(ClientError::TooLarge {
+                what: "the key's value",
+                ..
+            })
+        ),
+        "{whole:?}"
+    );
+
+    // The SDK reads it page by page instead, in either region.
+    for client in [&east, &west] {
+        let members = client.set("big").members().await.unwrap();
+        assert_eq!(members.len(), total);
+        assert!(members.windows(2).all(|w| w[0] < w[1]), "in order");
+        let fields = client.map("big-map").get_all().await.unwrap();
+        assert_eq!(fields.len(), fields_east + fields_west);
+    }
+
+    // The command line says so for smembers, and pages with sscan.
+    let refused = tokio::task::block_in_place(|| lab.fails(&["smembers", "big"]));
+    assert!(refused.contains("exceeds the limit"), "{refused}");
+    let mut cursor = "0".to_owned();
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    loop {
+        let out = cli(&lab, &["--raw", "sscan", "big", &cursor, "COUNT", "5"]);
+        let mut lines = out.lines();
+        cursor = lines.next().unwrap().to_owned();
+        listed.extend(lines.map(str::to_owned));
+        pages += 1;
+        if cursor == "0" {
+            break;
+        }
+        assert!(pages < 100, "the scan never ends");
+    }
+    assert_eq!(listed.len(), total);
+    assert_eq!(pages, total.div_ceil(5));
+    let formatted = cli(&lab, &["hscan", "big-map", "0", "COUNT", "2"]);
+    assert!(formatted.starts_with("1) \"x65"), "{formatted}");
+    assert!(formatted.contains("2) 1) \"e0000"), "{formatted}");
+}

@@ -1642,3 +1642,108 @@ async fn many_large_reads_at_once_on_one_client_all_answer() {
     .await;
     region.shutdown().await;
 }
+
+#[tokio::test]
+async fn sets_and_maps_page_through_the_sdk_from_any_replica() {
+    let region = Region::start(3, 3).await;
+    let client = region.client().await;
+    within("the scans", async {
+        let set = client.set("scanned");
+        let members: Vec<String> = (0..300).map(|i| format!("m{i:03}")).collect();
+        for chunk in members.chunks(50) {
+            set.add_all(chunk.iter().map(String::as_str)).await.unwrap();
+        }
+        let map = client.map("scanned-map");
+        for i in 0..40 {
+            map.put(format!("f{i:02}"), format!("v{i}")).await.unwrap();
+        }
+        map.incr("f99", 7).await.unwrap();
+
+        // Page by page, 7 at a time: every member once, in order.
+        let mut pages = set.scan(7);
+        let mut seen = Vec::new();
+        while let Some(page) = pages.next_page().await.unwrap() {
+            assert!((1..=7).contains(&page.len()), "a page of {}", page.len());
+            seen.extend(page);
+        }
+        assert_eq!(seen, members.iter().map(|m| b(m)).collect::<Vec<_>>());
+        assert_eq!(pages.next_page().await.unwrap(), None, "done stays done");
+
+        // The pages of one scan may come from different replicas, and a
+        // quorum read merges replicas per page.
+        let first = set.scan_page(None, 100).await.unwrap();
+        let after = first.after().unwrap().clone();
+        assert_eq!(after, b("m099"));
+        let quorum = client.with_read(ReadConsistency::Quorum);
+        let mut rest = Vec::new();
+        let mut from = Some(after);
+        for node in region.ids.iter().cycle() {
+            let Some(after) = from.take() else { break };
+            let answer = quorum
+                .execute_on(
+                    node,
+                    Command::SScan {
+                        key: b("scanned"),
+                        after: Some(after),
+                        count: 60,
+                    },
+                )
+                .await
+                .unwrap();
+            let Reply::SetPage(page) = answer.reply else {
+                panic!("{:?}", answer.reply)
+            };
+            from = page.after().cloned();
+            rest.extend(page.items);
+        }
+        assert_eq!(rest.len(), 200);
+        assert_eq!(rest[0], b("m100"));
+
+        // Members added behind the scan are not seen, those ahead are; the
+        // members there all along are seen once.
+        let mut pages = set.scan(100);
+        let mut seen = pages.next_page().await.unwrap().unwrap();
+        set.add_all(["a-behind", "z-ahead"]).await.unwrap();
+        while let Some(page) = pages.next_page().await.unwrap() {
+            seen.extend(page);
+        }
+        assert_eq!(seen.len(), 301);
+        assert_eq!(seen.last(), Some(&b("z-ahead")));
+        assert!(!seen.contains(&b("a-behind")));
+
+        // A map's fields come with their values, counters included.
+        let fields = map.scan(16).collect().await.unwrap();
+        assert_eq!(fields.len(), 41);
+        assert_eq!(fields[0], (b("f00"), FieldValue::Register(b("v0"))));
+        assert_eq!(fields[40], (b("f99"), FieldValue::Counter(7)));
+        assert_eq!(fields, map.get_all().await.unwrap());
+
+        // A missing key is an empty scan; another type is WRONGTYPE; a
+        // page of nothing is refused before it is sent.
+        assert_eq!(
+            client.set("no-such-set").scan(10).collect().await,
+            Ok(vec![])
+        );
+        client.register("a-register").set("v").await.unwrap();
+        assert!(matches!(
+            client.set("a-register").scan_page(None, 10).await,
+            Err(ClientError::WrongType {
+                wanted: Kind::Set,
+                found: Kind::Register
+            })
+        ));
+        assert!(matches!(
+            client.map("a-register").scan(10).next_page().await,
+            Err(ClientError::WrongType {
+                wanted: Kind::Map,
+                ..
+            })
+        ));
+        assert!(matches!(
+            set.scan_page(None, 0).await,
+            Err(ClientError::BadRequest(_))
+        ));
+    })
+    .await;
+    region.shutdown().await;
+}

@@ -342,6 +342,21 @@ impl<K: Ord, S> DotMap<K, S> {
     pub fn range_from<'a>(&'a self, start: &'a K) -> impl Iterator<Item = (&'a K, &'a S)> + 'a {
         self.0.range(start..)
     }
+
+    /// The entries after `after` (exclusive; all of them for `None`) in
+    /// key order.
+    pub fn range_after<'a, Q>(
+        &'a self,
+        after: Option<&'a Q>,
+    ) -> impl Iterator<Item = (&'a K, &'a S)> + 'a
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.0.range::<Q, _>((start, Bound::Unbounded))
+    }
 }
 
 /// Keys of a [`DotMap`], with the heap bytes each keeps.

@@ -519,6 +519,15 @@ impl OrMap {
         self.0.iter().filter(|(_, s)| !s.is_bottom())
     }
 
+    /// The fields that sort after `after` (all of them for `None`) and
+    /// their values, in field order: the pages of a scan.
+    pub fn iter_after<'a>(
+        &'a self,
+        after: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = (&'a Bytes, &'a TypedStore)> {
+        self.0.range_after(after).filter(|(_, s)| !s.is_bottom())
+    }
+
     /// The number of fields.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -53,6 +53,15 @@ impl OrSet {
             .map(|(k, _)| k)
     }
 
+    /// The members that sort after `after` (all of them for `None`), in
+    /// byte order: the pages of a scan.
+    pub fn members_after<'a>(&'a self, after: Option<&'a [u8]>) -> impl Iterator<Item = &'a Bytes> {
+        self.0
+            .range_after(after)
+            .filter(|(_, d)| !d.is_bottom())
+            .map(|(k, _)| k)
+    }
+
     /// The number of members.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -124,6 +124,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     write("sadd", "KEY MEMBER...", "add members to a set"),
     write("srem", "KEY MEMBER...", "remove members from a set"),
     read("smembers", "KEY", "list a set's members"),
+    read(
+        "sscan",
+        "KEY CURSOR [COUNT N]",
+        "a page of a set's members, N of them (default 10) from CURSOR (0: \
+         the first) in byte order: prints the next page's cursor (0: none \
+         left), then the members",
+    ),
     read("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
     read("scard", "KEY", "count a set's members"),
     write(
@@ -135,6 +142,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     read("hget", "KEY FIELD", "read a map field"),
     write("hdel", "KEY FIELD...", "remove map fields"),
     read("hgetall", "KEY", "list a map's fields and values"),
+    read(
+        "hscan",
+        "KEY CURSOR [COUNT N]",
+        "a page of a map's fields and values, as sscan pages a set",
+    ),
     write("hincrby", "KEY FIELD N", "add N to a map field counter"),
     read("hlen", "KEY", "count a map's fields"),
     write(
@@ -499,6 +511,14 @@ impl Parser<'_> {
                 }
             }
             "hlen" => Command::HLen { key: self.key1()? },
+            "sscan" => {
+                let (key, after, count) = self.scan()?;
+                Command::SScan { key, after, count }
+            }
+            "hscan" => {
+                let (key, after, count) = self.scan()?;
+                Command::HScan { key, after, count }
+            }
             "mvset" => {
                 self.arity(2)?;
                 Command::MvSet {
@@ -566,6 +586,46 @@ impl Parser<'_> {
             value: bytes(a[1]),
             ttl_ms,
         })
+    }
+
+    /// `KEY CURSOR [COUNT N]` of `sscan` and `hscan` (also `--count`).
+    fn scan(&self) -> Result<(Bytes, Option<Bytes>, u32), UsageError> {
+        let (key, cursor, rest) = match self.args {
+            [key, cursor, rest @ ..] => (key, cursor, rest),
+            _ => return Err(self.wrong_arity()),
+        };
+        let after = parse_cursor(cursor).ok_or_else(|| UsageError::BadNumber {
+            spec: self.spec,
+            what: "CURSOR",
+            expected: "0 or a cursor printed by the previous page",
+            value: cursor.to_string_lossy().into_owned(),
+        })?;
+        let count = match rest {
+            [] => SCAN_COUNT_DEFAULT,
+            [option, n] => {
+                let name = option.to_string_lossy().to_ascii_lowercase();
+                if name.strip_prefix("--").unwrap_or(&name) != "count" {
+                    return Err(self.bad_option(option, "unknown option"));
+                }
+                integer(n)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| UsageError::BadNumber {
+                        spec: self.spec,
+                        what: "N",
+                        expected: "a whole number from 1 to 4294967295",
+                        value: n.to_string_lossy().into_owned(),
+                    })?
+            }
+            [option, ..] => {
+                return Err(if rest.len() == 1 {
+                    self.wrong_arity()
+                } else {
+                    self.bad_option(option, "unknown option")
+                })
+            }
+        };
+        Ok((bytes(key), after, count))
     }
 
     fn arity(&self, n: usize) -> Result<(), UsageError> {
@@ -670,6 +730,52 @@ impl Parser<'_> {
 
 pub use crate::client::TTL_MS_MAX;
 
+/// Items per `sscan` or `hscan` page when no `COUNT` is given (as Redis).
+pub const SCAN_COUNT_DEFAULT: u32 = 10;
+
+/// The text of a scan's cursor: `0` for the first page and after the last,
+/// otherwise `x` and the hex of the member or field the page ended at.
+///
+/// ```
+/// use meridian::cli::command::{cursor, parse_cursor};
+///
+/// assert_eq!(cursor(None), "0");
+/// assert_eq!(cursor(Some(b"ab")), "x6162");
+/// assert_eq!(parse_cursor("x6162".as_ref()), Some(Some("ab".into())));
+/// assert_eq!(parse_cursor("0".as_ref()), Some(None));
+/// ```
+pub fn cursor(after: Option<&[u8]>) -> String {
+    match after {
+        None => "0".to_owned(),
+        Some(bytes) => {
+            let mut text = String::with_capacity(1 + 2 * bytes.len());
+            text.push('x');
+            for byte in bytes {
+                text.push_str(&format!("{byte:02x}"));
+            }
+            text
+        }
+    }
+}
+
+/// The member or field a cursor printed by [`cursor`] names (`None` for
+/// `0`, the first page); `None` when it is not a cursor.
+pub fn parse_cursor(arg: &OsStr) -> Option<Option<Bytes>> {
+    let text = arg.to_str()?;
+    if text == "0" {
+        return Some(None);
+    }
+    let hex = text.strip_prefix('x')?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(Some(Bytes::from(bytes)))
+}
+
 /// An integer written as Redis writes them: an optional `-` and decimal
 /// digits, nothing else (no `+`, no spaces, no leading zero, no `-0`; `0`
 /// itself is written `0`). Values beyond `i128` saturate, so callers
@@ -761,6 +867,7 @@ mod tests {
                 "set" | "mvset" | "incrby" | "decrby" | "sadd" | "srem" | "sismember" | "hget"
                 | "hdel" => &[spec.name, "k", "1"],
                 "hset" | "hincrby" => &[spec.name, "k", "f", "1"],
+                "sscan" | "hscan" => &[spec.name, "k", "0"],
                 _ => &[spec.name, "k"],
             };
             for command in all(words).commands {
@@ -1405,5 +1512,75 @@ mod tests {
         for spec in COMMANDS {
             assert!(text.contains(&format!("  {} ", spec.name)), "{}", spec.name);
         }
+    }
+
+    #[test]
+    fn sscan_and_hscan_take_a_key_a_cursor_and_a_count() {
+        assert_eq!(
+            ok(&["sscan", "s", "0"]),
+            Command::SScan {
+                key: b("s"),
+                after: None,
+                count: SCAN_COUNT_DEFAULT
+            }
+        );
+        assert_eq!(
+            ok(&["SSCAN", "s", "x6162", "COUNT", "100"]),
+            Command::SScan {
+                key: b("s"),
+                after: Some(b("ab")),
+                count: 100
+            }
+        );
+        assert_eq!(
+            ok(&["hscan", "h", "x", "--count", "1"]),
+            Command::HScan {
+                key: b("h"),
+                after: Some(b("")),
+                count: 1
+            }
+        );
+        for words in [&["sscan", "s"][..], &["sscan", "s", "0", "count"]] {
+            assert!(
+                matches!(err(words), UsageError::WrongArity { .. }),
+                "{words:?}"
+            );
+        }
+        for cursor in ["1", "x6", "xzz", "abc", "-0", ""] {
+            assert!(
+                matches!(
+                    err(&["sscan", "s", cursor]),
+                    UsageError::BadNumber { what: "CURSOR", .. }
+                ),
+                "{cursor:?}"
+            );
+        }
+        for n in ["0", "-1", "4294967296", "ten"] {
+            assert!(
+                matches!(
+                    err(&["hscan", "h", "0", "count", n]),
+                    UsageError::BadNumber { what: "N", .. }
+                ),
+                "{n}"
+            );
+        }
+        assert!(matches!(
+            err(&["sscan", "s", "0", "match", "a*"]),
+            UsageError::BadOption { .. }
+        ));
+    }
+
+    #[test]
+    fn a_cursor_names_any_bytes_and_reads_back() {
+        for member in [&b""[..], b"a", b"\x00\xff\n", b"0", b"x"] {
+            let text = cursor(Some(member));
+            assert_eq!(
+                parse_cursor(OsStr::new(&text)),
+                Some(Some(Bytes::from(member))),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_cursor(OsStr::new("0")), Some(None));
+        assert_eq!(cursor(None), "0");
     }
 }

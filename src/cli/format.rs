@@ -7,6 +7,7 @@
 //! `\n`, `\t`, `"`, `\\` and the like escaped; any other byte as `\xhh`), so
 //! what is printed always tells the bytes stored.
 
+use super::command::cursor;
 use crate::client::ClientError;
 use crate::keyspace::{FieldValue, Ttl};
 use crate::protocol::{Answer, Command, Reply};
@@ -92,6 +93,20 @@ fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
         Reply::Type(None) => out.extend_from_slice(b"none"),
         Reply::Ttl(ttl) => out.extend_from_slice(ttl_seconds(*ttl).to_string().as_bytes()),
         Reply::Status(status) => out.extend_from_slice(node_status(status).as_bytes()),
+        Reply::SetPage(page) => {
+            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
+            if !page.items.is_empty() {
+                out.push(b'\n');
+                raw_items(&page.items, out, |v, out| out.extend_from_slice(v));
+            }
+        }
+        Reply::MapPage(page) => {
+            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
+            if !page.items.is_empty() {
+                out.push(b'\n');
+                raw_fields(&page.items, out);
+            }
+        }
     }
 }
 
@@ -149,6 +164,15 @@ pub fn reply(reply: &Reply) -> String {
         Reply::Type(None) => Shape::line("none"),
         Reply::Ttl(ttl) => Shape::integer(ttl_seconds(*ttl)),
         Reply::Status(status) => Shape::Line(node_status(status)),
+        // As redis-cli prints SSCAN and HSCAN: the cursor, then the page.
+        Reply::SetPage(page) => Shape::List(vec![
+            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
+            Shape::values(&page.items),
+        ]),
+        Reply::MapPage(page) => Shape::List(vec![
+            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
+            Shape::fields(&page.items),
+        ]),
     };
     let mut lines = Vec::new();
     shape.render(&mut lines);
@@ -607,5 +631,30 @@ mod tests {
             error(&mv),
             "(error) WRONGTYPE operation against a key holding an mvregister, wanted a register"
         );
+    }
+
+    /// As redis-cli prints `SSCAN` and `HSCAN`: the next cursor, then the
+    /// page's items.
+    #[test]
+    fn scan_pages_print_their_cursor_then_their_items() {
+        use crate::keyspace::Page;
+        let page = Reply::SetPage(Page {
+            items: vec![b("a"), b("bc")],
+            more: true,
+        });
+        assert_eq!(reply(&page), "1) \"x6263\"\n2) 1) \"a\"\n   2) \"bc\"");
+        assert_eq!(raw(page), "x6263\na\nbc\n");
+        let last = Reply::MapPage(Page {
+            items: vec![(b("f"), FieldValue::Counter(3))],
+            more: false,
+        });
+        assert_eq!(reply(&last), "1) \"0\"\n2) 1) \"f\"\n   2) \"3\"");
+        assert_eq!(raw(last), "0\nf\n3\n");
+        let empty = Reply::SetPage(Page {
+            items: vec![],
+            more: false,
+        });
+        assert_eq!(reply(&empty), "1) \"0\"\n2) (empty array)");
+        assert_eq!(raw(empty), "0\n");
     }
 }

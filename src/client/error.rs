@@ -96,6 +96,10 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// The `what` of a [`ClientError::TooLarge`] about a set or map too large
+/// for one answer.
+pub(crate) const TOO_LARGE_VALUE: &str = "the key's value";
+
 impl ClientError {
     /// Whether another replica might succeed where this attempt failed.
     pub(crate) fn fails_over(&self) -> bool {
@@ -118,7 +122,7 @@ impl From<ErrorReply> for ClientError {
                 max,
             },
             ErrorReply::KeyValueTooLarge { len, max } => ClientError::TooLarge {
-                what: "the key's value",
+                what: TOO_LARGE_VALUE,
                 len,
                 max,
             },

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crdt_types::Bytes;
 
+use super::error::TOO_LARGE_VALUE;
 use super::{flag, ttl_ms, unexpected, Client, ClientError};
-use crate::keyspace::{FieldOp, FieldValue};
+use crate::keyspace::{FieldOp, FieldValue, Page};
 use crate::protocol::{Command, Reply};
 
 fn count(reply: Reply, command: &str) -> Result<usize, ClientError> {
@@ -47,6 +48,127 @@ fn values(reply: Reply, command: &str) -> Result<Vec<Bytes>, ClientError> {
         Reply::Values(v) => Ok(v),
         Reply::Nil => Ok(Vec::new()),
         other => Err(unexpected(other, command)),
+    }
+}
+
+/// Items per page when [`Set::members`] or [`Map::get_all`] reads a value
+/// too large for one answer page by page (each page is also bounded by
+/// the limit of a key's value).
+const SCAN_PAGE_FALLBACK: usize = 10_000;
+
+/// Whether `e` says a key's value is too large for one answer (and so is
+/// to be read page by page).
+fn too_large_to_answer(e: &ClientError) -> bool {
+    matches!(e, ClientError::TooLarge { what, .. } if *what == TOO_LARGE_VALUE)
+}
+
+/// A page size for the wire: at least one, at most `u32::MAX`.
+fn page_count(count: usize) -> Result<u32, ClientError> {
+    if count == 0 {
+        return Err(ClientError::BadRequest(
+            "a page holds at least one item".into(),
+        ));
+    }
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+fn sscan(key: Bytes, after: Option<Bytes>, count: u32) -> Command {
+    Command::SScan { key, after, count }
+}
+
+fn hscan(key: Bytes, after: Option<Bytes>, count: u32) -> Command {
+    Command::HScan { key, after, count }
+}
+
+fn set_page(reply: Reply) -> Result<Page<Bytes>, ClientError> {
+    match reply {
+        Reply::SetPage(page) => Ok(page),
+        other => Err(unexpected(other, "SSCAN")),
+    }
+}
+
+fn map_page(reply: Reply) -> Result<Page<(Bytes, FieldValue)>, ClientError> {
+    match reply {
+        Reply::MapPage(page) => Ok(page),
+        other => Err(unexpected(other, "HSCAN")),
+    }
+}
+
+/// A page's items and where the next page starts (`None`: the scan is done).
+type Items<T> = (Vec<T>, Option<Bytes>);
+
+/// A set's page as its members and where the next page starts.
+fn set_items(reply: Reply) -> Result<Items<Bytes>, ClientError> {
+    let page = set_page(reply)?;
+    let after = page.after().cloned();
+    Ok((page.items, after))
+}
+
+/// A map's page as its fields and where the next page starts.
+fn map_items(reply: Reply) -> Result<Items<(Bytes, FieldValue)>, ClientError> {
+    let page = map_page(reply)?;
+    let after = page.after().cloned();
+    Ok((page.items, after))
+}
+
+/// A scan through a set's members ([`Set::scan`]) or a map's fields
+/// ([`Map::scan`]), one request per page.
+#[derive(Debug)]
+pub struct Scan<T> {
+    client: Client,
+    key: Bytes,
+    page: usize,
+    /// Where the next page starts; `None` before the first.
+    after: Option<Bytes>,
+    done: bool,
+    command: fn(Bytes, Option<Bytes>, u32) -> Command,
+    reply: fn(Reply) -> Result<Items<T>, ClientError>,
+}
+
+impl<T> Scan<T> {
+    fn new(
+        client: Client,
+        key: Bytes,
+        page: usize,
+        command: fn(Bytes, Option<Bytes>, u32) -> Command,
+        reply: fn(Reply) -> Result<Items<T>, ClientError>,
+    ) -> Self {
+        Scan {
+            client,
+            key,
+            page,
+            after: None,
+            done: false,
+            command,
+            reply,
+        }
+    }
+
+    /// The next page, `None` once the scan is done. After an error, calling
+    /// this again retries the same page.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<T>>, ClientError> {
+        if self.done {
+            return Ok(None);
+        }
+        let count = page_count(self.page)?;
+        let command = (self.command)(self.key.clone(), self.after.clone(), count);
+        let (items, after) = (self.reply)(self.client.execute(command).await?.reply)?;
+        self.done = after.is_none();
+        self.after = after;
+        if items.is_empty() {
+            // Only the last page can be empty (a key that is gone or empty).
+            return Ok(None);
+        }
+        Ok(Some(items))
+    }
+
+    /// Every remaining item, in order.
+    pub async fn collect(mut self) -> Result<Vec<T>, ClientError> {
+        let mut all = Vec::new();
+        while let Some(items) = self.next_page().await? {
+            all.extend(items);
+        }
+        Ok(all)
     }
 }
 
@@ -215,12 +337,67 @@ impl Set {
         Ok(count(self.client.execute(command).await?.reply, "SREM")? > 0)
     }
 
-    /// The members, in byte order.
+    /// The members, in byte order. A set too large for one answer (its
+    /// replicas merged concurrent adds past the limit of a key's value)
+    /// is read page by page instead, as [`Set::scan`] does.
     pub async fn members(&self) -> Result<Vec<Bytes>, ClientError> {
         let command = Command::SMembers {
             key: self.key.clone(),
         };
-        values(self.client.execute(command).await?.reply, "SMEMBERS")
+        match self.client.execute(command).await {
+            Ok(answer) => values(answer.reply, "SMEMBERS"),
+            Err(e) if too_large_to_answer(&e) => self.scan(SCAN_PAGE_FALLBACK).collect().await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of the members (`SSCAN`): up to `count` of those after
+    /// `after` (from the first for `None`) in byte order, fewer when their
+    /// answer would take more than the limit of a key's value;
+    /// [`Page::after`] is where the following page starts, `None` at the
+    /// end. An absent key is an empty set.
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// let tags = client.set("tags");
+    /// let first = tags.scan_page(None, 100).await?;
+    /// if let Some(after) = first.after() {
+    ///     let second = tags.scan_page(Some(after), 100).await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn scan_page(
+        &self,
+        after: Option<&[u8]>,
+        count: usize,
+    ) -> Result<Page<Bytes>, ClientError> {
+        let command = sscan(self.key.clone(), after.map(Bytes::from), page_count(count)?);
+        set_page(self.client.execute(command).await?.reply)
+    }
+
+    /// The members page by page, `page` (at least one) per request: every
+    /// member present from the scan's start to its end is seen exactly
+    /// once, however large the set; members added or removed meanwhile
+    /// may or may not be.
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// let mut pages = client.set("visitors").scan(1000);
+    /// while let Some(members) = pages.next_page().await? {
+    ///     println!("{} more visitors", members.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn scan(&self, page: usize) -> Scan<Bytes> {
+        Scan::new(
+            self.client.clone(),
+            self.key.clone(),
+            page,
+            sscan,
+            set_items,
+        )
     }
 
     /// Whether `member` is in the set.
@@ -316,16 +493,54 @@ impl Map {
         int(self.client.execute(command).await?.reply, "HINCRBY")
     }
 
-    /// Every field with its value, in field order.
+    /// Every field with its value, in field order. A map too large for one
+    /// answer is read page by page instead, as [`Map::scan`] does.
     pub async fn get_all(&self) -> Result<Vec<(Bytes, FieldValue)>, ClientError> {
         let command = Command::HGetAll {
             key: self.key.clone(),
         };
-        match self.client.execute(command).await?.reply {
-            Reply::Fields(fields) => Ok(fields),
-            Reply::Nil => Ok(Vec::new()),
-            other => Err(unexpected(other, "HGETALL")),
+        match self.client.execute(command).await.map(|a| a.reply) {
+            Ok(Reply::Fields(fields)) => Ok(fields),
+            Ok(Reply::Nil) => Ok(Vec::new()),
+            Ok(other) => Err(unexpected(other, "HGETALL")),
+            Err(e) if too_large_to_answer(&e) => self.scan(SCAN_PAGE_FALLBACK).collect().await,
+            Err(e) => Err(e),
         }
+    }
+
+    /// One page of the fields and their values (`HSCAN`), as
+    /// [`Set::scan_page`] pages a set's members.
+    pub async fn scan_page(
+        &self,
+        after: Option<&[u8]>,
+        count: usize,
+    ) -> Result<Page<(Bytes, FieldValue)>, ClientError> {
+        let command = hscan(self.key.clone(), after.map(Bytes::from), page_count(count)?);
+        map_page(self.client.execute(command).await?.reply)
+    }
+
+    /// The fields and their values page by page, as [`Set::scan`] pages a
+    /// set's members.
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// let mut pages = client.map("user:42").scan(100);
+    /// while let Some(fields) = pages.next_page().await? {
+    ///     for (field, value) in fields {
+    ///         println!("{:?} = {value:?}", field);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn scan(&self, page: usize) -> Scan<(Bytes, FieldValue)> {
+        Scan::new(
+            self.client.clone(),
+            self.key.clone(),
+            page,
+            hscan,
+            map_items,
+        )
     }
 
     /// The number of fields.

@@ -58,13 +58,13 @@ mod connection;
 mod error;
 mod handles;
 
-pub use crate::keyspace::{FieldOp, FieldValue, Ttl};
+pub use crate::keyspace::{FieldOp, FieldValue, Page, Ttl};
 pub use crate::protocol::{Answer, Command, Reply};
 pub use crate::topology::{ReadConsistency, Topology, WriteConsistency};
 pub use connection::{STREAMS_PER_CONNECTION, STREAM_INFLIGHT_MAX};
 pub use crdt_types::{Bytes, Kind};
 pub use error::ClientError;
-pub use handles::{Counter, Map, MvRegister, Register, Set};
+pub use handles::{Counter, Map, MvRegister, Register, Scan, Set};
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -13,6 +13,71 @@ use crdt_types::{
 /// length, when checking a write against the limit of a key's value.
 const MEMBER_OVERHEAD_BYTES: usize = 64;
 
+/// Bytes an item of an answer is taken to add besides its values.
+const ANSWER_ITEM_BYTES: usize = 8;
+
+/// One page of a scan through a set's members (`SSCAN`) or a map's fields
+/// (`HSCAN`), in byte order of the member or field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Page<T> {
+    /// The page's members or fields.
+    pub items: Vec<T>,
+    /// Whether more follow: the next page starts after the last item
+    /// ([`Page::after`]). Only a page with items says so.
+    pub more: bool,
+}
+
+impl Page<Bytes> {
+    /// Where the next page of a set starts (its last member), or `None`
+    /// when the scan is done.
+    pub fn after(&self) -> Option<&Bytes> {
+        self.items.last().filter(|_| self.more)
+    }
+}
+
+impl Page<(Bytes, FieldValue)> {
+    /// Where the next page of a map starts (its last field), or `None`
+    /// when the scan is done.
+    pub fn after(&self) -> Option<&Bytes> {
+        self.items
+            .last()
+            .filter(|_| self.more)
+            .map(|(field, _)| field)
+    }
+}
+
+/// The first items of `items` for a page: up to `count` (at least one),
+/// and fewer when their answer would take more than `budget` bytes by
+/// `bytes`.
+fn paginate<I: Iterator, T>(
+    items: I,
+    count: usize,
+    budget: usize,
+    bytes: impl Fn(&I::Item) -> usize,
+    mut keep: impl FnMut(I::Item) -> T,
+) -> Page<T> {
+    let mut items = items.peekable();
+    let mut page = Vec::new();
+    let mut used = 0usize;
+    while let Some(item) = items.peek() {
+        let size = bytes(item).saturating_add(ANSWER_ITEM_BYTES);
+        if !page.is_empty() && (page.len() >= count || used.saturating_add(size) > budget) {
+            return Page {
+                items: page,
+                more: true,
+            };
+        }
+        used = used.saturating_add(size);
+        if let Some(item) = items.next() {
+            page.push(keep(item));
+        }
+    }
+    Page {
+        items: page,
+        more: false,
+    }
+}
+
 /// The remaining time to live of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ttl {
@@ -64,7 +129,7 @@ fn nested_fields<'de, D: serde::Deserializer<'de>>(
 /// About how many bytes the visible value of `store` takes in an answer
 /// (its values, plus a little per item, as `Response::approx_bytes`).
 pub(crate) fn answer_bytes(store: &TypedStore) -> usize {
-    const ITEM: usize = 8;
+    const ITEM: usize = ANSWER_ITEM_BYTES;
     let Some(kind) = store.kind() else {
         return 0;
     };
@@ -358,6 +423,38 @@ impl Keyspace {
         Ok(v.unwrap_or(false))
     }
 
+    /// A page of a set's members: up to `count` (at least one) of those
+    /// after `after` (from the first for `None`) in byte order, fewer when
+    /// their answer would take more than the limit of a key's value. A scan
+    /// that passes each page's [`Page::after`] as the next `after` sees
+    /// every member present from its start to its end exactly once, however
+    /// large the set; members added or removed meanwhile may or may not be
+    /// seen.
+    pub fn sscan(
+        &self,
+        key: &[u8],
+        after: Option<&[u8]>,
+        count: usize,
+        now_ms: u64,
+    ) -> Result<Page<Bytes>, KeyspaceError> {
+        let budget = self.config.key_value_bytes_max;
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrSet>()?.map(|s| {
+                paginate(
+                    s.members_after(after),
+                    count,
+                    budget,
+                    |m| m.len(),
+                    Bytes::clone,
+                )
+            }))
+        })?;
+        Ok(v.flatten().unwrap_or(Page {
+            items: Vec::new(),
+            more: false,
+        }))
+    }
+
     /// The number of members of a set.
     pub fn scard(&self, key: &[u8], now_ms: u64) -> Result<usize, KeyspaceError> {
         let v = self.read_value(key, now_ms, |d| {
@@ -577,6 +674,37 @@ impl Keyspace {
             }))
         })?;
         Ok(v.flatten().unwrap_or_default())
+    }
+
+    /// A page of a map's fields and their values, as [`Keyspace::sscan`]
+    /// pages a set's members.
+    pub fn hscan(
+        &self,
+        key: &[u8],
+        after: Option<&[u8]>,
+        count: usize,
+        now_ms: u64,
+    ) -> Result<Page<(Bytes, FieldValue)>, KeyspaceError> {
+        let budget = self.config.key_value_bytes_max;
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrMap>()?.map(|m| {
+                // As in `hgetall`, a field without a visible value is left out.
+                let fields = m
+                    .iter_after(after)
+                    .filter_map(|(k, v)| Some((k, answer_bytes(v), FieldValue::of(v)?)));
+                paginate(
+                    fields,
+                    count,
+                    budget,
+                    |(k, bytes, _)| k.len().saturating_add(*bytes),
+                    |(k, _, v)| (k.clone(), v),
+                )
+            }))
+        })?;
+        Ok(v.flatten().unwrap_or(Page {
+            items: Vec::new(),
+            more: false,
+        }))
     }
 
     /// The number of fields of a map.

@@ -793,3 +793,150 @@ fn remote_updates_counting_past_the_sequence_limit_are_refused() {
         .unwrap();
     assert_eq!(a.get(b"j", T0 + 1).unwrap(), Some(b("from 2")));
 }
+
+/// Every page of a scan of `key`'s set, `count` per request.
+fn sscan_all(k: &Keyspace, key: &[u8], count: usize) -> Vec<Page<Bytes>> {
+    let mut pages: Vec<Page<Bytes>> = Vec::new();
+    loop {
+        let after = pages.last().and_then(|p| p.after().cloned());
+        if !pages.is_empty() && after.is_none() {
+            return pages;
+        }
+        pages.push(k.sscan(key, after.as_deref(), count, T0).unwrap());
+        assert!(pages.len() < 10_000, "the scan never ends");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// A scan's pages, in turn, are the set's members in order, each at
+    /// most `count` long, with no empty page but an empty set's: with
+    /// members removed along the way too (their entries may linger).
+    #[test]
+    fn a_scan_of_a_set_gives_every_member_once_in_order(
+        added in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..4), 0..60),
+        removed in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..4), 0..20),
+        count in 1usize..8,
+    ) {
+        let mut k = ks(1);
+        let member = |m: &Vec<u8>| Bytes::from(m.as_slice());
+        if !added.is_empty() {
+            k.sadd(b"s", &added.iter().map(member).collect::<Vec<_>>(), T0).unwrap();
+        }
+        if !removed.is_empty() {
+            k.srem(b"s", &removed.iter().map(member).collect::<Vec<_>>(), T0).unwrap();
+        }
+        let pages = sscan_all(&k, b"s", count);
+        let members: Vec<Bytes> = pages.iter().flat_map(|p| p.items.clone()).collect();
+        proptest::prop_assert_eq!(&members, &k.smembers(b"s", T0).unwrap());
+        for (i, p) in pages.iter().enumerate() {
+            proptest::prop_assert!(p.items.len() <= count);
+            proptest::prop_assert!(!p.items.is_empty() || pages.len() == 1);
+            proptest::prop_assert_eq!(p.more, i + 1 < pages.len());
+        }
+    }
+}
+
+#[test]
+fn a_scan_of_a_map_pages_its_fields_in_order_with_their_values() {
+    let mut k = ks(1);
+    for i in 0..25 {
+        let field = format!("f{i:02}");
+        if i % 5 == 0 {
+            k.hincrby(b"m", field.as_bytes(), i, T0).unwrap();
+        } else {
+            k.hset(b"m", field.as_bytes(), b(&format!("v{i}")), T0)
+                .unwrap();
+        }
+    }
+    k.hdel(b"m", &[b("f03"), b("f04")], T0).unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<Bytes> = None;
+    loop {
+        let page = k.hscan(b"m", after.as_deref(), 4, T0).unwrap();
+        assert!(page.items.len() <= 4);
+        seen.extend(page.items.iter().cloned());
+        match page.after() {
+            Some(a) => after = Some(a.clone()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, k.hgetall(b"m", T0).unwrap());
+    assert_eq!(seen.len(), 23);
+    assert_eq!(seen[0], (b("f00"), FieldValue::Counter(0)));
+    assert_eq!(seen[1], (b("f01"), FieldValue::Register(b("v1"))));
+    // A page may start after a field that is not there.
+    let page = k.hscan(b"m", Some(b"f03"), 1, T0).unwrap();
+    assert_eq!(page.items, vec![(b("f05"), FieldValue::Counter(5))]);
+    assert!(page.more);
+}
+
+#[test]
+fn a_scan_page_stops_at_the_limit_of_a_keys_value_but_takes_one_item_at_least() {
+    let max = 10_000;
+    let mut k = Keyspace::new(
+        ReplicaId(1),
+        KeyspaceConfig {
+            key_value_bytes_max: max,
+            ..KeyspaceConfig::default()
+        },
+    );
+    let member = |i: usize| Bytes::from(format!("{i:01000}").as_str());
+    // Another replica's state can hold more than one answer carries (the
+    // merge of concurrent adds): built here by joining two keyspaces.
+    let mut other = Keyspace::new(
+        ReplicaId(2),
+        KeyspaceConfig {
+            key_value_bytes_max: max,
+            ..KeyspaceConfig::default()
+        },
+    );
+    for i in 0..8 {
+        k.sadd(b"s", &[member(i)], T0).unwrap();
+        other.sadd(b"s", &[member(100 + i)], T0).unwrap();
+    }
+    k.join_state(b"s", &other.state(b"s").unwrap(), T0).unwrap();
+    assert_eq!(k.scard(b"s", T0).unwrap(), 16);
+    let pages = sscan_all(&k, b"s", 1_000);
+    assert!(pages.len() >= 2, "{} pages", pages.len());
+    for p in &pages {
+        let bytes: usize = p.items.iter().map(|m| m.len() + 8).sum();
+        assert!(bytes <= max, "a page of {bytes} bytes");
+    }
+    let all: Vec<Bytes> = pages.into_iter().flat_map(|p| p.items).collect();
+    assert_eq!(all, k.smembers(b"s", T0).unwrap());
+    // A member larger than the whole budget still makes a page of one.
+    let mut tiny = Keyspace::new(
+        ReplicaId(1),
+        KeyspaceConfig {
+            key_value_bytes_max: 10,
+            ..KeyspaceConfig::default()
+        },
+    );
+    tiny.join_state(b"s", &k.state(b"s").unwrap(), T0).unwrap();
+    let page = tiny.sscan(b"s", None, 5, T0).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.more);
+}
+
+#[test]
+fn a_scan_of_a_missing_key_is_empty_and_of_another_type_is_wrongtype() {
+    let mut k = ks(1);
+    let empty = k.sscan(b"none", None, 10, T0).unwrap();
+    assert!(empty.items.is_empty() && !empty.more);
+    assert!(k.hscan(b"none", None, 10, T0).unwrap().items.is_empty());
+    k.set(b"r", b("v"), None, T0).unwrap();
+    assert!(matches!(
+        k.sscan(b"r", None, 10, T0),
+        Err(KeyspaceError::WrongType(_))
+    ));
+    assert!(matches!(
+        k.hscan(b"r", None, 10, T0),
+        Err(KeyspaceError::WrongType(_))
+    ));
+    // A count of zero is taken as one.
+    k.sadd(b"s", &[b("a"), b("b")], T0).unwrap();
+    let page = k.sscan(b"s", None, 0, T0).unwrap();
+    assert_eq!(page.items, vec![b("a")]);
+}

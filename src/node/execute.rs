@@ -29,6 +29,18 @@ pub(crate) fn execute(
         ),
         HGetAll { key } => read(Reply::Fields(ks.hgetall(key, now_ms)?)),
         HLen { key } => read(int(ks.hlen(key, now_ms)?)),
+        SScan { key, after, count } => read(Reply::SetPage(ks.sscan(
+            key,
+            after.as_deref(),
+            *count as usize,
+            now_ms,
+        )?)),
+        HScan { key, after, count } => read(Reply::MapPage(ks.hscan(
+            key,
+            after.as_deref(),
+            *count as usize,
+            now_ms,
+        )?)),
         MapGet { key, path } => read(Reply::Field(ks.map_field(key, path, now_ms)?)),
         MvGet { key } => read(Reply::Values(ks.mvget(key, now_ms)?)),
         Ttl { key } => read(Reply::Ttl(ks.ttl(key, now_ms))),

@@ -25,7 +25,7 @@ pub const TOO_MANY_PARTIAL: u32 = 8;
 /// What a version mismatch says; names [`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION)
 /// (a test keeps the two in step).
 const VERSION_MISMATCH_TEXT: &str =
-    "the peer speaks another protocol version than this build's (8): \
+    "the peer speaks another protocol version than this build's (9): \
      nodes and clients must come from compatible builds (rebuild the older side)";
 
 /// A sentence for `code`, as read from a reset, stop or close.

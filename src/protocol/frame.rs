@@ -19,7 +19,7 @@ use serde::Serialize;
 /// The bytes every stream starts with.
 pub const MAGIC: [u8; 4] = *b"MRDN";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 /// Bytes of the stream preamble.
 pub const PREAMBLE_LEN: usize = 6;
 /// Bytes of the sender's life after the preamble of a stream between two
@@ -238,11 +238,11 @@ mod tests {
         assert_eq!(check_preamble(&preamble()), Ok(()));
         assert_eq!(check_preamble(b"HTTP/1"), Err(FrameError::BadMagic));
         let mut p = preamble();
-        p[4] = 9;
+        p[4] = 7;
         assert_eq!(
             check_preamble(&p),
             Err(FrameError::VersionMismatch {
-                theirs: 9,
+                theirs: 7,
                 ours: PROTOCOL_VERSION
             })
         );

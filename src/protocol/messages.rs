@@ -1,7 +1,7 @@
 //! The messages of the wire protocol: client requests and responses, and
 //! the messages nodes exchange.
 
-use crate::keyspace::{FieldOp, FieldValue, KeyspaceError, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, KeyspaceError, Page, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
 use crdt_types::{Bytes, Causal, Delta, Kind, Record, ReplicaId};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,20 @@ pub enum Command {
     /// The topology the node runs, as the text of its file: answered
     /// `Value`. Clients fetch it to learn the current ring.
     Topology,
+    /// A page of a set's members: up to `count` (at least one) of those
+    /// after `after` in byte order (`None`: from the first), answered
+    /// `SetPage`.
+    SScan {
+        key: Bytes,
+        after: Option<Bytes>,
+        count: u32,
+    },
+    /// A page of a map's fields and values, as `SScan`; answered `MapPage`.
+    HScan {
+        key: Bytes,
+        after: Option<Bytes>,
+        count: u32,
+    },
 }
 
 impl Command {
@@ -113,7 +127,9 @@ impl Command {
             | Expire { key, .. }
             | Ttl { key }
             | Persist { key }
-            | Type { key } => Some(key),
+            | Type { key }
+            | SScan { key, .. }
+            | HScan { key, .. } => Some(key),
         }
     }
 
@@ -179,6 +195,10 @@ pub enum Reply {
     Ttl(Ttl),
     /// A node's status.
     Status(Box<NodeStatus>),
+    /// A page of a set's members.
+    SetPage(Page<Bytes>),
+    /// A page of a map's fields and their values.
+    MapPage(Page<(Bytes, FieldValue)>),
 }
 
 /// What a node reports about itself (`meridian status`).
@@ -383,6 +403,8 @@ impl Response {
                 Reply::Value(b) => b.len(),
                 Reply::Values(v) => values(v),
                 Reply::Fields(m) => fields(m),
+                Reply::SetPage(p) => values(&p.items),
+                Reply::MapPage(p) => fields(&p.items),
                 Reply::Field(Some(f)) => field(f),
                 Reply::Status(_) => 1024,
                 _ => 0,

@@ -7,7 +7,7 @@
 //! writers that also take in each other's deltas, so states mix kinds.
 //! Numbers are often extreme (0, 1, 2^63, `u64::MAX`, `i64::MIN`...).
 
-use crate::keyspace::{FieldOp, FieldValue, Keyspace, KeyspaceConfig, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, Keyspace, KeyspaceConfig, Page, Ttl};
 use crate::protocol::{
     Answer, Command, ErrorReply, LinkStatus, NodeStatus, PeerMsg, RebalanceStatus, Reply, Request,
     Response,
@@ -206,7 +206,7 @@ impl Gen {
     }
 
     /// Number of [`Command`] variants.
-    pub(crate) const COMMANDS: usize = 28;
+    pub(crate) const COMMANDS: usize = 30;
 
     pub(crate) fn command(&mut self, variant: usize) -> Command {
         let key = self.key();
@@ -281,7 +281,17 @@ impl Gen {
             24 => Command::Persist { key },
             25 => Command::Type { key },
             26 => Command::ReloadTopology,
-            _ => Command::Topology,
+            27 => Command::Topology,
+            28 => Command::SScan {
+                key,
+                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+                count: self.num() as u32,
+            },
+            _ => Command::HScan {
+                key,
+                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+                count: self.num() as u32,
+            },
         }
     }
 
@@ -306,7 +316,7 @@ impl Gen {
     }
 
     /// Number of [`Reply`] variants plus number of [`ErrorReply`] variants.
-    pub(crate) const RESPONSES: usize = 12 + 12;
+    pub(crate) const RESPONSES: usize = 14 + 12;
 
     pub(crate) fn kind(&mut self) -> Kind {
         [
@@ -394,6 +404,16 @@ impl Gen {
             20 => Err(ErrorReply::Unavailable { reason }),
             21 => Err(ErrorReply::BadRequest { reason }),
             22 => Err(ErrorReply::Refused { reason }),
+            23 => Ok(Reply::SetPage(Page {
+                items: self.bytes_list(4),
+                more: self.rng.chance(0.5),
+            })),
+            24 => Ok(Reply::MapPage(Page {
+                items: (0..3)
+                    .map(|_| (self.bytes(6), self.field_value(1)))
+                    .collect(),
+                more: self.rng.chance(0.5),
+            })),
             _ => Err(ErrorReply::KeyValueTooLarge { len: a, max: b }),
         };
         Response {
@@ -570,6 +590,8 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Type { .. } => "type",
         Command::ReloadTopology => "reloadtopology",
         Command::Topology => "topology",
+        Command::SScan { .. } => "sscan",
+        Command::HScan { .. } => "hscan",
     }
 }
 
@@ -589,6 +611,8 @@ pub(crate) fn response_name(r: &Response) -> &'static str {
             Reply::Type(_) => "type",
             Reply::Ttl(_) => "ttl",
             Reply::Status(_) => "status",
+            Reply::SetPage(_) => "setpage",
+            Reply::MapPage(_) => "mappage",
         },
         Err(e) => match e {
             ErrorReply::WrongType { .. } => "wrongtype",
