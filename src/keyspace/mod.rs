@@ -35,8 +35,9 @@ pub struct KeyspaceConfig {
     pub key_bytes_max: usize,
     /// The largest register value, set member or map field accepted, in bytes.
     pub value_bytes_max: usize,
-    /// The largest answer one key's set or map may make, in bytes: every
-    /// member is read back in one answer, which must fit in a frame (its
+    /// The largest answer one key's set or map may make, in bytes: a set or
+    /// map stops growing there, so `SMembers` or `HGetAll` reads it back in
+    /// one answer that fits a frame, and a scan's page stops there (its
     /// memory may take [`STATE_PER_ANSWER_MAX`] times this).
     pub key_value_bytes_max: usize,
     /// How far ahead of local time a remote HLC stamp may be.
@@ -238,6 +239,12 @@ fn apply_accounted(state: &mut Causal<Record>, heap: &mut usize, d: &Delta<Recor
 }
 
 /// The hash of one key and its state, as digests combine them.
+/// A hash of a key's state as it encodes: replicas whose states of a key
+/// hash alike hold the same state (read repair sends nothing to them).
+pub fn state_hash(state: &Causal<Record>) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&crdt_types::encode(state))
+}
+
 fn entry_hash(buf: &mut Vec<u8>, key: &[u8], state: &Causal<Record>) -> u64 {
     buf.clear();
     buf.extend_from_slice(&(key.len() as u64).to_le_bytes());

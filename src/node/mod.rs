@@ -247,6 +247,9 @@ struct PendingRead {
     /// The replicas asked; a reply from any other node does not count.
     asked: Vec<ReplicaId>,
     replied: Vec<ReplicaId>,
+    /// The hash of each other replica's state as it replied (`None`: it
+    /// has no such key); those whose state is the merged one need no repair.
+    seen: Vec<(ReplicaId, Option<u64>)>,
     needed: usize,
     deadline_ms: u64,
 }
@@ -389,7 +392,8 @@ impl Node {
             .collect();
         config.keyspace.key_bytes_max = limits.key_bytes_max as usize;
         config.keyspace.value_bytes_max = limits.value_bytes_max as usize;
-        // A whole set or map is read back in one answer.
+        // A whole set or map is read back in one answer (a scan's page is
+        // bounded alike).
         config.keyspace.key_value_bytes_max = limits
             .frame_bytes_max
             .saturating_sub(crate::topology::FRAME_HEADROOM_BYTES)
@@ -865,6 +869,7 @@ impl Node {
             key: key.clone(),
             asked: others.clone(),
             replied: vec![self.id],
+            seen: Vec::new(),
             needed,
             deadline_ms: now_ms + self.config.read_timeout_ms,
         }));
@@ -1154,6 +1159,8 @@ impl Node {
             return;
         }
         r.replied.push(from);
+        r.seen
+            .push((from, state.as_ref().map(crate::keyspace::state_hash)));
         let key = r.key.clone();
         let done = r.replied.len() >= r.needed;
         if let Some(s) = &state {
@@ -1166,14 +1173,14 @@ impl Node {
             return;
         };
         self.read_locally(now_ms, r.origin, &r.request, r.replied.len(), r.needed);
-        // Read repair: send the merged state to the replicas that answered.
+        // Read repair: send the merged state to the replicas that answered
+        // with another state.
         if let Some(merged) = self.keyspace.state(&key) {
             let replicas = self.replicas(&key);
-            for to in r
-                .replied
-                .into_iter()
-                .filter(|x| *x != self.id && replicas.contains(x))
-            {
+            let merged_hash = crate::keyspace::state_hash(&merged);
+            for (to, _) in r.seen.into_iter().filter(|(x, hash)| {
+                *x != self.id && replicas.contains(x) && *hash != Some(merged_hash)
+            }) {
                 self.stats.read_repairs += 1;
                 self.actions.push_back(Action::Send {
                     to,
@@ -1522,6 +1529,63 @@ mod tests {
             answered,
             "one replica asked and the coordinator make a quorum"
         );
+    }
+
+    #[test]
+    fn a_quorum_read_repairs_only_the_replicas_that_answered_another_state() {
+        let topology = Topology::parse(&region_of_four(), "sim.toml").unwrap();
+        let key = Bytes::from("k");
+        let placement = Placement::new(&topology);
+        let owners = placement.preference_list("r", &key).unwrap().to_vec();
+        let mut node = Node::new(&topology, owners[0], NodeConfig::default()).unwrap();
+        node.keyspace
+            .sadd(&key, &[Bytes::from("a"), Bytes::from("b")], NOW_MS)
+            .unwrap();
+        let same = node.keyspace.state(&key).unwrap();
+        let mut stale = crate::keyspace::Keyspace::new(ReplicaId(99), Default::default());
+        stale.sadd(&key, &[Bytes::from("a")], NOW_MS).unwrap();
+        let stale = stale.state(&key);
+        // One read each: the replica answering the same state, one answering
+        // another, one with no such key.
+        for (from, state, repaired) in [
+            (owners[1], Some(same), false),
+            (owners[2], stale, true),
+            (owners[1], None, true),
+        ] {
+            let request = Request {
+                id: 7,
+                command: Command::SCard { key: key.clone() },
+                write: None,
+                read: Some(ReadConsistency::Quorum),
+            };
+            node.handle(NOW_MS, Input::Client { client: 1, request });
+            let op = drain(&mut node)
+                .into_iter()
+                .find_map(|a| match a {
+                    Action::Send {
+                        msg: PeerMsg::Read { op, .. },
+                        ..
+                    } => Some(op),
+                    _ => None,
+                })
+                .expect("the read asks the other replicas");
+            let msg = PeerMsg::ReadReply { op, state };
+            node.handle(NOW_MS, Input::Peer { from, msg });
+            let actions = drain(&mut node);
+            assert!(actions.iter().any(|a| matches!(a, Action::Reply { .. })));
+            let repairs: Vec<ReplicaId> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Send {
+                        to,
+                        msg: PeerMsg::Repair { .. },
+                    } => Some(*to),
+                    _ => None,
+                })
+                .collect();
+            let expected = if repaired { vec![from] } else { vec![] };
+            assert_eq!(repairs, expected, "reply from {from:?}");
+        }
     }
 
     #[test]
