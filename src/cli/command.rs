@@ -617,12 +617,19 @@ impl Parser<'_> {
                         value: n.to_string_lossy().into_owned(),
                     })?
             }
-            [option, ..] => {
-                return Err(if rest.len() == 1 {
-                    self.wrong_arity()
-                } else {
+            [_] => return Err(self.wrong_arity()),
+            [option, _, again, ..] => {
+                let is_count = |o: &OsStr| {
+                    let name = o.to_string_lossy().to_ascii_lowercase();
+                    name.strip_prefix("--").unwrap_or(&name) == "count"
+                };
+                return Err(if !is_count(option) {
                     self.bad_option(option, "unknown option")
-                })
+                } else if is_count(again) {
+                    self.bad_option(again, "count given twice:")
+                } else {
+                    self.bad_option(again, "unknown option")
+                });
             }
         };
         Ok((bytes(key), after, count))
@@ -766,7 +773,7 @@ pub fn parse_cursor(arg: &OsStr) -> Option<Option<Bytes>> {
         return Some(None);
     }
     let hex = text.strip_prefix('x')?;
-    if hex.len() % 2 != 0 {
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes = (0..hex.len())
@@ -1546,7 +1553,7 @@ mod tests {
                 "{words:?}"
             );
         }
-        for cursor in ["1", "x6", "xzz", "abc", "-0", ""] {
+        for cursor in ["1", "x6", "xzz", "x+1", "x+1+f", "abc", "-0", "", "x61\n"] {
             assert!(
                 matches!(
                     err(&["sscan", "s", cursor]),
@@ -1568,6 +1575,27 @@ mod tests {
             err(&["sscan", "s", "0", "match", "a*"]),
             UsageError::BadOption { .. }
         ));
+        for (words, option, problem) in [
+            (
+                &["sscan", "s", "0", "count", "5", "COUNT", "6"][..],
+                "COUNT",
+                "count given twice:",
+            ),
+            (
+                &["sscan", "s", "0", "count", "5", "match", "a"],
+                "match",
+                "unknown option",
+            ),
+        ] {
+            match err(words) {
+                UsageError::BadOption {
+                    option: o,
+                    problem: p,
+                    ..
+                } => assert_eq!((o.as_str(), p), (option, problem), "{words:?}"),
+                e => panic!("{words:?}: {e}"),
+            }
+        }
     }
 
     #[test]

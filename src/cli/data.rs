@@ -7,8 +7,8 @@
 
 use super::cluster::{ListeningProbe, NodeEntry, ReadinessProbe};
 use super::target::Target;
-use crate::client::{Client, ClientError, ClientOptions, FieldOp, Routing};
-use crate::protocol::{Answer, Command};
+use crate::client::{too_large_to_answer, Client, ClientError, ClientOptions, FieldOp, Routing};
+use crate::protocol::{Answer, Command, Reply};
 use crate::topology::{Limits, Topology};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -32,10 +32,28 @@ pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>
     let mut answers = Vec::with_capacity(commands.len());
     for command in commands {
         check_sizes(command, &limits).map_err(failed(answers.len()))?;
-        let answer = client.execute(command.clone()).await;
+        let answer = match client.execute(command.clone()).await {
+            Err(e) if too_large_to_answer(&e) => in_pages(&client, command).await.unwrap_or(Err(e)),
+            answer => answer,
+        };
         answers.push(answer.map_err(failed(answers.len()))?);
     }
     Ok(answers)
+}
+
+/// `smembers` or `hgetall` of a set or map too large for one answer, read
+/// in pages as the SDK's handles read it (`None` for other commands).
+async fn in_pages(client: &Client, command: &Command) -> Option<Result<Answer, ClientError>> {
+    let reply = match command {
+        Command::SMembers { key } => client.set(key.clone()).members().await.map(Reply::Values),
+        Command::HGetAll { key } => client.map(key.clone()).get_all().await.map(Reply::Fields),
+        _ => return None,
+    };
+    Some(reply.map(|reply| Answer {
+        reply,
+        replicas_acked: 1,
+        replicas_needed: 1,
+    }))
 }
 
 /// Refuses `command` when its key is over the cluster's key limit, or a
@@ -77,6 +95,8 @@ pub fn check_sizes(command: &Command, limits: &Limits) -> Result<(), ClientError
         Command::HGet { field, .. } | Command::HIncrBy { field, .. } => &[one(field)],
         Command::HDel { fields, .. } => &[fields],
         Command::MapGet { path, .. } => &[path],
+        // A cursor names a member or field.
+        Command::SScan { after, .. } | Command::HScan { after, .. } => &[after.as_slice()],
         Command::MapApply { path, op, .. } => match op {
             FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::SetRemove(v) | FieldOp::MvSet(v) => {
                 &[path, one(v)]

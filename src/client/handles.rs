@@ -58,7 +58,7 @@ const SCAN_PAGE_FALLBACK: usize = 10_000;
 
 /// Whether `e` says a key's value is too large for one answer (and so is
 /// to be read page by page).
-fn too_large_to_answer(e: &ClientError) -> bool {
+pub(crate) fn too_large_to_answer(e: &ClientError) -> bool {
     matches!(e, ClientError::TooLarge { what, .. } if *what == TOO_LARGE_VALUE)
 }
 
@@ -142,6 +142,13 @@ impl<T> Scan<T> {
             command,
             reply,
         }
+    }
+
+    /// Where the next page starts (the last item's member or field), `None`
+    /// before the first page and once the scan is done: with
+    /// [`Set::scan_page`] or [`Map::scan_page`], a scan can carry on later.
+    pub fn after(&self) -> Option<&Bytes> {
+        self.after.as_ref()
     }
 
     /// The next page, `None` once the scan is done. After an error, calling
@@ -339,7 +346,8 @@ impl Set {
 
     /// The members, in byte order. A set too large for one answer (its
     /// replicas merged concurrent adds past the limit of a key's value)
-    /// is read page by page instead, as [`Set::scan`] does.
+    /// is read page by page instead, as [`Set::scan`] does: several reads,
+    /// so not one replica's view at one moment.
     pub async fn members(&self) -> Result<Vec<Bytes>, ClientError> {
         let command = Command::SMembers {
             key: self.key.clone(),
@@ -376,10 +384,13 @@ impl Set {
         set_page(self.client.execute(command).await?.reply)
     }
 
-    /// The members page by page, `page` (at least one) per request: every
-    /// member present from the scan's start to its end is seen exactly
-    /// once, however large the set; members added or removed meanwhile
-    /// may or may not be.
+    /// The members page by page, `page` (at least one) per request, however
+    /// large the set. No member is seen twice; each present from the scan's
+    /// start to its end is seen once where the replicas answering hold it
+    /// (read at [`ReadConsistency::Quorum`](crate::client::ReadConsistency)
+    /// to be sure of writes made at quorum, at the cost of merging the
+    /// whole set from each replica per page); members added or removed
+    /// meanwhile may or may not be.
     ///
     /// ```no_run
     /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {

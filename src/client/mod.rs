@@ -64,6 +64,7 @@ pub use crate::topology::{ReadConsistency, Topology, WriteConsistency};
 pub use connection::{STREAMS_PER_CONNECTION, STREAM_INFLIGHT_MAX};
 pub use crdt_types::{Bytes, Kind};
 pub use error::ClientError;
+pub(crate) use handles::too_large_to_answer;
 pub use handles::{Counter, Map, MvRegister, Register, Scan, Set};
 
 use std::collections::HashMap;

@@ -426,10 +426,10 @@ impl Keyspace {
     /// A page of a set's members: up to `count` (at least one) of those
     /// after `after` (from the first for `None`) in byte order, fewer when
     /// their answer would take more than the limit of a key's value. A scan
-    /// that passes each page's [`Page::after`] as the next `after` sees
-    /// every member present from its start to its end exactly once, however
-    /// large the set; members added or removed meanwhile may or may not be
-    /// seen.
+    /// of one keyspace that passes each page's [`Page::after`] as the next
+    /// `after` sees every member present from its start to its end exactly
+    /// once, however large the set; members added or removed meanwhile may
+    /// or may not be seen.
     pub fn sscan(
         &self,
         key: &[u8],

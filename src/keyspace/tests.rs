@@ -940,3 +940,84 @@ fn a_scan_of_a_missing_key_is_empty_and_of_another_type_is_wrongtype() {
     let page = k.sscan(b"s", None, 0, T0).unwrap();
     assert_eq!(page.items, vec![b("a")]);
 }
+
+/// Pages as they go on the wire: each fits the frame the limit of a key's
+/// value is derived from, and is not far below it.
+#[test]
+fn scan_pages_fit_a_frame_when_encoded() {
+    use crate::protocol::frame::encode_into;
+    use crate::protocol::{Answer, Reply, Response};
+    let frame = 16 * 1024;
+    let config = KeyspaceConfig {
+        key_value_bytes_max: frame - crate::topology::FRAME_HEADROOM_BYTES as usize,
+        ..KeyspaceConfig::default()
+    };
+    // Built on two replicas and joined, so the value outgrows one answer.
+    let mut k = Keyspace::new(ReplicaId(1), config.clone());
+    let mut other = Keyspace::new(ReplicaId(2), config);
+    for i in 0..4_000u32 {
+        let to = if i % 2 == 0 { &mut k } else { &mut other };
+        // Each replica's adds stop at the limit: the rest are refused.
+        let _ = to.sadd(b"tiny", &[Bytes::from(i.to_be_bytes().as_slice())], T0);
+        let field = format!("f{i:05}");
+        let _ = match i % 3 {
+            0 => to
+                .hincrby(b"m", field.as_bytes(), i64::from(i), T0)
+                .map(|_| ()),
+            1 => to.hset(b"m", field.as_bytes(), b("v"), T0).map(|_| ()),
+            _ => to
+                .map_apply(
+                    b"m",
+                    &[b(&field), b("inner")],
+                    FieldOp::SetAdd(b("member")),
+                    T0,
+                )
+                .map(|_| ()),
+        };
+    }
+    for key in [&b"tiny"[..], b"m"] {
+        k.join_state(key, &other.state(key).unwrap(), T0).unwrap();
+    }
+    let mut buf = Vec::new();
+    let mut check = |reply: Reply| {
+        buf.clear();
+        let response = Response {
+            id: u64::MAX,
+            result: Ok(Answer {
+                reply,
+                replicas_acked: 3,
+                replicas_needed: 3,
+            }),
+        };
+        encode_into(&response, &mut buf, frame).expect("a page fits its frame");
+        buf.len()
+    };
+    let mut pages = 0;
+    let mut after: Option<Bytes> = None;
+    loop {
+        let page = k.sscan(b"tiny", after.as_deref(), usize::MAX, T0).unwrap();
+        after = page.after().cloned();
+        let more = page.more;
+        let len = check(Reply::SetPage(page));
+        pages += 1;
+        if !more {
+            break;
+        }
+        assert!(len > frame / 3, "a full page of {len} bytes");
+    }
+    assert!(pages > 1);
+    let mut pages = 0;
+    let mut after: Option<Bytes> = None;
+    loop {
+        let page = k.hscan(b"m", after.as_deref(), usize::MAX, T0).unwrap();
+        after = page.after().cloned();
+        let more = page.more;
+        let len = check(Reply::MapPage(page));
+        pages += 1;
+        if !more {
+            break;
+        }
+        assert!(len > frame / 3, "a full page of {len} bytes");
+    }
+    assert!(pages > 1);
+}
