@@ -572,3 +572,90 @@ fn a_node_restarted_after_a_peer_restarted_catches_up_at_once() {
     });
     assert!(dropped.count() >= 1, "{}", lab.logs());
 }
+
+/// Sends `signal` to process `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn requests_waiting_on_a_frozen_node_fail_over_once_it_is_quiet_for_a_second() {
+    use meridian::client::{Client, ClientError, ClientOptions, Routing, SILENCE_TIMEOUT_DEFAULT};
+    use meridian::placement::Placement;
+    let lab = Lab::start(|| common::topology(&["east"], &[]));
+    let topology = lab.topology();
+    let frozen = lab
+        .cluster_file()
+        .nodes
+        .iter()
+        .find(|n| n.id == "east-1")
+        .and_then(|n| n.pid)
+        .unwrap();
+    let placement = Placement::new(&topology);
+    let east_1 = topology.node("east-1").unwrap().replica;
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("frozen-{i}"))
+        .filter(|k| placement.preference_list("east", k.as_bytes()).unwrap()[0] == east_1)
+        .take(21)
+        .collect();
+    let runtime = common::runtime();
+    runtime.block_on(async {
+        let mut options =
+            ClientOptions::new(topology.clone(), "east", lab.state_dir().join("certs"));
+        // Far longer than the bound below: requests that fail over within
+        // it did not wait their timeouts out.
+        options.request_timeout = Duration::from_secs(20);
+        options.routing = Routing::Primary;
+        assert_eq!(options.silence_timeout, SILENCE_TIMEOUT_DEFAULT);
+        let client = Client::connect(options).await.unwrap();
+        for key in &keys[1..] {
+            client.register(key.as_str()).set("v").await.unwrap();
+        }
+        // Every replica holds them before the first one is frozen.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Stopped, east-1 keeps its sockets and connections but answers
+        // nothing, as a node that hangs or whose machine froze.
+        signal(frozen, "-STOP");
+        let started = Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        for key in &keys[1..11] {
+            let (client, key) = (client.clone(), key.clone());
+            calls.spawn(async move {
+                let got = client.register(key.as_str()).get().await;
+                assert_eq!(got.unwrap().as_deref(), Some(&b"v"[..]), "{key}");
+            });
+        }
+        for key in &keys[11..] {
+            let (client, key) = (client.clone(), key.clone());
+            calls.spawn(async move {
+                client.register(key.as_str()).set("w").await.unwrap();
+            });
+        }
+        // An increment is never sent twice: it fails, naming the quiet
+        // node, instead of waiting out its timeout.
+        let counted = client.counter(keys[0].as_str()).incr(1).await;
+        let quiet = started.elapsed();
+        while let Some(done) = calls.join_next().await {
+            done.unwrap();
+        }
+        let all = started.elapsed();
+        signal(frozen, "-CONT");
+        match counted {
+            Err(ClientError::Connect(why)) => {
+                assert!(why.contains("nothing heard for"), "{why}")
+            }
+            other => panic!("the increment on a frozen node gave {other:?}"),
+        }
+        assert!(
+            quiet >= SILENCE_TIMEOUT_DEFAULT / 2 && quiet < Duration::from_secs(6),
+            "the increment failed after {quiet:?}"
+        );
+        assert!(all < Duration::from_secs(6), "the requests took {all:?}");
+        assert!(client.failovers() >= 20, "{} failovers", client.failovers());
+    });
+}

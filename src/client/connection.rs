@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::ClientError;
-use crate::protocol::frame::{check_preamble, preamble, PREAMBLE_LEN};
-use crate::protocol::{codes, FrameReader, Response};
+use crate::protocol::frame::{check_preamble, encode_into, preamble, PREAMBLE_LEN};
+use crate::protocol::{codes, Command, FrameReader, Request, Response};
 use crate::tls::tls_alert;
 
 /// Streams opened per node connection; requests are spread over them.
@@ -108,7 +108,15 @@ pub(crate) struct NodeConnection {
     connection: quinn::Connection,
     streams: Vec<RequestStream>,
     next_stream: AtomicUsize,
+    addr: std::net::SocketAddr,
+    /// A framed `Ping` with [`PROBE_ID`], sent while requests wait on a
+    /// node that has gone quiet ([`NodeConnection::watch`]).
+    probe: Vec<u8>,
 }
+
+/// The request id of the pings that check a quiet node still answers; no
+/// caller waits on it (callers' ids count up from 0).
+const PROBE_ID: u64 = u64::MAX;
 
 impl NodeConnection {
     /// Dials `addr` (checking that its certificate names `server_name`)
@@ -148,11 +156,92 @@ impl NodeConnection {
                 inflight: Arc::new(Semaphore::new(STREAM_INFLIGHT_MAX)),
             });
         }
+        let ping = Request {
+            id: PROBE_ID,
+            command: Command::Ping,
+            write: None,
+            read: None,
+        };
+        let mut probe = Vec::new();
+        encode_into(&ping, &mut probe, frame_bytes_max)
+            .map_err(|e| ClientError::Protocol(format!("cannot frame a ping: {e}")))?;
         Ok(NodeConnection {
             connection,
             streams,
             next_stream: AtomicUsize::new(0),
+            addr,
+            probe,
         })
+    }
+
+    /// Watches the connection in the background while it lives: once
+    /// requests have waited `silence` without a single packet from the node
+    /// (a live node's QUIC stack acknowledges what it is sent, and it is
+    /// pinged every quarter of `silence` meanwhile, which it answers at
+    /// once), the node is taken for gone: the connection is closed and its
+    /// callers fail with [`ClientError::Connect`] at once, so they fail
+    /// over instead of each waiting out its request timeout. A watch that
+    /// itself ran late (this process starved of CPU) starts counting again.
+    /// Zero `silence` watches nothing.
+    pub(crate) fn watch(self: &Arc<Self>, silence: Duration) {
+        if silence.is_zero() {
+            return;
+        }
+        let tick = silence / 4;
+        let watched = Arc::downgrade(self);
+        let closed = self.connection.clone();
+        tokio::spawn(async move {
+            let mut heard_at = tokio::time::Instant::now();
+            let mut ticked_at = heard_at;
+            let mut received = closed.stats().udp_rx.datagrams;
+            loop {
+                tokio::select! {
+                    _ = closed.closed() => return,
+                    _ = tokio::time::sleep(tick) => {}
+                }
+                let Some(node) = watched.upgrade() else {
+                    return;
+                };
+                let now = tokio::time::Instant::now();
+                let now_received = node.connection.stats().udp_rx.datagrams;
+                let late = now.duration_since(ticked_at) > tick * 2;
+                ticked_at = now;
+                if now_received != received || late || !node.has_waiting() {
+                    received = now_received;
+                    heard_at = now;
+                    continue;
+                }
+                let quiet = now.duration_since(heard_at);
+                if quiet >= silence {
+                    node.give_up(quiet);
+                    return;
+                }
+                // A full stream is busy enough: skip the ping then.
+                let _ = node.streams[0].frames.try_send(node.probe.clone());
+            }
+        });
+    }
+
+    /// Whether any caller waits for an answer.
+    fn has_waiting(&self) -> bool {
+        self.streams
+            .iter()
+            .any(|s| !s.pending.lock().waiting.is_empty())
+    }
+
+    /// Closes the connection to a node quiet for `quiet` while requests
+    /// waited, failing its callers.
+    fn give_up(&self, quiet: Duration) {
+        let error = ClientError::Connect(format!(
+            "{}: nothing heard for {} ms while requests waited (pinged meanwhile)",
+            self.addr,
+            quiet.as_millis()
+        ));
+        tracing::warn!(%error, "the node went quiet; closing its connection");
+        for stream in &self.streams {
+            stream.pending.fail(error.clone());
+        }
+        self.connection.close(codes::NO_ERROR.into(), b"node quiet");
     }
 
     /// Whether requests can still be sent on this connection.

@@ -173,7 +173,21 @@ pub struct ClientOptions {
     /// # }
     /// ```
     pub busy_poll: Duration,
+    /// How long requests may wait on a node that sends nothing at all
+    /// before it is taken for gone (1 s by default; zero: only the request
+    /// timeout counts). A live node's QUIC stack acknowledges what it is
+    /// sent even while the node works on a request, and the client pings a
+    /// node that goes quiet while requests wait, which a live node answers
+    /// at once. A node killed or frozen (or cut off) answers nothing: its
+    /// connection is closed, and every request waiting on it fails over to
+    /// the key's next replica at once ([`ClientError::Connect`] for a
+    /// counter increment, which is never sent twice) instead of each
+    /// waiting out its request timeout.
+    pub silence_timeout: Duration,
 }
+
+/// [`ClientOptions::silence_timeout`] by default.
+pub const SILENCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
 
 /// Which of a key's replicas a request goes to first (the others follow in
 /// ring order, for failover).
@@ -339,6 +353,7 @@ impl ClientOptions {
             routing: Routing::default(),
             topology_refresh: TOPOLOGY_REFRESH_DEFAULT,
             busy_poll: Duration::ZERO,
+            silence_timeout: SILENCE_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -388,6 +403,8 @@ struct Inner {
     /// Keeps the runtime polling after each request (see
     /// [`ClientOptions::busy_poll`]).
     spin: Option<Spin>,
+    /// [`ClientOptions::silence_timeout`].
+    silence_timeout: Duration,
 }
 
 impl Inner {
@@ -762,6 +779,7 @@ impl Client {
             routing,
             topology_refresh,
             busy_poll,
+            silence_timeout,
         } = opts;
         if topology.region(&region).is_none() {
             return Err(ClientError::BadRequest(format!(
@@ -804,6 +822,7 @@ impl Client {
             recent_writes: routing.home_reads_only().then(RecentWrites::new),
             random_home: matches!(routing, Routing::ReadHome | Routing::RandomHome),
             topology_refresh,
+            silence_timeout,
             refreshed_at: Mutex::new(Instant::now()),
             // On a multi-thread runtime the polling worker could not reach
             // the sockets while another waits on them: no polling there.
@@ -1369,6 +1388,7 @@ impl Client {
         match opened {
             Ok(connection) => {
                 let connection = Arc::new(connection);
+                connection.watch(self.inner.silence_timeout);
                 *lock(&slot.connection) = Some(connection.clone());
                 slot.mark_up();
                 Ok(connection)
