@@ -584,7 +584,9 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn requests_waiting_on_a_frozen_node_fail_over_once_it_is_quiet_for_a_second() {
-    use meridian::client::{Client, ClientError, ClientOptions, Routing, SILENCE_TIMEOUT_DEFAULT};
+    use meridian::client::{
+        Client, ClientError, ClientOptions, Routing, WriteConsistency, SILENCE_TIMEOUT_DEFAULT,
+    };
     use meridian::placement::Placement;
     let lab = Lab::start(|| common::topology(&["east"], &[]));
     let topology = lab.topology();
@@ -612,11 +614,11 @@ fn requests_waiting_on_a_frozen_node_fail_over_once_it_is_quiet_for_a_second() {
         options.routing = Routing::Primary;
         assert_eq!(options.silence_timeout, SILENCE_TIMEOUT_DEFAULT);
         let client = Client::connect(options).await.unwrap();
-        for key in &keys[1..] {
-            client.register(key.as_str()).set("v").await.unwrap();
-        }
         // Every replica holds them before the first one is frozen.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let everywhere = client.with_write(WriteConsistency::All);
+        for key in &keys[1..] {
+            everywhere.register(key.as_str()).set("v").await.unwrap();
+        }
 
         // Stopped, east-1 keeps its sockets and connections but answers
         // nothing, as a node that hangs or whose machine froze.
