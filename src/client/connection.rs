@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::ClientError;
-use crate::protocol::frame::{check_preamble, encode_into, preamble, PREAMBLE_LEN};
-use crate::protocol::{codes, Command, FrameReader, Request, Response};
+use crate::protocol::frame::{check_preamble, preamble, PREAMBLE_LEN};
+use crate::protocol::{codes, FrameReader, Response};
 use crate::tls::tls_alert;
 
 /// Streams opened per node connection; requests are spread over them.
@@ -109,14 +109,7 @@ pub(crate) struct NodeConnection {
     streams: Vec<RequestStream>,
     next_stream: AtomicUsize,
     addr: std::net::SocketAddr,
-    /// A framed `Ping` with [`PROBE_ID`], sent while requests wait on a
-    /// node that has gone quiet ([`NodeConnection::watch`]).
-    probe: Vec<u8>,
 }
-
-/// The request id of the pings that check a quiet node still answers; no
-/// caller waits on it (callers' ids count up from 0).
-const PROBE_ID: u64 = u64::MAX;
 
 impl NodeConnection {
     /// Dials `addr` (checking that its certificate names `server_name`)
@@ -156,33 +149,29 @@ impl NodeConnection {
                 inflight: Arc::new(Semaphore::new(STREAM_INFLIGHT_MAX)),
             });
         }
-        let ping = Request {
-            id: PROBE_ID,
-            command: Command::Ping,
-            write: None,
-            read: None,
-        };
-        let mut probe = Vec::new();
-        encode_into(&ping, &mut probe, frame_bytes_max)
-            .map_err(|e| ClientError::Protocol(format!("cannot frame a ping: {e}")))?;
         Ok(NodeConnection {
             connection,
             streams,
             next_stream: AtomicUsize::new(0),
             addr,
-            probe,
         })
     }
 
     /// Watches the connection in the background while it lives: once
-    /// requests have waited `silence` without a single packet from the node
-    /// (a live node's QUIC stack acknowledges what it is sent, and it is
-    /// pinged every quarter of `silence` meanwhile, which it answers at
-    /// once), the node is taken for gone: the connection is closed and its
-    /// callers fail with [`ClientError::Connect`] at once, so they fail
-    /// over instead of each waiting out its request timeout. A watch that
-    /// itself ran late (this process starved of CPU) starts counting again.
-    /// Zero `silence` watches nothing.
+    /// callers have waited `silence` for answers without a single packet
+    /// from the node, although this client sent it packets it must
+    /// acknowledge meanwhile, the node is taken for gone: the connection is
+    /// closed and its callers fail with [`ClientError::Connect`] at once,
+    /// so they fail over instead of each waiting out its request timeout.
+    ///
+    /// A live node's QUIC stack acknowledges what it is sent even while the
+    /// node works on a request, and the connection sends a keep-alive ping
+    /// after a quarter of `silence` without sending (see
+    /// [`keep_alive_for`]), which it acknowledges too. The count starts at
+    /// the first look that finds callers waiting, so they have waited at
+    /// least `silence`; a look that came late (this process starved of CPU)
+    /// or that finds nothing sent since the node was last heard starts it
+    /// again. Zero `silence` watches nothing.
     pub(crate) fn watch(self: &Arc<Self>, silence: Duration) {
         if silence.is_zero() {
             return;
@@ -191,9 +180,10 @@ impl NodeConnection {
         let watched = Arc::downgrade(self);
         let closed = self.connection.clone();
         tokio::spawn(async move {
+            let stats = closed.stats();
+            let (mut received, mut sent) = (stats.udp_rx.datagrams, stats.udp_tx.datagrams);
             let mut heard_at = tokio::time::Instant::now();
             let mut ticked_at = heard_at;
-            let mut received = closed.stats().udp_rx.datagrams;
             loop {
                 tokio::select! {
                     _ = closed.closed() => return,
@@ -203,21 +193,22 @@ impl NodeConnection {
                     return;
                 };
                 let now = tokio::time::Instant::now();
-                let now_received = node.connection.stats().udp_rx.datagrams;
+                let stats = node.connection.stats();
                 let late = now.duration_since(ticked_at) > tick * 2;
                 ticked_at = now;
-                if now_received != received || late || !node.has_waiting() {
-                    received = now_received;
+                let heard = stats.udp_rx.datagrams != received;
+                let unanswered = stats.udp_tx.datagrams != sent;
+                if heard || late || !node.has_waiting() {
+                    received = stats.udp_rx.datagrams;
+                    sent = stats.udp_tx.datagrams;
                     heard_at = now;
                     continue;
                 }
                 let quiet = now.duration_since(heard_at);
-                if quiet >= silence {
+                if quiet >= silence && unanswered {
                     node.give_up(quiet);
                     return;
                 }
-                // A full stream is busy enough: skip the ping then.
-                let _ = node.streams[0].frames.try_send(node.probe.clone());
             }
         });
     }
@@ -233,7 +224,7 @@ impl NodeConnection {
     /// waited, failing its callers.
     fn give_up(&self, quiet: Duration) {
         let error = ClientError::Connect(format!(
-            "{}: nothing heard for {} ms while requests waited (pinged meanwhile)",
+            "{}: nothing heard for {} ms while requests waited (kept alive meanwhile)",
             self.addr,
             quiet.as_millis()
         ));
@@ -303,6 +294,19 @@ impl Drop for NodeConnection {
         self.connection
             .close(codes::NO_ERROR.into(), b"client done");
     }
+}
+
+/// The keep-alive interval of a client whose connections are watched for
+/// `silence` ([`NodeConnection::watch`]): a quarter of it, so that a live
+/// node is sent something to acknowledge several times over, and never
+/// longer than `default_ms` (the transport's own).
+pub(crate) fn keep_alive_for(silence: Duration, default_ms: u32) -> u32 {
+    if silence.is_zero() {
+        return default_ms;
+    }
+    u32::try_from((silence / 4).as_millis())
+        .unwrap_or(u32::MAX)
+        .clamp(1, default_ms)
 }
 
 /// The error a caller sees for a lost or refused connection.

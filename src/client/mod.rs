@@ -174,20 +174,29 @@ pub struct ClientOptions {
     /// ```
     pub busy_poll: Duration,
     /// How long requests may wait on a node that sends nothing at all
-    /// before it is taken for gone (1 s by default; zero: only the request
-    /// timeout counts). A live node's QUIC stack acknowledges what it is
-    /// sent even while the node works on a request, and the client pings a
-    /// node that goes quiet while requests wait, which a live node answers
-    /// at once. A node killed or frozen (or cut off) answers nothing: its
-    /// connection is closed, and every request waiting on it fails over to
-    /// the key's next replica at once ([`ClientError::Connect`] for a
-    /// counter increment, which is never sent twice) instead of each
-    /// waiting out its request timeout.
+    /// before it is taken for gone (2 s by default; at least
+    /// [`SILENCE_TIMEOUT_MIN`]; zero: only the request timeout counts).
+    ///
+    /// A node's QUIC stack acknowledges what it is sent, and the client's
+    /// connections send a keep-alive ping after a quarter of this time
+    /// without sending, so a node that is up answers something several
+    /// times over even while it works on a slow request. A node killed,
+    /// stopped or cut off answers nothing: its connection is closed, and
+    /// every request waiting on it fails over to the key's next replica at
+    /// once instead of each waiting out its request timeout. A counter
+    /// increment, which is never sent twice, fails with
+    /// [`ClientError::Connect`] instead; like a [`ClientError::Timeout`],
+    /// it may have been applied. A node whose thread stops for longer
+    /// (swapping, or a snapshot of a very large data directory, which the
+    /// node writes on its one thread) is taken for gone too, and passed
+    /// over for a while.
     pub silence_timeout: Duration,
 }
 
 /// [`ClientOptions::silence_timeout`] by default.
-pub const SILENCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
+pub const SILENCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
+/// The shortest [`ClientOptions::silence_timeout`] (other than zero).
+pub const SILENCE_TIMEOUT_MIN: Duration = Duration::from_millis(200);
 
 /// Which of a key's replicas a request goes to first (the others follow in
 /// ring order, for failover).
@@ -513,10 +522,16 @@ impl Slot {
 
     fn mark_down(&self) {
         let mut health = lock(&self.health);
-        health.down_ms = (health.down_ms * 2).clamp(NODE_DOWN_MS_MIN, NODE_DOWN_MS_MAX);
         let now = Instant::now();
-        health.down_until = Some(now + Duration::from_millis(health.down_ms));
         health.failed_at = Some(now);
+        if health.down_until.is_some_and(|until| now < until) {
+            // The same failure, seen by another request that waited on it
+            // (all callers of a lost connection fail together): passed
+            // over already, for no longer.
+            return;
+        }
+        health.down_ms = (health.down_ms * 2).clamp(NODE_DOWN_MS_MIN, NODE_DOWN_MS_MAX);
+        health.down_until = Some(now + Duration::from_millis(health.down_ms));
         tracing::debug!(node = %self.node.id, down_ms = health.down_ms, "node marked down");
     }
 
@@ -792,6 +807,11 @@ impl Client {
                 "request_timeout of {request_timeout:?} is shorter than the least, {REQUEST_TIMEOUT_MIN:?}"
             )));
         }
+        if !silence_timeout.is_zero() && silence_timeout < SILENCE_TIMEOUT_MIN {
+            return Err(ClientError::BadRequest(format!(
+                "silence_timeout of {silence_timeout:?} is shorter than the least, {SILENCE_TIMEOUT_MIN:?} (zero turns it off)"
+            )));
+        }
         if busy_poll > BUSY_POLL_MAX {
             return Err(ClientError::BadRequest(format!(
                 "busy_poll of {busy_poll:?} is longer than the most, {BUSY_POLL_MAX:?}"
@@ -801,7 +821,10 @@ impl Client {
         let store = CertStore::new(&cert_dir);
         let identity = store.load_client_identity(&client_name)?;
         let ca = store.load_ca_certificate()?;
-        let config = client_config(&identity, &ca, &TransportLimits::default())?;
+        let mut limits = TransportLimits::default();
+        limits.keep_alive_interval_ms =
+            connection::keep_alive_for(silence_timeout, limits.keep_alive_interval_ms);
+        let config = client_config(&identity, &ca, &limits)?;
         let any_v6 = topology.nodes().any(|(_, n)| n.client_addr.is_ipv6());
         let mut endpoint = client_endpoint(any_v6)?;
         endpoint.set_default_client_config(config);
