@@ -184,6 +184,7 @@ impl NodeConnection {
             let (mut received, mut sent) = (stats.udp_rx.datagrams, stats.udp_tx.datagrams);
             let mut heard_at = tokio::time::Instant::now();
             let mut ticked_at = heard_at;
+            let mut was_waiting = false;
             loop {
                 tokio::select! {
                     _ = closed.closed() => return,
@@ -198,7 +199,10 @@ impl NodeConnection {
                 ticked_at = now;
                 let heard = stats.udp_rx.datagrams != received;
                 let unanswered = stats.udp_tx.datagrams != sent;
-                if heard || late || !node.has_waiting() {
+                // Counted from the first look that finds callers waiting.
+                let waiting = node.has_waiting();
+                let waited_before = std::mem::replace(&mut was_waiting, waiting);
+                if heard || late || !(waiting && waited_before) {
                     received = stats.udp_rx.datagrams;
                     sent = stats.udp_tx.datagrams;
                     heard_at = now;
