@@ -72,6 +72,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|m| String::from_utf8_lossy(m).into_owned())
         .collect();
     println!("set:      {members:?}");
+    // A large set is read a page at a time (here one member per page).
+    let mut pages = langs.scan(1);
+    while let Some(page) = pages.next_page().await? {
+        println!("  page:   {:?}", String::from_utf8_lossy(&page[0]));
+    }
 
     // A map with a nested field.
     let profile = client.map("quickstart:profile");

@@ -127,9 +127,9 @@ pub const COMMANDS: &[CommandSpec] = &[
     read(
         "sscan",
         "KEY CURSOR [COUNT N]",
-        "a page of a set's members, N of them (default 10) from CURSOR (0: \
-         the first) in byte order: prints the next page's cursor (0: none \
-         left), then the members",
+        "a page of a set's members, N of them (default 10) after CURSOR (0: \
+         from the first) in byte order: prints the next page's cursor (0: \
+         none left), then the members",
     ),
     read("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
     read("scard", "KEY", "count a set's members"),
