@@ -157,21 +157,21 @@ impl NodeConnection {
         })
     }
 
-    /// Watches the connection in the background while it lives: once
-    /// callers have waited `silence` for answers without a single packet
-    /// from the node, although this client sent it packets it must
-    /// acknowledge meanwhile, the node is taken for gone: the connection is
-    /// closed and its callers fail with [`ClientError::Connect`] at once,
-    /// so they fail over instead of each waiting out its request timeout.
+    /// Watches the connection in the background while it lives, looking
+    /// every quarter of `silence`: once callers have been waiting at every
+    /// look for `silence` (or four round trips, if longer) without a single
+    /// packet from the node, and this client sent it something meanwhile,
+    /// the node is taken for gone: the connection is closed and its callers
+    /// fail with [`ClientError::Connect`] at once, so they fail over
+    /// instead of each waiting out its request timeout.
     ///
     /// A live node's QUIC stack acknowledges what it is sent even while the
     /// node works on a request, and the connection sends a keep-alive ping
-    /// after a quarter of `silence` without sending (see
-    /// [`keep_alive_for`]), which it acknowledges too. The count starts at
-    /// the first look that finds callers waiting, so they have waited at
-    /// least `silence`; a look that came late (this process starved of CPU)
-    /// or that finds nothing sent since the node was last heard starts it
-    /// again. Zero `silence` watches nothing.
+    /// after half of `silence` without traffic (see [`keep_alive_for`]),
+    /// which it acknowledges too. The count starts at the first look that
+    /// finds callers waiting (those there from then on have waited the
+    /// whole time), and a look that came late (this process starved of
+    /// CPU) starts it again. Zero `silence` watches nothing.
     pub(crate) fn watch(self: &Arc<Self>, silence: Duration) {
         if silence.is_zero() {
             return;
@@ -209,7 +209,8 @@ impl NodeConnection {
                     continue;
                 }
                 let quiet = now.duration_since(heard_at);
-                if quiet >= silence && unanswered {
+                let bound = silence.max(node.connection.rtt() * 4);
+                if quiet >= bound && unanswered {
                     node.give_up(quiet);
                     return;
                 }
@@ -301,14 +302,17 @@ impl Drop for NodeConnection {
 }
 
 /// The keep-alive interval of a client whose connections are watched for
-/// `silence` ([`NodeConnection::watch`]): a quarter of it, so that a live
-/// node is sent something to acknowledge several times over, and never
-/// longer than `default_ms` (the transport's own).
+/// `silence` ([`NodeConnection::watch`]): half of it, so that a node that
+/// acknowledged everything it was sent and then stopped is sent a ping it
+/// leaves unanswered within the time, and never longer than `default_ms`
+/// (the transport's own). quinn pings only after that long without traffic
+/// either way, but on every connection, idle ones too: 2 s gives an idle
+/// connection a ping and its acknowledgement a second.
 pub(crate) fn keep_alive_for(silence: Duration, default_ms: u32) -> u32 {
     if silence.is_zero() {
         return default_ms;
     }
-    u32::try_from((silence / 4).as_millis())
+    u32::try_from((silence / 2).as_millis())
         .unwrap_or(u32::MAX)
         .clamp(1, default_ms)
 }

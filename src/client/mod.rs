@@ -91,7 +91,9 @@ pub const BUSY_POLL_MAX: Duration = Duration::from_millis(10);
 /// Longest wait for a node's handshake (shortened to the request timeout).
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// How long a node that could not be reached is tried only after the
-/// others; doubled on each further failure up to [`NODE_DOWN_MS_MAX`].
+/// others; doubled on each further failure after that time is over (the
+/// requests that fail together on one lost connection count once), up to
+/// [`NODE_DOWN_MS_MAX`].
 pub const NODE_DOWN_MS_MIN: u64 = 1_000;
 /// Longest time a node is passed over after failures.
 pub const NODE_DOWN_MS_MAX: u64 = 30_000;
@@ -178,18 +180,19 @@ pub struct ClientOptions {
     /// [`SILENCE_TIMEOUT_MIN`]; zero: only the request timeout counts).
     ///
     /// A node's QUIC stack acknowledges what it is sent, and the client's
-    /// connections send a keep-alive ping after a quarter of this time
-    /// without sending, so a node that is up answers something several
-    /// times over even while it works on a slow request. A node killed,
+    /// connections send a keep-alive ping after half of this time without
+    /// traffic (idle connections too), so a node that is up answers
+    /// something even while it works on a slow request. A node killed,
     /// stopped or cut off answers nothing: its connection is closed, and
     /// every request waiting on it fails over to the key's next replica at
     /// once instead of each waiting out its request timeout. A counter
     /// increment, which is never sent twice, fails with
     /// [`ClientError::Connect`] instead; like a [`ClientError::Timeout`],
     /// it may have been applied. A node whose thread stops for longer
-    /// (swapping, or a snapshot of a very large data directory, which the
-    /// node writes on its one thread) is taken for gone too, and passed
-    /// over for a while.
+    /// (swapping, a slow disk's `fsync`, or a snapshot of a very large
+    /// data directory, which the node writes on its one thread) is taken
+    /// for gone too, and passed over for a while. The time is stretched to
+    /// four round trips on a slow path.
     pub silence_timeout: Duration,
 }
 
@@ -1593,6 +1596,29 @@ mod tests {
             Err(ClientError::BadRequest(m)) if m.contains("invalid expire time")
         ));
         assert!(ttl_ms(Duration::MAX).is_err());
+    }
+
+    #[test]
+    fn requests_failing_together_pass_a_node_over_once_and_later_failures_double_it() {
+        let text = "[cluster]\nname = \"t\"\nreplication_factor = 1\n\
+            [[region]]\nname = \"r\"\n[[region.node]]\nid = \"n1\"\n\
+            client_addr = \"127.0.0.1:7001\"\npeer_addr = \"127.0.0.1:7002\"\n";
+        let topology = Topology::parse(text, "t.toml").unwrap();
+        let ring = Ring::new(topology, None, None).unwrap();
+        let slot = ring.slots.values().next().unwrap();
+        let down_ms = |slot: &Slot| lock(&slot.health).down_ms;
+        // Twenty requests failing on one lost connection: one pass-over.
+        for _ in 0..20 {
+            slot.mark_down();
+        }
+        assert_eq!(down_ms(slot), NODE_DOWN_MS_MIN);
+        assert_eq!(slot.standing(Instant::now()), Standing::Down);
+        // A failure after the pass-over ended doubles it.
+        lock(&slot.health).down_until = Some(Instant::now());
+        let before = lock(&slot.health).failed_at;
+        slot.mark_down();
+        assert_eq!(down_ms(slot), 2 * NODE_DOWN_MS_MIN);
+        assert!(lock(&slot.health).failed_at > before);
     }
 
     fn r(ids: &[u32]) -> Vec<ReplicaId> {

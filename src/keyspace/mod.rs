@@ -238,13 +238,13 @@ fn apply_accounted(state: &mut Causal<Record>, heap: &mut usize, d: &Delta<Recor
     *heap = (*heap + after).saturating_sub(before);
 }
 
-/// The hash of one key and its state, as digests combine them.
 /// A hash of a key's state as it encodes: replicas whose states of a key
 /// hash alike hold the same state (read repair sends nothing to them).
 pub fn state_hash(state: &Causal<Record>) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&crdt_types::encode(state))
 }
 
+/// The hash of one key and its state, as digests combine them.
 fn entry_hash(buf: &mut Vec<u8>, key: &[u8], state: &Causal<Record>) -> u64 {
     buf.clear();
     buf.extend_from_slice(&(key.len() as u64).to_le_bytes());
