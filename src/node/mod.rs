@@ -1589,6 +1589,60 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_that_answered_the_coordinators_state_is_repaired_when_a_later_answer_changed_it() {
+        // Five replicas: a quorum read waits for two other replies.
+        let text = REGION_OF_THREE.replace("replication_factor = 3", "replication_factor = 5")
+            + "\n[[region.node]]\nid = \"n4\"\nclient_addr = \"127.0.0.1:9104\"\npeer_addr = \"127.0.0.1:9114\"\n\
+               \n[[region.node]]\nid = \"n5\"\nclient_addr = \"127.0.0.1:9105\"\npeer_addr = \"127.0.0.1:9115\"\n";
+        let topology = Topology::parse(&text, "sim.toml").unwrap();
+        let key = Bytes::from("k");
+        let owners = Placement::new(&topology)
+            .preference_list("r", &key)
+            .unwrap()
+            .to_vec();
+        assert_eq!(owners.len(), 5);
+        let mut node = Node::new(&topology, owners[0], NodeConfig::default()).unwrap();
+        node.keyspace
+            .sadd(&key, &[Bytes::from("a")], NOW_MS)
+            .unwrap();
+        let same = node.keyspace.state(&key);
+        let mut other = crate::keyspace::Keyspace::new(ReplicaId(99), Default::default());
+        other.sadd(&key, &[Bytes::from("b")], NOW_MS).unwrap();
+        let request = Request {
+            id: 7,
+            command: Command::SCard { key: key.clone() },
+            write: None,
+            read: Some(ReadConsistency::Quorum),
+        };
+        node.handle(NOW_MS, Input::Client { client: 1, request });
+        let op = drain(&mut node)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    msg: PeerMsg::Read { op, .. },
+                    ..
+                } => Some(op),
+                _ => None,
+            })
+            .unwrap();
+        for (from, state) in [(owners[1], same), (owners[2], other.state(&key))] {
+            let msg = PeerMsg::ReadReply { op, state };
+            node.handle(NOW_MS, Input::Peer { from, msg });
+        }
+        let repaired: Vec<ReplicaId> = drain(&mut node)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    msg: PeerMsg::Repair { .. },
+                } => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(repaired, vec![owners[1], owners[2]]);
+    }
+
+    #[test]
     fn a_forward_reply_counts_only_from_the_node_forwarded_to() {
         let topology = Topology::parse(&region_of_four(), "sim.toml").unwrap();
         let ids: Vec<ReplicaId> = topology.nodes().map(|(_, n)| n.replica).collect();
