@@ -189,9 +189,8 @@ pub struct ClientOptions {
     /// increment, which is never sent twice, fails with
     /// [`ClientError::Connect`] instead; like a [`ClientError::Timeout`],
     /// it may have been applied. A node whose thread stops for longer
-    /// (swapping, a slow disk's `fsync`, or a snapshot of a very large
-    /// data directory, which the node writes on its one thread) is taken
-    /// for gone too, and passed over for a while. The time is stretched to
+    /// (swapping, or starved of CPU for seconds; its disk syncs run on
+    /// another thread) is taken for gone too, and passed over for a while. The time is stretched to
     /// four round trips on a slow path.
     pub silence_timeout: Duration,
 }

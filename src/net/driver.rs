@@ -90,7 +90,7 @@ pub(crate) async fn run(
         let due_ms = node.next_timeout_ms();
         if due_ms <= now_ms {
             node.tick(now_ms);
-            route(&mut node, &mut storage, &mut clients, &mut links, &shared);
+            route(&mut node, &mut storage, &mut clients, &mut links, &shared).await;
             shared.set_node_stats(node.stats());
             continue;
         }
@@ -98,6 +98,7 @@ pub(crate) async fn run(
         sleep
             .as_mut()
             .reset(Instant::now() + Duration::from_millis(wait_ms));
+        let mut took_batch = false;
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -118,11 +119,14 @@ pub(crate) async fn run(
                     let now_ms = clock.now_ms();
                     handle(&mut node, &mut clients, &mut links, &shared, now_ms, event);
                 }
-                // One pass for the whole batch: its changes reach the log
-                // with one sync, and its messages leave together.
-                route(&mut node, &mut storage, &mut clients, &mut links, &shared);
+                took_batch = true;
             }
             () = &mut sleep => {}
+        }
+        if took_batch {
+            // One pass for the whole batch: its changes reach the log with
+            // one sync, and its messages leave together.
+            route(&mut node, &mut storage, &mut clients, &mut links, &shared).await;
         }
         shared.set_node_stats(node.stats());
         if full_batch {
@@ -170,7 +174,7 @@ fn handle(
 }
 
 /// Carries out every action the node has queued.
-fn route(
+async fn route(
     node: &mut Node,
     storage: &mut Option<Storage>,
     clients: &mut HashMap<ClientId, Replies>,
@@ -195,16 +199,35 @@ fn route(
         }
     }
     if persisted {
-        if let Some(st) = storage.as_mut() {
-            if let Err(e) = st.sync() {
-                fail_storage(&e);
-            }
-            if st.wants_snapshot() {
+        if let Some(mut st) = storage.take() {
+            let states = st.wants_snapshot().then(|| {
                 let mut states = Vec::new();
                 node.keyspace()
                     .for_each_in_range(0..=u64::MAX, |k, s| states.push((k.to_vec(), s.clone())));
-                if let Err(e) = st.snapshot(states.iter().map(|(k, s)| (k.as_slice(), s.clone()))) {
-                    fail_storage(&e);
+                states
+            });
+            // The sync, and a snapshot, run on a blocking thread: the node
+            // task waits for them, but the runtime's thread goes on running
+            // the QUIC connections, which keep acknowledging packets, so a
+            // slow disk does not make the node look gone to its clients
+            // (`ClientOptions::silence_timeout`) and peers.
+            let synced = tokio::task::spawn_blocking(move || {
+                let done = st.sync().and_then(|()| match &states {
+                    Some(states) => {
+                        st.snapshot(states.iter().map(|(k, s)| (k.as_slice(), s.clone())))
+                    }
+                    None => Ok(()),
+                });
+                (st, done)
+            })
+            .await;
+            match synced {
+                Ok((st, Ok(()))) => *storage = Some(st),
+                Ok((_, Err(e))) => fail_storage(&e),
+                Err(e) => {
+                    tracing::error!(error = %e, "the data directory's sync failed; stopping the node");
+                    eprintln!("meridian: the data directory's sync failed: {e}");
+                    std::process::exit(70)
                 }
             }
         }
