@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crdt_types::ReplicaId;
+use crdt_types::{Bytes, ReplicaId};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -202,8 +202,9 @@ async fn route(
         if let Some(mut st) = storage.take() {
             let states = st.wants_snapshot().then(|| {
                 let mut states = Vec::new();
-                node.keyspace()
-                    .for_each_in_range(0..=u64::MAX, |k, s| states.push((k.to_vec(), s.clone())));
+                node.keyspace().for_each_in_range(0..=u64::MAX, |k, s| {
+                    states.push((Bytes::from(k), s.clone()));
+                });
                 states
             });
             // The sync, and a snapshot, run on a blocking thread: the node
@@ -212,10 +213,8 @@ async fn route(
             // slow disk does not make the node look gone to its clients
             // (`ClientOptions::silence_timeout`) and peers.
             let synced = tokio::task::spawn_blocking(move || {
-                let done = st.sync().and_then(|()| match &states {
-                    Some(states) => {
-                        st.snapshot(states.iter().map(|(k, s)| (k.as_slice(), s.clone())))
-                    }
+                let done = st.sync().and_then(|()| match states {
+                    Some(states) => st.snapshot(states.into_iter()),
                     None => Ok(()),
                 });
                 (st, done)

@@ -253,23 +253,18 @@ impl Storage {
         self.log_bytes >= self.snapshot_after_bytes
     }
 
-    /// Writes a snapshot of `states` and starts a new log.
-    pub fn snapshot<'a>(
+    /// Writes a snapshot of `states` (each key's, taken over) and starts a
+    /// new log.
+    pub fn snapshot(
         &mut self,
-        states: impl Iterator<Item = (&'a [u8], Causal<Record>)>,
+        states: impl Iterator<Item = (Bytes, Causal<Record>)>,
     ) -> Result<(), StorageError> {
         self.sync()?;
         let tmp = self.dir.join("snapshot.tmp");
         let mut body = Vec::new();
         let mut count = 0u64;
         for (key, state) in states {
-            put_record(
-                &mut body,
-                &Entry::State {
-                    key: Bytes::from(key),
-                    state,
-                },
-            );
+            put_record(&mut body, &Entry::State { key, state });
             count += 1;
         }
         let mut file = File::create(&tmp).map_err(io(&tmp))?;

@@ -159,9 +159,10 @@ fn snapshot_then_log_recovers_everything_and_restarts_the_log() {
         }
     }
     let mut states = Vec::new();
-    half.for_each_in_range(0..=u64::MAX, |k, s| states.push((k.to_vec(), s.clone())));
-    st.snapshot(states.iter().map(|(k, s)| (k.as_slice(), s.clone())))
-        .unwrap();
+    half.for_each_in_range(0..=u64::MAX, |k, s| {
+        states.push((Bytes::from(k), s.clone()))
+    });
+    st.snapshot(states.into_iter()).unwrap();
     assert_eq!(std::fs::metadata(dir.join(LOG_FILE)).unwrap().len(), 0);
     for e in &entries[60..] {
         st.append(e).unwrap();
