@@ -11,7 +11,7 @@ use crdt_types::Bytes;
 
 use super::error::TOO_LARGE_VALUE;
 use super::{flag, ttl_ms, unexpected, Client, ClientError};
-use crate::keyspace::{FieldOp, FieldValue, Page};
+use crate::keyspace::{FieldOp, FieldValue, Page, PageItem};
 use crate::protocol::{Command, Reply};
 
 fn count(reply: Reply, command: &str) -> Result<usize, ClientError> {
@@ -94,23 +94,6 @@ fn map_page(reply: Reply) -> Result<Page<(Bytes, FieldValue)>, ClientError> {
     }
 }
 
-/// A page's items and where the next page starts (`None`: the scan is done).
-type Items<T> = (Vec<T>, Option<Bytes>);
-
-/// A set's page as its members and where the next page starts.
-fn set_items(reply: Reply) -> Result<Items<Bytes>, ClientError> {
-    let page = set_page(reply)?;
-    let after = page.after().cloned();
-    Ok((page.items, after))
-}
-
-/// A map's page as its fields and where the next page starts.
-fn map_items(reply: Reply) -> Result<Items<(Bytes, FieldValue)>, ClientError> {
-    let page = map_page(reply)?;
-    let after = page.after().cloned();
-    Ok((page.items, after))
-}
-
 /// A scan through a set's members ([`Set::scan`]) or a map's fields
 /// ([`Map::scan`]), one request per page.
 #[derive(Debug)]
@@ -122,16 +105,16 @@ pub struct Scan<T> {
     after: Option<Bytes>,
     done: bool,
     command: fn(Bytes, Option<Bytes>, u32) -> Command,
-    reply: fn(Reply) -> Result<Items<T>, ClientError>,
+    reply: fn(Reply) -> Result<Page<T>, ClientError>,
 }
 
-impl<T> Scan<T> {
+impl<T: PageItem> Scan<T> {
     fn new(
         client: Client,
         key: Bytes,
         page: usize,
         command: fn(Bytes, Option<Bytes>, u32) -> Command,
-        reply: fn(Reply) -> Result<Items<T>, ClientError>,
+        reply: fn(Reply) -> Result<Page<T>, ClientError>,
     ) -> Self {
         Scan {
             client,
@@ -159,14 +142,14 @@ impl<T> Scan<T> {
         }
         let count = page_count(self.page)?;
         let command = (self.command)(self.key.clone(), self.after.clone(), count);
-        let (items, after) = (self.reply)(self.client.execute(command).await?.reply)?;
-        self.done = after.is_none();
-        self.after = after;
-        if items.is_empty() {
+        let page = (self.reply)(self.client.execute(command).await?.reply)?;
+        self.after = page.after().cloned();
+        self.done = self.after.is_none();
+        if page.items.is_empty() {
             // Only the last page can be empty (a key that is gone or empty).
             return Ok(None);
         }
-        Ok(Some(items))
+        Ok(Some(page.items))
     }
 
     /// Every remaining item, in order.
@@ -402,13 +385,7 @@ impl Set {
     /// # }
     /// ```
     pub fn scan(&self, page: usize) -> Scan<Bytes> {
-        Scan::new(
-            self.client.clone(),
-            self.key.clone(),
-            page,
-            sscan,
-            set_items,
-        )
+        Scan::new(self.client.clone(), self.key.clone(), page, sscan, set_page)
     }
 
     /// Whether `member` is in the set.
@@ -545,13 +522,7 @@ impl Map {
     /// # }
     /// ```
     pub fn scan(&self, page: usize) -> Scan<(Bytes, FieldValue)> {
-        Scan::new(
-            self.client.clone(),
-            self.key.clone(),
-            page,
-            hscan,
-            map_items,
-        )
+        Scan::new(self.client.clone(), self.key.clone(), page, hscan, map_page)
     }
 
     /// The number of fields.

@@ -58,7 +58,7 @@ mod connection;
 mod error;
 mod handles;
 
-pub use crate::keyspace::{FieldOp, FieldValue, Page, Ttl};
+pub use crate::keyspace::{FieldOp, FieldValue, Page, PageItem, Ttl};
 pub use crate::protocol::{Answer, Command, Reply};
 pub use crate::topology::{ReadConsistency, Topology, WriteConsistency};
 pub use connection::{STREAMS_PER_CONNECTION, STREAM_INFLIGHT_MAX};

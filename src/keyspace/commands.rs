@@ -27,22 +27,29 @@ pub struct Page<T> {
     pub more: bool,
 }
 
-impl Page<Bytes> {
-    /// Where the next page of a set starts (its last member), or `None`
-    /// when the scan is done.
-    pub fn after(&self) -> Option<&Bytes> {
-        self.items.last().filter(|_| self.more)
+/// An item of a [`Page`]: a set's member, or a map's field and value.
+pub trait PageItem {
+    /// The member or field a scan orders by.
+    fn name(&self) -> &Bytes;
+}
+
+impl PageItem for Bytes {
+    fn name(&self) -> &Bytes {
+        self
     }
 }
 
-impl Page<(Bytes, FieldValue)> {
-    /// Where the next page of a map starts (its last field), or `None`
-    /// when the scan is done.
+impl PageItem for (Bytes, FieldValue) {
+    fn name(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl<T: PageItem> Page<T> {
+    /// Where the next page starts (the last item's member or field), or
+    /// `None` when the scan is done.
     pub fn after(&self) -> Option<&Bytes> {
-        self.items
-            .last()
-            .filter(|_| self.more)
-            .map(|(field, _)| field)
+        self.items.last().filter(|_| self.more).map(T::name)
     }
 }
 

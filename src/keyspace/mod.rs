@@ -14,7 +14,7 @@
 mod commands;
 mod packed;
 
-pub use commands::{FieldOp, FieldValue, Page, Ttl};
+pub use commands::{FieldOp, FieldValue, Page, PageItem, Ttl};
 
 use crate::keyhash::key_hash;
 use crdt_types::{
