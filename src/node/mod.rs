@@ -1416,6 +1416,42 @@ mod tests {
         std::iter::from_fn(|| node.poll_action()).collect()
     }
 
+    /// Has `node` coordinate `command` at quorum: the operation its reads
+    /// of the other replicas carry.
+    fn start_quorum_read(node: &mut Node, command: Command) -> u64 {
+        let request = Request {
+            id: 7,
+            command,
+            write: None,
+            read: Some(ReadConsistency::Quorum),
+        };
+        node.handle(NOW_MS, Input::Client { client: 1, request });
+        drain(node)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    msg: PeerMsg::Read { op, .. },
+                    ..
+                } => Some(op),
+                _ => None,
+            })
+            .expect("the read asks the other replicas")
+    }
+
+    /// The replicas `actions` send a read repair to, in order.
+    fn repairs_in(actions: &[Action]) -> Vec<ReplicaId> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    msg: PeerMsg::Repair { .. },
+                } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_forward_reply_naming_a_pending_write_leaves_the_write_alone() {
         let topology = Topology::parse(REGION_OF_THREE, "sim.toml").unwrap();
@@ -1484,23 +1520,7 @@ mod tests {
         let coordinator = owners[0];
         let stranger = *ids.iter().find(|r| !owners.contains(r)).unwrap();
         let mut node = Node::new(&topology, coordinator, NodeConfig::default()).unwrap();
-        let request = Request {
-            id: 7,
-            command: Command::Get { key: key.clone() },
-            write: None,
-            read: Some(ReadConsistency::Quorum),
-        };
-        node.handle(NOW_MS, Input::Client { client: 1, request });
-        let op = drain(&mut node)
-            .into_iter()
-            .find_map(|a| match a {
-                Action::Send {
-                    msg: PeerMsg::Read { op, .. },
-                    ..
-                } => Some(op),
-                _ => None,
-            })
-            .expect("the read asks the other replicas");
+        let op = start_quorum_read(&mut node, Command::Get { key: key.clone() });
         let reply = |op| PeerMsg::ReadReply { op, state: None };
         for from in [stranger, coordinator] {
             node.handle(
@@ -1552,37 +1572,12 @@ mod tests {
             (owners[2], stale, true),
             (owners[1], None, true),
         ] {
-            let request = Request {
-                id: 7,
-                command: Command::SCard { key: key.clone() },
-                write: None,
-                read: Some(ReadConsistency::Quorum),
-            };
-            node.handle(NOW_MS, Input::Client { client: 1, request });
-            let op = drain(&mut node)
-                .into_iter()
-                .find_map(|a| match a {
-                    Action::Send {
-                        msg: PeerMsg::Read { op, .. },
-                        ..
-                    } => Some(op),
-                    _ => None,
-                })
-                .expect("the read asks the other replicas");
+            let op = start_quorum_read(&mut node, Command::SCard { key: key.clone() });
             let msg = PeerMsg::ReadReply { op, state };
             node.handle(NOW_MS, Input::Peer { from, msg });
             let actions = drain(&mut node);
             assert!(actions.iter().any(|a| matches!(a, Action::Reply { .. })));
-            let repairs: Vec<ReplicaId> = actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Send {
-                        to,
-                        msg: PeerMsg::Repair { .. },
-                    } => Some(*to),
-                    _ => None,
-                })
-                .collect();
+            let repairs = repairs_in(&actions);
             let expected = if repaired { vec![from] } else { vec![] };
             assert_eq!(repairs, expected, "reply from {from:?}");
         }
@@ -1608,38 +1603,12 @@ mod tests {
         let same = node.keyspace.state(&key);
         let mut other = crate::keyspace::Keyspace::new(ReplicaId(99), Default::default());
         other.sadd(&key, &[Bytes::from("b")], NOW_MS).unwrap();
-        let request = Request {
-            id: 7,
-            command: Command::SCard { key: key.clone() },
-            write: None,
-            read: Some(ReadConsistency::Quorum),
-        };
-        node.handle(NOW_MS, Input::Client { client: 1, request });
-        let op = drain(&mut node)
-            .into_iter()
-            .find_map(|a| match a {
-                Action::Send {
-                    msg: PeerMsg::Read { op, .. },
-                    ..
-                } => Some(op),
-                _ => None,
-            })
-            .unwrap();
+        let op = start_quorum_read(&mut node, Command::SCard { key: key.clone() });
         for (from, state) in [(owners[1], same), (owners[2], other.state(&key))] {
             let msg = PeerMsg::ReadReply { op, state };
             node.handle(NOW_MS, Input::Peer { from, msg });
         }
-        let repaired: Vec<ReplicaId> = drain(&mut node)
-            .into_iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    to,
-                    msg: PeerMsg::Repair { .. },
-                } => Some(to),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(repaired, vec![owners[1], owners[2]]);
+        assert_eq!(repairs_in(&drain(&mut node)), vec![owners[1], owners[2]]);
     }
 
     #[test]
