@@ -592,9 +592,7 @@ fn requests_waiting_on_a_frozen_node_fail_over_once_it_is_quiet_for_the_silence_
     let topology = lab.topology();
     let frozen = lab
         .cluster_file()
-        .nodes
-        .iter()
-        .find(|n| n.id == "east-1")
+        .node("east-1")
         .and_then(|n| n.pid)
         .unwrap();
     let placement = Placement::new(&topology);
@@ -681,12 +679,7 @@ fn requests_waiting_on_a_frozen_node_fail_over_once_it_is_quiet_for_the_silence_
         // go unanswered. The same write, and east-2 stopped 300 ms into it:
         // after the silence timeout it goes to east-3, which answers at its
         // own write timeout (1 s) that only it has the write.
-        let east_2_pid = lab
-            .cluster_file()
-            .nodes
-            .iter()
-            .find(|n| n.id == "east-2")
-            .and_then(|n| n.pid)
+        let east_2_pid = lab.cluster_file().node("east-2").and_then(|n| n.pid)
             .unwrap();
         let started = Instant::now();
         let slow_key = client
