@@ -172,7 +172,12 @@ fn unused_client_option(global: &GlobalArgs, name: &str) -> Option<(&'static str
 /// the answer.
 fn init_logging(command: &Cmd) {
     let default = match command {
-        Cmd::Data(_) | Cmd::DataHelp(_) | Cmd::Status(_) | Cmd::Reload { .. } | Cmd::Demo => "warn",
+        Cmd::Data(_)
+        | Cmd::DataHelp(_)
+        | Cmd::Shell
+        | Cmd::Status(_)
+        | Cmd::Reload { .. }
+        | Cmd::Demo => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -236,41 +241,14 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let answered = runtime
-        .block_on(data::execute(target.clone(), &command.commands))
-        .map_err(|failed| {
-            let commands = &command.commands;
-            let failing = commands.get(failed.done).unwrap_or(command.first());
-            let mut text = format::command_error(failing, &failed.error);
-            if commands.len() > 1 {
-                // `hset k f1 v1 f2 v2`, `del k1 k2`: one command each, in turn.
-                text.push('\n');
-                text.push_str(&format::partial_failure(
-                    failing,
-                    failed.done,
-                    commands.len(),
-                ));
-            }
-            if let Some(hint) = target.guess_hint(&failed.error, &global.state_dir) {
-                text.push_str(&format!("\n{hint}"));
-            }
-            text
-        });
+    let answered = runtime.block_on(data::execute(target.clone(), &command.commands));
     match answered {
         Ok(answers) => {
-            let answer = command.combine(answers);
-            let first = command.first();
-            let text = if global.raw {
-                format::raw_answer(&answer)
-            } else {
-                let mut text = format::answer(first, &answer, global.verbose);
-                text.push('\n');
-                text.into_bytes()
-            };
+            let (text, acks) = data::answered(&command, answers, global.raw, global.verbose);
             let written = write_stdout(&text);
-            if global.raw && global.verbose && first.is_write() {
+            if let Some(acks) = acks {
                 // Not among the answer's bytes: stdout holds the answer alone.
-                errln!("{}", format::acks(&answer));
+                errln!("{acks}");
             }
             // A truncated answer must not look like a success, unless its
             // reader closed the pipe.
@@ -278,8 +256,12 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
                 format::error(&format_args!("cannot write the answer: {}", e.0))
             })
         }
-        Err(message) => {
-            errln!("{message}");
+        Err(failed) => {
+            let mut text = data::failure(&command, &failed);
+            if let Some(hint) = target.guess_hint(&failed.error, &global.state_dir) {
+                text.push_str(&format!("\n{hint}"));
+            }
+            errln!("{text}");
             ExitCode::from(EXIT_FAILED)
         }
     }
@@ -403,9 +385,105 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
             let options = demo::DemoOptions::for_cli(global)?;
             Ok(demo::run(options, &mut std::io::stdout(), interrupt).await?)
         }),
+        Cmd::Shell => shell(global),
         Cmd::Data(_) | Cmd::DataHelp(_) => {
             unreachable!("data commands and their help are handled by main")
         }
+    }
+}
+
+/// `meridian` with no command: data commands one per line over one
+/// client (see [`meridian::cli::shell`]). On a terminal it prompts, with
+/// line editing and a history file; otherwise it runs the lines of stdin
+/// and fails at the end if any of them failed.
+fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
+    // A worker thread keeps the connections going (acknowledging, keeping
+    // alive) while the shell waits for the next line.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let target = runtime.block_on(Target::resolve_async(global))?;
+    let prompt = format!("{}> ", target.region);
+    let session = match runtime.block_on(data::Session::connect(target.clone())) {
+        Ok(session) => session,
+        Err(e) => {
+            let mut text = format!("cannot connect to region {}: {e}", target.region);
+            if let Some(hint) = target.guess_hint(&e, &global.state_dir) {
+                text.push_str(&format!("\n{hint}"));
+            }
+            bail!(text);
+        }
+    };
+    let shell = meridian::cli::shell::Shell::new(session, global.raw, global.verbose);
+    let show = |printed: &meridian::cli::shell::Printed| -> anyhow::Result<()> {
+        write_stdout(&printed.stdout)?;
+        if let Some(text) = &printed.stderr {
+            errln!("{text}");
+        }
+        Ok(())
+    };
+    if std::io::stdin().is_terminal() {
+        use rustyline::error::ReadlineError;
+        let mut editor = rustyline::DefaultEditor::new().context("cannot read the terminal")?;
+        let history = history_file();
+        if let Some(path) = &history {
+            // None yet on a first run.
+            let _ = editor.load_history(path);
+        }
+        loop {
+            let line = match editor.readline(&prompt) {
+                Ok(line) => line,
+                // Ctrl-C or Ctrl-D, as redis-cli.
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
+                Err(e) => return Err(e).context("cannot read the terminal"),
+            };
+            if !line.trim().is_empty() {
+                let _ = editor.add_history_entry(line.as_str());
+                if let Some(path) = &history {
+                    // History is a convenience: a file that cannot be
+                    // written (a read-only home) does not stop the shell.
+                    let _ = editor.save_history(path);
+                }
+            }
+            let printed = runtime.block_on(shell.line(line.as_bytes()));
+            show(&printed)?;
+            if printed.quit {
+                return Ok(());
+            }
+        }
+    }
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    let mut failed = 0usize;
+    loop {
+        line.clear();
+        let read = std::io::BufRead::read_until(&mut stdin, b'\n', &mut line)
+            .context("cannot read stdin")?;
+        if read == 0 {
+            break;
+        }
+        let printed = runtime.block_on(shell.line(&line));
+        show(&printed)?;
+        failed += usize::from(printed.failed);
+        if printed.quit {
+            break;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of the commands failed");
+    }
+    Ok(())
+}
+
+/// The shell's history: `$MERIDIAN_HISTFILE` (empty: none), else
+/// `~/.meridian_history`.
+fn history_file() -> Option<PathBuf> {
+    match std::env::var_os("MERIDIAN_HISTFILE") {
+        Some(path) if path.is_empty() => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => std::env::var_os("HOME").map(|home| Path::new(&home).join(".meridian_history")),
     }
 }
 

@@ -470,6 +470,28 @@ fn a_data_command_without_a_cluster_says_none_runs_and_how_to_start_one() {
         );
         assert!(!err.contains("regions/local.toml"), "{err}");
     }
+    // The shell says the same before it reads a line.
+    let output = meridian_with_stdin(dir.path(), &[], b"ping\n");
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(
+        err.contains("no running cluster found in .meridian") && err.contains("cluster up"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_shell_refuses_x_which_would_read_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["-x"][..], &["-x", "shell"]] {
+        let output = meridian_with_stdin(dir.path(), args, b"get k\n");
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains("-x (the last argument from stdin) is for data commands only"),
+            "{}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]
@@ -538,23 +560,29 @@ fn client_options_are_refused_by_commands_that_would_ignore_them() {
             &["-x", "cluster", "status"][..],
             "-x (the last argument from stdin) is for data commands only",
         ),
-        (&["--raw", "status"], "--raw is for data commands only"),
+        (
+            &["--raw", "status"],
+            "--raw is for data commands and the shell only",
+        ),
         (
             &["-v", "cluster", "status"],
-            "-v/--verbose is for writing data commands only",
+            "-v/--verbose is for writing data commands and the shell only",
         ),
-        (&["--raw", "bench"], "--raw is for data commands only"),
+        (
+            &["--raw", "bench"],
+            "--raw is for data commands and the shell only",
+        ),
         (
             &["--read", "quorum", "status"],
-            "--read is for reading data commands and bench only",
+            "--read is for reading data commands, the shell and bench only",
         ),
         (
             &["--consistency", "all", "cluster", "down"],
-            "--consistency is for writing data commands and bench only",
+            "--consistency is for writing data commands, the shell and bench only",
         ),
         (
             &["--client", "alice", "cluster", "status"],
-            "--client is for data commands, status, reload, bench and demo only",
+            "--client is for data commands, the shell, status, reload, bench and demo only",
         ),
     ] {
         let output = meridian(dir.path(), args);
@@ -580,27 +608,27 @@ fn data_commands_refuse_the_client_options_of_what_they_do_not_do() {
     for (args, message) in [
         (
             &["--consistency", "all", "get", "k"][..],
-            "(error) --consistency is for writing data commands and bench only: 'get' only reads\n",
+            "(error) --consistency is for writing data commands, the shell and bench only: 'get' only reads\n",
         ),
         (
             &["--read", "quorum", "set", "k", "v"],
-            "(error) --read is for reading data commands and bench only: 'set' writes\n",
+            "(error) --read is for reading data commands, the shell and bench only: 'set' writes\n",
         ),
         (
             &["--read", "one", "DEL", "k1", "k2"],
-            "(error) --read is for reading data commands and bench only: 'del' writes\n",
+            "(error) --read is for reading data commands, the shell and bench only: 'del' writes\n",
         ),
         (
             &["-v", "get", "k"],
-            "(error) -v/--verbose is for writing data commands only: 'get' only reads\n",
+            "(error) -v/--verbose is for writing data commands and the shell only: 'get' only reads\n",
         ),
         (
             &["-v", "exists", "k"],
-            "(error) -v/--verbose is for writing data commands only: 'exists' only reads\n",
+            "(error) -v/--verbose is for writing data commands and the shell only: 'exists' only reads\n",
         ),
         (
             &["--consistency", "one", "ping"],
-            "(error) --consistency is for writing data commands and bench only: 'ping' names no key\n",
+            "(error) --consistency is for writing data commands, the shell and bench only: 'ping' names no key\n",
         ),
     ] {
         let output = meridian(dir.path(), args);
@@ -672,7 +700,7 @@ fn cluster_up_refuses_a_cert_dir_it_would_not_use() {
     assert_exit(&output, 2);
     assert!(
         stderr(&output).contains(
-            "--cert-dir is for data commands, serve, certs, status, reload and bench only: \
+            "--cert-dir is for data commands, the shell, serve, certs, status, reload and bench only: \
              cluster commands keep their certificates in <state-dir>/certs (give --state-dir instead)"
         ),
         "{}",
@@ -688,11 +716,11 @@ fn place_options_are_refused_by_commands_that_would_ignore_them() {
     for (args, message) in [
         (
             &["--region", "eu-west", "cluster", "down"][..],
-            format!("--region is for data commands, status, reload and bench only{elsewhere}"),
+            format!("--region is for data commands, the shell, status, reload and bench only{elsewhere}"),
         ),
         (
             &["--region", "mars", "cluster", "heal"],
-            format!("--region is for data commands, status, reload and bench only{elsewhere}"),
+            format!("--region is for data commands, the shell, status, reload and bench only{elsewhere}"),
         ),
         (
             &[
@@ -703,22 +731,22 @@ fn place_options_are_refused_by_commands_that_would_ignore_them() {
                 "east",
             ],
             format!(
-                "--topology is for data commands, serve, cluster up, status, reload and bench \
+                "--topology is for data commands, the shell, serve, cluster up, status, reload and bench \
                  only{elsewhere}"
             ),
         ),
         (
             &["--region", "east", "serve", "--node", "east-1"],
-            "--region is for data commands, status, reload and bench only".to_owned(),
+            "--region is for data commands, the shell, status, reload and bench only".to_owned(),
         ),
         (
             &["--topology", "t.toml", "demo"],
-            "--topology is for data commands, serve, cluster up, status, reload and bench only"
+            "--topology is for data commands, the shell, serve, cluster up, status, reload and bench only"
                 .to_owned(),
         ),
         (
             &["--region", "east", "certs", "create-ca"],
-            "--region is for data commands, status, reload and bench only".to_owned(),
+            "--region is for data commands, the shell, status, reload and bench only".to_owned(),
         ),
     ] {
         let output = meridian(dir.path(), args);
@@ -834,6 +862,7 @@ mod against_a_cluster {
         expire_in_zero_or_fewer_seconds_deletes_the_key(&lab);
         other_certificates_are_named_by_cert_dir_and_client(&lab);
         x_reads_a_value_too_long_for_a_command_line_from_stdin(&lab);
+        the_shell_runs_each_line_of_stdin_and_goes_on_after_errors(&lab);
         raw_prints_values_bare_and_one_item_per_line(&lab);
         a_keys_type_is_fixed_by_its_first_write(&lab);
         keys_named_like_help_flags_are_keys(&lab);
@@ -903,6 +932,60 @@ mod against_a_cluster {
             lab.fails(&["hset", "count", "f", "x"]).trim_end(),
             "(error) WRONGTYPE operation against a key holding a counter, wanted a map"
         );
+    }
+
+    /// `meridian` with no command reads data commands from stdin, one per
+    /// line, split as redis-cli splits them; a line that fails prints its
+    /// error and the next runs; `quit` ends it; the exit code says whether
+    /// any failed.
+    fn the_shell_runs_each_line_of_stdin_and_goes_on_after_errors(lab: &Lab) {
+        let script = br#"set greeting "hello world"
+get greeting
+
+  sadd shell-set a "b c" 'd'
+scard shell-set
+incrby shell-n 4
+get
+flushall
+hset shell-h f "x\x00y"
+hget shell-h f
+set q 'it\'s'
+get "q
+GET q
+help incrby
+quit
+set after-quit 1
+"#;
+        let output = super::meridian_with_stdin(lab.dir.path(), &[], script);
+        let (out, err) = (super::stdout(&output), super::stderr(&output));
+        assert_eq!(
+            out,
+            "OK\n\"hello world\"\n(integer) 3\n(integer) 3\n(integer) 4\n(integer) 1\n\
+             \"x\\x00y\"\nOK\n\"it's\"\nusage: meridian incrby KEY N\nadd N to a counter\n",
+            "{err}"
+        );
+        assert_eq!(
+            err,
+            "(error) wrong number of arguments for 'get'\nusage: meridian get KEY\n\
+             (error) unknown command 'flushall' (`help` lists them)\n\
+             (error) unbalanced quotes: a quoted word ends with its closing quote, followed by \
+             a space or the end of the line\n\
+             error: 3 of the commands failed\n"
+        );
+        super::assert_exit(&output, 1);
+        // Nothing after `quit` ran; what ran is there for other clients.
+        assert_eq!(lab.ok(&["get", "after-quit"]), "(nil)\n");
+        assert_eq!(lab.ok(&["scard", "shell-set"]), "(integer) 3\n");
+
+        // Options hold for every line; no failure, exit code 0.
+        let output = super::meridian_with_stdin(
+            lab.dir.path(),
+            &["--raw", "-v", "--consistency", "all"],
+            b"get greeting\nincr shell-n\n",
+        );
+        super::assert_exit(&output, 0);
+        assert_eq!(super::stdout(&output), "hello world\n5\n");
+        assert_eq!(super::stderr(&output), "(acked by 3 replicas, 3 needed)\n");
     }
 
     fn x_reads_a_value_too_long_for_a_command_line_from_stdin(lab: &Lab) {

@@ -76,6 +76,20 @@ impl Cli {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         match Self::clap_command().try_get_matches_from(&args) {
             Ok(matches) => Cli::from_arg_matches(&matches),
+            // No command (`meridian`, `meridian --region eu-west`): the
+            // shell, as redis-cli with no command.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::MissingSubcommand
+                        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                ) =>
+            {
+                let mut args = args;
+                args.push("shell".into());
+                let matches = Self::clap_command().try_get_matches_from(args)?;
+                Cli::from_arg_matches(&matches)
+            }
             Err(e) => match help_of_a_data_command(&args) {
                 // `help set`: clap knows only its own subcommands. The
                 // options before `help` parse as they would before `set`.
@@ -123,7 +137,7 @@ pub fn place_options_taken(path: &str) -> &'static [&'static str] {
         "serve" => &["topology", "cert_dir"],
         "certs" => &["cert_dir"],
         "cluster up" => &["topology"],
-        "bench" | "status" | "reload" => &["topology", "region", "cert_dir"],
+        "bench" | "status" | "reload" | "shell" => &["topology", "region", "cert_dir"],
         _ => &[],
     }
 }
@@ -131,9 +145,9 @@ pub fn place_options_taken(path: &str) -> &'static [&'static str] {
 /// The commands that take place option `id`, for the refusal's message.
 pub fn place_option_users(id: &str) -> &'static str {
     match id {
-        "topology" => "data commands, serve, cluster up, status, reload and bench",
-        "region" => "data commands, status, reload and bench",
-        _ => "data commands, serve, certs, status, reload and bench",
+        "topology" => "data commands, the shell, serve, cluster up, status, reload and bench",
+        "region" => "data commands, the shell, status, reload and bench",
+        _ => "data commands, the shell, serve, certs, status, reload and bench",
     }
 }
 
@@ -177,6 +191,7 @@ pub fn client_options_taken(name: &str) -> &'static [&'static str] {
     match name {
         "bench" => &["consistency", "read", "client", "seeds"],
         "status" | "reload" => &["client", "seeds"],
+        "shell" => &["seeds", "client", "raw", "verbose", "consistency", "read"],
         "demo" => &["client"],
         _ => match super::command::find(name).map(|spec| spec.access) {
             Some(Access::Write) => &[
@@ -210,11 +225,12 @@ pub const CLIENT_OPTIONS_IDS: [(&str, &str); 7] = [
 /// [`client_options_taken`]), for the refusal's message.
 pub fn client_option_users(id: &str) -> &'static str {
     match id {
-        "seeds" => "data commands, status, reload and bench",
-        "client" => "data commands, status, reload, bench and demo",
-        "verbose" => "writing data commands",
-        "consistency" => "writing data commands and bench",
-        "read" => "reading data commands and bench",
+        "seeds" => "data commands, the shell, status, reload and bench",
+        "client" => "data commands, the shell, status, reload, bench and demo",
+        "verbose" => "writing data commands and the shell",
+        "consistency" => "writing data commands, the shell and bench",
+        "read" => "reading data commands, the shell and bench",
+        "raw" => "data commands and the shell",
         _ => "data commands",
     }
 }
@@ -405,6 +421,10 @@ pub enum Cmd {
     /// Watch geo-replication on the running cluster: a partition, conflicting
     /// writes on both sides, a heal, convergence
     Demo,
+    /// Type data commands one per line over one connection, like redis-cli
+    /// (also `meridian` with no command); reads them from stdin when it is
+    /// not a terminal
+    Shell,
     /// A data command (`get`, `set`...; see the list below)
     #[command(external_subcommand)]
     Data(Vec<OsString>),
@@ -425,6 +445,7 @@ impl Cmd {
             Cmd::Status(_) => "status",
             Cmd::Reload { .. } => "reload",
             Cmd::Demo => "demo",
+            Cmd::Shell => "shell",
             Cmd::Data(_) | Cmd::DataHelp(_) => "data",
         }
     }
@@ -687,6 +708,19 @@ mod tests {
             panic!("not a data command: {:?}", cli.command)
         };
         assert_eq!(words, ["incrby", "hits", "-5"]);
+    }
+
+    #[test]
+    fn no_command_is_the_shell_with_the_options_given() {
+        assert!(matches!(parse(&[]).command, Cmd::Shell));
+        let cli = parse(&["--region", "eu-west", "--raw"]);
+        assert!(matches!(cli.command, Cmd::Shell));
+        assert_eq!(cli.global.region.as_deref(), Some("eu-west"));
+        assert!(cli.global.raw);
+        assert!(matches!(parse(&["shell"]).command, Cmd::Shell));
+        // A bad option is still a usage error, not the shell.
+        let e = Cli::try_parse_args(["meridian", "--consistency", "most"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
     }
 
     #[test]

@@ -184,8 +184,20 @@ pub fn find(name: &str) -> Option<&'static CommandSpec> {
         .find(|spec| spec.name.eq_ignore_ascii_case(name))
 }
 
-/// The data commands as help text: one line each, usage then summary.
+/// The data commands as help text, with how to type them after
+/// `meridian`.
 pub fn help_text() -> String {
+    let mut text = command_list();
+    text.push_str(
+        "\n`meridian help COMMAND` shows one command's usage. Every word after a command's name is\n\
+         the command's own, even one that looks like an option: `meridian del -h` deletes the key -h.\n\
+         `meridian` with no command is a shell: one command per line, over one connection.\n",
+    );
+    text
+}
+
+/// The data commands: one line each, usage then summary.
+pub fn command_list() -> String {
     let width = COMMANDS
         .iter()
         .map(|spec| spec.name.len() + 1 + spec.args.len())
@@ -211,10 +223,6 @@ pub fn help_text() -> String {
         text.push_str(&line);
         text.push('\n');
     }
-    text.push_str(
-        "\n`meridian help COMMAND` shows one command's usage. Every word after a command's name is\n\
-         the command's own, even one that looks like an option: `meridian del -h` deletes the key -h.\n",
-    );
     text
 }
 

@@ -6,6 +6,8 @@
 //! printing (`format.rs`) are pure and live elsewhere.
 
 use super::cluster::{ListeningProbe, NodeEntry, ReadinessProbe};
+use super::command::DataCommand;
+use super::format;
 use super::target::Target;
 use crate::client::{too_large_to_answer, Client, ClientError, ClientOptions, FieldOp, Routing};
 use crate::protocol::{Answer, Command, Reply};
@@ -18,27 +20,95 @@ use std::path::PathBuf;
 /// run). A command with a key or value over the cluster's limits is not
 /// sent (see [`check_sizes`]).
 pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
-    let failed = |done: usize| move |error| Failed { done, error };
-    let limits = *target.topology.limits();
-    let mut options = ClientOptions::new(target.topology, target.region, target.cert_dir);
-    options.client_name = target.client_name;
-    options.write = target.write;
-    options.read = target.read;
-    // A client per command line: a home node would buy nothing, and by key
-    // a read finds the replica that coordinated an earlier command line's
-    // write.
-    options.routing = Routing::Primary;
-    let client = Client::connect(options).await.map_err(failed(0))?;
-    let mut answers = Vec::with_capacity(commands.len());
-    for command in commands {
-        check_sizes(command, &limits).map_err(failed(answers.len()))?;
-        let answer = match client.execute(command.clone()).await {
-            Err(e) if too_large_to_answer(&e) => in_pages(&client, command).await.unwrap_or(Err(e)),
-            answer => answer,
-        };
-        answers.push(answer.map_err(failed(answers.len()))?);
+    let session = Session::connect(target)
+        .await
+        .map_err(|error| Failed { done: 0, error })?;
+    session.run(commands).await
+}
+
+/// One client connected to the target's region, for one command line or
+/// for a whole shell (`meridian` with no command).
+pub struct Session {
+    client: Client,
+    limits: Limits,
+}
+
+impl Session {
+    /// Connects to the target's region as the command line's client.
+    pub async fn connect(target: Target) -> Result<Session, ClientError> {
+        let limits = *target.topology.limits();
+        let mut options = ClientOptions::new(target.topology, target.region, target.cert_dir);
+        options.client_name = target.client_name;
+        options.write = target.write;
+        options.read = target.read;
+        // By key: a read finds the replica that coordinated an earlier
+        // command's write, whether the earlier command ran in this process
+        // or in one before; a home node would buy a command line nothing.
+        options.routing = Routing::Primary;
+        Ok(Session {
+            client: Client::connect(options).await?,
+            limits,
+        })
     }
-    Ok(answers)
+
+    /// Runs `commands` one after another: their answers in order, or the
+    /// first error (the commands before it have run).
+    pub async fn run(&self, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
+        let failed = |done: usize| move |error| Failed { done, error };
+        let client = &self.client;
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            check_sizes(command, &self.limits).map_err(failed(answers.len()))?;
+            let answer = match client.execute(command.clone()).await {
+                Err(e) if too_large_to_answer(&e) => {
+                    in_pages(client, command).await.unwrap_or(Err(e))
+                }
+                answer => answer,
+            };
+            answers.push(answer.map_err(failed(answers.len()))?);
+        }
+        Ok(answers)
+    }
+}
+
+/// What a data command that was answered prints: the answer for stdout
+/// (redis-cli's layout, or `--raw`), and with `--raw -v` a write's
+/// acknowledgements for stderr, apart from the answer's bytes.
+pub fn answered(
+    command: &DataCommand,
+    answers: Vec<Answer>,
+    raw: bool,
+    verbose: bool,
+) -> (Vec<u8>, Option<String>) {
+    let answer = command.combine(answers);
+    let first = command.first();
+    if raw {
+        let acks = (verbose && first.is_write()).then(|| format::acks(&answer));
+        (format::raw_answer(&answer), acks)
+    } else {
+        let mut text = format::answer(first, &answer, verbose);
+        text.push('\n');
+        (text.into_bytes(), None)
+    }
+}
+
+/// The message of a data command that failed: `(error) ...`, and for a
+/// command line of several commands (`del k1 k2`, `hset k f1 v1 f2 v2`)
+/// which of them were carried out.
+pub fn failure(command: &DataCommand, failed: &Failed) -> String {
+    let commands = &command.commands;
+    let failing = commands.get(failed.done).unwrap_or(command.first());
+    let mut text = format::command_error(failing, &failed.error);
+    if commands.len() > 1 {
+        // One command each, in turn.
+        text.push('\n');
+        text.push_str(&format::partial_failure(
+            failing,
+            failed.done,
+            commands.len(),
+        ));
+    }
+    text
 }
 
 /// `smembers` or `hgetall` of a set or map too large for one answer, read

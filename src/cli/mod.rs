@@ -11,6 +11,7 @@
 //! - [`cluster`]: `meridian cluster up | down | kill | status | partition
 //!   | heal`.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
+//! - [`shell`]: `meridian` with no command, one data command per line.
 //! - `serve`, `data`, [`bench`](mod@bench), [`status`] and [`demo`]: the only parts
 //!   that need the network layer and the client SDK.
 //!
@@ -31,6 +32,7 @@ pub mod data;
 pub mod demo;
 pub mod reload;
 pub mod serve;
+pub mod shell;
 pub mod status;
 
 /// An error and its causes on one line, `outer: cause: root`, leaving out a
