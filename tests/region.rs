@@ -14,7 +14,9 @@ use meridian::client::{
 use meridian::net::{start, ServeOptions, ServerHandle};
 use meridian::node::NodeConfig;
 use meridian::placement::Placement;
-use meridian::protocol::frame::{encode_into, preamble, PROTOCOL_VERSION};
+use meridian::protocol::frame::{
+    encode_into, preamble, preamble_of, CLIENT_VERSION_MIN, PROTOCOL_VERSION,
+};
 use meridian::protocol::{codes, ErrorReply, FrameReader, Request, Response};
 use meridian::tls::{
     client_config, tls_alert, CertStore, ClusterCa, PeerIdentity, Role, TransportLimits, Validity,
@@ -1120,6 +1122,68 @@ fn is_bad_request(response: &Response, id: u64) -> bool {
 
 fn is_pong(response: &Response, id: u64) -> bool {
     response.id == id && matches!(&response.result, Ok(a) if a.reply == Reply::Pong)
+}
+
+/// A node upgraded before its clients serves those of every protocol
+/// version from `CLIENT_VERSION_MIN` on, answering each in its own version
+/// (what an older client checks); an older one is refused with a reset
+/// saying why.
+#[tokio::test]
+async fn clients_of_older_protocol_versions_are_served_in_their_version() {
+    let region = Region::start(3, 3).await;
+    let node = region.ids[0].clone();
+    let cli = region.cli_identity();
+    let connection = raw_connection(&region, &node, &cli).await;
+    within("clients of every version", async {
+        for version in CLIENT_VERSION_MIN..=PROTOCOL_VERSION {
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            let mut wire = preamble_of(version).to_vec();
+            let key = format!("v{version}");
+            for (id, command) in [
+                (1, Command::Set { key: key.clone().into(), value: "x".into(), ttl_ms: None }),
+                (2, Command::Get { key: key.clone().into() }),
+                (3, Command::Type { key: key.into() }),
+            ] {
+                let request = Request { id, command, write: None, read: None };
+                encode_into(&request, &mut wire, FRAME_BYTES_MAX).unwrap();
+            }
+            send.write_all(&wire).await.unwrap();
+            let mut theirs = [0u8; 6];
+            recv.read_exact(&mut theirs).await.unwrap();
+            assert_eq!(theirs, preamble_of(version), "answered in the client's version");
+            let mut reader = FrameReader::new(FRAME_BYTES_MAX);
+            let mut responses = Vec::new();
+            while responses.len() < 3 {
+                let chunk = recv.read_chunk(65536, true).await.unwrap().unwrap();
+                reader.extend(&chunk.bytes);
+                while let Some(response) = reader.next_frame::<Response>().unwrap() {
+                    responses.push(response);
+                }
+            }
+            responses.sort_by_key(|r| r.id);
+            let replies: Vec<Reply> = responses
+                .into_iter()
+                .map(|r| r.result.expect("answered").reply)
+                .collect();
+            assert_eq!(
+                replies,
+                [Reply::Ok, Reply::Value("x".into()), Reply::Type(Some(Kind::Register))],
+                "version {version}"
+            );
+        }
+        for version in [CLIENT_VERSION_MIN - 1, PROTOCOL_VERSION + 1] {
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            send.write_all(&[preamble_of(version).to_vec(), ping_frame(1)].concat())
+                .await
+                .unwrap();
+            assert_eq!(
+                reset_code(&mut recv).await,
+                u64::from(codes::VERSION_MISMATCH),
+                "version {version}"
+            );
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -40,7 +40,9 @@ use super::{
     WRITE_BATCH_BYTES,
 };
 use crate::node::ClientId;
-use crate::protocol::frame::{check_preamble, encode_into, preamble, FrameError, PREAMBLE_LEN};
+use crate::protocol::frame::{
+    check_client_preamble, encode_into, preamble_of, FrameError, PREAMBLE_LEN,
+};
 use crate::protocol::{codes, ErrorReply, Response};
 use crate::tls::peer_identity;
 
@@ -308,7 +310,7 @@ impl ClientSide {
         )
         .await;
         let checked = match read {
-            Ok(Ok(())) => check_preamble(&theirs),
+            Ok(Ok(())) => check_client_preamble(&theirs),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "client stream ended before its preamble");
                 return;
@@ -324,14 +326,17 @@ impl ClientSide {
                 return;
             }
         };
-        if let Err(e) = checked {
-            self.shared.count_bad_frame();
-            tracing::warn!(error = %e, "refused a client stream");
-            let code = preamble_code(&e);
-            let _ = recv.stop(code.into());
-            let _ = send.reset(code.into());
-            return;
-        }
+        let version = match checked {
+            Ok(version) => version,
+            Err(e) => {
+                self.shared.count_bad_frame();
+                tracing::warn!(error = %e, "refused a client stream");
+                let code = preamble_code(&e);
+                let _ = recv.stop(code.into());
+                let _ = send.reset(code.into());
+                return;
+            }
+        };
 
         let client: ClientId = self.next_client.fetch_add(1, Ordering::Relaxed);
         self.shared.count_client_stream();
@@ -352,6 +357,7 @@ impl ClientSide {
         let (reset_tx, reset_rx) = oneshot::channel();
         let mut writer = tokio::spawn(write_responses(
             send,
+            version,
             Queued {
                 rx: replies_rx,
                 budget: budget.clone(),
@@ -517,10 +523,13 @@ impl Drop for Queued {
     }
 }
 
-/// Writes the stream's preamble, then batches of responses, until every
-/// sender is gone (then finishes the stream) or a reset is asked for.
+/// Writes the stream's preamble, naming the client's protocol `version`
+/// (see [`crate::protocol::frame::CLIENT_VERSION_MIN`]), then batches of
+/// responses, until every sender is gone (then finishes the stream) or a
+/// reset is asked for.
 async fn write_responses(
     mut send: quinn::SendStream,
+    version: u16,
     mut queued: Queued,
     inflight: Arc<Semaphore>,
     frame_bytes_max: usize,
@@ -529,7 +538,7 @@ async fn write_responses(
     // However the writer ends, a reader waiting for permits ends too.
     let _closes = CloseOnDrop(&inflight);
     let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES);
-    if send.write_all(&preamble()).await.is_err() {
+    if send.write_all(&preamble_of(version)).await.is_err() {
         return;
     }
     loop {

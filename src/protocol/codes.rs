@@ -25,8 +25,9 @@ pub const TOO_MANY_PARTIAL: u32 = 8;
 /// What a version mismatch says; names [`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION)
 /// (a test keeps the two in step).
 const VERSION_MISMATCH_TEXT: &str =
-    "the peer speaks another protocol version than this build's (9): \
-     nodes and clients must come from compatible builds (rebuild the older side)";
+    "the peer speaks another protocol version than this build's (9): nodes serve clients of \
+     their own protocol version and a few before it, and speak only their own to each other \
+     (upgrade the nodes, then the clients)";
 
 /// A sentence for `code`, as read from a reset, stop or close.
 ///

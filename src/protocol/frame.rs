@@ -20,6 +20,18 @@ use serde::Serialize;
 pub const MAGIC: [u8; 4] = *b"MRDN";
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 9;
+/// The oldest client protocol version a node still serves. Since version
+/// 7 the client messages only gained commands and replies at the end of
+/// their enums (`SScan`, `HScan`, `SetPage`, `MapPage` in 9), so an older
+/// client's requests decode the same, and the answers to them use nothing
+/// it lacks: nodes upgraded first keep serving the clients not yet
+/// upgraded. A node answers on a client stream in the client's version.
+/// Streams between nodes need [`PROTOCOL_VERSION`] itself.
+///
+/// A change that alters how an existing client message encodes (a
+/// variant inserted or removed, a field added) must raise this to the new
+/// [`PROTOCOL_VERSION`]; `protocol::compat`'s tests fail until it does.
+pub const CLIENT_VERSION_MIN: u16 = 7;
 /// Bytes of the stream preamble.
 pub const PREAMBLE_LEN: usize = 6;
 /// Bytes of the sender's life after the preamble of a stream between two
@@ -60,8 +72,29 @@ pub enum FrameError {
 
 /// The stream preamble for this build.
 pub fn preamble() -> [u8; PREAMBLE_LEN] {
-    let v = PROTOCOL_VERSION.to_le_bytes();
+    preamble_of(PROTOCOL_VERSION)
+}
+
+/// The stream preamble naming protocol `version`.
+pub fn preamble_of(version: u16) -> [u8; PREAMBLE_LEN] {
+    let v = version.to_le_bytes();
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1]]
+}
+
+/// Checks the preamble of a client's stream: the client's protocol
+/// version, from [`CLIENT_VERSION_MIN`] to [`PROTOCOL_VERSION`].
+pub fn check_client_preamble(bytes: &[u8; PREAMBLE_LEN]) -> Result<u16, FrameError> {
+    if bytes[..4] != MAGIC {
+        return Err(FrameError::BadMagic);
+    }
+    let theirs = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if !(CLIENT_VERSION_MIN..=PROTOCOL_VERSION).contains(&theirs) {
+        return Err(FrameError::VersionMismatch {
+            theirs,
+            ours: PROTOCOL_VERSION,
+        });
+    }
+    Ok(theirs)
 }
 
 /// Checks a peer's preamble.
@@ -246,5 +279,24 @@ mod tests {
                 ours: PROTOCOL_VERSION
             })
         );
+    }
+
+    #[test]
+    fn a_client_preamble_may_name_any_version_a_node_still_serves() {
+        for version in CLIENT_VERSION_MIN..=PROTOCOL_VERSION {
+            assert_eq!(check_client_preamble(&preamble_of(version)), Ok(version));
+        }
+        for version in [0, CLIENT_VERSION_MIN - 1, PROTOCOL_VERSION + 1, u16::MAX] {
+            assert_eq!(
+                check_client_preamble(&preamble_of(version)),
+                Err(FrameError::VersionMismatch {
+                    theirs: version,
+                    ours: PROTOCOL_VERSION
+                })
+            );
+        }
+        assert_eq!(check_client_preamble(b"HTTP/1"), Err(FrameError::BadMagic));
+        // Between nodes, only this build's version.
+        assert!(check_preamble(&preamble_of(PROTOCOL_VERSION - 1)).is_err());
     }
 }

@@ -3,6 +3,8 @@
 //! enforced size limits. Bad bytes become a [`frame::FrameError`], never a panic.
 
 pub mod codes;
+#[cfg(test)]
+mod compat;
 pub mod frame;
 mod messages;
 #[cfg(test)]
