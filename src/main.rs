@@ -397,6 +397,8 @@ fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {
 /// line editing and a history file; otherwise it runs the lines of stdin
 /// and fails at the end if any of them failed.
 fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
+    use meridian::cli::shell::{Printed, Shell};
+    use meridian::protocol::Command;
     // A worker thread keeps the connections going (acknowledging, keeping
     // alive) while the shell waits for the next line.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -406,25 +408,35 @@ fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let target = runtime.block_on(Target::resolve_async(global))?;
     let prompt = format!("{}> ", target.region);
-    let session = match runtime.block_on(data::Session::connect(target.clone())) {
+    // A ping first, so that a cluster that cannot be reached is said once,
+    // with what to do, rather than by every line.
+    let session = runtime.block_on(async {
+        let session = data::Session::connect(target.clone()).await?;
+        session
+            .run(&[Command::Ping])
+            .await
+            .map_err(|failed| failed.error)?;
+        Ok(session)
+    });
+    let session = match session {
         Ok(session) => session,
         Err(e) => {
-            let mut text = format!("cannot connect to region {}: {e}", target.region);
+            let mut text = format!("cannot reach region {}: {e}", target.region);
             if let Some(hint) = target.guess_hint(&e, &global.state_dir) {
                 text.push_str(&format!("\n{hint}"));
             }
             bail!(text);
         }
     };
-    let shell = meridian::cli::shell::Shell::new(session, global.raw, global.verbose);
-    let show = |printed: &meridian::cli::shell::Printed| -> anyhow::Result<()> {
+    let shell = Shell::new(session, global.raw, global.verbose);
+    let show = |printed: &Printed| -> anyhow::Result<()> {
         write_stdout(&printed.stdout)?;
         if let Some(text) = &printed.stderr {
             errln!("{text}");
         }
         Ok(())
     };
-    if std::io::stdin().is_terminal() {
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         use rustyline::error::ReadlineError;
         let mut editor = rustyline::DefaultEditor::new().context("cannot read the terminal")?;
         let history = history_file();
@@ -433,30 +445,44 @@ fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
             let _ = editor.load_history(path);
         }
         loop {
-            let line = match editor.readline(&prompt) {
-                Ok(line) => line,
-                // Ctrl-C or Ctrl-D, as redis-cli.
+            let text = match editor.readline(&prompt) {
+                Ok(text) => text,
+                // Ctrl-C or Ctrl-D, as redis-cli (rustyline ends the line).
                 Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
+                Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    errln!(
+                        "{}",
+                        format::error(
+                            &"the line is not UTF-8: type other bytes as \\xHH in double quotes"
+                        )
+                    );
+                    continue;
+                }
                 Err(e) => return Err(e).context("cannot read the terminal"),
             };
-            if !line.trim().is_empty() {
-                let _ = editor.add_history_entry(line.as_str());
-                if let Some(path) = &history {
-                    // History is a convenience: a file that cannot be
-                    // written (a read-only home) does not stop the shell.
-                    let _ = editor.save_history(path);
+            // Several lines pasted at once run one by one, as typed.
+            for line in text.split('\n') {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line);
+                    if let Some(path) = &history {
+                        // History is a convenience: a file that cannot be
+                        // written (a read-only home) does not stop the
+                        // shell. Appended, so shells open side by side
+                        // keep each other's lines.
+                        let _ = editor.append_history(path);
+                    }
                 }
-            }
-            let printed = runtime.block_on(shell.line(line.as_bytes()));
-            show(&printed)?;
-            if printed.quit {
-                return Ok(());
+                let printed = runtime.block_on(shell.line(line.as_bytes()));
+                show(&printed)?;
+                if printed.quit {
+                    return Ok(());
+                }
             }
         }
     }
     let mut stdin = std::io::stdin().lock();
     let mut line = Vec::new();
-    let mut failed = 0usize;
+    let (mut lines, mut failed) = (0usize, 0usize);
     loop {
         line.clear();
         let read = std::io::BufRead::read_until(&mut stdin, b'\n', &mut line)
@@ -466,25 +492,33 @@ fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
         }
         let printed = runtime.block_on(shell.line(&line));
         show(&printed)?;
+        lines += usize::from(!printed.blank);
         failed += usize::from(printed.failed);
         if printed.quit {
             break;
         }
     }
     if failed > 0 {
-        bail!("{failed} of the commands failed");
+        bail!("{failed} of {lines} lines failed");
     }
     Ok(())
 }
 
-/// The shell's history: `$MERIDIAN_HISTFILE` (empty: none), else
-/// `~/.meridian_history`.
+/// The shell's history file: `$MERIDIAN_HISTFILE`, else
+/// `~/.meridian_history`; none when that is empty, `/dev/null`, or
+/// something other than a file (a device is never rewritten).
 fn history_file() -> Option<PathBuf> {
-    match std::env::var_os("MERIDIAN_HISTFILE") {
-        Some(path) if path.is_empty() => None,
-        Some(path) => Some(PathBuf::from(path)),
-        None => std::env::var_os("HOME").map(|home| Path::new(&home).join(".meridian_history")),
-    }
+    let path = match std::env::var_os("MERIDIAN_HISTFILE") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
+            Path::new(&home).join(".meridian_history")
+        }
+    };
+    let usable = !path.as_os_str().is_empty()
+        && path != Path::new("/dev/null")
+        && std::fs::metadata(&path).map_or(true, |m| m.is_file());
+    usable.then_some(path)
 }
 
 fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {

@@ -470,9 +470,10 @@ fn a_data_command_without_a_cluster_says_none_runs_and_how_to_start_one() {
         );
         assert!(!err.contains("regions/local.toml"), "{err}");
     }
-    // The shell says the same before it reads a line.
-    let output = meridian_with_stdin(dir.path(), &[], b"ping\n");
+    // The shell says the same before it runs a line.
+    let output = meridian_with_stdin(dir.path(), &[], b"help\nping\n");
     assert_exit(&output, 1);
+    assert_eq!(stdout(&output), "");
     let err = stderr(&output);
     assert!(
         err.contains("no running cluster found in .meridian") && err.contains("cluster up"),
@@ -968,9 +969,8 @@ set after-quit 1
             err,
             "(error) wrong number of arguments for 'get'\nusage: meridian get KEY\n\
              (error) unknown command 'flushall' (`help` lists them)\n\
-             (error) unbalanced quotes: a quoted word ends with its closing quote, followed by \
-             a space or the end of the line\n\
-             error: 3 of the commands failed\n"
+             (error) unclosed quote (a quote cannot span lines)\n\
+             error: 3 of 14 lines failed\n"
         );
         super::assert_exit(&output, 1);
         // Nothing after `quit` ran; what ran is there for other clients.
@@ -981,11 +981,15 @@ set after-quit 1
         let output = super::meridian_with_stdin(
             lab.dir.path(),
             &["--raw", "-v", "--consistency", "all"],
-            b"get greeting\nincr shell-n\n",
+            b"get greeting\n2 incr shell-n\n",
         );
         super::assert_exit(&output, 0);
-        assert_eq!(super::stdout(&output), "hello world\n5\n");
-        assert_eq!(super::stderr(&output), "(acked by 3 replicas, 3 needed)\n");
+        // `N COMMAND` runs the command N times.
+        assert_eq!(super::stdout(&output), "hello world\n5\n6\n");
+        assert_eq!(
+            super::stderr(&output),
+            "(acked by 3 replicas, 3 needed)\n(acked by 3 replicas, 3 needed)\n"
+        );
     }
 
     fn x_reads_a_value_too_long_for_a_command_line_from_stdin(lab: &Lab) {

@@ -1140,17 +1140,38 @@ async fn clients_of_older_protocol_versions_are_served_in_their_version() {
             let mut wire = preamble_of(version).to_vec();
             let key = format!("v{version}");
             for (id, command) in [
-                (1, Command::Set { key: key.clone().into(), value: "x".into(), ttl_ms: None }),
-                (2, Command::Get { key: key.clone().into() }),
+                (
+                    1,
+                    Command::Set {
+                        key: key.clone().into(),
+                        value: "x".into(),
+                        ttl_ms: None,
+                    },
+                ),
+                (
+                    2,
+                    Command::Get {
+                        key: key.clone().into(),
+                    },
+                ),
                 (3, Command::Type { key: key.into() }),
             ] {
-                let request = Request { id, command, write: None, read: None };
+                let request = Request {
+                    id,
+                    command,
+                    write: None,
+                    read: None,
+                };
                 encode_into(&request, &mut wire, FRAME_BYTES_MAX).unwrap();
             }
             send.write_all(&wire).await.unwrap();
             let mut theirs = [0u8; 6];
             recv.read_exact(&mut theirs).await.unwrap();
-            assert_eq!(theirs, preamble_of(version), "answered in the client's version");
+            assert_eq!(
+                theirs,
+                preamble_of(version),
+                "answered in the client's version"
+            );
             let mut reader = FrameReader::new(FRAME_BYTES_MAX);
             let mut responses = Vec::new();
             while responses.len() < 3 {
@@ -1167,7 +1188,11 @@ async fn clients_of_older_protocol_versions_are_served_in_their_version() {
                 .collect();
             assert_eq!(
                 replies,
-                [Reply::Ok, Reply::Value("x".into()), Reply::Type(Some(Kind::Register))],
+                [
+                    Reply::Ok,
+                    Reply::Value("x".into()),
+                    Reply::Type(Some(Kind::Register))
+                ],
                 "version {version}"
             );
         }

@@ -20,17 +20,35 @@ pub const DEFAULT_TOPOLOGY: &str = "regions/local.toml";
 /// The state directory used when none is given.
 pub const DEFAULT_STATE_DIR: &str = ".meridian";
 
+/// A parsed command line.
+#[derive(Debug)]
+pub struct Cli {
+    /// Options of every command.
+    pub global: GlobalArgs,
+    /// What to do: [`Cmd::Shell`] when no command is given.
+    pub command: Cmd,
+}
+
 /// Meridian: a geo-replicated cache and key-value store whose values are
 /// CRDTs.
 #[derive(Debug, Parser)]
 #[command(name = "meridian", version, about, max_term_width = 100)]
-pub struct Cli {
-    /// Options of every command.
+struct Parsed {
     #[command(flatten)]
-    pub global: GlobalArgs,
-    /// What to do.
+    global: GlobalArgs,
+    /// No command: the shell, as redis-cli with no command.
     #[command(subcommand)]
-    pub command: Cmd,
+    command: Option<Cmd>,
+}
+
+impl Cli {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
+        let parsed = Parsed::from_arg_matches(matches)?;
+        Ok(Cli {
+            global: parsed.global,
+            command: parsed.command.unwrap_or(Cmd::Shell),
+        })
+    }
 }
 
 /// The data command NAME of a final `help NAME` in `args`, and `args`
@@ -76,20 +94,6 @@ impl Cli {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         match Self::clap_command().try_get_matches_from(&args) {
             Ok(matches) => Cli::from_arg_matches(&matches),
-            // No command (`meridian`, `meridian --region eu-west`): the
-            // shell, as redis-cli with no command.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    clap::error::ErrorKind::MissingSubcommand
-                        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                ) =>
-            {
-                let mut args = args;
-                args.push("shell".into());
-                let matches = Self::clap_command().try_get_matches_from(args)?;
-                Cli::from_arg_matches(&matches)
-            }
             Err(e) => match help_of_a_data_command(&args) {
                 // `help set`: clap knows only its own subcommands. The
                 // options before `help` parse as they would before `set`.
@@ -107,7 +111,7 @@ impl Cli {
     /// The clap command, with the data commands listed in the help, and
     /// each command's help without the client options it refuses.
     pub fn clap_command() -> clap::Command {
-        let mut command = Cli::command().after_help(super::command::help_text());
+        let mut command = Parsed::command().after_help(super::command::help_text());
         // Global options reach the subcommands when the command is built.
         command.build();
         command.mut_subcommands(|sub| {
@@ -721,6 +725,15 @@ mod tests {
         // A bad option is still a usage error, not the shell.
         let e = Cli::try_parse_args(["meridian", "--consistency", "most"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        // A command that needs a subcommand still shows its help.
+        for args in [&["meridian", "cluster"][..], &["meridian", "certs"]] {
+            let e = Cli::try_parse_args(args).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand,
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

@@ -187,7 +187,8 @@ pub fn find(name: &str) -> Option<&'static CommandSpec> {
 /// The data commands as help text, with how to type them after
 /// `meridian`.
 pub fn help_text() -> String {
-    let mut text = command_list();
+    let mut text = String::from("Data commands (like redis-cli; options go before the command):\n");
+    text.push_str(&command_list());
     text.push_str(
         "\n`meridian help COMMAND` shows one command's usage. Every word after a command's name is\n\
          the command's own, even one that looks like an option: `meridian del -h` deletes the key -h.\n\
@@ -203,7 +204,7 @@ pub fn command_list() -> String {
         .map(|spec| spec.name.len() + 1 + spec.args.len())
         .max()
         .unwrap_or(0);
-    let mut text = String::from("Data commands (like redis-cli; options go before the command):\n");
+    let mut text = String::new();
     for spec in COMMANDS {
         let call = if spec.args.is_empty() {
             spec.name.to_owned()

@@ -18,13 +18,16 @@ use super::format;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-/// A line whose quotes do not close, or close in the middle of a word.
+/// A line whose quotes do not split into words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unbalanced quotes: a quoted word ends with its closing quote, followed by a space or the \
-     end of the line"
-)]
-pub struct UnbalancedQuotes;
+pub enum SplitError {
+    /// A quote that is never closed.
+    #[error("unclosed quote (a quote cannot span lines)")]
+    Unclosed,
+    /// A closing quote with more of the word right after it (`"a"b`).
+    #[error("a closing quote must be followed by a space or the end of the line")]
+    Joined,
+}
 
 /// The words of a shell line, split as redis-cli splits them: at spaces,
 /// tabs and line ends, except inside quotes.
@@ -37,6 +40,10 @@ pub struct UnbalancedQuotes;
 /// - A closing quote must end the word; quotes in the middle of a word
 ///   (`a"b c"`) open a quoted part of it.
 ///
+/// Unlike redis-cli, a vertical tab or form feed also ends an unquoted
+/// word, and a NUL byte is kept in its word (redis-cli ends the line
+/// there).
+///
 /// ```
 /// use meridian::cli::shell::split_line;
 ///
@@ -44,7 +51,7 @@ pub struct UnbalancedQuotes;
 /// assert_eq!(words, [&b"set"[..], b"hello world", b"it's", b"\x00\n"]);
 /// assert!(split_line(br#"set "open"#).is_err());
 /// ```
-pub fn split_line(line: &[u8]) -> Result<Vec<Vec<u8>>, UnbalancedQuotes> {
+pub fn split_line(line: &[u8]) -> Result<Vec<Vec<u8>>, SplitError> {
     let mut words = Vec::new();
     let mut i = 0;
     loop {
@@ -77,11 +84,11 @@ fn is_space(c: u8) -> bool {
 
 /// Reads a double-quoted part from `i` (just past the opening quote) into
 /// `word`; the index past the closing quote.
-fn double_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Result<usize, UnbalancedQuotes> {
+fn double_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Result<usize, SplitError> {
     loop {
-        match *line.get(i).ok_or(UnbalancedQuotes)? {
+        match *line.get(i).ok_or(SplitError::Unclosed)? {
             b'\\' => {
-                let escaped = *line.get(i + 1).ok_or(UnbalancedQuotes)?;
+                let escaped = *line.get(i + 1).ok_or(SplitError::Unclosed)?;
                 let hex = |at: usize| line.get(at).and_then(|c| (*c as char).to_digit(16));
                 if let (b'x', Some(high), Some(low)) = (escaped, hex(i + 2), hex(i + 3)) {
                     // Two hex digits: at most 0xff.
@@ -109,9 +116,9 @@ fn double_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Result<usize,
 }
 
 /// Reads a single-quoted part, as [`double_quoted`] does.
-fn single_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Result<usize, UnbalancedQuotes> {
+fn single_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Result<usize, SplitError> {
     loop {
-        match *line.get(i).ok_or(UnbalancedQuotes)? {
+        match *line.get(i).ok_or(SplitError::Unclosed)? {
             b'\\' if line.get(i + 1) == Some(&b'\'') => {
                 word.push(b'\'');
                 i += 2;
@@ -126,18 +133,16 @@ fn single_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Result<usize,
 }
 
 /// `i`, just past a closing quote, when the word ends there.
-fn closed(line: &[u8], i: usize) -> Result<usize, UnbalancedQuotes> {
+fn closed(line: &[u8], i: usize) -> Result<usize, SplitError> {
     match line.get(i) {
         None => Ok(i),
         Some(c) if is_space(*c) => Ok(i),
-        Some(_) => Err(UnbalancedQuotes),
+        Some(_) => Err(SplitError::Joined),
     }
 }
 
-/// The subcommands of `meridian` itself, which the shell does not run.
-const NOT_IN_THE_SHELL: [&str; 7] = [
-    "serve", "certs", "cluster", "bench", "status", "reload", "demo",
-];
+/// The most times a line may repeat its command (`5 incr hits`).
+pub const REPEAT_MAX: u64 = 1_000_000;
 
 /// What a shell line asks for.
 #[derive(Debug)]
@@ -148,8 +153,14 @@ pub enum Line {
     Quit,
     /// Text to print: `help` or `help NAME`.
     Help(String),
-    /// A data command to run.
-    Run(DataCommand),
+    /// A data command to run `times` times in turn (`5 incr hits`, as
+    /// redis-cli repeats a command).
+    Run {
+        /// The command.
+        command: DataCommand,
+        /// At least 1.
+        times: u64,
+    },
     /// A line that is no command the shell runs: the `(error) ...` to print.
     Refused(String),
 }
@@ -161,41 +172,78 @@ pub enum Line {
 ///
 /// assert!(matches!(parse_line(b"  "), Line::Nothing));
 /// assert!(matches!(parse_line(b"QUIT"), Line::Quit));
-/// assert!(matches!(parse_line(b"set k \"a b\""), Line::Run(_)));
+/// assert!(matches!(parse_line(b"set k \"a b\""), Line::Run { times: 1, .. }));
+/// assert!(matches!(parse_line(b"3 incr k"), Line::Run { times: 3, .. }));
 /// assert!(matches!(parse_line(b"incrby k many"), Line::Refused(_)));
 /// ```
 pub fn parse_line(line: &[u8]) -> Line {
-    let words = match split_line(line) {
+    let mut words = match split_line(line) {
         Ok(words) => words,
         Err(e) => return Line::Refused(format::error(&e)),
     };
+    let mut times = 1;
+    if words.len() > 1 && !words[0].is_empty() && words[0].iter().all(u8::is_ascii_digit) {
+        match std::str::from_utf8(&words[0])
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(n @ 1..=REPEAT_MAX) => times = n,
+            _ => {
+                return Line::Refused(format::error(&format_args!(
+                    "a command is repeated 1 to {REPEAT_MAX} times, not {}",
+                    String::from_utf8_lossy(&words[0])
+                )))
+            }
+        }
+        words.remove(0);
+    }
     let Some(first) = words.first() else {
         return Line::Nothing;
     };
     let name = String::from_utf8_lossy(first).to_lowercase();
+    let shell_word = times == 1 && matches!(name.as_str(), "quit" | "exit" | "help");
     match (name.as_str(), &words[1..]) {
-        ("quit" | "exit", []) => return Line::Quit,
-        ("help", []) => return Line::Help(help_text()),
-        ("help", [topic]) => {
-            let topic = String::from_utf8_lossy(topic);
+        ("quit" | "exit", []) if shell_word => return Line::Quit,
+        ("quit" | "exit", _) if shell_word => {
+            return Line::Refused(format::error(&format_args!("{name} takes no arguments")))
+        }
+        ("help", []) if shell_word => return Line::Help(help_text()),
+        ("help", [topic]) if shell_word => {
+            let topic = String::from_utf8_lossy(topic).to_lowercase();
             return match command::find(&topic) {
                 Some(spec) => Line::Help(spec.help()),
+                None if is_meridian_command(&topic) => Line::Refused(not_here(&topic)),
                 None => Line::Refused(unknown(&topic)),
             };
         }
-        (name, _) if NOT_IN_THE_SHELL.contains(&name) => {
-            return Line::Refused(format::error(&format_args!(
-                "`{name}` is not a data command: run `meridian {name} ...` outside the shell"
-            )))
+        ("help", _) if shell_word => {
+            return Line::Refused(format::error(&"help takes one command's name, or none"))
+        }
+        (name, _) if command::find(name).is_none() && is_meridian_command(name) => {
+            return Line::Refused(not_here(name))
         }
         _ => {}
     }
     let words: Vec<OsString> = words.into_iter().map(OsString::from_vec).collect();
     match command::parse(&words) {
-        Ok(command) => Line::Run(command),
+        Ok(command) => Line::Run { command, times },
         Err(UsageError::UnknownCommand { name }) => Line::Refused(unknown(&name)),
         Err(e) => Line::Refused(format::error(&e)),
     }
+}
+
+/// Whether `name` is a command of `meridian` itself (`cluster`, `bench`...)
+/// rather than a data command.
+fn is_meridian_command(name: &str) -> bool {
+    super::args::Cli::clap_command()
+        .get_subcommands()
+        .any(|sub| sub.get_name() == name)
+}
+
+fn not_here(name: &str) -> String {
+    format::error(&format_args!(
+        "`{name}` is not a data command: run `meridian {name} ...` outside the shell"
+    ))
 }
 
 fn unknown(name: &str) -> String {
@@ -207,8 +255,9 @@ fn unknown(name: &str) -> String {
 /// The shell's `help`: the data commands, then its own words.
 pub fn help_text() -> String {
     format!(
-        "{}\nQuote a word with spaces or other bytes: set k \"a b\\x00\". `help NAME` shows one \
-         command's usage;\n`quit` or `exit` leaves.",
+        "Data commands (like redis-cli's; the options given to `meridian` hold for each):\n{}\n\
+         Quote a word with spaces or other bytes: set k \"a b\\x00\". `N COMMAND ...` runs a \
+         command N times.\n`help NAME` shows one command's usage; `quit` or `exit` leaves.",
         command::command_list()
     )
 }
@@ -226,6 +275,8 @@ pub struct Printed {
     pub failed: bool,
     /// The line was `quit` or `exit`.
     pub quit: bool,
+    /// The line was empty, or only spaces.
+    pub blank: bool,
 }
 
 /// A shell's client and how it prints.
@@ -246,10 +297,16 @@ impl Shell {
         }
     }
 
-    /// Carries out one line.
+    /// Carries out one line. A repeated command (`5 incr hits`) runs in
+    /// turn, and stops at its first failure.
     pub async fn line(&self, line: &[u8]) -> Printed {
-        let command = match parse_line(line) {
-            Line::Nothing => return Printed::default(),
+        let (command, times) = match parse_line(line) {
+            Line::Nothing => {
+                return Printed {
+                    blank: true,
+                    ..Printed::default()
+                }
+            }
             Line::Quit => {
                 return Printed {
                     quit: true,
@@ -269,23 +326,27 @@ impl Shell {
                     ..Printed::default()
                 }
             }
-            Line::Run(command) => command,
+            Line::Run { command, times } => (command, times),
         };
-        match self.session.run(&command.commands).await {
-            Ok(answers) => {
-                let (stdout, stderr) = data::answered(&command, answers, self.raw, self.verbose);
-                Printed {
-                    stdout,
-                    stderr,
-                    ..Printed::default()
+        let mut printed = Printed::default();
+        let mut notes = Vec::new();
+        for _ in 0..times {
+            match self.session.run(&command.commands).await {
+                Ok(answers) => {
+                    let (stdout, stderr) =
+                        data::answered(&command, answers, self.raw, self.verbose);
+                    printed.stdout.extend(stdout);
+                    notes.extend(stderr);
+                }
+                Err(failed) => {
+                    notes.push(data::failure(&command, &failed));
+                    printed.failed = true;
+                    break;
                 }
             }
-            Err(failed) => Printed {
-                stderr: Some(data::failure(&command, &failed)),
-                failed: true,
-                ..Printed::default()
-            },
         }
+        printed.stderr = (!notes.is_empty()).then(|| notes.join("\n"));
+        printed
     }
 }
 
@@ -340,14 +401,19 @@ mod tests {
 
     #[test]
     fn quotes_must_close_and_end_their_word() {
-        for line in [
-            r#"set "open"#,
-            r"set 'open",
-            r#""a"b"#,
-            r"'a'b",
-            r#"set "a\"#,
-        ] {
-            assert_eq!(split_line(line.as_bytes()), Err(UnbalancedQuotes), "{line}");
+        for line in [r#"set "open"#, r"set 'open", r#"set "a\"#, "set \"a\nb"] {
+            assert_eq!(
+                split_line(line.as_bytes()),
+                Err(SplitError::Unclosed),
+                "{line}"
+            );
+        }
+        for line in [r#""a"b"#, r"'a'b"] {
+            assert_eq!(
+                split_line(line.as_bytes()),
+                Err(SplitError::Joined),
+                "{line}"
+            );
         }
     }
 
@@ -356,7 +422,7 @@ mod tests {
         assert!(matches!(parse_line(b""), Line::Nothing));
         assert!(matches!(parse_line(b"exit"), Line::Quit));
         assert!(matches!(parse_line(b"Quit"), Line::Quit));
-        let Line::Run(command) = parse_line(br#"set "my key" "a value""#) else {
+        let Line::Run { command, times: 1 } = parse_line(br#"set "my key" "a value""#) else {
             panic!("not a command");
         };
         assert_eq!(
@@ -378,6 +444,33 @@ mod tests {
     }
 
     #[test]
+    fn a_number_first_repeats_the_command() {
+        let Line::Run { command, times: 5 } = parse_line(b"5 incrby hits 2") else {
+            panic!("not repeated");
+        };
+        assert_eq!(
+            command.commands,
+            [Command::IncrBy {
+                key: "hits".into(),
+                by: 2
+            }]
+        );
+        // A number alone is a command's name (an unknown one).
+        assert!(matches!(parse_line(b"5"), Line::Refused(m) if m.contains("unknown command '5'")));
+        for line in [
+            "0 incr k",
+            "1000001 incr k",
+            "99999999999999999999999 incr k",
+        ] {
+            assert!(
+                matches!(parse_line(line.as_bytes()), Line::Refused(m) if m.contains("repeated 1 to 1000000 times")),
+                "{line}"
+            );
+        }
+        assert!(matches!(parse_line(b"2 get"), Line::Refused(m) if m.contains("wrong number")));
+    }
+
+    #[test]
     fn refused_lines_say_why() {
         let refused = |line: &str| match parse_line(line.as_bytes()) {
             Line::Refused(message) => message,
@@ -385,10 +478,18 @@ mod tests {
         };
         assert!(refused("flushall").contains("unknown command 'flushall' (`help` lists them)"));
         assert!(refused("help flushall").contains("unknown command 'flushall'"));
-        assert!(refused("cluster down").contains("run `meridian cluster ...` outside the shell"));
+        for line in ["cluster down", "help cluster", "bench --ops set"] {
+            let name = line.split(' ').find(|w| *w != "help").unwrap();
+            assert!(
+                refused(line).contains(&format!("run `meridian {name} ...` outside the shell")),
+                "{line}"
+            );
+        }
         assert!(refused("get").contains("wrong number of arguments"));
-        assert!(refused(r#"set k "v"#).contains("unbalanced quotes"));
-        assert!(refused("quit now").contains("unknown command"));
+        assert!(refused(r#"set k "v"#).contains("unclosed quote"));
+        assert!(refused(r#"set k "v"w"#).contains("closing quote must be followed by a space"));
+        assert!(refused("quit now").contains("quit takes no arguments"));
+        assert!(refused("help get set").contains("help takes one command's name"));
         for message in [refused("flushall"), refused("get")] {
             assert!(message.starts_with("(error) "), "{message}");
         }

@@ -267,11 +267,17 @@ fn errors() -> Vec<ErrorReply> {
             wanted: Kind::Counter,
             found: Kind::Set,
         },
-        ErrorReply::KeyTooLarge { len: 2000, max: 1024 },
+        ErrorReply::KeyTooLarge {
+            len: 2000,
+            max: 1024,
+        },
         ErrorReply::ValueTooLarge { len: 5, max: 4 },
         ErrorReply::Overflow,
         ErrorReply::NestingTooDeep { max: 8 },
-        ErrorReply::QuorumNotReached { acked: 1, needed: 2 },
+        ErrorReply::QuorumNotReached {
+            acked: 1,
+            needed: 2,
+        },
         ErrorReply::ReadQuorumNotReached {
             replied: 1,
             needed: 2,
