@@ -425,9 +425,9 @@ pub enum Cmd {
     /// Watch geo-replication on the running cluster: a partition, conflicting
     /// writes on both sides, a heal, convergence
     Demo,
-    /// Type data commands one per line over one connection, like redis-cli
-    /// (also `meridian` with no command); reads them from stdin when it is
-    /// not a terminal
+    /// Type data commands one per line, with one client kept connected,
+    /// like redis-cli (also `meridian` with no command); reads them from
+    /// stdin when it is not a terminal
     Shell,
     /// A data command (`get`, `set`...; see the list below)
     #[command(external_subcommand)]

@@ -192,7 +192,7 @@ pub fn help_text() -> String {
     text.push_str(
         "\n`meridian help COMMAND` shows one command's usage. Every word after a command's name is\n\
          the command's own, even one that looks like an option: `meridian del -h` deletes the key -h.\n\
-         `meridian` with no command is a shell: one command per line, over one connection.\n",
+         `meridian` with no command is a shell: one command per line, one client kept connected.\n",
     );
     text
 }
