@@ -962,12 +962,12 @@ set after-quit 1
         assert_eq!(
             out,
             "OK\n\"hello world\"\n(integer) 3\n(integer) 3\n(integer) 4\n(integer) 1\n\
-             \"x\\x00y\"\nOK\n\"it's\"\nusage: meridian incrby KEY N\nadd N to a counter\n",
+             \"x\\x00y\"\nOK\n\"it's\"\nusage: incrby KEY N\nadd N to a counter\n",
             "{err}"
         );
         assert_eq!(
             err,
-            "(error) wrong number of arguments for 'get'\nusage: meridian get KEY\n\
+            "(error) wrong number of arguments for 'get'\nusage: get KEY\n\
              (error) unknown command 'flushall' (`help` lists them)\n\
              (error) unclosed quote (a quote cannot span lines)\n\
              error: 3 of 14 lines failed\n"

@@ -211,7 +211,7 @@ pub fn parse_line(line: &[u8]) -> Line {
         ("help", [topic]) if shell_word => {
             let topic = String::from_utf8_lossy(topic).to_lowercase();
             return match command::find(&topic) {
-                Some(spec) => Line::Help(spec.help()),
+                Some(spec) => Line::Help(in_the_shell(spec.help())),
                 None if is_meridian_command(&topic) => Line::Refused(not_here(&topic)),
                 None => Line::Refused(unknown(&topic)),
             };
@@ -228,8 +228,14 @@ pub fn parse_line(line: &[u8]) -> Line {
     match command::parse(&words) {
         Ok(command) => Line::Run { command, times },
         Err(UsageError::UnknownCommand { name }) => Line::Refused(unknown(&name)),
-        Err(e) => Line::Refused(format::error(&e)),
+        Err(e) => Line::Refused(in_the_shell(format::error(&e))),
     }
+}
+
+/// A usage text as the shell shows it: `usage: incrby KEY N`, without the
+/// `meridian` a command line starts with.
+fn in_the_shell(text: String) -> String {
+    text.replace("usage: meridian ", "usage: ")
 }
 
 /// Whether `name` is a command of `meridian` itself (`cluster`, `bench`...)
@@ -440,7 +446,7 @@ mod tests {
         let Line::Help(text) = parse_line(b"HELP sadd") else {
             panic!("not help");
         };
-        assert!(text.contains("sadd"), "{text}");
+        assert!(text.starts_with("usage: sadd KEY MEMBER"), "{text}");
     }
 
     #[test]
@@ -485,7 +491,7 @@ mod tests {
                 "{line}"
             );
         }
-        assert!(refused("get").contains("wrong number of arguments"));
+        assert!(refused("get").ends_with("wrong number of arguments for 'get'\nusage: get KEY"));
         assert!(refused(r#"set k "v"#).contains("unclosed quote"));
         assert!(refused(r#"set k "v"w"#).contains("closing quote must be followed by a space"));
         assert!(refused("quit now").contains("quit takes no arguments"));
