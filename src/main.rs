@@ -438,7 +438,9 @@ fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
     };
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         use rustyline::error::ReadlineError;
-        let mut editor = rustyline::DefaultEditor::new().context("cannot read the terminal")?;
+        let mut editor = rustyline::Editor::<ShellHelper, rustyline::history::FileHistory>::new()
+            .context("cannot read the terminal")?;
+        editor.set_helper(Some(ShellHelper));
         let history = history_file();
         if let Some(path) = &history {
             // None yet on a first run.
@@ -503,6 +505,46 @@ fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Tab completion of command names and greyed hints of a command's
+/// arguments at the shell's prompt ([`meridian::cli::shell::complete`] and
+/// [`meridian::cli::shell::hint`]).
+struct ShellHelper;
+
+impl rustyline::completion::Completer for ShellHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(meridian::cli::shell::complete(line, pos))
+    }
+}
+
+impl rustyline::hint::Hinter for ShellHelper {
+    type Hint = String;
+
+    fn hint(&self, line: &str, pos: usize, _: &rustyline::Context<'_>) -> Option<String> {
+        // Only with the cursor at the end, where the hint is drawn.
+        (pos == line.len())
+            .then(|| meridian::cli::shell::hint(line))
+            .flatten()
+    }
+}
+
+impl rustyline::highlight::Highlighter for ShellHelper {
+    fn highlight_hint<'h>(&self, hint: &'h str) -> std::borrow::Cow<'h, str> {
+        // Dark grey, as redis-cli draws its hints.
+        std::borrow::Cow::Owned(format!("\x1b[90m{hint}\x1b[0m"))
+    }
+}
+
+impl rustyline::validate::Validator for ShellHelper {}
+
+impl rustyline::Helper for ShellHelper {}
 
 /// The shell's history file: `$MERIDIAN_HISTFILE`, else
 /// `~/.meridian_history`; none when that is empty, `/dev/null`, or

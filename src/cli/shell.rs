@@ -268,6 +268,71 @@ pub fn help_text() -> String {
     )
 }
 
+/// The words the shell itself knows, besides the data commands.
+const SHELL_WORDS: [&str; 3] = ["help", "quit", "exit"];
+
+/// Tab completion of the word under the cursor at `pos` in `line`: where
+/// that word starts, and the command names it may become (the first word
+/// only; in lower case, or upper case when it was typed so).
+///
+/// ```
+/// use meridian::cli::shell::complete;
+///
+/// assert_eq!(complete("hi", 2), (0, vec!["hincrby".to_owned()]));
+/// assert_eq!(complete("SM", 2), (0, vec!["SMEMBERS".to_owned()]));
+/// assert_eq!(complete("get k", 5), (5, vec![]));
+/// ```
+pub fn complete(line: &str, pos: usize) -> (usize, Vec<String>) {
+    let before = line.get(..pos).unwrap_or(line);
+    let start = before.trim_start().len();
+    let start = before.len() - start;
+    let word = &before[start..];
+    if word.contains(char::is_whitespace) {
+        // Past the command's name: arguments are the user's own.
+        return (pos, Vec::new());
+    }
+    let upper = word.chars().next().is_some_and(char::is_uppercase);
+    let lower = word.to_lowercase();
+    let names = command::COMMANDS.iter().map(|spec| spec.name);
+    let candidates = names
+        .chain(SHELL_WORDS)
+        .filter(|name| name.starts_with(&lower))
+        .map(|name| {
+            if upper {
+                name.to_uppercase()
+            } else {
+                name.to_owned()
+            }
+        })
+        .collect();
+    (start, candidates)
+}
+
+/// The usage shown after the cursor, greyed, once a line holds a data
+/// command's name and nothing after it (`incrby` → ` KEY N`), as
+/// redis-cli hints.
+///
+/// ```
+/// use meridian::cli::shell::hint;
+///
+/// assert_eq!(hint("incrby").as_deref(), Some(" KEY N"));
+/// assert_eq!(hint("INCRBY ").as_deref(), Some("KEY N"));
+/// assert_eq!(hint("incrby k"), None);
+/// ```
+pub fn hint(line: &str) -> Option<String> {
+    let typed = line.trim_start();
+    let name = typed.trim_end();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return None;
+    }
+    let spec = command::find(&name.to_lowercase())?;
+    if spec.args.is_empty() {
+        return None;
+    }
+    let space = if typed.len() > name.len() { "" } else { " " };
+    Some(format!("{space}{}", spec.args))
+}
+
 /// What a line printed: text for stdout and for stderr, whether it failed,
 /// and whether the shell ends.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -447,6 +512,37 @@ mod tests {
             panic!("not help");
         };
         assert!(text.starts_with("usage: sadd KEY MEMBER"), "{text}");
+    }
+
+    #[test]
+    fn tab_completes_command_names_and_shell_words() {
+        assert_eq!(
+            complete("", 0).1.len(),
+            command::COMMANDS.len() + SHELL_WORDS.len()
+        );
+        assert_eq!(complete("  sc", 4), (2, vec!["scard".to_owned()]));
+        assert_eq!(
+            complete("h", 1).1,
+            ["hset", "hget", "hdel", "hgetall", "hscan", "hincrby", "hlen", "help"]
+        );
+        assert_eq!(complete("qu", 2).1, ["quit"]);
+        assert!(complete("zz", 2).1.is_empty());
+        // The cursor decides: at the start of `sa k` it is the name's.
+        assert_eq!(complete("sa k", 2), (0, vec!["sadd".to_owned()]));
+        assert_eq!(complete("sadd k", 6), (6, vec![]));
+    }
+
+    #[test]
+    fn hints_show_a_commands_arguments_until_one_is_typed() {
+        assert_eq!(
+            hint("set").as_deref(),
+            Some(" KEY VALUE [--ex SECONDS | --px MS]")
+        );
+        assert_eq!(hint("  Get ").as_deref(), Some("KEY"));
+        assert_eq!(hint("ping").as_deref(), Some(" [MESSAGE]"));
+        for line in ["", " ", "get k", "nosuch", "quit"] {
+            assert_eq!(hint(line), None, "{line:?}");
+        }
     }
 
     #[test]
