@@ -441,7 +441,10 @@ fn shell(global: &GlobalArgs) -> anyhow::Result<()> {
         let mut editor = rustyline::Editor::<ShellHelper, rustyline::history::FileHistory>::new()
             .context("cannot read the terminal")?;
         editor.set_helper(Some(ShellHelper));
-        let history = history_file();
+        let history = meridian::cli::shell::history_file(
+            std::env::var_os("MERIDIAN_HISTFILE").as_deref(),
+            std::env::var_os("HOME").as_deref(),
+        );
         if let Some(path) = &history {
             // None yet on a first run.
             let _ = editor.load_history(path);
@@ -545,23 +548,6 @@ impl rustyline::highlight::Highlighter for ShellHelper {
 impl rustyline::validate::Validator for ShellHelper {}
 
 impl rustyline::Helper for ShellHelper {}
-
-/// The shell's history file: `$MERIDIAN_HISTFILE`, else
-/// `~/.meridian_history`; none when that is empty, `/dev/null`, or
-/// something other than a file (a device is never rewritten).
-fn history_file() -> Option<PathBuf> {
-    let path = match std::env::var_os("MERIDIAN_HISTFILE") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
-            Path::new(&home).join(".meridian_history")
-        }
-    };
-    let usable = !path.as_os_str().is_empty()
-        && path != Path::new("/dev/null")
-        && std::fs::metadata(&path).map_or(true, |m| m.is_file());
-    usable.then_some(path)
-}
 
 fn serve_node(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let path = global.topology_or(None);

@@ -15,8 +15,9 @@
 use super::command::{self, DataCommand, UsageError};
 use super::data::{self, Session};
 use super::format;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 
 /// A line whose quotes do not split into words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -333,6 +334,20 @@ pub fn hint(line: &str) -> Option<String> {
     Some(format!("{space}{}", spec.args))
 }
 
+/// The shell's history file, from `$MERIDIAN_HISTFILE` (`histfile`), else
+/// `.meridian_history` in `home`; none when that is empty, `/dev/null`, or
+/// something other than a file (a device is never rewritten).
+pub fn history_file(histfile: Option<&OsStr>, home: Option<&OsStr>) -> Option<PathBuf> {
+    let path = match histfile {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(home.filter(|home| !home.is_empty())?).join(".meridian_history"),
+    };
+    let usable = !path.as_os_str().is_empty()
+        && path != Path::new("/dev/null")
+        && std::fs::metadata(&path).map_or(true, |m| m.is_file());
+    usable.then_some(path)
+}
+
 /// What a line printed: text for stdout and for stderr, whether it failed,
 /// and whether the shell ends.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -543,6 +558,31 @@ mod tests {
         for line in ["", " ", "get k", "nosuch", "quit"] {
             assert_eq!(hint(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn history_goes_to_a_file_never_a_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let os = |s: &str| std::ffi::OsString::from(s);
+        let home = os(dir.path().to_str().unwrap());
+        assert_eq!(
+            history_file(None, Some(&home)),
+            Some(dir.path().join(".meridian_history"))
+        );
+        let mine = dir.path().join("mine");
+        assert_eq!(
+            history_file(Some(mine.as_os_str()), Some(&home)),
+            Some(mine.clone())
+        );
+        std::fs::write(&mine, "set a 1\n").unwrap();
+        assert_eq!(history_file(Some(mine.as_os_str()), None), Some(mine));
+        for none in ["", "/dev/null", "/dev/zero"] {
+            assert_eq!(history_file(Some(&os(none)), Some(&home)), None, "{none}");
+        }
+        // A directory is no file either.
+        assert_eq!(history_file(Some(&home), None), None);
+        assert_eq!(history_file(None, Some(&os(""))), None);
+        assert_eq!(history_file(None, None), None);
     }
 
     #[test]
