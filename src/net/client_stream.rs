@@ -41,7 +41,7 @@ use super::{
 };
 use crate::node::ClientId;
 use crate::protocol::frame::{
-    check_client_preamble, encode_into, preamble_of, FrameError, PREAMBLE_LEN,
+    check_client_preamble, encode_into, preamble_of, FrameError, PREAMBLE_LEN, PROTOCOL_VERSION,
 };
 use crate::protocol::{codes, ErrorReply, Response};
 use crate::tls::peer_identity;
@@ -560,7 +560,7 @@ async fn write_responses(
         // The budget the batch's answers held, given back once written
         // (or once the stream has failed).
         let mut bytes = first.approx_bytes();
-        encode_response(&first, &mut buf, frame_bytes_max);
+        encode_response(&first, version, &mut buf, frame_bytes_max);
         drop(first);
         let mut written = 1;
         while buf.len() < WRITE_BATCH_BYTES {
@@ -568,7 +568,7 @@ async fn write_responses(
                 break;
             };
             bytes += response.approx_bytes();
-            encode_response(&response, &mut buf, frame_bytes_max);
+            encode_response(&response, version, &mut buf, frame_bytes_max);
             written += 1;
         }
         let sent = send.write_all(&buf).await;
@@ -581,9 +581,30 @@ async fn write_responses(
     }
 }
 
-/// Appends `response` as a frame; one too large to frame is replaced by a
-/// `KeyValueTooLarge` answer to the same request.
-fn encode_response(response: &Response, buf: &mut Vec<u8>, frame_bytes_max: usize) {
+/// Appends `response` as a frame for a client of protocol `version`; one
+/// too large to frame is replaced by a `KeyValueTooLarge` answer to the
+/// same request, and one the client's version cannot read by a
+/// `BadRequest` ([`Response::for_client`]).
+fn encode_response(response: &Response, version: u16, buf: &mut Vec<u8>, frame_bytes_max: usize) {
+    let older;
+    // This build's clients read every answer.
+    let replaced = if version < PROTOCOL_VERSION {
+        response.for_client(version)
+    } else {
+        None
+    };
+    let response = match replaced {
+        Some(replaced) => {
+            tracing::warn!(
+                id = response.id,
+                version,
+                "an answer too new for its client"
+            );
+            older = replaced;
+            &older
+        }
+        None => response,
+    };
     let Err(e) = encode_into(response, buf, frame_bytes_max) else {
         return;
     };

@@ -19,8 +19,8 @@
 
 use super::request_reader::{Next, RequestReader};
 use crate::protocol::frame::{
-    self, check_preamble, encode_into, preamble, FrameError, FrameReader, LENGTH_PREFIX_LEN,
-    PREAMBLE_LEN,
+    self, check_client_preamble, check_preamble, encode_into, preamble, FrameError, FrameReader,
+    CLIENT_VERSION_MIN, LENGTH_PREFIX_LEN, PREAMBLE_LEN, PROTOCOL_VERSION,
 };
 use crate::protocol::samples::{
     apply_damage, command_name, damage, peer_msg_name, response_name, Damage, Gen,
@@ -448,6 +448,10 @@ proptest! {
         check_outcome(&out, &bytes, largest)?;
         if let Some(head) = bytes.first_chunk::<PREAMBLE_LEN>() {
             let _ = check_preamble(head);
+            // What a node checks a client's stream with.
+            if let Ok(version) = check_client_preamble(head) {
+                prop_assert!((CLIENT_VERSION_MIN..=PROTOCOL_VERSION).contains(&version));
+            }
         }
     }
 }

@@ -16,7 +16,7 @@
 mod adversarial;
 mod bundle;
 mod catchup;
-mod execute;
+pub(crate) mod execute;
 mod geo;
 mod membership;
 mod rebalance;

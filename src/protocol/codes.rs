@@ -27,7 +27,7 @@ pub const TOO_MANY_PARTIAL: u32 = 8;
 const VERSION_MISMATCH_TEXT: &str =
     "the peer speaks another protocol version than this build's (9): nodes serve clients of \
      their own protocol version and a few before it, and speak only their own to each other \
-     (upgrade the nodes, then the clients)";
+     (upgrade every node, then the clients)";
 
 /// A sentence for `code`, as read from a reset, stop or close.
 ///

@@ -1,19 +1,28 @@
 //! Tests that keep the client messages of every protocol version from
-//! [`CLIENT_VERSION_MIN`](super::frame::CLIENT_VERSION_MIN) on encoding as
-//! they did, so that a node serves clients of those versions (see there).
+//! [`CLIENT_VERSION_MIN`](super::frame::CLIENT_VERSION_MIN) to
+//! [`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION) encoding as they
+//! did, so that a node serves clients of those versions (see there).
 //!
-//! Two guards:
-//! - each variant of the client-facing enums keeps its index (postcard
-//!   encodes a variant as its index), checked by an exhaustive match, so a
-//!   new variant does not compile until it is listed here, after the
-//!   others;
-//! - a sample of every client message made only of what version 7 had
-//!   encodes to the same bytes (their hash is pinned below).
+//! Three guards:
+//! - each variant of every enum a client message holds keeps its index
+//!   (postcard encodes a variant as its index), checked by exhaustive
+//!   matches, so a new variant does not compile until it is listed here;
+//! - a sample of the client messages of each version served, every variant
+//!   with distinct and extreme values, `None` and `Some`, encodes to the
+//!   bytes that version's build gave (their hashes are pinned below; the
+//!   oldest one's was taken from a build of that version);
+//! - every reply and error says which version brought it in
+//!   ([`Reply::since`]), and a node answers a client that lacks one with a
+//!   `BadRequest` it can read instead.
 //!
-//! When either fails, the change broke older clients: append the variant
-//! at the end instead, or raise `CLIENT_VERSION_MIN` to the new
-//! `PROTOCOL_VERSION` and pin the new hash.
+//! A new variant may go at the end of a request-side enum (`Command`,
+//! `FieldOp`): older clients never send it. A new reply or error, or a new
+//! variant of an enum nested in one (`FieldValue`, `Kind`, `Ttl`), must
+//! also say its version in `since`. Any other change to how an existing
+//! message encodes breaks the clients of the versions pinned here: raise
+//! `CLIENT_VERSION_MIN` past them and drop their pins.
 
+use super::frame::{CLIENT_VERSION_MIN, PROTOCOL_VERSION};
 use super::{Answer, Command, ErrorReply, LinkStatus, NodeStatus, RebalanceStatus, Reply};
 use super::{Request, Response};
 use crate::keyspace::{FieldOp, FieldValue, Page, Ttl};
@@ -94,91 +103,188 @@ fn error_index(error: &ErrorReply) -> u8 {
     }
 }
 
+fn field_op_index(op: &FieldOp) -> u8 {
+    match op {
+        FieldOp::Set(_) => 0,
+        FieldOp::Incr(_) => 1,
+        FieldOp::SetAdd(_) => 2,
+        FieldOp::SetRemove(_) => 3,
+        FieldOp::MvSet(_) => 4,
+        FieldOp::Remove => 5,
+    }
+}
+
+fn field_value_index(value: &FieldValue) -> u8 {
+    match value {
+        FieldValue::Register(_) => 0,
+        FieldValue::Counter(_) => 1,
+        FieldValue::Set(_) => 2,
+        FieldValue::Map(_) => 3,
+        FieldValue::MvRegister(_) => 4,
+    }
+}
+
+fn ttl_index(ttl: &Ttl) -> u8 {
+    match ttl {
+        Ttl::Missing => 0,
+        Ttl::Persistent => 1,
+        Ttl::Ms(_) => 2,
+    }
+}
+
+fn kind_index(kind: Kind) -> u8 {
+    match kind {
+        Kind::Register => 0,
+        Kind::MvRegister => 1,
+        Kind::Counter => 2,
+        Kind::Set => 3,
+        Kind::Map => 4,
+    }
+}
+
+fn write_index(level: WriteConsistency) -> u8 {
+    match level {
+        WriteConsistency::One => 0,
+        WriteConsistency::Quorum => 1,
+        WriteConsistency::All => 2,
+    }
+}
+
+fn read_index(level: ReadConsistency) -> u8 {
+    match level {
+        ReadConsistency::One => 0,
+        ReadConsistency::Quorum => 1,
+    }
+}
+
 fn b(text: &str) -> Bytes {
     Bytes::from(text.as_bytes().to_vec())
 }
 
-/// One of every command version 7 had, and those of version 9.
+const FIELD_OPS: fn() -> [FieldOp; 6] = || {
+    [
+        FieldOp::Set(b("set")),
+        FieldOp::Incr(i64::MIN),
+        FieldOp::SetAdd(b("add")),
+        FieldOp::SetRemove(b("rem")),
+        FieldOp::MvSet(b("mv")),
+        FieldOp::Remove,
+    ]
+};
+
+fn field_values() -> [FieldValue; 5] {
+    [
+        FieldValue::Register(b("reg")),
+        FieldValue::Counter(i64::MAX),
+        FieldValue::Set(vec![b("m1"), b("m2")]),
+        FieldValue::Map(vec![
+            (b("inner"), FieldValue::Counter(-300)),
+            (b("deeper"), FieldValue::Map(Vec::new())),
+        ]),
+        FieldValue::MvRegister(vec![b("c1"), b("c2"), b("c3")]),
+    ]
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::Register,
+    Kind::MvRegister,
+    Kind::Counter,
+    Kind::Set,
+    Kind::Map,
+];
+
+/// One of every command version 7 had (every `FieldOp` among them), and
+/// those version 9 added.
 fn commands() -> (Vec<Command>, Vec<Command>) {
-    let k = || b("k");
-    let v7 = vec![
+    let k = |n: u32| b(&format!("key-{n}"));
+    let mut v7 = vec![
         Command::Ping,
         Command::Status,
-        Command::Get { key: k() },
+        Command::Get { key: k(1) },
         Command::Set {
-            key: k(),
-            value: b("v"),
-            ttl_ms: Some(1_000),
+            key: k(2),
+            value: b("value"),
+            ttl_ms: Some(u64::MAX),
         },
-        Command::Del { key: k() },
-        Command::IncrBy { key: k(), by: -5 },
-        Command::CounterGet { key: k() },
+        Command::Set {
+            key: k(3),
+            value: Bytes::from(vec![0, 255, 128]),
+            ttl_ms: None,
+        },
+        Command::Del { key: k(4) },
+        Command::IncrBy {
+            key: k(5),
+            by: i64::MIN,
+        },
+        Command::CounterGet { key: k(6) },
         Command::SAdd {
-            key: k(),
-            members: vec![b("a"), b("b")],
+            key: k(7),
+            members: vec![b("a"), b("b"), Bytes::from(vec![0u8; 200])],
         },
         Command::SRem {
-            key: k(),
-            members: vec![b("a")],
+            key: k(8),
+            members: Vec::new(),
         },
-        Command::SMembers { key: k() },
+        Command::SMembers { key: k(9) },
         Command::SIsMember {
-            key: k(),
-            member: b("a"),
+            key: k(10),
+            member: b("is"),
         },
-        Command::SCard { key: k() },
+        Command::SCard { key: k(11) },
         Command::HSet {
-            key: k(),
-            field: b("f"),
-            value: b("v"),
+            key: k(12),
+            field: b("field"),
+            value: b("hvalue"),
         },
         Command::HGet {
-            key: k(),
-            field: b("f"),
+            key: k(13),
+            field: b("hget"),
         },
         Command::HDel {
-            key: k(),
-            fields: vec![b("f")],
+            key: k(14),
+            fields: vec![b("d1"), b("d2")],
         },
-        Command::HGetAll { key: k() },
+        Command::HGetAll { key: k(15) },
         Command::HIncrBy {
-            key: k(),
-            field: b("f"),
-            by: 3,
+            key: k(16),
+            field: b("hincr"),
+            by: i64::MAX,
         },
-        Command::HLen { key: k() },
-        Command::MapApply {
-            key: k(),
-            path: vec![b("a"), b("b")],
-            op: FieldOp::SetAdd(b("m")),
-        },
+        Command::HLen { key: k(17) },
         Command::MapGet {
-            key: k(),
-            path: vec![b("a")],
+            key: k(18),
+            path: vec![b("p1"), b("p2"), b("p3")],
         },
         Command::MvSet {
-            key: k(),
-            value: b("v"),
+            key: k(19),
+            value: b("mvvalue"),
         },
-        Command::MvGet { key: k() },
+        Command::MvGet { key: k(20) },
         Command::Expire {
-            key: k(),
-            ttl_ms: 60_000,
+            key: k(21),
+            ttl_ms: 1 << 40,
         },
-        Command::Ttl { key: k() },
-        Command::Persist { key: k() },
-        Command::Type { key: k() },
+        Command::Ttl { key: k(22) },
+        Command::Persist { key: k(23) },
+        Command::Type { key: k(24) },
         Command::ReloadTopology,
         Command::Topology,
     ];
+    for (n, op) in FIELD_OPS().into_iter().enumerate() {
+        v7.push(Command::MapApply {
+            key: k(30 + n as u32),
+            path: vec![b("path"); n],
+            op,
+        });
+    }
     let v9 = vec![
         Command::SScan {
-            key: k(),
-            after: Some(b("a")),
-            count: 10,
+            key: k(40),
+            after: Some(b("after")),
+            count: u32::MAX,
         },
         Command::HScan {
-            key: k(),
+            key: k(41),
             after: None,
             count: 1,
         },
@@ -188,7 +294,7 @@ fn commands() -> (Vec<Command>, Vec<Command>) {
 
 fn status() -> NodeStatus {
     NodeStatus {
-        replica: 7,
+        replica: u32::MAX,
         region: "us-east".into(),
         keys: 1,
         memory_bytes: 2,
@@ -196,65 +302,68 @@ fn status() -> NodeStatus {
         requests: 4,
         writes_acked: 5,
         writes_short: 6,
-        refused: 7,
-        peers_suspected: vec![2],
+        refused: u64::MAX,
+        peers_suspected: vec![8, 9],
         links: vec![LinkStatus {
             region: "eu-west".into(),
-            backlog_deltas: 1,
-            backlog_bytes: 2,
-            lag_ms: 3,
-            lag_ms_last: Some(4),
+            backlog_deltas: 10,
+            backlog_bytes: 11,
+            lag_ms: 12,
+            lag_ms_last: Some(13),
             last_acked_ago_ms: None,
-            dropped: 5,
+            dropped: 14,
         }],
         rebalance: RebalanceStatus {
-            epoch: 1,
-            keys_total: 2,
-            keys_sent: 3,
-            bytes_total: 4,
-            bytes_sent: 5,
-            batches_resent: 6,
+            epoch: 15,
+            keys_total: 16,
+            keys_sent: 17,
+            bytes_total: 18,
+            bytes_sent: 19,
+            batches_resent: 20,
             sending_done: true,
             finished: false,
-            leaving: true,
-            keys_dropped: 8,
+            leaving: false,
+            keys_dropped: 21,
         },
-        topology_version: 9,
+        topology_version: 22,
     }
 }
 
-/// One of every reply version 7 had, and those of version 9.
+/// One of every reply version 7 had (with every `FieldValue`, `Kind` and
+/// `Ttl`), and those version 9 added.
 fn replies() -> (Vec<Reply>, Vec<Reply>) {
-    let v7 = vec![
+    let mut v7 = vec![
         Reply::Ok,
         Reply::Pong,
         Reply::Nil,
         Reply::Int(i64::MIN),
         Reply::Bool(true),
+        Reply::Bool(false),
         Reply::Value(b("v")),
         Reply::Values(vec![b("a"), b("b")]),
-        Reply::Fields(vec![
-            (b("r"), FieldValue::Register(b("v"))),
-            (b("c"), FieldValue::Counter(-1)),
-            (b("s"), FieldValue::Set(vec![b("m")])),
-            (
-                b("m"),
-                FieldValue::Map(vec![(b("x"), FieldValue::Counter(2))]),
-            ),
-            (b("mv"), FieldValue::MvRegister(vec![b("1"), b("2")])),
-        ]),
+        Reply::Fields(
+            field_values()
+                .into_iter()
+                .enumerate()
+                .map(|(n, v)| (b(&format!("f{n}")), v))
+                .collect(),
+        ),
         Reply::Field(None),
-        Reply::Type(Some(Kind::MvRegister)),
-        Reply::Ttl(Ttl::Ms(1_500)),
+        Reply::Type(None),
+        Reply::Ttl(Ttl::Missing),
+        Reply::Ttl(Ttl::Persistent),
+        Reply::Ttl(Ttl::Ms(u64::MAX)),
         Reply::Status(Box::new(status())),
     ];
+    v7.extend(field_values().into_iter().map(|v| Reply::Field(Some(v))));
+    v7.extend(KINDS.map(|k| Reply::Type(Some(k))));
     let v9 = vec![
         Reply::SetPage(Page {
-            items: vec![b("a")],
+            items: vec![b("a"), b("z")],
             more: true,
         }),
         Reply::MapPage(Page {
-            items: vec![(b("f"), FieldValue::Counter(1))],
+            items: field_values().into_iter().map(|v| (b("page"), v)).collect(),
             more: false,
         }),
     ];
@@ -262,25 +371,29 @@ fn replies() -> (Vec<Reply>, Vec<Reply>) {
 }
 
 fn errors() -> Vec<ErrorReply> {
-    vec![
-        ErrorReply::WrongType {
-            wanted: Kind::Counter,
-            found: Kind::Set,
-        },
+    let mut errors: Vec<ErrorReply> = KINDS
+        .iter()
+        .zip(KINDS.iter().rev())
+        .map(|(&wanted, &found)| ErrorReply::WrongType { wanted, found })
+        .collect();
+    errors.extend([
         ErrorReply::KeyTooLarge {
-            len: 2000,
+            len: u64::MAX,
             max: 1024,
         },
-        ErrorReply::ValueTooLarge { len: 5, max: 4 },
+        ErrorReply::ValueTooLarge {
+            len: 1 << 33,
+            max: 1 << 20,
+        },
         ErrorReply::Overflow,
-        ErrorReply::NestingTooDeep { max: 8 },
+        ErrorReply::NestingTooDeep { max: 300 },
         ErrorReply::QuorumNotReached {
-            acked: 1,
-            needed: 2,
+            acked: 200,
+            needed: 255,
         },
         ErrorReply::ReadQuorumNotReached {
-            replied: 1,
-            needed: 2,
+            replied: 129,
+            needed: 250,
         },
         ErrorReply::Timeout,
         ErrorReply::Unavailable {
@@ -292,8 +405,12 @@ fn errors() -> Vec<ErrorReply> {
         ErrorReply::Refused {
             reason: "no".into(),
         },
-        ErrorReply::KeyValueTooLarge { len: 9, max: 8 },
-    ]
+        ErrorReply::KeyValueTooLarge {
+            len: 70_000,
+            max: 65_536,
+        },
+    ]);
+    errors
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -313,61 +430,244 @@ fn every_client_enum_variant_keeps_its_index() {
     for error in errors() {
         assert_eq!(encode(&error)[0], error_index(&error), "{error:?}");
     }
-    // The samples name every variant.
-    assert_eq!(commands().0.len() + commands().1.len(), 30);
-    assert_eq!(replies().0.len() + replies().1.len(), 14);
-    assert_eq!(errors().len(), 12);
+    for op in FIELD_OPS() {
+        assert_eq!(encode(&op)[0], field_op_index(&op), "{op:?}");
+    }
+    for value in field_values() {
+        assert_eq!(encode(&value)[0], field_value_index(&value), "{value:?}");
+    }
+    for ttl in [Ttl::Missing, Ttl::Persistent, Ttl::Ms(5)] {
+        assert_eq!(encode(&ttl)[0], ttl_index(&ttl), "{ttl:?}");
+    }
+    for kind in KINDS {
+        assert_eq!(encode(&kind)[0], kind_index(kind), "{kind:?}");
+    }
+    for level in [
+        WriteConsistency::One,
+        WriteConsistency::Quorum,
+        WriteConsistency::All,
+    ] {
+        assert_eq!(encode(&level)[0], write_index(level), "{level:?}");
+    }
+    for level in [ReadConsistency::One, ReadConsistency::Quorum] {
+        assert_eq!(encode(&level)[0], read_index(level), "{level:?}");
+    }
 }
 
-/// The requests and responses of an oldest client still served: every
-/// version-7 command (with both consistency options and none), and every
-/// version-7 reply and error in a response.
-fn oldest_client_messages() -> Vec<u8> {
+/// The requests and responses of a client of protocol `version`: every
+/// command it has, under each consistency level and none, and every reply
+/// and error it reads, in a response.
+fn client_messages(version: u16) -> Vec<u8> {
     let mut wire = Vec::new();
-    let (commands, _) = commands();
-    for (i, command) in commands.into_iter().enumerate() {
+    let (v7, v9) = commands();
+    let commands = v7
+        .into_iter()
+        .chain(v9.into_iter().filter(|_| version >= 9));
+    let writes = [
+        None,
+        Some(WriteConsistency::One),
+        Some(WriteConsistency::Quorum),
+        Some(WriteConsistency::All),
+    ];
+    let reads = [
+        None,
+        Some(ReadConsistency::One),
+        Some(ReadConsistency::Quorum),
+    ];
+    for (i, command) in commands.enumerate() {
         let request = Request {
-            id: i as u64 * 1_000_003,
+            id: (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             command,
-            write: [None, Some(WriteConsistency::All)][i % 2],
-            read: [Some(ReadConsistency::Quorum), None][i % 2],
+            write: writes[i % writes.len()],
+            read: reads[i % reads.len()],
         };
         wire.extend(encode(&request));
     }
-    let (replies, _) = replies();
-    for (i, reply) in replies.into_iter().enumerate() {
+    let (v7, v9) = replies();
+    let replies = v7
+        .into_iter()
+        .chain(v9.into_iter().filter(|_| version >= 9));
+    for (i, reply) in replies.enumerate() {
         let response = Response {
             id: u64::MAX - i as u64,
             result: Ok(Answer {
                 reply,
-                replicas_acked: 2,
-                replicas_needed: 3,
+                replicas_acked: 250 - i as u8,
+                replicas_needed: 128 + i as u8,
             }),
         };
         wire.extend(encode(&response));
     }
     for (i, error) in errors().into_iter().enumerate() {
         wire.extend(encode(&Response {
-            id: i as u64,
+            id: 1 << (i + 7),
             result: Err(error),
         }));
     }
     wire
 }
 
-/// The hash of [`oldest_client_messages`] as protocol version 7 encoded
-/// them.
-const OLDEST_CLIENT_MESSAGES_XXH3: u64 = 9_585_002_351_149_929_312;
+/// The hash (xxh3) of [`client_messages`] of each protocol version served,
+/// as that version's build encoded them, oldest first.
+const PINNED: [(u16, u64); 2] = [
+    (7, 15_555_325_040_342_598_198),
+    (9, 849_021_891_112_607_140),
+];
 
 #[test]
-fn the_oldest_client_messages_still_served_encode_as_they_did() {
-    let wire = oldest_client_messages();
+fn the_client_messages_of_every_version_served_encode_as_they_did() {
     assert_eq!(
-        xxhash_rust::xxh3::xxh3_64(&wire),
-        OLDEST_CLIENT_MESSAGES_XXH3,
-        "client messages of protocol version {} changed encoding ({} bytes): raise \
-         CLIENT_VERSION_MIN, or undo the change",
-        super::frame::CLIENT_VERSION_MIN,
-        wire.len()
+        PINNED[0].0, CLIENT_VERSION_MIN,
+        "pin the oldest version served, and only the versions served"
     );
+    for (version, pinned) in PINNED {
+        assert!(version <= PROTOCOL_VERSION);
+        let wire = client_messages(version);
+        assert_eq!(
+            xxhash_rust::xxh3::xxh3_64(&wire),
+            pinned,
+            "client messages of protocol version {version} changed encoding ({} bytes): \
+             raise CLIENT_VERSION_MIN past it, or undo the change",
+            wire.len()
+        );
+    }
+}
+
+#[test]
+fn each_reply_and_error_says_the_version_that_brought_it() {
+    let (v7, v9) = replies();
+    for reply in v7 {
+        assert_eq!(reply.since(), 7, "{reply:?}");
+    }
+    for reply in v9 {
+        assert_eq!(reply.since(), 9, "{reply:?}");
+    }
+    for error in errors() {
+        assert_eq!(error.since(), 7, "{error:?}");
+    }
+}
+
+#[test]
+fn an_answer_too_new_for_its_client_is_an_error_it_can_read() {
+    let page = Response {
+        id: 42,
+        result: Ok(Answer {
+            reply: Reply::SetPage(Page {
+                items: vec![b("a")],
+                more: false,
+            }),
+            replicas_acked: 1,
+            replicas_needed: 1,
+        }),
+    };
+    assert_eq!(page.for_client(9), None);
+    let Some(older) = page.for_client(8) else {
+        panic!("sent as it is to a version 8 client");
+    };
+    assert_eq!(older.id, 42);
+    assert!(
+        matches!(&older.result, Err(ErrorReply::BadRequest { reason }) if reason.contains("needs protocol version 9")),
+        "{older:?}"
+    );
+    assert_eq!(older.since(), 7);
+    let pong = Response {
+        id: 1,
+        result: Ok(Answer {
+            reply: Reply::Pong,
+            replicas_acked: 1,
+            replicas_needed: 1,
+        }),
+    };
+    assert_eq!(pong.for_client(CLIENT_VERSION_MIN), None);
+}
+
+/// What a node answers to every command of the oldest client served, on
+/// its own key and on a key of each type: only what that version reads.
+#[test]
+fn the_oldest_clients_commands_are_answered_in_its_version() {
+    use crate::keyspace::{Keyspace, KeyspaceConfig};
+    use crdt_types::ReplicaId;
+    let mut ks = Keyspace::new(ReplicaId(1), KeyspaceConfig::default());
+    let now = 1_800_000_000_000;
+    let typed = ["t-register", "t-counter", "t-set", "t-map", "t-mv"];
+    for (key, command) in typed.iter().zip([
+        Command::Set {
+            key: b(""),
+            value: b("v"),
+            ttl_ms: None,
+        },
+        Command::IncrBy { key: b(""), by: 1 },
+        Command::SAdd {
+            key: b(""),
+            members: vec![b("m")],
+        },
+        Command::MapApply {
+            key: b(""),
+            path: vec![b("n"), b("f")],
+            op: FieldOp::Incr(2),
+        },
+        Command::MvSet {
+            key: b(""),
+            value: b("v"),
+        },
+    ]) {
+        let mut command = command;
+        *command_key_mut(&mut command).unwrap() = b(key);
+        crate::node::execute::execute(&mut ks, &command, now).unwrap();
+    }
+    let (v7, _) = commands();
+    let mut runs = 0;
+    for command in &v7 {
+        let on_typed = typed.iter().map(|key| {
+            let mut command = command.clone();
+            if let Some(k) = command_key_mut(&mut command) {
+                *k = b(key);
+            }
+            command
+        });
+        for command in std::iter::once(command.clone()).chain(on_typed) {
+            let since = match crate::node::execute::execute(&mut ks, &command, now) {
+                Ok((reply, _)) => reply.since(),
+                Err(e) => ErrorReply::from(e).since(),
+            };
+            assert!(
+                since <= CLIENT_VERSION_MIN,
+                "{command:?} answered with version {since}"
+            );
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, v7.len() * 6);
+}
+
+fn command_key_mut(command: &mut Command) -> Option<&mut Bytes> {
+    match command {
+        Command::Get { key }
+        | Command::Set { key, .. }
+        | Command::Del { key }
+        | Command::IncrBy { key, .. }
+        | Command::CounterGet { key }
+        | Command::SAdd { key, .. }
+        | Command::SRem { key, .. }
+        | Command::SMembers { key }
+        | Command::SIsMember { key, .. }
+        | Command::SCard { key }
+        | Command::HSet { key, .. }
+        | Command::HGet { key, .. }
+        | Command::HDel { key, .. }
+        | Command::HGetAll { key }
+        | Command::HIncrBy { key, .. }
+        | Command::HLen { key }
+        | Command::MapApply { key, .. }
+        | Command::MapGet { key, .. }
+        | Command::MvSet { key, .. }
+        | Command::MvGet { key }
+        | Command::Expire { key, .. }
+        | Command::Ttl { key }
+        | Command::Persist { key }
+        | Command::Type { key }
+        | Command::SScan { key, .. }
+        | Command::HScan { key, .. } => Some(key),
+        Command::Ping | Command::Status | Command::ReloadTopology | Command::Topology => None,
+    }
 }

@@ -24,13 +24,16 @@ pub const PROTOCOL_VERSION: u16 = 9;
 /// 7 the client messages only gained commands and replies at the end of
 /// their enums (`SScan`, `HScan`, `SetPage`, `MapPage` in 9), so an older
 /// client's requests decode the same, and the answers to them use nothing
-/// it lacks: nodes upgraded first keep serving the clients not yet
-/// upgraded. A node answers on a client stream in the client's version.
-/// Streams between nodes need [`PROTOCOL_VERSION`] itself.
+/// it lacks (an answer that would is replaced by a `BadRequest` it reads,
+/// see `Response::for_client`). A node answers on a client stream in the
+/// client's version. Streams between nodes need [`PROTOCOL_VERSION`]
+/// itself, so every node of a cluster runs one version.
 ///
-/// A change that alters how an existing client message encodes (a
-/// variant inserted or removed, a field added) must raise this to the new
-/// [`PROTOCOL_VERSION`]; `protocol::compat`'s tests fail until it does.
+/// `protocol::compat`'s tests pin how the messages of each version served
+/// encode. A change to an existing client message must raise this past the
+/// versions it breaks. So must a new key in the topology file, which nodes
+/// send clients as text (`Command::Topology`) that older clients parse
+/// strictly.
 pub const CLIENT_VERSION_MIN: u16 = 7;
 /// Bytes of the stream preamble.
 pub const PREAMBLE_LEN: usize = 6;
@@ -50,7 +53,10 @@ pub enum FrameError {
     #[error("not a Meridian stream (bad preamble)")]
     BadMagic,
     /// The peer speaks another protocol version.
-    #[error("protocol version {theirs} is not supported (this node speaks {ours})")]
+    #[error(
+        "protocol version {theirs} is not supported (this build speaks {ours}, and serves \
+         clients of versions {CLIENT_VERSION_MIN} to {ours})"
+    )]
     VersionMismatch {
         /// The peer's version.
         theirs: u16,

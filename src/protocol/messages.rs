@@ -378,7 +378,109 @@ pub struct Response {
     pub result: Result<Answer, ErrorReply>,
 }
 
+/// The client protocol version that brought in `kind`'s variant.
+fn kind_since(kind: Kind) -> u16 {
+    match kind {
+        Kind::Register | Kind::MvRegister | Kind::Counter | Kind::Set | Kind::Map => 7,
+    }
+}
+
+/// The client protocol version that brought in the newest variant in
+/// `value` (nested values included).
+fn field_value_since(value: &FieldValue) -> u16 {
+    match value {
+        FieldValue::Register(_)
+        | FieldValue::Counter(_)
+        | FieldValue::Set(_)
+        | FieldValue::MvRegister(_) => 7,
+        FieldValue::Map(fields) => fields_since(fields),
+    }
+}
+
+fn fields_since(fields: &[(Bytes, FieldValue)]) -> u16 {
+    fields
+        .iter()
+        .map(|(_, value)| field_value_since(value))
+        .fold(7, u16::max)
+}
+
+impl Reply {
+    /// The client protocol version that brought in this reply's variant,
+    /// or a newer one nested in it: a node never sends it to an older
+    /// client (see [`Response::for_client`]). A new variant of a reply-side
+    /// enum is counted here, by an exhaustive match.
+    pub fn since(&self) -> u16 {
+        match self {
+            Reply::Ok
+            | Reply::Pong
+            | Reply::Nil
+            | Reply::Int(_)
+            | Reply::Bool(_)
+            | Reply::Value(_)
+            | Reply::Values(_)
+            | Reply::Field(None)
+            | Reply::Type(None)
+            | Reply::Status(_) => 7,
+            Reply::Ttl(ttl) => match ttl {
+                Ttl::Missing | Ttl::Persistent | Ttl::Ms(_) => 7,
+            },
+            Reply::Type(Some(kind)) => kind_since(*kind),
+            Reply::Field(Some(value)) => field_value_since(value),
+            Reply::Fields(fields) => fields_since(fields),
+            Reply::SetPage(_) => 9,
+            Reply::MapPage(page) => fields_since(&page.items).max(9),
+        }
+    }
+}
+
+impl ErrorReply {
+    /// The client protocol version that brought in this error's variant,
+    /// as [`Reply::since`].
+    pub fn since(&self) -> u16 {
+        match self {
+            ErrorReply::WrongType { wanted, found } => kind_since(*wanted).max(kind_since(*found)),
+            ErrorReply::KeyTooLarge { .. }
+            | ErrorReply::ValueTooLarge { .. }
+            | ErrorReply::Overflow
+            | ErrorReply::NestingTooDeep { .. }
+            | ErrorReply::QuorumNotReached { .. }
+            | ErrorReply::ReadQuorumNotReached { .. }
+            | ErrorReply::Timeout
+            | ErrorReply::Unavailable { .. }
+            | ErrorReply::BadRequest { .. }
+            | ErrorReply::Refused { .. }
+            | ErrorReply::KeyValueTooLarge { .. } => 7,
+        }
+    }
+}
+
 impl Response {
+    /// The client protocol version this response needs.
+    pub fn since(&self) -> u16 {
+        match &self.result {
+            Ok(answer) => answer.reply.since(),
+            Err(e) => e.since(),
+        }
+    }
+
+    /// What a client of protocol `version` is sent in place of this
+    /// response when it needs a newer version (`None`: the response
+    /// itself): a `BadRequest` it can read, naming the version needed.
+    /// Requests of older clients never call for newer answers; this makes
+    /// sure a change that would is an error the client reads, not bytes it
+    /// cannot decode.
+    pub fn for_client(&self, version: u16) -> Option<Response> {
+        let since = self.since();
+        (since > version).then(|| Response {
+            id: self.id,
+            result: Err(ErrorReply::BadRequest {
+                reason: format!(
+                    "the answer needs protocol version {since}; this client speaks {version}"
+                ),
+            }),
+        })
+    }
+
     /// About how many bytes the response holds (its values, plus a little
     /// per item): what a node counts against a client connection that has
     /// not read its answers yet.
