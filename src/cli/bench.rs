@@ -83,11 +83,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
     pub connections: u64,
-    /// Which replica of a key each request goes to first: `read-home`
-    /// (writes to the key's first replica on the ring, reads to each
-    /// client's home node when it holds one), `primary` (everything to the
-    /// key's first replica) or `home` (everything to the home node when it
-    /// holds one); the clients' homes spread over the region
+    /// Which replica of a key each request goes to first: `read-home` (the
+    /// SDK's default: reads, and writes while fewer than 16 are there, to
+    /// each client's home node when it holds one; other writes to the
+    /// key's first replica on the ring), `primary` (everything to the key's
+    /// first replica) or `home` (everything to the home node when it holds
+    /// one); the clients' homes spread over the region
     #[arg(long, value_name = "ROUTE", default_value = "read-home",
           value_parser = ["read-home", "primary", "home"])]
     pub route: String,

@@ -2,9 +2,9 @@
 //!
 //! A [`Client`] computes, with the same [`Placement`] code as the nodes,
 //! which replicas of its region hold a key, and sends each request straight
-//! to one of them over QUIC: by default a write to the key's first replica
-//! and a read to the client's *home* node when that holds the key (see
-//! [`Routing`]). It
+//! to one of them over QUIC: by default to the client's *home* node when
+//! that holds the key, and writes beyond the first few in flight to the
+//! key's first replica (see [`Routing`]). It
 //! keeps one connection per node, made on first use, with a few long-lived
 //! streams that multiplex many requests by id, so one client serves many
 //! concurrent callers. Typed handles
@@ -70,7 +70,7 @@ pub use handles::{Counter, Map, MvRegister, Register, Scan, Set};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -203,39 +203,43 @@ pub const SILENCE_TIMEOUT_MIN: Duration = Duration::from_millis(200);
 /// Which of a key's replicas a request goes to first (the others follow in
 /// ring order, for failover).
 ///
-/// The default, [`Routing::ReadHome`], sends each write to its key's first
-/// replica on the ring, so one client's writes are coordinated by every
-/// node in turn, and each read to the client's *home* node, picked at
-/// random when the client connects (and again if a later topology lacks
-/// it), whenever that node holds a replica of the key. A long-lived client's reads then keep one node busy instead of
-/// waking every node in turn, which is much cheaper for the region (in
-/// BENCHMARKS.md, "Reads from a home replica", one client's gets 1.4–4.0×
-/// faster than spread by key), and many clients with different homes
-/// spread the reads. A client (this [`Client`] and its clones) reads its
-/// own writes: a read of a key whose write was answered in the last
-/// [`RECENT_WRITE_MS`] ms goes to the replica that coordinated the write
-/// (the key's first, unless the write failed over), and a read of a key
+/// The default, [`Routing::ReadHome`], sends each read to the client's
+/// *home* node, picked at random when it connects (and again if a later
+/// topology lacks it), whenever that node holds a replica of the key, and
+/// each write there too while fewer than [`HOME_WRITES_MAX`] of the
+/// client's writes are at the home; past that, a write goes to its key's
+/// first replica on the ring. A long-lived client's requests then keep one
+/// node busy instead of waking every node in turn, which is much cheaper
+/// for the region (in BENCHMARKS.md, "Reads from a home replica", one
+/// client's gets 1.4–4.0× faster than spread by key; "Writes to the home
+/// while few are in flight", its writes 1.6–1.8× faster at 1 and 16 in
+/// flight), while many writes in flight spread over every node instead of
+/// queueing at one, and many clients with different homes spread the
+/// load. A client (this [`Client`] and its clones) reads its own writes: a
+/// read of a key whose write was answered in the last [`RECENT_WRITE_MS`]
+/// ms goes to the replica that coordinated the write (the home or the
+/// key's first replica, unless the write failed over), and a read of a key
 /// whose slot in the client's table of recent writes another key took
 /// lately goes to the key's first replica. After that the home has the
 /// write too, unless a failure delayed its replication there (then it has
 /// it once hinted handoff or anti-entropy delivers it, as for any read at
 /// `one`).
 ///
-/// With [`Routing::RandomHome`] or [`Routing::Home`] writes go to the home
-/// node too: the deltas of many writes then leave for each other replica in
-/// one message, which costs the region less CPU per write with few requests
-/// in flight, but that one node then coordinates every write of the client.
+/// With [`Routing::RandomHome`] or [`Routing::Home`] every write goes to
+/// the home node: that one node then coordinates every write of the
+/// client, however many are in flight.
 /// [`Routing::Primary`] sends everything to the key's first replica.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Routing {
-    /// Writes to the key's first replica; reads to a home node of the
-    /// region picked at random when the client connects (and again when a
-    /// topology the client takes no longer has it).
+    /// Reads, and writes while fewer than [`HOME_WRITES_MAX`] are there,
+    /// to a home node of the region picked at random when the client
+    /// connects (and again when a topology the client takes no longer has
+    /// it); other writes to the key's first replica.
     #[default]
     ReadHome,
-    /// Writes to the key's first replica; reads to this node (an id of the
-    /// client's region).
+    /// As [`Routing::ReadHome`], with this node (an id of the client's
+    /// region) as the home.
     ReadHomeAt(String),
     /// No home: each key's first replica on the ring, so one client's keys
     /// are coordinated, and its reads served, by every node in turn.
@@ -249,8 +253,9 @@ pub enum Routing {
 }
 
 impl Routing {
-    /// Whether only reads go to the home node (writes go by key).
-    fn home_reads_only(&self) -> bool {
+    /// Whether writes go to the home only while few are there (and reads
+    /// follow recent writes).
+    fn home_takes_few_writes(&self) -> bool {
         matches!(self, Routing::ReadHome | Routing::ReadHomeAt(_))
     }
 }
@@ -405,8 +410,8 @@ struct Inner {
     /// Whether the home was picked at random (then a topology without it
     /// gets the client another).
     random_home: bool,
-    /// With a home that takes only reads ([`Routing::ReadHome`]): the keys
-    /// written lately, whose reads go to the replica that took the write.
+    /// With [`Routing::ReadHome`]: the keys written lately, whose reads go
+    /// to the replica that took the write.
     recent_writes: Option<RecentWrites>,
     /// [`ClientOptions::topology_refresh`], and when the last fetch began.
     topology_refresh: Duration,
@@ -416,6 +421,9 @@ struct Inner {
     spin: Option<Spin>,
     /// [`ClientOptions::silence_timeout`].
     silence_timeout: Duration,
+    /// Writes sent to the home node and not yet answered (with home reads
+    /// only; see [`HOME_WRITES_MAX`]).
+    home_writes: AtomicUsize,
 }
 
 impl Inner {
@@ -844,7 +852,8 @@ impl Client {
             endpoint,
             next_id: AtomicU64::new(1),
             failovers: AtomicU64::new(0),
-            recent_writes: routing.home_reads_only().then(RecentWrites::new),
+            home_writes: AtomicUsize::new(0),
+            recent_writes: routing.home_takes_few_writes().then(RecentWrites::new),
             random_home: matches!(routing, Routing::ReadHome | Routing::RandomHome),
             topology_refresh,
             silence_timeout,
@@ -1059,6 +1068,12 @@ impl Client {
                 .collect(),
         };
         let replicas = self.route(replicas, ring.home, &command);
+        // Counted while it runs, for the next writes' route.
+        let _home_write = (command.is_write()
+            && self.inner.recent_writes.is_some()
+            && ring.home.is_some()
+            && replicas.first() == ring.home.as_ref())
+        .then(|| HomeWrite::start(&self.inner.home_writes));
         let resend_after_sent = is_idempotent(&command);
         let written = command.is_write().then(|| command.key().cloned()).flatten();
         let is_read = !command.is_write();
@@ -1446,11 +1461,12 @@ impl Client {
         command: &Command,
     ) -> Vec<ReplicaId> {
         let recent = self.inner.recent_writes.as_ref();
-        route(replicas, home, recent, command, Instant::now())
+        let home_writes = self.inner.home_writes.load(Ordering::Relaxed);
+        route(replicas, home, recent, home_writes, command, Instant::now())
     }
 
     /// Notes that `replica` answered, or may have applied, a write to `key`
-    /// (with home reads only).
+    /// (with [`Routing::ReadHome`]).
     fn note_write(&self, key: Option<&Bytes>, replica: ReplicaId) {
         if let (Some(recent), Some(key)) = (&self.inner.recent_writes, key) {
             recent.wrote(key, replica, Instant::now());
@@ -1458,15 +1474,43 @@ impl Client {
     }
 }
 
+/// The most writes a client with home reads ([`Routing::ReadHome`]) has
+/// its home node coordinate at once; more go to their keys' first replicas.
+/// With few writes in flight one coordinator is cheapest for the region
+/// (each pass sends the deltas of many writes to each replica in one
+/// message); with many, one process coordinating them all is slower than
+/// three sharing them (BENCHMARKS.md, "Writes to the home while few are in
+/// flight").
+pub const HOME_WRITES_MAX: usize = 16;
+
+/// A write counted in [`Inner::home_writes`] until it is dropped.
+struct HomeWrite<'a>(&'a AtomicUsize);
+
+impl<'a> HomeWrite<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        HomeWrite(count)
+    }
+}
+
+impl Drop for HomeWrite<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// `replicas` (a key's preference list) in the order to try them for
-/// `command` at `now`: the home first, if it is one of them; but where the
-/// home takes only reads (`recent`, the client's recent writes), a write in
-/// ring order, and a read of a key written lately from the replica that
-/// took the write (in ring order if that is not known).
+/// `command` at `now`: the home first, if it is one of them; but with
+/// [`Routing::ReadHome`] (`recent`, the client's recent writes), a write
+/// goes to the home only while fewer than [`HOME_WRITES_MAX`] others
+/// (`home_writes`) are, else in ring order, and a read of a key written
+/// lately goes to the replica that took the write (in ring order if that
+/// is not known).
 fn route(
     replicas: Vec<ReplicaId>,
     home: Option<ReplicaId>,
     recent: Option<&RecentWrites>,
+    home_writes: usize,
     command: &Command,
     now: Instant,
 ) -> Vec<ReplicaId> {
@@ -1474,6 +1518,11 @@ fn route(
         return home_first(replicas, home);
     };
     if command.is_write() {
+        let replicas = if home_writes < HOME_WRITES_MAX {
+            home_first(replicas, home)
+        } else {
+            replicas
+        };
         // Noted before it is sent, in case the caller stops waiting for
         // the answer; noted again with the replica that took it.
         if let Some(&first) = replicas.first() {
@@ -1642,32 +1691,52 @@ mod tests {
         let now = Instant::now();
         for command in [get("k"), set("k"), Command::Ping] {
             assert_eq!(
-                route(r(&[1, 2, 3]), home, None, &command, now),
+                route(r(&[1, 2, 3]), home, None, 0, &command, now),
                 r(&[3, 1, 2])
             );
             // Not a replica of the key: by key.
             assert_eq!(
-                route(r(&[1, 2, 4]), home, None, &command, now),
+                route(r(&[1, 2, 4]), home, None, 0, &command, now),
                 r(&[1, 2, 4])
             );
             // No home (primary routing).
             assert_eq!(
-                route(r(&[1, 2, 3]), None, None, &command, now),
+                route(r(&[1, 2, 3]), None, None, 0, &command, now),
                 r(&[1, 2, 3])
             );
         }
     }
 
     #[test]
-    fn a_reads_only_home_takes_reads_but_not_writes_nor_reads_of_recent_writes() {
+    fn a_read_home_takes_reads_and_few_writes_and_recent_writes_are_read_where_they_went() {
         let recent = RecentWrites::new();
         let home = Some(ReplicaId(3));
         let t0 = recent.start + Duration::from_secs(5);
-        let route_at =
-            |command: &Command, at: Instant| route(r(&[1, 2, 3]), home, Some(&recent), command, at);
+        let route_at = |command: &Command, at: Instant| {
+            route(r(&[1, 2, 3]), home, Some(&recent), 0, command, at)
+        };
         assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]), "a read goes home");
-        let write = route_at(&set("k"), t0);
-        assert_eq!(write, r(&[1, 2, 3]), "a write goes by key");
+        // A write goes home while fewer than HOME_WRITES_MAX others are
+        // there, else by key; its key is then read where it went.
+        assert_eq!(route_at(&set("k"), t0), r(&[3, 1, 2]));
+        for busy in [HOME_WRITES_MAX, HOME_WRITES_MAX + 5] {
+            let write = route(r(&[1, 2, 3]), home, Some(&recent), busy, &set("k"), t0);
+            assert_eq!(write, r(&[1, 2, 3]), "{busy} writes at the home");
+            assert_eq!(route_at(&get("k"), t0), r(&[1, 2, 3]));
+        }
+        let write = route(
+            r(&[1, 2, 3]),
+            home,
+            Some(&recent),
+            HOME_WRITES_MAX - 1,
+            &set("k"),
+            t0,
+        );
+        assert_eq!(write, r(&[3, 1, 2]));
+        assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]));
+        // A home that is not a replica of the key: by key.
+        let write = route(r(&[1, 2, 4]), home, Some(&recent), 0, &set("x"), t0);
+        assert_eq!(write, r(&[1, 2, 4]));
         // Replica 2 took it (the first had failed): the key's reads go there
         // until RECENT_WRITE_MS after the answer; other keys' go home.
         let answered = t0 + Duration::from_millis(1_500);
@@ -1706,10 +1775,22 @@ mod tests {
             r(&[1, 2, 3]),
             Some(ReplicaId(3)),
             Some(&recent),
+            0,
             &get("k"),
             now,
         );
         assert_eq!(read, r(&[1, 2, 3]));
+    }
+
+    #[test]
+    fn home_writes_are_counted_while_they_run() {
+        let count = AtomicUsize::new(0);
+        {
+            let _a = HomeWrite::start(&count);
+            let _b = HomeWrite::start(&count);
+            assert_eq!(count.load(Ordering::Relaxed), 2);
+        }
+        assert_eq!(count.load(Ordering::Relaxed), 0);
     }
 
     #[test]
