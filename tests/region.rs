@@ -9,7 +9,7 @@ use std::time::Duration;
 use meridian::client::{
     fetch_topology, Bytes, Client, ClientError, ClientOptions, Command, FieldOp, FieldValue, Kind,
     ReadConsistency, Reply, Routing, Ttl, WriteConsistency, BUSY_POLL_MAX, CONNECT_TIMEOUT_MS,
-    NODE_DOWN_MS_MIN,
+    HOME_WRITES_MAX, NODE_DOWN_MS_MIN,
 };
 use meridian::net::{start, ServeOptions, ServerHandle};
 use meridian::node::NodeConfig;
@@ -682,8 +682,9 @@ async fn a_client_reads_from_its_home_but_its_own_recent_writes_from_their_coord
     }
     assert_eq!(served_since(&before, &region), expected);
 
-    // The client's own writes go to each key's first replica, and so do
-    // its reads of them right after, which find the new value there.
+    // The client's own writes, one at a time, go to the home where it
+    // holds a replica, else to the key's first replica, and so do its
+    // reads of them right after, which find the new value there.
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let before = requests(&region);
     for key in &keys {
@@ -695,9 +696,57 @@ async fn a_client_reads_from_its_home_but_its_own_recent_writes_from_their_coord
         client.execute(set).await.unwrap();
         let answer = client.execute(Command::Get { key: b(key) }).await.unwrap();
         assert_eq!(answer.reply, Reply::Value(b("new")), "{key}");
+        let replicas = region.replicas(key.as_bytes());
+        let coordinator = if replicas.contains(&home) {
+            home.clone()
+        } else {
+            replicas[0].clone()
+        };
+        *expected.entry(coordinator).or_default() += 2;
+    }
+    assert_eq!(served_since(&before, &region), expected);
+
+    // Many writes at once: the first HOME_WRITES_MAX go to the home, the
+    // rest to their keys' first replicas (keys the home holds, not first).
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("busy-{i}"))
+        .filter(|key| {
+            let replicas = region.replicas(key.as_bytes());
+            replicas.contains(&home) && replicas[0] != home
+        })
+        .take(3 * HOME_WRITES_MAX)
+        .collect();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        let first = region.replicas(key.as_bytes())[0].clone();
         *expected
-            .entry(region.replicas(key.as_bytes())[0].clone())
-            .or_default() += 2;
+            .entry(if i < HOME_WRITES_MAX {
+                home.clone()
+            } else {
+                first
+            })
+            .or_default() += 1;
+    }
+    let before = requests(&region);
+    // Spawned in order on the test's one thread: each routes before the
+    // next starts, and none is answered before all have been sent.
+    let writes: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let (client, key) = (client.clone(), b(key));
+            tokio::spawn(async move {
+                client
+                    .execute(Command::Set {
+                        key,
+                        value: b("busy"),
+                        ttl_ms: None,
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap().unwrap();
     }
     assert_eq!(served_since(&before, &region), expected);
     region.shutdown().await;
