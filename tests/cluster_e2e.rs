@@ -380,7 +380,9 @@ fn bench_home_sends_the_reads_to_the_chosen_node() {
     ];
     let report = lab.ok(&args);
     assert!(
-        report.contains("\nroute read-home, home east-2\n"),
+        report.contains(
+            "\nroute read-home (writes home while fewer than 16 are there), home east-2\n"
+        ),
         "{report}"
     );
     let after = requests_by_node(&lab);

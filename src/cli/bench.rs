@@ -99,6 +99,11 @@ pub struct BenchArgs {
     /// the two from sharing a core
     #[arg(long, value_name = "NODE")]
     pub home: Option<String>,
+    /// With `--route read-home`: how many writes each client's home
+    /// coordinates at once before further ones go to their keys' first
+    /// replicas (see the SDK's `ClientOptions::home_writes_max`)
+    #[arg(long, value_name = "N", default_value_t = crate::client::HOME_WRITES_MAX)]
+    pub home_writes_max: usize,
     /// After each request, keep polling for US microseconds instead of
     /// sleeping until the answer, where that pays (0: never; at most
     /// 10,000; see the SDK's `ClientOptions::busy_poll`)
@@ -602,6 +607,8 @@ fn setup(client: &ClientOptions, bench: &BenchOptions) -> Setup {
             _ => "read-home",
         }
         .to_owned(),
+        home_writes_max: matches!(client.routing, Routing::ReadHome | Routing::ReadHomeAt(_))
+            .then_some(client.home_writes_max),
         homes: Vec::new(),
     }
 }
@@ -758,6 +765,7 @@ pub fn command(global: &GlobalArgs, args: &BenchArgs) -> anyhow::Result<Report> 
     client.read = target.read;
     client.routing = args.routing()?;
     client.busy_poll = Duration::from_micros(args.busy_poll_us);
+    client.home_writes_max = args.home_writes_max;
     let options = args.options();
     let terminal = std::io::stderr().is_terminal();
     let mut was_preloading = false;

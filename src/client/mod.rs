@@ -193,6 +193,11 @@ pub struct ClientOptions {
     /// another thread) is taken for gone too, and passed over for a while. The time is stretched to
     /// four round trips on a slow path.
     pub silence_timeout: Duration,
+    /// With [`Routing::ReadHome`] or [`Routing::ReadHomeAt`]: how many of
+    /// this client's writes the home node coordinates at once; further
+    /// writes go to their keys' first replicas ([`HOME_WRITES_MAX`] by
+    /// default; 0 sends every write by key, `usize::MAX` every write home).
+    pub home_writes_max: usize,
 }
 
 /// [`ClientOptions::silence_timeout`] by default.
@@ -370,6 +375,7 @@ impl ClientOptions {
             topology_refresh: TOPOLOGY_REFRESH_DEFAULT,
             busy_poll: Duration::ZERO,
             silence_timeout: SILENCE_TIMEOUT_DEFAULT,
+            home_writes_max: HOME_WRITES_MAX,
         }
     }
 }
@@ -421,9 +427,11 @@ struct Inner {
     spin: Option<Spin>,
     /// [`ClientOptions::silence_timeout`].
     silence_timeout: Duration,
-    /// Writes sent to the home node and not yet answered (with home reads
-    /// only; see [`HOME_WRITES_MAX`]).
+    /// Writes sent to the home node and not yet answered (with
+    /// [`Routing::ReadHome`]), and how many may be
+    /// ([`ClientOptions::home_writes_max`]).
     home_writes: AtomicUsize,
+    home_writes_max: usize,
 }
 
 impl Inner {
@@ -805,6 +813,7 @@ impl Client {
             topology_refresh,
             busy_poll,
             silence_timeout,
+            home_writes_max,
         } = opts;
         if topology.region(&region).is_none() {
             return Err(ClientError::BadRequest(format!(
@@ -853,6 +862,7 @@ impl Client {
             next_id: AtomicU64::new(1),
             failovers: AtomicU64::new(0),
             home_writes: AtomicUsize::new(0),
+            home_writes_max,
             recent_writes: routing.home_takes_few_writes().then(RecentWrites::new),
             random_home: matches!(routing, Routing::ReadHome | Routing::RandomHome),
             topology_refresh,
@@ -1461,8 +1471,12 @@ impl Client {
         command: &Command,
     ) -> Vec<ReplicaId> {
         let recent = self.inner.recent_writes.as_ref();
-        let home_writes = self.inner.home_writes.load(Ordering::Relaxed);
-        route(replicas, home, recent, home_writes, command, Instant::now())
+        // Writes the home may still take.
+        let home_room = self
+            .inner
+            .home_writes_max
+            .saturating_sub(self.inner.home_writes.load(Ordering::Relaxed));
+        route(replicas, home, recent, home_room, command, Instant::now())
     }
 
     /// Notes that `replica` answered, or may have applied, a write to `key`
@@ -1474,8 +1488,9 @@ impl Client {
     }
 }
 
-/// The most writes a client with home reads ([`Routing::ReadHome`]) has
-/// its home node coordinate at once; more go to their keys' first replicas.
+/// The most writes a client with [`Routing::ReadHome`] has its home node
+/// coordinate at once by default ([`ClientOptions::home_writes_max`]);
+/// more go to their keys' first replicas.
 /// With few writes in flight one coordinator is cheapest for the region
 /// (each pass sends the deltas of many writes to each replica in one
 /// message); with many, one process coordinating them all is slower than
@@ -1502,15 +1517,15 @@ impl Drop for HomeWrite<'_> {
 /// `replicas` (a key's preference list) in the order to try them for
 /// `command` at `now`: the home first, if it is one of them; but with
 /// [`Routing::ReadHome`] (`recent`, the client's recent writes), a write
-/// goes to the home only while fewer than [`HOME_WRITES_MAX`] others
-/// (`home_writes`) are, else in ring order, and a read of a key written
-/// lately goes to the replica that took the write (in ring order if that
-/// is not known).
+/// goes to the home only while it has room for more (`home_room`, see
+/// [`ClientOptions::home_writes_max`]), else in ring order, and a read of
+/// a key written lately goes to the replica that took the write (in ring
+/// order if that is not known).
 fn route(
     replicas: Vec<ReplicaId>,
     home: Option<ReplicaId>,
     recent: Option<&RecentWrites>,
-    home_writes: usize,
+    home_room: usize,
     command: &Command,
     now: Instant,
 ) -> Vec<ReplicaId> {
@@ -1518,7 +1533,7 @@ fn route(
         return home_first(replicas, home);
     };
     if command.is_write() {
-        let replicas = if home_writes < HOME_WRITES_MAX {
+        let replicas = if home_room > 0 {
             home_first(replicas, home)
         } else {
             replicas
@@ -1691,17 +1706,17 @@ mod tests {
         let now = Instant::now();
         for command in [get("k"), set("k"), Command::Ping] {
             assert_eq!(
-                route(r(&[1, 2, 3]), home, None, 0, &command, now),
+                route(r(&[1, 2, 3]), home, None, HOME_WRITES_MAX, &command, now),
                 r(&[3, 1, 2])
             );
             // Not a replica of the key: by key.
             assert_eq!(
-                route(r(&[1, 2, 4]), home, None, 0, &command, now),
+                route(r(&[1, 2, 4]), home, None, HOME_WRITES_MAX, &command, now),
                 r(&[1, 2, 4])
             );
             // No home (primary routing).
             assert_eq!(
-                route(r(&[1, 2, 3]), None, None, 0, &command, now),
+                route(r(&[1, 2, 3]), None, None, HOME_WRITES_MAX, &command, now),
                 r(&[1, 2, 3])
             );
         }
@@ -1713,29 +1728,34 @@ mod tests {
         let home = Some(ReplicaId(3));
         let t0 = recent.start + Duration::from_secs(5);
         let route_at = |command: &Command, at: Instant| {
-            route(r(&[1, 2, 3]), home, Some(&recent), 0, command, at)
+            route(
+                r(&[1, 2, 3]),
+                home,
+                Some(&recent),
+                HOME_WRITES_MAX,
+                command,
+                at,
+            )
         };
         assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]), "a read goes home");
-        // A write goes home while fewer than HOME_WRITES_MAX others are
-        // there, else by key; its key is then read where it went.
+        // A write goes home while the home has room for more, else by
+        // key; its key is then read where it went.
         assert_eq!(route_at(&set("k"), t0), r(&[3, 1, 2]));
-        for busy in [HOME_WRITES_MAX, HOME_WRITES_MAX + 5] {
-            let write = route(r(&[1, 2, 3]), home, Some(&recent), busy, &set("k"), t0);
-            assert_eq!(write, r(&[1, 2, 3]), "{busy} writes at the home");
-            assert_eq!(route_at(&get("k"), t0), r(&[1, 2, 3]));
-        }
-        let write = route(
-            r(&[1, 2, 3]),
-            home,
-            Some(&recent),
-            HOME_WRITES_MAX - 1,
-            &set("k"),
-            t0,
-        );
+        let write = route(r(&[1, 2, 3]), home, Some(&recent), 0, &set("k"), t0);
+        assert_eq!(write, r(&[1, 2, 3]), "no room at the home");
+        assert_eq!(route_at(&get("k"), t0), r(&[1, 2, 3]));
+        let write = route(r(&[1, 2, 3]), home, Some(&recent), 1, &set("k"), t0);
         assert_eq!(write, r(&[3, 1, 2]));
         assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]));
         // A home that is not a replica of the key: by key.
-        let write = route(r(&[1, 2, 4]), home, Some(&recent), 0, &set("x"), t0);
+        let write = route(
+            r(&[1, 2, 4]),
+            home,
+            Some(&recent),
+            HOME_WRITES_MAX,
+            &set("x"),
+            t0,
+        );
         assert_eq!(write, r(&[1, 2, 4]));
         // Replica 2 took it (the first had failed): the key's reads go there
         // until RECENT_WRITE_MS after the answer; other keys' go home.
@@ -1775,7 +1795,7 @@ mod tests {
             r(&[1, 2, 3]),
             Some(ReplicaId(3)),
             Some(&recent),
-            0,
+            HOME_WRITES_MAX,
             &get("k"),
             now,
         );

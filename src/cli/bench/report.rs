@@ -38,6 +38,10 @@ pub struct Setup {
     /// Which replica of a key each request went to first (`read-home`,
     /// `primary`, `home`; see `meridian::client::Routing`).
     pub route: String,
+    /// With `read-home`: how many writes each client's home coordinated at
+    /// once before further ones went by key (see
+    /// `ClientOptions::home_writes_max`); `None` with other routes.
+    pub home_writes_max: Option<usize>,
     /// The home node of each client, where the route has one.
     pub homes: Vec<String>,
 }
@@ -216,7 +220,11 @@ impl fmt::Display for Report {
             [one] => format!(", home {one}"),
             many => format!(", homes {}", many.join(", ")),
         };
-        writeln!(f, "route {}{homes}", s.route)?;
+        let overflow = match s.home_writes_max {
+            Some(max) => format!(" (writes home while fewer than {max} are there)"),
+            None => String::new(),
+        };
+        writeln!(f, "route {}{overflow}{homes}", s.route)?;
         if let Some(preload) = &self.preload {
             writeln!(
                 f,
