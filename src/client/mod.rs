@@ -217,7 +217,7 @@ pub const SILENCE_TIMEOUT_MIN: Duration = Duration::from_millis(200);
 /// node busy instead of waking every node in turn, which is much cheaper
 /// for the region (in BENCHMARKS.md, "Reads from a home replica", one
 /// client's gets 1.4–4.0× faster than spread by key; "Writes to the home
-/// while few are in flight", its writes 1.6–1.8× faster at 1 and 16 in
+/// while few are in flight", its writes 1.0–1.6× as fast at 1 and 16 in
 /// flight), while many writes in flight spread over every node instead of
 /// queueing at one, and many clients with different homes spread the
 /// load. A client (this [`Client`] and its clones) reads its own writes: a
