@@ -213,8 +213,9 @@ pub const SILENCE_TIMEOUT_MIN: Duration = Duration::from_millis(200);
 /// topology lacks it), whenever that node holds a replica of the key, and
 /// each write there too while fewer than [`HOME_WRITES_MAX`] of the
 /// client's writes are at the home; past that, a write goes to its key's
-/// first replica on the ring. A long-lived client's requests then keep one
-/// node busy instead of waking every node in turn, which is much cheaper
+/// first replica on the ring (the next one, when that is the home). A
+/// long-lived client's requests then keep one node busy instead of waking
+/// every node in turn, which is much cheaper
 /// for the region (in BENCHMARKS.md, "Reads from a home replica", one
 /// client's gets 1.4–4.0× faster than spread by key; "Writes to the home
 /// while few are in flight", its writes 1.0–1.6× as fast at 1 and 16 in
@@ -240,7 +241,7 @@ pub enum Routing {
     /// Reads, and writes while fewer than [`HOME_WRITES_MAX`] are there,
     /// to a home node of the region picked at random when the client
     /// connects (and again when a topology the client takes no longer has
-    /// it); other writes to the key's first replica.
+    /// it); other writes to the key's first replica other than the home.
     #[default]
     ReadHome,
     /// As [`Routing::ReadHome`], with this node (an id of the client's
@@ -1518,7 +1519,8 @@ impl Drop for HomeWrite<'_> {
 /// `command` at `now`: the home first, if it is one of them; but with
 /// [`Routing::ReadHome`] (`recent`, the client's recent writes), a write
 /// goes to the home only while it has room for more (`home_room`, see
-/// [`ClientOptions::home_writes_max`]), else in ring order, and a read of
+/// [`ClientOptions::home_writes_max`]), else in ring order with the home
+/// last, and a read of
 /// a key written lately goes to the replica that took the write (in ring
 /// order if that is not known).
 fn route(
@@ -1536,7 +1538,8 @@ fn route(
         let replicas = if home_room > 0 {
             home_first(replicas, home)
         } else {
-            replicas
+            // The home has its share: the others coordinate the rest.
+            home_last(replicas, home)
         };
         // Noted before it is sent, in case the caller stops waiting for
         // the answer; noted again with the replica that took it.
@@ -1586,6 +1589,15 @@ fn home_first(mut replicas: Vec<ReplicaId>, home: Option<ReplicaId>) -> Vec<Repl
     if let Some(i) = home.and_then(|h| replicas.iter().position(|r| *r == h)) {
         let home = replicas.remove(i);
         replicas.insert(0, home);
+    }
+    replicas
+}
+
+/// `replicas` with `home`, if it is one of them, moved to the end.
+fn home_last(mut replicas: Vec<ReplicaId>, home: Option<ReplicaId>) -> Vec<ReplicaId> {
+    if let Some(i) = home.and_then(|h| replicas.iter().position(|r| *r == h)) {
+        let home = replicas.remove(i);
+        replicas.push(home);
     }
     replicas
 }
@@ -1744,6 +1756,9 @@ mod tests {
         let write = route(r(&[1, 2, 3]), home, Some(&recent), 0, &set("k"), t0);
         assert_eq!(write, r(&[1, 2, 3]), "no room at the home");
         assert_eq!(route_at(&get("k"), t0), r(&[1, 2, 3]));
+        // Nor as the key's first replica: the next one coordinates.
+        let write = route(r(&[3, 1, 2]), home, Some(&recent), 0, &set("j"), t0);
+        assert_eq!(write, r(&[1, 2, 3]));
         let write = route(r(&[1, 2, 3]), home, Some(&recent), 1, &set("k"), t0);
         assert_eq!(write, r(&[3, 1, 2]));
         assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]));
