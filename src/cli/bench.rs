@@ -86,7 +86,8 @@ pub struct BenchArgs {
     /// Which replica of a key each request goes to first: `read-home` (the
     /// SDK's default: reads, and writes while fewer than 16 are there, to
     /// each client's home node when it holds one; other writes to the
-    /// key's first replica on the ring), `primary` (everything to the key's
+    /// key's first replica on the ring other than the home), `primary`
+    /// (everything to the key's
     /// first replica) or `home` (everything to the home node when it holds
     /// one); the clients' homes spread over the region
     #[arg(long, value_name = "ROUTE", default_value = "read-home",

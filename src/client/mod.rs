@@ -4,7 +4,7 @@
 //! which replicas of its region hold a key, and sends each request straight
 //! to one of them over QUIC: by default to the client's *home* node when
 //! that holds the key, and writes beyond the first few in flight to the
-//! key's first replica (see [`Routing`]). It
+//! key's first replica other than the home (see [`Routing`]). It
 //! keeps one connection per node, made on first use, with a few long-lived
 //! streams that multiplex many requests by id, so one client serves many
 //! concurrent callers. Typed handles
@@ -195,8 +195,9 @@ pub struct ClientOptions {
     pub silence_timeout: Duration,
     /// With [`Routing::ReadHome`] or [`Routing::ReadHomeAt`]: how many of
     /// this client's writes the home node coordinates at once; further
-    /// writes go to their keys' first replicas ([`HOME_WRITES_MAX`] by
-    /// default; 0 sends every write by key, `usize::MAX` every write home).
+    /// writes go to their keys' first replicas other than the home
+    /// ([`HOME_WRITES_MAX`] by default; 0 sends every write by key, to its
+    /// key's first replica, `usize::MAX` every write home).
     pub home_writes_max: usize,
 }
 
@@ -223,10 +224,12 @@ pub const SILENCE_TIMEOUT_MIN: Duration = Duration::from_millis(200);
 /// queueing at one, and many clients with different homes spread the
 /// load. A client (this [`Client`] and its clones) reads its own writes: a
 /// read of a key whose write was answered in the last [`RECENT_WRITE_MS`]
-/// ms goes to the replica that coordinated the write (the home or the
-/// key's first replica, unless the write failed over), and a read of a key
-/// whose slot in the client's table of recent writes another key took
-/// lately goes to the key's first replica. After that the home has the
+/// ms goes to the replica that coordinated the write (the home or another
+/// replica, unless the write failed over), and a read of a key whose slot
+/// in the client's table of recent writes another key took lately goes to
+/// the key's first replica at quorum (which holds a write made at quorum
+/// or all wherever it went; at the caller's level if no quorum answers).
+/// After that the home has the
 /// write too, unless a failure delayed its replication there (then it has
 /// it once hinted handoff or anti-entropy delivers it, as for any read at
 /// `one`).
@@ -275,8 +278,8 @@ pub const RECENT_WRITE_MS: u32 = 1_000;
 /// hash slot, when a key of the slot was last written, which key (a
 /// fingerprint of its hash) and which replica answered. A read of a key of
 /// a slot written lately goes to that replica if the fingerprint is the
-/// key's, else (another key of the slot) to the key's first replica: never
-/// to the home by mistake.
+/// key's, else (another key of the slot) to the key's first replica at
+/// quorum: never to the home alone by mistake.
 struct RecentWrites {
     start: Instant,
     /// Milliseconds since `start` plus one at the last write (0: none).
@@ -1085,6 +1088,39 @@ impl Client {
             && ring.home.is_some()
             && replicas.first() == ring.home.as_ref())
         .then(|| HomeWrite::start(&self.inner.home_writes));
+        // A read of a key this client may have written lately through a
+        // replica it no longer knows (another key took its slot in the
+        // table of recent writes) merges a quorum, which holds any write
+        // made at quorum or all wherever it went; if no quorum answers, the
+        // caller's level is tried after all.
+        let unsure = quorum_first(
+            self.inner.recent_writes.as_ref(),
+            &command,
+            read.unwrap_or(ring.topology.read_consistency()),
+            Instant::now(),
+        );
+        if unsure {
+            let quorum = Some(ReadConsistency::Quorum);
+            let answer = self
+                .send(&ring, replicas.clone(), command.clone(), write, quorum)
+                .await;
+            if !matches!(answer, Err(ClientError::ReadQuorumNotReached { .. })) {
+                return answer;
+            }
+        }
+        self.send(&ring, replicas, command, write, read).await
+    }
+
+    /// Sends `command` to the first of `replicas` that answers (see
+    /// [`Client::execute_with`]).
+    async fn send(
+        &self,
+        ring: &Ring,
+        replicas: Vec<ReplicaId>,
+        command: Command,
+        write: Option<WriteConsistency>,
+        read: Option<ReadConsistency>,
+    ) -> Result<Answer, ClientError> {
         let resend_after_sent = is_idempotent(&command);
         let written = command.is_write().then(|| command.key().cloned()).flatten();
         let is_read = !command.is_write();
@@ -1122,7 +1158,7 @@ impl Client {
                     self.inner.failovers.fetch_add(1, Ordering::Relaxed);
                 }
                 let attempt = self
-                    .attempt(&ring, replica, id, frame.clone(), Dial::UnlessShutDown)
+                    .attempt(ring, replica, id, frame.clone(), Dial::UnlessShutDown)
                     .await;
                 // A large answer the node held back because this client's
                 // connection had too many bytes of answers on their way:
@@ -1472,11 +1508,11 @@ impl Client {
         command: &Command,
     ) -> Vec<ReplicaId> {
         let recent = self.inner.recent_writes.as_ref();
-        // Writes the home may still take.
-        let home_room = self
-            .inner
-            .home_writes_max
-            .saturating_sub(self.inner.home_writes.load(Ordering::Relaxed));
+        // Writes the home may still take; none (`home_writes_max` 0): the
+        // client's writes go by key.
+        let max = self.inner.home_writes_max;
+        let home_room =
+            (max > 0).then(|| max.saturating_sub(self.inner.home_writes.load(Ordering::Relaxed)));
         route(replicas, home, recent, home_room, command, Instant::now())
     }
 
@@ -1491,7 +1527,7 @@ impl Client {
 
 /// The most writes a client with [`Routing::ReadHome`] has its home node
 /// coordinate at once by default ([`ClientOptions::home_writes_max`]);
-/// more go to their keys' first replicas.
+/// more go to their keys' first replicas other than the home.
 /// With few writes in flight one coordinator is cheapest for the region
 /// (each pass sends the deltas of many writes to each replica in one
 /// message); with many, one process coordinating them all is slower than
@@ -1520,14 +1556,14 @@ impl Drop for HomeWrite<'_> {
 /// [`Routing::ReadHome`] (`recent`, the client's recent writes), a write
 /// goes to the home only while it has room for more (`home_room`, see
 /// [`ClientOptions::home_writes_max`]), else in ring order with the home
-/// last, and a read of
+/// last (in ring order when the home takes no writes, `None`), and a read of
 /// a key written lately goes to the replica that took the write (in ring
 /// order if that is not known).
 fn route(
     replicas: Vec<ReplicaId>,
     home: Option<ReplicaId>,
     recent: Option<&RecentWrites>,
-    home_room: usize,
+    home_room: Option<usize>,
     command: &Command,
     now: Instant,
 ) -> Vec<ReplicaId> {
@@ -1535,11 +1571,11 @@ fn route(
         return home_first(replicas, home);
     };
     if command.is_write() {
-        let replicas = if home_room > 0 {
-            home_first(replicas, home)
-        } else {
+        let replicas = match home_room {
+            Some(1..) => home_first(replicas, home),
             // The home has its share: the others coordinate the rest.
-            home_last(replicas, home)
+            Some(0) => home_last(replicas, home),
+            None => replicas,
         };
         // Noted before it is sent, in case the caller stops waiting for
         // the answer; noted again with the replica that took it.
@@ -1591,6 +1627,23 @@ fn home_first(mut replicas: Vec<ReplicaId>, home: Option<ReplicaId>) -> Vec<Repl
         replicas.insert(0, home);
     }
     replicas
+}
+
+/// Whether a read of `command`'s key at `level` is sent at quorum first:
+/// when the client may have written the key lately through a replica it no
+/// longer knows (another key took its slot in `recent`).
+fn quorum_first(
+    recent: Option<&RecentWrites>,
+    command: &Command,
+    level: ReadConsistency,
+    now: Instant,
+) -> bool {
+    let Some(key) = command.key() else {
+        return false;
+    };
+    !command.is_write()
+        && level != ReadConsistency::Quorum
+        && recent.is_some_and(|recent| recent.recent(key, now) == Recent::Unknown)
 }
 
 /// `replicas` with `home`, if it is one of them, moved to the end.
@@ -1718,17 +1771,38 @@ mod tests {
         let now = Instant::now();
         for command in [get("k"), set("k"), Command::Ping] {
             assert_eq!(
-                route(r(&[1, 2, 3]), home, None, HOME_WRITES_MAX, &command, now),
+                route(
+                    r(&[1, 2, 3]),
+                    home,
+                    None,
+                    Some(HOME_WRITES_MAX),
+                    &command,
+                    now
+                ),
                 r(&[3, 1, 2])
             );
             // Not a replica of the key: by key.
             assert_eq!(
-                route(r(&[1, 2, 4]), home, None, HOME_WRITES_MAX, &command, now),
+                route(
+                    r(&[1, 2, 4]),
+                    home,
+                    None,
+                    Some(HOME_WRITES_MAX),
+                    &command,
+                    now
+                ),
                 r(&[1, 2, 4])
             );
             // No home (primary routing).
             assert_eq!(
-                route(r(&[1, 2, 3]), None, None, HOME_WRITES_MAX, &command, now),
+                route(
+                    r(&[1, 2, 3]),
+                    None,
+                    None,
+                    Some(HOME_WRITES_MAX),
+                    &command,
+                    now
+                ),
                 r(&[1, 2, 3])
             );
         }
@@ -1744,7 +1818,7 @@ mod tests {
                 r(&[1, 2, 3]),
                 home,
                 Some(&recent),
-                HOME_WRITES_MAX,
+                Some(HOME_WRITES_MAX),
                 command,
                 at,
             )
@@ -1753,13 +1827,18 @@ mod tests {
         // A write goes home while the home has room for more, else by
         // key; its key is then read where it went.
         assert_eq!(route_at(&set("k"), t0), r(&[3, 1, 2]));
-        let write = route(r(&[1, 2, 3]), home, Some(&recent), 0, &set("k"), t0);
+        let write = route(r(&[1, 2, 3]), home, Some(&recent), Some(0), &set("k"), t0);
         assert_eq!(write, r(&[1, 2, 3]), "no room at the home");
         assert_eq!(route_at(&get("k"), t0), r(&[1, 2, 3]));
         // Nor as the key's first replica: the next one coordinates.
-        let write = route(r(&[3, 1, 2]), home, Some(&recent), 0, &set("j"), t0);
+        let write = route(r(&[3, 1, 2]), home, Some(&recent), Some(0), &set("j"), t0);
         assert_eq!(write, r(&[1, 2, 3]));
-        let write = route(r(&[1, 2, 3]), home, Some(&recent), 1, &set("k"), t0);
+        let read = route(r(&[3, 1, 2]), home, Some(&recent), Some(0), &get("j"), t0);
+        assert_eq!(read, r(&[1, 3, 2]), "read where it went");
+        // A client whose home takes no writes (`home_writes_max` 0): by key.
+        let write = route(r(&[3, 1, 2]), home, Some(&recent), None, &set("i"), t0);
+        assert_eq!(write, r(&[3, 1, 2]));
+        let write = route(r(&[1, 2, 3]), home, Some(&recent), Some(1), &set("k"), t0);
         assert_eq!(write, r(&[3, 1, 2]));
         assert_eq!(route_at(&get("k"), t0), r(&[3, 1, 2]));
         // A home that is not a replica of the key: by key.
@@ -1767,7 +1846,7 @@ mod tests {
             r(&[1, 2, 4]),
             home,
             Some(&recent),
-            HOME_WRITES_MAX,
+            Some(HOME_WRITES_MAX),
             &set("x"),
             t0,
         );
@@ -1790,7 +1869,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_whose_slot_another_key_took_is_read_by_key_not_from_the_home() {
+    fn a_key_whose_slot_another_key_took_is_read_by_key_at_quorum() {
         let recent = RecentWrites::new();
         let now = recent.start + Duration::from_secs(1);
         // Two keys of one slot.
@@ -1806,15 +1885,24 @@ mod tests {
             Recent::By(ReplicaId(3))
         );
         assert_eq!(recent.recent(b"k", now), Recent::Unknown);
+        // By key, and `execute_with` reads it at quorum (the write may have
+        // gone home or elsewhere).
         let read = route(
             r(&[1, 2, 3]),
             Some(ReplicaId(3)),
             Some(&recent),
-            HOME_WRITES_MAX,
+            Some(HOME_WRITES_MAX),
             &get("k"),
             now,
         );
         assert_eq!(read, r(&[1, 2, 3]));
+        let (one, quorum) = (ReadConsistency::One, ReadConsistency::Quorum);
+        assert!(quorum_first(Some(&recent), &get("k"), one, now));
+        assert!(!quorum_first(Some(&recent), &get("k"), quorum, now));
+        assert!(!quorum_first(Some(&recent), &set("k"), one, now));
+        assert!(!quorum_first(None, &get("k"), one, now));
+        assert!(!quorum_first(Some(&recent), &get(&other), one, now));
+        assert!(!quorum_first(Some(&recent), &Command::Ping, one, now));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub struct Setup {
     /// `primary`, `home`; see `meridian::client::Routing`).
     pub route: String,
     /// With `read-home`: how many writes each client's home coordinated at
-    /// once before further ones went by key (see
+    /// once before further ones went to other replicas (see
     /// `ClientOptions::home_writes_max`); `None` with other routes.
     pub home_writes_max: Option<usize>,
     /// The home node of each client, where the route has one.
