@@ -202,28 +202,30 @@ pub fn parse_line(line: &[u8]) -> Line {
         return Line::Nothing;
     };
     let name = String::from_utf8_lossy(first).to_lowercase();
-    let shell_word = times == 1 && matches!(name.as_str(), "quit" | "exit" | "help");
-    match (name.as_str(), &words[1..]) {
-        ("quit" | "exit", []) if shell_word => return Line::Quit,
-        ("quit" | "exit", _) if shell_word => {
-            return Line::Refused(format::error(&format_args!("{name} takes no arguments")))
+    // The shell's own words, unless repeated (`2 quit` is no shell word).
+    if times == 1 {
+        match (name.as_str(), &words[1..]) {
+            ("quit" | "exit", []) => return Line::Quit,
+            ("quit" | "exit", _) => {
+                return Line::Refused(format::error(&format_args!("{name} takes no arguments")))
+            }
+            ("help", []) => return Line::Help(help_text()),
+            ("help", [topic]) => {
+                let topic = String::from_utf8_lossy(topic).to_lowercase();
+                return match command::find(&topic) {
+                    Some(spec) => Line::Help(in_the_shell(spec.help())),
+                    None if is_meridian_command(&topic) => Line::Refused(not_here(&topic)),
+                    None => Line::Refused(unknown(&topic)),
+                };
+            }
+            ("help", _) => {
+                return Line::Refused(format::error(&"help takes one command's name, or none"))
+            }
+            _ => {}
         }
-        ("help", []) if shell_word => return Line::Help(help_text()),
-        ("help", [topic]) if shell_word => {
-            let topic = String::from_utf8_lossy(topic).to_lowercase();
-            return match command::find(&topic) {
-                Some(spec) => Line::Help(in_the_shell(spec.help())),
-                None if is_meridian_command(&topic) => Line::Refused(not_here(&topic)),
-                None => Line::Refused(unknown(&topic)),
-            };
-        }
-        ("help", _) if shell_word => {
-            return Line::Refused(format::error(&"help takes one command's name, or none"))
-        }
-        (name, _) if command::find(name).is_none() && is_meridian_command(name) => {
-            return Line::Refused(not_here(name))
-        }
-        _ => {}
+    }
+    if command::find(&name).is_none() && is_meridian_command(&name) {
+        return Line::Refused(not_here(&name));
     }
     let words: Vec<OsString> = words.into_iter().map(OsString::from_vec).collect();
     match command::parse(&words) {

@@ -586,25 +586,18 @@ async fn write_responses(
 /// same request, and one the client's version cannot read by a
 /// `BadRequest` ([`Response::for_client`]).
 fn encode_response(response: &Response, version: u16, buf: &mut Vec<u8>, frame_bytes_max: usize) {
-    let older;
     // This build's clients read every answer.
-    let replaced = if version < PROTOCOL_VERSION {
-        response.for_client(version)
-    } else {
-        None
-    };
-    let response = match replaced {
-        Some(replaced) => {
-            tracing::warn!(
-                id = response.id,
-                version,
-                "an answer too new for its client"
-            );
-            older = replaced;
-            &older
-        }
-        None => response,
-    };
+    let replaced = (version < PROTOCOL_VERSION)
+        .then(|| response.for_client(version))
+        .flatten();
+    if replaced.is_some() {
+        tracing::warn!(
+            id = response.id,
+            version,
+            "an answer too new for its client"
+        );
+    }
+    let response = replaced.as_ref().unwrap_or(response);
     let Err(e) = encode_into(response, buf, frame_bytes_max) else {
         return;
     };
