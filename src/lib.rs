@@ -28,6 +28,7 @@ pub mod affinity;
 pub(crate) mod busy_poll;
 pub mod cli;
 pub mod client;
+pub mod glob;
 pub mod keyhash;
 pub mod keyspace;
 pub mod net;

@@ -1887,3 +1887,120 @@ async fn sets_and_maps_page_through_the_sdk_from_any_replica() {
     .await;
     region.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_scan_lists_the_regions_keys_once_each_and_goes_on_without_a_node() {
+    use meridian::client::ScanOptions;
+    use meridian::keyhash::key_hash;
+    // Four nodes, two replicas a key: each node holds about half the keys.
+    let mut region = Region::start(4, 2).await;
+    let client = region.client().await;
+    let mut expected = Vec::new();
+    within("the writes", async {
+        for i in 0..120 {
+            let key = format!("user:{i}");
+            client.register(key.as_str()).set("v").await.unwrap();
+            expected.push(b(&key));
+        }
+        for i in 0..30 {
+            let key = format!("hits:{i}");
+            client.counter(key.as_str()).incr(1).await.unwrap();
+            expected.push(b(&key));
+        }
+        for i in 0..10 {
+            client.register(format!("gone:{i}")).set("v").await.unwrap();
+            assert!(client.del(format!("gone:{i}")).await.unwrap());
+        }
+    })
+    .await;
+    expected.sort_by_key(|k| (key_hash(k), k.clone()));
+
+    // A node answers from its own keys only: fewer than all of them.
+    let mut own = 0;
+    let mut cursor = 0;
+    loop {
+        let command = Command::Scan {
+            from: cursor,
+            count: 1_000,
+            pattern: None,
+            kind: None,
+        };
+        let page = match client
+            .execute_on(&region.ids[0], command)
+            .await
+            .unwrap()
+            .reply
+        {
+            Reply::Keys(page) => page,
+            other => panic!("{other:?}"),
+        };
+        own += page.keys.len();
+        if page.next == 0 {
+            break;
+        }
+        cursor = page.next;
+    }
+    assert!(own > 20 && own < expected.len(), "{own} keys on one node");
+
+    within("scans", async {
+        for count in [1, 7, 1_000] {
+            let options = ScanOptions {
+                count,
+                ..ScanOptions::default()
+            };
+            let keys = client.scan_keys(options).collect().await.unwrap();
+            assert_eq!(keys, expected, "count {count}");
+        }
+        let users = client
+            .scan_keys(ScanOptions::matching("user:1?"))
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(users.len(), 10, "user:10..user:19");
+        let counters = ScanOptions {
+            kind: Some(Kind::Counter),
+            ..ScanOptions::default()
+        };
+        let found = client.scan_keys(counters.clone()).collect().await.unwrap();
+        assert_eq!(found.len(), 30);
+        assert!(found.iter().all(|k| k.starts_with(b"hits:")));
+        let zero = ScanOptions {
+            count: 0,
+            ..ScanOptions::default()
+        };
+        assert!(matches!(
+            client.scan_page(0, &zero).await,
+            Err(ClientError::BadRequest(_))
+        ));
+    })
+    .await;
+
+    // Every key keeps a replica on the other three nodes.
+    region.stop("lab-2").await;
+    within("a scan without one node", async {
+        let keys = client
+            .scan_keys(ScanOptions::default())
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(keys, expected);
+    })
+    .await;
+    // Without two, some keys have none.
+    region.stop("lab-3").await;
+    let short = within(
+        "a scan without two nodes",
+        client.scan_page(0, &ScanOptions::default()),
+    )
+    .await;
+    match short {
+        Err(ClientError::Unavailable(reason)) => {
+            assert!(
+                reason.contains("lab-2") && reason.contains("lab-3"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    region.shutdown().await;
+}

@@ -170,6 +170,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         "seconds left to live (-1: never expires, -2: no such key)",
     ),
     write("persist", "KEY", "remove the key's expiry"),
+    spec(
+        "scan",
+        "CURSOR [MATCH PATTERN] [COUNT N] [TYPE TYPE]",
+        "a page of the region's keys, as Redis's SCAN: start with cursor 0; \
+         prints the next page's cursor (0: none left), then the keys. \
+         PATTERN is a glob (* ? [a-z] [^a] \\x), TYPE a type's name, each \
+         node looks at about N keys (default 10)",
+        Access::NoKey,
+    ),
     read(
         "type",
         "KEY",
@@ -548,6 +557,7 @@ impl Parser<'_> {
             "ttl" => Command::Ttl { key: self.key1()? },
             "persist" => Command::Persist { key: self.key1()? },
             "type" => Command::Type { key: self.key1()? },
+            "scan" => self.keyspace_scan()?,
             other => unreachable!("command {other} is in COMMANDS but has no parser"),
         })
     }
@@ -642,6 +652,69 @@ impl Parser<'_> {
             }
         };
         Ok((bytes(key), after, count))
+    }
+
+    /// `CURSOR [MATCH PATTERN] [COUNT N] [TYPE TYPE]` of `scan`, its
+    /// options in any order, once each (also `--match` and the like).
+    fn keyspace_scan(&self) -> Result<Command, UsageError> {
+        let Some((cursor, mut rest)) = self.args.split_first() else {
+            return Err(self.wrong_arity());
+        };
+        let from = integer(cursor)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| UsageError::BadNumber {
+                spec: self.spec,
+                what: "CURSOR",
+                expected: "0 or a cursor printed by the previous page",
+                value: cursor.to_string_lossy().into_owned(),
+            })?;
+        let (mut pattern, mut count, mut kind) = (None, None, None);
+        while let Some((option, tail)) = rest.split_first() {
+            let Some((value, tail)) = tail.split_first() else {
+                return Err(match option_name(option).as_str() {
+                    "match" | "count" | "type" => self.wrong_arity(),
+                    _ => self.bad_option(option, "unknown option"),
+                });
+            };
+            match option_name(option).as_str() {
+                "match" if pattern.is_none() => pattern = Some(bytes(value)),
+                "count" if count.is_none() => {
+                    count = Some(
+                        integer(value)
+                            .and_then(|n| u32::try_from(n).ok())
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| UsageError::BadNumber {
+                                spec: self.spec,
+                                what: "N",
+                                expected: "a whole number from 1 to 4294967295",
+                                value: value.to_string_lossy().into_owned(),
+                            })?,
+                    )
+                }
+                "type" if kind.is_none() => {
+                    kind = Some(kind_named(&value.to_string_lossy()).ok_or_else(|| {
+                        UsageError::BadNumber {
+                            spec: self.spec,
+                            what: "TYPE",
+                            expected: "register, counter, set, map or mvregister \
+                                       (or Redis's string or hash)",
+                            value: value.to_string_lossy().into_owned(),
+                        }
+                    })?)
+                }
+                "match" | "count" | "type" => {
+                    return Err(self.bad_option(option, "option given twice:"))
+                }
+                _ => return Err(self.bad_option(option, "unknown option")),
+            }
+            rest = tail;
+        }
+        Ok(Command::Scan {
+            from,
+            count: count.unwrap_or(SCAN_COUNT_DEFAULT),
+            pattern,
+            kind,
+        })
     }
 
     fn arity(&self, n: usize) -> Result<(), UsageError> {
@@ -745,6 +818,33 @@ impl Parser<'_> {
 }
 
 pub use crate::client::TTL_MS_MAX;
+
+/// An option's name in lower case, without a leading `--`.
+fn option_name(option: &OsStr) -> String {
+    let name = option.to_string_lossy().to_ascii_lowercase();
+    name.strip_prefix("--").unwrap_or(&name).to_owned()
+}
+
+/// The type named `name` (case-insensitive): Meridian's names, as `type`
+/// prints them, and Redis's `string` and `hash` for a register and a map.
+pub fn kind_named(name: &str) -> Option<crdt_types::Kind> {
+    use crdt_types::Kind;
+    let name = name.to_ascii_lowercase();
+    [
+        Kind::Register,
+        Kind::Counter,
+        Kind::Set,
+        Kind::Map,
+        Kind::MvRegister,
+    ]
+    .into_iter()
+    .find(|k| k.name() == name)
+    .or(match name.as_str() {
+        "string" => Some(Kind::Register),
+        "hash" => Some(Kind::Map),
+        _ => None,
+    })
+}
 
 /// Items per `sscan` or `hscan` page when no `COUNT` is given (as Redis).
 pub const SCAN_COUNT_DEFAULT: u32 = 10;
@@ -875,6 +975,58 @@ mod tests {
     /// The client options a command takes follow from its access: it
     /// must say what its protocol commands do.
     #[test]
+    fn scan_takes_a_cursor_and_match_count_and_type_in_any_order_once_each() {
+        let scan = |from, count, pattern: Option<&str>, kind| Command::Scan {
+            from,
+            count,
+            pattern: pattern.map(b),
+            kind,
+        };
+        assert_eq!(ok(&["scan", "0"]), scan(0, 10, None, None));
+        assert_eq!(
+            ok(&[
+                "SCAN",
+                "18446744073709551615",
+                "type",
+                "Hash",
+                "COUNT",
+                "5",
+                "match",
+                "u:*"
+            ]),
+            scan(u64::MAX, 5, Some("u:*"), Some(crdt_types::Kind::Map))
+        );
+        assert_eq!(
+            ok(&["scan", "7", "--match", "*", "--type", "string"]),
+            scan(7, 10, Some("*"), Some(crdt_types::Kind::Register))
+        );
+        for kind in ["register", "counter", "set", "map", "mvregister"] {
+            let Command::Scan { kind: Some(k), .. } = ok(&["scan", "0", "type", kind]) else {
+                panic!("{kind}");
+            };
+            assert_eq!(k.name(), kind);
+        }
+        for (words, says) in [
+            (&["scan"][..], "wrong number of arguments"),
+            (&["scan", "0", "count"], "wrong number of arguments"),
+            (&["scan", "-1"], "CURSOR must be"),
+            (&["scan", "x6162"], "CURSOR must be"),
+            (&["scan", "18446744073709551616"], "CURSOR must be"),
+            (&["scan", "0", "count", "0"], "N must be"),
+            (&["scan", "0", "type", "list"], "TYPE must be"),
+            (&["scan", "0", "limit", "5"], "unknown option 'limit'"),
+            (&["scan", "0", "extra"], "unknown option 'extra'"),
+            (
+                &["scan", "0", "match", "a", "MATCH", "b"],
+                "option given twice: 'MATCH'",
+            ),
+        ] {
+            let e = err(words).to_string();
+            assert!(e.contains(says), "{words:?}: {e}");
+        }
+    }
+
+    #[test]
     fn every_command_reads_or_writes_as_its_access_says() {
         for spec in COMMANDS {
             let words: &[&str] = match spec.name {
@@ -884,6 +1036,7 @@ mod tests {
                 | "hdel" => &[spec.name, "k", "1"],
                 "hset" | "hincrby" => &[spec.name, "k", "f", "1"],
                 "sscan" | "hscan" => &[spec.name, "k", "0"],
+                "scan" => &["scan", "0"],
                 _ => &[spec.name, "k"],
             };
             for command in all(words).commands {

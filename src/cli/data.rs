@@ -9,7 +9,9 @@ use super::cluster::{ListeningProbe, NodeEntry, ReadinessProbe};
 use super::command::DataCommand;
 use super::format;
 use super::target::Target;
-use crate::client::{too_large_to_answer, Client, ClientError, ClientOptions, FieldOp, Routing};
+use crate::client::{
+    too_large_to_answer, Client, ClientError, ClientOptions, FieldOp, Routing, ScanOptions,
+};
 use crate::protocol::{Answer, Command, Reply};
 use crate::topology::{Limits, Topology};
 use std::collections::HashSet;
@@ -59,11 +61,30 @@ impl Session {
         let mut answers = Vec::with_capacity(commands.len());
         for command in commands {
             check_sizes(command, &self.limits).map_err(failed(answers.len()))?;
-            let answer = match client.execute(command.clone()).await {
-                Err(e) if too_large_to_answer(&e) => {
-                    in_pages(client, command).await.unwrap_or(Err(e))
+            let answer = match command {
+                Command::Scan {
+                    from,
+                    count,
+                    pattern,
+                    kind,
+                } => {
+                    let options = ScanOptions {
+                        pattern: pattern.clone(),
+                        kind: *kind,
+                        count: *count,
+                    };
+                    client.scan_page(*from, &options).await.map(|page| Answer {
+                        reply: Reply::Keys(page),
+                        replicas_acked: 1,
+                        replicas_needed: 1,
+                    })
                 }
-                answer => answer,
+                _ => match client.execute(command.clone()).await {
+                    Err(e) if too_large_to_answer(&e) => {
+                        in_pages(client, command).await.unwrap_or(Err(e))
+                    }
+                    answer => answer,
+                },
             };
             answers.push(answer.map_err(failed(answers.len()))?);
         }

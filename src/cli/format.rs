@@ -107,6 +107,13 @@ fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
                 raw_fields(&page.items, out);
             }
         }
+        Reply::Keys(page) => {
+            out.extend_from_slice(page.next.to_string().as_bytes());
+            if !page.keys.is_empty() {
+                out.push(b'\n');
+                raw_items(&page.keys, out, |v, out| out.extend_from_slice(v));
+            }
+        }
     }
 }
 
@@ -172,6 +179,11 @@ pub fn reply(reply: &Reply) -> String {
         Reply::MapPage(page) => Shape::List(vec![
             Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
             Shape::fields(&page.items),
+        ]),
+        // As redis-cli prints SCAN: the cursor, then the keys.
+        Reply::Keys(page) => Shape::List(vec![
+            Shape::Line(quote(page.next.to_string().as_bytes())),
+            Shape::values(&page.keys),
         ]),
     };
     let mut lines = Vec::new();

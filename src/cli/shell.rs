@@ -537,7 +537,10 @@ mod tests {
             complete("", 0).1.len(),
             command::COMMANDS.len() + SHELL_WORDS.len()
         );
-        assert_eq!(complete("  sc", 4), (2, vec!["scard".to_owned()]));
+        assert_eq!(
+            complete("  sc", 4),
+            (2, vec!["scard".to_owned(), "scan".to_owned()])
+        );
         assert_eq!(
             complete("h", 1).1,
             ["hset", "hget", "hdel", "hgetall", "hscan", "hincrby", "hlen", "help"]

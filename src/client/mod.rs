@@ -57,8 +57,9 @@
 mod connection;
 mod error;
 mod handles;
+mod keys;
 
-pub use crate::keyspace::{FieldOp, FieldValue, Page, PageItem, Ttl};
+pub use crate::keyspace::{FieldOp, FieldValue, KeyPage, Page, PageItem, Ttl};
 pub use crate::protocol::{Answer, Command, Reply};
 pub use crate::topology::{ReadConsistency, Topology, WriteConsistency};
 pub use connection::{STREAMS_PER_CONNECTION, STREAM_INFLIGHT_MAX};
@@ -66,6 +67,7 @@ pub use crdt_types::{Bytes, Kind};
 pub use error::ClientError;
 pub(crate) use handles::too_large_to_answer;
 pub use handles::{Counter, Map, MvRegister, Register, Scan, Set};
+pub use keys::{KeyScan, ScanOptions, SCAN_COUNT_DEFAULT};
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -1218,15 +1220,46 @@ impl Client {
     /// # }
     /// ```
     pub async fn execute_on(&self, node_id: &str, command: Command) -> Result<Answer, ClientError> {
+        self.execute_on_with(node_id, command, Dial::Always).await
+    }
+
+    /// [`Client::execute_on`], but a node found down lately is not dialled
+    /// again until it has been passed over for a while: it fails at once.
+    pub(crate) async fn execute_on_if_up(
+        &self,
+        node_id: &str,
+        command: Command,
+    ) -> Result<Answer, ClientError> {
+        let down = {
+            let ring = self.inner.ring();
+            let slot = ring
+                .topology
+                .node(node_id)
+                .and_then(|node| ring.slots.get(&node.replica));
+            slot.is_some_and(|slot| matches!(slot.standing(Instant::now()), Standing::Down))
+        };
+        if down {
+            return Err(ClientError::Connect(format!(
+                "node {node_id} is passed over: it failed lately"
+            )));
+        }
+        self.execute_on_with(node_id, command, Dial::UnlessShutDown)
+            .await
+    }
+
+    async fn execute_on_with(
+        &self,
+        node_id: &str,
+        command: Command,
+        dial: Dial,
+    ) -> Result<Answer, ClientError> {
         let ring = self.inner.ring();
         let node = ring.topology.node(node_id).ok_or_else(|| {
             ClientError::BadRequest(format!("no node {node_id:?} in the topology"))
         })?;
         let written = command.is_write().then(|| command.key().cloned()).flatten();
         let (id, frame) = self.frame(command, self.write, self.read)?;
-        let attempt = self
-            .attempt(&ring, node.replica, id, frame, Dial::Always)
-            .await;
+        let attempt = self.attempt(&ring, node.replica, id, frame, dial).await;
         if !matches!(attempt, Err(CallError::NotSent(_))) {
             self.note_write(written.as_ref(), node.replica);
         }

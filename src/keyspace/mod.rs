@@ -21,11 +21,9 @@ use crdt_types::{
     Bytes, Causal, ClockSkew, Delta, DotStore, Hlc, HlcClock, Kind, Record, ReplicaId, TypedStore,
     WrongType,
 };
-use foldhash::fast::FixedState;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashTable;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::hash::BuildHasher;
 use std::ops::RangeInclusive;
 
 /// Limits and settings of a keyspace.
@@ -42,8 +40,6 @@ pub struct KeyspaceConfig {
     pub key_value_bytes_max: usize,
     /// How far ahead of local time a remote HLC stamp may be.
     pub max_skew_ms: u64,
-    /// Seed of the in-memory hash tables (fixed seeds make runs reproducible).
-    pub hash_seed: u64,
 }
 
 impl Default for KeyspaceConfig {
@@ -53,7 +49,6 @@ impl Default for KeyspaceConfig {
             value_bytes_max: 1024 * 1024,
             key_value_bytes_max: 2 * 1024 * 1024 - 1024,
             max_skew_ms: 500,
-            hash_seed: 0,
         }
     }
 }
@@ -179,6 +174,24 @@ pub struct MemoryStats {
     pub bytes: usize,
 }
 
+/// Bytes charged per entry of the hash order (a B-tree of `u64`s,
+/// its nodes about two thirds full).
+const ORDER_ENTRY_BYTES: usize = 16;
+
+/// Bytes counted per key of a [`KeyPage`] beyond the key itself, as an
+/// answer encodes and holds it.
+const ANSWER_KEY_BYTES: usize = 8;
+
+/// A page of [`Keyspace::scan_keys`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyPage {
+    /// The keys found, in [`key_hash`] order.
+    pub keys: Vec<Bytes>,
+    /// The hash the next page starts at; 0 when the scan is over (a page
+    /// that ends with the greatest hash also ends the scan).
+    pub next: u64,
+}
+
 /// The most scratch space kept between writes of compact keys.
 const SCRATCH_KEEP_BYTES: usize = 16 << 10;
 
@@ -187,11 +200,16 @@ pub struct Keyspace {
     replica: ReplicaId,
     config: KeyspaceConfig,
     clock: HlcClock,
-    hasher: FixedState,
-    /// Simple states, each one allocation holding key and state.
+    /// Simple states, each one allocation holding key and state. Both
+    /// tables hash a key with [`key_hash`], so that a key is found from
+    /// its hash alone (see `order`).
     compact: HashTable<Box<[u8]>>,
     /// Every other state, decoded. A key is in exactly one of the two tables.
-    live: HashMap<Bytes, Live, FixedState>,
+    live: HashTable<(Bytes, Live)>,
+    /// The [`key_hash`] of every key held (two keys of one hash share an
+    /// entry): the order keyspace scans walk, and the way range queries
+    /// find their keys without a pass over the tables.
+    order: BTreeSet<u64>,
     /// Keys with a deadline, by deadline, for the active sweep.
     deadlines: BTreeSet<(u64, Bytes)>,
     bytes: usize,
@@ -296,13 +314,12 @@ fn max_hlc(store: &TypedStore) -> Option<Hlc> {
 impl Keyspace {
     /// An empty keyspace for `replica`.
     pub fn new(replica: ReplicaId, config: KeyspaceConfig) -> Self {
-        let hasher = FixedState::with_seed(config.hash_seed);
         Keyspace {
             replica,
             clock: HlcClock::new(config.max_skew_ms),
-            hasher,
             compact: HashTable::new(),
-            live: HashMap::with_hasher(hasher),
+            live: HashTable::new(),
+            order: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             bytes: 0,
             scratch: Vec::new(),
@@ -333,14 +350,52 @@ impl Keyspace {
         &mut self.clock
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
     fn find_compact(&self, key: &[u8]) -> Option<&[u8]> {
         self.compact
-            .find(self.hash(key), |e| packed::key(e) == key)
+            .find(key_hash(key), |e| packed::key(e) == key)
             .map(|e| &e[..])
+    }
+
+    fn find_live(&self, key: &[u8]) -> Option<&Live> {
+        self.live
+            .find(key_hash(key), |(k, _)| k[..] == *key)
+            .map(|(_, l)| l)
+    }
+
+    /// Whether `key` is in either table.
+    pub(crate) fn holds(&self, key: &[u8]) -> bool {
+        self.find_compact(key).is_some() || self.find_live(key).is_some()
+    }
+
+    /// Calls `f` on every key held whose [`key_hash`] is `hash`, with its
+    /// stored state.
+    fn for_each_of_hash(&self, hash: u64, mut f: impl FnMut(&[u8], Cow<'_, Causal<Record>>)) {
+        for e in self.compact.iter_hash(hash) {
+            let key = packed::key(e);
+            if key_hash(key) == hash {
+                f(key, Cow::Owned(packed::view(e).to_state()));
+            }
+        }
+        for (k, l) in self.live.iter_hash(hash) {
+            if key_hash(k) == hash {
+                f(k, Cow::Borrowed(&l.state));
+            }
+        }
+    }
+
+    /// Keeps `order` in step after a change to `key` that found it held
+    /// or not and left it held or not.
+    fn reorder(&mut self, key: &[u8], held_before: bool, held: bool) {
+        if held && !held_before {
+            self.order.insert(key_hash(key));
+        } else if held_before && !held {
+            let hash = key_hash(key);
+            let mut shared = false;
+            self.for_each_of_hash(hash, |_, _| shared = true);
+            if !shared {
+                self.order.remove(&hash);
+            }
+        }
     }
 
     /// The stored state of `key`, expired or not, tombstone or not.
@@ -348,7 +403,7 @@ impl Keyspace {
         if let Some(e) = self.find_compact(key) {
             return Some(Cow::Owned(packed::view(e).to_state()));
         }
-        self.live.get(key).map(|l| Cow::Borrowed(&l.state))
+        self.find_live(key).map(|l| Cow::Borrowed(&l.state))
     }
 
     /// The state of `key` if it is present and not expired at `now_ms`.
@@ -357,7 +412,7 @@ impl Keyspace {
             let v = packed::view(e);
             return (!is_expired(v.deadline_ms, now_ms)).then(|| Cow::Owned(v.to_state()));
         }
-        let s = &self.live.get(key)?.state;
+        let s = &self.find_live(key)?.state;
         (holds_data(s) && !is_expired(deadline_of(s), now_ms)).then_some(Cow::Borrowed(s))
     }
 
@@ -373,6 +428,7 @@ impl Keyspace {
         let present = self.stored(key).is_some();
         if present {
             drop(self.take(key));
+            self.reorder(key, true, false);
         }
         present
     }
@@ -388,11 +444,12 @@ impl Keyspace {
     /// compact is rewritten in its table slot, in place when its size is
     /// unchanged: no second lookup and, most of the time, no allocation.
     fn modify<T>(&mut self, key: &[u8], f: impl FnOnce(&mut Causal<Record>, &mut usize) -> T) -> T {
-        let hash = self.hash(key);
+        let hash = key_hash(key);
         let Ok(mut entry) = self.compact.find_entry(hash, |e| packed::key(e) == key) else {
-            let (mut state, mut heap) = self.take_live(key);
+            let (mut state, mut heap, held) = self.take_live(key);
             let out = f(&mut state, &mut heap);
-            self.put(key, state, heap);
+            let stored = self.put(key, state, heap);
+            self.reorder(key, held, stored);
             return out;
         };
         let mut state = packed::view(entry.get()).to_state();
@@ -425,14 +482,15 @@ impl Keyspace {
         let (old, _) = entry.remove();
         self.bytes -= compact_bytes(&old);
         self.unindex_deadline(key, before);
-        self.put(key, state, heap);
+        let stored = self.put(key, state, heap);
+        self.reorder(key, true, stored);
         out
     }
 
     /// Removes `key` from the tables, returning its state and heap bytes
     /// (a bottom state with nothing seen when the key is absent).
     fn take(&mut self, key: &[u8]) -> (Causal<Record>, usize) {
-        let hash = self.hash(key);
+        let hash = key_hash(key);
         if let Ok(entry) = self.compact.find_entry(hash, |e| packed::key(e) == key) {
             let (e, _) = entry.remove();
             self.bytes -= compact_bytes(&e);
@@ -441,39 +499,48 @@ impl Keyspace {
             let heap = state.heap_bytes();
             return (state, heap);
         }
-        self.take_live(key)
+        let (state, heap, _) = self.take_live(key);
+        (state, heap)
     }
 
-    /// [`Keyspace::take`] for a key known not to be compact.
-    fn take_live(&mut self, key: &[u8]) -> (Causal<Record>, usize) {
-        match self.live.remove_entry(key) {
-            Some((k, live)) => {
+    /// [`Keyspace::take`] for a key known not to be compact; also says
+    /// whether the key was there.
+    fn take_live(&mut self, key: &[u8]) -> (Causal<Record>, usize, bool) {
+        match self.live.find_entry(key_hash(key), |(k, _)| k[..] == *key) {
+            Ok(entry) => {
+                let ((k, live), _) = entry.remove();
                 self.bytes -= live_bytes(&k, live.heap);
                 self.unindex_deadline(key, deadline_of(&live.state));
-                (live.state, live.heap)
+                (live.state, live.heap, true)
             }
-            None => (Causal::new(), 0),
+            Err(_) => (Causal::new(), 0, false),
         }
     }
 
     /// Stores `state` for `key` in the form that fits it; a key that has
-    /// seen nothing is not stored.
-    fn put(&mut self, key: &[u8], state: Causal<Record>, heap: usize) {
+    /// seen nothing is not stored. Whether it was. The caller keeps
+    /// `order` in step ([`Keyspace::reorder`]).
+    #[must_use]
+    fn put(&mut self, key: &[u8], state: Causal<Record>, heap: usize) -> bool {
         if state.context().is_empty() {
-            return;
+            return false;
         }
         if let Some(ms) = deadline_of(&state) {
             self.deadlines.insert((ms, Bytes::from(key)));
         }
         if let Some(entry) = packed::pack(key, &state) {
             self.bytes += compact_bytes(&entry);
-            let hasher = self.hasher;
             self.compact
-                .insert_unique(self.hash(key), entry, |e| hasher.hash_one(packed::key(e)));
+                .insert_unique(key_hash(key), entry, |e| key_hash(packed::key(e)));
         } else {
             self.bytes += live_bytes(key, heap);
-            self.live.insert(Bytes::from(key), Live { state, heap });
+            self.live.insert_unique(
+                key_hash(key),
+                (Bytes::from(key), Live { state, heap }),
+                |(k, _)| key_hash(k),
+            );
         }
+        true
     }
 
     fn unindex_deadline(&mut self, key: &[u8], deadline: Option<u64>) {
@@ -585,6 +652,7 @@ impl Keyspace {
     /// Joins a state recovered from this node's own storage (no skew check:
     /// the stamps were accepted when first applied).
     pub fn restore(&mut self, key: &[u8], other: &Causal<Record>) {
+        let held = self.holds(key);
         let (mut state, _) = self.take(key);
         state.join(other);
         if let Some(hlc) = max_hlc(&state.store().data) {
@@ -592,7 +660,8 @@ impl Keyspace {
             let _ = self.clock.observe(hlc, hlc.physical_ms());
         }
         let heap = state.heap_bytes();
-        self.put(key, state, heap);
+        let stored = self.put(key, state, heap);
+        self.reorder(key, held, stored);
     }
 
     fn observe_stamps(&mut self, data: &TypedStore, now_ms: u64) -> Result<(), KeyspaceError> {
@@ -635,7 +704,7 @@ impl Keyspace {
         MemoryStats {
             keys: self.compact.len() + self.live.len(),
             keys_compact: self.compact.len(),
-            bytes: self.bytes + self.deadlines.len() * 64,
+            bytes: self.bytes + self.deadlines.len() * 64 + self.order.len() * ORDER_ENTRY_BYTES,
         }
     }
 
@@ -644,9 +713,7 @@ impl Keyspace {
         if let Some(e) = self.find_compact(key) {
             return Some(compact_bytes(e));
         }
-        self.live
-            .get_key_value(key)
-            .map(|(k, l)| live_bytes(k, l.heap))
+        self.find_live(key).map(|l| live_bytes(key, l.heap))
     }
 
     /// Keys held (tombstones included).
@@ -666,6 +733,19 @@ impl Keyspace {
         range: RangeInclusive<u64>,
         mut f: impl FnMut(&[u8], &Causal<Record>),
     ) {
+        let (lo, hi) = (*range.start(), *range.end());
+        if lo > hi {
+            return;
+        }
+        // A narrow range is found through `order`; a wide one (a quarter
+        // of the hashes or more) by one pass over the tables, which walks
+        // memory in order.
+        if hi - lo < u64::MAX / 4 {
+            for &hash in self.order.range(range) {
+                self.for_each_of_hash(hash, |k, s| f(k, &s));
+            }
+            return;
+        }
         for e in &self.compact {
             let key = packed::key(e);
             if range.contains(&key_hash(key)) {
@@ -677,6 +757,50 @@ impl Keyspace {
                 f(k, &l.state);
             }
         }
+    }
+
+    /// A page of a scan of the keys held, in [`key_hash`] order: the keys
+    /// whose hash is `from` or more, taken hash by hash until `count`
+    /// hashes (at least one) were looked at or the keys taken hold
+    /// `bytes_max` bytes. Of those keys, the page holds the ones that exist
+    /// at `now_ms` (not expired, not deleted) and that `want` accepts
+    /// (given each key and its type). Two keys of one hash are always in
+    /// the same page, so a page ends between hashes and [`KeyPage::next`]
+    /// names the hash the next page starts at. Keys written or deleted
+    /// between pages may or may not be listed; every key held throughout
+    /// is listed once.
+    pub fn scan_keys(
+        &self,
+        from: u64,
+        count: usize,
+        bytes_max: usize,
+        now_ms: u64,
+        mut want: impl FnMut(&[u8], Kind) -> bool,
+    ) -> KeyPage {
+        let mut keys = Vec::new();
+        let mut bytes = 0usize;
+        let mut looked = 0usize;
+        for &hash in self.order.range(from..) {
+            self.for_each_of_hash(hash, |key, state| {
+                let deadline = deadline_of(&state);
+                let kind = state.store().data.kind();
+                if let (Some(kind), false) = (kind, is_expired(deadline, now_ms)) {
+                    if want(key, kind) {
+                        bytes = bytes.saturating_add(key.len() + ANSWER_KEY_BYTES);
+                        keys.push(Bytes::from(key));
+                    }
+                }
+            });
+            looked += 1;
+            if looked >= count.max(1) || bytes >= bytes_max {
+                // Past the last hash nothing is left: `next` is then 0.
+                return KeyPage {
+                    keys,
+                    next: hash.wrapping_add(1),
+                };
+            }
+        }
+        KeyPage { keys, next: 0 }
     }
 
     /// A digest of every key in `range` and its state: the XOR of a hash of

@@ -1,8 +1,27 @@
 //! Runs one client command against the local keyspace.
 
-use crate::keyspace::{Keyspace, KeyspaceError};
+use crate::glob;
+use crate::keyspace::{KeyPage, Keyspace, KeyspaceError};
 use crate::protocol::{Command, Reply};
-use crdt_types::{Delta, Record};
+use crdt_types::{Delta, Kind, Record};
+
+/// A page of `ks`'s keys from hash `from` (`Command::Scan`): those of
+/// type `kind` (any when `None`) that match the glob `pattern` (any when
+/// `None`), in an answer no larger than a key's value may be.
+pub(crate) fn scan(
+    ks: &Keyspace,
+    from: u64,
+    count: u32,
+    pattern: Option<&[u8]>,
+    kind: Option<Kind>,
+    now_ms: u64,
+) -> KeyPage {
+    let pattern = pattern.filter(|p| !glob::matches_everything(p));
+    let bytes_max = ks.config().key_value_bytes_max;
+    ks.scan_keys(from, count as usize, bytes_max, now_ms, |key, found| {
+        kind.is_none_or(|k| k == found) && pattern.is_none_or(|p| glob::matches(p, key))
+    })
+}
 
 /// Executes `command` on `ks` at `now_ms`: the reply, and the delta to
 /// replicate when the command wrote something.
@@ -18,6 +37,19 @@ pub(crate) fn execute(
         Ping => read(Reply::Pong),
         // Answered by the node itself, which knows more than the keyspace.
         Status | ReloadTopology | Topology => read(Reply::Ok),
+        Scan {
+            from,
+            count,
+            pattern,
+            kind,
+        } => read(Reply::Keys(scan(
+            ks,
+            *from,
+            *count,
+            pattern.as_deref(),
+            *kind,
+            now_ms,
+        ))),
         Get { key } => read(ks.get(key, now_ms)?.map_or(Reply::Nil, Reply::Value)),
         CounterGet { key } => read(ks.counter(key, now_ms)?.map_or(Reply::Nil, Reply::Int)),
         SMembers { key } => read(Reply::Values(ks.smembers(key, now_ms)?)),

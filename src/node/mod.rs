@@ -674,6 +674,19 @@ impl Node {
             let reply = match request.command {
                 Command::Status => Reply::Status(Box::new(self.status(now_ms))),
                 Command::Topology => Reply::Value(self.topology_source.as_bytes().into()),
+                Command::Scan {
+                    from,
+                    count,
+                    ref pattern,
+                    kind,
+                } => Reply::Keys(execute::scan(
+                    &self.keyspace,
+                    from,
+                    count,
+                    pattern.as_deref(),
+                    kind,
+                    now_ms,
+                )),
                 Command::ReloadTopology => {
                     // The server reads files, not the node: it answers this itself.
                     let reason = "this node cannot reload its topology".to_owned();

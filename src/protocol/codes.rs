@@ -25,7 +25,7 @@ pub const TOO_MANY_PARTIAL: u32 = 8;
 /// What a version mismatch says; names [`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION)
 /// (a test keeps the two in step).
 const VERSION_MISMATCH_TEXT: &str =
-    "the peer speaks another protocol version than this build's (9): nodes serve clients of \
+    "the peer speaks another protocol version than this build's (10): nodes serve clients of \
      their own protocol version and a few before it, and speak only their own to each other \
      (upgrade every node, then the clients)";
 

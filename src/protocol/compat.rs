@@ -25,7 +25,7 @@
 use super::frame::{CLIENT_VERSION_MIN, PROTOCOL_VERSION};
 use super::{Answer, Command, ErrorReply, LinkStatus, NodeStatus, RebalanceStatus, Reply};
 use super::{Request, Response};
-use crate::keyspace::{FieldOp, FieldValue, Page, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, KeyPage, Page, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
 use crdt_types::{Bytes, Kind};
 
@@ -63,6 +63,8 @@ fn command_index(command: &Command) -> u8 {
         // Protocol version 9.
         Command::SScan { .. } => 28,
         Command::HScan { .. } => 29,
+        // Protocol version 10.
+        Command::Scan { .. } => 30,
     }
 }
 
@@ -83,6 +85,8 @@ fn reply_index(reply: &Reply) -> u8 {
         // Protocol version 9.
         Reply::SetPage(_) => 12,
         Reply::MapPage(_) => 13,
+        // Protocol version 10.
+        Reply::Keys(_) => 14,
     }
 }
 
@@ -193,9 +197,21 @@ const KINDS: [Kind; 5] = [
     Kind::Map,
 ];
 
+/// Samples of each protocol version, with the version: those of version 7
+/// first, then those each later version added, oldest first.
+type Versions<T> = Vec<(u16, Vec<T>)>;
+
+/// The samples of the versions up to `version`, in order.
+fn up_to<T>(versions: Versions<T>, version: u16) -> impl Iterator<Item = T> {
+    versions
+        .into_iter()
+        .filter(move |(since, _)| *since <= version)
+        .flat_map(|(_, samples)| samples)
+}
+
 /// One of every command version 7 had (every `FieldOp` among them), and
-/// those version 9 added.
-fn commands() -> (Vec<Command>, Vec<Command>) {
+/// those each later version added.
+fn commands() -> Versions<Command> {
     let k = |n: u32| b(&format!("key-{n}"));
     let mut v7 = vec![
         Command::Ping,
@@ -289,7 +305,21 @@ fn commands() -> (Vec<Command>, Vec<Command>) {
             count: 1,
         },
     ];
-    (v7, v9)
+    let v10 = vec![
+        Command::Scan {
+            from: u64::MAX,
+            count: u32::MAX,
+            pattern: Some(b("user:*")),
+            kind: Some(Kind::Map),
+        },
+        Command::Scan {
+            from: 0,
+            count: 1,
+            pattern: None,
+            kind: None,
+        },
+    ];
+    vec![(7, v7), (9, v9), (10, v10)]
 }
 
 fn status() -> NodeStatus {
@@ -330,8 +360,8 @@ fn status() -> NodeStatus {
 }
 
 /// One of every reply version 7 had (with every `FieldValue`, `Kind` and
-/// `Ttl`), and those version 9 added.
-fn replies() -> (Vec<Reply>, Vec<Reply>) {
+/// `Ttl`), and those each later version added.
+fn replies() -> Versions<Reply> {
     let mut v7 = vec![
         Reply::Ok,
         Reply::Pong,
@@ -367,7 +397,17 @@ fn replies() -> (Vec<Reply>, Vec<Reply>) {
             more: false,
         }),
     ];
-    (v7, v9)
+    let v10 = vec![
+        Reply::Keys(KeyPage {
+            keys: vec![b("k1"), Bytes::from(vec![0, 255])],
+            next: u64::MAX,
+        }),
+        Reply::Keys(KeyPage {
+            keys: Vec::new(),
+            next: 0,
+        }),
+    ];
+    vec![(7, v7), (9, v9), (10, v10)]
 }
 
 fn errors() -> Vec<ErrorReply> {
@@ -419,13 +459,11 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 #[test]
 fn every_client_enum_variant_keeps_its_index() {
-    let (v7, v9) = commands();
-    for command in v7.iter().chain(&v9) {
-        assert_eq!(encode(command)[0], command_index(command), "{command:?}");
+    for command in up_to(commands(), PROTOCOL_VERSION) {
+        assert_eq!(encode(&command)[0], command_index(&command), "{command:?}");
     }
-    let (v7, v9) = replies();
-    for reply in v7.iter().chain(&v9) {
-        assert_eq!(encode(reply)[0], reply_index(reply), "{reply:?}");
+    for reply in up_to(replies(), PROTOCOL_VERSION) {
+        assert_eq!(encode(&reply)[0], reply_index(&reply), "{reply:?}");
     }
     for error in errors() {
         assert_eq!(encode(&error)[0], error_index(&error), "{error:?}");
@@ -459,10 +497,7 @@ fn every_client_enum_variant_keeps_its_index() {
 /// and error it reads, in a response.
 fn client_messages(version: u16) -> Vec<u8> {
     let mut wire = Vec::new();
-    let (v7, v9) = commands();
-    let commands = v7
-        .into_iter()
-        .chain(v9.into_iter().filter(|_| version >= 9));
+    let commands = up_to(commands(), version);
     let writes = [
         None,
         Some(WriteConsistency::One),
@@ -483,10 +518,7 @@ fn client_messages(version: u16) -> Vec<u8> {
         };
         wire.extend(encode(&request));
     }
-    let (v7, v9) = replies();
-    let replies = v7
-        .into_iter()
-        .chain(v9.into_iter().filter(|_| version >= 9));
+    let replies = up_to(replies(), version);
     for (i, reply) in replies.enumerate() {
         let response = Response {
             id: u64::MAX - i as u64,
@@ -509,9 +541,10 @@ fn client_messages(version: u16) -> Vec<u8> {
 
 /// The hash (xxh3) of [`client_messages`] of each protocol version served,
 /// as that version's build encoded them, oldest first.
-const PINNED: [(u16, u64); 2] = [
+const PINNED: [(u16, u64); 3] = [
     (7, 15_555_325_040_342_598_198),
     (9, 849_021_891_112_607_140),
+    (10, 2_059_880_024_066_486_533),
 ];
 
 #[test]
@@ -535,12 +568,10 @@ fn the_client_messages_of_every_version_served_encode_as_they_did() {
 
 #[test]
 fn each_reply_and_error_says_the_version_that_brought_it() {
-    let (v7, v9) = replies();
-    for reply in v7 {
-        assert_eq!(reply.since(), 7, "{reply:?}");
-    }
-    for reply in v9 {
-        assert_eq!(reply.since(), 9, "{reply:?}");
+    for (version, replies) in replies() {
+        for reply in replies {
+            assert_eq!(reply.since(), version, "{reply:?}");
+        }
     }
     for error in errors() {
         assert_eq!(error.since(), 7, "{error:?}");
@@ -615,7 +646,7 @@ fn the_oldest_clients_commands_are_answered_in_its_version() {
         *command_key_mut(&mut command).unwrap() = b(key);
         crate::node::execute::execute(&mut ks, &command, now).unwrap();
     }
-    let (v7, _) = commands();
+    let v7: Vec<Command> = up_to(commands(), CLIENT_VERSION_MIN).collect();
     let mut runs = 0;
     for command in &v7 {
         let on_typed = typed.iter().map(|key| {
@@ -668,6 +699,10 @@ fn command_key_mut(command: &mut Command) -> Option<&mut Bytes> {
         | Command::Type { key }
         | Command::SScan { key, .. }
         | Command::HScan { key, .. } => Some(key),
-        Command::Ping | Command::Status | Command::ReloadTopology | Command::Topology => None,
+        Command::Ping
+        | Command::Status
+        | Command::ReloadTopology
+        | Command::Topology
+        | Command::Scan { .. } => None,
     }
 }

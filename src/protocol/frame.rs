@@ -19,7 +19,7 @@ use serde::Serialize;
 /// The bytes every stream starts with.
 pub const MAGIC: [u8; 4] = *b"MRDN";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 /// The oldest client protocol version a node still serves. Since version
 /// 7 the client messages only gained commands and replies at the end of
 /// their enums (`SScan`, `HScan`, `SetPage`, `MapPage` in 9), so an older

@@ -1,7 +1,7 @@
 //! The messages of the wire protocol: client requests and responses, and
 //! the messages nodes exchange.
 
-use crate::keyspace::{FieldOp, FieldValue, KeyspaceError, Page, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, KeyPage, KeyspaceError, Page, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
 use crdt_types::{Bytes, Causal, Delta, Kind, Record, ReplicaId};
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,17 @@ pub enum Command {
         after: Option<Bytes>,
         count: u32,
     },
+    /// A page of the keys the answering node holds, in key-hash order
+    /// (`Keyspace::scan_keys`): from hash `from`, looking at up to `count`
+    /// hashes, keeping those that exist, match the glob `pattern` (Redis's
+    /// `MATCH`) and hold type `kind`. Answered `Keys`. A node answers from
+    /// its own keys; the client merges the pages of a region's nodes.
+    Scan {
+        from: u64,
+        count: u32,
+        pattern: Option<Bytes>,
+        kind: Option<Kind>,
+    },
 }
 
 impl Command {
@@ -103,7 +114,7 @@ impl Command {
     pub fn key(&self) -> Option<&Bytes> {
         use Command::*;
         match self {
-            Ping | Status | ReloadTopology | Topology => None,
+            Ping | Status | ReloadTopology | Topology | Scan { .. } => None,
             Get { key }
             | Set { key, .. }
             | Del { key }
@@ -199,6 +210,8 @@ pub enum Reply {
     SetPage(Page<Bytes>),
     /// A page of a map's fields and their values.
     MapPage(Page<(Bytes, FieldValue)>),
+    /// A page of a node's keys.
+    Keys(KeyPage),
 }
 
 /// What a node reports about itself (`meridian status`).
@@ -429,6 +442,7 @@ impl Reply {
             Reply::Fields(fields) => fields_since(fields),
             Reply::SetPage(_) => 9,
             Reply::MapPage(page) => fields_since(&page.items).max(9),
+            Reply::Keys(_) => 10,
         }
     }
 }
@@ -507,6 +521,7 @@ impl Response {
                 Reply::Fields(m) => fields(m),
                 Reply::SetPage(p) => values(&p.items),
                 Reply::MapPage(p) => fields(&p.items),
+                Reply::Keys(p) => values(&p.keys),
                 Reply::Field(Some(f)) => field(f),
                 Reply::Status(_) => 1024,
                 _ => 0,

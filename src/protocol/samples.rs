@@ -7,7 +7,7 @@
 //! writers that also take in each other's deltas, so states mix kinds.
 //! Numbers are often extreme (0, 1, 2^63, `u64::MAX`, `i64::MIN`...).
 
-use crate::keyspace::{FieldOp, FieldValue, Keyspace, KeyspaceConfig, Page, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, KeyPage, Keyspace, KeyspaceConfig, Page, Ttl};
 use crate::protocol::{
     Answer, Command, ErrorReply, LinkStatus, NodeStatus, PeerMsg, RebalanceStatus, Reply, Request,
     Response,
@@ -206,7 +206,7 @@ impl Gen {
     }
 
     /// Number of [`Command`] variants.
-    pub(crate) const COMMANDS: usize = 30;
+    pub(crate) const COMMANDS: usize = 31;
 
     pub(crate) fn command(&mut self, variant: usize) -> Command {
         let key = self.key();
@@ -287,10 +287,16 @@ impl Gen {
                 after: self.rng.chance(0.5).then(|| self.bytes(8)),
                 count: self.num() as u32,
             },
-            _ => Command::HScan {
+            29 => Command::HScan {
                 key,
                 after: self.rng.chance(0.5).then(|| self.bytes(8)),
                 count: self.num() as u32,
+            },
+            _ => Command::Scan {
+                from: self.num(),
+                count: self.num() as u32,
+                pattern: self.rng.chance(0.5).then(|| self.bytes(8)),
+                kind: self.rng.chance(0.5).then(|| self.kind()),
             },
         }
     }
@@ -316,7 +322,7 @@ impl Gen {
     }
 
     /// Number of [`Reply`] variants plus number of [`ErrorReply`] variants.
-    pub(crate) const RESPONSES: usize = 14 + 12;
+    pub(crate) const RESPONSES: usize = 15 + 12;
 
     pub(crate) fn kind(&mut self) -> Kind {
         [
@@ -414,7 +420,11 @@ impl Gen {
                     .collect(),
                 more: self.rng.chance(0.5),
             })),
-            _ => Err(ErrorReply::KeyValueTooLarge { len: a, max: b }),
+            25 => Err(ErrorReply::KeyValueTooLarge { len: a, max: b }),
+            _ => Ok(Reply::Keys(KeyPage {
+                keys: self.bytes_list(4),
+                next: a,
+            })),
         };
         Response {
             id: self.num(),
@@ -592,6 +602,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Topology => "topology",
         Command::SScan { .. } => "sscan",
         Command::HScan { .. } => "hscan",
+        Command::Scan { .. } => "scan",
     }
 }
 
@@ -613,6 +624,7 @@ pub(crate) fn response_name(r: &Response) -> &'static str {
             Reply::Status(_) => "status",
             Reply::SetPage(_) => "setpage",
             Reply::MapPage(_) => "mappage",
+            Reply::Keys(_) => "keys",
         },
         Err(e) => match e {
             ErrorReply::WrongType { .. } => "wrongtype",
