@@ -9,8 +9,11 @@
 //! (`iter_custom`) and checks afterwards that the receiver holds the
 //! writer's last value of every key it touched.
 //!
+//! `coordinator/set_new_register` writes keys not held before, and
+//! `scan/` times a page of a keyspace scan.
+//!
 //! Run: `cargo bench --bench keyspace` (filters: `coordinator/`,
-//! `replica/`).
+//! `replica/`, `scan/`).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use meridian::crdt::{Bytes, ReplicaId};
@@ -74,6 +77,30 @@ fn coordinator(c: &mut Criterion) {
             black_box(w.delta)
         })
     });
+    // A key not held before: a new table entry, and its hash in the
+    // order scans walk. The keys made are dropped again untimed.
+    let mut ks = filled(1);
+    let mut fresh = 0usize;
+    g.bench_function("set_new_register", |b| {
+        b.iter_custom(|iters| {
+            let made: Vec<Vec<u8>> = (0..iters)
+                .map(|_| {
+                    fresh += 1;
+                    format!("new:{fresh:012}").into_bytes()
+                })
+                .collect();
+            let start = Instant::now();
+            for (n, k) in made.iter().enumerate() {
+                black_box(ks.set(k, value(n), None, NOW_MS).expect("set").delta);
+            }
+            let took = start.elapsed();
+            for k in &made {
+                assert!(ks.forget(k));
+            }
+            took
+        })
+    });
+
     // As `meridian bench --ops hset` and redis-benchmark's HSET: fields of
     // one map, rewritten in turn.
     let mut ks = Keyspace::new(ReplicaId(1), KeyspaceConfig::default());
@@ -91,6 +118,24 @@ fn coordinator(c: &mut Criterion) {
                 .hset(b"myhash", &fields[i % MAP_FIELDS], value(i), NOW_MS)
                 .expect("hset");
             black_box(w.delta)
+        })
+    });
+    g.finish();
+}
+
+/// A page of `scan` on one node: the next 100 key hashes of 100,000
+/// registers, every key taken, pages in turn through the keyspace.
+fn scan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Elements(100));
+    g.measurement_time(Duration::from_secs(3));
+    let ks = filled(1);
+    let mut from = 0u64;
+    g.bench_function("page_of_100_of_100k_keys", |b| {
+        b.iter(|| {
+            let page = ks.scan_keys(from, 100, usize::MAX, NOW_MS, |_, _| true);
+            from = page.next;
+            black_box(page.keys)
         })
     });
     g.finish();
@@ -138,5 +183,5 @@ fn replica(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, coordinator, replica);
+criterion_group!(benches, coordinator, replica, scan);
 criterion_main!(benches);

@@ -868,6 +868,61 @@ mod against_a_cluster {
         a_keys_type_is_fixed_by_its_first_write(&lab);
         keys_named_like_help_flags_are_keys(&lab);
         too_large_keys_and_values_name_their_own_limit(&lab);
+        scan_pages_through_the_regions_keys(&lab);
+    }
+
+    /// `scan` prints as redis-cli prints `SCAN`: the next cursor, then the
+    /// keys; its pages, cursor to cursor, hold every key once.
+    fn scan_pages_through_the_regions_keys(lab: &Lab) {
+        use meridian::keyhash::key_hash;
+        let mut keys: Vec<String> = (0..12).map(|i| format!("scan:{i}")).collect();
+        for key in &keys {
+            assert_eq!(lab.ok(&["set", key, "v"]), "OK\n");
+        }
+        assert_eq!(lab.ok(&["incr", "scan:hits"]), "(integer) 1\n");
+        keys.push("scan:hits".to_owned());
+        keys.sort_by_key(|k| (key_hash(k.as_bytes()), k.clone()));
+        // Thirteen keys: numbers right-aligned to "13)", under "2) ".
+        let numbered: String = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let indent = if i == 0 { "2) " } else { "   " };
+                format!("{indent}{:>3} \"{k}\"\n", format!("{})", i + 1))
+            })
+            .collect();
+        assert_eq!(
+            lab.ok(&["scan", "0", "MATCH", "scan:*", "COUNT", "100000"]),
+            format!("1) \"0\"\n{numbered}")
+        );
+        assert_eq!(
+            lab.ok(&["--raw", "scan", "0", "match", "scan:*", "count", "100000"]),
+            format!("0\n{}\n", keys.join("\n"))
+        );
+        assert_eq!(
+            lab.ok(&["scan", "0", "match", "scan:*", "type", "counter", "count", "100000"]),
+            "1) \"0\"\n2) 1) \"scan:hits\"\n"
+        );
+        assert_eq!(
+            lab.ok(&["scan", "0", "match", "nothing:*", "count", "100000"]),
+            "1) \"0\"\n2) (empty array)\n"
+        );
+        // One hash a page, cursor to cursor.
+        let (mut cursor, mut seen, mut pages) = ("0".to_owned(), Vec::new(), 0);
+        loop {
+            let page = lab.ok(&["--raw", "scan", &cursor, "match", "scan:*", "count", "1"]);
+            let mut lines = page.lines();
+            cursor = lines.next().unwrap().to_owned();
+            seen.extend(lines.map(str::to_owned));
+            pages += 1;
+            if cursor == "0" {
+                break;
+            }
+            assert!(pages < 1_000, "the scan moves on");
+        }
+        assert_eq!(seen, keys);
+        let refused = super::meridian(lab.dir.path(), &["--read", "quorum", "scan", "0"]);
+        assert_eq!(refused.status.code(), Some(2));
     }
 
     /// However large, a value names the value limit and a key the key
