@@ -195,6 +195,30 @@ fn run_seed_with(seed: u64, disk: Disk, batch: bool) -> Result<u64, String> {
                 ));
             }
         }
+        // A scan, page by page, finds every key a pass over the tables
+        // finds, through the crashes, restores and transfers of the run.
+        let mut held = BTreeSet::new();
+        ks.for_each_in_range(0..=u64::MAX, |key, _| {
+            if ks.visible(key, now).is_some() {
+                held.insert(Bytes::from(key));
+            }
+        });
+        let (mut scanned, mut from) = (BTreeSet::new(), 0);
+        loop {
+            let page = ks.scan_keys(from, 2, usize::MAX, now, |_, _| true);
+            for key in page.keys {
+                if !scanned.insert(key.clone()) {
+                    return Err(format!("scan of {id:?} listed {} twice", s(&key)));
+                }
+            }
+            if page.next == 0 {
+                break;
+            }
+            from = page.next;
+        }
+        if scanned != held {
+            return Err(format!("scan of {id:?}: {scanned:?}, held {held:?}"));
+        }
     }
     Ok(sim.bundles)
 }

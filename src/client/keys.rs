@@ -24,8 +24,9 @@ pub struct ScanOptions {
     pub pattern: Option<Bytes>,
     /// Only keys of this type; every type when `None`.
     pub kind: Option<Kind>,
-    /// How many key hashes each node looks at for a page (at least one).
-    /// A page holds about this many keys before `pattern` and `kind` take
+    /// How many key hashes each node looks at for a page (at least one;
+    /// a node looks at no more than
+    /// [`SCAN_HASHES_MAX`](crate::node::SCAN_HASHES_MAX)). A page holds about this many keys before `pattern` and `kind` take
     /// their share, and keys expired or deleted are looked at too, so a
     /// page may hold fewer, or none, before the scan is over.
     pub count: u32,

@@ -777,20 +777,33 @@ impl Keyspace {
         now_ms: u64,
         mut want: impl FnMut(&[u8], Kind) -> bool,
     ) -> KeyPage {
-        let mut keys = Vec::new();
-        let mut bytes = 0usize;
+        let mut keys: Vec<Bytes> = Vec::new();
         let mut looked = 0usize;
-        for &hash in self.order.range(from..) {
-            self.for_each_of_hash(hash, |key, state| {
-                let deadline = deadline_of(&state);
-                let kind = state.store().data.kind();
-                if let (Some(kind), false) = (kind, is_expired(deadline, now_ms)) {
-                    if want(key, kind) {
-                        bytes = bytes.saturating_add(key.len() + ANSWER_KEY_BYTES);
-                        keys.push(Bytes::from(key));
-                    }
+        let mut bytes = 0usize;
+        let mut take = |key: &[u8], kind: Option<Kind>, deadline: Option<u64>| {
+            if let (Some(kind), false) = (kind, is_expired(deadline, now_ms)) {
+                if want(key, kind) {
+                    keys.push(Bytes::from(key));
+                    return key.len() + ANSWER_KEY_BYTES;
                 }
-            });
+            }
+            0
+        };
+        for &hash in self.order.range(from..) {
+            // As `for_each_of_hash`, but a compact key is not decoded.
+            for e in self.compact.iter_hash(hash) {
+                let key = packed::key(e);
+                if key_hash(key) == hash {
+                    let v = packed::view(e);
+                    bytes = bytes.saturating_add(take(key, Some(v.data_kind()), v.deadline_ms));
+                }
+            }
+            for (k, l) in self.live.iter_hash(hash) {
+                if key_hash(k) == hash {
+                    let kind = l.state.store().data.kind();
+                    bytes = bytes.saturating_add(take(k, kind, deadline_of(&l.state)));
+                }
+            }
             looked += 1;
             if looked >= count.max(1) || bytes >= bytes_max {
                 // Past the last hash nothing is left: `next` is then 0.

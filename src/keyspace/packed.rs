@@ -16,8 +16,8 @@
 //! This module only ever reads bytes it wrote itself.
 
 use crdt_types::{
-    Bytes, Causal, CausalContext, Counter, Dot, DotFun, Expiry, ExpiryEntry, Hlc, LwwRegister,
-    MvRegister, Record, ReplicaId, Stamped, TypedStore,
+    Bytes, Causal, CausalContext, Counter, Dot, DotFun, Expiry, ExpiryEntry, Hlc, Kind,
+    LwwRegister, MvRegister, Record, ReplicaId, Stamped, TypedStore,
 };
 
 const KIND_REGISTER: u8 = 0;
@@ -175,6 +175,15 @@ pub(crate) fn view(entry: &[u8]) -> View<'_> {
 }
 
 impl View<'_> {
+    /// The type of the value (a compact state always holds one).
+    pub fn data_kind(&self) -> Kind {
+        match self.kind {
+            KIND_REGISTER => Kind::Register,
+            KIND_COUNTER => Kind::Counter,
+            _ => Kind::MvRegister,
+        }
+    }
+
     /// The register's value, if this is a register.
     pub fn register_value(&self) -> Option<&[u8]> {
         (self.kind == KIND_REGISTER).then(|| &self.payload[8..])

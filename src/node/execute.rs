@@ -5,9 +5,15 @@ use crate::keyspace::{KeyPage, Keyspace, KeyspaceError};
 use crate::protocol::{Command, Reply};
 use crdt_types::{Delta, Kind, Record};
 
+/// The most key hashes a node looks at for one page of a scan, whatever
+/// count was asked for: a page is work done in one turn of the node's
+/// event loop, between other requests.
+pub const SCAN_HASHES_MAX: u32 = 10_000;
+
 /// A page of `ks`'s keys from hash `from` (`Command::Scan`): those of
 /// type `kind` (any when `None`) that match the glob `pattern` (any when
-/// `None`), in an answer no larger than a key's value may be.
+/// `None`), looking at `count` hashes (at most [`SCAN_HASHES_MAX`]), in an
+/// answer no larger than a key's value may be.
 pub(crate) fn scan(
     ks: &Keyspace,
     from: u64,
@@ -18,7 +24,8 @@ pub(crate) fn scan(
 ) -> KeyPage {
     let pattern = pattern.filter(|p| !glob::matches_everything(p));
     let bytes_max = ks.config().key_value_bytes_max;
-    ks.scan_keys(from, count as usize, bytes_max, now_ms, |key, found| {
+    let count = count.min(SCAN_HASHES_MAX) as usize;
+    ks.scan_keys(from, count, bytes_max, now_ms, |key, found| {
         kind.is_none_or(|k| k == found) && pattern.is_none_or(|p| glob::matches(p, key))
     })
 }
@@ -126,5 +133,72 @@ pub(crate) fn execute(
             let w = ks.persist(key, now_ms)?;
             Ok((Reply::Int(i64::from(w.reply)), w.delta))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyspace::KeyspaceConfig;
+    use crdt_types::{Bytes, ReplicaId};
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn page(
+        ks: &mut Keyspace,
+        from: u64,
+        count: u32,
+        pattern: Option<&str>,
+        kind: Option<Kind>,
+    ) -> KeyPage {
+        let command = Command::Scan {
+            from,
+            count,
+            pattern: pattern.map(Into::into),
+            kind,
+        };
+        match execute(ks, &command, NOW) {
+            Ok((Reply::Keys(page), None)) => page,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every page, cursor to cursor.
+    fn all(ks: &mut Keyspace, pattern: Option<&str>, kind: Option<Kind>) -> Vec<Bytes> {
+        let (mut keys, mut from) = (Vec::new(), 0);
+        loop {
+            let p = page(ks, from, SCAN_HASHES_MAX, pattern, kind);
+            keys.extend(p.keys);
+            if p.next == 0 {
+                return keys;
+            }
+            from = p.next;
+        }
+    }
+
+    #[test]
+    fn a_scan_page_filters_by_pattern_and_type_and_looks_at_a_bounded_number_of_keys() {
+        let mut ks = Keyspace::new(ReplicaId(1), KeyspaceConfig::default());
+        let keys = SCAN_HASHES_MAX as usize + 500;
+        for i in 0..keys {
+            ks.set(format!("user:{i}").as_bytes(), "v".into(), None, NOW)
+                .unwrap();
+        }
+        ks.incr_by(b"hits", 1, NOW).unwrap();
+        // However many are asked for, one page looks at no more than the cap.
+        let huge = page(&mut ks, 0, u32::MAX, None, None);
+        assert_eq!(huge.keys.len(), SCAN_HASHES_MAX as usize);
+        assert_ne!(huge.next, 0);
+        // Every key filtered out: an empty page that still moves on.
+        let none = page(&mut ks, 0, 100, Some("nothing*"), None);
+        assert!(none.keys.is_empty());
+        assert_ne!(none.next, 0);
+        assert_eq!(all(&mut ks, Some("*"), Some(Kind::Counter)), ["hits"]);
+        assert_eq!(all(&mut ks, Some("h?ts"), None), ["hits"]);
+        assert_eq!(
+            all(&mut ks, Some("user:1000?"), Some(Kind::Register)).len(),
+            10
+        );
+        assert_eq!(all(&mut ks, None, None).len(), keys + 1);
     }
 }

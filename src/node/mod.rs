@@ -17,6 +17,7 @@ mod adversarial;
 mod bundle;
 mod catchup;
 pub(crate) mod execute;
+pub use execute::SCAN_HASHES_MAX;
 mod geo;
 mod membership;
 mod rebalance;
