@@ -17,7 +17,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use meridian::crdt::{Bytes, ReplicaId};
-use meridian::keyspace::{Keyspace, KeyspaceConfig};
+use meridian::keyspace::{Keyspace, KeyspaceConfig, ScanBudget};
 use std::time::{Duration, Instant};
 
 /// Keys written before timing starts.
@@ -133,7 +133,7 @@ fn scan(c: &mut Criterion) {
     let mut from = 0u64;
     g.bench_function("page_of_100_of_100k_keys", |b| {
         b.iter(|| {
-            let page = ks.scan_keys(from, 100, usize::MAX, NOW_MS, |_, _| true);
+            let page = ks.scan_keys(from, ScanBudget::hashes(100), NOW_MS, |_, _| true);
             from = page.next;
             black_box(page.keys)
         })

@@ -1972,6 +1972,16 @@ async fn a_scan_lists_the_regions_keys_once_each_and_goes_on_without_a_node() {
             client.scan_page(0, &zero).await,
             Err(ClientError::BadRequest(_))
         ));
+        let long = ScanOptions::matching(vec![b'*'; meridian::node::SCAN_PATTERN_BYTES_MAX + 1]);
+        match client.scan_page(0, &long).await {
+            Err(ClientError::BadRequest(reason)) => {
+                assert!(
+                    reason.starts_with("MATCH pattern of 1025 bytes"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     })
     .await;
 

@@ -6,6 +6,7 @@
 //! them here); `MERIDIAN_SIM_SEED=S` replays one.
 
 use meridian::crdt::Bytes;
+use meridian::keyspace::ScanBudget;
 use meridian::node::NodeConfig;
 use meridian::protocol::{Command, ErrorReply, Request};
 use meridian::sim::{check_seeds, NetConfig, Sim, REGION_OF_THREE};
@@ -205,7 +206,7 @@ fn run_seed_with(seed: u64, disk: Disk, batch: bool) -> Result<u64, String> {
         });
         let (mut scanned, mut from) = (BTreeSet::new(), 0);
         loop {
-            let page = ks.scan_keys(from, 2, usize::MAX, now, |_, _| true);
+            let page = ks.scan_keys(from, ScanBudget::hashes(2), now, |_, _| true);
             for key in page.keys {
                 if !scanned.insert(key.clone()) {
                     return Err(format!("scan of {id:?} listed {} twice", s(&key)));

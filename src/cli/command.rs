@@ -846,8 +846,9 @@ pub fn kind_named(name: &str) -> Option<crdt_types::Kind> {
     })
 }
 
-/// Items per `sscan` or `hscan` page when no `COUNT` is given (as Redis).
-pub const SCAN_COUNT_DEFAULT: u32 = 10;
+/// Items per `sscan` or `hscan` page, and keys each node looks at for a
+/// `scan` page, when no `COUNT` is given (as Redis).
+pub const SCAN_COUNT_DEFAULT: u32 = crate::client::SCAN_COUNT_DEFAULT;
 
 /// The text of a scan's cursor: `0` for the first page and after the last,
 /// otherwise `x` and the hex of the member or field the page ended at.
@@ -972,8 +973,6 @@ mod tests {
         }
     }
 
-    /// The client options a command takes follow from its access: it
-    /// must say what its protocol commands do.
     #[test]
     fn scan_takes_a_cursor_and_match_count_and_type_in_any_order_once_each() {
         let scan = |from, count, pattern: Option<&str>, kind| Command::Scan {
@@ -1026,6 +1025,8 @@ mod tests {
         }
     }
 
+    /// The client options a command takes follow from its access: it
+    /// must say what its protocol commands do.
     #[test]
     fn every_command_reads_or_writes_as_its_access_says() {
         for spec in COMMANDS {

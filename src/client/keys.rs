@@ -9,6 +9,7 @@ use crdt_types::{Bytes, Kind};
 use super::{unexpected, Client, ClientError};
 use crate::keyhash::key_hash;
 use crate::keyspace::KeyPage;
+use crate::node::SCAN_PATTERN_BYTES_MAX;
 use crate::protocol::{Command, Reply};
 
 /// Hashes each node looks at for one page unless told otherwise (Redis's
@@ -24,11 +25,14 @@ pub struct ScanOptions {
     pub pattern: Option<Bytes>,
     /// Only keys of this type; every type when `None`.
     pub kind: Option<Kind>,
-    /// How many key hashes each node looks at for a page (at least one;
-    /// a node looks at no more than
-    /// [`SCAN_HASHES_MAX`](crate::node::SCAN_HASHES_MAX)). A page holds about this many keys before `pattern` and `kind` take
-    /// their share, and keys expired or deleted are looked at too, so a
-    /// page may hold fewer, or none, before the scan is over.
+    /// How many key hashes each node looks at for a page: at least one,
+    /// at most [`SCAN_HASHES_MAX`](crate::node::SCAN_HASHES_MAX) (a node
+    /// looks at no more, and at fewer when a long pattern meets long
+    /// keys). Each node holds N of the region's nodes' shares of the
+    /// keys, so a page holds about `count` × nodes / N keys before
+    /// `pattern` and `kind` take their share; keys expired or deleted
+    /// are looked at too, so a page may hold fewer, or none, before the
+    /// scan is over.
     pub count: u32,
 }
 
@@ -77,15 +81,19 @@ impl Client {
     /// cursor 0 and pass each page's [`KeyPage::next`] to the next call,
     /// until it is 0. The keys come in key-hash order.
     ///
-    /// Every node of the region is asked, and their pages merged, so a key
-    /// is listed once whichever replicas hold it. A key that exists for
-    /// the whole scan is listed, provided a node holding it answers: the
-    /// scan goes on without up to N − 1 nodes that do not answer (every
-    /// key has a replica among the others), and fails with
-    /// [`ClientError::Unavailable`] naming them when more are missing. A
-    /// key written or deleted during the scan may or may not be listed, and
-    /// so may a key deleted just before it while a replica has yet to
-    /// apply the deletion.
+    /// Every node of the region in the client's topology is asked, and
+    /// their pages merged, so a key is listed once whichever replicas hold
+    /// it. A key that exists for the whole scan is listed, provided a node
+    /// holding it answers: the scan goes on without up to N − 1 nodes that
+    /// do not answer, since a key on all its N replicas has one among the
+    /// others (a write at `one` that has yet to reach the others, or a key
+    /// a membership change is moving, may be missed while a node is down),
+    /// and fails with [`ClientError::Unavailable`] naming them when more
+    /// are missing. A key written or deleted during the scan may or may
+    /// not be listed, and so may a key deleted just before it while a
+    /// replica has yet to apply the deletion. A pattern longer than
+    /// [`SCAN_PATTERN_BYTES_MAX`](crate::node::SCAN_PATTERN_BYTES_MAX)
+    /// bytes, or a count of 0, is [`ClientError::BadRequest`].
     ///
     /// ```no_run
     /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
@@ -115,6 +123,16 @@ impl Client {
                 "a scan's count is at least one".into(),
             ));
         }
+        if let Some(p) = options
+            .pattern
+            .as_ref()
+            .filter(|p| p.len() > SCAN_PATTERN_BYTES_MAX)
+        {
+            return Err(ClientError::BadRequest(format!(
+                "MATCH pattern of {} bytes exceeds the limit of {SCAN_PATTERN_BYTES_MAX} bytes",
+                p.len()
+            )));
+        }
         let (nodes, replicas) = {
             let ring = self.inner.ring();
             let nodes: Vec<String> = ring
@@ -126,6 +144,13 @@ impl Client {
                 .collect();
             (nodes, ring.topology.replication_factor())
         };
+        if nodes.is_empty() {
+            return Err(ClientError::Unavailable(format!(
+                "the topology has no nodes in region {:?}",
+                self.inner.region
+            )));
+        }
+        let mut unanswered: BTreeSet<String> = nodes.iter().cloned().collect();
         let mut asking = tokio::task::JoinSet::new();
         for id in nodes {
             let client = self.clone();
@@ -144,11 +169,17 @@ impl Client {
         let mut missing: Vec<(String, ClientError)> = Vec::new();
         while let Some(joined) = asking.join_next().await {
             let Ok((id, answer)) = joined else { continue };
+            unanswered.remove(&id);
             match answer.map(|a| a.reply) {
                 Ok(Reply::Keys(page)) => pages.push(page),
                 Ok(other) => missing.push((id, unexpected(other, "SCAN"))),
                 Err(e) => missing.push((id, e)),
             }
+        }
+        // A task that did not finish (it panicked) asked nothing.
+        for id in unanswered {
+            let reason = ClientError::Unavailable("the request did not finish".into());
+            missing.push((id, reason));
         }
         if !missing.is_empty() && (missing.len() >= replicas || pages.is_empty()) {
             missing.sort_by(|a, b| a.0.cmp(&b.0));

@@ -86,6 +86,14 @@ pub enum KeyspaceError {
     /// A counter would leave the i64 range.
     #[error("increment or decrement would overflow")]
     Overflow,
+    /// A scan's `MATCH` pattern is longer than the limit.
+    #[error("MATCH pattern of {len} bytes exceeds the limit of {max} bytes")]
+    PatternTooLong {
+        /// The pattern's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Maps nested deeper than allowed.
     #[error("maps nested deeper than {max} levels")]
     NestingTooDeep {
@@ -182,6 +190,45 @@ const ORDER_ENTRY_BYTES: usize = 16;
 /// answer encodes and holds it.
 const ANSWER_KEY_BYTES: usize = 8;
 
+/// Where the tables file a key of [`key_hash`] `hash`: a bijection of it
+/// (so two keys share a slot hash exactly when they share a key hash),
+/// mixed so that both the table's bucket (low bits) and its tag (top
+/// bits) vary among the keys of one node, whose key hashes lie on a few
+/// arcs of the ring and so share their top bits.
+fn slot_hash(hash: u64) -> u64 {
+    hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// [`slot_hash`] of `key`.
+fn slot_of(key: &[u8]) -> u64 {
+    slot_hash(key_hash(key))
+}
+
+/// How much one page of [`Keyspace::scan_keys`] may do; the page ends at
+/// the first hash that spends any of them (after one hash at least).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanBudget {
+    /// Key hashes looked at.
+    pub hashes: usize,
+    /// Bytes of the keys taken, as an answer holds them: a page that
+    /// holds keys stops before a hash whose keys would go past this.
+    pub answer_bytes: usize,
+    /// Bytes of the keys looked at, taken or not (each counts its length
+    /// and one): what matching them against a pattern costs.
+    pub key_bytes: usize,
+}
+
+impl ScanBudget {
+    /// A page of `hashes` hashes and nothing else to stop it.
+    pub fn hashes(hashes: usize) -> ScanBudget {
+        ScanBudget {
+            hashes,
+            answer_bytes: usize::MAX,
+            key_bytes: usize::MAX,
+        }
+    }
+}
+
 /// A page of [`Keyspace::scan_keys`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyPage {
@@ -201,8 +248,8 @@ pub struct Keyspace {
     config: KeyspaceConfig,
     clock: HlcClock,
     /// Simple states, each one allocation holding key and state. Both
-    /// tables hash a key with [`key_hash`], so that a key is found from
-    /// its hash alone (see `order`).
+    /// tables file a key by [`slot_hash`] of its [`key_hash`], so that a
+    /// key is found from its key hash alone (see `order`).
     compact: HashTable<Box<[u8]>>,
     /// Every other state, decoded. A key is in exactly one of the two tables.
     live: HashTable<(Bytes, Live)>,
@@ -352,31 +399,31 @@ impl Keyspace {
 
     fn find_compact(&self, key: &[u8]) -> Option<&[u8]> {
         self.compact
-            .find(key_hash(key), |e| packed::key(e) == key)
+            .find(slot_of(key), |e| packed::key(e) == key)
             .map(|e| &e[..])
     }
 
     fn find_live(&self, key: &[u8]) -> Option<&Live> {
         self.live
-            .find(key_hash(key), |(k, _)| k[..] == *key)
+            .find(slot_of(key), |(k, _)| k[..] == *key)
             .map(|(_, l)| l)
     }
 
     /// Whether `key` is in either table.
-    pub(crate) fn holds(&self, key: &[u8]) -> bool {
+    fn holds(&self, key: &[u8]) -> bool {
         self.find_compact(key).is_some() || self.find_live(key).is_some()
     }
 
     /// Calls `f` on every key held whose [`key_hash`] is `hash`, with its
     /// stored state.
     fn for_each_of_hash(&self, hash: u64, mut f: impl FnMut(&[u8], Cow<'_, Causal<Record>>)) {
-        for e in self.compact.iter_hash(hash) {
+        for e in self.compact.iter_hash(slot_hash(hash)) {
             let key = packed::key(e);
             if key_hash(key) == hash {
                 f(key, Cow::Owned(packed::view(e).to_state()));
             }
         }
-        for (k, l) in self.live.iter_hash(hash) {
+        for (k, l) in self.live.iter_hash(slot_hash(hash)) {
             if key_hash(k) == hash {
                 f(k, Cow::Borrowed(&l.state));
             }
@@ -444,8 +491,8 @@ impl Keyspace {
     /// compact is rewritten in its table slot, in place when its size is
     /// unchanged: no second lookup and, most of the time, no allocation.
     fn modify<T>(&mut self, key: &[u8], f: impl FnOnce(&mut Causal<Record>, &mut usize) -> T) -> T {
-        let hash = key_hash(key);
-        let Ok(mut entry) = self.compact.find_entry(hash, |e| packed::key(e) == key) else {
+        let slot = slot_of(key);
+        let Ok(mut entry) = self.compact.find_entry(slot, |e| packed::key(e) == key) else {
             let (mut state, mut heap, held) = self.take_live(key);
             let out = f(&mut state, &mut heap);
             let stored = self.put(key, state, heap);
@@ -490,8 +537,8 @@ impl Keyspace {
     /// Removes `key` from the tables, returning its state and heap bytes
     /// (a bottom state with nothing seen when the key is absent).
     fn take(&mut self, key: &[u8]) -> (Causal<Record>, usize) {
-        let hash = key_hash(key);
-        if let Ok(entry) = self.compact.find_entry(hash, |e| packed::key(e) == key) {
+        let slot = slot_of(key);
+        if let Ok(entry) = self.compact.find_entry(slot, |e| packed::key(e) == key) {
             let (e, _) = entry.remove();
             self.bytes -= compact_bytes(&e);
             let state = packed::view(&e).to_state();
@@ -506,7 +553,7 @@ impl Keyspace {
     /// [`Keyspace::take`] for a key known not to be compact; also says
     /// whether the key was there.
     fn take_live(&mut self, key: &[u8]) -> (Causal<Record>, usize, bool) {
-        match self.live.find_entry(key_hash(key), |(k, _)| k[..] == *key) {
+        match self.live.find_entry(slot_of(key), |(k, _)| k[..] == *key) {
             Ok(entry) => {
                 let ((k, live), _) = entry.remove();
                 self.bytes -= live_bytes(&k, live.heap);
@@ -531,13 +578,13 @@ impl Keyspace {
         if let Some(entry) = packed::pack(key, &state) {
             self.bytes += compact_bytes(&entry);
             self.compact
-                .insert_unique(key_hash(key), entry, |e| key_hash(packed::key(e)));
+                .insert_unique(slot_of(key), entry, |e| slot_of(packed::key(e)));
         } else {
             self.bytes += live_bytes(key, heap);
             self.live.insert_unique(
-                key_hash(key),
+                slot_of(key),
                 (Bytes::from(key), Live { state, heap }),
-                |(k, _)| key_hash(k),
+                |(k, _)| slot_of(k),
             );
         }
         true
@@ -760,52 +807,61 @@ impl Keyspace {
     }
 
     /// A page of a scan of the keys held, in [`key_hash`] order: the keys
-    /// whose hash is `from` or more, taken hash by hash until `count`
-    /// hashes (at least one) were looked at or the keys taken hold
-    /// `bytes_max` bytes. Of those keys, the page holds the ones that exist
-    /// at `now_ms` (not expired, not deleted) and that `want` accepts
+    /// whose hash is `from` or more, taken hash by hash until the page's
+    /// [`ScanBudget`] is spent. Of those keys, the page holds the ones that
+    /// exist at `now_ms` (not expired, not deleted) and that `want` accepts
     /// (given each key and its type). Two keys of one hash are always in
     /// the same page, so a page ends between hashes and [`KeyPage::next`]
-    /// names the hash the next page starts at. Keys written or deleted
-    /// between pages may or may not be listed; every key held throughout
-    /// is listed once.
+    /// names the hash the next page starts at; every page but the last
+    /// looks at one hash at least. Keys written or deleted between pages
+    /// may or may not be listed; every key held throughout is listed once.
     pub fn scan_keys(
         &self,
         from: u64,
-        count: usize,
-        bytes_max: usize,
+        budget: ScanBudget,
         now_ms: u64,
         mut want: impl FnMut(&[u8], Kind) -> bool,
     ) -> KeyPage {
         let mut keys: Vec<Bytes> = Vec::new();
-        let mut looked = 0usize;
-        let mut bytes = 0usize;
-        let mut take = |key: &[u8], kind: Option<Kind>, deadline: Option<u64>| {
-            if let (Some(kind), false) = (kind, is_expired(deadline, now_ms)) {
-                if want(key, kind) {
-                    keys.push(Bytes::from(key));
-                    return key.len() + ANSWER_KEY_BYTES;
-                }
-            }
-            0
-        };
+        let (mut hashes, mut bytes, mut key_bytes) = (0usize, 0usize, 0usize);
+        // The keys of one hash, and the bytes they add to the answer.
+        let mut group: Vec<Bytes> = Vec::new();
         for &hash in self.order.range(from..) {
+            group.clear();
+            let mut group_bytes = 0usize;
+            let mut take = |key: &[u8], kind: Option<Kind>, deadline: Option<u64>| {
+                key_bytes = key_bytes.saturating_add(key.len() + 1);
+                if let (Some(kind), false) = (kind, is_expired(deadline, now_ms)) {
+                    if want(key, kind) {
+                        group_bytes += key.len() + ANSWER_KEY_BYTES;
+                        group.push(Bytes::from(key));
+                    }
+                }
+            };
             // As `for_each_of_hash`, but a compact key is not decoded.
-            for e in self.compact.iter_hash(hash) {
+            for e in self.compact.iter_hash(slot_hash(hash)) {
                 let key = packed::key(e);
                 if key_hash(key) == hash {
                     let v = packed::view(e);
-                    bytes = bytes.saturating_add(take(key, Some(v.data_kind()), v.deadline_ms));
+                    take(key, Some(v.data_kind()), v.deadline_ms);
                 }
             }
-            for (k, l) in self.live.iter_hash(hash) {
+            for (k, l) in self.live.iter_hash(slot_hash(hash)) {
                 if key_hash(k) == hash {
-                    let kind = l.state.store().data.kind();
-                    bytes = bytes.saturating_add(take(k, kind, deadline_of(&l.state)));
+                    take(k, l.state.store().data.kind(), deadline_of(&l.state));
                 }
             }
-            looked += 1;
-            if looked >= count.max(1) || bytes >= bytes_max {
+            if !keys.is_empty() && bytes.saturating_add(group_bytes) > budget.answer_bytes {
+                // Left for the next page (the hash is past `from`, so not 0).
+                return KeyPage { keys, next: hash };
+            }
+            keys.append(&mut group);
+            bytes += group_bytes;
+            hashes += 1;
+            if hashes >= budget.hashes
+                || bytes >= budget.answer_bytes
+                || key_bytes >= budget.key_bytes
+            {
                 // Past the last hash nothing is left: `next` is then 0.
                 return KeyPage {
                     keys,

@@ -39,7 +39,7 @@ impl Keyspace {
 
     fn is_compact(&self, key: &[u8]) -> bool {
         self.compact
-            .find(key_hash(key), |e| packed::key(e) == key)
+            .find(slot_of(key), |e| packed::key(e) == key)
             .is_some()
     }
 
@@ -706,7 +706,7 @@ fn compact_keys_rewritten_in_place_keep_accounting_deadlines_and_states_exact() 
         };
         let value = Bytes::from(vec![b'a' + next(26) as u8; len]);
         let was_compact = a.is_compact(k);
-        let result = match next(if remote { 12 } else { 9 }) {
+        let result = match next(if remote { 15 } else { 9 }) {
             0 | 1 => a.set(k, value.clone(), None, now).map(|_| {
                 assert_eq!(a.get(k, now).unwrap(), Some(value), "step {step}");
             }),
@@ -722,10 +722,25 @@ fn compact_keys_rewritten_in_place_keep_accounting_deadlines_and_states_exact() 
                 let theirs = other.set(k, value, deadline, now).unwrap();
                 a.apply_delta(k, theirs.delta.as_ref().unwrap(), now)
             }
-            _ => match other.state(k) {
+            11 => match other.state(k) {
                 Some(theirs) => a.join_state(k, &theirs, now),
                 None => Ok(()),
             },
+            12 => {
+                // Handed back to its replicas: dropped here (and from the
+                // mirror, which follows this keyspace).
+                a.forget(k);
+                mirror.forget(k);
+                Ok(())
+            }
+            _ => {
+                // Recovered from storage: the other replica's state stands
+                // in for this one's log.
+                if let Some(theirs) = other.state(k) {
+                    a.restore(k, &theirs);
+                }
+                Ok(())
+            }
         };
         if result.is_ok() && was_compact && a.is_compact(k) {
             in_place += 1;
@@ -1010,6 +1025,31 @@ fn scan_pages_fit_a_frame_when_encoded() {
         // Every page but a scan's last is close to full.
         assert!(!more || len > frame / 3, "a full page of {len} bytes");
     }
+    // Keys of up to 2 KiB, paged by bytes alone: each page fits, and a
+    // page that stops for its bytes left the next hash's keys whole.
+    for i in 0..300usize {
+        let key = format!("{i:04}-{}", "k".repeat((i * 37) % 2_048));
+        k.set(key.as_bytes(), b("v"), None, T0).unwrap();
+    }
+    let budget = ScanBudget {
+        answer_bytes: k.config().key_value_bytes_max,
+        ..ScanBudget::hashes(usize::MAX)
+    };
+    let (mut from, mut pages, mut listed) = (0, 0, 0);
+    loop {
+        let page = k.scan_keys(from, budget, T0, |_, _| true);
+        listed += page.keys.len();
+        let next = page.next;
+        let len = check(Reply::Keys(page));
+        pages += 1;
+        if next == 0 {
+            break;
+        }
+        assert!(len > frame / 2, "a full page of {len} bytes");
+        from = next;
+    }
+    assert!(pages > 5, "{pages} pages");
+    assert_eq!(listed, k.len());
 }
 
 /// Every page of a scan from the start, with `count` hashes a page.
@@ -1021,11 +1061,12 @@ fn scan_all(
 ) -> Vec<Bytes> {
     let (mut keys, mut from, mut pages) = (Vec::new(), 0, 0);
     loop {
-        let page = k.scan_keys(from, count, usize::MAX, now, &want);
+        let page = k.scan_keys(from, ScanBudget::hashes(count), now, &want);
+        let hashes: BTreeSet<u64> = page.keys.iter().map(|k| key_hash(k)).collect();
         assert!(
-            page.keys.len() <= count,
-            "{} keys in a page of {count}",
-            page.keys.len()
+            hashes.len() <= count,
+            "{} hashes in a page of {count}",
+            hashes.len()
         );
         keys.extend(page.keys);
         pages += 1;
@@ -1092,25 +1133,39 @@ fn a_scan_page_ends_at_its_count_or_its_bytes_and_a_later_page_goes_on() {
         k.set(format!("key-{i:03}").as_bytes(), b("v"), None, T0)
             .unwrap();
     }
-    let first = k.scan_keys(0, 10, usize::MAX, T0, |_, _| true);
+    let first = k.scan_keys(0, ScanBudget::hashes(10), T0, |_, _| true);
     assert_eq!(first.keys.len(), 10);
     assert_eq!(first.next, key_hash(first.keys.last().unwrap()) + 1);
-    let rest = k.scan_keys(first.next, 1_000, usize::MAX, T0, |_, _| true);
+    let rest = k.scan_keys(first.next, ScanBudget::hashes(1_000), T0, |_, _| true);
     assert_eq!(rest.keys.len(), 90);
     assert_eq!(rest.next, 0, "the last page ends the scan");
     // A byte budget ends a page early, after at least one key.
-    let small = k.scan_keys(0, 1_000, 1, T0, |_, _| true);
+    let small = k.scan_keys(
+        0,
+        ScanBudget {
+            answer_bytes: 1,
+            ..ScanBudget::hashes(1_000)
+        },
+        T0,
+        |_, _| true,
+    );
     assert_eq!(small.keys.len(), 1);
     assert_ne!(small.next, 0);
     // A count of 0 looks at one hash all the same.
-    assert_eq!(k.scan_keys(0, 0, usize::MAX, T0, |_, _| true).keys.len(), 1);
+    assert_eq!(
+        k.scan_keys(0, ScanBudget::hashes(0), T0, |_, _| true)
+            .keys
+            .len(),
+        1
+    );
     // Nothing past the greatest hash; an empty keyspace has no page.
     assert_eq!(
-        k.scan_keys(u64::MAX, 10, usize::MAX, T0, |_, _| true).next,
+        k.scan_keys(u64::MAX, ScanBudget::hashes(10), T0, |_, _| true)
+            .next,
         0
     );
     assert_eq!(
-        ks(2).scan_keys(0, 10, usize::MAX, T0, |_, _| true),
+        ks(2).scan_keys(0, ScanBudget::hashes(10), T0, |_, _| true),
         KeyPage {
             keys: Vec::new(),
             next: 0
@@ -1154,4 +1209,45 @@ fn keys_dropped_restored_and_moved_between_tables_keep_the_order() {
         pass.sort();
         assert_eq!(narrow, pass);
     }
+}
+
+#[test]
+fn two_keys_of_one_hash_share_an_entry_of_the_order_and_a_page() {
+    // Two 16-byte keys whose XXH3-64 is the same (found by a cycle search).
+    let (a, c) = (&b"9f86db37676c5a3d"[..], &b"487122c014393cb3"[..]);
+    let hash = key_hash(a);
+    assert_eq!(hash, key_hash(c), "an XXH3 collision");
+    let mut k = ks(1);
+    let mut other = ks(2);
+    for i in 0..50 {
+        k.set(format!("filler-{i}").as_bytes(), b("v"), None, T0)
+            .unwrap();
+    }
+    k.set(a, b("a"), None, T0).unwrap();
+    // The other key kept decoded: written by two replicas.
+    let theirs = other.set(c, b("c"), None, T0).unwrap();
+    k.apply_delta(c, theirs.delta.as_ref().unwrap(), T0)
+        .unwrap();
+    k.set(c, b("c2"), None, T0 + 1).unwrap();
+    assert!(k.is_compact(a) && !k.is_compact(c));
+    assert_eq!(k.order.len(), 51);
+    assert_eq!(k.recount_order(), k.order);
+    // One page holds both, however small.
+    let page = k.scan_keys(hash, ScanBudget::hashes(1), T0, |_, _| true);
+    let mut both = page.keys.clone();
+    both.sort();
+    assert_eq!(both, [b("487122c014393cb3"), b("9f86db37676c5a3d")]);
+    assert_eq!(page.next, hash.wrapping_add(1));
+    assert_eq!(scan_all(&k, 1, T0, |_, _| true).len(), 52);
+    // Each found by its own lookups, in either table.
+    assert_eq!(k.get(a, T0).unwrap(), Some(b("a")));
+    assert_eq!(k.get(c, T0).unwrap(), Some(b("c2")));
+    // One gone: the hash stays for the other.
+    assert!(k.forget(a));
+    assert_eq!(k.recount_order(), k.order);
+    assert!(k.order.contains(&hash));
+    let left = scan_all(&k, 1, T0, |key, _| !key.starts_with(b"filler"));
+    assert_eq!(left, [b("487122c014393cb3")]);
+    assert!(k.forget(c));
+    assert!(!k.order.contains(&hash));
 }

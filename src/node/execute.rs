@@ -1,7 +1,7 @@
 //! Runs one client command against the local keyspace.
 
 use crate::glob;
-use crate::keyspace::{KeyPage, Keyspace, KeyspaceError};
+use crate::keyspace::{KeyPage, Keyspace, KeyspaceError, ScanBudget};
 use crate::protocol::{Command, Reply};
 use crdt_types::{Delta, Kind, Record};
 
@@ -10,10 +10,20 @@ use crdt_types::{Delta, Kind, Record};
 /// event loop, between other requests.
 pub const SCAN_HASHES_MAX: u32 = 10_000;
 
+/// The longest `MATCH` pattern a scan takes, in bytes.
+pub const SCAN_PATTERN_BYTES_MAX: usize = 1024;
+
+/// Steps of pattern matching one page of a scan may take: each byte of
+/// each key looked at costs a step per token of the pattern (and one
+/// without a pattern), so a long pattern against long keys makes short
+/// pages rather than a long turn of the event loop.
+const SCAN_MATCH_STEPS_MAX: usize = 4_000_000;
+
 /// A page of `ks`'s keys from hash `from` (`Command::Scan`): those of
 /// type `kind` (any when `None`) that match the glob `pattern` (any when
 /// `None`), looking at `count` hashes (at most [`SCAN_HASHES_MAX`]), in an
-/// answer no larger than a key's value may be.
+/// answer no larger than a key's value may be. A pattern over
+/// [`SCAN_PATTERN_BYTES_MAX`] is refused.
 pub(crate) fn scan(
     ks: &Keyspace,
     from: u64,
@@ -21,13 +31,25 @@ pub(crate) fn scan(
     pattern: Option<&[u8]>,
     kind: Option<Kind>,
     now_ms: u64,
-) -> KeyPage {
-    let pattern = pattern.filter(|p| !glob::matches_everything(p));
-    let bytes_max = ks.config().key_value_bytes_max;
-    let count = count.min(SCAN_HASHES_MAX) as usize;
-    ks.scan_keys(from, count, bytes_max, now_ms, |key, found| {
-        kind.is_none_or(|k| k == found) && pattern.is_none_or(|p| glob::matches(p, key))
-    })
+) -> Result<KeyPage, KeyspaceError> {
+    if let Some(p) = pattern.filter(|p| p.len() > SCAN_PATTERN_BYTES_MAX) {
+        return Err(KeyspaceError::PatternTooLong {
+            len: p.len(),
+            max: SCAN_PATTERN_BYTES_MAX,
+        });
+    }
+    let pattern = pattern
+        .map(glob::Pattern::new)
+        .filter(|p| !p.matches_everything());
+    let steps_per_byte = pattern.as_ref().map_or(1, |p| p.tokens() + 1);
+    let budget = ScanBudget {
+        hashes: count.min(SCAN_HASHES_MAX) as usize,
+        answer_bytes: ks.config().key_value_bytes_max,
+        key_bytes: SCAN_MATCH_STEPS_MAX / steps_per_byte,
+    };
+    Ok(ks.scan_keys(from, budget, now_ms, |key, found| {
+        kind.is_none_or(|k| k == found) && pattern.as_ref().is_none_or(|p| p.matches(key))
+    }))
 }
 
 /// Executes `command` on `ks` at `now_ms`: the reply, and the delta to
@@ -56,7 +78,7 @@ pub(crate) fn execute(
             pattern.as_deref(),
             *kind,
             now_ms,
-        ))),
+        )?)),
         Get { key } => read(ks.get(key, now_ms)?.map_or(Reply::Nil, Reply::Value)),
         CounterGet { key } => read(ks.counter(key, now_ms)?.map_or(Reply::Nil, Reply::Int)),
         SMembers { key } => read(Reply::Values(ks.smembers(key, now_ms)?)),
@@ -200,5 +222,42 @@ mod tests {
             10
         );
         assert_eq!(all(&mut ks, None, None).len(), keys + 1);
+        // A pattern over the limit is refused; one at it is taken.
+        let long = |len: usize| Command::Scan {
+            from: 0,
+            count: 1,
+            pattern: Some(vec![b'*'; len].into()),
+            kind: None,
+        };
+        assert_eq!(
+            execute(&mut ks, &long(SCAN_PATTERN_BYTES_MAX + 1), NOW),
+            Err(KeyspaceError::PatternTooLong {
+                len: SCAN_PATTERN_BYTES_MAX + 1,
+                max: SCAN_PATTERN_BYTES_MAX
+            })
+        );
+        assert!(execute(&mut ks, &long(SCAN_PATTERN_BYTES_MAX), NOW).is_ok());
+    }
+
+    #[test]
+    fn a_long_pattern_against_long_keys_makes_short_pages() {
+        let mut ks = Keyspace::new(ReplicaId(1), KeyspaceConfig::default());
+        for i in 0..2_000 {
+            let key = format!("{i:05}{}", "x".repeat(4_000));
+            ks.set(key.as_bytes(), "v".into(), None, NOW).unwrap();
+        }
+        // 1,024 tokens a byte, 4 KB a key: about one key per page.
+        let pattern = "?".repeat(SCAN_PATTERN_BYTES_MAX);
+        let page = page(&mut ks, 0, SCAN_HASHES_MAX, Some(&pattern), None);
+        assert!(page.keys.is_empty(), "no key is that short");
+        assert_ne!(page.next, 0);
+        let looked = all(&mut ks, None, None)
+            .iter()
+            .filter(|k| crate::keyhash::key_hash(k) < page.next)
+            .count();
+        assert!(
+            (1..=2).contains(&looked),
+            "{looked} keys looked at in one page"
+        );
     }
 }

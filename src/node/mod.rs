@@ -17,7 +17,7 @@ mod adversarial;
 mod bundle;
 mod catchup;
 pub(crate) mod execute;
-pub use execute::SCAN_HASHES_MAX;
+pub use execute::{SCAN_HASHES_MAX, SCAN_PATTERN_BYTES_MAX};
 mod geo;
 mod membership;
 mod rebalance;
@@ -680,14 +680,20 @@ impl Node {
                     count,
                     ref pattern,
                     kind,
-                } => Reply::Keys(execute::scan(
-                    &self.keyspace,
-                    from,
-                    count,
-                    pattern.as_deref(),
-                    kind,
-                    now_ms,
-                )),
+                } => {
+                    let page = execute::scan(
+                        &self.keyspace,
+                        from,
+                        count,
+                        pattern.as_deref(),
+                        kind,
+                        now_ms,
+                    );
+                    match page {
+                        Ok(page) => Reply::Keys(page),
+                        Err(e) => return self.fail(origin, id, e.into()),
+                    }
+                }
                 Command::ReloadTopology => {
                     // The server reads files, not the node: it answers this itself.
                     let reason = "this node cannot reload its topology".to_owned();

@@ -370,9 +370,11 @@ impl From<KeyspaceError> for ErrorReply {
             },
             KeyspaceError::Overflow => ErrorReply::Overflow,
             KeyspaceError::NestingTooDeep { max } => ErrorReply::NestingTooDeep { max: max as u64 },
-            e @ KeyspaceError::NoField => ErrorReply::BadRequest {
-                reason: e.to_string(),
-            },
+            e @ (KeyspaceError::NoField | KeyspaceError::PatternTooLong { .. }) => {
+                ErrorReply::BadRequest {
+                    reason: e.to_string(),
+                }
+            }
             e @ (KeyspaceError::ClockSkew(_) | KeyspaceError::SequenceTooHigh { .. }) => {
                 ErrorReply::Refused {
                     reason: e.to_string(),
