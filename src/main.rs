@@ -241,7 +241,7 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let answered = runtime.block_on(data::execute(target.clone(), &command.commands));
+    let answered = runtime.block_on(data::execute(target.clone(), &command));
     match answered {
         Ok(answers) => {
             let (text, acks) = data::answered(&command, answers, global.raw, global.verbose);

@@ -923,6 +923,13 @@ mod against_a_cluster {
         assert_eq!(seen, keys);
         let refused = super::meridian(lab.dir.path(), &["--read", "quorum", "scan", "0"]);
         assert_eq!(refused.status.code(), Some(2));
+        // `keys` is every page of the scan at once.
+        assert_eq!(
+            lab.ok(&["--raw", "keys", "scan:*"]),
+            format!("{}\n", keys.join("\n"))
+        );
+        assert_eq!(lab.ok(&["keys", "scan:hit?"]), "1) \"scan:hits\"\n");
+        assert_eq!(lab.ok(&["keys", "nothing:*"]), "(empty array)\n");
     }
 
     /// However large, a value names the value limit and a key the key

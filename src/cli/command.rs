@@ -179,6 +179,14 @@ pub const COMMANDS: &[CommandSpec] = &[
          node looks at about N keys (default 10)",
         Access::NoKey,
     ),
+    spec(
+        "keys",
+        "PATTERN",
+        "every key of the region matching PATTERN (a glob, as scan's MATCH), \
+         in hash order: scan run page after page, so unlike Redis's KEYS no \
+         node stops for it",
+        Access::NoKey,
+    ),
     read(
         "type",
         "KEY",
@@ -323,6 +331,9 @@ pub enum Combine {
     CountExisting,
     /// The message once the ping is answered (`ping MESSAGE`).
     Echo(Bytes),
+    /// Every page of the one `Scan`, from cursor 0 to the last, as one
+    /// list of keys (`keys PATTERN`).
+    AllKeys,
 }
 
 impl DataCommand {
@@ -355,7 +366,7 @@ impl DataCommand {
         let needed = answers.iter().map(|a| a.replicas_needed).max().unwrap_or(0);
         let count = |hit: fn(&Reply) -> i64| answers.iter().map(|a| hit(&a.reply)).sum();
         let reply = match &self.combine {
-            Combine::One => {
+            Combine::One | Combine::AllKeys => {
                 return answers.into_iter().next().unwrap_or(Answer {
                     reply: Reply::Nil,
                     replicas_acked: 0,
@@ -442,6 +453,18 @@ impl Parser<'_> {
                     .collect(),
                 Combine::CountExisting,
             ),
+            "keys" => match a {
+                [pattern] => each(
+                    vec![Command::Scan {
+                        from: 0,
+                        count: crate::node::SCAN_HASHES_MAX,
+                        pattern: Some(bytes(pattern)),
+                        kind: None,
+                    }],
+                    Combine::AllKeys,
+                ),
+                _ => return Err(self.wrong_arity()),
+            },
             "hset" => match a {
                 [key, pairs @ ..] if !pairs.is_empty() && pairs.len() % 2 == 0 => sum(pairs
                     .chunks(2)
@@ -970,6 +993,27 @@ mod tests {
         for spec in COMMANDS {
             // Arity errors, never the unreachable! arm.
             let _ = parse(&[spec.name, "k", "a", "b", "c"]);
+        }
+    }
+
+    #[test]
+    fn keys_is_a_whole_scan_of_one_pattern() {
+        let keys = all(&["KEYS", "user:*"]);
+        assert_eq!(keys.combine, Combine::AllKeys);
+        assert_eq!(
+            keys.commands,
+            [Command::Scan {
+                from: 0,
+                count: crate::node::SCAN_HASHES_MAX,
+                pattern: Some(b("user:*")),
+                kind: None,
+            }]
+        );
+        for words in [&["keys"][..], &["keys", "a", "b"]] {
+            assert!(
+                matches!(err(words), UsageError::WrongArity { .. }),
+                "{words:?}"
+            );
         }
     }
 

@@ -6,7 +6,7 @@
 //! printing (`format.rs`) are pure and live elsewhere.
 
 use super::cluster::{ListeningProbe, NodeEntry, ReadinessProbe};
-use super::command::DataCommand;
+use super::command::{Combine, DataCommand};
 use super::format;
 use super::target::Target;
 use crate::client::{
@@ -17,15 +17,13 @@ use crate::topology::{Limits, Topology};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-/// Connects to the target's region and runs `commands` one after another;
-/// their answers in order, or the first error (the commands before it have
-/// run). A command with a key or value over the cluster's limits is not
-/// sent (see [`check_sizes`]).
-pub async fn execute(target: Target, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
+/// Connects to the target's region and runs a command line (see
+/// [`Session::run_line`]).
+pub async fn execute(target: Target, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
     let session = Session::connect(target)
         .await
         .map_err(|error| Failed { done: 0, error })?;
-    session.run(commands).await
+    session.run_line(command).await
 }
 
 /// One client connected to the target's region, for one command line or
@@ -51,6 +49,38 @@ impl Session {
             client: Client::connect(options).await?,
             limits,
         })
+    }
+
+    /// Runs a command line: its commands one after another, their answers
+    /// in order, or the first error (the commands before it have run); for
+    /// `keys`, every page of its scan as one answer. A command with a key
+    /// or value over the cluster's limits is not sent (see
+    /// [`check_sizes`]).
+    pub async fn run_line(&self, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
+        let (
+            Combine::AllKeys,
+            [Command::Scan {
+                pattern,
+                kind,
+                count,
+                ..
+            }],
+        ) = (&command.combine, command.commands.as_slice())
+        else {
+            return self.run(&command.commands).await;
+        };
+        let options = ScanOptions {
+            pattern: pattern.clone(),
+            kind: *kind,
+            count: *count,
+        };
+        let keys = self.client.scan_keys(options).collect().await;
+        let keys = keys.map_err(|error| Failed { done: 0, error })?;
+        Ok(vec![Answer {
+            reply: Reply::Values(keys),
+            replicas_acked: 1,
+            replicas_needed: 1,
+        }])
     }
 
     /// Runs `commands` one after another: their answers in order, or the

@@ -419,7 +419,7 @@ impl Shell {
         let mut printed = Printed::default();
         let mut notes = Vec::new();
         for _ in 0..times {
-            match self.session.run(&command.commands).await {
+            match self.session.run_line(&command).await {
                 Ok(answers) => {
                     let (stdout, stderr) =
                         data::answered(&command, answers, self.raw, self.verbose);
