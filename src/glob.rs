@@ -48,7 +48,8 @@
 //! functions [`matches`] and [`matches_everything`] read the pattern afresh
 //! on every call.
 
-/// A glob pattern read once: each `[...]` class becomes a set of 256 bytes, so matching costs O(tokens × text) whatever the classes hold.
+/// A glob pattern read once: each `[...]` class becomes a set of 256
+/// bytes, so matching costs O(tokens × text) whatever the classes hold.
 ///
 /// Building one takes time linear in the pattern's length and never fails:
 /// every byte string is a pattern (see the [module documentation](self) for
@@ -64,6 +65,9 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
     tokens: Vec<Token>,
+    /// Tokens other than `*`: each matches one byte, so a text shorter
+    /// than this never matches, nor, without a `*`, one of another length.
+    fixed: usize,
 }
 
 /// One element of a [`Pattern`].
@@ -120,7 +124,8 @@ impl Pattern {
             tokens.push(token);
             p = next;
         }
-        Pattern { tokens }
+        let fixed = tokens.iter().filter(|t| **t != Token::Star).count();
+        Pattern { tokens, fixed }
     }
 
     /// Whether `text` matches this pattern (see the [module
@@ -128,6 +133,10 @@ impl Pattern {
     /// [`tokens`](Self::tokens) × (`text.len()` + 1) steps.
     pub fn matches(&self, text: &[u8]) -> bool {
         let tokens = &self.tokens[..];
+        // Texts of a length no match can have are refused at once.
+        if text.len() < self.fixed || (self.fixed == tokens.len() && text.len() != self.fixed) {
+            return false;
+        }
         // Cursors into the tokens and the text.
         let mut p = 0;
         let mut t = 0;
@@ -188,7 +197,9 @@ impl Pattern {
         !self.tokens.is_empty() && self.tokens.iter().all(|token| *token == Token::Star)
     }
 
-    /// How many tokens the pattern has (a class, an escaped byte, `*`, `?` or a byte each count one): matching a text of n bytes takes at most about tokens() × (n + 1) steps.
+    /// How many tokens the pattern has (a class, an escaped byte, `*`, `?`
+    /// or a byte each count one): matching a text of n bytes takes at most
+    /// about tokens() × (n + 1) steps.
     ///
     /// A run of consecutive `*` counts as one token.
     ///
@@ -817,6 +828,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn texts_of_a_length_no_match_can_have_are_refused_early_and_rightly() {
+        let p = Pattern::new(b"a?[bc]");
+        assert!(!p.matches(b"ab") && p.matches(b"axc") && !p.matches(b"axcd"));
+        let star = Pattern::new(b"a*[bc]");
+        assert!(!star.matches(b"a") && star.matches(b"ab") && star.matches(b"axxxc"));
+        assert!(Pattern::new(b"").matches(b"") && !Pattern::new(b"").matches(b"a"));
+        assert!(Pattern::new(b"**").matches(b""));
     }
 
     #[test]

@@ -1972,13 +1972,26 @@ async fn a_scan_lists_the_regions_keys_once_each_and_goes_on_without_a_node() {
             client.scan_page(0, &zero).await,
             Err(ClientError::BadRequest(_))
         ));
+        // Refused by a node too, for a client that does not check.
+        let command = Command::Scan {
+            from: 0,
+            count: 1,
+            pattern: Some(vec![b'*'; meridian::node::SCAN_PATTERN_BYTES_MAX + 1].into()),
+            kind: None,
+        };
+        match client.execute_on(&region.ids[0], command).await {
+            Err(ClientError::BadRequest(reason)) => {
+                assert_eq!(
+                    reason,
+                    "MATCH pattern of 257 bytes exceeds the limit of 256 bytes"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
         let long = ScanOptions::matching(vec![b'*'; meridian::node::SCAN_PATTERN_BYTES_MAX + 1]);
         match client.scan_page(0, &long).await {
             Err(ClientError::BadRequest(reason)) => {
-                assert!(
-                    reason.starts_with("MATCH pattern of 1025 bytes"),
-                    "{reason}"
-                )
+                assert!(reason.starts_with("MATCH pattern of 257 bytes"), "{reason}")
             }
             other => panic!("{other:?}"),
         }

@@ -184,7 +184,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "PATTERN",
         "every key of the region matching PATTERN (a glob, as scan's MATCH), \
          in hash order: scan run page after page, so unlike Redis's KEYS no \
-         node stops for it",
+         node stops for it; the list is held in memory until printed",
         Access::NoKey,
     ),
     read(

@@ -27,12 +27,14 @@ pub struct ScanOptions {
     pub kind: Option<Kind>,
     /// How many key hashes each node looks at for a page: at least one,
     /// at most [`SCAN_HASHES_MAX`](crate::node::SCAN_HASHES_MAX) (a node
-    /// looks at no more, and at fewer when a long pattern meets long
-    /// keys). Each node holds N of the region's nodes' shares of the
-    /// keys, so a page holds about `count` × nodes / N keys before
-    /// `pattern` and `kind` take their share; keys expired or deleted
-    /// are looked at too, so a page may hold fewer, or none, before the
-    /// scan is over.
+    /// looks at no more, and at fewer when long keys, with or without a
+    /// long pattern, or an answer's size limit stop it first). The page
+    /// merges the nodes' keys up to where the first of them stopped, so
+    /// before `pattern` and `kind` take their share it holds at least
+    /// `count` keys while that many are left (up to about `count` × nodes
+    /// / N where few keys share each stretch of the ring); keys expired or
+    /// deleted are looked at too, so a page may hold fewer, or none,
+    /// before the scan is over.
     pub count: u32,
 }
 

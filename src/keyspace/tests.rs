@@ -1239,6 +1239,24 @@ fn two_keys_of_one_hash_share_an_entry_of_the_order_and_a_page() {
     assert_eq!(both, [b("487122c014393cb3"), b("9f86db37676c5a3d")]);
     assert_eq!(page.next, hash.wrapping_add(1));
     assert_eq!(scan_all(&k, 1, T0, |_, _| true).len(), 52);
+    // A page whose answer has room for one key more stops before the
+    // pair, and the next page holds both.
+    let before = *k.order.range(..hash).next_back().unwrap();
+    let mut first_key = Vec::new();
+    k.for_each_of_hash(before, |key, _| first_key.push(key.len()));
+    let tight = ScanBudget {
+        answer_bytes: first_key[0] + ANSWER_KEY_BYTES + 1,
+        ..ScanBudget::hashes(10)
+    };
+    let page = k.scan_keys(before, tight, T0, |_, _| true);
+    assert_eq!(
+        (page.keys.len(), page.next),
+        (1, hash),
+        "stopped before the pair"
+    );
+    let page = k.scan_keys(page.next, tight, T0, |_, _| true);
+    assert_eq!(page.keys.len(), 2, "the pair whole, over the budget");
+    assert_eq!(page.next, hash.wrapping_add(1));
     // Each found by its own lookups, in either table.
     assert_eq!(k.get(a, T0).unwrap(), Some(b("a")));
     assert_eq!(k.get(c, T0).unwrap(), Some(b("c2")));

@@ -11,12 +11,14 @@ use crdt_types::{Delta, Kind, Record};
 pub const SCAN_HASHES_MAX: u32 = 1_000;
 
 /// The longest `MATCH` pattern a scan takes, in bytes.
-pub const SCAN_PATTERN_BYTES_MAX: usize = 1024;
+pub const SCAN_PATTERN_BYTES_MAX: usize = 256;
 
 /// Steps of pattern matching one page of a scan may take: each byte of
 /// each key looked at costs a step per token of the pattern (and one
 /// without a pattern), so a long pattern against long keys makes short
-/// pages rather than a long turn of the event loop.
+/// pages rather than a long turn of the event loop. A page stops once
+/// past it, so it may take one key's worth more: at most the longest key
+/// times [`SCAN_PATTERN_BYTES_MAX`] (16 KiB × 256, about 4 million).
 const SCAN_MATCH_STEPS_MAX: usize = 1_000_000;
 
 /// A page of `ks`'s keys from hash `from` (`Command::Scan`): those of
@@ -246,7 +248,7 @@ mod tests {
             let key = format!("{i:05}{}", "x".repeat(4_000));
             ks.set(key.as_bytes(), "v".into(), None, NOW).unwrap();
         }
-        // 1,024 tokens a byte, 4 KB a key: about one key per page.
+        // 256 tokens a byte, 4 KB a key: about one key per page.
         let pattern = "?".repeat(SCAN_PATTERN_BYTES_MAX);
         let page = page(&mut ks, 0, SCAN_HASHES_MAX, Some(&pattern), None);
         assert!(page.keys.is_empty(), "no key is that short");
