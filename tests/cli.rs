@@ -923,6 +923,43 @@ mod against_a_cluster {
         assert_eq!(seen, keys);
         let refused = super::meridian(lab.dir.path(), &["--read", "quorum", "scan", "0"]);
         assert_eq!(refused.status.code(), Some(2));
+        // sscan and hscan take MATCH too.
+        assert_eq!(
+            lab.ok(&["sadd", "sscan:set", "a1", "b1", "a2", "b2", "a3"]),
+            "(integer) 5\n"
+        );
+        assert_eq!(
+            lab.ok(&["sscan", "sscan:set", "0", "MATCH", "a*", "COUNT", "100"]),
+            "1) \"0\"\n2) 1) \"a1\"\n   2) \"a2\"\n   3) \"a3\"\n"
+        );
+        assert_eq!(
+            lab.ok(&[
+                "--read",
+                "quorum",
+                "sscan",
+                "sscan:set",
+                "0",
+                "match",
+                "a*",
+                "count",
+                "100"
+            ]),
+            "1) \"0\"\n2) 1) \"a1\"\n   2) \"a2\"\n   3) \"a3\"\n",
+            "merged from a quorum of replicas alike"
+        );
+        assert_eq!(
+            lab.ok(&["sscan", "sscan:set", "0", "MATCH", "b*", "COUNT", "2"]),
+            "1) \"x6132\"\n2) (empty array)\n",
+            "looked at a1 and a2 (the set sorts a1 a2 a3 b1 b2), kept none"
+        );
+        assert_eq!(
+            lab.ok(&["hset", "hscan:map", "fa", "1", "fb", "2"]),
+            "(integer) 2\n"
+        );
+        assert_eq!(
+            lab.ok(&["--raw", "hscan", "hscan:map", "0", "match", "*b"]),
+            "0\nfb\n2\n"
+        );
         // `keys` is every page of the scan at once.
         assert_eq!(
             lab.ok(&["--raw", "keys", "scan:*"]),

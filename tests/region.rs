@@ -1964,6 +1964,26 @@ async fn a_scan_lists_the_regions_keys_once_each_and_goes_on_without_a_node() {
         let found = client.scan_keys(counters.clone()).collect().await.unwrap();
         assert_eq!(found.len(), 30);
         assert!(found.iter().all(|k| k.starts_with(b"hits:")));
+        // A set's members, and a map's fields, matching a pattern.
+        let tags = client.set("tags:of-a-set");
+        for m in ["a1", "b1", "a2", "b2", "a3"] {
+            tags.add(m).await.unwrap();
+        }
+        let mut pages = tags.scan_matching("a*", 2);
+        let mut seen = Vec::new();
+        while let Some(page) = pages.next_page().await.unwrap() {
+            seen.push(page);
+        }
+        // The last page, b2 alone, kept nothing: the scan ends there.
+        assert_eq!(seen, [vec![b("a1"), b("a2")], vec![b("a3")]]);
+        let prefs = client.map("prefs:of-a-map");
+        prefs.put("pa", "1").await.unwrap();
+        prefs.put("pb", "2").await.unwrap();
+        let fields = prefs.scan_matching("?b", 10).collect().await.unwrap();
+        assert_eq!(fields, [(b("pb"), FieldValue::Register(b("2")))]);
+        expected.push(b("tags:of-a-set"));
+        expected.push(b("prefs:of-a-map"));
+        expected.sort_by_key(|k| (key_hash(k), k.clone()));
         let zero = ScanOptions {
             count: 0,
             ..ScanOptions::default()

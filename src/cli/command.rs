@@ -126,10 +126,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     read("smembers", "KEY", "list a set's members"),
     read(
         "sscan",
-        "KEY CURSOR [COUNT N]",
+        "KEY CURSOR [MATCH PATTERN] [COUNT N]",
         "a page of a set's members, N of them (default 10) after CURSOR (0: \
          from the first) in byte order: prints the next page's cursor (0: \
-         none left), then the members",
+         none left), then the members (with MATCH, those of the N that match \
+         the glob PATTERN, as scan's)",
     ),
     read("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
     read("scard", "KEY", "count a set's members"),
@@ -144,7 +145,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     read("hgetall", "KEY", "list a map's fields and values"),
     read(
         "hscan",
-        "KEY CURSOR [COUNT N]",
+        "KEY CURSOR [MATCH PATTERN] [COUNT N]",
         "a page of a map's fields and values, as sscan pages a set",
     ),
     write("hincrby", "KEY FIELD N", "add N to a map field counter"),
@@ -552,14 +553,24 @@ impl Parser<'_> {
                 }
             }
             "hlen" => Command::HLen { key: self.key1()? },
-            "sscan" => {
-                let (key, after, count) = self.scan()?;
-                Command::SScan { key, after, count }
-            }
-            "hscan" => {
-                let (key, after, count) = self.scan()?;
-                Command::HScan { key, after, count }
-            }
+            "sscan" => match self.scan()? {
+                (key, after, count, None) => Command::SScan { key, after, count },
+                (key, after, count, Some(pattern)) => Command::SScanMatch {
+                    key,
+                    after,
+                    count,
+                    pattern,
+                },
+            },
+            "hscan" => match self.scan()? {
+                (key, after, count, None) => Command::HScan { key, after, count },
+                (key, after, count, Some(pattern)) => Command::HScanMatch {
+                    key,
+                    after,
+                    count,
+                    pattern,
+                },
+            },
             "mvset" => {
                 self.arity(2)?;
                 Command::MvSet {
@@ -630,9 +641,10 @@ impl Parser<'_> {
         })
     }
 
-    /// `KEY CURSOR [COUNT N]` of `sscan` and `hscan` (also `--count`).
-    fn scan(&self) -> Result<(Bytes, Option<Bytes>, u32), UsageError> {
-        let (key, cursor, rest) = match self.args {
+    /// `KEY CURSOR [MATCH PATTERN] [COUNT N]` of `sscan` and `hscan`, its
+    /// options in any order, once each (also `--match` and `--count`).
+    fn scan(&self) -> Result<(Bytes, Option<Bytes>, u32, Option<Bytes>), UsageError> {
+        let (key, cursor, mut rest) = match self.args {
             [key, cursor, rest @ ..] => (key, cursor, rest),
             _ => return Err(self.wrong_arity()),
         };
@@ -642,39 +654,41 @@ impl Parser<'_> {
             expected: "0 or a cursor printed by the previous page",
             value: cursor.to_string_lossy().into_owned(),
         })?;
-        let count = match rest {
-            [] => SCAN_COUNT_DEFAULT,
-            [option, n] => {
-                let name = option.to_string_lossy().to_ascii_lowercase();
-                if name.strip_prefix("--").unwrap_or(&name) != "count" {
-                    return Err(self.bad_option(option, "unknown option"));
-                }
-                integer(n)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| UsageError::BadNumber {
-                        spec: self.spec,
-                        what: "N",
-                        expected: "a whole number from 1 to 4294967295",
-                        value: n.to_string_lossy().into_owned(),
-                    })?
-            }
-            [_] => return Err(self.wrong_arity()),
-            [option, _, again, ..] => {
-                let is_count = |o: &OsStr| {
-                    let name = o.to_string_lossy().to_ascii_lowercase();
-                    name.strip_prefix("--").unwrap_or(&name) == "count"
-                };
-                return Err(if !is_count(option) {
-                    self.bad_option(option, "unknown option")
-                } else if is_count(again) {
-                    self.bad_option(again, "count given twice:")
-                } else {
-                    self.bad_option(again, "unknown option")
+        let (mut count, mut pattern) = (None, None);
+        while let Some((option, tail)) = rest.split_first() {
+            let Some((value, tail)) = tail.split_first() else {
+                return Err(match option_name(option).as_str() {
+                    "match" | "count" => self.wrong_arity(),
+                    _ => self.bad_option(option, "unknown option"),
                 });
+            };
+            match option_name(option).as_str() {
+                "match" if pattern.is_none() => pattern = Some(bytes(value)),
+                "count" if count.is_none() => count = Some(self.count(value)?),
+                "match" | "count" => return Err(self.bad_option(option, "option given twice:")),
+                _ => return Err(self.bad_option(option, "unknown option")),
             }
-        };
-        Ok((bytes(key), after, count))
+            rest = tail;
+        }
+        Ok((
+            bytes(key),
+            after,
+            count.unwrap_or(SCAN_COUNT_DEFAULT),
+            pattern,
+        ))
+    }
+
+    /// The `N` of `COUNT N`: a whole number from 1 to `u32::MAX`.
+    fn count(&self, n: &OsStr) -> Result<u32, UsageError> {
+        integer(n)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| UsageError::BadNumber {
+                spec: self.spec,
+                what: "N",
+                expected: "a whole number from 1 to 4294967295",
+                value: n.to_string_lossy().into_owned(),
+            })
     }
 
     /// `CURSOR [MATCH PATTERN] [COUNT N] [TYPE TYPE]` of `scan`, its
@@ -701,19 +715,7 @@ impl Parser<'_> {
             };
             match option_name(option).as_str() {
                 "match" if pattern.is_none() => pattern = Some(bytes(value)),
-                "count" if count.is_none() => {
-                    count = Some(
-                        integer(value)
-                            .and_then(|n| u32::try_from(n).ok())
-                            .filter(|n| *n > 0)
-                            .ok_or_else(|| UsageError::BadNumber {
-                                spec: self.spec,
-                                what: "N",
-                                expected: "a whole number from 1 to 4294967295",
-                                value: value.to_string_lossy().into_owned(),
-                            })?,
-                    )
-                }
+                "count" if count.is_none() => count = Some(self.count(value)?),
                 "type" if kind.is_none() => {
                     kind = Some(kind_named(&value.to_string_lossy()).ok_or_else(|| {
                         UsageError::BadNumber {
@@ -1778,19 +1780,39 @@ mod tests {
                 "{n}"
             );
         }
-        assert!(matches!(
-            err(&["sscan", "s", "0", "match", "a*"]),
-            UsageError::BadOption { .. }
-        ));
+        // MATCH, in any order with COUNT, makes the matching command.
+        assert_eq!(
+            ok(&["sscan", "s", "0", "match", "a*"]),
+            Command::SScanMatch {
+                key: b("s"),
+                after: None,
+                count: SCAN_COUNT_DEFAULT,
+                pattern: b("a*"),
+            }
+        );
+        assert_eq!(
+            ok(&["HSCAN", "h", "x61", "COUNT", "3", "--MATCH", "f?"]),
+            Command::HScanMatch {
+                key: b("h"),
+                after: Some(b("a")),
+                count: 3,
+                pattern: b("f?"),
+            }
+        );
         for (words, option, problem) in [
             (
                 &["sscan", "s", "0", "count", "5", "COUNT", "6"][..],
                 "COUNT",
-                "count given twice:",
+                "option given twice:",
             ),
             (
-                &["sscan", "s", "0", "count", "5", "match", "a"],
+                &["sscan", "s", "0", "match", "a", "match", "b"],
                 "match",
+                "option given twice:",
+            ),
+            (
+                &["sscan", "s", "0", "count", "5", "type", "set"],
+                "type",
                 "unknown option",
             ),
         ] {

@@ -217,7 +217,10 @@ pub fn check_sizes(command: &Command, limits: &Limits) -> Result<(), ClientError
         Command::HDel { fields, .. } => &[fields],
         Command::MapGet { path, .. } => &[path],
         // A cursor names a member or field.
-        Command::SScan { after, .. } | Command::HScan { after, .. } => &[after.as_slice()],
+        Command::SScan { after, .. }
+        | Command::HScan { after, .. }
+        | Command::SScanMatch { after, .. }
+        | Command::HScanMatch { after, .. } => &[after.as_slice()],
         Command::MapApply { path, op, .. } => match op {
             FieldOp::Set(v) | FieldOp::SetAdd(v) | FieldOp::SetRemove(v) | FieldOp::MvSet(v) => {
                 &[path, one(v)]

@@ -72,12 +72,28 @@ fn page_count(count: usize) -> Result<u32, ClientError> {
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-fn sscan(key: Bytes, after: Option<Bytes>, count: u32) -> Command {
-    Command::SScan { key, after, count }
+fn sscan(key: Bytes, after: Option<Bytes>, count: u32, pattern: Option<Bytes>) -> Command {
+    match pattern {
+        None => Command::SScan { key, after, count },
+        Some(pattern) => Command::SScanMatch {
+            key,
+            after,
+            count,
+            pattern,
+        },
+    }
 }
 
-fn hscan(key: Bytes, after: Option<Bytes>, count: u32) -> Command {
-    Command::HScan { key, after, count }
+fn hscan(key: Bytes, after: Option<Bytes>, count: u32, pattern: Option<Bytes>) -> Command {
+    match pattern {
+        None => Command::HScan { key, after, count },
+        Some(pattern) => Command::HScanMatch {
+            key,
+            after,
+            count,
+            pattern,
+        },
+    }
 }
 
 fn set_page(reply: Reply) -> Result<Page<Bytes>, ClientError> {
@@ -94,18 +110,44 @@ fn map_page(reply: Reply) -> Result<Page<(Bytes, FieldValue)>, ClientError> {
     }
 }
 
-/// A scan through a set's members ([`Set::scan`]) or a map's fields
-/// ([`Map::scan`]), one request per page.
+/// A page's items and where the next starts (`None`: the scan is done).
+type Stretch<T> = (Vec<T>, Option<Bytes>);
+
+fn set_stretch(reply: Reply) -> Result<Stretch<Bytes>, ClientError> {
+    match reply {
+        Reply::SetMatches(m) => Ok((m.items, m.after)),
+        other => set_page(other).map(|page| {
+            let after = page.after().cloned();
+            (page.items, after)
+        }),
+    }
+}
+
+fn map_stretch(reply: Reply) -> Result<Stretch<(Bytes, FieldValue)>, ClientError> {
+    match reply {
+        Reply::MapMatches(m) => Ok((m.items, m.after)),
+        other => map_page(other).map(|page| {
+            let after = page.after().cloned();
+            (page.items, after)
+        }),
+    }
+}
+
+/// A scan through a set's members ([`Set::scan`], [`Set::scan_matching`])
+/// or a map's fields ([`Map::scan`], [`Map::scan_matching`]), one request
+/// per page.
 #[derive(Debug)]
 pub struct Scan<T> {
     client: Client,
     key: Bytes,
     page: usize,
+    /// Only members or fields matching this glob.
+    pattern: Option<Bytes>,
     /// Where the next page starts; `None` before the first.
     after: Option<Bytes>,
     done: bool,
-    command: fn(Bytes, Option<Bytes>, u32) -> Command,
-    reply: fn(Reply) -> Result<Page<T>, ClientError>,
+    command: fn(Bytes, Option<Bytes>, u32, Option<Bytes>) -> Command,
+    reply: fn(Reply) -> Result<Stretch<T>, ClientError>,
 }
 
 impl<T: PageItem> Scan<T> {
@@ -113,13 +155,15 @@ impl<T: PageItem> Scan<T> {
         client: Client,
         key: Bytes,
         page: usize,
-        command: fn(Bytes, Option<Bytes>, u32) -> Command,
-        reply: fn(Reply) -> Result<Page<T>, ClientError>,
+        pattern: Option<Bytes>,
+        command: fn(Bytes, Option<Bytes>, u32, Option<Bytes>) -> Command,
+        reply: fn(Reply) -> Result<Stretch<T>, ClientError>,
     ) -> Self {
         Scan {
             client,
             key,
             page,
+            pattern,
             after: None,
             done: false,
             command,
@@ -135,21 +179,28 @@ impl<T: PageItem> Scan<T> {
     }
 
     /// The next page, `None` once the scan is done. After an error, calling
-    /// this again retries the same page.
+    /// this again retries the same page. A scan with a pattern may give
+    /// pages with no item before its last (as Redis's `SSCAN ... MATCH`).
     pub async fn next_page(&mut self) -> Result<Option<Vec<T>>, ClientError> {
         if self.done {
             return Ok(None);
         }
         let count = page_count(self.page)?;
-        let command = (self.command)(self.key.clone(), self.after.clone(), count);
-        let page = (self.reply)(self.client.execute(command).await?.reply)?;
-        self.after = page.after().cloned();
+        let command = (self.command)(
+            self.key.clone(),
+            self.after.clone(),
+            count,
+            self.pattern.clone(),
+        );
+        let (items, after) = (self.reply)(self.client.execute(command).await?.reply)?;
+        self.after = after;
         self.done = self.after.is_none();
-        if page.items.is_empty() {
-            // Only the last page can be empty (a key that is gone or empty).
+        if items.is_empty() && self.done {
+            // The last page, empty (a key that is gone or empty, or no
+            // match left).
             return Ok(None);
         }
-        Ok(Some(page.items))
+        Ok(Some(items))
     }
 
     /// Every remaining item, in order.
@@ -363,7 +414,12 @@ impl Set {
         after: Option<&[u8]>,
         count: usize,
     ) -> Result<Page<Bytes>, ClientError> {
-        let command = sscan(self.key.clone(), after.map(Bytes::from), page_count(count)?);
+        let command = sscan(
+            self.key.clone(),
+            after.map(Bytes::from),
+            page_count(count)?,
+            None,
+        );
         set_page(self.client.execute(command).await?.reply)
     }
 
@@ -385,7 +441,38 @@ impl Set {
     /// # }
     /// ```
     pub fn scan(&self, page: usize) -> Scan<Bytes> {
-        Scan::new(self.client.clone(), self.key.clone(), page, sscan, set_page)
+        Scan::new(
+            self.client.clone(),
+            self.key.clone(),
+            page,
+            None,
+            sscan,
+            set_stretch,
+        )
+    }
+
+    /// The members matching the glob `pattern` (`SSCAN ... MATCH`, with
+    /// Redis's rules, at most
+    /// [`SCAN_PATTERN_BYTES_MAX`](crate::node::SCAN_PATTERN_BYTES_MAX)
+    /// bytes), page by page as [`Set::scan`] gives them: each request
+    /// looks at `page` members and keeps those that match, so a page may
+    /// hold none before the last.
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// let admins = client.set("users").scan_matching("admin:*", 1000).collect().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn scan_matching(&self, pattern: impl Into<Bytes>, page: usize) -> Scan<Bytes> {
+        Scan::new(
+            self.client.clone(),
+            self.key.clone(),
+            page,
+            Some(pattern.into()),
+            sscan,
+            set_stretch,
+        )
     }
 
     /// Whether `member` is in the set.
@@ -503,7 +590,12 @@ impl Map {
         after: Option<&[u8]>,
         count: usize,
     ) -> Result<Page<(Bytes, FieldValue)>, ClientError> {
-        let command = hscan(self.key.clone(), after.map(Bytes::from), page_count(count)?);
+        let command = hscan(
+            self.key.clone(),
+            after.map(Bytes::from),
+            page_count(count)?,
+            None,
+        );
         map_page(self.client.execute(command).await?.reply)
     }
 
@@ -522,7 +614,32 @@ impl Map {
     /// # }
     /// ```
     pub fn scan(&self, page: usize) -> Scan<(Bytes, FieldValue)> {
-        Scan::new(self.client.clone(), self.key.clone(), page, hscan, map_page)
+        Scan::new(
+            self.client.clone(),
+            self.key.clone(),
+            page,
+            None,
+            hscan,
+            map_stretch,
+        )
+    }
+
+    /// The fields matching the glob `pattern`, with their values
+    /// (`HSCAN ... MATCH`), as [`Set::scan_matching`] gives a set's
+    /// members.
+    pub fn scan_matching(
+        &self,
+        pattern: impl Into<Bytes>,
+        page: usize,
+    ) -> Scan<(Bytes, FieldValue)> {
+        Scan::new(
+            self.client.clone(),
+            self.key.clone(),
+            page,
+            Some(pattern.into()),
+            hscan,
+            map_stretch,
+        )
     }
 
     /// The number of fields.

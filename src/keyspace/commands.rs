@@ -53,6 +53,65 @@ impl<T: PageItem> Page<T> {
     }
 }
 
+/// One page of a scan through a set's members or a map's fields that keeps
+/// only those matching a glob pattern (`SSCAN ... MATCH`), in byte order:
+/// the page ends where the scan looked last, which need not be an item it
+/// kept, so it says where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Matches<T> {
+    /// The matching members or fields.
+    pub items: Vec<T>,
+    /// The last member or field looked at, after which the next page
+    /// starts; `None` once the scan is done.
+    pub after: Option<Bytes>,
+}
+
+/// A scan's page of the items matching `pattern`: looking at up to `count`
+/// items (at least one), and fewer once the kept ones would take more than
+/// `budget` bytes, or once matching took `steps_max` steps (each byte of a
+/// name looked at costs the pattern's tokens and one). `measure` gives an
+/// item's member or field and its bytes in an answer.
+fn paginate_matching<'a, I: Iterator, T>(
+    items: I,
+    count: usize,
+    budget: usize,
+    (pattern, steps_max): (&crate::glob::Pattern, usize),
+    measure: impl Fn(&I::Item) -> (&'a Bytes, usize),
+    mut keep: impl FnMut(I::Item) -> T,
+) -> Matches<T> {
+    let mut items = items.peekable();
+    let mut page = Vec::new();
+    let (mut used, mut looked, mut steps) = (0usize, 0usize, 0usize);
+    let mut last: Option<&'a Bytes> = None;
+    let per_byte = pattern.tokens() + 1;
+    while let Some(item) = items.peek() {
+        let (item_name, size) = measure(item);
+        let size = size.saturating_add(ANSWER_ITEM_BYTES);
+        let matched = pattern.matches(item_name);
+        if looked > 0 && matched && used.saturating_add(size) > budget {
+            // Left for the next page, which starts after the last one looked at.
+            break;
+        }
+        looked += 1;
+        steps = steps.saturating_add((item_name.len() + 1).saturating_mul(per_byte));
+        last = Some(item_name);
+        if let Some(item) = items.next() {
+            if matched {
+                used = used.saturating_add(size);
+                page.push(keep(item));
+            }
+        }
+        if looked >= count.max(1) || steps >= steps_max || used >= budget {
+            break;
+        }
+    }
+    let more = items.peek().is_some();
+    Matches {
+        items: page,
+        after: last.filter(|_| more).cloned(),
+    }
+}
+
 /// The first items of `items` for a page: up to `count` (at least one),
 /// and fewer when their answer would take more than `budget` bytes by
 /// `bytes`.
@@ -462,6 +521,38 @@ impl Keyspace {
         }))
     }
 
+    /// A page of a set's members matching `pattern` (`SSCAN ... MATCH`):
+    /// of the members after `after`, in byte order, up to `count` looked
+    /// at (and fewer, as [`Keyspace::sscan`] and once matching took
+    /// `steps_max` steps).
+    pub fn sscan_matching(
+        &self,
+        key: &[u8],
+        after: Option<&[u8]>,
+        count: usize,
+        pattern: &crate::glob::Pattern,
+        steps_max: usize,
+        now_ms: u64,
+    ) -> Result<Matches<Bytes>, KeyspaceError> {
+        let budget = self.config.key_value_bytes_max;
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrSet>()?.map(|s| {
+                paginate_matching(
+                    s.members_after(after),
+                    count,
+                    budget,
+                    (pattern, steps_max),
+                    |m| (*m, m.len()),
+                    Bytes::clone,
+                )
+            }))
+        })?;
+        Ok(v.flatten().unwrap_or(Matches {
+            items: Vec::new(),
+            after: None,
+        }))
+    }
+
     /// The number of members of a set.
     pub fn scard(&self, key: &[u8], now_ms: u64) -> Result<usize, KeyspaceError> {
         let v = self.read_value(key, now_ms, |d| {
@@ -711,6 +802,40 @@ impl Keyspace {
         Ok(v.flatten().unwrap_or(Page {
             items: Vec::new(),
             more: false,
+        }))
+    }
+
+    /// A page of a map's fields and values whose field matches `pattern`
+    /// (`HSCAN ... MATCH`), as [`Keyspace::sscan_matching`] pages a set.
+    pub fn hscan_matching(
+        &self,
+        key: &[u8],
+        after: Option<&[u8]>,
+        count: usize,
+        pattern: &crate::glob::Pattern,
+        steps_max: usize,
+        now_ms: u64,
+    ) -> Result<Matches<(Bytes, FieldValue)>, KeyspaceError> {
+        let budget = self.config.key_value_bytes_max;
+        let v = self.read_value(key, now_ms, |d| {
+            Ok(d.read::<OrMap>()?.map(|m| {
+                // As in `hgetall`, a field without a visible value is left out.
+                let fields = m
+                    .iter_after(after)
+                    .filter_map(|(k, v)| Some((k, answer_bytes(v), FieldValue::of(v)?)));
+                paginate_matching(
+                    fields,
+                    count,
+                    budget,
+                    (pattern, steps_max),
+                    |(k, bytes, _)| (*k, k.len().saturating_add(*bytes)),
+                    |(k, _, v)| (k.clone(), v),
+                )
+            }))
+        })?;
+        Ok(v.flatten().unwrap_or(Matches {
+            items: Vec::new(),
+            after: None,
         }))
     }
 

@@ -14,7 +14,7 @@
 mod commands;
 mod packed;
 
-pub use commands::{FieldOp, FieldValue, Page, PageItem, Ttl};
+pub use commands::{FieldOp, FieldValue, Matches, Page, PageItem, Ttl};
 
 use crate::keyhash::key_hash;
 use crdt_types::{

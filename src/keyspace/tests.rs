@@ -1269,3 +1269,56 @@ fn two_keys_of_one_hash_share_an_entry_of_the_order_and_a_page() {
     assert!(k.forget(c));
     assert!(!k.order.contains(&hash));
 }
+
+#[test]
+fn sscan_and_hscan_with_a_pattern_look_at_count_items_and_keep_the_matches() {
+    use crate::glob::Pattern;
+    let mut k = ks(1);
+    for i in 0..100 {
+        let name = format!("m{i:03}");
+        k.sadd(b"s", &[b(&name)], T0).unwrap();
+        k.hset(b"h", name.as_bytes(), b("v"), T0).unwrap();
+    }
+    let pattern = Pattern::new(b"m0[1-2]?");
+    let expected: Vec<Bytes> = (10..30).map(|i| b(&format!("m{i:03}"))).collect();
+    let (mut found, mut after, mut pages) = (Vec::new(), None::<Bytes>, 0);
+    loop {
+        let page = k
+            .sscan_matching(b"s", after.as_deref(), 7, &pattern, usize::MAX, T0)
+            .unwrap();
+        assert!(page.items.len() <= 7);
+        found.extend(page.items);
+        pages += 1;
+        match page.after {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    assert_eq!(found, expected);
+    assert_eq!(pages, 15, "100 members, 7 looked at a page");
+    // Pages with no match still move on; a map's fields go alike.
+    let first = k
+        .hscan_matching(b"h", None, 5, &pattern, usize::MAX, T0)
+        .unwrap();
+    assert!(first.items.is_empty());
+    assert_eq!(first.after, Some(b("m004")));
+    let all = k
+        .hscan_matching(b"h", None, 1_000, &pattern, usize::MAX, T0)
+        .unwrap();
+    assert_eq!(all.after, None);
+    let fields: Vec<Bytes> = all.items.into_iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, expected);
+    // Matching steps end a page early, after one item at least.
+    let short = k
+        .sscan_matching(b"s", None, 1_000, &pattern, 1, T0)
+        .unwrap();
+    assert_eq!((short.items.len(), short.after), (0, Some(b("m000"))));
+    // A missing key, or one of another type.
+    let none = k
+        .sscan_matching(b"nope", None, 5, &pattern, usize::MAX, T0)
+        .unwrap();
+    assert_eq!((none.items.len(), none.after), (0, None));
+    assert!(k
+        .sscan_matching(b"h", None, 5, &pattern, usize::MAX, T0)
+        .is_err());
+}

@@ -10,7 +10,8 @@ use crdt_types::{Delta, Kind, Record};
 /// event loop, between other requests.
 pub const SCAN_HASHES_MAX: u32 = 1_000;
 
-/// The longest `MATCH` pattern a scan takes, in bytes.
+/// The longest `MATCH` pattern a scan (`scan`, `sscan`, `hscan`) takes, in
+/// bytes.
 pub const SCAN_PATTERN_BYTES_MAX: usize = 256;
 
 /// Steps of pattern matching one page of a scan may take: each byte of
@@ -20,6 +21,17 @@ pub const SCAN_PATTERN_BYTES_MAX: usize = 256;
 /// past it, so it may take one key's worth more: at most the longest key
 /// times [`SCAN_PATTERN_BYTES_MAX`] (16 KiB × 256, about 4 million).
 const SCAN_MATCH_STEPS_MAX: usize = 1_000_000;
+
+/// `pattern` compiled, or refused when over [`SCAN_PATTERN_BYTES_MAX`].
+fn checked_pattern(pattern: &[u8]) -> Result<glob::Pattern, KeyspaceError> {
+    if pattern.len() > SCAN_PATTERN_BYTES_MAX {
+        return Err(KeyspaceError::PatternTooLong {
+            len: pattern.len(),
+            max: SCAN_PATTERN_BYTES_MAX,
+        });
+    }
+    Ok(glob::Pattern::new(pattern))
+}
 
 /// A page of `ks`'s keys from hash `from` (`Command::Scan`): those of
 /// type `kind` (any when `None`) that match the glob `pattern` (any when
@@ -34,14 +46,9 @@ pub(crate) fn scan(
     kind: Option<Kind>,
     now_ms: u64,
 ) -> Result<KeyPage, KeyspaceError> {
-    if let Some(p) = pattern.filter(|p| p.len() > SCAN_PATTERN_BYTES_MAX) {
-        return Err(KeyspaceError::PatternTooLong {
-            len: p.len(),
-            max: SCAN_PATTERN_BYTES_MAX,
-        });
-    }
     let pattern = pattern
-        .map(glob::Pattern::new)
+        .map(checked_pattern)
+        .transpose()?
         .filter(|p| !p.matches_everything());
     let steps_per_byte = pattern.as_ref().map_or(1, |p| p.tokens() + 1);
     let budget = ScanBudget {
@@ -98,6 +105,38 @@ pub(crate) fn execute(
             *count as usize,
             now_ms,
         )?)),
+        SScanMatch {
+            key,
+            after,
+            count,
+            pattern,
+        } => {
+            let pattern = checked_pattern(pattern)?;
+            read(Reply::SetMatches(ks.sscan_matching(
+                key,
+                after.as_deref(),
+                *count as usize,
+                &pattern,
+                SCAN_MATCH_STEPS_MAX,
+                now_ms,
+            )?))
+        }
+        HScanMatch {
+            key,
+            after,
+            count,
+            pattern,
+        } => {
+            let pattern = checked_pattern(pattern)?;
+            read(Reply::MapMatches(ks.hscan_matching(
+                key,
+                after.as_deref(),
+                *count as usize,
+                &pattern,
+                SCAN_MATCH_STEPS_MAX,
+                now_ms,
+            )?))
+        }
         HScan { key, after, count } => read(Reply::MapPage(ks.hscan(
             key,
             after.as_deref(),

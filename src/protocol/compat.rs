@@ -25,7 +25,7 @@
 use super::frame::{CLIENT_VERSION_MIN, PROTOCOL_VERSION};
 use super::{Answer, Command, ErrorReply, LinkStatus, NodeStatus, RebalanceStatus, Reply};
 use super::{Request, Response};
-use crate::keyspace::{FieldOp, FieldValue, KeyPage, Page, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, KeyPage, Matches, Page, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
 use crdt_types::{Bytes, Kind};
 
@@ -65,6 +65,8 @@ fn command_index(command: &Command) -> u8 {
         Command::HScan { .. } => 29,
         // Protocol version 10.
         Command::Scan { .. } => 30,
+        Command::SScanMatch { .. } => 31,
+        Command::HScanMatch { .. } => 32,
     }
 }
 
@@ -87,6 +89,8 @@ fn reply_index(reply: &Reply) -> u8 {
         Reply::MapPage(_) => 13,
         // Protocol version 10.
         Reply::Keys(_) => 14,
+        Reply::SetMatches(_) => 15,
+        Reply::MapMatches(_) => 16,
     }
 }
 
@@ -318,6 +322,18 @@ fn commands() -> Versions<Command> {
             pattern: None,
             kind: None,
         },
+        Command::SScanMatch {
+            key: k(42),
+            after: Some(b("m")),
+            count: 7,
+            pattern: b("a*[bc]"),
+        },
+        Command::HScanMatch {
+            key: k(43),
+            after: None,
+            count: u32::MAX,
+            pattern: Bytes::from(vec![0, 255]),
+        },
     ];
     vec![(7, v7), (9, v9), (10, v10)]
 }
@@ -405,6 +421,17 @@ fn replies() -> Versions<Reply> {
         Reply::Keys(KeyPage {
             keys: Vec::new(),
             next: 0,
+        }),
+        Reply::SetMatches(Matches {
+            items: vec![b("ab")],
+            after: Some(b("zz")),
+        }),
+        Reply::MapMatches(Matches {
+            items: field_values()
+                .into_iter()
+                .map(|v| (b("match"), v))
+                .collect(),
+            after: None,
         }),
     ];
     vec![(7, v7), (9, v9), (10, v10)]
@@ -544,7 +571,7 @@ fn client_messages(version: u16) -> Vec<u8> {
 const PINNED: [(u16, u64); 3] = [
     (7, 15_555_325_040_342_598_198),
     (9, 849_021_891_112_607_140),
-    (10, 2_059_880_024_066_486_533),
+    (10, 16_926_927_922_521_058_408),
 ];
 
 #[test]
@@ -698,7 +725,9 @@ fn command_key_mut(command: &mut Command) -> Option<&mut Bytes> {
         | Command::Persist { key }
         | Command::Type { key }
         | Command::SScan { key, .. }
-        | Command::HScan { key, .. } => Some(key),
+        | Command::HScan { key, .. }
+        | Command::SScanMatch { key, .. }
+        | Command::HScanMatch { key, .. } => Some(key),
         Command::Ping
         | Command::Status
         | Command::ReloadTopology

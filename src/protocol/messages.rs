@@ -1,7 +1,7 @@
 //! The messages of the wire protocol: client requests and responses, and
 //! the messages nodes exchange.
 
-use crate::keyspace::{FieldOp, FieldValue, KeyPage, KeyspaceError, Page, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, KeyPage, KeyspaceError, Matches, Page, Ttl};
 use crate::topology::{ReadConsistency, WriteConsistency};
 use crdt_types::{Bytes, Causal, Delta, Kind, Record, ReplicaId};
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,23 @@ pub enum Command {
         pattern: Option<Bytes>,
         kind: Option<Kind>,
     },
+    /// A page of a set's members matching the glob `pattern` (Redis's
+    /// `SSCAN ... MATCH`): of the members after `after` in byte order, up
+    /// to `count` (at least one) looked at; answered `SetMatches`.
+    SScanMatch {
+        key: Bytes,
+        after: Option<Bytes>,
+        count: u32,
+        pattern: Bytes,
+    },
+    /// A page of a map's fields and values whose field matches `pattern`,
+    /// as `SScanMatch`; answered `MapMatches`.
+    HScanMatch {
+        key: Bytes,
+        after: Option<Bytes>,
+        count: u32,
+        pattern: Bytes,
+    },
 }
 
 impl Command {
@@ -140,7 +157,9 @@ impl Command {
             | Persist { key }
             | Type { key }
             | SScan { key, .. }
-            | HScan { key, .. } => Some(key),
+            | HScan { key, .. }
+            | SScanMatch { key, .. }
+            | HScanMatch { key, .. } => Some(key),
         }
     }
 
@@ -212,6 +231,10 @@ pub enum Reply {
     MapPage(Page<(Bytes, FieldValue)>),
     /// A page of a node's keys.
     Keys(KeyPage),
+    /// A page of a set's members that match a pattern.
+    SetMatches(Matches<Bytes>),
+    /// A page of a map's fields, and their values, that match a pattern.
+    MapMatches(Matches<(Bytes, FieldValue)>),
 }
 
 /// What a node reports about itself (`meridian status`).
@@ -444,7 +467,8 @@ impl Reply {
             Reply::Fields(fields) => fields_since(fields),
             Reply::SetPage(_) => 9,
             Reply::MapPage(page) => fields_since(&page.items).max(9),
-            Reply::Keys(_) => 10,
+            Reply::Keys(_) | Reply::SetMatches(_) => 10,
+            Reply::MapMatches(page) => fields_since(&page.items).max(10),
         }
     }
 }
@@ -524,6 +548,8 @@ impl Response {
                 Reply::SetPage(p) => values(&p.items),
                 Reply::MapPage(p) => fields(&p.items),
                 Reply::Keys(p) => values(&p.keys),
+                Reply::SetMatches(p) => values(&p.items),
+                Reply::MapMatches(p) => fields(&p.items),
                 Reply::Field(Some(f)) => field(f),
                 Reply::Status(_) => 1024,
                 _ => 0,

@@ -7,7 +7,7 @@
 //! writers that also take in each other's deltas, so states mix kinds.
 //! Numbers are often extreme (0, 1, 2^63, `u64::MAX`, `i64::MIN`...).
 
-use crate::keyspace::{FieldOp, FieldValue, KeyPage, Keyspace, KeyspaceConfig, Page, Ttl};
+use crate::keyspace::{FieldOp, FieldValue, KeyPage, Keyspace, KeyspaceConfig, Matches, Page, Ttl};
 use crate::protocol::{
     Answer, Command, ErrorReply, LinkStatus, NodeStatus, PeerMsg, RebalanceStatus, Reply, Request,
     Response,
@@ -206,7 +206,7 @@ impl Gen {
     }
 
     /// Number of [`Command`] variants.
-    pub(crate) const COMMANDS: usize = 31;
+    pub(crate) const COMMANDS: usize = 33;
 
     pub(crate) fn command(&mut self, variant: usize) -> Command {
         let key = self.key();
@@ -292,6 +292,18 @@ impl Gen {
                 after: self.rng.chance(0.5).then(|| self.bytes(8)),
                 count: self.num() as u32,
             },
+            31 => Command::SScanMatch {
+                key,
+                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+                count: self.num() as u32,
+                pattern: self.bytes(8),
+            },
+            32 => Command::HScanMatch {
+                key,
+                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+                count: self.num() as u32,
+                pattern: self.bytes(8),
+            },
             _ => Command::Scan {
                 from: self.num(),
                 count: self.num() as u32,
@@ -322,7 +334,7 @@ impl Gen {
     }
 
     /// Number of [`Reply`] variants plus number of [`ErrorReply`] variants.
-    pub(crate) const RESPONSES: usize = 15 + 12;
+    pub(crate) const RESPONSES: usize = 17 + 12;
 
     pub(crate) fn kind(&mut self) -> Kind {
         [
@@ -421,6 +433,16 @@ impl Gen {
                 more: self.rng.chance(0.5),
             })),
             25 => Err(ErrorReply::KeyValueTooLarge { len: a, max: b }),
+            26 => Ok(Reply::SetMatches(Matches {
+                items: self.bytes_list(4),
+                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+            })),
+            27 => Ok(Reply::MapMatches(Matches {
+                items: (0..3)
+                    .map(|_| (self.bytes(6), self.field_value(1)))
+                    .collect(),
+                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+            })),
             _ => Ok(Reply::Keys(KeyPage {
                 keys: self.bytes_list(4),
                 next: a,
@@ -603,6 +625,8 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::SScan { .. } => "sscan",
         Command::HScan { .. } => "hscan",
         Command::Scan { .. } => "scan",
+        Command::SScanMatch { .. } => "sscanmatch",
+        Command::HScanMatch { .. } => "hscanmatch",
     }
 }
 
@@ -625,6 +649,8 @@ pub(crate) fn response_name(r: &Response) -> &'static str {
             Reply::SetPage(_) => "setpage",
             Reply::MapPage(_) => "mappage",
             Reply::Keys(_) => "keys",
+            Reply::SetMatches(_) => "setmatches",
+            Reply::MapMatches(_) => "mapmatches",
         },
         Err(e) => match e {
             ErrorReply::WrongType { .. } => "wrongtype",
