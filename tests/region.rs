@@ -1976,6 +1976,11 @@ async fn a_scan_lists_the_regions_keys_once_each_and_goes_on_without_a_node() {
         }
         // The last page, b2 alone, kept nothing: the scan ends there.
         assert_eq!(seen, [vec![b("a1"), b("a2")], vec![b("a3")]]);
+        let too_long = vec![b'*'; meridian::node::SCAN_PATTERN_BYTES_MAX + 1];
+        assert!(matches!(
+            tags.scan_matching(too_long, 10).next_page().await,
+            Err(ClientError::BadRequest(_))
+        ));
         let prefs = client.map("prefs:of-a-map");
         prefs.put("pa", "1").await.unwrap();
         prefs.put("pb", "2").await.unwrap();

@@ -108,14 +108,14 @@ fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
             }
         }
         Reply::SetMatches(page) => {
-            out.extend_from_slice(cursor(page.after.as_deref()).as_bytes());
+            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
             if !page.items.is_empty() {
                 out.push(b'\n');
                 raw_items(&page.items, out, |v, out| out.extend_from_slice(v));
             }
         }
         Reply::MapMatches(page) => {
-            out.extend_from_slice(cursor(page.after.as_deref()).as_bytes());
+            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
             if !page.items.is_empty() {
                 out.push(b'\n');
                 raw_fields(&page.items, out);
@@ -195,11 +195,11 @@ pub fn reply(reply: &Reply) -> String {
             Shape::fields(&page.items),
         ]),
         Reply::SetMatches(page) => Shape::List(vec![
-            Shape::Line(quote(cursor(page.after.as_deref()).as_bytes())),
+            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
             Shape::values(&page.items),
         ]),
         Reply::MapMatches(page) => Shape::List(vec![
-            Shape::Line(quote(cursor(page.after.as_deref()).as_bytes())),
+            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
             Shape::fields(&page.items),
         ]),
         // As redis-cli prints SCAN: the cursor, then the keys.

@@ -12,6 +12,7 @@ use crdt_types::Bytes;
 use super::error::TOO_LARGE_VALUE;
 use super::{flag, ttl_ms, unexpected, Client, ClientError};
 use crate::keyspace::{FieldOp, FieldValue, Page, PageItem};
+use crate::node::SCAN_PATTERN_BYTES_MAX;
 use crate::protocol::{Command, Reply};
 
 fn count(reply: Reply, command: &str) -> Result<usize, ClientError> {
@@ -115,7 +116,10 @@ type Stretch<T> = (Vec<T>, Option<Bytes>);
 
 fn set_stretch(reply: Reply) -> Result<Stretch<Bytes>, ClientError> {
     match reply {
-        Reply::SetMatches(m) => Ok((m.items, m.after)),
+        Reply::SetMatches(m) => {
+            let after = m.after().cloned();
+            Ok((m.items, after))
+        }
         other => set_page(other).map(|page| {
             let after = page.after().cloned();
             (page.items, after)
@@ -125,7 +129,10 @@ fn set_stretch(reply: Reply) -> Result<Stretch<Bytes>, ClientError> {
 
 fn map_stretch(reply: Reply) -> Result<Stretch<(Bytes, FieldValue)>, ClientError> {
     match reply {
-        Reply::MapMatches(m) => Ok((m.items, m.after)),
+        Reply::MapMatches(m) => {
+            let after = m.after().cloned();
+            Ok((m.items, after))
+        }
         other => map_page(other).map(|page| {
             let after = page.after().cloned();
             (page.items, after)
@@ -171,9 +178,10 @@ impl<T: PageItem> Scan<T> {
         }
     }
 
-    /// Where the next page starts (the last item's member or field), `None`
-    /// before the first page and once the scan is done: with
-    /// [`Set::scan_page`] or [`Map::scan_page`], a scan can carry on later.
+    /// Where the next page starts (the last member or field looked at:
+    /// the last item's, unless a pattern left it out), `None` before the
+    /// first page and once the scan is done: with [`Set::scan_page`] or
+    /// [`Map::scan_page`], a scan without a pattern can carry on later.
     pub fn after(&self) -> Option<&Bytes> {
         self.after.as_ref()
     }
@@ -186,6 +194,16 @@ impl<T: PageItem> Scan<T> {
             return Ok(None);
         }
         let count = page_count(self.page)?;
+        if let Some(p) = self
+            .pattern
+            .as_ref()
+            .filter(|p| p.len() > SCAN_PATTERN_BYTES_MAX)
+        {
+            return Err(ClientError::BadRequest(format!(
+                "MATCH pattern of {} bytes exceeds the limit of {SCAN_PATTERN_BYTES_MAX} bytes",
+                p.len()
+            )));
+        }
         let command = (self.command)(
             self.key.clone(),
             self.after.clone(),

@@ -54,52 +54,85 @@ impl<T: PageItem> Page<T> {
 }
 
 /// One page of a scan through a set's members or a map's fields that keeps
-/// only those matching a glob pattern (`SSCAN ... MATCH`), in byte order:
-/// the page ends where the scan looked last, which need not be an item it
-/// kept, so it says where the next page starts.
+/// only those matching a glob pattern (`SSCAN ... MATCH`), in byte order.
+/// The next page starts after the last member or field the page looked
+/// at ([`Matches::after`]), which need not be one it kept.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Matches<T> {
     /// The matching members or fields.
     pub items: Vec<T>,
-    /// The last member or field looked at, after which the next page
-    /// starts; `None` once the scan is done.
-    pub after: Option<Bytes>,
+    /// Whether more follow.
+    pub more: bool,
+    /// The last member or field looked at, when the page did not keep it
+    /// (when it did, it is the last item).
+    pub passed: Option<Bytes>,
+}
+
+impl<T: PageItem> Matches<T> {
+    /// Where the next page starts (the last member or field looked at), or
+    /// `None` when the scan is done.
+    pub fn after(&self) -> Option<&Bytes> {
+        if !self.more {
+            return None;
+        }
+        self.passed
+            .as_ref()
+            .or_else(|| self.items.last().map(T::name))
+    }
 }
 
 /// A scan's page of the items matching `pattern`: looking at up to `count`
-/// items (at least one), and fewer once the kept ones would take more than
-/// `budget` bytes, or once matching took `steps_max` steps (each byte of a
-/// name looked at costs the pattern's tokens and one). `measure` gives an
-/// item's member or field and its bytes in an answer.
+/// items (at least one), and fewer once the answer (the kept items, and
+/// the last one looked at if not kept) would take more than `budget`
+/// bytes, or once matching would take more than `steps_max` steps (each
+/// byte of a name looked at costs the pattern's tokens and one; the first
+/// item is looked at whatever it costs). `name` gives an item's member or
+/// field; `keep` makes a matching item into the answer's, with its bytes
+/// (`None`: the item is left out).
 fn paginate_matching<'a, I: Iterator, T>(
     items: I,
     count: usize,
     budget: usize,
     (pattern, steps_max): (&crate::glob::Pattern, usize),
-    measure: impl Fn(&I::Item) -> (&'a Bytes, usize),
-    mut keep: impl FnMut(I::Item) -> T,
+    name: impl Fn(&I::Item) -> &'a Bytes,
+    mut keep: impl FnMut(&I::Item) -> Option<(T, usize)>,
 ) -> Matches<T> {
     let mut items = items.peekable();
     let mut page = Vec::new();
     let (mut used, mut looked, mut steps) = (0usize, 0usize, 0usize);
-    let mut last: Option<&'a Bytes> = None;
+    let mut passed: Option<&'a Bytes> = None;
     let per_byte = pattern.tokens() + 1;
     while let Some(item) = items.peek() {
-        let (item_name, size) = measure(item);
-        let size = size.saturating_add(ANSWER_ITEM_BYTES);
-        let matched = pattern.matches(item_name);
-        if looked > 0 && matched && used.saturating_add(size) > budget {
-            // Left for the next page, which starts after the last one looked at.
+        let item_name = name(item);
+        let cost = (item_name.len() + 1).saturating_mul(per_byte);
+        if looked > 0 && steps.saturating_add(cost) > steps_max {
+            break;
+        }
+        let kept = if pattern.matches(item_name) {
+            keep(item)
+        } else {
+            None
+        };
+        // The answer if this item ends the page: a kept item is its own
+        // cursor; one passed over is sent as the cursor.
+        let grown = match &kept {
+            Some((_, size)) => used.saturating_add(*size),
+            None => used.saturating_add(item_name.len()),
+        };
+        if looked > 0 && grown.saturating_add(ANSWER_ITEM_BYTES) > budget {
+            // Left for the next page.
             break;
         }
         looked += 1;
-        steps = steps.saturating_add((item_name.len() + 1).saturating_mul(per_byte));
-        last = Some(item_name);
-        if let Some(item) = items.next() {
-            if matched {
-                used = used.saturating_add(size);
-                page.push(keep(item));
+        steps = steps.saturating_add(cost);
+        items.next();
+        match kept {
+            Some((t, size)) => {
+                used = used.saturating_add(size).saturating_add(ANSWER_ITEM_BYTES);
+                page.push(t);
+                passed = None;
             }
+            None => passed = Some(item_name),
         }
         if looked >= count.max(1) || steps >= steps_max || used >= budget {
             break;
@@ -108,7 +141,8 @@ fn paginate_matching<'a, I: Iterator, T>(
     let more = items.peek().is_some();
     Matches {
         items: page,
-        after: last.filter(|_| more).cloned(),
+        more,
+        passed: passed.filter(|_| more).cloned(),
     }
 }
 
@@ -542,14 +576,15 @@ impl Keyspace {
                     count,
                     budget,
                     (pattern, steps_max),
-                    |m| (*m, m.len()),
-                    Bytes::clone,
+                    |m| *m,
+                    |m| Some(((*m).clone(), m.len())),
                 )
             }))
         })?;
         Ok(v.flatten().unwrap_or(Matches {
             items: Vec::new(),
-            after: None,
+            more: false,
+            passed: None,
         }))
     }
 
@@ -819,23 +854,26 @@ impl Keyspace {
         let budget = self.config.key_value_bytes_max;
         let v = self.read_value(key, now_ms, |d| {
             Ok(d.read::<OrMap>()?.map(|m| {
-                // As in `hgetall`, a field without a visible value is left out.
-                let fields = m
-                    .iter_after(after)
-                    .filter_map(|(k, v)| Some((k, answer_bytes(v), FieldValue::of(v)?)));
+                // As in `hgetall`, a field without a visible value is left
+                // out; a field's value is read only when its name matches.
+                let fields = m.iter_after(after).filter(|(_, v)| v.kind().is_some());
                 paginate_matching(
                     fields,
                     count,
                     budget,
                     (pattern, steps_max),
-                    |(k, bytes, _)| (*k, k.len().saturating_add(*bytes)),
-                    |(k, _, v)| (k.clone(), v),
+                    |(k, _)| *k,
+                    |(k, v)| {
+                        let size = k.len().saturating_add(answer_bytes(v));
+                        Some(((Bytes::clone(k), FieldValue::of(v)?), size))
+                    },
                 )
             }))
         })?;
         Ok(v.flatten().unwrap_or(Matches {
             items: Vec::new(),
-            after: None,
+            more: false,
+            passed: None,
         }))
     }
 

@@ -1025,6 +1025,52 @@ fn scan_pages_fit_a_frame_when_encoded() {
         // Every page but a scan's last is close to full.
         assert!(!more || len > frame / 3, "a full page of {len} bytes");
     }
+    // Pages that keep matches fit too, with their cursor, whether they
+    // keep every item or none.
+    for glob in ["*", "no-such-*", "*0*"] {
+        let pattern = crate::glob::Pattern::new(glob.as_bytes());
+        let mut after: Option<Bytes> = None;
+        let mut pages = 0;
+        loop {
+            let page = k
+                .sscan_matching(
+                    b"tiny",
+                    after.as_deref(),
+                    usize::MAX,
+                    &pattern,
+                    usize::MAX,
+                    T0,
+                )
+                .unwrap();
+            let next = page.after().cloned();
+            check(Reply::SetMatches(page));
+            pages += 1;
+            match next {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        assert!(pages >= 1);
+        let fields = k
+            .hscan_matching(b"m", None, usize::MAX, &pattern, usize::MAX, T0)
+            .unwrap();
+        check(Reply::MapMatches(fields));
+    }
+    // A page of long members, all kept or all passed over, fits.
+    let long = |i: u32| Bytes::from(format!("{i:05}{}", "x".repeat(3_000)).as_str());
+    let mut wide = Keyspace::new(ReplicaId(3), k.config().clone());
+    for i in 0..20 {
+        let _ = wide.sadd(b"wide", &[long(i)], T0);
+    }
+    // (The set stops growing at the limit of one key's value.)
+    for glob in [&b"*"[..], b"none"] {
+        let pattern = crate::glob::Pattern::new(glob);
+        let page = wide
+            .sscan_matching(b"wide", None, usize::MAX, &pattern, usize::MAX, T0)
+            .unwrap();
+        assert!(!page.more);
+        check(Reply::SetMatches(page));
+    }
     // Keys of up to 2 KiB, paged by bytes alone: each page fits, and a
     // page that stops for its bytes left the next hash's keys whole.
     for i in 0..300usize {
@@ -1287,9 +1333,10 @@ fn sscan_and_hscan_with_a_pattern_look_at_count_items_and_keep_the_matches() {
             .sscan_matching(b"s", after.as_deref(), 7, &pattern, usize::MAX, T0)
             .unwrap();
         assert!(page.items.len() <= 7);
+        let next = page.after().cloned();
         found.extend(page.items);
         pages += 1;
-        match page.after {
+        match next {
             Some(a) => after = Some(a),
             None => break,
         }
@@ -1301,23 +1348,23 @@ fn sscan_and_hscan_with_a_pattern_look_at_count_items_and_keep_the_matches() {
         .hscan_matching(b"h", None, 5, &pattern, usize::MAX, T0)
         .unwrap();
     assert!(first.items.is_empty());
-    assert_eq!(first.after, Some(b("m004")));
+    assert_eq!(first.after(), Some(&b("m004")));
     let all = k
         .hscan_matching(b"h", None, 1_000, &pattern, usize::MAX, T0)
         .unwrap();
-    assert_eq!(all.after, None);
+    assert_eq!(all.after(), None);
     let fields: Vec<Bytes> = all.items.into_iter().map(|(f, _)| f).collect();
     assert_eq!(fields, expected);
     // Matching steps end a page early, after one item at least.
     let short = k
         .sscan_matching(b"s", None, 1_000, &pattern, 1, T0)
         .unwrap();
-    assert_eq!((short.items.len(), short.after), (0, Some(b("m000"))));
+    assert_eq!((short.items.len(), short.after()), (0, Some(&b("m000"))));
     // A missing key, or one of another type.
     let none = k
         .sscan_matching(b"nope", None, 5, &pattern, usize::MAX, T0)
         .unwrap();
-    assert_eq!((none.items.len(), none.after), (0, None));
+    assert_eq!((none.items.len(), none.after()), (0, None));
     assert!(k
         .sscan_matching(b"h", None, 5, &pattern, usize::MAX, T0)
         .is_err());

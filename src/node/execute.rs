@@ -15,11 +15,14 @@ pub const SCAN_HASHES_MAX: u32 = 1_000;
 pub const SCAN_PATTERN_BYTES_MAX: usize = 256;
 
 /// Steps of pattern matching one page of a scan may take: each byte of
-/// each key looked at costs a step per token of the pattern (and one
-/// without a pattern), so a long pattern against long keys makes short
-/// pages rather than a long turn of the event loop. A page stops once
-/// past it, so it may take one key's worth more: at most the longest key
-/// times [`SCAN_PATTERN_BYTES_MAX`] (16 KiB × 256, about 4 million).
+/// each key (or set member, or map field) looked at costs a step per token
+/// of the pattern (and one without a pattern), so a long pattern against
+/// long keys makes short pages rather than a long turn of the event loop.
+/// A page looks at one key, member or field whatever it costs, so it
+/// makes progress: a page of `sscan`/`hscan` whose first member is a
+/// value as large as the topology allows may take that length times the
+/// pattern's tokens; a page of `scan` stops once past the budget, so it
+/// may take one key's worth more (16 KiB × 257, about 4 million steps).
 const SCAN_MATCH_STEPS_MAX: usize = 1_000_000;
 
 /// `pattern` compiled, or refused when over [`SCAN_PATTERN_BYTES_MAX`].

@@ -424,14 +424,16 @@ fn replies() -> Versions<Reply> {
         }),
         Reply::SetMatches(Matches {
             items: vec![b("ab")],
-            after: Some(b("zz")),
+            more: true,
+            passed: Some(b("zz")),
         }),
         Reply::MapMatches(Matches {
             items: field_values()
                 .into_iter()
                 .map(|v| (b("match"), v))
                 .collect(),
-            after: None,
+            more: false,
+            passed: None,
         }),
     ];
     vec![(7, v7), (9, v9), (10, v10)]
@@ -571,7 +573,7 @@ fn client_messages(version: u16) -> Vec<u8> {
 const PINNED: [(u16, u64); 3] = [
     (7, 15_555_325_040_342_598_198),
     (9, 849_021_891_112_607_140),
-    (10, 16_926_927_922_521_058_408),
+    (10, 6_096_846_762_380_997_814),
 ];
 
 #[test]

@@ -435,13 +435,15 @@ impl Gen {
             25 => Err(ErrorReply::KeyValueTooLarge { len: a, max: b }),
             26 => Ok(Reply::SetMatches(Matches {
                 items: self.bytes_list(4),
-                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+                more: self.rng.chance(0.5),
+                passed: self.rng.chance(0.5).then(|| self.bytes(8)),
             })),
             27 => Ok(Reply::MapMatches(Matches {
                 items: (0..3)
                     .map(|_| (self.bytes(6), self.field_value(1)))
                     .collect(),
-                after: self.rng.chance(0.5).then(|| self.bytes(8)),
+                more: self.rng.chance(0.5),
+                passed: self.rng.chance(0.5).then(|| self.bytes(8)),
             })),
             _ => Ok(Reply::Keys(KeyPage {
                 keys: self.bytes_list(4),
