@@ -12,7 +12,6 @@ use crdt_types::Bytes;
 use super::error::TOO_LARGE_VALUE;
 use super::{flag, ttl_ms, unexpected, Client, ClientError};
 use crate::keyspace::{FieldOp, FieldValue, Page, PageItem};
-use crate::node::SCAN_PATTERN_BYTES_MAX;
 use crate::protocol::{Command, Reply};
 
 fn count(reply: Reply, command: &str) -> Result<usize, ClientError> {
@@ -194,16 +193,7 @@ impl<T: PageItem> Scan<T> {
             return Ok(None);
         }
         let count = page_count(self.page)?;
-        if let Some(p) = self
-            .pattern
-            .as_ref()
-            .filter(|p| p.len() > SCAN_PATTERN_BYTES_MAX)
-        {
-            return Err(ClientError::BadRequest(format!(
-                "MATCH pattern of {} bytes exceeds the limit of {SCAN_PATTERN_BYTES_MAX} bytes",
-                p.len()
-            )));
-        }
+        super::keys::check_pattern(self.pattern.as_ref())?;
         let command = (self.command)(
             self.key.clone(),
             self.after.clone(),

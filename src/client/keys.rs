@@ -8,7 +8,7 @@ use crdt_types::{Bytes, Kind};
 
 use super::{unexpected, Client, ClientError};
 use crate::keyhash::key_hash;
-use crate::keyspace::KeyPage;
+use crate::keyspace::{KeyPage, KeyspaceError};
 use crate::node::SCAN_PATTERN_BYTES_MAX;
 use crate::protocol::{Command, Reply};
 
@@ -55,6 +55,21 @@ impl ScanOptions {
             pattern: Some(pattern.into()),
             ..ScanOptions::default()
         }
+    }
+}
+
+/// Refuses a `MATCH` pattern longer than nodes take, before it is sent,
+/// with the error a node would give.
+pub(crate) fn check_pattern(pattern: Option<&Bytes>) -> Result<(), ClientError> {
+    match pattern {
+        Some(p) if p.len() > SCAN_PATTERN_BYTES_MAX => {
+            let e = KeyspaceError::PatternTooLong {
+                len: p.len(),
+                max: SCAN_PATTERN_BYTES_MAX,
+            };
+            Err(ClientError::BadRequest(e.to_string()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -125,16 +140,7 @@ impl Client {
                 "a scan's count is at least one".into(),
             ));
         }
-        if let Some(p) = options
-            .pattern
-            .as_ref()
-            .filter(|p| p.len() > SCAN_PATTERN_BYTES_MAX)
-        {
-            return Err(ClientError::BadRequest(format!(
-                "MATCH pattern of {} bytes exceeds the limit of {SCAN_PATTERN_BYTES_MAX} bytes",
-                p.len()
-            )));
-        }
+        check_pattern(options.pattern.as_ref())?;
         let (nodes, replicas) = {
             let ring = self.inner.ring();
             let nodes: Vec<String> = ring

@@ -409,11 +409,6 @@ impl Keyspace {
             .map(|(_, l)| l)
     }
 
-    /// Whether `key` is in either table.
-    fn holds(&self, key: &[u8]) -> bool {
-        self.find_compact(key).is_some() || self.find_live(key).is_some()
-    }
-
     /// Calls `f` on every key held whose [`key_hash`] is `hash`, with its
     /// stored state.
     fn for_each_of_hash(&self, hash: u64, mut f: impl FnMut(&[u8], Cow<'_, Causal<Record>>)) {
@@ -472,9 +467,8 @@ impl Keyspace {
     /// Drops `key` and everything known of it (a copy held for another
     /// replica, handed back). True when the key was there.
     pub fn forget(&mut self, key: &[u8]) -> bool {
-        let present = self.stored(key).is_some();
+        let (_, _, present) = self.take(key);
         if present {
-            drop(self.take(key));
             self.reorder(key, true, false);
         }
         present
@@ -535,8 +529,9 @@ impl Keyspace {
     }
 
     /// Removes `key` from the tables, returning its state and heap bytes
-    /// (a bottom state with nothing seen when the key is absent).
-    fn take(&mut self, key: &[u8]) -> (Causal<Record>, usize) {
+    /// (a bottom state with nothing seen when the key is absent), and
+    /// whether it was there.
+    fn take(&mut self, key: &[u8]) -> (Causal<Record>, usize, bool) {
         let slot = slot_of(key);
         if let Ok(entry) = self.compact.find_entry(slot, |e| packed::key(e) == key) {
             let (e, _) = entry.remove();
@@ -544,10 +539,9 @@ impl Keyspace {
             let state = packed::view(&e).to_state();
             self.unindex_deadline(key, deadline_of(&state));
             let heap = state.heap_bytes();
-            return (state, heap);
+            return (state, heap, true);
         }
-        let (state, heap, _) = self.take_live(key);
-        (state, heap)
+        self.take_live(key)
     }
 
     /// [`Keyspace::take`] for a key known not to be compact; also says
@@ -699,8 +693,7 @@ impl Keyspace {
     /// Joins a state recovered from this node's own storage (no skew check:
     /// the stamps were accepted when first applied).
     pub fn restore(&mut self, key: &[u8], other: &Causal<Record>) {
-        let held = self.holds(key);
-        let (mut state, _) = self.take(key);
+        let (mut state, _, held) = self.take(key);
         state.join(other);
         if let Some(hlc) = max_hlc(&state.store().data) {
             // Keep the clock ahead of every restored stamp.
