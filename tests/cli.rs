@@ -869,6 +869,93 @@ mod against_a_cluster {
         keys_named_like_help_flags_are_keys(&lab);
         too_large_keys_and_values_name_their_own_limit(&lab);
         scan_pages_through_the_regions_keys(&lab);
+        several_keys_or_fields_at_once_as_redis_prints_them(&lab);
+    }
+
+    /// `mset`, `mget`, `hmget`, `smismember`, `hexists`, `hkeys`, `hvals`,
+    /// `strlen`, `pexpire` and `pttl` answer as redis-cli prints Redis's.
+    fn several_keys_or_fields_at_once_as_redis_prints_them(lab: &Lab) {
+        assert_eq!(
+            lab.ok(&["-v", "mset", "multi:a", "1", "multi:b", "two", "multi:a", "3"]),
+            "OK\n(acked by 2 replicas, 2 needed)\n"
+        );
+        assert_eq!(lab.ok(&["sadd", "multi:set", "x", "y"]), "(integer) 2\n");
+        assert_eq!(lab.ok(&["incrby", "multi:n", "42"]), "(integer) 42\n");
+        // A key of another type, like a missing one, is (nil), as in MGET.
+        assert_eq!(
+            lab.ok(&[
+                "mget",
+                "multi:a",
+                "multi:b",
+                "multi:none",
+                "multi:set",
+                "multi:n"
+            ]),
+            "1) \"3\"\n2) \"two\"\n3) (nil)\n4) (nil)\n5) \"42\"\n"
+        );
+        assert_eq!(
+            lab.ok(&["--raw", "mget", "multi:a", "multi:none", "multi:b"]),
+            "3\n\ntwo\n"
+        );
+        assert_eq!(
+            lab.ok(&["--read", "quorum", "mget", "multi:b"]),
+            "1) \"two\"\n"
+        );
+        assert_eq!(lab.ok(&["strlen", "multi:b"]), "(integer) 3\n");
+        assert_eq!(lab.ok(&["strlen", "multi:none"]), "(integer) 0\n");
+        assert_eq!(
+            lab.ok(&["smismember", "multi:set", "x", "z", "y"]),
+            "1) (integer) 1\n2) (integer) 0\n3) (integer) 1\n"
+        );
+        assert_eq!(
+            lab.ok(&["--raw", "smismember", "multi:set", "z", "y"]),
+            "0\n1\n"
+        );
+        assert_eq!(
+            lab.fails(&["smismember", "multi:a", "x", "y"]),
+            "(error) WRONGTYPE operation against a key holding a register, wanted a set\n"
+        );
+
+        assert_eq!(
+            lab.ok(&["hset", "multi:h", "f", "v", "g", "w"]),
+            "(integer) 2\n"
+        );
+        assert_eq!(lab.ok(&["hincrby", "multi:h", "n", "7"]), "(integer) 7\n");
+        assert_eq!(
+            lab.ok(&["hmget", "multi:h", "g", "none", "n"]),
+            "1) \"w\"\n2) (nil)\n3) \"7\"\n"
+        );
+        assert_eq!(lab.ok(&["hmget", "multi:none", "f"]), "1) (nil)\n");
+        assert_eq!(
+            lab.fails(&["hmget", "multi:set", "f", "g"]),
+            "(error) WRONGTYPE operation against a key holding a set, wanted a map\n"
+        );
+        assert_eq!(lab.ok(&["hexists", "multi:h", "n"]), "(integer) 1\n");
+        assert_eq!(lab.ok(&["hexists", "multi:h", "none"]), "(integer) 0\n");
+        assert_eq!(
+            lab.ok(&["hkeys", "multi:h"]),
+            "1) \"f\"\n2) \"g\"\n3) \"n\"\n"
+        );
+        assert_eq!(
+            lab.ok(&["hvals", "multi:h"]),
+            "1) \"v\"\n2) \"w\"\n3) \"7\"\n"
+        );
+        assert_eq!(lab.ok(&["--raw", "hvals", "multi:h"]), "v\nw\n7\n");
+        assert_eq!(lab.ok(&["hkeys", "multi:none"]), "(empty array)\n");
+        assert_eq!(lab.ok(&["hvals", "multi:none"]), "(empty array)\n");
+
+        assert_eq!(lab.ok(&["pttl", "multi:a"]), "(integer) -1\n");
+        assert_eq!(lab.ok(&["pttl", "multi:none"]), "(integer) -2\n");
+        assert_eq!(lab.ok(&["pexpire", "multi:a", "600000"]), "(integer) 1\n");
+        let left: i64 = lab
+            .ok(&["--raw", "pttl", "multi:a"])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((590_000..=600_000).contains(&left), "{left} ms left");
+        assert_eq!(lab.ok(&["pexpire", "multi:a", "0"]), "(integer) 1\n");
+        assert_eq!(lab.ok(&["get", "multi:a"]), "(nil)\n");
+        assert_eq!(lab.meridian(&["mset", "multi:a"]).status.code(), Some(2));
     }
 
     /// `scan` prints as redis-cli prints `SCAN`: the next cursor, then the

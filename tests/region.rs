@@ -1641,6 +1641,69 @@ async fn many_concurrent_requests_from_one_client_all_complete() {
     region.shutdown().await;
 }
 
+/// `execute_many` runs more commands than it keeps in flight, over every
+/// node, and answers each in order; `mset` and `mget` are Redis's: the
+/// last value of a key named twice, `None` for a missing key or one of
+/// another type, a counter in decimal. With a node down the others still
+/// answer, each command on its own.
+#[tokio::test]
+async fn many_commands_at_once_answer_in_order_and_mget_reads_as_redis_does() {
+    use meridian::client::{Command, Reply, MANY_INFLIGHT_MAX};
+    let mut region = Region::start(3, 2).await;
+    let client = region.client().await;
+    within("the writes and reads", async {
+        let n = MANY_INFLIGHT_MAX * 3 + 5;
+        let incrs = (0..n).map(|i| Command::IncrBy {
+            key: format!("many:{i}").into(),
+            by: i as i64,
+        });
+        let results = client.execute_many(incrs).await;
+        assert_eq!(results.len(), n);
+        for (i, result) in results.into_iter().enumerate() {
+            assert_eq!(result.unwrap().reply, Reply::Int(i as i64), "command {i}");
+        }
+        assert!(client.execute_many(Vec::new()).await.is_empty());
+
+        let pairs: Vec<(String, String)> = (0..200)
+            .map(|i| (format!("m:{i}"), format!("v{i}")))
+            .chain([("m:0".to_owned(), "last".to_owned())])
+            .collect();
+        client.mset(pairs).await.unwrap();
+        client.set("a-set").add("x").await.unwrap();
+        client.counter("a-counter").incr(42).await.unwrap();
+        let keys: Vec<String> = (0..200)
+            .map(|i| format!("m:{i}"))
+            .chain(["missing", "a-set", "a-counter"].map(str::to_owned))
+            .collect();
+        let values = client.mget(keys).await.unwrap();
+        assert_eq!(values.len(), 203);
+        assert_eq!(
+            values[0],
+            Some(b("last")),
+            "the last value of a key named twice"
+        );
+        for (i, value) in values.iter().enumerate().take(200).skip(1) {
+            assert_eq!(value, &Some(b(&format!("v{i}"))));
+        }
+        assert_eq!(values[200..], [None, None, Some(b("42"))]);
+        assert!(client.mget(Vec::<Bytes>::new()).await.unwrap().is_empty());
+    })
+    .await;
+
+    // One node down: with N = 2 every key has a replica left, and each
+    // command fails over on its own.
+    let down = region.replicas(b"m:1")[0].clone();
+    region.stop(&down).await;
+    within("mget with a node down", async {
+        let keys: Vec<String> = (0..200).map(|i| format!("m:{i}")).collect();
+        let values = client.mget(keys).await.unwrap();
+        assert_eq!(values[1], Some(b("v1")));
+        assert!(values.iter().all(Option::is_some));
+    })
+    .await;
+    region.shutdown().await;
+}
+
 /// A client that busy-polls after each request gets the same answers as
 /// one that sleeps, one request at a time and many at once, on either kind
 /// of runtime.

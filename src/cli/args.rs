@@ -777,7 +777,9 @@ mod tests {
     #[test]
     fn data_commands_take_the_client_options_of_what_they_do() {
         let takes = |name: &str, id: &str| client_options_taken(name).contains(&id);
-        for name in ["set", "del", "incr", "hset", "expire", "persist", "mvset"] {
+        for name in [
+            "set", "mset", "del", "incr", "hset", "expire", "pexpire", "persist", "mvset",
+        ] {
             assert!(
                 takes(name, "consistency") && takes(name, "verbose"),
                 "{name}"
@@ -785,7 +787,21 @@ mod tests {
             assert!(!takes(name, "read"), "{name}");
         }
         for name in [
-            "get", "exists", "smembers", "hgetall", "ttl", "type", "mvget",
+            "get",
+            "mget",
+            "strlen",
+            "exists",
+            "smembers",
+            "smismember",
+            "hgetall",
+            "hmget",
+            "hexists",
+            "hkeys",
+            "hvals",
+            "ttl",
+            "pttl",
+            "type",
+            "mvget",
         ] {
             assert!(takes(name, "read"), "{name}");
             assert!(

@@ -11,6 +11,7 @@
 //! usage line. Command names are case-insensitive; keys, values, members
 //! and fields are taken as raw bytes.
 
+use crate::keyspace::Ttl;
 use crate::protocol::{Answer, Command, Reply};
 use crdt_types::Bytes;
 use std::ffi::{OsStr, OsString};
@@ -105,7 +106,24 @@ pub const COMMANDS: &[CommandSpec] = &[
         "KEY VALUE [--ex SECONDS | --px MS]",
         "write a register, optionally expiring",
     ),
+    write(
+        "mset",
+        "KEY VALUE [KEY VALUE...]",
+        "write several registers (a key named twice takes its last value). \
+         They are written one by one, not atomically",
+    ),
     read("get", "KEY", "read a register (or a counter, in decimal)"),
+    read(
+        "mget",
+        "KEY...",
+        "read several registers at once: their values in order, (nil) for a \
+         key that does not exist or is not a register or counter",
+    ),
+    read(
+        "strlen",
+        "KEY",
+        "the length of a register's value (0: no such key)",
+    ),
     write(
         "del",
         "KEY...",
@@ -133,6 +151,11 @@ pub const COMMANDS: &[CommandSpec] = &[
          the glob PATTERN, as scan's)",
     ),
     read("sismember", "KEY MEMBER", "whether MEMBER is in the set"),
+    read(
+        "smismember",
+        "KEY MEMBER...",
+        "whether each MEMBER is in the set, in order (1 or 0)",
+    ),
     read("scard", "KEY", "count a set's members"),
     write(
         "hset",
@@ -141,8 +164,21 @@ pub const COMMANDS: &[CommandSpec] = &[
          written one by one, not atomically",
     ),
     read("hget", "KEY FIELD", "read a map field"),
+    read(
+        "hmget",
+        "KEY FIELD...",
+        "read several map fields at once: their values in order, (nil) for \
+         a missing one",
+    ),
+    read("hexists", "KEY FIELD", "whether the map has FIELD (1 or 0)"),
     write("hdel", "KEY FIELD...", "remove map fields"),
     read("hgetall", "KEY", "list a map's fields and values"),
+    read("hkeys", "KEY", "list a map's fields"),
+    read(
+        "hvals",
+        "KEY",
+        "list a map's values, in the order of their fields",
+    ),
     read(
         "hscan",
         "KEY CURSOR [MATCH PATTERN] [COUNT N]",
@@ -165,10 +201,20 @@ pub const COMMANDS: &[CommandSpec] = &[
         "KEY SECONDS",
         "expire the key SECONDS from now (0 or less: delete it now)",
     ),
+    write(
+        "pexpire",
+        "KEY MS",
+        "expire the key MS milliseconds from now (0 or less: delete it now)",
+    ),
     read(
         "ttl",
         "KEY",
         "seconds left to live (-1: never expires, -2: no such key)",
+    ),
+    read(
+        "pttl",
+        "KEY",
+        "milliseconds left to live (-1: never expires, -2: no such key)",
     ),
     write("persist", "KEY", "remove the key's expiry"),
     spec(
@@ -335,6 +381,22 @@ pub enum Combine {
     /// Every page of the one `Scan`, from cursor 0 to the last, as one
     /// list of keys (`keys PATTERN`).
     AllKeys,
+    /// Every answer's reply, in order, as one list (`mget`, `hmget`,
+    /// `smismember`). The commands only read, and are sent at once.
+    Each,
+    /// `OK` once every command is done (`mset`).
+    AllOk,
+    /// 1 if the one answer found a value, else 0 (`hexists`).
+    Found,
+    /// The length of the one answer's value, 0 for none (`strlen`).
+    Length,
+    /// The one answer's time to live in milliseconds, -1 for none, -2 for
+    /// no key (`pttl`).
+    Millis,
+    /// The names of the one answer's map fields (`hkeys`).
+    FieldNames,
+    /// The values of the one answer's map fields, as one list (`hvals`).
+    FieldValues,
 }
 
 impl DataCommand {
@@ -352,7 +414,9 @@ impl DataCommand {
     }
 
     /// The answer printed, from the answers of [`Self::commands`] in
-    /// order. Acknowledgements are the fewest any command got.
+    /// order. Acknowledgements are the fewest any command got. A line
+    /// printed as a list of replies ([`Self::items`]) gives its first
+    /// answer here.
     ///
     /// ```
     /// use meridian::cli::command::parse;
@@ -366,8 +430,9 @@ impl DataCommand {
         let acked = answers.iter().map(|a| a.replicas_acked).min().unwrap_or(0);
         let needed = answers.iter().map(|a| a.replicas_needed).max().unwrap_or(0);
         let count = |hit: fn(&Reply) -> i64| answers.iter().map(|a| hit(&a.reply)).sum();
+        let one = answers.first().map(|a| &a.reply);
         let reply = match &self.combine {
-            Combine::One | Combine::AllKeys => {
+            Combine::One | Combine::AllKeys | Combine::Each | Combine::FieldValues => {
                 return answers.into_iter().next().unwrap_or(Answer {
                     reply: Reply::Nil,
                     replicas_acked: 0,
@@ -383,11 +448,59 @@ impl DataCommand {
                 Reply::Int(count(|r| i64::from(matches!(r, Reply::Type(Some(_))))))
             }
             Combine::Echo(message) => Reply::Value(message.clone()),
+            Combine::AllOk => Reply::Ok,
+            Combine::Found => Reply::Int(i64::from(!matches!(
+                one,
+                None | Some(Reply::Nil | Reply::Field(None))
+            ))),
+            Combine::Length => Reply::Int(match one {
+                Some(Reply::Value(value)) => i64::try_from(value.len()).unwrap_or(i64::MAX),
+                _ => 0,
+            }),
+            Combine::Millis => Reply::Int(match one {
+                Some(Reply::Ttl(Ttl::Ms(ms))) => i64::try_from(*ms).unwrap_or(i64::MAX),
+                Some(Reply::Ttl(Ttl::Persistent)) => -1,
+                _ => -2,
+            }),
+            Combine::FieldNames => Reply::Values(match one {
+                Some(Reply::Fields(fields)) => fields.iter().map(|(f, _)| f.clone()).collect(),
+                _ => Vec::new(),
+            }),
         };
         Answer {
             reply,
             replicas_acked: acked,
             replicas_needed: needed,
+        }
+    }
+}
+
+impl DataCommand {
+    /// The replies a line prints as one list, an item each (`mget`,
+    /// `hmget`, `smismember`: one per command; `hvals`: one per field);
+    /// `None` for a line printed as one answer ([`Self::combine`]).
+    ///
+    /// ```
+    /// use meridian::cli::command::parse;
+    /// use meridian::protocol::{Answer, Reply};
+    ///
+    /// let mget = parse(&["mget", "a", "b"]).unwrap();
+    /// let answers = [Reply::Value("1".into()), Reply::Nil]
+    ///     .map(|reply| Answer { reply, replicas_acked: 1, replicas_needed: 1 });
+    /// assert_eq!(mget.items(&answers), Some(vec![Reply::Value("1".into()), Reply::Nil]));
+    /// assert_eq!(parse(&["get", "a"]).unwrap().items(&answers[..1]), None);
+    /// ```
+    pub fn items(&self, answers: &[Answer]) -> Option<Vec<Reply>> {
+        match &self.combine {
+            Combine::Each => Some(answers.iter().map(|a| a.reply.clone()).collect()),
+            Combine::FieldValues => Some(match answers.first().map(|a| &a.reply) {
+                Some(Reply::Fields(fields)) => fields
+                    .iter()
+                    .map(|(_, value)| Reply::Field(Some(value.clone())))
+                    .collect(),
+                _ => Vec::new(),
+            }),
+            _ => None,
         }
     }
 }
@@ -466,6 +579,69 @@ impl Parser<'_> {
                 ),
                 _ => return Err(self.wrong_arity()),
             },
+            "mget" => each(
+                self.keys()?
+                    .into_iter()
+                    .map(|key| Command::Get { key })
+                    .collect(),
+                Combine::Each,
+            ),
+            "mset" => match a {
+                pairs if !pairs.is_empty() && pairs.len() % 2 == 0 => each(
+                    pairs
+                        .chunks(2)
+                        .map(|pair| Command::Set {
+                            key: bytes(pair[0]),
+                            value: bytes(pair[1]),
+                            ttl_ms: None,
+                        })
+                        .collect(),
+                    Combine::AllOk,
+                ),
+                _ => return Err(self.wrong_arity()),
+            },
+            "smismember" => {
+                let (key, members) = self.key_and_many()?;
+                let commands = members
+                    .into_iter()
+                    .map(|member| Command::SIsMember {
+                        key: key.clone(),
+                        member,
+                    })
+                    .collect();
+                each(commands, Combine::Each)
+            }
+            "hmget" => {
+                let (key, fields) = self.key_and_many()?;
+                let commands = fields
+                    .into_iter()
+                    .map(|field| Command::MapGet {
+                        key: key.clone(),
+                        path: vec![field],
+                    })
+                    .collect();
+                each(commands, Combine::Each)
+            }
+            "hexists" => match a {
+                [key, field] => each(
+                    vec![Command::MapGet {
+                        key: bytes(key),
+                        path: vec![bytes(field)],
+                    }],
+                    Combine::Found,
+                ),
+                _ => return Err(self.wrong_arity()),
+            },
+            "strlen" => each(vec![Command::Get { key: self.key1()? }], Combine::Length),
+            "pttl" => each(vec![Command::Ttl { key: self.key1()? }], Combine::Millis),
+            "hkeys" => each(
+                vec![Command::HGetAll { key: self.key1()? }],
+                Combine::FieldNames,
+            ),
+            "hvals" => each(
+                vec![Command::HGetAll { key: self.key1()? }],
+                Combine::FieldValues,
+            ),
             "hset" => match a {
                 [key, pairs @ ..] if !pairs.is_empty() && pairs.len() % 2 == 0 => sum(pairs
                     .chunks(2)
@@ -584,6 +760,14 @@ impl Parser<'_> {
                 let key = bytes(a[0]);
                 // Like Redis, a time that is not in the future deletes the key.
                 match self.ttl_ms(a[1], "SECONDS", 1000)? {
+                    Some(ttl_ms) => Command::Expire { key, ttl_ms },
+                    None => Command::Del { key },
+                }
+            }
+            "pexpire" => {
+                self.arity(2)?;
+                let key = bytes(a[0]);
+                match self.ttl_ms(a[1], "MS", 1)? {
                     Some(ttl_ms) => Command::Expire { key, ttl_ms },
                     None => Command::Del { key },
                 }
@@ -966,6 +1150,7 @@ fn bytes(arg: &OsStr) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyspace::FieldValue;
 
     fn b(text: &str) -> Bytes {
         text.into()
@@ -1078,9 +1263,9 @@ mod tests {
         for spec in COMMANDS {
             let words: &[&str] = match spec.name {
                 "ping" => &["ping"],
-                "expire" => &["expire", "k", "10"],
-                "set" | "mvset" | "incrby" | "decrby" | "sadd" | "srem" | "sismember" | "hget"
-                | "hdel" => &[spec.name, "k", "1"],
+                "expire" | "pexpire" => &[spec.name, "k", "10"],
+                "set" | "mset" | "mvset" | "incrby" | "decrby" | "sadd" | "srem" | "sismember"
+                | "smismember" | "hget" | "hmget" | "hexists" | "hdel" => &[spec.name, "k", "1"],
                 "hset" | "hincrby" => &[spec.name, "k", "f", "1"],
                 "sscan" | "hscan" => &[spec.name, "k", "0"],
                 "scan" => &["scan", "0"],
@@ -1501,6 +1686,143 @@ mod tests {
             }
         );
         assert_eq!(ok(&["mvget", "k"]), Command::MvGet { key: b("k") });
+    }
+
+    fn read(reply: Reply) -> Answer {
+        Answer {
+            reply,
+            replicas_acked: 1,
+            replicas_needed: 1,
+        }
+    }
+
+    #[test]
+    fn mget_hmget_and_smismember_read_each_and_print_every_reply() {
+        let mget = all(&["mget", "a", "b", "a"]);
+        assert_eq!(
+            mget.commands,
+            ["a", "b", "a"].map(|k| Command::Get { key: b(k) })
+        );
+        assert_eq!(mget.combine, Combine::Each);
+        let answers = [read(Reply::Value(b("1"))), read(Reply::Nil)];
+        assert_eq!(
+            mget.items(&answers),
+            Some(vec![Reply::Value(b("1")), Reply::Nil])
+        );
+        let hmget = all(&["hmget", "h", "f", "g"]);
+        assert_eq!(
+            hmget.commands,
+            ["f", "g"].map(|f| Command::MapGet {
+                key: b("h"),
+                path: vec![b(f)]
+            })
+        );
+        assert_eq!(hmget.combine, Combine::Each);
+        let smis = all(&["smismember", "s", "x", "y"]);
+        assert_eq!(
+            smis.commands,
+            ["x", "y"].map(|m| Command::SIsMember {
+                key: b("s"),
+                member: b(m)
+            })
+        );
+        assert_eq!(smis.combine, Combine::Each);
+        for words in [&["mget"][..], &["hmget", "h"], &["smismember", "s"]] {
+            assert!(
+                matches!(err(words), UsageError::WrongArity { .. }),
+                "{words:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mset_writes_each_pair_in_turn_and_answers_ok_with_the_fewest_acks() {
+        let mset = all(&["mset", "a", "1", "b", "2"]);
+        assert_eq!(
+            mset.commands,
+            [("a", "1"), ("b", "2")].map(|(k, v)| Command::Set {
+                key: b(k),
+                value: b(v),
+                ttl_ms: None
+            })
+        );
+        let ok = |acked| Answer {
+            reply: Reply::Ok,
+            replicas_acked: acked,
+            replicas_needed: 2,
+        };
+        let answer = mset.combine(vec![ok(2), ok(1)]);
+        assert_eq!((answer.reply, answer.replicas_acked), (Reply::Ok, 1));
+        assert_eq!(mset.items(&[ok(2)]), None);
+        for words in [&["mset"][..], &["mset", "a"], &["mset", "a", "1", "b"]] {
+            assert!(
+                matches!(err(words), UsageError::WrongArity { .. }),
+                "{words:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_answer_commands_shape_their_reply_as_redis_does() {
+        let one = |words: &[&str], reply: Reply| all(words).combine(vec![read(reply)]).reply;
+        let field = |v: &str| Reply::Field(Some(FieldValue::Register(b(v))));
+        assert_eq!(one(&["hexists", "h", "f"], field("v")), Reply::Int(1));
+        assert_eq!(
+            one(&["hexists", "h", "f"], Reply::Field(None)),
+            Reply::Int(0)
+        );
+        assert_eq!(
+            all(&["hexists", "h", "f"]).commands,
+            [Command::MapGet {
+                key: b("h"),
+                path: vec![b("f")]
+            }]
+        );
+        assert_eq!(
+            one(&["strlen", "k"], Reply::Value(b("hello"))),
+            Reply::Int(5)
+        );
+        assert_eq!(one(&["strlen", "k"], Reply::Nil), Reply::Int(0));
+        assert_eq!(
+            one(&["pttl", "k"], Reply::Ttl(Ttl::Ms(1_500))),
+            Reply::Int(1_500)
+        );
+        assert_eq!(
+            one(&["pttl", "k"], Reply::Ttl(Ttl::Persistent)),
+            Reply::Int(-1)
+        );
+        assert_eq!(
+            one(&["pttl", "k"], Reply::Ttl(Ttl::Missing)),
+            Reply::Int(-2)
+        );
+        let fields = Reply::Fields(vec![
+            (b("a"), FieldValue::Register(b("1"))),
+            (b("n"), FieldValue::Counter(7)),
+        ]);
+        assert_eq!(
+            one(&["hkeys", "h"], fields.clone()),
+            Reply::Values(vec![b("a"), b("n")])
+        );
+        assert_eq!(
+            all(&["hvals", "h"]).items(&[read(fields)]),
+            Some(vec![field("1"), Reply::Field(Some(FieldValue::Counter(7)))])
+        );
+        assert_eq!(
+            all(&["hvals", "h"]).items(&[read(Reply::Fields(vec![]))]),
+            Some(vec![])
+        );
+        assert_eq!(
+            ok(&["pexpire", "k", "1500"]),
+            Command::Expire {
+                key: b("k"),
+                ttl_ms: 1_500
+            }
+        );
+        assert_eq!(ok(&["pexpire", "k", "0"]), Command::Del { key: b("k") });
+        assert!(matches!(
+            err(&["pexpire", "k", "soon"]),
+            UsageError::BadNumber { what: "MS", .. }
+        ));
     }
 
     fn int(n: i64) -> Answer {

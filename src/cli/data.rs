@@ -57,6 +57,9 @@ impl Session {
     /// or value over the cluster's limits is not sent (see
     /// [`check_sizes`]).
     pub async fn run_line(&self, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
+        if command.combine == Combine::Each {
+            return self.run_at_once(&command.commands).await;
+        }
         let (
             Combine::AllKeys,
             [Command::Scan {
@@ -81,6 +84,30 @@ impl Session {
             replicas_acked: 1,
             replicas_needed: 1,
         }])
+    }
+
+    /// Runs the reads of a line printed as a list (`mget`, `hmget`,
+    /// `smismember`) all at once: their answers in order, or the first
+    /// error in that order. As Redis's `MGET`, a `get` of a key of a type
+    /// that is not read as a value answers `(nil)`.
+    async fn run_at_once(&self, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
+        for (done, command) in commands.iter().enumerate() {
+            check_sizes(command, &self.limits).map_err(|error| Failed { done, error })?;
+        }
+        let results = self.client.execute_many(commands.iter().cloned()).await;
+        let mut answers = Vec::with_capacity(results.len());
+        for (done, (command, result)) in commands.iter().zip(results).enumerate() {
+            let answer = match (command, result) {
+                (Command::Get { .. }, Err(ClientError::WrongType { .. })) => Answer {
+                    reply: Reply::Nil,
+                    replicas_acked: 1,
+                    replicas_needed: 1,
+                },
+                (_, result) => result.map_err(|error| Failed { done, error })?,
+            };
+            answers.push(answer);
+        }
+        Ok(answers)
     }
 
     /// Runs `commands` one after another: their answers in order, or the
@@ -131,8 +158,18 @@ pub fn answered(
     raw: bool,
     verbose: bool,
 ) -> (Vec<u8>, Option<String>) {
-    let answer = command.combine(answers);
     let first = command.first();
+    if let Some(items) = command.items(&answers) {
+        // Only reads are printed as a list: no acknowledgements to show.
+        return if raw {
+            (format::raw_replies(&items), None)
+        } else {
+            let mut text = format::replies(&items);
+            text.push('\n');
+            (text.into_bytes(), None)
+        };
+    }
+    let answer = command.combine(answers);
     if raw {
         let acks = (verbose && first.is_write()).then(|| format::acks(&answer));
         (format::raw_answer(&answer), acks)
@@ -150,7 +187,8 @@ pub fn failure(command: &DataCommand, failed: &Failed) -> String {
     let commands = &command.commands;
     let failing = commands.get(failed.done).unwrap_or(command.first());
     let mut text = format::command_error(failing, &failed.error);
-    if commands.len() > 1 {
+    // The reads of a list are sent at once: none was done before another.
+    if commands.len() > 1 && command.combine != Combine::Each {
         // One command each, in turn.
         text.push('\n');
         text.push_str(&format::partial_failure(

@@ -171,7 +171,46 @@ pub fn acks(answer: &Answer) -> String {
 /// assert_eq!(reply(&Reply::Values(vec!["a".into(), "b".into()])), "1) \"a\"\n2) \"b\"");
 /// ```
 pub fn reply(reply: &Reply) -> String {
-    let shape = match reply {
+    let mut lines = Vec::new();
+    shape(reply).render(&mut lines);
+    lines.join("\n")
+}
+
+/// Several replies as one numbered list, an item each, as redis-cli
+/// prints `MGET`'s answer: a missing value is `(nil)`.
+///
+/// ```
+/// use meridian::cli::format::replies;
+/// use meridian::protocol::Reply;
+///
+/// assert_eq!(replies(&[Reply::Value("a".into()), Reply::Nil]), "1) \"a\"\n2) (nil)");
+/// assert_eq!(replies(&[]), "(empty array)");
+/// ```
+pub fn replies(replies: &[Reply]) -> String {
+    let mut lines = Vec::new();
+    Shape::List(replies.iter().map(shape).collect()).render(&mut lines);
+    lines.join("\n")
+}
+
+/// Several replies as `redis-cli --raw` prints a list of them: one line
+/// each (a missing value an empty line), then a newline.
+///
+/// ```
+/// use meridian::cli::format::raw_replies;
+/// use meridian::protocol::Reply;
+///
+/// assert_eq!(raw_replies(&[Reply::Value("a".into()), Reply::Nil, Reply::Bool(true)]), b"a\n\n1\n");
+/// ```
+pub fn raw_replies(replies: &[Reply]) -> Vec<u8> {
+    let mut out = Vec::new();
+    raw_items(replies, &mut out, raw_reply);
+    out.push(b'\n');
+    out
+}
+
+/// How a reply is laid out.
+fn shape(reply: &Reply) -> Shape {
+    match reply {
         Reply::Ok => Shape::line("OK"),
         Reply::Pong => Shape::line("PONG"),
         Reply::Nil | Reply::Field(None) => Shape::line("(nil)"),
@@ -207,10 +246,7 @@ pub fn reply(reply: &Reply) -> String {
             Shape::Line(quote(page.next.to_string().as_bytes())),
             Shape::values(&page.keys),
         ]),
-    };
-    let mut lines = Vec::new();
-    shape.render(&mut lines);
-    lines.join("\n")
+    }
 }
 
 /// One node's status on one line, then one line per remote region.

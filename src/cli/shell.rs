@@ -282,7 +282,7 @@ const SHELL_WORDS: [&str; 3] = ["help", "quit", "exit"];
 /// use meridian::cli::shell::complete;
 ///
 /// assert_eq!(complete("hi", 2), (0, vec!["hincrby".to_owned()]));
-/// assert_eq!(complete("SM", 2), (0, vec!["SMEMBERS".to_owned()]));
+/// assert_eq!(complete("SME", 3), (0, vec!["SMEMBERS".to_owned()]));
 /// assert_eq!(complete("get k", 5), (5, vec![]));
 /// ```
 pub fn complete(line: &str, pos: usize) -> (usize, Vec<String>) {
@@ -543,7 +543,10 @@ mod tests {
         );
         assert_eq!(
             complete("h", 1).1,
-            ["hset", "hget", "hdel", "hgetall", "hscan", "hincrby", "hlen", "help"]
+            [
+                "hset", "hget", "hmget", "hexists", "hdel", "hgetall", "hkeys", "hvals", "hscan",
+                "hincrby", "hlen", "help"
+            ]
         );
         assert_eq!(complete("qu", 2).1, ["quit"]);
         assert!(complete("zz", 2).1.is_empty());
