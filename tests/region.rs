@@ -1687,6 +1687,24 @@ async fn many_commands_at_once_answer_in_order_and_mget_reads_as_redis_does() {
         }
         assert_eq!(values[200..], [None, None, Some(b("42"))]);
         assert!(client.mget(Vec::<Bytes>::new()).await.unwrap().is_empty());
+
+        let tags = client.set("many-set");
+        tags.add_all(["a", "c"]).await.unwrap();
+        assert_eq!(
+            tags.contains_each(["a", "b", "c"]).await.unwrap(),
+            [true, false, true]
+        );
+        let user = client.map("many-map");
+        user.put("name", "ada").await.unwrap();
+        user.incr("visits", 3).await.unwrap();
+        assert_eq!(
+            user.get_each(["name", "age", "visits"]).await.unwrap(),
+            [Some(b("ada")), None, Some(b("3"))]
+        );
+        assert!(matches!(
+            client.map("a-set").get_each(["f"]).await,
+            Err(meridian::client::ClientError::WrongType { .. })
+        ));
     })
     .await;
 

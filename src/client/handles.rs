@@ -492,6 +492,33 @@ impl Set {
         flag(self.client.execute(command).await?.reply, "SISMEMBER")
     }
 
+    /// Whether each of `members` is in the set, in their order, as Redis's
+    /// `SMISMEMBER`; the reads run at once (see
+    /// [`Client::execute_many`]).
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// let tags = client.set("tags");
+    /// tags.add("rust").await?;
+    /// assert_eq!(tags.contains_each(["rust", "go"]).await?, [true, false]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn contains_each<M: Into<Bytes>>(
+        &self,
+        members: impl IntoIterator<Item = M>,
+    ) -> Result<Vec<bool>, ClientError> {
+        let commands = members.into_iter().map(|member| Command::SIsMember {
+            key: self.key.clone(),
+            member: member.into(),
+        });
+        let results = self.client.execute_many(commands).await;
+        results
+            .into_iter()
+            .map(|result| flag(result?.reply, "SISMEMBER"))
+            .collect()
+    }
+
     /// The number of members.
     pub async fn len(&self) -> Result<usize, ClientError> {
         let command = Command::SCard {
@@ -555,6 +582,33 @@ impl Map {
             field: field.into(),
         };
         value(self.client.execute(command).await?.reply, "HGET")
+    }
+
+    /// The values of `fields`, in their order, as [`Map::get`] reads each
+    /// (as Redis's `HMGET`); the reads run at once (see
+    /// [`Client::execute_many`]).
+    ///
+    /// ```no_run
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// let user = client.map("user:1");
+    /// user.put("name", "ada").await?;
+    /// assert_eq!(user.get_each(["name", "age"]).await?, [Some("ada".into()), None]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_each<F: Into<Bytes>>(
+        &self,
+        fields: impl IntoIterator<Item = F>,
+    ) -> Result<Vec<Option<Bytes>>, ClientError> {
+        let commands = fields.into_iter().map(|field| Command::HGet {
+            key: self.key.clone(),
+            field: field.into(),
+        });
+        let results = self.client.execute_many(commands).await;
+        results
+            .into_iter()
+            .map(|result| value(result?.reply, "HGET"))
+            .collect()
     }
 
     /// Removes `field`; whether it was there.
