@@ -913,7 +913,8 @@ mod against_a_cluster {
         );
         assert_eq!(
             lab.fails(&["smismember", "multi:a", "x", "y"]),
-            "(error) WRONGTYPE operation against a key holding a register, wanted a set\n"
+            "(error) WRONGTYPE operation against a key holding a register, wanted a set\n\
+             (at member \"x\")\n"
         );
 
         assert_eq!(
@@ -928,7 +929,7 @@ mod against_a_cluster {
         assert_eq!(lab.ok(&["hmget", "multi:none", "f"]), "1) (nil)\n");
         assert_eq!(
             lab.fails(&["hmget", "multi:set", "f", "g"]),
-            "(error) WRONGTYPE operation against a key holding a set, wanted a map\n"
+            "(error) WRONGTYPE operation against a key holding a set, wanted a map\n(at field \"f\")\n"
         );
         assert_eq!(lab.ok(&["hexists", "multi:h", "n"]), "(integer) 1\n");
         assert_eq!(lab.ok(&["hexists", "multi:h", "none"]), "(integer) 0\n");
@@ -956,6 +957,59 @@ mod against_a_cluster {
         assert_eq!(lab.ok(&["pexpire", "multi:a", "0"]), "(integer) 1\n");
         assert_eq!(lab.ok(&["get", "multi:a"]), "(nil)\n");
         assert_eq!(lab.meridian(&["mset", "multi:a"]).status.code(), Some(2));
+        assert_eq!(lab.ok(&["pexpire", "multi:a", "-5"]), "(integer) 0\n");
+        assert_eq!(lab.ok(&["set", "multi:a", "x"]), "OK\n");
+        assert_eq!(
+            lab.ok(&["-v", "pexpire", "multi:a", "-5"]),
+            "(integer) 1\n(acked by 2 replicas, 2 needed)\n"
+        );
+        assert_eq!(lab.ok(&["exists", "multi:a"]), "(integer) 0\n");
+
+        // Each as Redis's, in --raw too, and WRONGTYPE where Redis says it.
+        assert_eq!(lab.ok(&["strlen", "multi:n"]), "(integer) 2\n");
+        assert_eq!(lab.ok(&["--raw", "hmget", "multi:h", "f", "none"]), "v\n\n");
+        assert_eq!(lab.ok(&["--raw", "hkeys", "multi:h"]), "f\ng\nn\n");
+        let wrongtype = "(error) WRONGTYPE operation against a key holding a set, wanted";
+        for args in [
+            &["strlen", "multi:set"][..],
+            &["hexists", "multi:set", "f"],
+            &["hkeys", "multi:set"],
+        ] {
+            let error = lab.fails(args);
+            assert!(error.starts_with(wrongtype), "{args:?}: {error}");
+        }
+        // An mset stops at the key it cannot write, as del and hset do; a
+        // failed read of an mget names its key.
+        assert_eq!(
+            lab.fails(&["mset", "multi:p1", "1", "multi:set", "2", "multi:p3", "3"]),
+            "(error) WRONGTYPE operation against a key holding a set, wanted a register\n\
+             (at key \"multi:set\": 1 of the line's 3 keys was done before it, the rest not sent)\n"
+        );
+        assert_eq!(
+            lab.ok(&["mget", "multi:p1", "multi:p3"]),
+            "1) \"1\"\n2) (nil)\n"
+        );
+        let long = "k".repeat(1025);
+        assert_eq!(
+            lab.fails(&["mget", "multi:p1", &long]),
+            format!(
+                "(error) key of 1025 bytes exceeds the limit of 1024 bytes\n(at key \"{long}\")\n"
+            )
+        );
+        let huge = vec![b'm'; 2_000_000];
+        let output = super::meridian_with_stdin(
+            lab.dir.path(),
+            &["-x", "smismember", "multi:set", "x"],
+            &huge,
+        );
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(
+            super::stderr(&output),
+            format!(
+                "(error) value of 2000000 bytes exceeds the limit of 1048576 bytes\n(at member \"{}\")\n",
+                "m".repeat(2_000_000)
+            )
+        );
     }
 
     /// `scan` prints as redis-cli prints `SCAN`: the next cursor, then the

@@ -1648,7 +1648,7 @@ async fn many_concurrent_requests_from_one_client_all_complete() {
 /// answer, each command on its own.
 #[tokio::test]
 async fn many_commands_at_once_answer_in_order_and_mget_reads_as_redis_does() {
-    use meridian::client::{Command, Reply, MANY_INFLIGHT_MAX};
+    use meridian::client::MANY_INFLIGHT_MAX;
     let mut region = Region::start(3, 2).await;
     let client = region.client().await;
     within("the writes and reads", async {
@@ -1703,7 +1703,7 @@ async fn many_commands_at_once_answer_in_order_and_mget_reads_as_redis_does() {
         );
         assert!(matches!(
             client.map("a-set").get_each(["f"]).await,
-            Err(meridian::client::ClientError::WrongType { .. })
+            Err(ClientError::WrongType { .. })
         ));
     })
     .await;

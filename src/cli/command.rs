@@ -110,7 +110,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "mset",
         "KEY VALUE [KEY VALUE...]",
         "write several registers (a key named twice takes its last value). \
-         They are written one by one, not atomically",
+         They are written one by one, not atomically, and unlike Redis's \
+         MSET a key of another type is not overwritten (WRONGTYPE)",
     ),
     read("get", "KEY", "read a register (or a counter, in decimal)"),
     read(
@@ -168,7 +169,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "hmget",
         "KEY FIELD...",
         "read several map fields at once: their values in order, (nil) for \
-         a missing one",
+         a missing one (a counter field in decimal; a set or map field is \
+         WRONGTYPE, as in hget)",
     ),
     read("hexists", "KEY FIELD", "whether the map has FIELD (1 or 0)"),
     write("hdel", "KEY FIELD...", "remove map fields"),
@@ -360,7 +362,8 @@ pub enum UsageError {
 /// how their answers combine into the one printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataCommand {
-    /// The commands, sent one after another (never empty).
+    /// The commands (never empty): sent one after another, or all at once
+    /// for [`Combine::Each`].
     pub commands: Vec<Command>,
     /// How their answers make one.
     pub combine: Combine,
@@ -615,9 +618,9 @@ impl Parser<'_> {
                 let (key, fields) = self.key_and_many()?;
                 let commands = fields
                     .into_iter()
-                    .map(|field| Command::MapGet {
+                    .map(|field| Command::HGet {
                         key: key.clone(),
-                        path: vec![field],
+                        field,
                     })
                     .collect();
                 each(commands, Combine::Each)
@@ -1712,9 +1715,9 @@ mod tests {
         let hmget = all(&["hmget", "h", "f", "g"]);
         assert_eq!(
             hmget.commands,
-            ["f", "g"].map(|f| Command::MapGet {
+            ["f", "g"].map(|f| Command::HGet {
                 key: b("h"),
-                path: vec![b(f)]
+                field: b(f)
             })
         );
         assert_eq!(hmget.combine, Combine::Each);

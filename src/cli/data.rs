@@ -15,6 +15,7 @@ use crate::client::{
 use crate::protocol::{Answer, Command, Reply};
 use crate::topology::{Limits, Topology};
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// Connects to the target's region and runs a command line (see
@@ -52,8 +53,10 @@ impl Session {
     }
 
     /// Runs a command line: its commands one after another, their answers
-    /// in order, or the first error (the commands before it have run); for
-    /// `keys`, every page of its scan as one answer. A command with a key
+    /// in order, or the first error (the commands before it have run); the
+    /// reads of a line printed as a list ([`Combine::Each`]) all at once,
+    /// or the first error in their order; for `keys`, every page of its
+    /// scan as one answer. A command with a key
     /// or value over the cluster's limits is not sent (see
     /// [`check_sizes`]).
     pub async fn run_line(&self, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
@@ -187,8 +190,11 @@ pub fn failure(command: &DataCommand, failed: &Failed) -> String {
     let commands = &command.commands;
     let failing = commands.get(failed.done).unwrap_or(command.first());
     let mut text = format::command_error(failing, &failed.error);
-    // The reads of a list are sent at once: none was done before another.
-    if commands.len() > 1 && command.combine != Combine::Each {
+    if command.combine == Combine::Each {
+        // The reads of a list are sent at once: none was done before
+        // another, so only which one failed is said.
+        let _ = write!(text, "\n(at {})", format::part(failing));
+    } else if commands.len() > 1 {
         // One command each, in turn.
         text.push('\n');
         text.push_str(&format::partial_failure(
@@ -274,7 +280,9 @@ pub fn check_sizes(command: &Command, limits: &Limits) -> Result<(), ClientError
 }
 
 /// A command line that failed: its first `done` commands were carried out,
-/// the next one failed with `error`, and the rest were not sent.
+/// the next one failed with `error`, and the rest were not sent. For the
+/// reads of a [`Combine::Each`] line, sent all at once, `done` is where
+/// the first failing one is in the line.
 #[derive(Debug)]
 pub struct Failed {
     /// Commands carried out before the failure.

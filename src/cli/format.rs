@@ -343,8 +343,11 @@ fn field_of(command: &Command) -> Option<&crdt_types::Bytes> {
 }
 
 /// What one command of a command line of several names: `field "f"` for
-/// a map field, else `key "k"`.
+/// a map field, `member "m"` for a set's member, else `key "k"`.
 pub fn part(command: &Command) -> String {
+    if let Command::SIsMember { member, .. } = command {
+        return format!("member {}", quote(member));
+    }
     match (field_of(command), command.key()) {
         (Some(field), _) => format!("field {}", quote(field)),
         (None, Some(key)) => format!("key {}", quote(key)),

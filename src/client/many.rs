@@ -22,7 +22,9 @@ impl Client {
     /// client's consistency, failover); their results in the order of
     /// `commands`. Commands on the same key may be carried out in any
     /// order, so send two writes to one key in turn, or with
-    /// [`Client::execute`], when the order matters.
+    /// [`Client::execute`], when the order matters. Dropping the returned
+    /// future cancels the commands not yet answered; some of them may
+    /// have been carried out already.
     ///
     /// ```no_run
     /// use meridian::client::{Command, Reply};
@@ -102,7 +104,9 @@ impl Client {
     /// when a key is named twice, its last value is the one written. The
     /// writes run concurrently (see [`Client::execute_many`]) and are not
     /// atomic: the first error is returned, and the other writes may have
-    /// been carried out. A write that got fewer acknowledgements than its
+    /// been carried out. Unlike Redis's `MSET`, a key of another type (a
+    /// counter, set, map or multi-value register) is not overwritten: its
+    /// write fails with [`ClientError::WrongType`]. A write that got fewer acknowledgements than its
     /// consistency needs fails with
     /// [`ClientError::QuorumNotReached`] but is kept and replicated later.
     pub async fn mset<K: Into<Bytes>, V: Into<Bytes>>(
@@ -137,8 +141,9 @@ impl Client {
     }
 }
 
-/// Waits for one task of `running` and files its result; a task that did
-/// not finish (it panicked) leaves its slot empty.
+/// Waits for one task of `running` and files its result: a task cancelled
+/// (its runtime shutting down) as `Unavailable`; a task that panicked
+/// panics the caller.
 async fn finish_one(
     running: &mut tokio::task::JoinSet<(usize, Result<Answer, ClientError>)>,
     tasks: &mut HashMap<tokio::task::Id, usize>,
@@ -149,6 +154,8 @@ async fn finish_one(
             tasks.remove(&id);
             results[index] = Some(result);
         }
+        // A bug in a request is the caller's panic, not a node that is down.
+        Some(Err(error)) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         Some(Err(error)) => {
             if let Some(index) = tasks.remove(&error.id()) {
                 results[index] = Some(Err(ClientError::Unavailable(format!(
