@@ -241,6 +241,9 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    if global.raw && command.combine == command::Combine::AllKeys {
+        return runtime.block_on(raw_keys(target, &command, &global.state_dir));
+    }
     let answered = runtime.block_on(data::execute(target.clone(), &command));
     match answered {
         Ok(answers) => {
@@ -265,6 +268,55 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// `--raw keys PATTERN`: each page of the scan printed as it comes, one
+/// key a line, so that the keys are never all in memory (an empty line
+/// when there are none, as for an empty list). An error stops the scan
+/// after the pages printed before it.
+async fn raw_keys(
+    target: Target,
+    command: &command::DataCommand,
+    state_dir: &std::path::Path,
+) -> ExitCode {
+    let failed = |failed: data::Failed| {
+        let mut text = data::failure(command, &failed);
+        if let Some(hint) = target.guess_hint(&failed.error, state_dir) {
+            text.push_str(&format!("\n{hint}"));
+        }
+        errln!("{text}");
+        ExitCode::from(EXIT_FAILED)
+    };
+    let session = match data::Session::connect(target.clone()).await {
+        Ok(session) => session,
+        Err(error) => return failed(data::Failed::before(0, error)),
+    };
+    let Some(mut scan) = session.key_scan(command) else {
+        let error = meridian::client::ClientError::BadRequest("not a line of keys".to_owned());
+        return failed(data::Failed::before(0, error));
+    };
+    let cannot_write =
+        |e: &StdoutFailed| format::error(&format_args!("cannot write the answer: {}", e.0));
+    let mut printed_any = false;
+    loop {
+        match scan.next_page().await {
+            Ok(Some(keys)) => {
+                let mut text = Vec::new();
+                for key in &keys {
+                    text.extend_from_slice(key);
+                    text.push(b'\n');
+                }
+                printed_any |= !keys.is_empty();
+                if let Err(e) = write_stdout(&text) {
+                    return printed(Err(e), cannot_write);
+                }
+            }
+            Ok(None) => break,
+            Err(error) => return failed(data::Failed::before(0, error)),
+        }
+    }
+    let end: &[u8] = if printed_any { b"" } else { b"\n" };
+    printed(write_stdout(end), cannot_write)
 }
 
 fn admin_command(global: &GlobalArgs, command: Cmd) -> anyhow::Result<()> {

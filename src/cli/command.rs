@@ -109,9 +109,9 @@ pub const COMMANDS: &[CommandSpec] = &[
     write(
         "mset",
         "KEY VALUE [KEY VALUE...]",
-        "write several registers (a key named twice takes its last value). \
-         They are written one by one, not atomically, and unlike Redis's \
-         MSET a key of another type is not overwritten (WRONGTYPE)",
+        "write several registers (a key named twice takes its last value), \
+         all sent at once and not atomically; unlike Redis's MSET a key of \
+         another type is not overwritten (WRONGTYPE)",
     ),
     read("get", "KEY", "read a register (or a counter, in decimal)"),
     read(
@@ -233,7 +233,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "PATTERN",
         "every key of the region matching PATTERN (a glob, as scan's MATCH), \
          in hash order: scan run page after page, so unlike Redis's KEYS no \
-         node stops for it; the list is held in memory until printed",
+         node stops for it; with --raw each page prints as it comes, else the \
+         list is held in memory to be numbered",
         Access::NoKey,
     ),
     read(
@@ -590,17 +591,28 @@ impl Parser<'_> {
                 Combine::Each,
             ),
             "mset" => match a {
-                pairs if !pairs.is_empty() && pairs.len() % 2 == 0 => each(
-                    pairs
-                        .chunks(2)
-                        .map(|pair| Command::Set {
-                            key: bytes(pair[0]),
-                            value: bytes(pair[1]),
-                            ttl_ms: None,
-                        })
-                        .collect(),
-                    Combine::AllOk,
-                ),
+                pairs if !pairs.is_empty() && pairs.len() % 2 == 0 => {
+                    // Sent at once: a key named twice is written once, with
+                    // its last value, as the last write wins in Redis.
+                    let mut values: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len() / 2);
+                    let mut at: std::collections::HashMap<Bytes, usize> = Default::default();
+                    for pair in pairs.chunks(2) {
+                        let (key, value) = (bytes(pair[0]), bytes(pair[1]));
+                        match at.get(&key) {
+                            Some(&i) => values[i].1 = value,
+                            None => {
+                                at.insert(key.clone(), values.len());
+                                values.push((key, value));
+                            }
+                        }
+                    }
+                    let sets = values.into_iter().map(|(key, value)| Command::Set {
+                        key,
+                        value,
+                        ttl_ms: None,
+                    });
+                    each(sets.collect(), Combine::AllOk)
+                }
                 _ => return Err(self.wrong_arity()),
             },
             "smismember" => {
@@ -1739,11 +1751,11 @@ mod tests {
     }
 
     #[test]
-    fn mset_writes_each_pair_in_turn_and_answers_ok_with_the_fewest_acks() {
-        let mset = all(&["mset", "a", "1", "b", "2"]);
+    fn mset_writes_each_key_once_and_answers_ok_with_the_fewest_acks() {
+        let mset = all(&["mset", "a", "1", "b", "2", "a", "3"]);
         assert_eq!(
             mset.commands,
-            [("a", "1"), ("b", "2")].map(|(k, v)| Command::Set {
+            [("a", "3"), ("b", "2")].map(|(k, v)| Command::Set {
                 key: b(k),
                 value: b(v),
                 ttl_ms: None

@@ -10,7 +10,7 @@ use super::command::{Combine, DataCommand};
 use super::format;
 use super::target::Target;
 use crate::client::{
-    too_large_to_answer, Client, ClientError, ClientOptions, FieldOp, Routing, ScanOptions,
+    too_large_to_answer, Client, ClientError, ClientOptions, FieldOp, KeyScan, Routing, ScanOptions,
 };
 use crate::protocol::{Answer, Command, Reply};
 use crate::topology::{Limits, Topology};
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub async fn execute(target: Target, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
     let session = Session::connect(target)
         .await
-        .map_err(|error| Failed { done: 0, error })?;
+        .map_err(|error| Failed::before(0, error))?;
     session.run_line(command).await
 }
 
@@ -60,9 +60,24 @@ impl Session {
     /// or value over the cluster's limits is not sent (see
     /// [`check_sizes`]).
     pub async fn run_line(&self, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
-        if command.combine == Combine::Each {
+        if matches!(command.combine, Combine::Each | Combine::AllOk) {
             return self.run_at_once(&command.commands).await;
         }
+        let Some(scan) = self.key_scan(command) else {
+            return self.run(&command.commands).await;
+        };
+        let keys = scan.collect().await;
+        let keys = keys.map_err(|error| Failed::before(0, error))?;
+        Ok(vec![Answer {
+            reply: Reply::Values(keys),
+            replicas_acked: 1,
+            replicas_needed: 1,
+        }])
+    }
+
+    /// The scan of a `keys PATTERN` line ([`Combine::AllKeys`]), to take
+    /// page by page; `None` for any other line.
+    pub fn key_scan(&self, command: &DataCommand) -> Option<KeyScan> {
         let (
             Combine::AllKeys,
             [Command::Scan {
@@ -73,50 +88,56 @@ impl Session {
             }],
         ) = (&command.combine, command.commands.as_slice())
         else {
-            return self.run(&command.commands).await;
+            return None;
         };
         let options = ScanOptions {
             pattern: pattern.clone(),
             kind: *kind,
             count: *count,
         };
-        let keys = self.client.scan_keys(options).collect().await;
-        let keys = keys.map_err(|error| Failed { done: 0, error })?;
-        Ok(vec![Answer {
-            reply: Reply::Values(keys),
-            replicas_acked: 1,
-            replicas_needed: 1,
-        }])
+        Some(self.client.scan_keys(options))
     }
 
-    /// Runs the reads of a line printed as a list (`mget`, `hmget`,
-    /// `smismember`) all at once: their answers in order, or the first
-    /// error in that order. As Redis's `MGET`, a `get` of a key of a type
-    /// that is not read as a value answers `(nil)`.
+    /// Runs the commands of a line printed as a list (`mget`, `hmget`,
+    /// `smismember`), or of `mset`, all at once: their answers in order,
+    /// or the first error in that order, with how many were carried out.
+    /// None is sent when one is over the limits. As Redis's `MGET`, a
+    /// `get` of a key of a type that is not read as a value answers
+    /// `(nil)`.
     async fn run_at_once(&self, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
-        for (done, command) in commands.iter().enumerate() {
-            check_sizes(command, &self.limits).map_err(|error| Failed { done, error })?;
+        for (at, command) in commands.iter().enumerate() {
+            check_sizes(command, &self.limits).map_err(|error| Failed { at, done: 0, error })?;
         }
         let results = self.client.execute_many(commands.iter().cloned()).await;
         let mut answers = Vec::with_capacity(results.len());
-        for (done, (command, result)) in commands.iter().zip(results).enumerate() {
-            let answer = match (command, result) {
-                (Command::Get { .. }, Err(ClientError::WrongType { .. })) => Answer {
+        let mut first_error = None;
+        for (at, (command, result)) in commands.iter().zip(results).enumerate() {
+            match (command, result) {
+                (Command::Get { .. }, Err(ClientError::WrongType { .. })) => answers.push(Answer {
                     reply: Reply::Nil,
                     replicas_acked: 1,
                     replicas_needed: 1,
-                },
-                (_, result) => result.map_err(|error| Failed { done, error })?,
-            };
-            answers.push(answer);
+                }),
+                (_, Ok(answer)) => answers.push(answer),
+                (_, Err(error)) => {
+                    first_error.get_or_insert((at, error));
+                }
+            }
         }
-        Ok(answers)
+        match first_error {
+            None => Ok(answers),
+            Some((at, error)) => Err(Failed {
+                at,
+                done: answers.len(),
+                error,
+            }),
+        }
     }
 
     /// Runs `commands` one after another: their answers in order, or the
     /// first error (the commands before it have run).
     pub async fn run(&self, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
-        let failed = |done: usize| move |error| Failed { done, error };
+        let failed = |done: usize| move |error| Failed::before(done, error);
         let client = &self.client;
         let mut answers = Vec::with_capacity(commands.len());
         for command in commands {
@@ -188,12 +209,21 @@ pub fn answered(
 /// which of them were carried out.
 pub fn failure(command: &DataCommand, failed: &Failed) -> String {
     let commands = &command.commands;
-    let failing = commands.get(failed.done).unwrap_or(command.first());
+    let failing = commands.get(failed.at).unwrap_or(command.first());
     let mut text = format::command_error(failing, &failed.error);
     if command.combine == Combine::Each {
         // The reads of a list are sent at once: none was done before
         // another, so only which one failed is said.
         let _ = write!(text, "\n(at {})", format::part(failing));
+    } else if command.combine == Combine::AllOk {
+        // The writes of mset are sent at once.
+        let _ = write!(
+            text,
+            "\n(at {}: {} of the line's {} written, all sent at once)",
+            format::part(failing),
+            failed.done,
+            format::part_count(failing, commands.len()),
+        );
     } else if commands.len() > 1 {
         // One command each, in turn.
         text.push('\n');
@@ -279,16 +309,31 @@ pub fn check_sizes(command: &Command, limits: &Limits) -> Result<(), ClientError
     Ok(())
 }
 
-/// A command line that failed: its first `done` commands were carried out,
-/// the next one failed with `error`, and the rest were not sent. For the
-/// reads of a [`Combine::Each`] line, sent all at once, `done` is where
-/// the first failing one is in the line.
+/// A command line that failed: the command at `at` failed with `error`,
+/// and `done` were carried out. For a line sent one after another they
+/// are the commands before `at`, and the rest were not sent; for one sent
+/// all at once ([`Combine::Each`], [`Combine::AllOk`]) `at` is the first
+/// command in the line that failed, and the others were all sent.
 #[derive(Debug)]
 pub struct Failed {
-    /// Commands carried out before the failure.
+    /// Where the command that failed is in the line.
+    pub at: usize,
+    /// Commands carried out.
     pub done: usize,
-    /// Why the next one failed.
+    /// Why it failed.
     pub error: ClientError,
+}
+
+impl Failed {
+    /// The command at `done` failed with `error`, after the ones before
+    /// it were carried out in turn.
+    pub fn before(done: usize, error: ClientError) -> Failed {
+        Failed {
+            at: done,
+            done,
+            error,
+        }
+    }
 }
 
 /// Ready when the node listens (see [`ListeningProbe`]) and its region
