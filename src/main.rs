@@ -259,15 +259,24 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
                 format::error(&format_args!("cannot write the answer: {}", e.0))
             })
         }
-        Err(failed) => {
-            let mut text = data::failure(&command, &failed);
-            if let Some(hint) = target.guess_hint(&failed.error, &global.state_dir) {
-                text.push_str(&format!("\n{hint}"));
-            }
-            errln!("{text}");
-            ExitCode::from(EXIT_FAILED)
-        }
+        Err(failed) => report_failure(&command, &failed, &target, &global.state_dir),
     }
+}
+
+/// Says on stderr why a data command failed (and, where the cluster may
+/// not be running, how to start it): exit code 1.
+fn report_failure(
+    command: &command::DataCommand,
+    failed: &data::Failed,
+    target: &Target,
+    state_dir: &std::path::Path,
+) -> ExitCode {
+    let mut text = data::failure(command, failed);
+    if let Some(hint) = target.guess_hint(&failed.error, state_dir) {
+        text.push_str(&format!("\n{hint}"));
+    }
+    errln!("{text}");
+    ExitCode::from(EXIT_FAILED)
 }
 
 /// `--raw keys PATTERN`: each page of the scan printed as it comes, one
@@ -279,14 +288,7 @@ async fn raw_keys(
     command: &command::DataCommand,
     state_dir: &std::path::Path,
 ) -> ExitCode {
-    let failed = |failed: data::Failed| {
-        let mut text = data::failure(command, &failed);
-        if let Some(hint) = target.guess_hint(&failed.error, state_dir) {
-            text.push_str(&format!("\n{hint}"));
-        }
-        errln!("{text}");
-        ExitCode::from(EXIT_FAILED)
-    };
+    let failed = |failed: data::Failed| report_failure(command, &failed, &target, state_dir);
     let session = match data::Session::connect(target.clone()).await {
         Ok(session) => session,
         Err(error) => return failed(data::Failed::before(0, error)),

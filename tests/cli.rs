@@ -989,7 +989,20 @@ mod against_a_cluster {
             lab.ok(&["mget", "multi:p1", "multi:p3"]),
             "1) \"1\"\n2) \"3\"\n"
         );
+        assert_eq!(
+            lab.fails(&["mset", "multi:set", "1"]),
+            "(error) WRONGTYPE operation against a key holding a set, wanted a register\n"
+        );
+        // A line over the limits sends none of its writes.
         let long = "k".repeat(1025);
+        assert_eq!(
+            lab.fails(&["mset", "multi:q1", "1", &long, "2"]),
+            format!(
+                "(error) key of 1025 bytes exceeds the limit of 1024 bytes\n\
+                 (at key \"{long}\": 0 of the line's 2 keys were done before it, the rest not sent)\n"
+            )
+        );
+        assert_eq!(lab.ok(&["exists", "multi:q1"]), "(integer) 0\n");
         assert_eq!(
             lab.fails(&["mget", "multi:p1", &long]),
             format!(
@@ -1109,7 +1122,7 @@ mod against_a_cluster {
         assert_eq!(lab.ok(&["keys", "scan:hit?"]), "1) \"scan:hits\"\n");
         assert_eq!(lab.ok(&["keys", "nothing:*"]), "(empty array)\n");
         assert_eq!(lab.ok(&["--raw", "keys", "nothing:*"]), "\n");
-        // Pages of 1,000 keys a node: --raw prints each as it comes.
+        // More keys than a page holds (1,000 a node), printed page by page.
         let bulk: Vec<String> = (0..2_500).map(|i| format!("bulk:{i}")).collect();
         let pairs: Vec<&str> = bulk.iter().flat_map(|k| [k.as_str(), "v"]).collect();
         assert_eq!(lab.ok(&[&["mset"][..], &pairs].concat()), "OK\n");
@@ -1296,7 +1309,11 @@ set after-quit 1
     /// ends the command quietly with 0.
     fn answers_stdout_does_not_take_fail_unless_its_reader_left(lab: &Lab) {
         use std::process::{Command, Stdio};
-        for args in [&["get", "big"][..], &["--raw", "get", "big"]] {
+        for args in [
+            &["get", "big"][..],
+            &["--raw", "get", "big"],
+            &["--raw", "keys", "*"],
+        ] {
             let output = super::meridian_to_a_full_disk(lab.dir.path(), args);
             assert_eq!(output.status.code(), Some(1), "{args:?}");
             assert_eq!(

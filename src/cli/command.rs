@@ -233,8 +233,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         "PATTERN",
         "every key of the region matching PATTERN (a glob, as scan's MATCH), \
          in hash order: scan run page after page, so unlike Redis's KEYS no \
-         node stops for it; with --raw each page prints as it comes, else the \
-         list is held in memory to be numbered",
+         node stops for it; `meridian --raw keys` prints each page as it \
+         comes (an error then ends the list part way), the shell and the \
+         formatted list hold it in memory",
         Access::NoKey,
     ),
     read(
@@ -364,7 +365,7 @@ pub enum UsageError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataCommand {
     /// The commands (never empty): sent one after another, or all at once
-    /// for [`Combine::Each`].
+    /// for [`Combine::Each`] and [`Combine::AllOk`].
     pub commands: Vec<Command>,
     /// How their answers make one.
     pub combine: Combine,

@@ -54,9 +54,9 @@ impl Session {
 
     /// Runs a command line: its commands one after another, their answers
     /// in order, or the first error (the commands before it have run); the
-    /// reads of a line printed as a list ([`Combine::Each`]) all at once,
-    /// or the first error in their order; for `keys`, every page of its
-    /// scan as one answer. A command with a key
+    /// reads of a line printed as a list ([`Combine::Each`]) and the writes
+    /// of `mset` ([`Combine::AllOk`]) all at once, or the first error in
+    /// their order; for `keys`, every page of its scan as one answer. A command with a key
     /// or value over the cluster's limits is not sent (see
     /// [`check_sizes`]).
     pub async fn run_line(&self, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
@@ -106,32 +106,17 @@ impl Session {
     /// `(nil)`.
     async fn run_at_once(&self, commands: &[Command]) -> Result<Vec<Answer>, Failed> {
         for (at, command) in commands.iter().enumerate() {
-            check_sizes(command, &self.limits).map_err(|error| Failed { at, done: 0, error })?;
+            // Nothing is sent yet: as a line sent in turn, none was done.
+            check_sizes(command, &self.limits).map_err(|error| Failed {
+                at,
+                done: 0,
+                failed: 1,
+                at_once: false,
+                error,
+            })?;
         }
         let results = self.client.execute_many(commands.iter().cloned()).await;
-        let mut answers = Vec::with_capacity(results.len());
-        let mut first_error = None;
-        for (at, (command, result)) in commands.iter().zip(results).enumerate() {
-            match (command, result) {
-                (Command::Get { .. }, Err(ClientError::WrongType { .. })) => answers.push(Answer {
-                    reply: Reply::Nil,
-                    replicas_acked: 1,
-                    replicas_needed: 1,
-                }),
-                (_, Ok(answer)) => answers.push(answer),
-                (_, Err(error)) => {
-                    first_error.get_or_insert((at, error));
-                }
-            }
-        }
-        match first_error {
-            None => Ok(answers),
-            Some((at, error)) => Err(Failed {
-                at,
-                done: answers.len(),
-                error,
-            }),
-        }
+        gather(commands, results)
     }
 
     /// Runs `commands` one after another: their answers in order, or the
@@ -173,6 +158,44 @@ impl Session {
     }
 }
 
+/// The answers of a line's commands sent all at once, from their results
+/// in order ([`Session::run_at_once`]): all of them, or the first error
+/// with how many commands were carried out and how many failed.
+fn gather(
+    commands: &[Command],
+    results: Vec<Result<Answer, ClientError>>,
+) -> Result<Vec<Answer>, Failed> {
+    let mut answers = Vec::with_capacity(results.len());
+    let (mut first_error, mut failed, mut kept) = (None, 0, 0);
+    for (at, (command, result)) in commands.iter().zip(results).enumerate() {
+        match (command, result) {
+            (Command::Get { .. }, Err(ClientError::WrongType { .. })) => answers.push(Answer {
+                reply: Reply::Nil,
+                replicas_acked: 1,
+                replicas_needed: 1,
+            }),
+            (_, Ok(answer)) => answers.push(answer),
+            (_, Err(error)) => {
+                // Short of its acknowledgements, a write is kept all
+                // the same.
+                kept += usize::from(matches!(error, ClientError::QuorumNotReached { .. }));
+                failed += 1;
+                first_error.get_or_insert((at, error));
+            }
+        }
+    }
+    match first_error {
+        None => Ok(answers),
+        Some((at, error)) => Err(Failed {
+            at,
+            done: answers.len() + kept,
+            failed,
+            at_once: true,
+            error,
+        }),
+    }
+}
+
 /// What a data command that was answered prints: the answer for stdout
 /// (redis-cli's layout, or `--raw`), and with `--raw -v` a write's
 /// acknowledgements for stderr, apart from the answer's bytes.
@@ -205,21 +228,25 @@ pub fn answered(
 }
 
 /// The message of a data command that failed: `(error) ...`, and for a
-/// command line of several commands (`del k1 k2`, `hset k f1 v1 f2 v2`)
-/// which of them were carried out.
+/// command line of several commands (`del k1 k2`, `hset k f1 v1 f2 v2`,
+/// `mset k1 v1 k2 v2`) which of them were carried out; for the reads of
+/// `mget` and the like, which one failed.
 pub fn failure(command: &DataCommand, failed: &Failed) -> String {
     let commands = &command.commands;
     let failing = commands.get(failed.at).unwrap_or(command.first());
     let mut text = format::command_error(failing, &failed.error);
     if command.combine == Combine::Each {
-        // The reads of a list are sent at once: none was done before
-        // another, so only which one failed is said.
+        // Reads: only which one failed is said.
         let _ = write!(text, "\n(at {})", format::part(failing));
-    } else if command.combine == Combine::AllOk {
-        // The writes of mset are sent at once.
+    } else if failed.at_once && commands.len() > 1 {
+        // The writes of mset, sent all at once.
+        let others = match failed.failed.saturating_sub(1) {
+            0 => String::new(),
+            n => format!(", {n} other{} failed", if n == 1 { "" } else { "s" }),
+        };
         let _ = write!(
             text,
-            "\n(at {}: {} of the line's {} written, all sent at once)",
+            "\n(at {}{others}: {} of the line's {} written, all sent at once)",
             format::part(failing),
             failed.done,
             format::part_count(failing, commands.len()),
@@ -310,27 +337,35 @@ pub fn check_sizes(command: &Command, limits: &Limits) -> Result<(), ClientError
 }
 
 /// A command line that failed: the command at `at` failed with `error`,
-/// and `done` were carried out. For a line sent one after another they
-/// are the commands before `at`, and the rest were not sent; for one sent
-/// all at once ([`Combine::Each`], [`Combine::AllOk`]) `at` is the first
-/// command in the line that failed, and the others were all sent.
+/// and `done` were carried out. For a line sent one after another
+/// (`at_once` false) they are the commands before `at`, and the rest were
+/// not sent. For one sent all at once ([`Combine::Each`],
+/// [`Combine::AllOk`]) `at` is the first command in the line that
+/// failed, `failed` how many did, and `done` counts the writes kept (a
+/// write short of its acknowledgements is kept too).
 #[derive(Debug)]
 pub struct Failed {
-    /// Where the command that failed is in the line.
+    /// Where the (first) command that failed is in the line.
     pub at: usize,
     /// Commands carried out.
     pub done: usize,
-    /// Why it failed.
+    /// Commands that failed.
+    pub failed: usize,
+    /// Whether the line's commands were all sent at once.
+    pub at_once: bool,
+    /// Why the command at `at` failed.
     pub error: ClientError,
 }
 
 impl Failed {
     /// The command at `done` failed with `error`, after the ones before
-    /// it were carried out in turn.
+    /// it were carried out in turn (the rest not sent).
     pub fn before(done: usize, error: ClientError) -> Failed {
         Failed {
             at: done,
             done,
+            failed: 1,
+            at_once: false,
             error,
         }
     }
@@ -384,7 +419,95 @@ impl ReadinessProbe for PingProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crdt_types::Bytes;
+    use crate::cli::command::parse;
+    use crdt_types::{Bytes, Kind};
+
+    fn ok(reply: Reply) -> Result<Answer, ClientError> {
+        Ok(Answer {
+            reply,
+            replicas_acked: 2,
+            replicas_needed: 2,
+        })
+    }
+
+    #[test]
+    fn an_mset_sent_at_once_counts_the_writes_kept_and_the_others_that_failed() {
+        let mset = parse(&["mset", "a", "1", "b", "2", "c", "3", "d", "4"]).unwrap();
+        let wrong = || ClientError::WrongType {
+            wanted: Kind::Register,
+            found: Kind::Set,
+        };
+        let short = ClientError::QuorumNotReached {
+            acked: 1,
+            needed: 2,
+        };
+        let results = vec![ok(Reply::Ok), Err(wrong()), Err(short), Err(wrong())];
+        let failed = gather(&mset.commands, results).unwrap_err();
+        assert_eq!((failed.at, failed.done, failed.failed), (1, 2, 3));
+        assert_eq!(
+            failure(&mset, &failed),
+            "(error) WRONGTYPE operation against a key holding a set, wanted a register\n\
+             (at key \"b\", 2 others failed: 2 of the line's 4 keys written, all sent at once)"
+        );
+        let results = vec![ok(Reply::Ok), ok(Reply::Ok), ok(Reply::Ok), Err(wrong())];
+        let failed = gather(&mset.commands, results).unwrap_err();
+        assert_eq!(
+            failure(&mset, &failed),
+            "(error) WRONGTYPE operation against a key holding a set, wanted a register\n\
+             (at key \"d\": 3 of the line's 4 keys written, all sent at once)"
+        );
+        let all = vec![ok(Reply::Ok), ok(Reply::Ok), ok(Reply::Ok), ok(Reply::Ok)];
+        assert_eq!(gather(&mset.commands, all).unwrap().len(), 4);
+
+        // One key: nothing to count.
+        let one = parse(&["mset", "a", "1", "a", "2"]).unwrap();
+        let failed = gather(&one.commands, vec![Err(wrong())]).unwrap_err();
+        assert_eq!(
+            failure(&one, &failed),
+            "(error) WRONGTYPE operation against a key holding a set, wanted a register"
+        );
+        // Refused before it is sent: none of it was.
+        let refused = Failed {
+            at: 1,
+            done: 0,
+            failed: 1,
+            at_once: false,
+            error: ClientError::TooLarge {
+                what: "value",
+                len: 9,
+                max: 8,
+            },
+        };
+        assert_eq!(
+            failure(&mset, &refused),
+            "(error) value of 9 bytes exceeds the limit of 8 bytes\n\
+             (at key \"b\": 0 of the line's 4 keys were done before it, the rest not sent)"
+        );
+    }
+
+    #[test]
+    fn an_mget_reads_a_key_of_another_type_as_nil_and_names_a_key_that_failed() {
+        let mget = parse(&["mget", "a", "b", "c"]).unwrap();
+        let wrong = ClientError::WrongType {
+            wanted: Kind::Register,
+            found: Kind::Set,
+        };
+        let results = vec![ok(Reply::Value("1".into())), Err(wrong), ok(Reply::Nil)];
+        let answers = gather(&mget.commands, results).unwrap();
+        let replies: Vec<Reply> = answers.into_iter().map(|a| a.reply).collect();
+        assert_eq!(replies, [Reply::Value("1".into()), Reply::Nil, Reply::Nil]);
+        let results = vec![
+            ok(Reply::Nil),
+            Err(ClientError::Timeout),
+            Err(ClientError::Timeout),
+        ];
+        let failed = gather(&mget.commands, results).unwrap_err();
+        assert!(
+            failure(&mget, &failed).ends_with("\n(at key \"b\")"),
+            "{}",
+            failure(&mget, &failed)
+        );
+    }
 
     fn bytes(n: usize) -> Bytes {
         vec![b'x'; n].into()

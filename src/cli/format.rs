@@ -358,10 +358,11 @@ pub fn part(command: &Command) -> String {
 /// `n` commands of a line whose first is `first`, named as `part` names
 /// them: `3 fields`, `2 keys`.
 pub fn part_count(first: &Command, n: usize) -> String {
-    let noun = if field_of(first).is_some() {
-        "fields"
-    } else {
-        "keys"
+    let noun = match (field_of(first).is_some(), n == 1) {
+        (true, true) => "field",
+        (true, false) => "fields",
+        (false, true) => "key",
+        (false, false) => "keys",
     };
     format!("{n} {noun}")
 }
