@@ -911,6 +911,29 @@ mod against_a_cluster {
             lab.ok(&["--raw", "smismember", "multi:set", "z", "y"]),
             "0\n1\n"
         );
+        assert_eq!(lab.ok(&["sadd", "multi:set2", "y", "z"]), "(integer) 2\n");
+        assert_eq!(
+            lab.ok(&["sunion", "multi:set", "multi:set2", "multi:none"]),
+            "1) \"x\"\n2) \"y\"\n3) \"z\"\n"
+        );
+        assert_eq!(lab.ok(&["sinter", "multi:set", "multi:set2"]), "1) \"y\"\n");
+        assert_eq!(
+            lab.ok(&["sinter", "multi:set", "multi:none"]),
+            "(empty array)\n"
+        );
+        assert_eq!(
+            lab.ok(&["--raw", "sdiff", "multi:set2", "multi:set"]),
+            "z\n"
+        );
+        assert!(lab.fails(&["sunion", "multi:set", "multi:b"]).starts_with(
+            "(error) WRONGTYPE operation against a key holding a register, wanted a set\n"
+        ));
+        assert_eq!(lab.ok(&["echo", "hi there"]), "\"hi there\"\n");
+        assert_eq!(lab.ok(&["set", "multi:u", "1"]), "OK\n");
+        assert_eq!(
+            lab.ok(&["unlink", "multi:u", "multi:none"]),
+            "(integer) 1\n"
+        );
         assert_eq!(
             lab.fails(&["smismember", "multi:a", "x", "y"]),
             "(error) WRONGTYPE operation against a key holding a register, wanted a set\n\

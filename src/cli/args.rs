@@ -778,7 +778,7 @@ mod tests {
     fn data_commands_take_the_client_options_of_what_they_do() {
         let takes = |name: &str, id: &str| client_options_taken(name).contains(&id);
         for name in [
-            "set", "mset", "del", "incr", "hset", "expire", "pexpire", "persist", "mvset",
+            "set", "mset", "del", "unlink", "incr", "hset", "expire", "pexpire", "persist", "mvset",
         ] {
             assert!(
                 takes(name, "consistency") && takes(name, "verbose"),
@@ -792,6 +792,9 @@ mod tests {
             "strlen",
             "exists",
             "smembers",
+            "sunion",
+            "sinter",
+            "sdiff",
             "smismember",
             "hgetall",
             "hmget",
@@ -811,6 +814,7 @@ mod tests {
         }
         for id in ["consistency", "read", "verbose"] {
             assert!(!takes("ping", id), "{id}");
+            assert!(!takes("echo", id), "{id}");
         }
         for name in ["ping", "get", "SET"] {
             for id in ["seeds", "client", "last_from_stdin", "raw"] {

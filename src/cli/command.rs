@@ -101,6 +101,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         "check that the region answers (PONG, or MESSAGE)",
         Access::NoKey,
     ),
+    spec(
+        "echo",
+        "MESSAGE",
+        "MESSAGE, once the region answers a ping",
+        Access::NoKey,
+    ),
     write(
         "set",
         "KEY VALUE [--ex SECONDS | --px MS]",
@@ -131,6 +137,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "delete keys (what their replica has seen); answers how many existed. \
          Several keys are deleted one by one, not atomically",
     ),
+    write("unlink", "KEY...", "the same as del"),
     read(
         "exists",
         "KEY...",
@@ -143,6 +150,23 @@ pub const COMMANDS: &[CommandSpec] = &[
     write("sadd", "KEY MEMBER...", "add members to a set"),
     write("srem", "KEY MEMBER...", "remove members from a set"),
     read("smembers", "KEY", "list a set's members"),
+    read(
+        "sunion",
+        "KEY...",
+        "the members of any of the sets, in byte order (a missing key is an \
+         empty set)",
+    ),
+    read(
+        "sinter",
+        "KEY...",
+        "the members of every one of the sets, in byte order",
+    ),
+    read(
+        "sdiff",
+        "KEY...",
+        "the members of the first set that are in none of the others, in \
+         byte order",
+    ),
     read(
         "sscan",
         "KEY CURSOR [MATCH PATTERN] [COUNT N]",
@@ -402,6 +426,49 @@ pub enum Combine {
     FieldNames,
     /// The values of the one answer's map fields, as one list (`hvals`).
     FieldValues,
+    /// The sets of the `SMembers` answers made one (`sunion`, `sinter`,
+    /// `sdiff`).
+    Sets(SetOp),
+}
+
+/// How [`Combine::Sets`] makes one set of several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    /// Members of any of them.
+    Union,
+    /// Members of all of them.
+    Intersection,
+    /// Members of the first and none of the others.
+    Difference,
+}
+
+impl SetOp {
+    /// The sets `sets` made one, in byte order.
+    ///
+    /// ```
+    /// use meridian::cli::command::SetOp;
+    ///
+    /// let sets = [vec!["a".into(), "b".into()], vec!["b".into(), "c".into()]];
+    /// assert_eq!(SetOp::Union.apply(&sets), ["a", "b", "c"]);
+    /// assert_eq!(SetOp::Intersection.apply(&sets), ["b"]);
+    /// assert_eq!(SetOp::Difference.apply(&sets), ["a"]);
+    /// ```
+    pub fn apply(self, sets: &[Vec<Bytes>]) -> Vec<Bytes> {
+        use std::collections::BTreeSet;
+        let Some((first, rest)) = sets.split_first() else {
+            return Vec::new();
+        };
+        let mut result: BTreeSet<&Bytes> = first.iter().collect();
+        for set in rest {
+            let set: BTreeSet<&Bytes> = set.iter().collect();
+            match self {
+                SetOp::Union => result.extend(set),
+                SetOp::Intersection => result.retain(|m| set.contains(m)),
+                SetOp::Difference => result.retain(|m| !set.contains(m)),
+            }
+        }
+        result.into_iter().cloned().collect()
+    }
 }
 
 impl DataCommand {
@@ -467,6 +534,16 @@ impl DataCommand {
                 Some(Reply::Ttl(Ttl::Persistent)) => -1,
                 _ => -2,
             }),
+            Combine::Sets(op) => {
+                let sets: Vec<Vec<Bytes>> = answers
+                    .iter()
+                    .map(|a| match &a.reply {
+                        Reply::Values(members) => members.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                Reply::Values(op.apply(&sets))
+            }
             Combine::FieldNames => Reply::Values(match one {
                 Some(Reply::Fields(fields)) => fields.iter().map(|(f, _)| f.clone()).collect(),
                 _ => Vec::new(),
@@ -560,7 +637,23 @@ impl Parser<'_> {
                 [message] => each(vec![Command::Ping], Combine::Echo(bytes(message))),
                 _ => return Err(self.wrong_arity()),
             },
-            "del" => sum(self
+            "echo" => match a {
+                [message] => each(vec![Command::Ping], Combine::Echo(bytes(message))),
+                _ => return Err(self.wrong_arity()),
+            },
+            "sunion" | "sinter" | "sdiff" => {
+                let op = match self.spec.name {
+                    "sunion" => SetOp::Union,
+                    "sinter" => SetOp::Intersection,
+                    _ => SetOp::Difference,
+                };
+                let reads = self
+                    .keys()?
+                    .into_iter()
+                    .map(|key| Command::SMembers { key });
+                each(reads.collect(), Combine::Sets(op))
+            }
+            "del" | "unlink" => sum(self
                 .keys()?
                 .into_iter()
                 .map(|key| Command::Del { key })
@@ -1776,6 +1869,61 @@ mod tests {
                 "{words:?}"
             );
         }
+    }
+
+    #[test]
+    fn set_algebra_reads_each_set_and_combines_them_in_byte_order() {
+        let values = |members: &[&str]| read(Reply::Values(members.iter().map(|m| b(m)).collect()));
+        let answers = vec![
+            values(&["b", "a", "c"]),
+            values(&["c", "d", "b"]),
+            values(&[]),
+        ];
+        for (name, op, expected) in [
+            ("sunion", SetOp::Union, &["a", "b", "c", "d"][..]),
+            ("sinter", SetOp::Intersection, &[]),
+            ("sdiff", SetOp::Difference, &["a"]),
+        ] {
+            let line = all(&[name, "x", "y", "z"]);
+            assert_eq!(
+                line.commands,
+                ["x", "y", "z"].map(|k| Command::SMembers { key: b(k) })
+            );
+            assert_eq!(line.combine, Combine::Sets(op));
+            let expected = Reply::Values(expected.iter().map(|m| b(m)).collect());
+            assert_eq!(line.combine(answers.clone()).reply, expected, "{name}");
+            assert!(matches!(err(&[name]), UsageError::WrongArity { .. }));
+        }
+        let two = answers[..2].to_vec();
+        assert_eq!(
+            all(&["sinter", "x", "y"]).combine(two.clone()).reply,
+            Reply::Values(vec![b("b"), b("c")])
+        );
+        assert_eq!(
+            all(&["sdiff", "y", "x"])
+                .combine(vec![two[1].clone(), two[0].clone()])
+                .reply,
+            Reply::Values(vec![b("d")])
+        );
+        assert_eq!(
+            all(&["sunion", "x"])
+                .combine(vec![values(&["b", "a"])])
+                .reply,
+            Reply::Values(vec![b("a"), b("b")])
+        );
+    }
+
+    #[test]
+    fn echo_and_unlink_are_redis_s() {
+        let echo = all(&["echo", "hi there"]);
+        assert_eq!(echo.commands, [Command::Ping]);
+        assert_eq!(
+            echo.combine(vec![read(Reply::Pong)]).reply,
+            Reply::Value(b("hi there"))
+        );
+        assert!(matches!(err(&["echo"]), UsageError::WrongArity { .. }));
+        assert_eq!(all(&["unlink", "a", "b"]), all(&["del", "a", "b"]));
+        assert_eq!(ok(&["unlink", "a"]), Command::Del { key: b("a") });
     }
 
     #[test]
