@@ -45,7 +45,7 @@
 //! O([`tokens`](Pattern::tokens) × (n + 1)) time and constant extra space,
 //! whatever the pattern, however large its classes. A caller that matches
 //! one pattern against many texts should build the [`Pattern`] once; the free
-//! functions [`matches`] and [`matches_everything`] read the pattern afresh
+//! functions [`matches()`] and [`matches_everything`] read the pattern afresh
 //! on every call.
 
 /// A glob pattern read once: each `[...]` class becomes a set of 256

@@ -109,7 +109,7 @@ impl Client {
     /// are missing. A key written or deleted during the scan may or may
     /// not be listed, and so may a key deleted just before it while a
     /// replica has yet to apply the deletion. A pattern longer than
-    /// [`SCAN_PATTERN_BYTES_MAX`](crate::node::SCAN_PATTERN_BYTES_MAX)
+    /// [`SCAN_PATTERN_BYTES_MAX`]
     /// bytes, or a count of 0, is [`ClientError::BadRequest`].
     ///
     /// ```no_run
