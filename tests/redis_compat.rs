@@ -157,6 +157,14 @@ fn command_lines_print_what_redis_cli_prints_for_redis() {
     mget.extend(twelve.iter().map(String::as_str));
     mget.push("missing");
 
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (at, at_ms) = (
+        (now_s + 1_000).to_string(),
+        ((now_s + 2_000) * 1_000).to_string(),
+    );
     let lines: &[&[&str]] = &[
         &["ping"],
         &["ping", "hello there"],
@@ -237,6 +245,19 @@ fn command_lines_print_what_redis_cli_prints_for_redis() {
         &["get", "short"],
         &["pexpire", "hits", "-1"],
         &["exists", "hits"],
+        // At Unix times: a whole second, so the time read back is the one
+        // set whatever the few milliseconds between the two clocks' reads.
+        &["expireat", "greeting", &at],
+        &["expiretime", "greeting"],
+        &["set", "at", "v", "EXAT", &at],
+        &["expiretime", "at"],
+        &["pexpireat", "at", &at_ms],
+        &["expiretime", "at"],
+        &["expiretime", "tags"],
+        &["expiretime", "missing"],
+        &["pexpiretime", "missing"],
+        &["expireat", "at", "1000"],
+        &["exists", "at"],
     ];
     for args in lines {
         same(&lab, &redis, args);

@@ -110,7 +110,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     write(
         "set",
         "KEY VALUE [--ex SECONDS | --px MS]",
-        "write a register, optionally expiring",
+        "write a register, optionally expiring (or at a Unix time: --exat \
+         UNIX_SECONDS, --pxat UNIX_MS)",
     ),
     write(
         "mset",
@@ -232,6 +233,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         "KEY MS",
         "expire the key MS milliseconds from now (0 or less: delete it now)",
     ),
+    write(
+        "expireat",
+        "KEY UNIX_SECONDS",
+        "expire the key at a Unix time, by this machine's clock (past: \
+         delete it now)",
+    ),
+    write(
+        "pexpireat",
+        "KEY UNIX_MS",
+        "expire the key at a Unix time in milliseconds, as expireat",
+    ),
     read(
         "ttl",
         "KEY",
@@ -242,6 +254,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         "KEY",
         "milliseconds left to live (-1: never expires, -2: no such key)",
     ),
+    read(
+        "expiretime",
+        "KEY",
+        "the Unix time the key expires at, by this machine's clock and the \
+         time it has left (-1: never expires, -2: no such key)",
+    ),
+    read("pexpiretime", "KEY", "expiretime in milliseconds"),
     write("persist", "KEY", "remove the key's expiry"),
     spec(
         "scan",
@@ -429,6 +448,16 @@ pub enum Combine {
     /// The sets of the `SMembers` answers made one (`sunion`, `sinter`,
     /// `sdiff`).
     Sets(SetOp),
+    /// The Unix time the one `Ttl` answer's key expires at: `now_ms`
+    /// (when the line was read) plus its time left, in milliseconds, or
+    /// in seconds (rounded, as Redis's `EXPIRETIME`) when `seconds`; -1
+    /// for no expiry, -2 for no key (`expiretime`, `pexpiretime`).
+    ExpireTime {
+        /// This machine's Unix time, ms, when the line was read.
+        now_ms: u64,
+        /// In seconds rather than milliseconds.
+        seconds: bool,
+    },
 }
 
 /// How [`Combine::Sets`] makes one set of several.
@@ -529,6 +558,19 @@ impl DataCommand {
                 Some(Reply::Value(value)) => i64::try_from(value.len()).unwrap_or(i64::MAX),
                 _ => 0,
             }),
+            Combine::ExpireTime { now_ms, seconds } => Reply::Int(match one {
+                Some(Reply::Ttl(Ttl::Ms(ms))) => {
+                    let at = now_ms.saturating_add(*ms);
+                    let at = if *seconds {
+                        at.saturating_add(500) / 1000
+                    } else {
+                        at
+                    };
+                    i64::try_from(at).unwrap_or(i64::MAX)
+                }
+                Some(Reply::Ttl(Ttl::Persistent)) => -1,
+                _ => -2,
+            }),
             Combine::Millis => Reply::Int(match one {
                 Some(Reply::Ttl(Ttl::Ms(ms))) => i64::try_from(*ms).unwrap_or(i64::MAX),
                 Some(Reply::Ttl(Ttl::Persistent)) => -1,
@@ -603,6 +645,23 @@ impl DataCommand {
 /// assert_eq!(del.combine, Combine::Sum);
 /// ```
 pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<DataCommand, UsageError> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    parse_at(words, now_ms)
+}
+
+/// [`parse`] with the Unix time, ms, that absolute expiry times
+/// (`expireat`, `set ... EXAT`) and `expiretime` are taken against.
+///
+/// ```
+/// use meridian::cli::command::parse_at;
+/// use meridian::protocol::Command;
+///
+/// let at = parse_at(&["expireat", "k", "1000"], 400_000).unwrap();
+/// assert_eq!(at.commands, [Command::Expire { key: "k".into(), ttl_ms: 600_000 }]);
+/// ```
+pub fn parse_at<S: AsRef<OsStr>>(words: &[S], now_ms: u64) -> Result<DataCommand, UsageError> {
     let Some((name, args)) = words.split_first() else {
         return Err(UsageError::Empty);
     };
@@ -613,12 +672,19 @@ pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<DataCommand, UsageError> {
     // Every word after the name is an argument, whatever it looks like:
     // `del -h` deletes the key `-h` (`meridian help del` shows the usage).
     let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
-    Parser { spec, args: &args }.data_command()
+    Parser {
+        spec,
+        args: &args,
+        now_ms,
+    }
+    .data_command()
 }
 
 struct Parser<'a> {
     spec: &'static CommandSpec,
     args: &'a [&'a OsStr],
+    /// This machine's Unix time, ms, for absolute expiry times.
+    now_ms: u64,
 }
 
 impl Parser<'_> {
@@ -743,6 +809,13 @@ impl Parser<'_> {
             },
             "strlen" => each(vec![Command::Get { key: self.key1()? }], Combine::Length),
             "pttl" => each(vec![Command::Ttl { key: self.key1()? }], Combine::Millis),
+            "expiretime" | "pexpiretime" => each(
+                vec![Command::Ttl { key: self.key1()? }],
+                Combine::ExpireTime {
+                    now_ms: self.now_ms,
+                    seconds: self.spec.name == "expiretime",
+                },
+            ),
             "hkeys" => each(
                 vec![Command::HGetAll { key: self.key1()? }],
                 Combine::FieldNames,
@@ -881,6 +954,19 @@ impl Parser<'_> {
                     None => Command::Del { key },
                 }
             }
+            "expireat" | "pexpireat" => {
+                self.arity(2)?;
+                let key = bytes(a[0]);
+                let (what, scale) = match self.spec.name {
+                    "expireat" => ("UNIX_SECONDS", 1000),
+                    _ => ("UNIX_MS", 1),
+                };
+                // Like Redis, a time that has passed deletes the key.
+                match self.ttl_until(a[1], what, scale)? {
+                    Some(ttl_ms) => Command::Expire { key, ttl_ms },
+                    None => Command::Del { key },
+                }
+            }
             "ttl" => Command::Ttl { key: self.key1()? },
             "persist" => Command::Persist { key: self.key1()? },
             "type" => Command::Type { key: self.key1()? },
@@ -889,7 +975,8 @@ impl Parser<'_> {
         })
     }
 
-    /// `set KEY VALUE [--ex SECONDS | --px MS]` (also Redis's `EX`/`PX`).
+    /// `set KEY VALUE [--ex SECONDS | --px MS | --exat UNIX_SECONDS |
+    /// --pxat UNIX_MS]` (also Redis's `EX`/`PX`/`EXAT`/`PXAT`).
     fn set(&self) -> Result<Command, UsageError> {
         let a = self.args;
         if a.len() < 2 {
@@ -899,9 +986,11 @@ impl Parser<'_> {
         let mut rest = &a[2..];
         while let Some((option, tail)) = rest.split_first() {
             let name = option.to_string_lossy().to_ascii_lowercase();
-            let (what, scale) = match name.strip_prefix("--").unwrap_or(&name) {
-                "ex" => ("SECONDS", 1000),
-                "px" => ("MS", 1),
+            let (what, scale, absolute) = match name.strip_prefix("--").unwrap_or(&name) {
+                "ex" => ("SECONDS", 1000, false),
+                "px" => ("MS", 1, false),
+                "exat" => ("UNIX_SECONDS", 1000, true),
+                "pxat" => ("UNIX_MS", 1, true),
                 _ => {
                     return Err(self.bad_option(option, "unknown option"));
                 }
@@ -924,7 +1013,13 @@ impl Parser<'_> {
             if integer(value).is_some_and(|n| (i128::from(i64::MIN)..=0).contains(&n)) {
                 return Err(not_positive());
             }
-            ttl_ms = Some(self.ttl_ms(value, what, scale)?.ok_or_else(not_positive)?);
+            ttl_ms = Some(if absolute {
+                // A time already past makes a key that expires at once, as
+                // in Redis.
+                self.ttl_until(value, what, scale)?.unwrap_or(1)
+            } else {
+                self.ttl_ms(value, what, scale)?.ok_or_else(not_positive)?
+            });
             rest = tail;
         }
         Ok(Command::Set {
@@ -1113,6 +1208,36 @@ impl Parser<'_> {
             .ok()
             .filter(|units| *units > 0)
             .map(|units| units * scale_ms))
+    }
+
+    /// The milliseconds from now (this machine's clock) to the Unix time
+    /// `arg` in units of `scale_ms`: `None` when it has passed; refused
+    /// when it is not an integer of the 64-bit signed range or is more
+    /// than [`TTL_MS_MAX`] ahead.
+    fn ttl_until(
+        &self,
+        arg: &OsStr,
+        what: &'static str,
+        scale_ms: u64,
+    ) -> Result<Option<u64>, UsageError> {
+        let units = integer(arg)
+            .filter(|n| i64::try_from(*n).is_ok())
+            .ok_or_else(|| UsageError::BadNumber {
+                spec: self.spec,
+                what,
+                expected: "an integer in the 64-bit signed range",
+                value: arg.to_string_lossy().into_owned(),
+            })?;
+        let ttl = units * i128::from(scale_ms) - i128::from(self.now_ms);
+        if ttl > i128::from(TTL_MS_MAX) {
+            return Err(self.bad_expire_time(format!(
+                "{} {} is too far ahead (at most {} ms from now)",
+                arg.to_string_lossy(),
+                what.to_ascii_lowercase(),
+                TTL_MS_MAX
+            )));
+        }
+        Ok(u64::try_from(ttl).ok().filter(|ttl| *ttl > 0))
     }
 
     fn bad_expire_time(&self, detail: String) -> UsageError {
@@ -1372,7 +1497,7 @@ mod tests {
         for spec in COMMANDS {
             let words: &[&str] = match spec.name {
                 "ping" => &["ping"],
-                "expire" | "pexpire" => &[spec.name, "k", "10"],
+                "expire" | "pexpire" | "expireat" | "pexpireat" => &[spec.name, "k", "10"],
                 "set" | "mset" | "mvset" | "incrby" | "decrby" | "sadd" | "srem" | "sismember"
                 | "smismember" | "hget" | "hmget" | "hexists" | "hdel" => &[spec.name, "k", "1"],
                 "hset" | "hincrby" => &[spec.name, "k", "f", "1"],
@@ -1911,6 +2036,72 @@ mod tests {
                 .reply,
             Reply::Values(vec![b("a"), b("b")])
         );
+    }
+
+    #[test]
+    fn absolute_expiry_times_are_taken_against_this_machines_clock() {
+        let now = 1_700_000_000_123;
+        let at = |words: &[&str]| parse_at(words, now).unwrap_or_else(|e| panic!("{words:?}: {e}"));
+        let expire = |ttl_ms| Command::Expire {
+            key: b("k"),
+            ttl_ms,
+        };
+        assert_eq!(
+            at(&["expireat", "k", "1700000100"]).commands,
+            [expire(99_877)]
+        );
+        assert_eq!(
+            at(&["pexpireat", "k", "1700000000124"]).commands,
+            [expire(1)]
+        );
+        // A time that has passed deletes the key, as in Redis.
+        for words in [
+            &["expireat", "k", "1700000000"][..],
+            &["pexpireat", "k", "1700000000123"],
+            &["expireat", "k", "-5"],
+        ] {
+            assert_eq!(
+                at(words).commands,
+                [Command::Del { key: b("k") }],
+                "{words:?}"
+            );
+        }
+        let set = |ttl_ms| Command::Set {
+            key: b("k"),
+            value: b("v"),
+            ttl_ms: Some(ttl_ms),
+        };
+        assert_eq!(
+            at(&["set", "k", "v", "EXAT", "1700000100"]).commands,
+            [set(99_877)]
+        );
+        assert_eq!(
+            at(&["set", "k", "v", "--pxat", "1700000000200"]).commands,
+            [set(77)]
+        );
+        // Past but positive: a key that expires at once, as in Redis.
+        assert_eq!(at(&["set", "k", "v", "exat", "1"]).commands, [set(1)]);
+        for words in [
+            &["set", "k", "v", "EXAT", "0"][..],
+            &["set", "k", "v", "EXAT", "1", "PX", "5"],
+            &["expireat", "k", "soon"],
+            &["expireat", "k", "9223372036854775807"],
+            &["expireat", "k", "9223372036854775808"],
+        ] {
+            assert!(parse_at(words, now).is_err(), "{words:?}");
+        }
+        // expiretime: now plus the time left, in seconds rounded as Redis's.
+        let time = |words: &[&str], ttl| at(words).combine(vec![read(Reply::Ttl(ttl))]).reply;
+        assert_eq!(
+            time(&["expiretime", "k"], Ttl::Ms(99_877)),
+            Reply::Int(1_700_000_100)
+        );
+        assert_eq!(
+            time(&["pexpiretime", "k"], Ttl::Ms(99_877)),
+            Reply::Int(1_700_000_100_000)
+        );
+        assert_eq!(time(&["expiretime", "k"], Ttl::Persistent), Reply::Int(-1));
+        assert_eq!(time(&["pexpiretime", "k"], Ttl::Missing), Reply::Int(-2));
     }
 
     #[test]
