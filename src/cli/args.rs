@@ -778,7 +778,18 @@ mod tests {
     fn data_commands_take_the_client_options_of_what_they_do() {
         let takes = |name: &str, id: &str| client_options_taken(name).contains(&id);
         for name in [
-            "set", "mset", "del", "unlink", "incr", "hset", "expire", "pexpire", "persist", "mvset",
+            "set",
+            "mset",
+            "del",
+            "unlink",
+            "incr",
+            "hset",
+            "expire",
+            "pexpire",
+            "expireat",
+            "pexpireat",
+            "persist",
+            "mvset",
         ] {
             assert!(
                 takes(name, "consistency") && takes(name, "verbose"),
@@ -803,6 +814,8 @@ mod tests {
             "hvals",
             "ttl",
             "pttl",
+            "expiretime",
+            "pexpiretime",
             "type",
             "mvget",
         ] {
