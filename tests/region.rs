@@ -1688,6 +1688,24 @@ async fn many_commands_at_once_answer_in_order_and_mget_reads_as_redis_does() {
         assert_eq!(values[200..], [None, None, Some(b("42"))]);
         assert!(client.mget(Vec::<Bytes>::new()).await.unwrap().is_empty());
 
+        // Expiry at a time of this machine's clock.
+        let now = std::time::SystemTime::now();
+        assert!(client
+            .expire_at("m:2", now + Duration::from_secs(600))
+            .await
+            .unwrap());
+        assert!(matches!(
+            client.ttl("m:2").await.unwrap(),
+            Ttl::Ms(ms) if (590_000..=600_000).contains(&ms)
+        ));
+        assert!(client
+            .expire_at("m:3", now - Duration::from_secs(1))
+            .await
+            .unwrap());
+        assert_eq!(client.ttl("m:3").await.unwrap(), Ttl::Missing);
+        assert!(!client.expire_at("missing", now).await.unwrap());
+        client.mset([("m:2", "v2"), ("m:3", "v3")]).await.unwrap();
+
         let tags = client.set("many-set");
         tags.add_all(["a", "c"]).await.unwrap();
         assert_eq!(

@@ -1346,6 +1346,31 @@ impl Client {
         flag(self.execute(command).await?.reply, "EXPIRE")
     }
 
+    /// Makes `key` expire at `at`, a time of this machine's clock (nodes
+    /// keep a key's time left, so `at` becomes the time from now to it); a
+    /// time that has passed deletes the key, as Redis's `EXPIREAT` does.
+    /// False if the key does not exist.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, SystemTime};
+    /// # async fn run(client: meridian::client::Client) -> Result<(), meridian::client::ClientError> {
+    /// let midnight = SystemTime::now() + Duration::from_secs(3_600);
+    /// client.expire_at("daily:report", midnight).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn expire_at(
+        &self,
+        key: impl Into<Bytes>,
+        at: std::time::SystemTime,
+    ) -> Result<bool, ClientError> {
+        let key = key.into();
+        match at.duration_since(std::time::SystemTime::now()) {
+            Ok(ttl) if !ttl.is_zero() => self.expire(key, ttl).await,
+            _ => self.del(key).await,
+        }
+    }
+
     /// The time `key` has left to live.
     pub async fn ttl(&self, key: impl Into<Bytes>) -> Result<Ttl, ClientError> {
         match self.execute(Command::Ttl { key: key.into() }).await?.reply {
