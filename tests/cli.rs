@@ -980,6 +980,47 @@ mod against_a_cluster {
         assert_eq!(lab.ok(&["pexpire", "multi:a", "0"]), "(integer) 1\n");
         assert_eq!(lab.ok(&["get", "multi:a"]), "(nil)\n");
         assert_eq!(lab.meridian(&["mset", "multi:a"]).status.code(), Some(2));
+
+        // Expiry at a Unix time, by this machine's clock.
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let at = (now_s + 1_000).to_string();
+        assert_eq!(lab.ok(&["set", "multi:t", "v"]), "OK\n");
+        assert_eq!(lab.ok(&["expireat", "multi:t", &at]), "(integer) 1\n");
+        assert_eq!(
+            lab.ok(&["expiretime", "multi:t"]),
+            format!("(integer) {at}\n")
+        );
+        assert_eq!(
+            lab.ok(&["--raw", "pexpiretime", "multi:t"])
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+                / 1000,
+            now_s + 1_000
+        );
+        let ttl: u64 = lab.ok(&["--raw", "ttl", "multi:t"]).trim().parse().unwrap();
+        assert!((990..=1_000).contains(&ttl), "{ttl}");
+        // In the shell, each run of a repeated line reads the clock anew.
+        let output = super::meridian_with_stdin(
+            lab.dir.path(),
+            &[],
+            format!("3 expireat multi:t {at}\n2 expiretime multi:t\n").as_bytes(),
+        );
+        assert_eq!(
+            super::stdout(&output),
+            format!("(integer) 1\n(integer) 1\n(integer) 1\n(integer) {at}\n(integer) {at}\n")
+        );
+        assert_eq!(lab.ok(&["set", "multi:t", "w", "--exat", &at]), "OK\n");
+        assert_eq!(
+            lab.ok(&["expiretime", "multi:t"]),
+            format!("(integer) {at}\n")
+        );
+        assert_eq!(lab.ok(&["expireat", "multi:t", "1"]), "(integer) 1\n");
+        assert_eq!(lab.ok(&["expiretime", "multi:t"]), "(integer) -2\n");
+        assert_eq!(lab.ok(&["expiretime", "multi:n"]), "(integer) -1\n");
         assert_eq!(lab.ok(&["pexpire", "multi:a", "-5"]), "(integer) 0\n");
         assert_eq!(lab.ok(&["set", "multi:a", "x"]), "OK\n");
         assert_eq!(

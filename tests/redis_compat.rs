@@ -3,67 +3,90 @@
 //! redis-server, print the same text, as redis-cli lays it out and with
 //! `--raw`.
 //!
-//! It needs `redis-server` and `redis-cli` on the PATH (Debian's
-//! `redis-server` package, which `.ci/run` installs). Where they are
-//! missing the test says so and passes, unless `MERIDIAN_REQUIRE_REDIS` is
-//! set, as `.ci/run` sets it.
+//! It needs `redis-server` and `redis-cli` 7.0 or later on the PATH
+//! (Debian's `redis-server` package, which `.ci/run` installs). Where they
+//! are missing or older the test says so and passes, unless
+//! `MERIDIAN_REQUIRE_REDIS` is set, as `.ci/run` sets it.
 
 mod common;
 
 use common::{topology, Lab};
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-/// A redis-server of its own, on a free port, with no persistence.
+/// A redis-server of its own, on a unix socket (no TCP port to race
+/// for), with no persistence.
 struct Redis {
     child: Child,
-    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// The version `redis-server --version` prints (`v=7.0.15`), as numbers.
+fn redis_version() -> Option<Vec<u32>> {
+    let output = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let version = text.split_whitespace().find_map(|w| w.strip_prefix("v="))?;
+    version.split('.').map(|n| n.parse().ok()).collect()
 }
 
 impl Redis {
     /// The server, once it answers a ping; `None` (said on stderr) where
     /// Redis is not installed and not required.
     fn start() -> Option<Redis> {
-        let installed = ["redis-server", "redis-cli"].iter().all(|tool| {
-            Command::new(tool)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        if !installed {
+        let cli = Command::new("redis-cli")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let version = redis_version();
+        if !cli || version.as_ref().is_none_or(|v| v[0] < 7) {
             assert!(
                 std::env::var_os("MERIDIAN_REQUIRE_REDIS").is_none(),
-                "redis-server and redis-cli are required (apt-get install redis-server)"
+                "redis-server and redis-cli 7.0 or later are required \
+                 (apt-get install redis-server); found server {version:?}, cli {cli}"
             );
-            eprintln!("redis-server or redis-cli is not installed: nothing compared");
+            eprintln!("no redis-server and redis-cli 7.0 or later: nothing compared");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("redis.log")).unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(dir.path().join("redis.sock"))
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("redis-server starts");
-        let redis = Redis { child, port };
+        let mut redis = Redis { child, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while redis.cli(false, &["ping"]).stdout != b"PONG\n" {
-            assert!(Instant::now() < deadline, "redis-server did not answer");
+            let log = || std::fs::read_to_string(redis.dir.path().join("redis.log"));
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                panic!("redis-server exited ({status}): {:?}", log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer: {:?}",
+                log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(redis)
     }
 
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
     /// `redis-cli ARGS`, laid out as on a terminal, or `--raw`.
     fn cli(&self, raw: bool, args: &[&str]) -> Output {
         Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .arg("-s")
+            .arg(self.socket())
             .arg(if raw { "--raw" } else { "--no-raw" })
             .args(args)
             .output()
@@ -122,6 +145,40 @@ fn same_items(lab: &Lab, redis: &Redis, args: &[&str]) {
         sorted(&meridian.stdout),
         sorted(&redis.cli(true, args).stdout),
         "meridian --raw {args:?} against redis-cli"
+    );
+}
+
+/// Both answer an integer from `range` (a time left, which the two read
+/// at moments a process start or two apart).
+fn both_within(lab: &Lab, redis: &Redis, args: &[&str], range: std::ops::RangeInclusive<i64>) {
+    let integer = |text: String| -> i64 {
+        let n = text.trim().strip_prefix("(integer) ");
+        n.and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: {text:?}"))
+    };
+    let meridian = lab.meridian(args);
+    assert!(
+        meridian.status.success(),
+        "{args:?}: {}",
+        text(&meridian.stderr)
+    );
+    for (who, n) in [
+        ("meridian", integer(text(&meridian.stdout))),
+        ("redis-cli", integer(text(&redis.cli(false, args).stdout))),
+    ] {
+        assert!(range.contains(&n), "{who} {args:?}: {n}");
+    }
+}
+
+/// Both refuse the line: Meridian as a usage error, redis-cli with Redis's
+/// `ERR` (printed on stdout).
+fn both_refuse(lab: &Lab, redis: &Redis, args: &[&str]) {
+    let meridian = lab.meridian(args);
+    assert_eq!(meridian.status.code(), Some(2), "meridian {args:?}");
+    let theirs = text(&redis.cli(false, args).stdout);
+    assert!(
+        theirs.starts_with("(error) ERR"),
+        "redis-cli {args:?}: {theirs}"
     );
 }
 
@@ -231,7 +288,6 @@ fn command_lines_print_what_redis_cli_prints_for_redis() {
         &["hlen", "missing"],
         // Expiry.
         &["expire", "greeting", "100"],
-        &["ttl", "greeting"],
         &["persist", "greeting"],
         &["persist", "greeting"],
         &["ttl", "greeting"],
@@ -240,7 +296,6 @@ fn command_lines_print_what_redis_cli_prints_for_redis() {
         &["pttl", "missing"],
         &["expire", "missing", "10"],
         &["set", "short", "v", "EX", "100"],
-        &["ttl", "short"],
         &["expire", "short", "0"],
         &["get", "short"],
         &["pexpire", "hits", "-1"],
@@ -258,9 +313,33 @@ fn command_lines_print_what_redis_cli_prints_for_redis() {
         &["pexpiretime", "missing"],
         &["expireat", "at", "1000"],
         &["exists", "at"],
+        &["expireat", "missing", &at],
+        &["set", "neg", "v"],
+        &["expireat", "neg", "-5"],
+        &["exists", "neg"],
+        &["set", "past", "v", "PXAT", "1000"],
+        &["exists", "past"],
+        &["set", "past", "v"],
+        &["pexpireat", "past", "1000"],
+        &["exists", "past"],
     ];
     for args in lines {
         same(&lab, &redis, args);
+    }
+
+    // A time left, read a moment after it was set.
+    for key in ["greeting", "short"] {
+        same(&lab, &redis, &["set", key, "v", "EX", "100"]);
+        both_within(&lab, &redis, &["ttl", key], 98..=100);
+        both_within(&lab, &redis, &["pttl", key], 97_000..=100_000);
+    }
+    for args in [
+        &["set", "k", "v", "EXAT", "0"][..],
+        &["set", "k", "v", "EX", "0"],
+        &["expireat", "k", "9223372036854776"],
+        &["expire", "k", "soon"],
+    ] {
+        both_refuse(&lab, &redis, args);
     }
 
     // Several members, and keys, in whatever order each keeps them.

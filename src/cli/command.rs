@@ -412,6 +412,11 @@ pub struct DataCommand {
     pub commands: Vec<Command>,
     /// How their answers make one.
     pub combine: Combine,
+    /// For an expiry at a Unix time (`expireat`, `pexpireat`, `set ...
+    /// --exat`): that time, ms. The first command's time to live is taken
+    /// from it by this machine's clock when the line is sent
+    /// ([`DataCommand::timed_at`]); [`parse`] takes it as of parsing.
+    pub expire_at_ms: Option<i128>,
 }
 
 /// How the answers of a [`DataCommand`]'s commands make the one printed.
@@ -448,13 +453,12 @@ pub enum Combine {
     /// The sets of the `SMembers` answers made one (`sunion`, `sinter`,
     /// `sdiff`).
     Sets(SetOp),
-    /// The Unix time the one `Ttl` answer's key expires at: `now_ms`
-    /// (when the line was read) plus its time left, in milliseconds, or
-    /// in seconds (rounded, as Redis's `EXPIRETIME`) when `seconds`; -1
-    /// for no expiry, -2 for no key (`expiretime`, `pexpiretime`).
+    /// The Unix time the one `Ttl` answer's key expires at: this
+    /// machine's clock when the answer is combined plus the key's time
+    /// left, in milliseconds, or in seconds (rounded, as Redis's
+    /// `EXPIRETIME`) when `seconds`; -1 for no expiry, -2 for no key
+    /// (`expiretime`, `pexpiretime`).
     ExpireTime {
-        /// This machine's Unix time, ms, when the line was read.
-        now_ms: u64,
         /// In seconds rather than milliseconds.
         seconds: bool,
     },
@@ -505,7 +509,45 @@ impl DataCommand {
         DataCommand {
             commands: vec![command],
             combine: Combine::One,
+            expire_at_ms: None,
         }
+    }
+
+    /// The line as it is sent at `now_ms` (this machine's Unix time): an
+    /// expiry at a Unix time ([`Self::expire_at_ms`]) becomes the time
+    /// from `now_ms` to it, a deletion when it has passed (a key that
+    /// expires at once for `set`); any other line as it is.
+    ///
+    /// ```
+    /// use meridian::cli::command::parse_at;
+    /// use meridian::protocol::Command;
+    ///
+    /// let line = parse_at(&["expireat", "k", "1000"], 400_000).unwrap();
+    /// let later = line.timed_at(500_000);
+    /// assert_eq!(later.commands, [Command::Expire { key: "k".into(), ttl_ms: 500_000 }]);
+    /// assert_eq!(line.timed_at(1_000_000).commands, [Command::Del { key: "k".into() }]);
+    /// ```
+    pub fn timed_at(&self, now_ms: u64) -> DataCommand {
+        let mut line = self.clone();
+        let (Some(at_ms), Some(first)) = (self.expire_at_ms, line.commands.first_mut()) else {
+            return line;
+        };
+        let ttl = u64::try_from(at_ms - i128::from(now_ms))
+            .ok()
+            .filter(|ttl| *ttl > 0);
+        *first = match first.clone() {
+            Command::Set { key, value, .. } => Command::Set {
+                key,
+                value,
+                ttl_ms: Some(ttl.unwrap_or(1)),
+            },
+            Command::Expire { key, .. } | Command::Del { key } => match ttl {
+                Some(ttl_ms) => Command::Expire { key, ttl_ms },
+                None => Command::Del { key },
+            },
+            other => other,
+        };
+        line
     }
 
     /// The command whose kind the whole has (they are all of one kind):
@@ -528,6 +570,12 @@ impl DataCommand {
     /// assert_eq!(del.combine(answers.to_vec()).reply, Reply::Int(2));
     /// ```
     pub fn combine(&self, answers: Vec<Answer>) -> Answer {
+        self.combine_at(answers, unix_now_ms())
+    }
+
+    /// [`Self::combine`] at `now_ms`, this machine's Unix time, for the
+    /// lines whose answer depends on it (`expiretime`).
+    pub fn combine_at(&self, answers: Vec<Answer>, now_ms: u64) -> Answer {
         let acked = answers.iter().map(|a| a.replicas_acked).min().unwrap_or(0);
         let needed = answers.iter().map(|a| a.replicas_needed).max().unwrap_or(0);
         let count = |hit: fn(&Reply) -> i64| answers.iter().map(|a| hit(&a.reply)).sum();
@@ -558,7 +606,7 @@ impl DataCommand {
                 Some(Reply::Value(value)) => i64::try_from(value.len()).unwrap_or(i64::MAX),
                 _ => 0,
             }),
-            Combine::ExpireTime { now_ms, seconds } => Reply::Int(match one {
+            Combine::ExpireTime { seconds } => Reply::Int(match one {
                 Some(Reply::Ttl(Ttl::Ms(ms))) => {
                     let at = now_ms.saturating_add(*ms);
                     let at = if *seconds {
@@ -645,10 +693,14 @@ impl DataCommand {
 /// assert_eq!(del.combine, Combine::Sum);
 /// ```
 pub fn parse<S: AsRef<OsStr>>(words: &[S]) -> Result<DataCommand, UsageError> {
-    let now_ms = std::time::SystemTime::now()
+    parse_at(words, unix_now_ms())
+}
+
+/// This machine's Unix time in milliseconds (0 before 1970).
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    parse_at(words, now_ms)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// [`parse`] with the Unix time, ms, that absolute expiry times
@@ -676,6 +728,7 @@ pub fn parse_at<S: AsRef<OsStr>>(words: &[S], now_ms: u64) -> Result<DataCommand
         spec,
         args: &args,
         now_ms,
+        expire_at_ms: std::cell::Cell::new(None),
     }
     .data_command()
 }
@@ -685,13 +738,19 @@ struct Parser<'a> {
     args: &'a [&'a OsStr],
     /// This machine's Unix time, ms, for absolute expiry times.
     now_ms: u64,
+    /// The Unix time, ms, of an expiry at a Unix time, once parsed.
+    expire_at_ms: std::cell::Cell<Option<i128>>,
 }
 
 impl Parser<'_> {
     /// The forms that send several commands, else the one command.
     fn data_command(&self) -> Result<DataCommand, UsageError> {
         let a = self.args;
-        let each = |commands: Vec<Command>, combine| DataCommand { commands, combine };
+        let each = |commands: Vec<Command>, combine| DataCommand {
+            commands,
+            combine,
+            expire_at_ms: None,
+        };
         // The sum of one answer is that answer.
         let sum = |mut commands: Vec<Command>| match commands.len() {
             1 => DataCommand::one(commands.remove(0)),
@@ -812,7 +871,6 @@ impl Parser<'_> {
             "expiretime" | "pexpiretime" => each(
                 vec![Command::Ttl { key: self.key1()? }],
                 Combine::ExpireTime {
-                    now_ms: self.now_ms,
                     seconds: self.spec.name == "expiretime",
                 },
             ),
@@ -835,7 +893,11 @@ impl Parser<'_> {
                     .collect()),
                 _ => return Err(self.wrong_arity()),
             },
-            _ => DataCommand::one(self.command()?),
+            _ => {
+                let mut line = DataCommand::one(self.command()?);
+                line.expire_at_ms = self.expire_at_ms.get();
+                line
+            }
         })
     }
 
@@ -1211,9 +1273,11 @@ impl Parser<'_> {
     }
 
     /// The milliseconds from now (this machine's clock) to the Unix time
-    /// `arg` in units of `scale_ms`: `None` when it has passed; refused
-    /// when it is not an integer of the 64-bit signed range or is more
-    /// than [`TTL_MS_MAX`] ahead.
+    /// `arg` in units of `scale_ms`: `None` when it has passed. Refused,
+    /// as Redis refuses it, when it is not an integer of the 64-bit signed
+    /// range or its milliseconds are not; and when it is more than
+    /// [`TTL_MS_MAX`] ahead. The time, ms, is kept for the line
+    /// ([`DataCommand::expire_at_ms`]).
     fn ttl_until(
         &self,
         arg: &OsStr,
@@ -1228,7 +1292,17 @@ impl Parser<'_> {
                 expected: "an integer in the 64-bit signed range",
                 value: arg.to_string_lossy().into_owned(),
             })?;
-        let ttl = units * i128::from(scale_ms) - i128::from(self.now_ms);
+        let at_ms = units * i128::from(scale_ms);
+        if i64::try_from(at_ms).is_err() {
+            let max_units = i128::from(i64::MAX) / i128::from(scale_ms);
+            return Err(self.bad_expire_time(format!(
+                "{} {} is out of range (at most {max_units} either way)",
+                arg.to_string_lossy(),
+                what.to_ascii_lowercase(),
+            )));
+        }
+        self.expire_at_ms.set(Some(at_ms));
+        let ttl = at_ms - i128::from(self.now_ms);
         if ttl > i128::from(TTL_MS_MAX) {
             return Err(self.bad_expire_time(format!(
                 "{} {} is too far ahead (at most {} ms from now)",
@@ -2090,8 +2164,67 @@ mod tests {
         ] {
             assert!(parse_at(words, now).is_err(), "{words:?}");
         }
+        // Redis's range: seconds whose milliseconds are 64-bit signed.
+        assert_eq!(
+            at(&["expireat", "k", "9223372036854775"]).expire_at_ms,
+            Some(9_223_372_036_854_775_000)
+        );
+        assert_eq!(
+            at(&["expireat", "k", "-9223372036854775"]).commands,
+            [Command::Del { key: b("k") }]
+        );
+        for words in [
+            &["expireat", "k", "9223372036854776"][..],
+            &["expireat", "k", "-9223372036854776"],
+            &["expireat", "k", "-9223372036854775808"],
+            &["set", "k", "v", "EXAT", "9223372036854776"],
+        ] {
+            assert!(
+                matches!(parse_at(words, now), Err(UsageError::OutOfRange { .. })),
+                "{words:?}"
+            );
+        }
+        assert_eq!(
+            at(&["pexpireat", "k", "9223372036854775807"]).expire_at_ms,
+            Some(i128::from(i64::MAX))
+        );
+        assert_eq!(
+            at(&["pexpireat", "k", "-9223372036854775808"]).commands,
+            [Command::Del { key: b("k") }]
+        );
+        assert_eq!(at(&["set", "k", "v", "PXAT", "5"]).commands, [set(1)]);
+        assert!(parse_at(&["set", "k", "v", "PXAT", "0"], now).is_err());
+
+        // Sent later, the time left is taken as of sending.
+        let line = at(&["expireat", "k", "1700000100"]);
+        assert_eq!(line.expire_at_ms, Some(1_700_000_100_000));
+        assert_eq!(line.timed_at(now + 877).commands, [expire(99_000)]);
+        assert_eq!(
+            line.timed_at(1_700_000_100_000).commands,
+            [Command::Del { key: b("k") }]
+        );
+        let set_at = at(&["set", "k", "v", "EXAT", "1700000100"]);
+        assert_eq!(set_at.timed_at(now + 877).commands, [set(99_000)]);
+        assert_eq!(set_at.timed_at(u64::MAX).commands, [set(1)]);
+        let plain = at(&["expire", "k", "5"]);
+        assert_eq!(plain.expire_at_ms, None);
+        assert_eq!(plain.timed_at(0), plain);
+
         // expiretime: now plus the time left, in seconds rounded as Redis's.
-        let time = |words: &[&str], ttl| at(words).combine(vec![read(Reply::Ttl(ttl))]).reply;
+        let time =
+            |words: &[&str], ttl| at(words).combine_at(vec![read(Reply::Ttl(ttl))], now).reply;
+        assert_eq!(
+            time(&["expiretime", "k"], Ttl::Ms(376)),
+            Reply::Int(1_700_000_000)
+        );
+        assert_eq!(
+            time(&["expiretime", "k"], Ttl::Ms(377)),
+            Reply::Int(1_700_000_001)
+        );
+        assert_eq!(
+            time(&["pexpiretime", "k"], Ttl::Ms(u64::MAX)),
+            Reply::Int(i64::MAX)
+        );
         assert_eq!(
             time(&["expiretime", "k"], Ttl::Ms(99_877)),
             Reply::Int(1_700_000_100)

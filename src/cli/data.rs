@@ -52,7 +52,8 @@ impl Session {
         })
     }
 
-    /// Runs a command line: its commands one after another, their answers
+    /// Runs a command line (an expiry at a Unix time taken as of sending
+    /// it, see [`DataCommand::timed_at`]): its commands one after another, their answers
     /// in order, or the first error (the commands before it have run); the
     /// reads of a line printed as a list ([`Combine::Each`]) and the writes
     /// of `mset` ([`Combine::AllOk`]) all at once, or the first error in
@@ -60,6 +61,14 @@ impl Session {
     /// or value over the cluster's limits is not sent (see
     /// [`check_sizes`]).
     pub async fn run_line(&self, command: &DataCommand) -> Result<Vec<Answer>, Failed> {
+        // An expiry at a Unix time is taken as of now, when it is sent.
+        let timed;
+        let command = if command.expire_at_ms.is_some() {
+            timed = command.timed_at(super::command::unix_now_ms());
+            &timed
+        } else {
+            command
+        };
         if matches!(command.combine, Combine::Each | Combine::AllOk) {
             return self.run_at_once(&command.commands).await;
         }
