@@ -329,13 +329,15 @@ fn command_lines_print_what_redis_cli_prints_for_redis() {
 
     // A time left, read a moment after it was set.
     for key in ["greeting", "short"] {
-        same(&lab, &redis, &["set", key, "v", "EX", "100"]);
+        // The same option twice: the second counts.
+        same(&lab, &redis, &["set", key, "v", "EX", "5", "ex", "100"]);
         both_within(&lab, &redis, &["ttl", key], 98..=100);
         both_within(&lab, &redis, &["pttl", key], 97_000..=100_000);
     }
     for args in [
         &["set", "k", "v", "EXAT", "0"][..],
         &["set", "k", "v", "EX", "0"],
+        &["set", "k", "v", "EX", "5", "PX", "100"],
         &["expireat", "k", "9223372036854776"],
         &["expire", "k", "soon"],
     ] {

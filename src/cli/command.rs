@@ -1045,10 +1045,12 @@ impl Parser<'_> {
             return Err(self.wrong_arity());
         }
         let mut ttl_ms = None;
+        let mut kind = None;
         let mut rest = &a[2..];
         while let Some((option, tail)) = rest.split_first() {
             let name = option.to_string_lossy().to_ascii_lowercase();
-            let (what, scale, absolute) = match name.strip_prefix("--").unwrap_or(&name) {
+            let name = name.strip_prefix("--").unwrap_or(&name).to_owned();
+            let (what, scale, absolute) = match name.as_str() {
                 "ex" => ("SECONDS", 1000, false),
                 "px" => ("MS", 1, false),
                 "exat" => ("UNIX_SECONDS", 1000, true),
@@ -1057,9 +1059,12 @@ impl Parser<'_> {
                     return Err(self.bad_option(option, "unknown option"));
                 }
             };
-            if ttl_ms.is_some() {
+            // As in Redis, the same option again replaces the first; two
+            // kinds of expiry are refused.
+            if kind.is_some_and(|kind| kind != name) {
                 return Err(self.bad_option(option, "expiry given twice:"));
             }
+            kind = Some(name);
             let Some((value, tail)) = tail.split_first() else {
                 return Err(self.wrong_arity());
             };
@@ -1733,6 +1738,15 @@ mod tests {
             err(&["set", "k", "v", "--ex", "1", "--px", "5"]),
             UsageError::BadOption { .. }
         ));
+        // The same option again replaces the first, as in Redis.
+        assert_eq!(
+            ok(&["set", "k", "v", "EX", "5", "--ex", "7"]),
+            Command::Set {
+                key: b("k"),
+                value: b("v"),
+                ttl_ms: Some(7_000)
+            }
+        );
         let e = err(&["set", "k", "v", "--nx"]);
         assert_eq!(
             e.to_string(),
