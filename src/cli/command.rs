@@ -813,24 +813,8 @@ impl Parser<'_> {
                 pairs if !pairs.is_empty() && pairs.len() % 2 == 0 => {
                     // Sent at once: a key named twice is written once, with
                     // its last value, as the last write wins in Redis.
-                    let mut values: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len() / 2);
-                    let mut at: std::collections::HashMap<Bytes, usize> = Default::default();
-                    for pair in pairs.chunks(2) {
-                        let (key, value) = (bytes(pair[0]), bytes(pair[1]));
-                        match at.get(&key) {
-                            Some(&i) => values[i].1 = value,
-                            None => {
-                                at.insert(key.clone(), values.len());
-                                values.push((key, value));
-                            }
-                        }
-                    }
-                    let sets = values.into_iter().map(|(key, value)| Command::Set {
-                        key,
-                        value,
-                        ttl_ms: None,
-                    });
-                    each(sets.collect(), Combine::AllOk)
+                    let pairs = pairs.chunks(2).map(|pair| (bytes(pair[0]), bytes(pair[1])));
+                    each(crate::client::mset_commands(pairs), Combine::AllOk)
                 }
                 _ => return Err(self.wrong_arity()),
             },

@@ -113,25 +113,7 @@ impl Client {
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<(), ClientError> {
-        // The last value of each key, in the order of the keys' first use.
-        let mut order: Vec<(Bytes, Bytes)> = Vec::new();
-        let mut position: HashMap<Bytes, usize> = HashMap::new();
-        for (key, value) in pairs {
-            let (key, value) = (key.into(), value.into());
-            match position.get(&key) {
-                Some(&at) => order[at].1 = value,
-                None => {
-                    position.insert(key.clone(), order.len());
-                    order.push((key, value));
-                }
-            }
-        }
-        let sets = order.into_iter().map(|(key, value)| Command::Set {
-            key,
-            value,
-            ttl_ms: None,
-        });
-        for result in self.execute_many(sets).await {
+        for result in self.execute_many(mset_commands(pairs)).await {
             match result?.reply {
                 Reply::Ok => {}
                 other => return Err(unexpected(other, "SET")),
@@ -139,6 +121,39 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The `Set` commands of an `MSET` of `pairs`: one for each key, in the
+/// order of the keys' first use, with the key's last value.
+///
+/// ```
+/// use meridian::client::{mset_commands, Command};
+///
+/// let sets = mset_commands([("a", "1"), ("b", "2"), ("a", "3")]);
+/// let set = |key: &str, value: &str| Command::Set { key: key.into(), value: value.into(), ttl_ms: None };
+/// assert_eq!(sets, [set("a", "3"), set("b", "2")]);
+/// ```
+pub fn mset_commands<K: Into<Bytes>, V: Into<Bytes>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Vec<Command> {
+    let mut values: Vec<(Bytes, Bytes)> = Vec::new();
+    let mut position: HashMap<Bytes, usize> = HashMap::new();
+    for (key, value) in pairs {
+        let (key, value) = (key.into(), value.into());
+        match position.get(&key) {
+            Some(&at) => values[at].1 = value,
+            None => {
+                position.insert(key.clone(), values.len());
+                values.push((key, value));
+            }
+        }
+    }
+    let sets = values.into_iter().map(|(key, value)| Command::Set {
+        key,
+        value,
+        ttl_ms: None,
+    });
+    sets.collect()
 }
 
 /// Waits for one task of `running` and files its result: a task cancelled

@@ -69,7 +69,7 @@ pub use error::ClientError;
 pub(crate) use handles::too_large_to_answer;
 pub use handles::{Counter, Map, MvRegister, Register, Scan, Set};
 pub use keys::{KeyScan, ScanOptions, SCAN_COUNT_DEFAULT};
-pub use many::MANY_INFLIGHT_MAX;
+pub use many::{mset_commands, MANY_INFLIGHT_MAX};
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
