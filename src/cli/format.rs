@@ -93,34 +93,10 @@ fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
         Reply::Type(None) => out.extend_from_slice(b"none"),
         Reply::Ttl(ttl) => out.extend_from_slice(ttl_seconds(*ttl).to_string().as_bytes()),
         Reply::Status(status) => out.extend_from_slice(node_status(status).as_bytes()),
-        Reply::SetPage(page) => {
-            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
-            if !page.items.is_empty() {
-                out.push(b'\n');
-                raw_items(&page.items, out, |v, out| out.extend_from_slice(v));
-            }
-        }
-        Reply::MapPage(page) => {
-            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
-            if !page.items.is_empty() {
-                out.push(b'\n');
-                raw_fields(&page.items, out);
-            }
-        }
-        Reply::SetMatches(page) => {
-            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
-            if !page.items.is_empty() {
-                out.push(b'\n');
-                raw_items(&page.items, out, |v, out| out.extend_from_slice(v));
-            }
-        }
-        Reply::MapMatches(page) => {
-            out.extend_from_slice(cursor(page.after().map(|a| &a[..])).as_bytes());
-            if !page.items.is_empty() {
-                out.push(b'\n');
-                raw_fields(&page.items, out);
-            }
-        }
+        Reply::SetPage(page) => raw_members_page(page.after(), &page.items, out),
+        Reply::SetMatches(page) => raw_members_page(page.after(), &page.items, out),
+        Reply::MapPage(page) => raw_fields_page(page.after(), &page.items, out),
+        Reply::MapMatches(page) => raw_fields_page(page.after(), &page.items, out),
         Reply::Keys(page) => {
             out.extend_from_slice(page.next.to_string().as_bytes());
             if !page.keys.is_empty() {
@@ -128,6 +104,34 @@ fn raw_reply(reply: &Reply, out: &mut Vec<u8>) {
                 raw_items(&page.keys, out, |v, out| out.extend_from_slice(v));
             }
         }
+    }
+}
+
+/// A page of a set's members ending at `after`: the cursor, then the
+/// members, one a line.
+fn raw_members_page(
+    after: Option<&crdt_types::Bytes>,
+    items: &[crdt_types::Bytes],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(cursor(after.map(|a| &a[..])).as_bytes());
+    if !items.is_empty() {
+        out.push(b'\n');
+        raw_items(items, out, |v, out| out.extend_from_slice(v));
+    }
+}
+
+/// A page of a map's fields ending at `after`: the cursor, then the
+/// fields and values.
+fn raw_fields_page(
+    after: Option<&crdt_types::Bytes>,
+    items: &[(crdt_types::Bytes, FieldValue)],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(cursor(after.map(|a| &a[..])).as_bytes());
+    if !items.is_empty() {
+        out.push(b'\n');
+        raw_fields(items, out);
     }
 }
 
@@ -225,22 +229,10 @@ fn shape(reply: &Reply) -> Shape {
         Reply::Ttl(ttl) => Shape::integer(ttl_seconds(*ttl)),
         Reply::Status(status) => Shape::Line(node_status(status)),
         // As redis-cli prints SSCAN and HSCAN: the cursor, then the page.
-        Reply::SetPage(page) => Shape::List(vec![
-            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
-            Shape::values(&page.items),
-        ]),
-        Reply::MapPage(page) => Shape::List(vec![
-            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
-            Shape::fields(&page.items),
-        ]),
-        Reply::SetMatches(page) => Shape::List(vec![
-            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
-            Shape::values(&page.items),
-        ]),
-        Reply::MapMatches(page) => Shape::List(vec![
-            Shape::Line(quote(cursor(page.after().map(|a| &a[..])).as_bytes())),
-            Shape::fields(&page.items),
-        ]),
+        Reply::SetPage(page) => Shape::page(page.after(), Shape::values(&page.items)),
+        Reply::SetMatches(page) => Shape::page(page.after(), Shape::values(&page.items)),
+        Reply::MapPage(page) => Shape::page(page.after(), Shape::fields(&page.items)),
+        Reply::MapMatches(page) => Shape::page(page.after(), Shape::fields(&page.items)),
         // As redis-cli prints SCAN: the cursor, then the keys.
         Reply::Keys(page) => Shape::List(vec![
             Shape::Line(quote(page.next.to_string().as_bytes())),
@@ -434,6 +426,15 @@ impl Shape {
 
     fn integer(n: i64) -> Shape {
         Shape::Line(format!("(integer) {n}"))
+    }
+
+    /// A page of a set or map ending at `after`, as redis-cli prints
+    /// `SSCAN` and `HSCAN`: the cursor, then the page's items.
+    fn page(after: Option<&crdt_types::Bytes>, items: Shape) -> Shape {
+        Shape::List(vec![
+            Shape::Line(quote(cursor(after.map(|a| &a[..])).as_bytes())),
+            items,
+        ])
     }
 
     fn values(values: &[crdt_types::Bytes]) -> Shape {
