@@ -241,8 +241,8 @@ fn data_command(global: &GlobalArgs, words: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    if global.raw && command.combine == command::Combine::AllKeys {
-        return runtime.block_on(raw_keys(target, &command, &global.state_dir));
+    if let Some(options) = data::keys_scan(&command).filter(|_| global.raw) {
+        return runtime.block_on(raw_keys(target, &command, options, &global.state_dir));
     }
     let answered = runtime.block_on(data::execute(target.clone(), &command));
     match answered {
@@ -286,6 +286,7 @@ fn report_failure(
 async fn raw_keys(
     target: Target,
     command: &command::DataCommand,
+    options: meridian::client::ScanOptions,
     state_dir: &std::path::Path,
 ) -> ExitCode {
     let failed = |failed: data::Failed| report_failure(command, &failed, &target, state_dir);
@@ -293,10 +294,7 @@ async fn raw_keys(
         Ok(session) => session,
         Err(error) => return failed(data::Failed::before(0, error)),
     };
-    let Some(mut scan) = session.key_scan(command) else {
-        let error = meridian::client::ClientError::BadRequest("not a line of keys".to_owned());
-        return failed(data::Failed::before(0, error));
-    };
+    let mut scan = session.key_scan(options);
     let cannot_write =
         |e: &StdoutFailed| format::error(&format_args!("cannot write the answer: {}", e.0));
     let mut printed_any = false;

@@ -72,10 +72,10 @@ impl Session {
         if matches!(command.combine, Combine::Each | Combine::AllOk) {
             return self.run_at_once(&command.commands).await;
         }
-        let Some(scan) = self.key_scan(command) else {
+        let Some(options) = keys_scan(command) else {
             return self.run(&command.commands).await;
         };
-        let keys = scan.collect().await;
+        let keys = self.key_scan(options).collect().await;
         let keys = keys.map_err(|error| Failed::before(0, error))?;
         Ok(vec![Answer {
             reply: Reply::Values(keys),
@@ -84,27 +84,9 @@ impl Session {
         }])
     }
 
-    /// The scan of a `keys PATTERN` line ([`Combine::AllKeys`]), to take
-    /// page by page; `None` for any other line.
-    pub fn key_scan(&self, command: &DataCommand) -> Option<KeyScan> {
-        let (
-            Combine::AllKeys,
-            [Command::Scan {
-                pattern,
-                kind,
-                count,
-                ..
-            }],
-        ) = (&command.combine, command.commands.as_slice())
-        else {
-            return None;
-        };
-        let options = ScanOptions {
-            pattern: pattern.clone(),
-            kind: *kind,
-            count: *count,
-        };
-        Some(self.client.scan_keys(options))
+    /// A scan of the region's keys, to take page by page.
+    pub fn key_scan(&self, options: ScanOptions) -> KeyScan {
+        self.client.scan_keys(options)
     }
 
     /// Runs the commands of a line printed as a list (`mget`, `hmget`,
@@ -165,6 +147,28 @@ impl Session {
         }
         Ok(answers)
     }
+}
+
+/// What the scan of a `keys PATTERN` line ([`Combine::AllKeys`]) looks
+/// for; `None` for any other line.
+pub fn keys_scan(command: &DataCommand) -> Option<ScanOptions> {
+    let (
+        Combine::AllKeys,
+        [Command::Scan {
+            pattern,
+            kind,
+            count,
+            ..
+        }],
+    ) = (&command.combine, command.commands.as_slice())
+    else {
+        return None;
+    };
+    Some(ScanOptions {
+        pattern: pattern.clone(),
+        kind: *kind,
+        count: *count,
+    })
 }
 
 /// The answers of a line's commands sent all at once, from their results
